@@ -1,0 +1,70 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A small HTTP client for a running Banyan server (used by `banyan emit`).
+///
+/// Thread-safe: wraps AsyncHTTPClient's shared client. Errors from the server surface as
+/// `BanyanClientError` carrying the status and the server's `error`/`detail`.
+public struct BanyanHTTPClient: Sendable {
+    public let baseURL: String
+    public var timeout: TimeAmount = .seconds(30)
+
+    public init(baseURL: String) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+    }
+
+    /// POST /emit. `payloadJSON` is JSON text spliced into the body as-is (the server validates it).
+    public func emit(type: String, parents: [UInt64], message: String?, payloadJSON: String?) async throws -> UInt64 {
+        var body = "{\"type\":" + Self.quote(type) + ",\"parents\":[" + parents.map(String.init).joined(separator: ",") + "]"
+        if let message { body += ",\"message\":" + Self.quote(message) }
+        if let payloadJSON { body += ",\"payload\":" + payloadJSON }
+        body += "}"
+        let data = try await send(path: "/emit", method: .POST, body: Array(body.utf8))
+        return try JSONDecoder().decode(EmitResponse.self, from: Data(data)).id
+    }
+
+    /// GET a path and return the raw body of a 2xx answer.
+    public func get(path: String) async throws -> [UInt8] {
+        try await send(path: path, method: .GET, body: nil)
+    }
+
+    private func send(path: String, method: HTTPMethod, body: [UInt8]?) async throws -> [UInt8] {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: timeout)
+        } catch {
+            throw BanyanClientError(status: 0, error: "cannot reach \(baseURL)", detail: "\(error)")
+        }
+        let bytes = Array((try await response.body.collect(upTo: 64 << 20)).readableBytesView)
+        guard (200..<300).contains(response.status.code) else {
+            let decoded = try? JSONDecoder().decode(ErrorBody.self, from: Data(bytes))
+            throw BanyanClientError(
+                status: Int(response.status.code), error: decoded?.error ?? "HTTP \(response.status.code)",
+                detail: decoded?.detail ?? String(decoding: bytes.prefix(300), as: UTF8.self))
+        }
+        return bytes
+    }
+
+    static func quote(_ s: String) -> String {
+        let data = try! JSONEncoder().encode([s])
+        let text = String(decoding: data, as: UTF8.self)
+        return String(text.dropFirst().dropLast())
+    }
+}
+
+public struct BanyanClientError: Error, Sendable, CustomStringConvertible {
+    public var status: Int
+    public var error: String
+    public var detail: String?
+
+    public var description: String {
+        let prefix = status > 0 ? "HTTP \(status): " : ""
+        return prefix + error + (detail.map { " (\($0))" } ?? "")
+    }
+}

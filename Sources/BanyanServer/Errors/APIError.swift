@@ -1,0 +1,60 @@
+import EventLog
+import Hummingbird
+
+/// An error answered as `{"error": ..., "detail": ...}` with a 4xx/5xx status: the one place
+/// where failures become HTTP responses (CelestialTree's error body shape).
+struct APIError: Error, HTTPResponseError, Sendable {
+    var status: HTTPResponse.Status
+    var error: String
+    var detail: String?
+    var headers: HTTPFields = [:]
+
+    init(_ status: HTTPResponse.Status, _ error: String, detail: String? = nil) {
+        self.status = status
+        self.error = error
+        self.detail = detail
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        makeResponse()
+    }
+
+    func makeResponse() -> Response {
+        var w = JSONWriter(capacity: 64 + (detail?.utf8.count ?? 0))
+        w.writeRaw("{\"error\":")
+        w.writeString(error)
+        if let detail {
+            w.writeRaw(",\"detail\":")
+            w.writeString(detail)
+        }
+        w.writeRaw("}")
+        var response = JSONResponse.make(w, status: status)
+        for field in headers { response.headers.append(field) }
+        return response
+    }
+
+    static func invalidJSON(_ detail: String) -> APIError { APIError(.badRequest, "invalid json", detail: detail) }
+    static let badID = APIError(.badRequest, "bad id")
+    static let notFound = APIError(.notFound, "not found")
+    static let methodNotAllowed = APIError(.methodNotAllowed, "method not allowed")
+
+    /// Maps a store error to a response, with `error` as the CelestialTree summary (e.g. "emit failed").
+    static func from(_ e: LogError, summary: String) -> APIError {
+        switch e.code {
+        case .invalidArgument, .notFound:
+            return APIError(.badRequest, summary, detail: e.description)
+        case .conflict:
+            return APIError(.conflict, summary, detail: e.description)
+        case .limitExceeded:
+            return APIError(.badRequest, summary, detail: e.description)
+        case .overloaded:
+            var error = APIError(.serviceUnavailable, summary, detail: e.description)
+            error.headers[.retryAfter] = "1"
+            return error
+        case .closed:
+            return APIError(.serviceUnavailable, summary, detail: e.description)
+        default:
+            return APIError(.internalServerError, summary, detail: e.description)
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import EventLog
+import Hummingbird
+import NIOCore
+
+/// JSON responses as CelestialTree writes them: `application/json; charset=utf-8`, body ending in "\n".
+enum JSONResponse {
+    static let contentType = "application/json; charset=utf-8"
+
+    static func make(_ writer: JSONWriter, status: HTTPResponse.Status = .ok) -> Response {
+        var bytes = writer.bytes
+        bytes.append(UInt8(ascii: "\n"))
+        return Response(
+            status: status,
+            headers: [.contentType: contentType, .contentLength: String(bytes.count)],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static func ids(_ ids: [EventID]) -> Response {
+        var w = JSONWriter(capacity: 2 + ids.count * 8)
+        w.writeRaw("[")
+        for (i, id) in ids.enumerated() {
+            if i > 0 { w.writeRaw(",") }
+            w.writeUInt(id)
+        }
+        w.writeRaw("]")
+        return make(w)
+    }
+
+    /// Go's `http.NotFound` body for paths no route serves.
+    static func pageNotFound() -> Response {
+        let body = "404 page not found\n"
+        return Response(
+            status: .notFound,
+            headers: [.contentType: "text/plain; charset=utf-8", .contentLength: String(body.utf8.count)],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+}

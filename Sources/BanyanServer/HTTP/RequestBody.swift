@@ -1,0 +1,68 @@
+import EventLog
+import Hummingbird
+
+/// Reading request bodies: bounded collection and strict JSON objects.
+enum RequestBody {
+    /// Collects the body, refusing more than `bytesMax` with 413.
+    static func bytes(_ request: Request, bytesMax: Int) async throws -> [UInt8] {
+        do {
+            let buffer = try await request.body.collect(upTo: bytesMax)
+            return Array(buffer.readableBytesView)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(.contentTooLarge, "body too large", detail: "request body is larger than \(bytesMax) bytes")
+        }
+    }
+
+    /// Parses a JSON object whose member names must all be in `allowed` (CelestialTree rejects
+    /// unknown fields, so a typo never silently drops data).
+    static func object(_ bytes: [UInt8], allowed: Set<String>, depthMax: Int) throws -> JSONValue {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes, depthMax: depthMax)
+        } catch {
+            throw APIError.invalidJSON(error.description)
+        }
+        guard let members = value.objectValue else {
+            throw APIError.invalidJSON("body must be a JSON object, not \(value.typeName)")
+        }
+        for member in members where !allowed.contains(member.key) {
+            throw APIError.invalidJSON("json: unknown field \"\(member.key)\"")
+        }
+        return value
+    }
+
+    /// An optional string member (null counts as absent).
+    static func string(_ object: JSONValue, _ name: String) throws -> String? {
+        guard let value = object[name], !value.isNull else { return nil }
+        guard let s = value.stringValue else { throw APIError.invalidJSON("field \"\(name)\" must be a string, not \(value.typeName)") }
+        return s
+    }
+
+    /// An optional array of non-negative integer ids (null counts as absent), at most `countMax`.
+    static func ids(_ object: JSONValue, _ name: String, countMax: Int) throws -> [EventID]? {
+        guard let value = object[name], !value.isNull else { return nil }
+        guard let items = value.arrayValue else { throw APIError.invalidJSON("field \"\(name)\" must be an array of ids") }
+        guard items.count <= countMax else {
+            throw APIError(.badRequest, "too many ids", detail: "field \"\(name)\" has \(items.count) entries, at most \(countMax) allowed")
+        }
+        var ids: [EventID] = []
+        ids.reserveCapacity(items.count)
+        for item in items {
+            guard let id = item.uint64Value else {
+                throw APIError.invalidJSON("field \"\(name)\" must hold unsigned integer ids, found \(item.typeName)")
+            }
+            ids.append(id)
+        }
+        return ids
+    }
+}
+
+/// Path ids: decimal digits only, 1...UInt64.max (CelestialTree: "bad id" otherwise).
+enum PathID {
+    static func parse(_ text: Substring) throws -> EventID {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = UInt64(text), id > 0 else {
+            throw APIError.badID
+        }
+        return id
+    }
+}

@@ -1,0 +1,90 @@
+/// Progress and outcome of an import.
+public struct ImportSummary: Sendable {
+    public var lines = 0
+    public var appended = 0
+    /// Events already present (same key or same pinned id and content): nothing stored for them.
+    public var duplicates = 0
+    public var lastID: EventID = 0
+}
+
+extension EventStore {
+    /// Imports a JSONL (or `.jsonl.zst`) file in batches of `batchEvents`, in file order, so
+    /// parents named by key must appear on earlier lines. Batches are appended without waiting
+    /// for fsync and the WAL is synced once at the end.
+    ///
+    /// Stops at the first bad line with its line number; the batches before it stay stored, and
+    /// re-running the import is idempotent for keyed events and for events with an `id`.
+    public func importJSONL(
+        path: String, batchEvents: Int = 1_000, progress: ((ImportSummary) -> Void)? = nil
+    ) async throws -> ImportSummary {
+        let reader = try LineReader(path: path, lineBytesMax: limits.payloadBytesMax + limits.messageBytesMax + (64 << 10))
+        let batchSize = max(1, min(batchEvents, limits.batchEventsMax))
+        var summary = ImportSummary()
+        var batch: [AppendRequest] = []
+        var batchLines: [Int] = []
+        var nextID = lastID + 1
+        func flush() async throws {
+            guard !batch.isEmpty else { return }
+            let receipt: AppendReceipt
+            do {
+                receipt = try await append(batch, durability: .never)
+            } catch var error as LogError {
+                if let index = error.index {
+                    error.message = "\(path): line \(batchLines[index]): \(error.message)"
+                    error.index = nil
+                }
+                throw error
+            }
+            for result in receipt.results {
+                if result.duplicate { summary.duplicates += 1 } else { summary.appended += 1 }
+            }
+            summary.lastID = lastID
+            nextID = lastID + 1
+            batch.removeAll(keepingCapacity: true)
+            batchLines.removeAll(keepingCapacity: true)
+            progress?(summary)
+        }
+        while let line = try reader.nextLine() {
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            summary.lines += 1
+            let record: ImportRecord
+            do {
+                record = try ImportRecord.parse(line, depthMax: limits.jsonDepthMax)
+            } catch {
+                throw LogError(error.code, "\(path): line \(reader.lineNumber): \(error.message)", field: error.field)
+            }
+            if let pinned = record.id {
+                if pinned < nextID - UInt64(batch.count) {
+                    try checkPinned(pinned, record.request, path: path, line: reader.lineNumber)
+                    summary.duplicates += 1
+                    continue
+                }
+                guard pinned == nextID else {
+                    throw LogError(.invalidArgument, "\(path): line \(reader.lineNumber): id \(pinned) would leave a gap (next id is \(nextID))", field: "id")
+                }
+            }
+            batch.append(record.request)
+            batchLines.append(reader.lineNumber)
+            nextID += 1
+            if batch.count >= batchSize { try await flush() }
+        }
+        try await flush()
+        try storageCall { () throws(StorageError) in try storage.db.syncWAL() }
+        summary.lastID = lastID
+        return summary
+    }
+
+    private func checkPinned(_ id: EventID, _ request: AppendRequest, path: String, line: Int) throws(LogError) {
+        guard let stored = try event(id) else { throw LogError(.notFound, "\(path): line \(line): event \(id) is missing") }
+        var parents = request.parents
+        for key in request.parentKeys {
+            guard let parent = try self.id(forKey: key) else {
+                throw LogError(.notFound, "\(path): line \(line): parent key \"\(key)\" not found", field: "parents")
+            }
+            parents.append(parent)
+        }
+        guard stored.type == request.type, stored.parents == parents, stored.key == request.key else {
+            throw LogError(.conflict, "\(path): line \(line): id \(id) exists with different content", field: "id")
+        }
+    }
+}

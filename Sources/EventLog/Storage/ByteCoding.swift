@@ -1,0 +1,124 @@
+/// Little helpers for the binary formats: big-endian fixed integers (so keys sort numerically)
+/// and LEB128 varints (compact values). All decoding is bounds-checked and throws on short input.
+struct ByteWriter {
+    var bytes: [UInt8]
+
+    init(capacity: Int = 64) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    mutating func putBE64(_ v: UInt64) {
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
+    }
+
+    mutating func putBE32(_ v: UInt32) {
+        for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
+    }
+
+    mutating func putVarint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    mutating func putZigzag(_ v: Int64) {
+        putVarint(UInt64(bitPattern: (v << 1) ^ (v >> 63)))
+    }
+
+    mutating func putBytes(_ b: some Collection<UInt8>) {
+        putVarint(UInt64(b.count))
+        bytes.append(contentsOf: b)
+    }
+
+    mutating func putString(_ s: String) {
+        putBytes(s.utf8)
+    }
+}
+
+struct ByteReader {
+    let bytes: [UInt8]
+    var offset: Int
+
+    init(_ bytes: [UInt8], offset: Int = 0) {
+        self.bytes = bytes
+        self.offset = offset
+    }
+
+    var isAtEnd: Bool { offset >= bytes.count }
+
+    mutating func byte() throws(StorageError) -> UInt8 {
+        guard offset < bytes.count else { throw Self.short(offset) }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    mutating func be64() throws(StorageError) -> UInt64 {
+        guard offset + 8 <= bytes.count else { throw Self.short(offset) }
+        var v: UInt64 = 0
+        for i in 0..<8 { v = v << 8 | UInt64(bytes[offset + i]) }
+        offset += 8
+        return v
+    }
+
+    mutating func be32() throws(StorageError) -> UInt32 {
+        guard offset + 4 <= bytes.count else { throw Self.short(offset) }
+        var v: UInt32 = 0
+        for i in 0..<4 { v = v << 8 | UInt32(bytes[offset + i]) }
+        offset += 4
+        return v
+    }
+
+    mutating func varint() throws(StorageError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let b = try byte()
+            guard shift < 64 else { throw StorageError(.corruption, "varint longer than 10 bytes at offset \(offset)") }
+            result |= UInt64(b & 0x7f) << shift
+            if b & 0x80 == 0 { return result }
+            shift += 7
+        }
+    }
+
+    mutating func zigzag() throws(StorageError) -> Int64 {
+        let v = try varint()
+        return Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1)
+    }
+
+    mutating func bytes(count: Int) throws(StorageError) -> ArraySlice<UInt8> {
+        guard count >= 0, offset + count <= bytes.count else { throw Self.short(offset) }
+        defer { offset += count }
+        return bytes[offset..<offset + count]
+    }
+
+    mutating func lengthPrefixed() throws(StorageError) -> ArraySlice<UInt8> {
+        let count = try varint()
+        guard count <= UInt64(bytes.count) else { throw Self.short(offset) }
+        return try bytes(count: Int(count))
+    }
+
+    mutating func string() throws(StorageError) -> String {
+        let raw = try lengthPrefixed()
+        guard let s = String(validating: raw, as: UTF8.self) else {
+            throw StorageError(.corruption, "invalid UTF-8 in stored string at offset \(offset)")
+        }
+        return s
+    }
+
+    private static func short(_ offset: Int) -> StorageError {
+        StorageError(.corruption, "record truncated at offset \(offset)")
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Decodes 8 big-endian bytes starting at `start` (callers have checked the length).
+    func be64(at start: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<8 { v = v << 8 | UInt64(self[start + i]) }
+        return v
+    }
+}

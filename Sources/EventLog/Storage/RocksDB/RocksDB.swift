@@ -1,0 +1,191 @@
+import CRocksDB
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One open RocksDB database with its column families.
+///
+/// Thread-safety: RocksDB's `DB` is safe for concurrent reads and writes, so `get`, `write` and
+/// `iterator` may be called from any thread. `close()` must be called once, by the owner, after
+/// every other user is done; `deinit` closes too if the owner forgot. The handles are only
+/// touched through this class, which is why `@unchecked Sendable` is sound: the pointers never
+/// change after `init`, and the C library synchronises what lies behind them.
+final class RocksDB: @unchecked Sendable {
+    /// How a column family is tuned. The big families get zstd; point-lookup families a bloom filter.
+    struct FamilyOptions: Sendable {
+        enum Compression: Sendable { case none, lz4, zstd }
+        var name: String
+        var compression: Compression
+        var bloomFilter: Bool
+    }
+
+    /// A column family handle. Valid while its `RocksDB` is open.
+    struct Family: @unchecked Sendable {
+        let handle: OpaquePointer
+    }
+
+    private var db: OpaquePointer?
+    private(set) var families: [Family] = []
+    private let options: OpaquePointer
+    private var familyOptions: [OpaquePointer] = []
+    private let tableOptions: OpaquePointer
+    private let cache: OpaquePointer
+    private let syncWrite: OpaquePointer
+    private let asyncWrite: OpaquePointer
+    private let readOptions: OpaquePointer
+    let path: String
+    let readOnly: Bool
+
+    /// Opens (creating if needed, unless `readOnly`) the database at `path` with exactly `families`
+    /// (the "default" family is added implicitly and unused).
+    init(path: String, families specs: [FamilyOptions], readOnly: Bool, blockCacheBytes: Int) throws(StorageError) {
+        self.path = path
+        self.readOnly = readOnly
+        options = rocksdb_options_create()
+        rocksdb_options_set_create_if_missing(options, readOnly ? 0 : 1)
+        rocksdb_options_set_create_missing_column_families(options, readOnly ? 0 : 1)
+        rocksdb_options_increase_parallelism(options, 2)
+        rocksdb_options_set_max_background_jobs(options, 2)
+        rocksdb_options_set_keep_log_file_num(options, 5)
+        rocksdb_options_set_bytes_per_sync(options, 1 << 20)
+        rocksdb_options_set_paranoid_checks(options, 1)
+        // Records carry their own checksums; RocksDB's block checksums guard the SST files.
+        cache = rocksdb_cache_create_lru(blockCacheBytes)
+        tableOptions = rocksdb_block_based_options_create()
+        rocksdb_block_based_options_set_block_cache(tableOptions, cache)
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(tableOptions, 1)
+
+        syncWrite = rocksdb_writeoptions_create()
+        rocksdb_writeoptions_set_sync(syncWrite, 1)
+        asyncWrite = rocksdb_writeoptions_create()
+        rocksdb_writeoptions_set_sync(asyncWrite, 0)
+        readOptions = rocksdb_readoptions_create()
+
+        let all = [FamilyOptions(name: "default", compression: .none, bloomFilter: false)] + specs
+        for spec in all {
+            familyOptions.append(Self.makeFamilyOptions(base: options, cache: cache, spec))
+        }
+        var handles = [OpaquePointer?](repeating: nil, count: all.count)
+        let names = all.map { $0.name }
+        let opened: OpaquePointer? = try Self.withCStrings(names) { cNames throws(StorageError) in
+            try familyOptions.map { Optional($0) }.withUnsafeBufferPointer { optsPtr throws(StorageError) in
+                try handles.withUnsafeMutableBufferPointer { handlesPtr throws(StorageError) in
+                    try withErrorPointer { err in
+                        readOnly
+                            ? rocksdb_open_for_read_only_column_families(
+                                options, path, Int32(all.count), cNames, optsPtr.baseAddress,
+                                handlesPtr.baseAddress, 0, err)
+                            : rocksdb_open_column_families(
+                                options, path, Int32(all.count), cNames, optsPtr.baseAddress,
+                                handlesPtr.baseAddress, err)
+                    }
+                }
+            }
+        }
+        guard let opened else { throw StorageError(.io, "rocksdb: open of \(path) returned no handle") }
+        db = opened
+        families = handles.dropFirst().map { Family(handle: $0!) }
+        defaultFamily = handles[0]
+    }
+
+    private var defaultFamily: OpaquePointer?
+
+    private static func makeFamilyOptions(base: OpaquePointer, cache: OpaquePointer, _ spec: FamilyOptions) -> OpaquePointer {
+        let cfOptions = rocksdb_options_create_copy(base)!
+        let table = rocksdb_block_based_options_create()!
+        rocksdb_block_based_options_set_block_cache(table, cache)
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 1)
+        if spec.bloomFilter {
+            rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom(10))
+        }
+        rocksdb_options_set_block_based_table_factory(cfOptions, table)
+        rocksdb_block_based_options_destroy(table)
+        switch spec.compression {
+        case .none: rocksdb_options_set_compression(cfOptions, Int32(rocksdb_no_compression))
+        case .lz4: rocksdb_options_set_compression(cfOptions, Int32(rocksdb_lz4_compression))
+        case .zstd:
+            rocksdb_options_set_compression(cfOptions, Int32(rocksdb_zstd_compression))
+            rocksdb_options_set_bottommost_compression(cfOptions, Int32(rocksdb_zstd_compression))
+        }
+        return cfOptions
+    }
+
+    private static func withCStrings<T>(
+        _ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) throws(StorageError) -> T
+    ) throws(StorageError) -> T {
+        let duplicated = strings.map { strdup($0) }
+        defer { duplicated.forEach { free($0) } }
+        let pointers: [UnsafePointer<CChar>?] = duplicated.map { $0.map { UnsafePointer($0) } }
+        return try pointers.withUnsafeBufferPointer { buffer throws(StorageError) in try body(buffer.baseAddress!) }
+    }
+
+    deinit {
+        close()
+        rocksdb_writeoptions_destroy(syncWrite)
+        rocksdb_writeoptions_destroy(asyncWrite)
+        rocksdb_readoptions_destroy(readOptions)
+        rocksdb_block_based_options_destroy(tableOptions)
+        for cfOptions in familyOptions { rocksdb_options_destroy(cfOptions) }
+        rocksdb_options_destroy(options)
+        rocksdb_cache_destroy(cache)
+    }
+
+    /// Closes the database. Idempotent. Callers must have stopped every other use first.
+    func close() {
+        guard let db else { return }
+        for family in families { rocksdb_column_family_handle_destroy(family.handle) }
+        if let defaultFamily { rocksdb_column_family_handle_destroy(defaultFamily) }
+        families = []
+        defaultFamily = nil
+        rocksdb_close(db)
+        self.db = nil
+    }
+
+    private func handle() throws(StorageError) -> OpaquePointer {
+        guard let db else { throw StorageError(.closed, "the store is closed") }
+        return db
+    }
+
+    /// Point read; nil when the key is absent.
+    func get(_ family: Family, _ key: [UInt8]) throws(StorageError) -> [UInt8]? {
+        let db = try handle()
+        var length = 0
+        let value: UnsafeMutablePointer<CChar>? = try key.withUnsafeBufferPointer { k throws(StorageError) in
+            try withErrorPointer { err in
+                k.withMemoryRebound(to: CChar.self) { kc in
+                    rocksdb_get_cf(db, readOptions, family.handle, kc.baseAddress, kc.count, &length, err)
+                }
+            }
+        }
+        guard let value else { return nil }
+        defer { rocksdb_free(value) }
+        return Array(UnsafeRawBufferPointer(start: value, count: length))
+    }
+
+    /// Applies `batch` atomically, through the WAL; `sync` makes it durable (fsync) before returning.
+    func write(_ batch: RocksWriteBatch, sync: Bool) throws(StorageError) {
+        let db = try handle()
+        try withErrorPointer { rocksdb_write(db, sync ? syncWrite : asyncWrite, batch.handle, $0) }
+    }
+
+    /// Makes everything written so far durable (used by the interval durability policy).
+    func syncWAL() throws(StorageError) {
+        let db = try handle()
+        try withErrorPointer { rocksdb_flush_wal(db, 1, $0) }
+    }
+
+    func iterator(_ family: Family, lower: [UInt8]? = nil, upper: [UInt8]? = nil, fillCache: Bool = true) throws(StorageError) -> RocksIterator {
+        RocksIterator(db: try handle(), family: family, lower: lower, upper: upper, fillCache: fillCache)
+    }
+
+    /// A RocksDB property (e.g. "rocksdb.estimate-num-keys") for one family, or the whole DB.
+    func property(_ name: String, family: Family? = nil) -> String? {
+        guard let db else { return nil }
+        let value = family.map { rocksdb_property_value_cf(db, $0.handle, name) } ?? rocksdb_property_value(db, name)
+        guard let value else { return nil }
+        defer { rocksdb_free(value) }
+        return String(cString: value)
+    }
+}

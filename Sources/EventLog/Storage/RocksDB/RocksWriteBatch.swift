@@ -1,0 +1,57 @@
+import CRocksDB
+
+/// A RocksDB write batch: puts and deletes applied atomically by `RocksDB.write`.
+///
+/// Not thread-safe: owned by the single writer. The C handle is destroyed in `deinit`.
+final class RocksWriteBatch {
+    let handle: OpaquePointer
+
+    init() {
+        handle = rocksdb_writebatch_create()
+    }
+
+    deinit {
+        rocksdb_writebatch_destroy(handle)
+    }
+
+    func put(_ cf: RocksDB.Family, _ key: [UInt8], _ value: [UInt8]) {
+        key.withUnsafeBufferPointer { k in
+            value.withUnsafeBufferPointer { v in
+                k.withMemoryRebound(to: CChar.self) { kc in
+                    v.withMemoryRebound(to: CChar.self) { vc in
+                        rocksdb_writebatch_put_cf(handle, cf.handle, kc.baseAddress, kc.count, vc.baseAddress, vc.count)
+                    }
+                }
+            }
+        }
+    }
+
+    func delete(_ cf: RocksDB.Family, _ key: [UInt8]) {
+        key.withUnsafeBufferPointer { k in
+            k.withMemoryRebound(to: CChar.self) { kc in
+                rocksdb_writebatch_delete_cf(handle, cf.handle, kc.baseAddress, kc.count)
+            }
+        }
+    }
+
+    var count: Int { Int(rocksdb_writebatch_count(handle)) }
+
+    func clear() {
+        rocksdb_writebatch_clear(handle)
+    }
+
+    /// Marks a point to roll back to: one client batch is staged between a save point and
+    /// either `popSavePoint()` (keep) or `rollbackToSavePoint()` (drop), so a rejected batch
+    /// leaves nothing in the commit group.
+    func setSavePoint() {
+        rocksdb_writebatch_set_save_point(handle)
+    }
+
+    func rollbackToSavePoint() throws(StorageError) {
+        try withErrorPointer { rocksdb_writebatch_rollback_to_save_point(handle, $0) }
+    }
+
+    func popSavePoint() throws(StorageError) {
+        try withErrorPointer { rocksdb_writebatch_pop_save_point(handle, $0) }
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Logging
+
+/// The event log: one RocksDB database, one writer, many readers.
+///
+/// Appends go through the single `Writer` (group commit); reads go straight to RocksDB and see
+/// every event up to `lastID`, the last committed id. Thread-safe: share one instance.
+/// Call `close()` once at shutdown; it drains queued appends, syncs and closes RocksDB.
+public final class EventStore: Sendable {
+    public let path: String
+    public let options: StoreOptions
+    let storage: LogStorage
+    private let writer: Writer?
+    public let notifier: CommitNotifier
+    let startMeta: StoreMeta
+    public let startedAt: ContinuousClock.Instant = .now
+
+    public var limits: Limits { options.limits }
+
+    /// Opens (creating if needed) the store in `path`, checks the segment manifest against the log,
+    /// rebuilds the open segment and, for a new store, writes the genesis event.
+    public static func open(at path: String, options: StoreOptions = StoreOptions(), logger: Logger? = nil) async throws -> EventStore {
+        try options.limits.validate()
+        if !options.readOnly {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } catch {
+                throw LogError(.storage, "cannot create data directory \(path): \(error)")
+            }
+        } else if !FileManager.default.fileExists(atPath: path + "/CURRENT") {
+            throw LogError(.notFound, "no Banyan store in \(path)")
+        }
+        let store = try EventStore(path: path, options: options)
+        if let logger {
+            logger.info("store opened", metadata: [
+                "path": "\(path)", "last_id": "\(store.lastID)", "read_only": "\(options.readOnly)",
+                "fsync": "\(options.durability.rawValue)",
+            ])
+        }
+        if store.lastID == 0, options.createGenesis, !options.readOnly {
+            _ = try await store.append([AppendRequest(type: "genesis", message: "CelestialTree begins.")])
+        }
+        return store
+    }
+
+    private init(path: String, options: StoreOptions) throws(LogError) {
+        self.path = path
+        self.options = options
+        let storage = try storageCall { () throws(StorageError) in
+            try LogStorage(path: path, readOnly: options.readOnly, blockCacheBytes: options.blockCacheBytes)
+        }
+        self.storage = storage
+        let lastID = try storageCall { () throws(StorageError) in try storage.lastID() }
+        let meta = try Self.loadOrInitialiseMeta(storage, lastID: lastID, readOnly: options.readOnly)
+        let segment = try Recovery.openSegment(storage, lastID: lastID)
+        startMeta = meta
+        if options.readOnly {
+            writer = nil
+            notifier = CommitNotifier(last: lastID)
+        } else {
+            let writer = Writer(
+                storage: storage, limits: options.limits, policy: options.durability,
+                syncInterval: options.syncInterval, now: options.clock, lastID: lastID, meta: meta, segment: segment)
+            writer.start()
+            self.writer = writer
+            notifier = writer.notifier
+        }
+    }
+
+    private static func loadOrInitialiseMeta(_ storage: LogStorage, lastID: EventID, readOnly: Bool) throws(LogError) -> StoreMeta {
+        try storageCall { () throws(StorageError) -> StoreMeta in
+            if let meta = try StoreMeta.load(storage) { return meta }
+            guard lastID == 0 else { throw StorageError(.corruption, "meta is missing but the log holds \(lastID) events") }
+            guard !readOnly else { return .fresh }
+            let fresh = StoreMeta.fresh
+            let batch = RocksWriteBatch()
+            batch.put(storage.cf(.meta), MetaKey.formatVersion, StoreMeta.encodedFormatVersion())
+            batch.put(storage.cf(.meta), MetaKey.epochHistory, fresh.encodedEpochHistory())
+            batch.put(storage.cf(.meta), MetaKey.stats, fresh.encodedStats())
+            try storage.db.write(batch, sync: true)
+            return fresh
+        }
+    }
+
+    var writerMeta: StoreMeta { writer?.publishedMeta ?? startMeta }
+
+    /// The leadership term new events are appended in.
+    public var epoch: UInt64 { writerMeta.currentEpoch }
+
+    /// The id of the last committed event (0 for an empty store).
+    public var lastID: EventID { notifier.lastCommitted }
+
+    /// Appends one batch atomically: either every event gets an id (or its original id, for a
+    /// known key) or the batch is rejected with the index and field of the first bad event and
+    /// nothing is stored.
+    /// - Parameter durability: overrides the store's policy for this batch (`.group` waits for fsync).
+    @discardableResult
+    public func append(_ requests: [AppendRequest], durability: Durability? = nil) async throws -> AppendReceipt {
+        guard let writer else { throw LogError(.invalidArgument, "the store is open read-only") }
+        return try await writer.submit(requests, durability: durability)
+    }
+
+    /// Drains queued appends, syncs the WAL and closes RocksDB. Idempotent.
+    public func close() {
+        writer?.close()
+        storage.close()
+    }
+}

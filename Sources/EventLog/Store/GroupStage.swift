@@ -1,0 +1,58 @@
+/// One commit group being assembled by the writer: the WriteBatch plus the tentative state it
+/// implies. Client batches are staged one at a time between a save point and either a pop
+/// (keep) or a rollback (drop), so a rejected batch leaves nothing behind: no id consumed, no
+/// key, no dictionary entry.
+///
+/// Not thread-safe: lives on the writer thread only.
+struct GroupStage {
+    let batch = RocksWriteBatch()
+    var lastID: EventID
+    var meta: StoreMeta
+    var segment: OpenSegment
+    /// Events staged in this group under a key, for duplicates and `parent_keys` inside a group.
+    var keyed: [String: Event] = [:]
+    var newTypes: [String: UInt32] = [:]
+    var newStreams: [String: UInt32] = [:]
+    let timeUnixNano: Int64
+
+    /// Undo information for the client batch being staged.
+    struct Mark {
+        var lastID: EventID
+        var meta: StoreMeta
+        var segment: OpenSegment
+        var keys: [String] = []
+        var types: [String] = []
+        var streams: [String] = []
+    }
+
+    var mark: Mark
+
+    init(lastID: EventID, meta: StoreMeta, segment: OpenSegment, timeUnixNano: Int64) {
+        self.lastID = lastID
+        self.meta = meta
+        self.segment = segment
+        self.timeUnixNano = timeUnixNano
+        mark = Mark(lastID: lastID, meta: meta, segment: segment)
+    }
+
+    var isEmpty: Bool { lastID == mark.lastID && batch.count == 0 }
+
+    mutating func begin() {
+        mark = Mark(lastID: lastID, meta: meta, segment: segment)
+        batch.setSavePoint()
+    }
+
+    mutating func keep() throws(StorageError) {
+        try batch.popSavePoint()
+    }
+
+    mutating func rollback() throws(StorageError) {
+        try batch.rollbackToSavePoint()
+        lastID = mark.lastID
+        meta = mark.meta
+        segment = mark.segment
+        for key in mark.keys { keyed.removeValue(forKey: key) }
+        for name in mark.types { newTypes.removeValue(forKey: name) }
+        for name in mark.streams { newStreams.removeValue(forKey: name) }
+    }
+}

@@ -1,0 +1,30 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How a store is opened.
+public struct StoreOptions: Sendable {
+    public var limits = Limits()
+    public var durability: Durability = .group
+    /// Background WAL sync period under `.interval`.
+    public var syncInterval: Duration = .milliseconds(100)
+    /// Shared LRU block cache of all column families.
+    public var blockCacheBytes = 64 << 20
+    /// Opens without taking the lock, for `verify`, `export`, `get` and `status` beside a running
+    /// server. Sees the store as of opening; appends fail.
+    public var readOnly = false
+    /// Writes the CelestialTree genesis event into a new, empty store.
+    public var createGenesis = true
+    /// Wall clock in Unix nanoseconds, injected so tests can control stamped times.
+    public var clock: @Sendable () -> Int64 = StoreOptions.wallClockNanos
+
+    public init() {}
+
+    public static let wallClockNanos: @Sendable () -> Int64 = {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}

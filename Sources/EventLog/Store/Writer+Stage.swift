@@ -1,0 +1,124 @@
+/// The append rules, applied to one event on the writer thread.
+extension Writer {
+    func stageEvent(_ request: AppendRequest, into stage: inout GroupStage) throws(LogError) -> AppendResult {
+        try validateShape(request)
+        let parents = try resolveParents(request, stage)
+        if let key = request.key, let existing = try existingEvent(forKey: key, stage) {
+            guard Self.sameContent(existing, request, parents) else {
+                throw LogError(.conflict, "key \"\(key)\" already names event \(existing.id) with different content", field: "key")
+            }
+            return AppendResult(id: existing.id, duplicate: true)
+        }
+        let id = stage.lastID + 1
+        let event = Event(
+            id: id, epoch: stage.meta.currentEpoch, timeUnixNano: request.timeUnixNano ?? stage.timeUnixNano,
+            type: request.type, parents: parents, key: request.key, stream: request.stream,
+            message: request.message, payload: request.payload)
+        try put(event, into: &stage)
+        return AppendResult(id: id, duplicate: false)
+    }
+
+    private func validateShape(_ r: AppendRequest) throws(LogError) {
+        func fail(_ field: String, _ reason: String) -> LogError { LogError(.invalidArgument, reason, field: field) }
+        if r.type.isEmpty { throw fail("type", "type is required") }
+        if r.type.utf8.count > limits.typeBytesMax {
+            throw fail("type", "type is \(r.type.utf8.count) bytes, more than typeBytesMax \(limits.typeBytesMax)")
+        }
+        if let key = r.key {
+            if key.isEmpty { throw fail("key", "key must not be empty") }
+            if key.utf8.count > limits.keyBytesMax { throw fail("key", "key is longer than keyBytesMax \(limits.keyBytesMax) bytes") }
+        }
+        if let stream = r.stream {
+            if stream.isEmpty { throw fail("stream", "stream must not be empty") }
+            if stream.utf8.count > limits.streamBytesMax {
+                throw fail("stream", "stream is longer than streamBytesMax \(limits.streamBytesMax) bytes")
+            }
+        }
+        if let message = r.message, message.utf8.count > limits.messageBytesMax {
+            throw fail("message", "message is longer than messageBytesMax \(limits.messageBytesMax) bytes")
+        }
+        if let payload = r.payload, payload.count > limits.payloadBytesMax {
+            throw fail("payload", "payload is \(payload.count) bytes, more than payloadBytesMax \(limits.payloadBytesMax)")
+        }
+        if r.parents.count + r.parentKeys.count > limits.parentsPerEventMax {
+            throw fail("parents", "\(r.parents.count + r.parentKeys.count) parents, more than parentsPerEventMax \(limits.parentsPerEventMax)")
+        }
+    }
+
+    /// Parent ids then parents by key, 0 and repeats dropped, order kept. Dense ids make
+    /// existence a range check: every id in 1...lastID exists.
+    private func resolveParents(_ r: AppendRequest, _ stage: GroupStage) throws(LogError) -> [EventID] {
+        var parents: [EventID] = []
+        parents.reserveCapacity(r.parents.count + r.parentKeys.count)
+        var seen = Set<EventID>(minimumCapacity: r.parents.count + r.parentKeys.count)
+        for parent in r.parents where parent != 0 {
+            guard parent <= stage.lastID else { throw LogError(.notFound, "parent \(parent) not found", field: "parents") }
+            if seen.insert(parent).inserted { parents.append(parent) }
+        }
+        for key in r.parentKeys {
+            guard let parent = try existingID(forKey: key, stage) else {
+                throw LogError(.notFound, "parent key \"\(key)\" not found", field: "parent_keys")
+            }
+            if seen.insert(parent).inserted { parents.append(parent) }
+        }
+        return parents
+    }
+
+    private func existingID(forKey key: String, _ stage: GroupStage) throws(LogError) -> EventID? {
+        if let staged = stage.keyed[key] { return staged.id }
+        return try storageCall { () throws(StorageError) in try storage.id(forKey: key) }
+    }
+
+    private func existingEvent(forKey key: String, _ stage: GroupStage) throws(LogError) -> Event? {
+        if let staged = stage.keyed[key] { return staged }
+        return try storageCall { () throws(StorageError) -> Event? in
+            guard let id = try storage.id(forKey: key) else { return nil }
+            guard let event = try storage.event(id) else {
+                throw StorageError(.corruption, "keys: \"\(key)\" names event \(id), which is missing")
+            }
+            return event
+        }
+    }
+
+    /// A retry with the same key is a duplicate when everything the client chose is equal.
+    /// The server-stamped time is not compared; an explicit (imported) time is.
+    static func sameContent(_ e: Event, _ r: AppendRequest, _ parents: [EventID]) -> Bool {
+        e.type == r.type && e.parents == parents && e.stream == r.stream && e.message == r.message
+            && e.payload == r.payload && (r.timeUnixNano == nil || r.timeUnixNano == e.timeUnixNano)
+    }
+
+    private func put(_ event: Event, into stage: inout GroupStage) throws(LogError) {
+        let id = event.id
+        let idKey = KeySpace.id(id)
+        let record = RecordCodec.encode(event)
+        let batch = stage.batch
+        batch.put(storage.cf(.log), idKey, record)
+        if event.parents.isEmpty {
+            batch.put(storage.cf(.meta), MetaKey.root(id), [])
+        } else {
+            batch.put(storage.cf(.parents), idKey, RecordCodec.encodeParents(id: id, event.parents))
+            for parent in event.parents {
+                batch.put(storage.cf(.children), KeySpace.edge(parent, id), [])
+                batch.delete(storage.cf(.meta), MetaKey.head(parent))
+            }
+        }
+        batch.put(storage.cf(.meta), MetaKey.head(id), [])
+        batch.put(storage.cf(.byType), KeySpace.indexed(try typeID(event.type, &stage), id), [])
+        if let stream = event.stream {
+            batch.put(storage.cf(.byStream), KeySpace.indexed(try streamID(stream, &stage), id), [])
+        }
+        if let key = event.key {
+            batch.put(storage.cf(.keys), Array(key.utf8), idKey)
+            stage.keyed[key] = event
+            stage.mark.keys.append(key)
+        }
+        stage.lastID = id
+        stage.meta.edges += UInt64(event.parents.count)
+        stage.segment.add(id: id, timeUnixNano: event.timeUnixNano, record: record)
+        if stage.segment.isFull(limits) {
+            let sealed = stage.segment.sealed()
+            batch.put(storage.cf(.meta), MetaKey.segment(sealed.first), sealed.encoded())
+            stage.segment = OpenSegment(first: id + 1)
+        }
+    }
+}

@@ -1,0 +1,269 @@
+import Foundation
+import Synchronization
+
+/// The single writer: gathers concurrent appends into commit groups, validates and stages each
+/// client batch atomically, writes one WriteBatch through the WAL, fsyncs per the durability
+/// policy, then acknowledges every batch of the group together.
+///
+/// Thread-safety: `submit` may be called from any task. The queue is guarded by `condition`;
+/// every other stored property is touched only by the writer thread (or by `init` before the
+/// thread starts), which is why `@unchecked Sendable` is sound.
+final class Writer: @unchecked Sendable {
+    struct Pending {
+        var requests: [AppendRequest]
+        var durability: Durability
+        var continuation: CheckedContinuation<AppendReceipt, any Error>
+    }
+
+    let storage: LogStorage
+    let limits: Limits
+    let policy: Durability
+    private let syncInterval: Duration
+    private let now: @Sendable () -> Int64
+    let notifier: CommitNotifier
+
+    private let condition = NSCondition()
+    private var queue: [Pending] = []
+    private var queuedEvents = 0
+    private var closing = false
+    private let stopped = DispatchSemaphore(value: 0)
+
+    // Writer-thread state.
+    private(set) var lastID: EventID
+    private(set) var meta: StoreMeta
+    private(set) var segment: OpenSegment
+    private var typeIDs: [String: UInt32] = [:]
+    private var streamIDs: [String: UInt32] = [:]
+    private var unsyncedSince: ContinuousClock.Instant?
+    /// `meta` as of the last commit, for readers on other threads.
+    private let published: Mutex<StoreMeta>
+
+    var publishedMeta: StoreMeta { published.withLock { $0 } }
+
+    init(
+        storage: LogStorage, limits: Limits, policy: Durability, syncInterval: Duration,
+        now: @escaping @Sendable () -> Int64, lastID: EventID, meta: StoreMeta, segment: OpenSegment
+    ) {
+        self.storage = storage
+        self.limits = limits
+        self.policy = policy
+        self.syncInterval = syncInterval
+        self.now = now
+        self.lastID = lastID
+        self.meta = meta
+        self.segment = segment
+        published = Mutex(meta)
+        notifier = CommitNotifier(last: lastID)
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "banyan-writer"
+        thread.start()
+    }
+
+    /// Enqueues one client batch and waits for its commit group to be written.
+    func submit(_ requests: [AppendRequest], durability: Durability?) async throws -> AppendReceipt {
+        guard !requests.isEmpty else { return AppendReceipt(results: [], durable: true) }
+        guard requests.count <= limits.batchEventsMax else {
+            throw LogError(.invalidArgument, "batch of \(requests.count) events exceeds batchEventsMax \(limits.batchEventsMax)", field: "events")
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            condition.lock()
+            if closing {
+                condition.unlock()
+                continuation.resume(throwing: LogError(.closed, "the store is closing"))
+                return
+            }
+            if queuedEvents + requests.count > limits.writerQueueEventsMax {
+                condition.unlock()
+                continuation.resume(throwing: LogError(
+                    .overloaded, "writer queue is full (\(queuedEvents) events waiting, writerQueueEventsMax \(limits.writerQueueEventsMax))"))
+                return
+            }
+            queue.append(Pending(requests: requests, durability: durability ?? policy, continuation: continuation))
+            queuedEvents += requests.count
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Stops accepting appends, commits what is queued, syncs, and returns when the thread has exited.
+    func close() {
+        condition.lock()
+        let already = closing
+        closing = true
+        condition.signal()
+        condition.unlock()
+        if !already { stopped.wait() }
+    }
+
+    private func run() {
+        while let group = nextGroup() {
+            commit(group)
+        }
+        if unsyncedSince != nil { try? storage.db.syncWAL() }
+        stopped.signal()
+    }
+
+    /// Blocks until work is queued (syncing the WAL on the interval policy while idle); nil once closed and drained.
+    private func nextGroup() -> [Pending]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty {
+            if closing { return nil }
+            if let since = unsyncedSince {
+                let due = since + syncInterval
+                if ContinuousClock.now >= due {
+                    condition.unlock()
+                    syncNow()
+                    condition.lock()
+                    continue
+                }
+                _ = condition.wait(until: Date(timeIntervalSinceNow: Self.seconds(due - ContinuousClock.now)))
+            } else {
+                condition.wait()
+            }
+        }
+        var taken = 0
+        var count = 0
+        for pending in queue {
+            if taken > 0 && count + pending.requests.count > limits.commitGroupEventsMax { break }
+            count += pending.requests.count
+            taken += 1
+        }
+        let group = Array(queue.prefix(taken))
+        queue.removeFirst(taken)
+        queuedEvents -= count
+        return group
+    }
+
+    private func syncNow() {
+        do {
+            try storage.db.syncWAL()
+            unsyncedSince = nil
+        } catch {
+            // Keep the mark: the next idle pass retries, and every commit reports durable: false meanwhile.
+        }
+    }
+
+    private static func seconds(_ d: Duration) -> TimeInterval {
+        let (s, atto) = d.components
+        return max(0.001, TimeInterval(s) + TimeInterval(atto) / 1e18)
+    }
+
+    private func commit(_ group: [Pending]) {
+        var stage = GroupStage(lastID: lastID, meta: meta, segment: segment, timeUnixNano: now())
+        var outcomes: [Result<[AppendResult], LogError>] = []
+        outcomes.reserveCapacity(group.count)
+        for pending in group {
+            outcomes.append(stageBatch(pending.requests, into: &stage))
+        }
+        let wantsSync = group.indices.contains { i in
+            group[i].durability == .group && (try? outcomes[i].get()) != nil
+        }
+        var durable = false
+        if !stage.isEmpty {
+            stage.batch.put(storage.cf(.meta), MetaKey.stats, stage.meta.encodedStats())
+            do {
+                try storage.db.write(stage.batch, sync: wantsSync)
+            } catch {
+                let failure = LogError(error)
+                for pending in group { pending.continuation.resume(throwing: failure) }
+                return
+            }
+            lastID = stage.lastID
+            meta = stage.meta
+            segment = stage.segment
+            typeIDs.merge(stage.newTypes) { a, _ in a }
+            streamIDs.merge(stage.newStreams) { a, _ in a }
+            trimCaches()
+            if wantsSync { unsyncedSince = nil } else if policy != .never, unsyncedSince == nil { unsyncedSince = .now }
+            durable = wantsSync
+            published.withLock { $0 = stage.meta }
+            notifier.publish(lastID)
+        } else {
+            durable = unsyncedSince == nil
+        }
+        for (pending, outcome) in zip(group, outcomes) {
+            switch outcome {
+            case .success(let results): pending.continuation.resume(returning: AppendReceipt(results: results, durable: durable))
+            case .failure(let error): pending.continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// Stages one client batch; on any failure the batch is rolled back out of the group.
+    private func stageBatch(_ requests: [AppendRequest], into stage: inout GroupStage) -> Result<[AppendResult], LogError> {
+        stage.begin()
+        var results: [AppendResult] = []
+        results.reserveCapacity(requests.count)
+        var failure: LogError?
+        for (index, request) in requests.enumerated() {
+            do {
+                results.append(try stageEvent(request, into: &stage))
+            } catch {
+                failure = error
+                failure?.index = index
+                break
+            }
+        }
+        do {
+            if let failure {
+                try stage.rollback()
+                return .failure(failure)
+            }
+            try stage.keep()
+            return .success(results)
+        } catch {
+            preconditionFailure("write batch save point failed: \(error)")
+        }
+    }
+
+    /// Caches of committed dictionary entries are a convenience: past a bound, start over.
+    private func trimCaches() {
+        if typeIDs.count > 100_000 { typeIDs.removeAll() }
+        if streamIDs.count > 100_000 { streamIDs.removeAll() }
+    }
+
+    func typeID(_ name: String, _ stage: inout GroupStage) throws(LogError) -> UInt32 {
+        if let id = typeIDs[name] ?? stage.newTypes[name] { return id }
+        if let id = try storageCall({ () throws(StorageError) in try storage.dictionaryID(MetaKey.type(name)) }) {
+            typeIDs[name] = id
+            return id
+        }
+        let id = stage.meta.nextTypeID
+        stage.meta.nextTypeID += 1
+        stage.newTypes[name] = id
+        stage.mark.types.append(name)
+        stage.batch.put(storage.cf(.meta), MetaKey.type(name), ByteWriter.be32(id))
+        return id
+    }
+
+    func streamID(_ name: String, _ stage: inout GroupStage) throws(LogError) -> UInt32 {
+        if let id = streamIDs[name] ?? stage.newStreams[name] { return id }
+        if let id = try storageCall({ () throws(StorageError) in try storage.dictionaryID(MetaKey.stream(name)) }) {
+            streamIDs[name] = id
+            return id
+        }
+        let id = stage.meta.nextStreamID
+        stage.meta.nextStreamID += 1
+        stage.newStreams[name] = id
+        stage.mark.streams.append(name)
+        stage.batch.put(storage.cf(.meta), MetaKey.stream(name), ByteWriter.be32(id))
+        return id
+    }
+}
+
+/// Runs a storage call, turning its error into the module's error type.
+func storageCall<T>(_ body: () throws(StorageError) -> T) throws(LogError) -> T {
+    do { return try body() } catch { throw LogError(error) }
+}
+
+extension ByteWriter {
+    static func be32(_ v: UInt32) -> [UInt8] {
+        var w = ByteWriter(capacity: 4)
+        w.putBE32(v)
+        return w.bytes
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, runs the Swift tests, then the Python
+# integration tests (real `banyan serve` processes, the real celestialtree client, kill -9 crashes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup-debian.sh --python
+swift build --build-tests
+swift test --skip-build
+BANYAN_BIN="$PWD/.build/debug/banyan" python3 -m pytest -q -p no:cacheprovider Tests/integration
