@@ -39,22 +39,22 @@ struct APIError: Error, HTTPResponseError, Sendable {
     static let methodNotAllowed = APIError(.methodNotAllowed, "method not allowed")
 
     /// Maps a store error to a response, with `error` as the CelestialTree summary (e.g. "emit failed").
-    static func from(_ e: LogError, summary: String) -> APIError {
+    /// Single-event routes leave out the batch index, as CelestialTree's details have none.
+    static func from(_ e: LogError, summary: String, withIndex: Bool = true) -> APIError {
+        let detail = withIndex ? e.description : e.message
         switch e.code {
-        case .invalidArgument, .notFound:
-            return APIError(.badRequest, summary, detail: e.description)
+        case .invalidArgument, .notFound, .limitExceeded:
+            return APIError(.badRequest, summary, detail: detail)
         case .conflict:
-            return APIError(.conflict, summary, detail: e.description)
-        case .limitExceeded:
-            return APIError(.badRequest, summary, detail: e.description)
+            return APIError(.conflict, summary, detail: detail)
         case .overloaded:
-            var error = APIError(.serviceUnavailable, summary, detail: e.description)
+            var error = APIError(.serviceUnavailable, summary, detail: detail)
             error.headers[.retryAfter] = "1"
             return error
         case .closed:
-            return APIError(.serviceUnavailable, summary, detail: e.description)
+            return APIError(.serviceUnavailable, summary, detail: detail)
         default:
-            return APIError(.internalServerError, summary, detail: e.description)
+            return APIError(.internalServerError, summary, detail: detail)
         }
     }
 }
