@@ -6,6 +6,10 @@ public struct ServerConfiguration: Sendable {
     public var port = 7777
     /// Nodes in one CelestialTree tree response (all trees of a batch request together).
     public var treeNodesMax = 100_000
+    /// Bytes of one tree response (meta views repeat payloads, so nodes alone do not bound size).
+    public var treeBytesMax = 256 << 20
+    /// Time to build one tree response before it is abandoned with an error.
+    public var treeTimeMax: Duration = .seconds(10)
     /// Ids in one POST /descendants or /provenance request.
     public var treeBatchIDsMax = 1_000
     /// Bytes of a request body on the CelestialTree routes.

@@ -14,7 +14,10 @@ extension Banyan {
 
         func run() async throws {
             try await Banyan.reportingErrors {
-                let store = try await EventStore.open(at: data.dataDir)
+                // No genesis yet: an export brings its own, other files get CelestialTree's (importJSONL decides).
+                var options = StoreOptions()
+                options.createGenesis = false
+                let store = try await EventStore.open(at: data.dataDir, options: options)
                 defer { store.close() }
                 let started = Date()
                 var lastReport = Date.distantPast

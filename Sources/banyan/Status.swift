@@ -16,24 +16,12 @@ extension Banyan {
                 let stats = try store.stats()
                 if json {
                     var w = JSONWriter()
-                    w.writeRaw("{\"data_dir\":")
-                    w.writeString(data.dataDir)
-                    w.writeRaw(",\"last_id\":")
-                    w.writeUInt(stats.events)
-                    w.writeRaw(",\"edges\":")
-                    w.writeUInt(stats.edges)
-                    w.writeRaw(",\"roots\":")
-                    w.writeInt(Int64(stats.roots))
-                    w.writeRaw(",\"heads\":")
-                    w.writeInt(Int64(stats.heads))
-                    w.writeRaw(",\"epoch\":")
-                    w.writeUInt(stats.epoch)
-                    w.writeRaw(",\"sealed_segments\":")
-                    w.writeInt(Int64(stats.sealedSegments))
-                    w.writeRaw(",\"disk_bytes\":")
-                    w.writeUInt(stats.diskBytes)
-                    w.writeRaw("}\n")
-                    Console.write(w.bytes)
+                    w.write(JSONValue.members([
+                        "data_dir": .string(data.dataDir), "last_id": .int(stats.events), "edges": .int(stats.edges),
+                        "roots": .int(stats.roots), "heads": .int(stats.heads), "epoch": .int(stats.epoch),
+                        "sealed_segments": .int(stats.sealedSegments), "disk_bytes": .int(stats.diskBytes),
+                    ]))
+                    Console.write(w.bytes + [0x0A])
                 } else {
                     Console.out("""
                         data dir:        \(data.dataDir)

@@ -19,29 +19,13 @@ extension Banyan {
                 }
                 if json {
                     var w = JSONWriter()
-                    w.writeRaw("{\"ok\":")
-                    w.writeBool(report.ok)
-                    w.writeRaw(",\"events\":")
-                    w.writeUInt(report.events)
-                    w.writeRaw(",\"edges\":")
-                    w.writeUInt(report.edges)
-                    w.writeRaw(",\"roots\":")
-                    w.writeUInt(report.roots)
-                    w.writeRaw(",\"heads\":")
-                    w.writeUInt(report.heads)
-                    w.writeRaw(",\"keyed\":")
-                    w.writeUInt(report.keyed)
-                    w.writeRaw(",\"sealed_segments\":")
-                    w.writeInt(Int64(report.sealedSegments))
-                    w.writeRaw(",\"problem_count\":")
-                    w.writeInt(Int64(report.problemCount))
-                    w.writeRaw(",\"problems\":[")
-                    for (i, p) in report.problems.enumerated() {
-                        if i > 0 { w.writeRaw(",") }
-                        w.writeString(p)
-                    }
-                    w.writeRaw("]}\n")
-                    Console.write(w.bytes)
+                    w.write(JSONValue.members([
+                        "ok": .bool(report.ok), "events": .int(report.events), "edges": .int(report.edges),
+                        "roots": .int(report.roots), "heads": .int(report.heads), "keyed": .int(report.keyed),
+                        "sealed_segments": .int(report.sealedSegments), "problem_count": .int(report.problemCount),
+                        "problems": .array(report.problems.map(JSONValue.string)),
+                    ]))
+                    Console.write(w.bytes + [0x0A])
                 } else {
                     Console.error("")
                     Console.out("verify: \(report.ok ? "ok" : "FAILED"): \(report.events) events, \(report.edges) edges, \(report.roots) roots, \(report.heads) heads, \(report.keyed) keyed, \(report.sealedSegments) sealed segments, \(report.problemCount) problems")

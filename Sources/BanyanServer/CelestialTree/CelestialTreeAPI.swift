@@ -44,24 +44,15 @@ struct CelestialTreeAPI: Sendable {
     }
 
     private func health() -> Response {
-        var w = JSONWriter()
-        w.writeRaw("{\"ok\":true,\"ts\":")
-        w.writeInt(Int64(Date().timeIntervalSince1970))
-        w.writeRaw("}")
-        return JSONResponse.make(w)
+        JSONResponse.make(JSONValue.members(["ok": .bool(true), "ts": .int(Int64(Date().timeIntervalSince1970))]))
     }
 
     private func version() -> Response {
-        var w = JSONWriter()
         // Go marshals maps with sorted keys; keep that order.
-        w.writeRaw("{\"build\":")
-        w.writeString(BanyanVersion.build)
-        w.writeRaw(",\"commit\":")
-        w.writeString(BanyanVersion.commit)
-        w.writeRaw(",\"name\":\"Banyan\",\"version\":")
-        w.writeString(BanyanVersion.version)
-        w.writeRaw("}")
-        return JSONResponse.make(w)
+        JSONResponse.make(JSONValue.members([
+            "build": .string(BanyanVersion.build), "commit": .string(BanyanVersion.commit),
+            "name": .string("Banyan"), "version": .string(BanyanVersion.version),
+        ]))
     }
 
     private static let emitFields: Set<String> = ["type", "parents", "message", "payload"]
@@ -106,15 +97,15 @@ struct CelestialTreeAPI: Sendable {
     }
 
     private func reachableRoots(_ id: EventID) async throws -> Response {
-        try await list { [store] in
+        try await list(heavy: true) { [store] in
             guard let ids = try store.reachableRoots(of: id) else { throw APIError.notFound }
             return ids
         }
     }
 
-    private func list(_ body: @escaping @Sendable () throws -> [EventID]) async throws -> Response {
+    private func list(heavy: Bool = false, _ body: @escaping @Sendable () throws -> [EventID]) async throws -> Response {
         do {
-            return JSONResponse.ids(try await Blocking.run(body))
+            return JSONResponse.ids(try await heavy ? Blocking.runHeavy(body) : Blocking.run(body))
         } catch let error as LogError {
             throw APIError.from(error, summary: "too many results")
         }
@@ -123,26 +114,12 @@ struct CelestialTreeAPI: Sendable {
     private func snapshot() async throws -> Response {
         let store = self.store
         let stats = try await Blocking.run { try store.stats() }
-        var w = JSONWriter()
         // Sorted keys, as Go's map marshalling writes them.
-        w.writeRaw("{\"edges\":")
-        w.writeUInt(stats.edges)
-        w.writeRaw(",\"events\":")
-        w.writeUInt(stats.events)
-        w.writeRaw(",\"goroutines\":")
-        w.writeInt(Int64(ProcessStats.threadCount()))
-        w.writeRaw(",\"heads\":")
-        w.writeInt(Int64(stats.heads))
-        w.writeRaw(",\"next_event_id\":")
-        w.writeUInt(stats.events + 1)
-        w.writeRaw(",\"roots\":")
-        w.writeInt(Int64(stats.roots))
-        w.writeRaw(",\"subscribers\":")
-        w.writeInt(Int64(subscribers.current))
-        w.writeRaw(",\"ts\":")
-        w.writeInt(Int64(Date().timeIntervalSince1970))
-        w.writeRaw("}")
-        return JSONResponse.make(w)
+        return JSONResponse.make(JSONValue.members([
+            "edges": .int(stats.edges), "events": .int(stats.events), "goroutines": .int(ProcessStats.threadCount()),
+            "heads": .int(stats.heads), "next_event_id": .int(stats.events + 1), "roots": .int(stats.roots),
+            "subscribers": .int(subscribers.current), "ts": .int(Int64(Date().timeIntervalSince1970)),
+        ]))
     }
 
     /// CelestialTree trims and lower-cases `view`; absent means struct. Go decodes `+` in a query
@@ -170,21 +147,22 @@ struct CelestialTreeAPI: Sendable {
 
     private func trees(_ ids: [EventID], _ direction: TreeEncoder.Direction, _ view: TreeEncoder.View, batch: Bool) async throws -> Response {
         let store = self.store
-        let nodesMax = config.treeNodesMax
+        let budget = TreeEncoder.Budget(
+            nodesMax: config.treeNodesMax, bytesMax: config.treeBytesMax, deadline: .now + config.treeTimeMax)
         let summary = direction == .descendants ? "descendant process failed" : "provenance process failed"
-        let writer = try await Blocking.run { () throws -> JSONWriter in
-            var encoder = TreeEncoder(store: store, direction: direction, view: view, nodesMax: nodesMax)
+        let writer = try await Blocking.runHeavy { () throws -> JSONWriter in
+            var encoder = TreeEncoder(store: store, direction: direction, view: view, budget: budget)
             var w = JSONWriter(capacity: 4096)
             if batch { w.writeRaw("[") }
             for (i, id) in ids.enumerated() {
-                guard id >= 1, id <= store.lastID else {
+                guard id >= 1, id <= encoder.last else {
                     throw APIError(.notFound, summary, detail: "invalid id \(id): event not found")
                 }
                 if i > 0 { w.writeRaw(",") }
                 do {
                     try encoder.write(id, into: &w)
                 } catch let tooLarge as TreeEncoder.TooLarge {
-                    throw APIError(.badRequest, "tree too large", detail: "the tree has more than \(tooLarge.nodesMax) nodes (tree node limit); use /v1 queries with pagination for large lineages")
+                    throw APIError(.badRequest, "tree too large", detail: "the tree response would take \(tooLarge.reason)")
                 }
             }
             if batch { w.writeRaw("]") }

@@ -17,26 +17,35 @@ struct TreeEncoder {
         case `struct`, meta
     }
 
+    /// The response would pass one of its budgets: nodes, bytes or time.
     struct TooLarge: Error {
+        var reason: String
+    }
+
+    struct Budget {
         var nodesMax: Int
+        var bytesMax: Int
+        var deadline: ContinuousClock.Instant
     }
 
     let store: EventStore
     let direction: Direction
     let view: View
-    let nodesMax: Int
+    let budget: Budget
+    /// Events appended while a tree is built are not part of it: the walk is bounded by the last id at its start.
+    let last: EventID
     private(set) var nodes = 0
 
-    init(store: EventStore, direction: Direction, view: View, nodesMax: Int) {
+    init(store: EventStore, direction: Direction, view: View, budget: Budget) {
         self.store = store
         self.direction = direction
         self.view = view
-        self.nodesMax = nodesMax
+        self.budget = budget
+        last = store.lastID
     }
 
-    /// Writes the tree rooted at `start` (which must exist).
+    /// Writes the tree rooted at `start` (which must exist and be `<= last`).
     mutating func write(_ start: EventID, into w: inout JSONWriter) throws {
-        let last = store.lastID
         var visited = direction == .descendants ? IDBitset(lower: start, upper: last) : IDBitset(lower: 1, upper: start)
         visited.insert(start)
         try open(start, isRef: false, into: &w)
@@ -65,7 +74,7 @@ struct TreeEncoder {
 
     private func links(of id: EventID) throws -> [EventID] {
         switch direction {
-        case .descendants: return try store.children(of: id, limit: nodesMax) ?? []
+        case .descendants: return try store.children(of: id, limit: budget.nodesMax, upTo: last) ?? []
         case .provenance: return try store.parents(of: id) ?? []
         }
     }
@@ -73,7 +82,11 @@ struct TreeEncoder {
     /// Writes `{"id":…,…,"is_ref":…,"children":` (the caller writes the list or `null}`).
     private mutating func open(_ id: EventID, isRef: Bool, into w: inout JSONWriter) throws {
         nodes += 1
-        guard nodes <= nodesMax else { throw TooLarge(nodesMax: nodesMax) }
+        guard nodes <= budget.nodesMax else { throw TooLarge(reason: "more than \(budget.nodesMax) nodes (tree node limit)") }
+        guard w.bytes.count <= budget.bytesMax else { throw TooLarge(reason: "more than \(budget.bytesMax) bytes (tree byte limit)") }
+        if nodes % 1_024 == 0, ContinuousClock.now > budget.deadline {
+            throw TooLarge(reason: "longer than the tree time limit to build")
+        }
         w.writeRaw("{\"id\":")
         w.writeUInt(id)
         if view == .meta {
@@ -84,14 +97,8 @@ struct TreeEncoder {
             w.writeString(event.type)
             w.writeRaw(",\"is_ref\":")
             w.writeBool(isRef)
-            if let message = event.message {
-                w.writeRaw(",\"message\":")
-                w.writeString(message)
-            }
-            if let payload = event.payload {
-                w.writeRaw(",\"payload\":")
-                w.writeRaw(payload)
-            }
+            w.writeOptional(",\"message\":", event.message)
+            w.writeOptionalRaw(",\"payload\":", event.payload)
         } else {
             w.writeRaw(",\"is_ref\":")
             w.writeBool(isRef)

@@ -23,10 +23,7 @@ struct APIError: Error, HTTPResponseError, Sendable {
         var w = JSONWriter(capacity: 64 + (detail?.utf8.count ?? 0))
         w.writeRaw("{\"error\":")
         w.writeString(error)
-        if let detail {
-            w.writeRaw(",\"detail\":")
-            w.writeString(detail)
-        }
+        w.writeOptional(",\"detail\":", detail)
         w.writeRaw("}")
         var response = JSONResponse.make(w, status: status)
         for field in headers { response.headers.append(field) }

@@ -12,28 +12,12 @@ enum EventJSON {
         w.writeInt(event.timeUnixNano)
         w.writeRaw(",\"type\":")
         w.writeString(event.type)
-        w.writeRaw(",\"parents\":[")
-        for (i, parent) in event.parents.enumerated() {
-            if i > 0 { w.writeRaw(",") }
-            w.writeUInt(parent)
-        }
-        w.writeRaw("]")
-        if let message = event.message {
-            w.writeRaw(",\"message\":")
-            w.writeString(message)
-        }
-        if let payload = event.payload {
-            w.writeRaw(",\"payload\":")
-            w.writeRaw(payload)
-        }
-        if let key = event.key {
-            w.writeRaw(",\"key\":")
-            w.writeString(key)
-        }
-        if let stream = event.stream {
-            w.writeRaw(",\"stream\":")
-            w.writeString(stream)
-        }
+        w.writeRaw(",\"parents\":")
+        w.writeIDs(event.parents)
+        w.writeOptional(",\"message\":", event.message)
+        w.writeOptionalRaw(",\"payload\":", event.payload)
+        w.writeOptional(",\"key\":", event.key)
+        w.writeOptional(",\"stream\":", event.stream)
         w.writeRaw("}")
     }
 

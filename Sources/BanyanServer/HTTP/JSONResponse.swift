@@ -15,14 +15,15 @@ enum JSONResponse {
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    static func make(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        var w = JSONWriter()
+        w.write(value)
+        return make(w, status: status)
+    }
+
     static func ids(_ ids: [EventID]) -> Response {
         var w = JSONWriter(capacity: 2 + ids.count * 8)
-        w.writeRaw("[")
-        for (i, id) in ids.enumerated() {
-            if i > 0 { w.writeRaw(",") }
-            w.writeUInt(id)
-        }
-        w.writeRaw("]")
+        w.writeIDs(ids)
         return make(w)
     }
 

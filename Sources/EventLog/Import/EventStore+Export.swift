@@ -23,31 +23,16 @@ extension EventStore {
     public static func writeExportLine(_ event: Event, into w: inout JSONWriter) {
         w.writeRaw("{\"id\":")
         w.writeUInt(event.id)
-        if let key = event.key {
-            w.writeRaw(",\"key\":")
-            w.writeString(key)
-        }
+        w.writeOptional(",\"key\":", event.key)
         w.writeRaw(",\"type\":")
         w.writeString(event.type)
         w.writeRaw(",\"ts\":")
         w.writeInt(event.timeUnixNano)
-        if let stream = event.stream {
-            w.writeRaw(",\"stream\":")
-            w.writeString(stream)
-        }
-        if let message = event.message {
-            w.writeRaw(",\"message\":")
-            w.writeString(message)
-        }
-        if let payload = event.payload {
-            w.writeRaw(",\"payload\":")
-            w.writeRaw(payload)
-        }
-        w.writeRaw(",\"parents\":[")
-        for (i, parent) in event.parents.enumerated() {
-            if i > 0 { w.writeRaw(",") }
-            w.writeUInt(parent)
-        }
-        w.writeRaw("]}\n")
+        w.writeOptional(",\"stream\":", event.stream)
+        w.writeOptional(",\"message\":", event.message)
+        w.writeOptionalRaw(",\"payload\":", event.payload)
+        w.writeRaw(",\"parents\":")
+        w.writeIDs(event.parents)
+        w.writeRaw("}\n")
     }
 }

@@ -22,6 +22,13 @@ extension EventStore {
         var summary = ImportSummary()
         var batch: [AppendRequest] = []
         var batchLines: [Int] = []
+        var batchPins: [EventID?] = []
+        var batchKeys = Set<String>()
+        if lastID == 0, let firstPin = try Self.firstPinnedID(path: path), firstPin == 1 {
+            // An export carries its own genesis; anything else gets CelestialTree's.
+        } else {
+            try await ensureGenesis()
+        }
         var nextID = lastID + 1
         func flush() async throws {
             guard !batch.isEmpty else { return }
@@ -35,13 +42,18 @@ extension EventStore {
                 }
                 throw error
             }
-            for result in receipt.results {
+            for (index, result) in receipt.results.enumerated() {
+                if let pin = batchPins[index], result.duplicate || result.id != pin {
+                    throw LogError(.conflict, "\(path): line \(batchLines[index]): pinned id \(pin) was stored as \(result.id)\(result.duplicate ? " (its key already names that event)" : ""); the store no longer matches the file", field: "id")
+                }
                 if result.duplicate { summary.duplicates += 1 } else { summary.appended += 1 }
             }
             summary.lastID = lastID
             nextID = lastID + 1
             batch.removeAll(keepingCapacity: true)
             batchLines.removeAll(keepingCapacity: true)
+            batchPins.removeAll(keepingCapacity: true)
+            batchKeys.removeAll(keepingCapacity: true)
             progress?(summary)
         }
         while let line = try reader.nextLine() {
@@ -62,9 +74,15 @@ extension EventStore {
                 guard pinned == nextID else {
                     throw LogError(.invalidArgument, "\(path): line \(reader.lineNumber): id \(pinned) would leave a gap (next id is \(nextID))", field: "id")
                 }
+                // A known key would make the writer answer "duplicate" without taking the id, shifting every later pin.
+                if let key = record.request.key, try batchKeys.contains(key) || id(forKey: key) != nil {
+                    throw LogError(.conflict, "\(path): line \(reader.lineNumber): key \"\(key)\" already names another event, so id \(pinned) cannot be honoured", field: "key")
+                }
             }
             batch.append(record.request)
             batchLines.append(reader.lineNumber)
+            batchPins.append(record.id)
+            if let key = record.request.key { batchKeys.insert(key) }
             nextID += 1
             if batch.count >= batchSize { try await flush() }
         }
@@ -72,6 +90,16 @@ extension EventStore {
         try storageCall { () throws(StorageError) in try storage.db.syncWAL() }
         summary.lastID = lastID
         return summary
+    }
+
+    /// The `id` of the file's first record, if it pins one (an export starts with its genesis).
+    private static func firstPinnedID(path: String) throws(LogError) -> EventID? {
+        let reader = try LineReader(path: path)
+        while let line = try reader.nextLine() {
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            return (try? ImportRecord.parse(line, depthMax: JSONParser.defaultDepthMax))?.id
+        }
+        return nil
     }
 
     private func checkPinned(_ id: EventID, _ request: AppendRequest, path: String, line: Int) throws(LogError) {
@@ -83,7 +111,10 @@ extension EventStore {
             }
             parents.append(parent)
         }
-        guard stored.type == request.type, stored.parents == parents, stored.key == request.key else {
+        let sameTime = request.timeUnixNano == nil || request.timeUnixNano == stored.timeUnixNano
+        guard stored.type == request.type, stored.parents == parents, stored.key == request.key, stored.stream == request.stream,
+            stored.message == request.message, stored.payload == request.payload, sameTime
+        else {
             throw LogError(.conflict, "\(path): line \(line): id \(id) exists with different content", field: "id")
         }
     }

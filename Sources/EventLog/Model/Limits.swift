@@ -27,6 +27,8 @@ public struct Limits: Sendable, Hashable {
     public var listIDsMax = 100_000
     /// Events in one range read.
     public var readEventsMax = 10_000
+    /// Record bytes in one range read (at least one event is always returned).
+    public var readBytesMax = 16 << 20
     /// A segment is sealed when it holds this many events or bytes.
     public var segmentEventsMax = 65_536
     public var segmentBytesMax = 64 << 20

@@ -21,7 +21,8 @@ extension EventStore {
         return try event(id)
     }
 
-    /// Up to `limit` events with ids greater than `after`, in id order (a Kafka-style fetch).
+    /// Up to `limit` events with ids greater than `after`, in id order (a Kafka-style fetch),
+    /// stopping early past `Limits.readBytesMax` record bytes.
     public func events(after: EventID, limit: Int) throws(LogError) -> [Event] {
         let last = lastID
         guard after < last else { return [] }
@@ -31,9 +32,12 @@ extension EventStore {
             it.seekToFirst()
             var events: [Event] = []
             events.reserveCapacity(count)
-            while it.isValid && events.count < count {
+            var bytes = 0
+            while it.isValid && events.count < count && bytes < limits.readBytesMax {
                 let id = it.withKey { LogStorage.be64($0, at: 0) }
-                events.append(try RecordCodec.decode(id: id, it.value))
+                let record = it.value
+                bytes += record.count
+                events.append(try RecordCodec.decode(id: id, record))
                 it.next()
             }
             try it.checkStatus()
@@ -90,12 +94,13 @@ extension EventStore {
         return try read { () throws(StorageError) in try storage.parents(id) }
     }
 
-    /// Child ids of `id`, ascending (= append order); nil if the event does not exist.
-    /// Throws `.limitExceeded` past `limit` (default `Limits.listIDsMax`).
-    public func children(of id: EventID, limit: Int? = nil) throws(LogError) -> [EventID]? {
-        guard id >= 1, id <= lastID else { return nil }
+    /// Child ids of `id`, ascending (= append order), up to `upTo` (default: the last committed
+    /// id; a traversal passes the bound it started with, so its view never grows mid-walk);
+    /// nil if the event does not exist. Throws `.limitExceeded` past `limit` (default `Limits.listIDsMax`).
+    public func children(of id: EventID, limit: Int? = nil, upTo: EventID? = nil) throws(LogError) -> [EventID]? {
+        let last = min(upTo ?? lastID, lastID)
+        guard id >= 1, id <= last else { return nil }
         let bound = limit ?? limits.listIDsMax
-        let last = lastID
         let ids = try read { () throws(StorageError) in try storage.children(id, limit: bound + 1) }.filter { $0 <= last }
         guard ids.count <= bound else {
             throw LogError(.limitExceeded, "event \(id) has more than \(bound) children (listIDsMax)")
@@ -114,9 +119,10 @@ extension EventStore {
     }
 
     private func boundedMetaIDs(_ prefix: [UInt8], what: String) throws(LogError) -> [EventID] {
+        // Not filtered by lastID: a parent's head entry disappears in the same write that stores
+        // its child, so filtering the child out until it is published would lose both briefly.
         let bound = limits.listIDsMax
-        let last = lastID
-        let ids = try read { () throws(StorageError) in try storage.metaIDs(prefix: prefix, limit: bound + 1) }.filter { $0 <= last }
+        let ids = try read { () throws(StorageError) in try storage.metaIDs(prefix: prefix, limit: bound + 1) }
         guard ids.count <= bound else { throw LogError(.limitExceeded, "more than \(bound) \(what) (listIDsMax)") }
         return ids
     }

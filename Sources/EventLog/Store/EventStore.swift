@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// The event log: one RocksDB database, one writer, many readers.
 ///
@@ -14,6 +15,7 @@ public final class EventStore: Sendable {
     public let notifier: CommitNotifier
     let startMeta: StoreMeta
     public let startedAt: ContinuousClock.Instant = .now
+    private let closed = Atomic(false)
 
     public var limits: Limits { options.limits }
 
@@ -37,8 +39,13 @@ public final class EventStore: Sendable {
                 "fsync": "\(options.durability.rawValue)",
             ])
         }
-        if store.lastID == 0, options.createGenesis, !options.readOnly {
-            _ = try await store.append([AppendRequest(type: "genesis", message: "CelestialTree begins.")])
+        if options.createGenesis {
+            do {
+                try await store.ensureGenesis()
+            } catch {
+                store.close()
+                throw error
+            }
         }
         return store
     }
@@ -52,12 +59,12 @@ public final class EventStore: Sendable {
         self.storage = storage
         let lastID = try storageCall { () throws(StorageError) in try storage.lastID() }
         let meta = try Self.loadOrInitialiseMeta(storage, lastID: lastID, readOnly: options.readOnly)
-        let segment = try Recovery.openSegment(storage, lastID: lastID)
         startMeta = meta
         if options.readOnly {
             writer = nil
             notifier = CommitNotifier(last: lastID)
         } else {
+            let segment = try Recovery.openSegment(storage, lastID: lastID)
             let writer = Writer(
                 storage: storage, limits: options.limits, policy: options.durability,
                 syncInterval: options.syncInterval, now: options.clock, lastID: lastID, meta: meta, segment: segment)
@@ -87,6 +94,12 @@ public final class EventStore: Sendable {
     /// The leadership term new events are appended in.
     public var epoch: UInt64 { writerMeta.currentEpoch }
 
+    /// Writes CelestialTree's genesis event (id 1) into an empty, writable store.
+    public func ensureGenesis() async throws {
+        guard lastID == 0, writer != nil else { return }
+        try await append([AppendRequest(type: "genesis", message: "CelestialTree begins.")])
+    }
+
     /// The id of the last committed event (0 for an empty store).
     public var lastID: EventID { notifier.lastCommitted }
 
@@ -100,8 +113,10 @@ public final class EventStore: Sendable {
         return try await writer.submit(requests, durability: durability)
     }
 
-    /// Drains queued appends, syncs the WAL and closes RocksDB. Idempotent.
+    /// Drains queued appends, syncs the WAL and closes RocksDB. Idempotent; callers must have
+    /// stopped reading first (the server closes the store only after it has stopped serving).
     public func close() {
+        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         writer?.close()
         storage.close()
     }

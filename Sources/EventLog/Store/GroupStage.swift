@@ -11,8 +11,8 @@ struct GroupStage {
     var segment: OpenSegment
     /// Events staged in this group under a key, for duplicates and `parent_keys` inside a group.
     var keyed: [String: Event] = [:]
-    var newTypes: [String: UInt32] = [:]
-    var newStreams: [String: UInt32] = [:]
+    /// Type and stream names first used in this group, with the ids allocated for them.
+    var newNames: [DictionaryKind: [String: UInt32]] = [:]
     let timeUnixNano: Int64
 
     /// Undo information for the client batch being staged.
@@ -21,8 +21,7 @@ struct GroupStage {
         var meta: StoreMeta
         var segment: OpenSegment
         var keys: [String] = []
-        var types: [String] = []
-        var streams: [String] = []
+        var names: [(DictionaryKind, String)] = []
     }
 
     var mark: Mark
@@ -52,7 +51,25 @@ struct GroupStage {
         meta = mark.meta
         segment = mark.segment
         for key in mark.keys { keyed.removeValue(forKey: key) }
-        for name in mark.types { newTypes.removeValue(forKey: name) }
-        for name in mark.streams { newStreams.removeValue(forKey: name) }
+        for (kind, name) in mark.names { newNames[kind]?.removeValue(forKey: name) }
+    }
+}
+
+/// The two name dictionaries: type names for `by_type`, stream names for `by_stream`.
+enum DictionaryKind: Hashable {
+    case type, stream
+}
+
+extension StoreMeta {
+    /// Hands out the next dictionary id of `kind`.
+    mutating func allocate(_ kind: DictionaryKind) -> UInt32 {
+        switch kind {
+        case .type:
+            defer { nextTypeID += 1 }
+            return nextTypeID
+        case .stream:
+            defer { nextStreamID += 1 }
+            return nextStreamID
+        }
     }
 }

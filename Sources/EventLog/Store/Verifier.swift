@@ -67,6 +67,9 @@ struct Verifier {
             if id != expected {
                 problem("log: id \(id) found where \(expected) was expected (ids must be dense)")
                 expected = id
+                // The segment holding the gap cannot match its manifest; start counting afresh here.
+                segment = OpenSegment(first: id)
+                while segmentIndex < segments.count, segments[segmentIndex].last < id { segmentIndex += 1 }
             }
             let record = it.value
             do {
@@ -78,7 +81,9 @@ struct Verifier {
                 segment = OpenSegment(first: id + 1)
             }
             if segmentIndex < segments.count, segments[segmentIndex].last == id {
-                if segment.sealed() != segments[segmentIndex] {
+                if segment.first != segments[segmentIndex].first {
+                    problem("segment \(segments[segmentIndex].first)-\(id): not verifiable, a record in it is missing or damaged")
+                } else if segment.sealed() != segments[segmentIndex] {
                     problem("segment \(segments[segmentIndex].first)-\(id): manifest entry does not match the records")
                 }
                 segmentIndex += 1

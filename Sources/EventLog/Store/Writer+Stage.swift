@@ -103,9 +103,9 @@ extension Writer {
             }
         }
         batch.put(storage.cf(.meta), MetaKey.head(id), [])
-        batch.put(storage.cf(.byType), KeySpace.indexed(try typeID(event.type, &stage), id), [])
+        batch.put(storage.cf(.byType), KeySpace.indexed(try dictionaryID(.type, event.type, &stage), id), [])
         if let stream = event.stream {
-            batch.put(storage.cf(.byStream), KeySpace.indexed(try streamID(stream, &stage), id), [])
+            batch.put(storage.cf(.byStream), KeySpace.indexed(try dictionaryID(.stream, stream, &stage), id), [])
         }
         if let key = event.key {
             batch.put(storage.cf(.keys), Array(key.utf8), idKey)

@@ -23,10 +23,10 @@ final class Writer: @unchecked Sendable {
     let notifier: CommitNotifier
 
     private let condition = NSCondition()
+    private var exited = false
     private var queue: [Pending] = []
     private var queuedEvents = 0
     private var closing = false
-    private let stopped = DispatchSemaphore(value: 0)
 
     // Writer-thread state.
     private(set) var lastID: EventID
@@ -34,6 +34,7 @@ final class Writer: @unchecked Sendable {
     private(set) var segment: OpenSegment
     private var typeIDs: [String: UInt32] = [:]
     private var streamIDs: [String: UInt32] = [:]
+    /// When the oldest write not yet fsynced happened (nil: everything written is durable).
     private var unsyncedSince: ContinuousClock.Instant?
     /// `meta` as of the last commit, for readers on other threads.
     private let published: Mutex<StoreMeta>
@@ -88,22 +89,25 @@ final class Writer: @unchecked Sendable {
         }
     }
 
-    /// Stops accepting appends, commits what is queued, syncs, and returns when the thread has exited.
+    /// Stops accepting appends, commits what is queued, syncs, and returns when the thread has
+    /// exited. Every caller waits for that, so none can close RocksDB under a running writer.
     func close() {
         condition.lock()
-        let already = closing
         closing = true
-        condition.signal()
+        condition.broadcast()
+        while !exited { condition.wait() }
         condition.unlock()
-        if !already { stopped.wait() }
     }
 
     private func run() {
         while let group = nextGroup() {
             commit(group)
         }
-        if unsyncedSince != nil { try? storage.db.syncWAL() }
-        stopped.signal()
+        if unsyncedSince != nil { syncNow() }
+        condition.lock()
+        exited = true
+        condition.broadcast()
+        condition.unlock()
     }
 
     /// Blocks until work is queued (syncing the WAL on the interval policy while idle); nil once closed and drained.
@@ -112,7 +116,7 @@ final class Writer: @unchecked Sendable {
         defer { condition.unlock() }
         while queue.isEmpty {
             if closing { return nil }
-            if let since = unsyncedSince {
+            if policy == .interval, let since = unsyncedSince {
                 let due = since + syncInterval
                 if ContinuousClock.now >= due {
                     condition.unlock()
@@ -143,8 +147,16 @@ final class Writer: @unchecked Sendable {
             try storage.db.syncWAL()
             unsyncedSince = nil
         } catch {
-            // Keep the mark: the next idle pass retries, and every commit reports durable: false meanwhile.
+            // Retry one interval later rather than spinning; meanwhile every answer says durable: false.
+            unsyncedSince = .now
         }
+    }
+
+    /// Under `.interval`, a busy writer syncs with the next write once the interval is due, so a
+    /// queue that never empties cannot postpone durability forever.
+    private var intervalDue: Bool {
+        guard policy == .interval, let since = unsyncedSince else { return false }
+        return ContinuousClock.now - since >= syncInterval
     }
 
     private static func seconds(_ d: Duration) -> TimeInterval {
@@ -162,11 +174,11 @@ final class Writer: @unchecked Sendable {
         let wantsSync = group.indices.contains { i in
             group[i].durability == .group && (try? outcomes[i].get()) != nil
         }
-        var durable = false
         if !stage.isEmpty {
             stage.batch.put(storage.cf(.meta), MetaKey.stats, stage.meta.encodedStats())
+            let sync = wantsSync || intervalDue
             do {
-                try storage.db.write(stage.batch, sync: wantsSync)
+                try storage.db.write(stage.batch, sync: sync)
             } catch {
                 let failure = LogError(error)
                 for pending in group { pending.continuation.resume(throwing: failure) }
@@ -175,16 +187,17 @@ final class Writer: @unchecked Sendable {
             lastID = stage.lastID
             meta = stage.meta
             segment = stage.segment
-            typeIDs.merge(stage.newTypes) { a, _ in a }
-            streamIDs.merge(stage.newStreams) { a, _ in a }
+            typeIDs.merge(stage.newNames[.type] ?? [:]) { a, _ in a }
+            streamIDs.merge(stage.newNames[.stream] ?? [:]) { a, _ in a }
             trimCaches()
-            if wantsSync { unsyncedSince = nil } else if policy != .never, unsyncedSince == nil { unsyncedSince = .now }
-            durable = wantsSync
+            if sync { unsyncedSince = nil } else if unsyncedSince == nil { unsyncedSince = .now }
             published.withLock { $0 = stage.meta }
             notifier.publish(lastID)
-        } else {
-            durable = unsyncedSince == nil
+        } else if wantsSync && unsyncedSince != nil {
+            // Only duplicates: their originals may still be unsynced, and the client asked for durability.
+            syncNow()
         }
+        let durable = unsyncedSince == nil
         for (pending, outcome) in zip(group, outcomes) {
             switch outcome {
             case .success(let results): pending.continuation.resume(returning: AppendReceipt(results: results, durable: durable))
@@ -226,31 +239,19 @@ final class Writer: @unchecked Sendable {
         if streamIDs.count > 100_000 { streamIDs.removeAll() }
     }
 
-    func typeID(_ name: String, _ stage: inout GroupStage) throws(LogError) -> UInt32 {
-        if let id = typeIDs[name] ?? stage.newTypes[name] { return id }
-        if let id = try storageCall({ () throws(StorageError) in try storage.dictionaryID(MetaKey.type(name)) }) {
-            typeIDs[name] = id
+    /// The dictionary id of a type or stream name, allocating the next one (in the group's
+    /// WriteBatch) for a name never seen.
+    func dictionaryID(_ kind: DictionaryKind, _ name: String, _ stage: inout GroupStage) throws(LogError) -> UInt32 {
+        if let id = (kind == .type ? typeIDs[name] : streamIDs[name]) ?? stage.newNames[kind]?[name] { return id }
+        let metaKey = kind == .type ? MetaKey.type(name) : MetaKey.stream(name)
+        if let id = try storageCall({ () throws(StorageError) in try storage.dictionaryID(metaKey) }) {
+            if kind == .type { typeIDs[name] = id } else { streamIDs[name] = id }
             return id
         }
-        let id = stage.meta.nextTypeID
-        stage.meta.nextTypeID += 1
-        stage.newTypes[name] = id
-        stage.mark.types.append(name)
-        stage.batch.put(storage.cf(.meta), MetaKey.type(name), ByteWriter.be32(id))
-        return id
-    }
-
-    func streamID(_ name: String, _ stage: inout GroupStage) throws(LogError) -> UInt32 {
-        if let id = streamIDs[name] ?? stage.newStreams[name] { return id }
-        if let id = try storageCall({ () throws(StorageError) in try storage.dictionaryID(MetaKey.stream(name)) }) {
-            streamIDs[name] = id
-            return id
-        }
-        let id = stage.meta.nextStreamID
-        stage.meta.nextStreamID += 1
-        stage.newStreams[name] = id
-        stage.mark.streams.append(name)
-        stage.batch.put(storage.cf(.meta), MetaKey.stream(name), ByteWriter.be32(id))
+        let id = stage.meta.allocate(kind)
+        stage.newNames[kind, default: [:]][name] = id
+        stage.mark.names.append((kind, name))
+        stage.batch.put(storage.cf(.meta), metaKey, ByteWriter.be32(id))
         return id
     }
 }

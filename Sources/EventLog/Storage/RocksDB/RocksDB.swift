@@ -8,10 +8,11 @@ import Darwin
 /// One open RocksDB database with its column families.
 ///
 /// Thread-safety: RocksDB's `DB` is safe for concurrent reads and writes, so `get`, `write` and
-/// `iterator` may be called from any thread. `close()` must be called once, by the owner, after
-/// every other user is done; `deinit` closes too if the owner forgot. The handles are only
-/// touched through this class, which is why `@unchecked Sendable` is sound: the pointers never
-/// change after `init`, and the C library synchronises what lies behind them.
+/// `iterator` may be called from any thread. `@unchecked Sendable` rests on one rule: the handles
+/// change only in `close()`, which the owner (`EventStore.close`, guarded to run once) calls
+/// after every other user has stopped: the writer thread has exited and the server has stopped
+/// serving. Between `init` and that point the pointers are immutable and the C library
+/// synchronises what lies behind them.
 final class RocksDB: @unchecked Sendable {
     /// How a column family is tuned. The big families get zstd; point-lookup families a bloom filter.
     struct FamilyOptions: Sendable {
@@ -30,7 +31,6 @@ final class RocksDB: @unchecked Sendable {
     private(set) var families: [Family] = []
     private let options: OpaquePointer
     private var familyOptions: [OpaquePointer] = []
-    private let tableOptions: OpaquePointer
     private let cache: OpaquePointer
     private let syncWrite: OpaquePointer
     private let asyncWrite: OpaquePointer
@@ -53,9 +53,6 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_options_set_paranoid_checks(options, 1)
         // Records carry their own checksums; RocksDB's block checksums guard the SST files.
         cache = rocksdb_cache_create_lru(blockCacheBytes)
-        tableOptions = rocksdb_block_based_options_create()
-        rocksdb_block_based_options_set_block_cache(tableOptions, cache)
-        rocksdb_block_based_options_set_cache_index_and_filter_blocks(tableOptions, 1)
 
         syncWrite = rocksdb_writeoptions_create()
         rocksdb_writeoptions_set_sync(syncWrite, 1)
@@ -126,7 +123,6 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_writeoptions_destroy(syncWrite)
         rocksdb_writeoptions_destroy(asyncWrite)
         rocksdb_readoptions_destroy(readOptions)
-        rocksdb_block_based_options_destroy(tableOptions)
         for cfOptions in familyOptions { rocksdb_options_destroy(cfOptions) }
         rocksdb_options_destroy(options)
         rocksdb_cache_destroy(cache)
