@@ -1,4 +1,5 @@
 import EventLog
+import Foundation
 
 /// Everything `banyan serve` can be told, with the defaults a fresh `banyan serve` uses.
 public struct ServerConfiguration: Sendable {
@@ -24,15 +25,10 @@ public struct ServerConfiguration: Sendable {
     public init() {}
 }
 
-/// Build identity for /version.
+/// Build identity for /version; commit and build come from the environment at start-up
+/// (`BANYAN_COMMIT`, `BANYAN_BUILD`), read once.
 public enum BanyanVersion {
     public static let version = "0.1.0"
-    public static var commit: String { Environment.get("BANYAN_COMMIT") ?? "unknown" }
-    public static var build: String { Environment.get("BANYAN_BUILD") ?? "dev" }
-}
-
-import Foundation
-
-private enum Environment {
-    static func get(_ name: String) -> String? { ProcessInfo.processInfo.environment[name] }
+    public static let commit = ProcessInfo.processInfo.environment["BANYAN_COMMIT"] ?? "unknown"
+    public static let build = ProcessInfo.processInfo.environment["BANYAN_BUILD"] ?? "dev"
 }
