@@ -1,26 +1,37 @@
 import EventLog
 import Hummingbird
+import NIOCore
 import Logging
 import ServiceLifecycle
 
-/// The HTTP server over one `EventStore`: the CelestialTree-compatible routes today, the native
-/// `/v1` API next. Runs until SIGINT/SIGTERM, then drains in-flight requests and ends streams;
-/// the caller closes the store afterwards.
+/// The HTTP server over one `EventStore`: the native `/v1` API, the CelestialTree-compatible
+/// routes and `/metrics`. Runs until SIGINT/SIGTERM, then drains in-flight requests and ends
+/// streams; the caller closes the store afterwards.
 public struct BanyanServer: Sendable {
     public let store: EventStore
     public let config: ServerConfiguration
+    public let metrics: ServerMetrics
     public let logger: Logger
-    let subscribers = SubscriberCount()
+    let streams = StreamRegistry()
 
-    public init(store: EventStore, config: ServerConfiguration, logger: Logger) {
+    /// - Parameter metrics: pass the same instance as the store's `StoreOptions.observer` to get commit metrics.
+    public init(store: EventStore, config: ServerConfiguration, metrics: ServerMetrics = ServerMetrics(), logger: Logger) throws {
+        guard config.access.isEnabled || config.isLoopback else {
+            throw AccessError(
+                "refusing to listen on \(config.host) without authentication: configure tokens (--tokens-file or BANYAN_TOKENS) or bind to 127.0.0.1")
+        }
         self.store = store
         self.config = config
+        self.metrics = metrics
         self.logger = logger
     }
 
     /// The responder, usable without a socket in tests.
     public var responder: some HTTPResponder<BasicRequestContext> {
-        BanyanResponder(celestialTree: CelestialTreeAPI(store: store, config: config, subscribers: subscribers))
+        BanyanResponder(
+            native: NativeAPI(store: store, config: config, streams: streams),
+            celestialTree: CelestialTreeAPI(store: store, config: config, streams: streams),
+            access: config.access, metrics: metrics)
     }
 
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
@@ -37,14 +48,37 @@ public struct BanyanServer: Sendable {
     }
 }
 
-/// Dispatches to the route sets and turns errors into JSON responses in one place.
+/// Authorises, dispatches to the route sets, turns errors into JSON responses in one place and
+/// records each request's latency under its route pattern.
 struct BanyanResponder: HTTPResponder {
     typealias Context = BasicRequestContext
+    let native: NativeAPI
     let celestialTree: CelestialTreeAPI
+    let access: AccessControl
+    let metrics: ServerMetrics
 
     func respond(to request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
+        let response = await dispatch(request, context)
+        metrics.request(
+            route: RoutePattern.of(request.uri.path), method: request.method.rawValue, status: response.status.code,
+            duration: ContinuousClock.now - started)
+        return response
+    }
+
+    private func dispatch(_ request: Request, _ context: Context) async -> Response {
         do {
-            if let response = try await celestialTree.route(request) { return response }
+            try access.authorize(request, needs: AccessControl.requiredRole(request))
+            let path = request.uri.path
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            if parts.first == "v1" {
+                if let response = try await native.route(request, parts.dropFirst()) { return response }
+            } else if path == "/metrics" {
+                guard request.method == .get else { throw APIError.methodNotAllowed }
+                return metricsResponse()
+            } else if let response = try await celestialTree.route(request) {
+                return response
+            }
             return JSONResponse.pageNotFound()
         } catch let error as APIError {
             return error.makeResponse()
@@ -54,5 +88,37 @@ struct BanyanResponder: HTTPResponder {
             context.logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
             return APIError(.internalServerError, "internal error", detail: "\(error)").makeResponse()
         }
+    }
+
+    private func metricsResponse() -> Response {
+        let bytes = metrics.render(store: native.store, streams: native.streams)
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .contentLength: String(bytes.count)],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+/// Route patterns for metric labels: ids and keys become placeholders so the label space stays small.
+enum RoutePattern {
+    static let known: Set<Substring> = [
+        "v1", "emit", "event", "children", "ancestors", "descendants", "provenance", "roots", "heads", "snapshot",
+        "healthz", "version", "subscribe", "metrics",
+    ]
+
+    static func of(_ path: String) -> String {
+        let parts = path.split(separator: "/")
+        guard let first = parts.first, known.contains(first), parts.count <= 4 else { return "other" }
+        var pattern = ""
+        for (i, part) in parts.enumerated() {
+            if i == 3 || (i == 2 && parts[1] == "by-key") {
+                pattern += "/{key}"
+            } else if part.allSatisfy(\.isNumber) {
+                pattern += "/{id}"
+            } else {
+                pattern += "/" + part
+            }
+        }
+        return pattern
     }
 }

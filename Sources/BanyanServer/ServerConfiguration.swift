@@ -13,6 +13,12 @@ public struct ServerConfiguration: Sendable {
     public var treeTimeMax: Duration = .seconds(10)
     /// Ids in one POST /descendants or /provenance request.
     public var treeBatchIDsMax = 1_000
+    /// Bearer tokens; empty means no authentication, which only a loopback address allows.
+    public var access = AccessControl()
+    /// Bytes of one `POST /v1/events` body.
+    public var bodyBytesMax = 64 << 20
+    /// Ids one filtered log read may examine before it answers with a `next` cursor.
+    public var scanIDsMax = 100_000
     /// Bytes of a request body on the CelestialTree routes.
     public var emitBodyBytesMax = (2 << 20) + (64 << 10)
     /// Open SSE streams; one more is refused with 503.
@@ -23,6 +29,11 @@ public struct ServerConfiguration: Sendable {
     public var streamHeartbeat: Duration = .seconds(15)
 
     public init() {}
+
+    /// Whether `host` names a loopback interface (the only kind allowed without tokens).
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
 }
 
 /// Build identity for /version; commit and build come from the environment at start-up

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BanyanServer
 import EventLog
+import Foundation
 import Logging
 
 extension Banyan {
@@ -18,34 +19,46 @@ extension Banyan {
         @Option(help: "Bytes of one event payload.") var payloadBytesMax = Limits().payloadBytesMax
         @Option(help: "Events waiting for the writer before appends get 503.") var writerQueueEventsMax = Limits().writerQueueEventsMax
         @Option(help: "Open SSE streams.") var streamsMax = ServerConfiguration().streamsMax
+        @Option(help: "Bytes of one POST /v1/events body.") var bodyBytesMax = ServerConfiguration().bodyBytesMax
+        @Option(help: "Seconds of silence before an SSE heartbeat comment.") var streamHeartbeatSeconds = 15
+        @Option(help: "File of bearer tokens, one \"<token> <role>\" per line (roles: read, write, admin). Also: BANYAN_TOKENS=token:role,...")
+        var tokensFile: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
         func run() async throws {
             try await Banyan.reportingErrors {
                 var logger = Logger(label: "banyan")
                 logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-                var options = StoreOptions()
-                options.durability = fsync
-                options.syncInterval = .milliseconds(syncIntervalMs)
-                options.limits.batchEventsMax = batchEventsMax
-                options.limits.payloadBytesMax = payloadBytesMax
-                options.limits.writerQueueEventsMax = writerQueueEventsMax
-                options.limits.treeNodesMax = treeNodesMax
                 var config = ServerConfiguration()
                 config.host = host
                 config.port = port
                 config.treeNodesMax = treeNodesMax
                 config.streamsMax = streamsMax
+                config.bodyBytesMax = bodyBytesMax
+                config.streamHeartbeat = .seconds(streamHeartbeatSeconds)
+                config.access = try AccessControl.load(file: tokensFile, environment: ProcessInfo.processInfo.environment["BANYAN_TOKENS"])
+                if !config.access.isEnabled && !config.isLoopback {
+                    throw AccessError(
+                        "refusing to listen on \(host) without authentication: configure tokens (--tokens-file or BANYAN_TOKENS) or bind to 127.0.0.1")
+                }
+                let metrics = ServerMetrics()
+                var options = StoreOptions()
+                options.durability = fsync
+                options.syncInterval = .milliseconds(syncIntervalMs)
+                options.limits.batchEventsMax = batchEventsMax
+                // A commit group holds at least one whole batch and at most what the queue may hold.
+                options.limits.commitGroupEventsMax = max(batchEventsMax, min(options.limits.commitGroupEventsMax, writerQueueEventsMax))
+                options.limits.payloadBytesMax = payloadBytesMax
+                options.limits.writerQueueEventsMax = max(writerQueueEventsMax, options.limits.commitGroupEventsMax)
+                options.limits.treeNodesMax = treeNodesMax
+                options.observer = metrics
                 config.emitBodyBytesMax = max(config.emitBodyBytesMax, payloadBytesMax + options.limits.messageBytesMax + (64 << 10))
                 let store = try await EventStore.open(at: data.dataDir, options: options, logger: logger)
                 defer { store.close() }
-                let server = BanyanServer(store: store, config: config, logger: logger)
-                let loopback = host == "127.0.0.1" || host == "localhost" || host == "::1"
-                if !loopback {
-                    logger.warning("binding to a non-loopback address without authentication; anyone who can reach it can write")
-                }
+                let server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)
+                let auth = config.access.isEnabled ? "\(config.access.tokens.count) tokens" : "no authentication (loopback only)"
                 try await server.run { port in
-                    Console.error("banyan: listening on http://\(host):\(port) (data dir \(data.dataDir), fsync \(fsync.rawValue), last id \(store.lastID))")
+                    Console.error("banyan: listening on http://\(host):\(port) (data dir \(data.dataDir), fsync \(fsync.rawValue), \(auth), last id \(store.lastID))")
                 }
                 logger.info("server stopped; closing the store")
             }

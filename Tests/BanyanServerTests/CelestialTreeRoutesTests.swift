@@ -24,7 +24,7 @@ struct CelestialTreeRoutesTests {
         var config = ServerConfiguration()
         config.port = 0
         config.treeNodesMax = treeNodesMax
-        let server = BanyanServer(store: store, config: config, logger: Logger(label: "test"))
+        let server = try BanyanServer(store: store, config: config, logger: Logger(label: "test"))
         try await server.application().test(.router) { client in try await body(store, client) }
     }
 

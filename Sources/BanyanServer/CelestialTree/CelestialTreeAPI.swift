@@ -8,7 +8,7 @@ import Hummingbird
 struct CelestialTreeAPI: Sendable {
     let store: EventStore
     let config: ServerConfiguration
-    let subscribers: SubscriberCount
+    let streams: StreamRegistry
 
     /// Answers the request if a CelestialTree route serves its path; nil otherwise.
     func route(_ request: Request) async throws -> Response? {
@@ -38,7 +38,7 @@ struct CelestialTreeAPI: Sendable {
         case ("roots", 1): try require(.get); return try await list { try store.roots() }
         case ("heads", 1): try require(.get); return try await list { try store.heads() }
         case ("snapshot", 1): try require(.get); return try await snapshot()
-        case ("subscribe", 1): try require(.get); return EventStream.celestialTree(request, store: store, subscribers: subscribers, config: config)
+        case ("subscribe", 1): try require(.get); return try EventStream.celestialTree(request, store: store, streams: streams, config: config)
         default: return nil
         }
     }
@@ -115,7 +115,7 @@ struct CelestialTreeAPI: Sendable {
         return JSONResponse.make(JSONValue.members([
             "edges": .int(stats.edges), "events": .int(stats.events), "goroutines": .int(ProcessStats.threadCount()),
             "heads": .int(stats.heads), "next_event_id": .int(stats.events + 1), "roots": .int(stats.roots),
-            "subscribers": .int(subscribers.current), "ts": .int(Int64(Date().timeIntervalSince1970)),
+            "subscribers": .int(streams.count), "ts": .int(Int64(Date().timeIntervalSince1970)),
         ]))
     }
 

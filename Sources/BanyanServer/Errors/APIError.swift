@@ -7,6 +7,9 @@ struct APIError: Error, HTTPResponseError, Sendable {
     var status: HTTPResponse.Status
     var error: String
     var detail: String?
+    /// The request field at fault and the event's index in its batch (native API errors).
+    var field: String?
+    var index: Int?
     var headers: HTTPFields = [:]
 
     init(_ status: HTTPResponse.Status, _ error: String, detail: String? = nil) {
@@ -24,6 +27,11 @@ struct APIError: Error, HTTPResponseError, Sendable {
         w.writeRaw("{\"error\":")
         w.writeString(error)
         w.writeOptional(",\"detail\":", detail)
+        w.writeOptional(",\"field\":", field)
+        if let index {
+            w.writeRaw(",\"index\":")
+            w.writeInt(Int64(index))
+        }
         w.writeRaw("}")
         var response = JSONResponse.make(w, status: status)
         for field in headers { response.headers.append(field) }
@@ -31,6 +39,22 @@ struct APIError: Error, HTTPResponseError, Sendable {
     }
 
     static func invalidJSON(_ detail: String) -> APIError { APIError(.badRequest, "invalid json", detail: detail) }
+
+    /// A native-API error naming the field (and, in a batch, the event index).
+    static func invalid(_ detail: String, field: String, index: Int? = nil, error: String = "invalid request") -> APIError {
+        var e = APIError(.badRequest, error, detail: detail)
+        e.field = field
+        e.index = index
+        return e
+    }
+
+    /// A store error for one event of a native batch: keeps its index and field.
+    static func fromBatch(_ e: LogError) -> APIError {
+        var error = from(e, summary: "invalid event")
+        error.field = e.field
+        error.index = e.index
+        return error
+    }
     static let badID = APIError(.badRequest, "bad id")
     static let notFound = APIError(.notFound, "not found")
     static let methodNotAllowed = APIError(.methodNotAllowed, "method not allowed")
@@ -43,7 +67,7 @@ struct APIError: Error, HTTPResponseError, Sendable {
         case .invalidArgument, .notFound, .limitExceeded:
             return APIError(.badRequest, summary, detail: detail)
         case .conflict:
-            return APIError(.conflict, summary, detail: detail)
+            return APIError(.conflict, summary == "invalid event" ? "key conflict" : summary, detail: detail)
         case .overloaded:
             var error = APIError(.serviceUnavailable, summary, detail: detail)
             error.headers[.retryAfter] = "1"

@@ -10,25 +10,55 @@ import Synchronization
 /// notifier when caught up. A slow reader simply falls behind and catches up later; it never
 /// loses an event and never makes the writer wait.
 ///
-/// Every frame carries `id: <event id>`, so an EventSource that reconnects with
+/// Every event frame carries `id: <event id>`, so an EventSource that reconnects with
 /// `Last-Event-ID` resumes exactly after the last event it saw.
 enum EventStream {
-    /// CelestialTree's `/subscribe`: a `hello` frame, then `event: emit` frames from the current
-    /// end of the log (or after `Last-Event-ID` when the client sends one).
-    static func celestialTree(_ request: Request, store: EventStore, subscribers: SubscriberCount, config: ServerConfiguration) -> Response {
-        guard subscribers.acquire(max: config.streamsMax) else {
-            var error = APIError(.serviceUnavailable, "too many streams", detail: "\(config.streamsMax) streams are open (streamsMax)")
+    struct Format: Sendable {
+        /// Sent once when the stream opens (CelestialTree's hello frame).
+        var greeting: String?
+        /// The SSE `event:` name of event frames.
+        var eventName: StaticString
+    }
+
+    /// CelestialTree's `/subscribe`: a `hello` frame, then `event: emit` frames from the end of
+    /// the log (or after `Last-Event-ID` when the client sends one).
+    static func celestialTree(_ request: Request, store: EventStore, streams: StreamRegistry, config: ServerConfiguration) throws -> Response {
+        let start = try resumeID(request) ?? store.lastID
+        let format = Format(greeting: "event: hello\ndata: {\"message\":\"subscribed\"}\n\n", eventName: "emit")
+        return try open(from: start, filter: LogFilter(), format: format, store: store, streams: streams, config: config)
+    }
+
+    /// `/v1/stream?after=ID&type=&stream=`: every matching event after `after` (default: the end of
+    /// the log; `Last-Event-ID` wins), then live.
+    static func native(_ request: Request, store: EventStore, streams: StreamRegistry, config: ServerConfiguration) throws -> Response {
+        let query = request.uri.queryParameters
+        let filter = LogFilter(
+            type: try NativeAPI.nonEmpty(query.get("type"), field: "type"), stream: try NativeAPI.nonEmpty(query.get("stream"), field: "stream"))
+        let start = try resumeID(request) ?? NativeAPI.id(query.get("after"), field: "after") ?? store.lastID
+        return try open(from: start, filter: filter, format: Format(greeting: nil, eventName: "event"), store: store, streams: streams, config: config)
+    }
+
+    private static func resumeID(_ request: Request) throws -> EventID? {
+        try NativeAPI.id(request.headers[.lastEventID], field: "Last-Event-ID")
+    }
+
+    private static func open(
+        from start: EventID, filter: LogFilter, format: Format, store: EventStore, streams: StreamRegistry, config: ServerConfiguration
+    ) throws -> Response {
+        guard let token = streams.open(at: start, max: config.streamsMax) else {
+            var error = APIError(.serviceUnavailable, "too many streams", detail: "\(config.streamsMax) streams are open (--streams-max)")
             error.headers[.retryAfter] = "5"
-            return error.makeResponse()
+            throw error
         }
-        let resume = request.headers[.lastEventID].flatMap { UInt64($0) }
-        let start = min(resume ?? store.lastID, store.lastID)
         let body = ResponseBody { writer in
-            defer { subscribers.release() }
-            try await writer.write(ByteBuffer(string: "event: hello\ndata: {\"message\":\"subscribed\"}\n\n"))
+            defer { streams.close(token) }
+            if let greeting = format.greeting { try await writer.write(ByteBuffer(string: greeting)) }
             let stopping = Atomic(false)
             try await withGracefulShutdownHandler {
-                try await pump(from: start, store: store, config: config, stopping: stopping, writer: &writer)
+                try await pump(from: start, filter: filter, format: format, store: store, config: config, stopping: stopping) { cursor, bytes in
+                    if let bytes { try await writer.write(ByteBuffer(bytes: bytes)) }
+                    streams.advance(token, to: cursor)
+                }
             } onGracefulShutdown: {
                 stopping.store(true, ordering: .relaxed)
             }
@@ -40,34 +70,37 @@ enum EventStream {
             body: body)
     }
 
-    /// Writes every committed event after `cursor`, in order, until the client goes away or the
-    /// server shuts down (checked at least once a second, so shutdown never waits on a stream).
+    /// Emits frames for every matching committed event after `cursor`, in order, until the client
+    /// goes away or the server shuts down (checked at least once a second, so shutdown never
+    /// waits on a stream). `emit` gets the new cursor and the bytes to write (nil: nothing to send).
     static func pump(
-        from cursor: EventID, store: EventStore, config: ServerConfiguration, stopping: borrowing Atomic<Bool>,
-        writer: inout any ResponseBodyWriter
+        from cursor: EventID, filter: LogFilter, format: Format, store: EventStore, config: ServerConfiguration,
+        stopping: borrowing Atomic<Bool>, emit: (EventID, [UInt8]?) async throws -> Void
     ) async throws {
         var cursor = cursor
         var lastWrite = ContinuousClock.now
         while !Task.isCancelled && !stopping.load(ordering: .relaxed) {
             let after = cursor
-            let page = try await Blocking.run { try store.events(after: after, limit: config.streamReadEventsMax) }
-            if let last = page.last {
-                var w = JSONWriter(capacity: page.count * 200)
-                for event in page {
+            let page = try await Blocking.run { try store.page(after: after, limit: config.streamReadEventsMax, filter: filter) }
+            if page.next > cursor {
+                var w = JSONWriter(capacity: page.events.count * 200)
+                for event in page.events {
                     w.writeRaw("id: ")
                     w.writeUInt(event.id)
-                    w.writeRaw("\nevent: emit\ndata: ")
+                    w.writeRaw("\nevent: ")
+                    w.writeRaw(format.eventName)
+                    w.writeRaw("\ndata: ")
                     EventJSON.write(event, into: &w)
                     w.writeRaw("\n\n")
                 }
-                try await writer.write(ByteBuffer(bytes: w.bytes))
-                lastWrite = .now
-                cursor = last.id
+                try await emit(page.next, page.events.isEmpty ? nil : w.bytes)
+                if !page.events.isEmpty { lastWrite = .now }
+                cursor = page.next
                 continue
             }
             _ = await store.notifier.wait(after: cursor, timeout: min(config.streamHeartbeat, .seconds(1)))
             if ContinuousClock.now - lastWrite >= config.streamHeartbeat {
-                try await writer.write(ByteBuffer(string: ": keepalive\n\n"))
+                try await emit(cursor, Array(": heartbeat\n\n".utf8))
                 lastWrite = .now
             }
         }

@@ -139,6 +139,22 @@ extension EventStore {
             diskBytes: diskBytes())
     }
 
+    /// RocksDB figures worth watching, summed over the column families: SST bytes, memtable
+    /// bytes, pending compaction bytes, estimated keys; plus the block cache usage.
+    public func engineStats() -> [(name: String, value: UInt64)] {
+        let summed = [
+            ("sst_bytes", "rocksdb.total-sst-files-size"), ("memtable_bytes", "rocksdb.cur-size-all-mem-tables"),
+            ("pending_compaction_bytes", "rocksdb.estimate-pending-compaction-bytes"), ("estimated_keys", "rocksdb.estimate-num-keys"),
+        ]
+        var stats: [(name: String, value: UInt64)] = summed.map { name, property in
+            (name, KeySpace.Family.allCases.reduce(UInt64(0)) { total, family in
+                total + (UInt64(storage.db.property(property, family: storage.cf(family)) ?? "0") ?? 0)
+            })
+        }
+        stats.append(("block_cache_bytes", UInt64(storage.db.property("rocksdb.block-cache-usage") ?? "0") ?? 0))
+        return stats
+    }
+
     /// Bytes of the database files as RocksDB reports them (SST + memtables).
     public func diskBytes() -> UInt64 {
         var total: UInt64 = 0

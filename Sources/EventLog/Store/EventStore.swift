@@ -67,7 +67,7 @@ public final class EventStore: Sendable {
             let segment = try Recovery.openSegment(storage, lastID: lastID)
             let writer = Writer(
                 storage: storage, limits: options.limits, policy: options.durability,
-                syncInterval: options.syncInterval, now: options.clock, lastID: lastID, meta: meta, segment: segment)
+                syncInterval: options.syncInterval, now: options.clock, observer: options.observer, lastID: lastID, meta: meta, segment: segment)
             writer.start()
             self.writer = writer
             notifier = writer.notifier

@@ -17,6 +17,8 @@ public struct StoreOptions: Sendable {
     public var readOnly = false
     /// Writes the CelestialTree genesis event into a new, empty store.
     public var createGenesis = true
+    /// Told about every commit group (metrics).
+    public var observer: (any StoreObserver)?
     /// Wall clock in Unix nanoseconds, injected so tests can control stamped times.
     public var clock: @Sendable () -> Int64 = StoreOptions.wallClockNanos
 

@@ -20,6 +20,7 @@ final class Writer: @unchecked Sendable {
     let policy: Durability
     private let syncInterval: Duration
     private let now: @Sendable () -> Int64
+    private let observer: (any StoreObserver)?
     let notifier: CommitNotifier
 
     private let condition = NSCondition()
@@ -43,8 +44,9 @@ final class Writer: @unchecked Sendable {
 
     init(
         storage: LogStorage, limits: Limits, policy: Durability, syncInterval: Duration,
-        now: @escaping @Sendable () -> Int64, lastID: EventID, meta: StoreMeta, segment: OpenSegment
+        now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?, lastID: EventID, meta: StoreMeta, segment: OpenSegment
     ) {
+        self.observer = observer
         self.storage = storage
         self.limits = limits
         self.policy = policy
@@ -165,6 +167,7 @@ final class Writer: @unchecked Sendable {
     }
 
     private func commit(_ group: [Pending]) {
+        let groupStart = lastID
         var stage = GroupStage(lastID: lastID, meta: meta, segment: segment, timeUnixNano: now())
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)
@@ -177,6 +180,7 @@ final class Writer: @unchecked Sendable {
         if !stage.isEmpty {
             stage.batch.put(storage.cf(.meta), MetaKey.stats, stage.meta.encodedStats())
             let sync = wantsSync || intervalDue
+            let started = ContinuousClock.now
             do {
                 try storage.db.write(stage.batch, sync: sync)
             } catch {
@@ -192,6 +196,9 @@ final class Writer: @unchecked Sendable {
             trimCaches()
             if sync { unsyncedSince = nil } else if unsyncedSince == nil { unsyncedSince = .now }
             published.withLock { $0 = stage.meta }
+            observer?.didCommit(
+                events: Int(stage.lastID - groupStart), batches: group.count, synced: sync,
+                writeDuration: ContinuousClock.now - started)
             notifier.publish(lastID)
         } else if wantsSync && unsyncedSince != nil {
             // Only duplicates: their originals may still be unsynced, and the client asked for durability.

@@ -1,0 +1,103 @@
+import Foundation
+import Hummingbird
+
+/// Bearer-token roles. They nest: `read` < `write` < `admin`.
+public enum Role: Int, Sendable, Comparable, CaseIterable {
+    case read, write, admin
+
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "read": self = .read
+        case "write": self = .write
+        case "admin": self = .admin
+        default: return nil
+        }
+    }
+
+    public var name: String { ["read", "write", "admin"][rawValue] }
+
+    public static func < (a: Role, b: Role) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// The configured tokens. Empty means authentication is off (and the server binds to loopback only).
+public struct AccessControl: Sendable {
+    public private(set) var tokens: [String: Role] = [:]
+
+    public init(tokens: [String: Role] = [:]) {
+        self.tokens = tokens
+    }
+
+    public var isEnabled: Bool { !tokens.isEmpty }
+
+    /// Reads `<token> <role>` lines (blank lines and `#` comments ignored) and/or a
+    /// `token:role,token:role` list, as from `--tokens-file` and `BANYAN_TOKENS`.
+    public static func load(file: String?, environment: String?) throws -> AccessControl {
+        var control = AccessControl()
+        if let file {
+            let text: String
+            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                throw AccessError("cannot read tokens file \(file): \(error.localizedDescription)")
+            }
+            for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = raw.trimmingCharacters(in: .whitespaces)
+                if line.isEmpty || line.hasPrefix("#") { continue }
+                let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                guard parts.count == 2 else { throw AccessError("\(file):\(number + 1): expected \"<token> <role>\"") }
+                try control.add(String(parts[0]), String(parts[1]), source: "\(file):\(number + 1)")
+            }
+        }
+        if let environment, !environment.isEmpty {
+            for entry in environment.split(separator: ",") {
+                let parts = entry.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2 else { throw AccessError("BANYAN_TOKENS: expected token:role, found \"\(entry)\"") }
+                try control.add(String(parts[0]).trimmingCharacters(in: .whitespaces), String(parts[1]).trimmingCharacters(in: .whitespaces), source: "BANYAN_TOKENS")
+            }
+        }
+        return control
+    }
+
+    private mutating func add(_ token: String, _ roleName: String, source: String) throws {
+        guard !token.isEmpty, token.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+            throw AccessError("\(source): a token must be printable ASCII without spaces")
+        }
+        guard let role = Role(name: roleName) else { throw AccessError("\(source): unknown role \"\(roleName)\" (read, write, admin)") }
+        tokens[token] = role
+    }
+
+    /// Checks a request against the role its route needs; throws 401/403 as JSON.
+    func authorize(_ request: Request, needs role: Role?) throws {
+        guard isEnabled, let role else { return }
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+            var error = APIError(.unauthorized, "unauthorized", detail: "this server requires Authorization: Bearer <token>")
+            error.headers[.wwwAuthenticate] = "Bearer"
+            throw error
+        }
+        let token = String(header.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
+        guard let granted = tokens[token] else {
+            var error = APIError(.unauthorized, "unauthorized", detail: "unknown token")
+            error.headers[.wwwAuthenticate] = "Bearer error=\"invalid_token\""
+            throw error
+        }
+        guard granted >= role else {
+            throw APIError(.forbidden, "forbidden", detail: "this route needs the \(role.name) role; the token has \(granted.name)")
+        }
+    }
+
+    /// The role a request needs: nil for routes open to everyone (`/healthz`).
+    static func requiredRole(_ request: Request) -> Role? {
+        let path = request.uri.path
+        if path == "/healthz" { return nil }
+        switch request.method {
+        case .get, .head, .options: return .read
+        case .post:
+            // Tree batches are reads sent as POST (CelestialTree's API).
+            return path == "/descendants" || path == "/provenance" ? .read : .write
+        default: return .write
+        }
+    }
+}
+
+public struct AccessError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

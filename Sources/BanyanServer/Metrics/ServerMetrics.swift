@@ -1,0 +1,97 @@
+import EventLog
+import CoreMetrics
+import Prometheus
+import Synchronization
+
+/// The server's metrics: swift-metrics instruments backed by a Prometheus registry of this
+/// instance's own (no global bootstrap, so several servers can live in one process, as in tests).
+/// Also the store's `StoreObserver`, fed by the writer thread once per commit group.
+///
+/// Thread-safe: the instruments are; the per-route timer cache is behind a `Mutex`.
+public final class ServerMetrics: StoreObserver, Sendable {
+    private let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+    private let appended: CoreMetrics.Counter
+    private let batches: CoreMetrics.Counter
+    private let groups: CoreMetrics.Counter
+    private let groupSize: CoreMetrics.Recorder
+    private let syncedWrite: CoreMetrics.Timer
+    private let unsyncedWrite: CoreMetrics.Timer
+    private let lastID: CoreMetrics.Gauge
+    private let streamsOpen: CoreMetrics.Gauge
+    private let streamLagMax: CoreMetrics.Gauge
+    private let streamLagTotal: CoreMetrics.Gauge
+    private let engine: Mutex<[String: CoreMetrics.Gauge]> = Mutex([:])
+    private let requestTimers: Mutex<[String: CoreMetrics.Timer]> = Mutex([:])
+
+    public init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["banyan_write_seconds"] = [
+            .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
+            .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100), .seconds(1),
+        ]
+        factory.durationHistogramBuckets["banyan_http_request_duration_seconds"] = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1), .seconds(5),
+        ]
+        factory.valueHistogramBuckets["banyan_commit_group_events"] = [1, 2, 5, 10, 25, 50, 100, 250, 1_000, 2_500, 10_000, 20_000]
+        self.factory = factory
+        appended = CoreMetrics.Counter(label: "banyan_events_appended_total", factory: factory)
+        batches = CoreMetrics.Counter(label: "banyan_append_batches_total", factory: factory)
+        groups = CoreMetrics.Counter(label: "banyan_commit_groups_total", factory: factory)
+        groupSize = CoreMetrics.Recorder(label: "banyan_commit_group_events", factory: factory)
+        syncedWrite = CoreMetrics.Timer(label: "banyan_write_seconds", dimensions: [("fsync", "true")], factory: factory)
+        unsyncedWrite = CoreMetrics.Timer(label: "banyan_write_seconds", dimensions: [("fsync", "false")], factory: factory)
+        lastID = CoreMetrics.Gauge(label: "banyan_last_id", factory: factory)
+        streamsOpen = CoreMetrics.Gauge(label: "banyan_streams_open", factory: factory)
+        streamLagMax = CoreMetrics.Gauge(label: "banyan_stream_lag_events_max", factory: factory)
+        streamLagTotal = CoreMetrics.Gauge(label: "banyan_stream_lag_events_total", factory: factory)
+    }
+
+    public func didCommit(events: Int, batches: Int, synced: Bool, writeDuration: Duration) {
+        appended.increment(by: Int64(events))
+        self.batches.increment(by: Int64(batches))
+        groups.increment()
+        groupSize.record(Int64(events))
+        (synced ? syncedWrite : unsyncedWrite).recordNanoseconds(Self.nanoseconds(writeDuration))
+    }
+
+    /// Records one HTTP request under its route pattern (never the raw path: ids would explode the label space).
+    func request(route: String, method: String, status: Int, duration: Duration) {
+        let key = "\(route) \(method) \(status)"
+        let timer = requestTimers.withLock { timers in
+            if let timer = timers[key] { return timer }
+            let timer = CoreMetrics.Timer(
+                label: "banyan_http_request_duration_seconds",
+                dimensions: [("route", route), ("method", method), ("status", String(status))], factory: factory)
+            timers[key] = timer
+            return timer
+        }
+        timer.recordNanoseconds(Self.nanoseconds(duration))
+    }
+
+    /// Samples the gauges and renders the Prometheus text format.
+    func render(store: EventStore, streams: StreamRegistry) -> [UInt8] {
+        let last = store.lastID
+        lastID.record(Int64(last))
+        streamsOpen.record(Int64(streams.count))
+        let lag = streams.lag(behind: last)
+        streamLagMax.record(Int64(lag.max))
+        streamLagTotal.record(Int64(lag.total))
+        for (name, value) in store.engineStats() {
+            let gauge = engine.withLock { gauges in
+                if let gauge = gauges[name] { return gauge }
+                let gauge = CoreMetrics.Gauge(label: "banyan_rocksdb_\(name)", factory: factory)
+                gauges[name] = gauge
+                return gauge
+            }
+            gauge.record(Int64(clamping: value))
+        }
+        return registry.emitToBuffer()
+    }
+
+    private static func nanoseconds(_ d: Duration) -> Int64 {
+        let (seconds, atto) = d.components
+        return seconds * 1_000_000_000 + atto / 1_000_000_000
+    }
+}

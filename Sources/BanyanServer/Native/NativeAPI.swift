@@ -1,0 +1,168 @@
+import EventLog
+import Foundation
+import Hummingbird
+
+/// The native API under `/v1` (docs/HTTP_API.md): batch append, log reads, the SSE stream, status.
+struct NativeAPI: Sendable {
+    let store: EventStore
+    let config: ServerConfiguration
+    let streams: StreamRegistry
+
+    /// Answers `/v1/...` requests; nil for paths this API does not serve.
+    func route(_ request: Request, _ parts: ArraySlice<Substring>) async throws -> Response? {
+        let method = request.method
+        func require(_ allowed: HTTPRequest.Method) throws {
+            if method != allowed { throw APIError.methodNotAllowed }
+        }
+        switch (parts.count, parts.first) {
+        case (1, "events"):
+            if method == .post { return try await append(request) }
+            try require(.get)
+            return try await readLog(request)
+        case (2, "events"):
+            try require(.get)
+            return try event(try PathID.parse(parts.last!))
+        case (3, "events") where parts[parts.startIndex + 1] == "by-key":
+            try require(.get)
+            let raw = String(parts.last!)
+            guard let key = raw.removingPercentEncoding, !key.isEmpty else { throw APIError.invalid("the key is not valid percent-encoded UTF-8", field: "key") }
+            guard let event = try store.event(key: key) else { throw APIError(.notFound, "not found", detail: "no event has key \"\(key)\"") }
+            return JSONResponse.make(EventJSON.encode(event))
+        case (1, "stream"):
+            try require(.get)
+            return try EventStream.native(request, store: store, streams: streams, config: config)
+        case (1, "status"):
+            try require(.get)
+            return try await status()
+        default:
+            return nil
+        }
+    }
+
+    private func append(_ request: Request) async throws -> Response {
+        let contentType = request.headers[.contentType]?.lowercased() ?? "application/json"
+        let ndjson = contentType.hasPrefix("application/x-ndjson") || contentType.hasPrefix("application/jsonl")
+        guard ndjson || contentType.hasPrefix("application/json") else {
+            throw APIError(.unsupportedMediaType, "unsupported content type", detail: "send application/json (an array of events) or application/x-ndjson (one event per line), not \(contentType)")
+        }
+        let durability = try Self.durability(request.uri.queryParameters.get("durability"))
+        let body = try await RequestBody.bytes(request, bytesMax: config.bodyBytesMax)
+        let requests = try BatchDecoder.decode(body, ndjson: ndjson, limits: store.limits)
+        let receipt: AppendReceipt
+        do {
+            receipt = try await store.append(requests, durability: durability)
+        } catch let error as LogError {
+            throw APIError.fromBatch(error)
+        }
+        var w = JSONWriter(capacity: 32 + receipt.results.count * 16)
+        w.writeRaw("{\"results\":[")
+        for (i, result) in receipt.results.enumerated() {
+            w.writeRaw(i == 0 ? "{\"id\":" : ",{\"id\":")
+            w.writeUInt(result.id)
+            w.writeRaw(result.duplicate ? ",\"duplicate\":true}" : "}")
+        }
+        w.writeRaw("],\"durable\":")
+        w.writeBool(receipt.durable)
+        w.writeRaw("}")
+        return JSONResponse.make(w)
+    }
+
+    /// `sync` waits for fsync; `async` answers once the batch is in the WAL; absent: server policy.
+    static func durability(_ raw: String?) throws -> Durability? {
+        switch raw {
+        case nil: return nil
+        case "sync": return .group
+        case "async": return .never
+        default: throw APIError.invalid("durability must be sync or async, not \"\(raw!)\"", field: "durability")
+        }
+    }
+
+    private func event(_ id: EventID) throws -> Response {
+        guard let event = try store.event(id) else { throw APIError(.notFound, "not found", detail: "event \(id) does not exist") }
+        return JSONResponse.make(EventJSON.encode(event))
+    }
+
+    private func readLog(_ request: Request) async throws -> Response {
+        let query = request.uri.queryParameters
+        let after = try Self.id(query.get("after"), field: "after") ?? 0
+        let limit = try Self.integer(query.get("limit"), field: "limit") ?? 100
+        guard limit >= 1, limit <= store.limits.readEventsMax else {
+            throw APIError.invalid("limit must be 1...\(store.limits.readEventsMax), not \(limit)", field: "limit")
+        }
+        let filter = try Self.filter(query)
+        let store = self.store
+        let scanMax = config.scanIDsMax
+        let page = try await Blocking.run { try store.page(after: after, limit: limit, filter: filter, scanMax: scanMax) }
+        var w = JSONWriter(capacity: 64 + page.events.count * 200)
+        w.writeRaw("{\"events\":[")
+        for (i, event) in page.events.enumerated() {
+            if i > 0 { w.writeRaw(",") }
+            EventJSON.write(event, into: &w)
+        }
+        w.writeRaw("],\"next\":")
+        w.writeUInt(page.next)
+        w.writeRaw(",\"last_id\":")
+        w.writeUInt(page.lastID)
+        w.writeRaw("}")
+        return JSONResponse.make(w)
+    }
+
+    private func status() async throws -> Response {
+        let store = self.store
+        let stats = try await Blocking.run { try store.stats() }
+        let uptime = ContinuousClock.now - store.startedAt
+        return JSONResponse.make(JSONValue.members([
+            "role": .string("leader"), "epoch": .int(stats.epoch), "last_id": .int(stats.events), "edges": .int(stats.edges),
+            "roots": .int(stats.roots), "heads": .int(stats.heads),
+            "segments": .members(["sealed": .int(stats.sealedSegments), "events_max": .int(store.limits.segmentEventsMax)]),
+            "disk_bytes": .int(stats.diskBytes), "durability": .string(store.options.durability.rawValue),
+            "uptime_seconds": .number(String(format: "%.3f", Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18)),
+            "streams": .int(streams.count), "version": .string(BanyanVersion.version),
+        ]))
+    }
+
+    // MARK: query parameters
+
+    static func filter(_ query: Hummingbird.Parameters) throws -> LogFilter {
+        LogFilter(
+            type: try nonEmpty(query.get("type"), field: "type"), stream: try nonEmpty(query.get("stream"), field: "stream"),
+            since: try time(query.get("since"), field: "since"), until: try time(query.get("until"), field: "until"))
+    }
+
+    static func nonEmpty(_ raw: String?, field: String) throws -> String? {
+        guard let raw else { return nil }
+        guard !raw.isEmpty else { throw APIError.invalid("\(field) must not be empty", field: field) }
+        return raw
+    }
+
+    static func id(_ raw: String?, field: String) throws -> EventID? {
+        guard let raw else { return nil }
+        guard raw.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = UInt64(raw) else {
+            throw APIError.invalid("\(field) must be an event id (a non-negative integer), not \"\(raw)\"", field: field)
+        }
+        return value
+    }
+
+    static func integer(_ raw: String?, field: String) throws -> Int? {
+        guard let raw else { return nil }
+        guard let value = Int(raw) else { throw APIError.invalid("\(field) must be an integer, not \"\(raw)\"", field: field) }
+        return value
+    }
+
+    /// RFC 3339 (`2026-01-01T00:00:00Z`, fractions allowed) or integer Unix nanoseconds.
+    static func time(_ raw: String?, field: String) throws -> Int64? {
+        guard let raw else { return nil }
+        if let nanos = Int64(raw) { return nanos }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var date = formatter.date(from: raw)
+        if date == nil {
+            formatter.formatOptions = [.withInternetDateTime]
+            date = formatter.date(from: raw)
+        }
+        guard let date else {
+            throw APIError.invalid("\(field) must be RFC 3339 (2026-01-01T00:00:00Z) or Unix nanoseconds, not \"\(raw)\"", field: field)
+        }
+        return Int64((date.timeIntervalSince1970 * 1e9).rounded())
+    }
+}

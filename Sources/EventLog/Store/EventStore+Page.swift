@@ -1,0 +1,90 @@
+/// Which events a log read returns. Every condition must hold.
+public struct LogFilter: Sendable, Hashable {
+    public var type: String?
+    public var stream: String?
+    /// Inclusive lower and exclusive upper bound on `time_unix_nano`.
+    public var since: Int64?
+    public var until: Int64?
+
+    public init(type: String? = nil, stream: String? = nil, since: Int64? = nil, until: Int64? = nil) {
+        self.type = type
+        self.stream = stream
+        self.since = since
+        self.until = until
+    }
+
+    public var isEmpty: Bool { type == nil && stream == nil && since == nil && until == nil }
+
+    func matches(_ event: Event) -> Bool {
+        if let type, event.type != type { return false }
+        if let stream, event.stream != stream { return false }
+        if let since, event.timeUnixNano < since { return false }
+        if let until, event.timeUnixNano >= until { return false }
+        return true
+    }
+}
+
+/// One page of a log read.
+public struct LogPage: Sendable {
+    public var events: [Event]
+    /// The `after` of the next page: every id up to it has been examined, so paging by it never
+    /// skips or repeats an event, however many are appended meanwhile.
+    public var next: EventID
+    /// The last committed id when the page was read.
+    public var lastID: EventID
+}
+
+extension EventStore {
+    /// Reads matching events with ids greater than `after`, in id order: at most `limit` events,
+    /// examining at most `scanMax` ids (so a selective filter cannot make one request scan the
+    /// whole log) and about `Limits.readBytesMax` record bytes. A stream or type filter walks its
+    /// index instead of the log.
+    public func page(after: EventID, limit: Int, filter: LogFilter = LogFilter(), scanMax: Int = 100_000) throws(LogError) -> LogPage {
+        let last = lastID
+        let eventsMax = max(1, min(limit, limits.readEventsMax))
+        guard after < last else { return LogPage(events: [], next: after, lastID: last) }
+        let index: (KeySpace.Family, [UInt8])?
+        if let stream = filter.stream {
+            index = (.byStream, MetaKey.stream(stream))
+        } else if let type = filter.type {
+            index = (.byType, MetaKey.type(type))
+        } else {
+            index = nil
+        }
+        return try read { () throws(StorageError) -> LogPage in
+            var events: [Event] = []
+            var examined = 0
+            var bytes = 0
+            var position = after
+            let it: RocksIterator
+            var keyOffset = 0
+            if let (family, metaKey) = index {
+                guard let dictionaryID = try storage.dictionaryID(metaKey) else { return LogPage(events: [], next: last, lastID: last) }
+                it = try storage.db.iterator(
+                    storage.cf(family), lower: KeySpace.indexed(dictionaryID, after + 1), upper: KeySpace.indexed(dictionaryID, last + 1))
+                keyOffset = 4
+            } else {
+                it = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(after + 1), upper: KeySpace.id(last + 1))
+            }
+            it.seekToFirst()
+            while it.isValid {
+                if events.count >= eventsMax || examined >= scanMax || bytes >= limits.readBytesMax {
+                    return LogPage(events: events, next: position, lastID: last)
+                }
+                let id = it.withKey { LogStorage.be64($0, at: keyOffset) }
+                let record = index == nil ? it.value : (try storage.record(id) ?? [])
+                let event = try RecordCodec.decode(id: id, record)
+                examined += 1
+                position = id
+                if filter.matches(event) {
+                    bytes += record.count
+                    events.append(event)
+                }
+                it.next()
+            }
+            try it.checkStatus()
+            // The range is exhausted: every id up to `last` has been examined.
+            return LogPage(events: events, next: last, lastID: last)
+        }
+    }
+}
