@@ -8,7 +8,10 @@ Fixtures
     banyan_bin      Path of the binary; FAILS (never skips) if it is missing, so a
                     broken build can't turn the suite green.
     server          a started `banyan serve` on a fresh data dir (tmp_path/data)
-    server_factory  start more servers, e.g. server_factory(extra_args=[...])
+    server_factory  start more servers, e.g. server_factory(extra_args=[...]);
+                    env={"BANYAN_TOKENS": "t:read"} adds/overrides environment
+                    variables of the server process (None as a value removes one),
+                    host="0.0.0.0" changes --host (the URL stays 127.0.0.1)
     verify          run `banyan verify --data-dir DIR --json` -> VerifyResult
     run_banyan      run any banyan subcommand, bounded in time
 
@@ -68,6 +71,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_env(overrides: Optional[dict[str, Optional[str]]]) -> Optional[dict[str, str]]:
+    """os.environ with `overrides` applied (a None value removes the variable);
+    None when there is nothing to override (the child inherits our environment)."""
+    if not overrides:
+        return None
+    env = dict(os.environ)
+    for k, v in overrides.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
 def _tail(path: Path, limit: int = LOG_TAIL_CHARS) -> str:
     try:
         data = path.read_bytes()
@@ -85,12 +102,15 @@ class BanyanServer:
     """One `banyan serve` process bound to one data dir. restart() reuses the dir."""
 
     def __init__(self, bin_path: Path, data_dir: Path, log_path: Path,
-                 extra_args: tuple[str, ...] = (), fsync: str = "group") -> None:
+                 extra_args: tuple[str, ...] = (), fsync: str = "group",
+                 env: Optional[dict[str, Optional[str]]] = None, host: str = "127.0.0.1") -> None:
         self.bin = bin_path
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = tuple(extra_args)
         self.fsync = fsync
+        self.env = dict(env) if env else None
+        self.host = host
         self.port = free_port()
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
@@ -114,7 +134,7 @@ class BanyanServer:
 
     def command(self) -> list[str]:
         return [str(self.bin), "serve", "--data-dir", str(self.data_dir),
-                "--host", "127.0.0.1", "--port", str(self.port),
+                "--host", self.host, "--port", str(self.port),
                 "--fsync", self.fsync, *self.extra_args]
 
     # ---- lifecycle ------------------------------------------------------
@@ -148,6 +168,7 @@ class BanyanServer:
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=str(self.data_dir.parent),
+                env=process_env(self.env),
                 # Own process group so a Ctrl-C on pytest doesn't race our own signals.
                 start_new_session=True,
             )
@@ -227,16 +248,19 @@ class BanyanServer:
 
 @pytest.fixture
 def server_factory(request, banyan_bin, tmp_path) -> Callable[..., BanyanServer]:
-    """server_factory(extra_args=(), data_dir=None, name=None, start=True)."""
+    """server_factory(extra_args=(), data_dir=None, name=None, start=True, fsync="group",
+    env=None, host="127.0.0.1")."""
     servers: list[BanyanServer] = []
     request.node._banyan_servers = servers  # read by pytest_runtest_makereport below
 
     def make(extra_args: tuple[str, ...] | list[str] = (), data_dir: Optional[Path] = None,
-             name: Optional[str] = None, start: bool = True, fsync: str = "group") -> BanyanServer:
+             name: Optional[str] = None, start: bool = True, fsync: str = "group",
+             env: Optional[dict[str, Optional[str]]] = None,
+             host: str = "127.0.0.1") -> BanyanServer:
         n = len(servers)
         name = name or ("data" if n == 0 else f"data{n}")
         srv = BanyanServer(banyan_bin, data_dir or (tmp_path / name), tmp_path / f"{name}.log",
-                           tuple(extra_args), fsync=fsync)
+                           tuple(extra_args), fsync=fsync, env=env, host=host)
         servers.append(srv)
         if start:
             srv.start()

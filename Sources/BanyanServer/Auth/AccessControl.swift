@@ -68,18 +68,18 @@ public struct AccessControl: Sendable {
     func authorize(_ request: Request, needs role: Role?) throws {
         guard isEnabled, let role else { return }
         guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
-            var error = APIError(.unauthorized, "unauthorized", detail: "this server requires Authorization: Bearer <token>")
+            var error = APIError(.unauthorized, "unauthorized", detail: "this server requires Authorization: Bearer <token>").naming("Authorization")
             error.headers[.wwwAuthenticate] = "Bearer"
             throw error
         }
         let token = String(header.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
         guard let granted = tokens[token] else {
-            var error = APIError(.unauthorized, "unauthorized", detail: "unknown token")
+            var error = APIError(.unauthorized, "unauthorized", detail: "unknown token").naming("Authorization")
             error.headers[.wwwAuthenticate] = "Bearer error=\"invalid_token\""
             throw error
         }
         guard granted >= role else {
-            throw APIError(.forbidden, "forbidden", detail: "this route needs the \(role.name) role; the token has \(granted.name)")
+            throw APIError(.forbidden, "forbidden", detail: "this route needs the \(role.name) role; the token has \(granted.name)").naming("Authorization")
         }
     }
 

@@ -30,7 +30,7 @@ struct CelestialTreeAPI: Sendable {
         case ("descendants", 2), ("provenance", 2):
             try require(.get)
             let direction: TreeEncoder.Direction = head == "descendants" ? .descendants : .provenance
-            let view = try Self.view(request.uri.queryParameters.get("view"), fromQuery: true)
+            let view = try Self.view(QueryString(request).get("view"))
             return try await trees([try PathID.parse(tail!)], direction, view, batch: false)
         case ("descendants", 1), ("provenance", 1):
             try require(.post)
@@ -119,14 +119,12 @@ struct CelestialTreeAPI: Sendable {
         ]))
     }
 
-    /// CelestialTree trims and lower-cases `view`; absent means struct. Go decodes `+` in a query
-    /// string as a space, so we do too.
-    static func view(_ raw: String?, fromQuery: Bool = false) throws -> TreeEncoder.View {
-        let decoded = fromQuery ? raw?.replacingOccurrences(of: "+", with: " ") : raw
-        let text = (decoded ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+    /// CelestialTree trims and lower-cases `view`; absent means struct.
+    static func view(_ raw: String?) throws -> TreeEncoder.View {
+        let text = (raw ?? "").trimmingCharacters(in: .whitespaces).lowercased()
         if text.isEmpty { return .struct }
         guard let view = TreeEncoder.View(rawValue: text) else {
-            throw APIError(.badRequest, "bad view", detail: "unknown view: \(decoded ?? "")")
+            throw APIError(.badRequest, "bad view", detail: "unknown view: \(raw ?? "")")
         }
         return view
     }

@@ -40,6 +40,13 @@ struct APIError: Error, HTTPResponseError, Sendable {
 
     static func invalidJSON(_ detail: String) -> APIError { APIError(.badRequest, "invalid json", detail: detail) }
 
+    /// The same error, naming the request part at fault.
+    func naming(_ field: String) -> APIError {
+        var e = self
+        e.field = field
+        return e
+    }
+
     /// A native-API error naming the field (and, in a batch, the event index).
     static func invalid(_ detail: String, field: String, index: Int? = nil, error: String = "invalid request") -> APIError {
         var e = APIError(.badRequest, error, detail: detail)

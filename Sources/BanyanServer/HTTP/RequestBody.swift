@@ -1,5 +1,6 @@
 import EventLog
 import Hummingbird
+import NIOCore
 
 /// Reading request bodies: bounded collection and strict JSON objects.
 enum RequestBody {
@@ -9,8 +10,14 @@ enum RequestBody {
             let buffer = try await request.body.collect(upTo: bytesMax)
             return Array(buffer.readableBytesView)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError(.contentTooLarge, "body too large", detail: "request body is larger than \(bytesMax) bytes")
+            throw tooLarge(bytesMax)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge(bytesMax)
         }
+    }
+
+    private static func tooLarge(_ bytesMax: Int) -> APIError {
+        APIError(.contentTooLarge, "body too large", detail: "request body is larger than \(bytesMax) bytes")
     }
 
     /// Parses a JSON object whose member names must all be in `allowed` (CelestialTree rejects

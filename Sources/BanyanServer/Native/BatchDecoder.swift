@@ -7,10 +7,10 @@ enum BatchDecoder {
 
     static func decode(_ body: [UInt8], ndjson: Bool, limits: Limits) throws -> [AppendRequest] {
         let values = ndjson ? try lines(body, limits: limits) : try array(body, limits: limits)
-        guard !values.isEmpty else { throw APIError.invalid("the batch holds no events", field: "events") }
+        guard !values.isEmpty else { throw APIError.invalid("the batch holds no events", field: "body") }
         guard values.count <= limits.batchEventsMax else {
             var error = APIError(.contentTooLarge, "batch too large", detail: "\(values.count) events, at most \(limits.batchEventsMax) (--batch-events-max)")
-            error.field = "events"
+            error.field = "body"
             throw error
         }
         return try values.enumerated().map { index, value in try request(value, index: index, limits: limits) }
@@ -21,11 +21,11 @@ enum BatchDecoder {
         do {
             value = try JSONParser.parse(body, depthMax: limits.jsonDepthMax)
         } catch {
-            throw APIError.invalidJSON(error.description)
+            throw APIError.invalidJSON(error.description).naming("body")
         }
         if let items = value.arrayValue { return items }
         if value.objectValue != nil { return [value] }
-        throw APIError.invalidJSON("the body must be an array of events (or one event), not \(value.typeName)")
+        throw APIError.invalidJSON("the body must be an array of events (or one event), not \(value.typeName)").naming("body")
     }
 
     private static func lines(_ body: [UInt8], limits: Limits) throws -> [JSONValue] {
@@ -33,12 +33,12 @@ enum BatchDecoder {
         for line in body.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
             guard values.count < limits.batchEventsMax else {
-                throw APIError(.contentTooLarge, "batch too large", detail: "more than \(limits.batchEventsMax) events (--batch-events-max)")
+                throw APIError(.contentTooLarge, "batch too large", detail: "more than \(limits.batchEventsMax) events (--batch-events-max)").naming("body")
             }
             do {
                 values.append(try JSONParser.parse(Array(line), depthMax: limits.jsonDepthMax))
             } catch {
-                var e = APIError.invalidJSON("line \(values.count + 1): \(error.description)")
+                var e = APIError.invalidJSON("line \(values.count + 1): \(error.description)").naming("body")
                 e.index = values.count
                 throw e
             }

@@ -21,12 +21,12 @@ struct NativeAPI: Sendable {
             return try await readLog(request)
         case (2, "events"):
             try require(.get)
-            return try event(try PathID.parse(parts.last!))
+            return try event(try Self.pathID(parts.last!))
         case (3, "events") where parts[parts.startIndex + 1] == "by-key":
             try require(.get)
             let raw = String(parts.last!)
             guard let key = raw.removingPercentEncoding, !key.isEmpty else { throw APIError.invalid("the key is not valid percent-encoded UTF-8", field: "key") }
-            guard let event = try store.event(key: key) else { throw APIError(.notFound, "not found", detail: "no event has key \"\(key)\"") }
+            guard let event = try store.event(key: key) else { throw APIError(.notFound, "not found", detail: "no event has key \"\(key)\"").naming("key") }
             return JSONResponse.make(EventJSON.encode(event))
         case (1, "stream"):
             try require(.get)
@@ -43,10 +43,15 @@ struct NativeAPI: Sendable {
         let contentType = request.headers[.contentType]?.lowercased() ?? "application/json"
         let ndjson = contentType.hasPrefix("application/x-ndjson") || contentType.hasPrefix("application/jsonl")
         guard ndjson || contentType.hasPrefix("application/json") else {
-            throw APIError(.unsupportedMediaType, "unsupported content type", detail: "send application/json (an array of events) or application/x-ndjson (one event per line), not \(contentType)")
+            throw APIError(.unsupportedMediaType, "unsupported content type", detail: "send application/json (an array of events) or application/x-ndjson (one event per line), not \(contentType)").naming("Content-Type")
         }
-        let durability = try Self.durability(request.uri.queryParameters.get("durability"))
-        let body = try await RequestBody.bytes(request, bytesMax: config.bodyBytesMax)
+        let durability = try Self.durability(QueryString(request).get("durability"))
+        let body: [UInt8]
+        do {
+            body = try await RequestBody.bytes(request, bytesMax: config.bodyBytesMax)
+        } catch let error as APIError {
+            throw error.naming("body")
+        }
         let requests = try BatchDecoder.decode(body, ndjson: ndjson, limits: store.limits)
         let receipt: AppendReceipt
         do {
@@ -78,12 +83,12 @@ struct NativeAPI: Sendable {
     }
 
     private func event(_ id: EventID) throws -> Response {
-        guard let event = try store.event(id) else { throw APIError(.notFound, "not found", detail: "event \(id) does not exist") }
+        guard let event = try store.event(id) else { throw APIError(.notFound, "not found", detail: "event \(id) does not exist").naming("id") }
         return JSONResponse.make(EventJSON.encode(event))
     }
 
     private func readLog(_ request: Request) async throws -> Response {
-        let query = request.uri.queryParameters
+        let query = QueryString(request)
         let after = try Self.id(query.get("after"), field: "after") ?? 0
         let limit = try Self.integer(query.get("limit"), field: "limit") ?? 100
         guard limit >= 1, limit <= store.limits.readEventsMax else {
@@ -121,9 +126,16 @@ struct NativeAPI: Sendable {
         ]))
     }
 
-    // MARK: query parameters
+    // MARK: parameters
 
-    static func filter(_ query: Hummingbird.Parameters) throws -> LogFilter {
+    static func pathID(_ text: Substring) throws -> EventID {
+        do { return try PathID.parse(text) } catch let error as APIError {
+            throw APIError.invalid("the event id must be an integer 1...18446744073709551615, not \"\(text)\"", field: "id", error: error.error)
+        }
+    }
+
+
+    static func filter(_ query: QueryString) throws -> LogFilter {
         LogFilter(
             type: try nonEmpty(query.get("type"), field: "type"), stream: try nonEmpty(query.get("stream"), field: "stream"),
             since: try time(query.get("since"), field: "since"), until: try time(query.get("until"), field: "until"))
