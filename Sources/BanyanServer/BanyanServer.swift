@@ -106,17 +106,18 @@ enum RoutePattern {
         "healthz", "version", "subscribe", "metrics",
     ]
 
+    /// Literal segments after the first; anything else in a path is a client-chosen id or key.
+    static let literals: Set<Substring> = ["events", "stream", "status", "by-key"]
+
     static func of(_ path: String) -> String {
         let parts = path.split(separator: "/")
         guard let first = parts.first, known.contains(first), parts.count <= 4 else { return "other" }
-        var pattern = ""
-        for (i, part) in parts.enumerated() {
-            if i == 3 || (i == 2 && parts[1] == "by-key") {
-                pattern += "/{key}"
-            } else if part.allSatisfy(\.isNumber) {
-                pattern += "/{id}"
-            } else {
+        var pattern = "/" + first
+        for (i, part) in parts.enumerated().dropFirst() {
+            if literals.contains(part) && !(i == 3) {
                 pattern += "/" + part
+            } else {
+                pattern += parts[i - 1] == "by-key" ? "/{key}" : "/{id}"
             }
         }
         return pattern

@@ -30,7 +30,7 @@ struct CelestialTreeAPI: Sendable {
         case ("descendants", 2), ("provenance", 2):
             try require(.get)
             let direction: TreeEncoder.Direction = head == "descendants" ? .descendants : .provenance
-            let view = try Self.view(QueryString(request).get("view"))
+            let view = try Self.view(try QueryString(request).get("view"))
             return try await trees([try PathID.parse(tail!)], direction, view, batch: false)
         case ("descendants", 1), ("provenance", 1):
             try require(.post)

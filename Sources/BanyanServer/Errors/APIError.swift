@@ -76,7 +76,7 @@ struct APIError: Error, HTTPResponseError, Sendable {
         case .conflict:
             return APIError(.conflict, summary == "invalid event" ? "key conflict" : summary, detail: detail)
         case .overloaded:
-            var error = APIError(.serviceUnavailable, summary, detail: detail)
+            var error = APIError(.serviceUnavailable, "overloaded", detail: detail)
             error.headers[.retryAfter] = "1"
             return error
         case .closed:

@@ -3,17 +3,22 @@ import Hummingbird
 
 /// Query parameters decoded as browsers, Go and Python's `requests` encode them
 /// (application/x-www-form-urlencoded): `+` is a space, then percent-decoding.
-/// The first occurrence of a name wins.
+/// The first occurrence of a name wins. A value that does not decode to UTF-8 is a 400 naming
+/// the parameter, never silently dropped (a dropped filter would widen the answer).
 struct QueryString: Sendable {
     private var values: [String: String] = [:]
 
-    init(_ request: Request) {
+    init(_ request: Request) throws {
         guard let query = request.uri.query, !query.isEmpty else { return }
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = Self.decode(parts[0]) else { continue }
-            let value = parts.count > 1 ? Self.decode(parts[1]) : ""
-            if values[name] == nil, let value { values[name] = value }
+            guard let name = Self.decode(parts[0]) else {
+                throw APIError.invalid("a query parameter name is not valid percent-encoded UTF-8", field: "query")
+            }
+            guard let value = parts.count > 1 ? Self.decode(parts[1]) : "" else {
+                throw APIError.invalid("the value of \(name) is not valid percent-encoded UTF-8", field: name)
+            }
+            if values[name] == nil { values[name] = value }
         }
     }
 

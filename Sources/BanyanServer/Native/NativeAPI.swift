@@ -25,7 +25,8 @@ struct NativeAPI: Sendable {
         case (3, "events") where parts[parts.startIndex + 1] == "by-key":
             try require(.get)
             let raw = String(parts.last!)
-            guard let key = raw.removingPercentEncoding, !key.isEmpty else { throw APIError.invalid("the key is not valid percent-encoded UTF-8", field: "key") }
+            guard let key = raw.removingPercentEncoding else { throw APIError.invalid("the key is not valid percent-encoded UTF-8", field: "key") }
+            guard !key.isEmpty else { throw APIError.invalid("the key must not be empty", field: "key") }
             guard let event = try store.event(key: key) else { throw APIError(.notFound, "not found", detail: "no event has key \"\(key)\"").naming("key") }
             return JSONResponse.make(EventJSON.encode(event))
         case (1, "stream"):
@@ -41,11 +42,12 @@ struct NativeAPI: Sendable {
 
     private func append(_ request: Request) async throws -> Response {
         let contentType = request.headers[.contentType]?.lowercased() ?? "application/json"
-        let ndjson = contentType.hasPrefix("application/x-ndjson") || contentType.hasPrefix("application/jsonl")
-        guard ndjson || contentType.hasPrefix("application/json") else {
+        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        let ndjson = mediaType == "application/x-ndjson"
+        guard ndjson || mediaType == "application/json" else {
             throw APIError(.unsupportedMediaType, "unsupported content type", detail: "send application/json (an array of events) or application/x-ndjson (one event per line), not \(contentType)").naming("Content-Type")
         }
-        let durability = try Self.durability(QueryString(request).get("durability"))
+        let durability = try Self.durability(try QueryString(request).get("durability"))
         let body: [UInt8]
         do {
             body = try await RequestBody.bytes(request, bytesMax: config.bodyBytesMax)
@@ -88,7 +90,7 @@ struct NativeAPI: Sendable {
     }
 
     private func readLog(_ request: Request) async throws -> Response {
-        let query = QueryString(request)
+        let query = try QueryString(request)
         let after = try Self.id(query.get("after"), field: "after") ?? 0
         let limit = try Self.integer(query.get("limit"), field: "limit") ?? 100
         guard limit >= 1, limit <= store.limits.readEventsMax else {
@@ -175,6 +177,11 @@ struct NativeAPI: Sendable {
         guard let date else {
             throw APIError.invalid("\(field) must be RFC 3339 (2026-01-01T00:00:00Z) or Unix nanoseconds, not \"\(raw)\"", field: field)
         }
-        return Int64((date.timeIntervalSince1970 * 1e9).rounded())
+        let nanos = (date.timeIntervalSince1970 * 1e9).rounded()
+        // Int64 nanoseconds span 1677-09-21 ... 2262-04-11; a date outside cannot be a stored time.
+        guard nanos >= -9.2e18, nanos <= 9.2e18 else {
+            throw APIError.invalid("\(field) must lie between 1677-09-22 and 2262-04-11 (Unix nanoseconds in 64 bits), not \"\(raw)\"", field: field)
+        }
+        return Int64(nanos)
     }
 }

@@ -31,7 +31,7 @@ enum EventStream {
     /// `/v1/stream?after=ID&type=&stream=`: every matching event after `after` (default: the end of
     /// the log; `Last-Event-ID` wins), then live.
     static func native(_ request: Request, store: EventStore, streams: StreamRegistry, config: ServerConfiguration) throws -> Response {
-        let query = QueryString(request)
+        let query = try QueryString(request)
         let filter = LogFilter(
             type: try NativeAPI.nonEmpty(query.get("type"), field: "type"), stream: try NativeAPI.nonEmpty(query.get("stream"), field: "stream"))
         let start = try resumeID(request) ?? NativeAPI.id(query.get("after"), field: "after") ?? store.lastID

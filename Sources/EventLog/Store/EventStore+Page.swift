@@ -42,7 +42,9 @@ extension EventStore {
     public func page(after: EventID, limit: Int, filter: LogFilter = LogFilter(), scanMax: Int = 100_000) throws(LogError) -> LogPage {
         let last = lastID
         let eventsMax = max(1, min(limit, limits.readEventsMax))
-        guard after < last else { return LogPage(events: [], next: after, lastID: last) }
+        // A cursor past the end (from a store that was since restored, say) comes back as the end,
+        // so "read until next == last_id" always terminates.
+        guard after < last else { return LogPage(events: [], next: last, lastID: last) }
         let index: (KeySpace.Family, [UInt8])?
         if let stream = filter.stream {
             index = (.byStream, MetaKey.stream(stream))
