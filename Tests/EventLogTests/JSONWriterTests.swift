@@ -111,9 +111,8 @@ struct JSONWriterTests {
     // MARK: - Property test
 
     @Test func randomValuesRoundTrip() throws {
-        let seed = SplitMix64.freshSeed()
-        print("JSONWriterTests.randomValuesRoundTrip seed: \(seed) (pass it to SplitMix64(seed:) to reproduce)")
-        var rng = SplitMix64(seed: seed)
+        let seed = SeededRandom.seed("JSONWriterTests.randomValuesRoundTrip")
+        var rng = SeededRandom(seed: seed)
         for iteration in 0..<2_000 {
             let value = RandomJSON.value(depth: 0, using: &rng)
             let bytes = value.serialized()
@@ -121,25 +120,6 @@ struct JSONWriterTests {
             #expect(parsed == value, "seed \(seed), iteration \(iteration): \(String(decoding: bytes, as: UTF8.self))")
             if parsed != value { break }
             #expect(parsed.serialized() == bytes)
-        }
-    }
-
-    /// Small deterministic generator so a failing property-test run can be replayed from its printed seed.
-    private struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-
-        static func freshSeed() -> UInt64 {
-            var system = SystemRandomNumberGenerator()
-            return system.next()
-        }
-
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
         }
     }
 
@@ -151,7 +131,7 @@ struct JSONWriterTests {
             "😀", "𝄞", "\u{10FFFF}",
         ]
 
-        static func value(depth: Int, using rng: inout SplitMix64) -> JSONValue {
+        static func value(depth: Int, using rng: inout SeededRandom) -> JSONValue {
             switch Int.random(in: 0..<(depth >= 6 ? 4 : 7), using: &rng) {
             case 0: return .null
             case 1: return .bool(Bool.random(using: &rng))
@@ -172,7 +152,7 @@ struct JSONWriterTests {
             }
         }
 
-        static func string(using rng: inout SplitMix64) -> String {
+        static func string(using rng: inout SeededRandom) -> String {
             var s = String.UnicodeScalarView()
             for _ in 0..<Int.random(in: 0...12, using: &rng) {
                 s.append(scalars.randomElement(using: &rng)!)
@@ -180,7 +160,7 @@ struct JSONWriterTests {
             return String(s)
         }
 
-        static func number(using rng: inout SplitMix64) -> String {
+        static func number(using rng: inout SeededRandom) -> String {
             switch Int.random(in: 0..<6, using: &rng) {
             case 0: return String(UInt64.random(in: 0...UInt64.max, using: &rng))
             case 1: return String(Int64.random(in: Int64.min...Int64.max, using: &rng))
