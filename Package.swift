@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "banyan", targets: ["banyan"]),
         .library(name: "EventLog", targets: ["EventLog"]),
+        .library(name: "LineageQuery", targets: ["LineageQuery"]),
         .library(name: "BanyanClient", targets: ["BanyanClient"]),
         .library(name: "BanyanServer", targets: ["BanyanServer"]),
     ],
@@ -34,6 +35,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "LineageQuery", dependencies: ["EventLog"]),
         .target(
             name: "BanyanClient",
             dependencies: [
@@ -68,6 +70,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog"], exclude: ["Fixtures"]),
+        .testTarget(name: "LineageQueryTests", dependencies: ["LineageQuery"]),
         .testTarget(
             name: "BanyanServerTests",
             dependencies: [
