@@ -70,7 +70,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog"], exclude: ["Fixtures"]),
-        .testTarget(name: "LineageQueryTests", dependencies: ["LineageQuery"]),
+        .testTarget(name: "LineageQueryTests", dependencies: ["LineageQuery", "EventLog"]),
         .testTarget(
             name: "BanyanServerTests",
             dependencies: [

@@ -101,7 +101,7 @@ extension EventStore {
         let last = min(upTo ?? lastID, lastID)
         guard id >= 1, id <= last else { return nil }
         let bound = limit ?? limits.listIDsMax
-        let ids = try read { () throws(StorageError) in try storage.children(id, limit: bound + 1) }.filter { $0 <= last }
+        let ids = try read { () throws(StorageError) in try storage.children(id, limit: bound == Int.max ? bound : bound + 1) }.filter { $0 <= last }
         guard ids.count <= bound else {
             throw LogError(.limitExceeded, "event \(id) has more than \(bound) children (listIDsMax)")
         }

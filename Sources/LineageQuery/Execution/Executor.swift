@@ -1,0 +1,216 @@
+import EventLog
+
+/// Runs a logical plan against the store. Sources materialise sorted id lists; every loop counts
+/// visited events against the node budget and checks the clock, and a spent budget stops the
+/// work with `truncated` set, never a runaway query.
+public struct Executor {
+    let store: EventStore
+    let budget: QueryBudget
+    let deadline: ContinuousClock.Instant
+    private(set) var visited = 0
+    private(set) var stop: String?
+    /// Links read per event; the node budget bounds the total anyway.
+    static let linksMax = 10_000_000
+
+    public init(store: EventStore, budget: QueryBudget = QueryBudget()) {
+        self.store = store
+        self.budget = budget
+        deadline = .now + budget.timeMax
+    }
+
+    /// Parses, analyses, plans and runs `text`.
+    public static func run(_ text: String, store: EventStore, budget: QueryBudget = QueryBudget()) throws -> QueryResult {
+        var executor = Executor(store: store, budget: budget)
+        return try executor.run(Planner.plan(Analyzer.analyze(text)))
+    }
+
+    public mutating func run(_ plan: LogicalPlan) throws -> QueryResult {
+        let answer = try evaluate(plan)
+        return QueryResult(answer: answer, truncated: stop != nil, reason: stop, visited: visited)
+    }
+
+    /// Counts one visited event; false once a budget is spent (the reason is kept).
+    mutating func spend() -> Bool {
+        guard stop == nil else { return false }
+        visited += 1
+        if visited > budget.nodesMax {
+            stop = "node budget of \(budget.nodesMax) events spent"
+            return false
+        }
+        if visited % 1_024 == 0, ContinuousClock.now > deadline {
+            stop = "time budget spent"
+            return false
+        }
+        return true
+    }
+
+    private mutating func evaluate(_ plan: LogicalPlan) throws -> QueryResult.Answer {
+        switch plan {
+        case .scan(let source): return .ids(try scan(source))
+        case .traverse(let traversal): return .ids(try traverse(traversal))
+        case .pathSearch(let from, let to, let k): return .paths(try paths(from: resolve(from), to: resolve(to), k: k))
+        case .between(let from, let to): return .ids(try between(resolve(from), resolve(to)))
+        case .filter(let predicate, let input):
+            switch try evaluate(input) {
+            case .ids(let ids):
+                return .ids(try ids.filter { id in try store.event(id).map(predicate.matches) ?? false })
+            case .paths(let paths):
+                // A path is kept when every event on it matches.
+                return .paths(try paths.filter { path in try path.allSatisfy { id in try store.event(id).map(predicate.matches) ?? false } })
+            case .count(let n): return .count(n)
+            }
+        case .sets(let operation, let input):
+            guard case .ids(let ids) = try evaluate(input) else { return try evaluate(input) }
+            switch operation {
+            case .count: return .count(ids.count)
+            case .roots, .heads: return .ids(try boundary(ids, roots: operation == .roots))
+            }
+        case .sort(let order, let input):
+            guard case .ids(let ids) = try evaluate(input) else { return try evaluate(input) }
+            if order.key == .id { return .ids(order.descending ? ids.sorted(by: >) : ids.sorted()) }
+            var timed: [(EventID, Int64)] = []
+            for id in ids { timed.append((id, try store.event(id)?.timeUnixNano ?? 0)) }
+            timed.sort { a, b in a.1 != b.1 ? (order.descending ? a.1 > b.1 : a.1 < b.1) : (order.descending ? a.0 > b.0 : a.0 < b.0) }
+            return .ids(timed.map(\.0))
+        case .limit(let n, let input):
+            switch try evaluate(input) {
+            case .ids(let ids): return .ids(Array(ids.prefix(n)))
+            case .paths(let paths): return .paths(Array(paths.prefix(n)))
+            case .count(let c): return .count(c)
+            }
+        }
+    }
+
+    func resolve(_ start: Start) throws -> EventID {
+        switch start {
+        case .id(let id, let range):
+            guard id <= store.lastID else { throw QueryError(.analysis, "event \(id) does not exist", range: range) }
+            return id
+        case .key(let key, let range):
+            guard let id = try store.id(forKey: key) else { throw QueryError(.analysis, "no event has key \(key.debugDescription)", range: range) }
+            return id
+        }
+    }
+
+    private mutating func scan(_ source: LogicalPlan.ScanSource) throws -> [EventID] {
+        var filter = LogFilter()
+        switch source {
+        case .log: break
+        case .stream(let s): filter.stream = s
+        case .type(let t): filter.type = t
+        }
+        var ids: [EventID] = []
+        var cursor: EventID = 0
+        while true {
+            let page = try store.page(after: cursor, limit: store.limits.readEventsMax, filter: filter)
+            for event in page.events {
+                guard spend() else { return ids }
+                ids.append(event.id)
+            }
+            if page.next >= page.lastID || page.next == cursor { return ids }
+            cursor = page.next
+        }
+    }
+
+    /// Breadth-first, so each event's depth is its shortest hop distance from the start.
+    private mutating func traverse(_ t: LogicalPlan.Traversal) throws -> [EventID] {
+        let start = try resolve(t.start)
+        let last = store.lastID
+        var visitedSet = t.direction == .ancestors ? IDBitset(lower: 1, upper: start) : IDBitset(lower: start, upper: last)
+        visitedSet.insert(start)
+        var frontier = [start]
+        var found: [EventID] = []
+        var depth = 0
+        while !frontier.isEmpty, depth < (t.depth.max ?? Int.max) {
+            depth += 1
+            var next: [EventID] = []
+            for node in frontier {
+                let links = t.direction == .ancestors
+                    ? try store.parents(of: node) ?? []
+                    : try store.children(of: node, limit: Self.linksMax, upTo: last) ?? []
+                for link in links where visitedSet.insert(link) {
+                    guard spend() else { return found.sorted() }
+                    if let follow = t.follow, try !(store.event(link).map(follow.matches) ?? false) { continue }
+                    if depth >= t.depth.min { found.append(link) }
+                    next.append(link)
+                }
+            }
+            frontier = next
+        }
+        return found.sorted()
+    }
+
+    /// Descendants of `a` that are ancestors of `b`, plus both ends, ascending. Ids bound both
+    /// walks: nothing outside [a, b] can be on such a path.
+    private mutating func between(_ a: EventID, _ b: EventID) throws -> [EventID] {
+        if a == b { return [a] }
+        guard a < b else { return [] }
+        var down = IDBitset(lower: a, upper: b)
+        down.insert(a)
+        var stack = [a]
+        while let node = stack.popLast() {
+            for child in try store.children(of: node, limit: Self.linksMax, upTo: b) ?? [] where down.insert(child) {
+                guard spend() else { return [] }
+                stack.append(child)
+            }
+        }
+        guard down.contains(b) else { return [] }
+        var up = IDBitset(lower: a, upper: b)
+        up.insert(b)
+        stack = [b]
+        var result: [EventID] = [b]
+        while let node = stack.popLast() {
+            for parent in try store.parents(of: node) ?? [] where parent >= a && down.contains(parent) && up.insert(parent) {
+                guard spend() else { return result.sorted() }
+                result.append(parent)
+                stack.append(parent)
+            }
+        }
+        return result.sorted()
+    }
+
+    /// Up to `k` paths from `a` to `b`, shortest first: a breadth-first expansion of partial paths
+    /// restricted to `between(a, b)`, so every partial path can still reach `b`. Each partial path
+    /// costs one unit of the node budget.
+    private mutating func paths(from a: EventID, to b: EventID, k: Int) throws -> [[EventID]] {
+        let onPath = Set(try between(a, b))
+        guard onPath.contains(a), onPath.contains(b) else { return [] }
+        if a == b { return [[a]] }
+        // Partial paths as a parent-pointer tree: (node, index of the previous entry).
+        var tree: [(node: EventID, previous: Int)] = [(a, -1)]
+        var head = 0
+        var found: [[EventID]] = []
+        while head < tree.count, found.count < k {
+            let (node, _) = tree[head]
+            for child in try store.children(of: node, limit: Self.linksMax, upTo: b) ?? [] where onPath.contains(child) {
+                if child == b {
+                    var path = [b]
+                    var i = head
+                    while i >= 0 {
+                        path.append(tree[i].node)
+                        i = tree[i].previous
+                    }
+                    found.append(path.reversed())
+                    if found.count == k { break }
+                } else {
+                    guard spend() else { return found }
+                    tree.append((child, head))
+                }
+            }
+            head += 1
+        }
+        return found
+    }
+
+    /// Events of `ids` with no parent (roots) or no child (heads) inside `ids`.
+    private mutating func boundary(_ ids: [EventID], roots: Bool) throws -> [EventID] {
+        let members = Set(ids)
+        var result: [EventID] = []
+        for id in ids {
+            guard spend() else { return result }
+            let links = roots ? try store.parents(of: id) ?? [] : try store.children(of: id, limit: Self.linksMax) ?? []
+            if !links.contains(where: members.contains) { result.append(id) }
+        }
+        return result
+    }
+}

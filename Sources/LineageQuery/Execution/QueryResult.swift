@@ -1,0 +1,27 @@
+import EventLog
+
+/// Bounds on one query's work. The defaults are named here; servers may lower or raise them per
+/// request up to an operator's maximum.
+public struct QueryBudget: Sendable, Hashable {
+    /// Events one query may visit (traversal, scan or path search).
+    public var nodesMax = 1_000_000
+    public var timeMax: Duration = .seconds(5)
+    public init() {}
+}
+
+/// The answer of one query.
+public struct QueryResult: Sendable {
+    public enum Answer: Sendable {
+        /// Event ids, in the order the query asked for.
+        case ids([EventID])
+        case count(Int)
+        /// Paths as id lists, each from the start to the end.
+        case paths([[EventID]])
+    }
+    public var answer: Answer
+    /// True when a budget stopped the work; `reason` says which. The answer is then partial.
+    public var truncated = false
+    public var reason: String?
+    /// Events visited.
+    public var visited = 0
+}
