@@ -48,6 +48,7 @@ let package = Package(
             name: "BanyanServer",
             dependencies: [
                 "EventLog",
+                "LineageQuery",
                 "BanyanClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -107,7 +107,7 @@ enum RoutePattern {
     ]
 
     /// Literal segments after the first; anything else in a path is a client-chosen id or key.
-    static let literals: Set<Substring> = ["events", "stream", "status", "by-key"]
+    static let literals: Set<Substring> = ["events", "stream", "status", "by-key", "query"]
 
     static func of(_ path: String) -> String {
         let parts = path.split(separator: "/")

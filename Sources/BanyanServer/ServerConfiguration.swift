@@ -1,4 +1,5 @@
 import EventLog
+import LineageQuery
 import Foundation
 
 /// Everything `banyan serve` can be told, with the defaults a fresh `banyan serve` uses.
@@ -19,6 +20,8 @@ public struct ServerConfiguration: Sendable {
     public var bodyBytesMax = 64 << 20
     /// Ids one filtered log read may examine before it answers with a `next` cursor.
     public var scanIDsMax = 100_000
+    /// Budget of one `POST /v1/query`.
+    public var queryBudget = QueryBudget()
     /// Bytes of a request body on the CelestialTree routes.
     public var emitBodyBytesMax = (2 << 20) + (64 << 10)
     /// Open SSE streams; one more is refused with 503.

@@ -91,7 +91,7 @@ public struct AccessControl: Sendable {
         case .get, .head, .options: return .read
         case .post:
             // Tree batches are reads sent as POST (CelestialTree's API).
-            return path == "/descendants" || path == "/provenance" ? .read : .write
+            return path == "/descendants" || path == "/provenance" || path == "/v1/query" ? .read : .write
         default: return .write
         }
     }

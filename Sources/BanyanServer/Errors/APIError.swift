@@ -10,6 +10,9 @@ struct APIError: Error, HTTPResponseError, Sendable {
     /// The request field at fault and the event's index in its batch (native API errors).
     var field: String?
     var index: Int?
+    /// Where in a query text the problem is (query errors).
+    var line: Int?
+    var column: Int?
     var headers: HTTPFields = [:]
 
     init(_ status: HTTPResponse.Status, _ error: String, detail: String? = nil) {
@@ -28,9 +31,10 @@ struct APIError: Error, HTTPResponseError, Sendable {
         w.writeString(error)
         w.writeOptional(",\"detail\":", detail)
         w.writeOptional(",\"field\":", field)
-        if let index {
-            w.writeRaw(",\"index\":")
-            w.writeInt(Int64(index))
+        for (name, value) in [(",\"index\":" as StaticString, index), (",\"line\":", line), (",\"column\":", column)] {
+            guard let value else { continue }
+            w.writeRaw(name)
+            w.writeInt(Int64(value))
         }
         w.writeRaw("}")
         var response = JSONResponse.make(w, status: status)

@@ -32,6 +32,9 @@ struct NativeAPI: Sendable {
         case (1, "stream"):
             try require(.get)
             return try EventStream.native(request, store: store, streams: streams, config: config)
+        case (1, "query"):
+            try require(.post)
+            return try await QueryAPI(store: store, config: config).run(request)
         case (1, "status"):
             try require(.get)
             return try await status()

@@ -1,0 +1,140 @@
+import EventLog
+import Hummingbird
+import LineageQuery
+
+/// `POST /v1/query`: `{"query", "cursor"?, "page_size"?, "include"?}` →
+/// `{"results", "next", "truncated", "stats"}` (docs/HTTP_API.md).
+///
+/// Paging: the first page fixes a snapshot (the last id then); every page re-runs the query over
+/// events up to that snapshot and returns the results after the cursor position, so following
+/// `next` until it is null yields the whole answer exactly once however many events arrive.
+/// The cursor is `"<snapshot>.<offset>"`, opaque to clients.
+struct QueryAPI: Sendable {
+    let store: EventStore
+    let config: ServerConfiguration
+
+    static let fields: Set<String> = ["query", "cursor", "page_size", "include"]
+    static let includable: Set<String> = ["message", "payload", "parents", "stream"]
+
+    func run(_ request: Request) async throws -> Response {
+        let body = try await RequestBody.bytes(request, bytesMax: 1 << 20)
+        let object = try RequestBody.object(body, allowed: Self.fields, depthMax: 16)
+        guard let text = try RequestBody.string(object, "query"), !text.isEmpty else {
+            throw APIError.invalid("query is required", field: "query")
+        }
+        let pageSize = object["page_size"].flatMap(\.int64Value).map(Int.init) ?? 100
+        guard pageSize >= 1, pageSize <= store.limits.readEventsMax else {
+            throw APIError.invalid("page_size must be 1...\(store.limits.readEventsMax)", field: "page_size")
+        }
+        var include = Set<String>()
+        for item in object["include"]?.arrayValue ?? [] {
+            guard let name = item.stringValue, Self.includable.contains(name) else {
+                throw APIError.invalid("include lists fields among \(Self.includable.sorted())", field: "include")
+            }
+            include.insert(name)
+        }
+        let (snapshot, offset) = try cursor(try RequestBody.string(object, "cursor"))
+        let store = self.store
+        let budget = config.queryBudget
+        let plan: LogicalPlan
+        let explain: Bool
+        do {
+            let analyzed = try Analyzer.analyze(text)
+            plan = try Planner.plan(analyzed)
+            explain = analyzed.statement.explain
+        } catch {
+            throw Self.render(error, text)
+        }
+        if explain {
+            return JSONResponse.make(JSONValue.members(["plan": .string(plan.explained)]))
+        }
+        let outcome: Result<QueryResult, QueryError> = try await Blocking.runHeavy {
+            do {
+                var executor = Executor(store: store, budget: budget)
+                return .success(try executor.run(plan))
+            } catch let error as QueryError {
+                return .failure(error)
+            }
+        }
+        let result: QueryResult
+        switch outcome {
+        case .success(let r): result = r
+        case .failure(let error): throw Self.render(error, text)
+        }
+        return try await respond(result, snapshot: snapshot ?? store.lastID, offset: offset, pageSize: pageSize, include: include)
+    }
+
+    private func cursor(_ raw: String?) throws -> (EventID?, Int) {
+        guard let raw else { return (nil, 0) }
+        let parts = raw.split(separator: ".")
+        guard parts.count == 2, let snapshot = EventID(parts[0]), let offset = Int(parts[1]), offset >= 0 else {
+            throw APIError.invalid("cursor is not one this server returned", field: "cursor")
+        }
+        return (snapshot, offset)
+    }
+
+    private func respond(_ result: QueryResult, snapshot: EventID, offset: Int, pageSize: Int, include: Set<String>) async throws -> Response {
+        var w = JSONWriter(capacity: 4096)
+        var next: String?
+        switch result.answer {
+        case .count(let n):
+            w.writeRaw("{\"count\":")
+            w.writeInt(Int64(n))
+        case .paths(let paths):
+            w.writeRaw("{\"paths\":[")
+            for (i, path) in paths.enumerated() {
+                if i > 0 { w.writeRaw(",") }
+                w.writeIDs(path)
+            }
+            w.writeRaw("]")
+        case .ids(let all):
+            let ids = all.filter { $0 <= snapshot }
+            let page = Array(ids.dropFirst(offset).prefix(pageSize))
+            if offset + page.count < ids.count { next = "\(snapshot).\(offset + page.count)" }
+            let store = self.store
+            let events = try await Blocking.run { try page.compactMap { try store.event($0) } }
+            w.writeRaw("{\"results\":[")
+            for (i, event) in events.enumerated() {
+                if i > 0 { w.writeRaw(",") }
+                Self.write(event, include: include, into: &w)
+            }
+            w.writeRaw("]")
+        }
+        w.writeRaw(",\"next\":")
+        if let next { w.writeString(next) } else { w.writeNull() }
+        w.writeRaw(",\"truncated\":")
+        w.writeBool(result.truncated)
+        w.writeRaw(",\"stats\":")
+        w.write(.members(["visited": .int(result.visited), "snapshot": .int(snapshot), "reason": result.reason.map(JSONValue.string) ?? .null]))
+        w.writeRaw("}")
+        return JSONResponse.make(w)
+    }
+
+    static func write(_ event: Event, include: Set<String>, into w: inout JSONWriter) {
+        w.writeRaw("{\"id\":")
+        w.writeUInt(event.id)
+        w.writeOptional(",\"key\":", event.key)
+        w.writeRaw(",\"type\":")
+        w.writeString(event.type)
+        w.writeRaw(",\"time_unix_nano\":")
+        w.writeInt(event.timeUnixNano)
+        if include.contains("stream") { w.writeOptional(",\"stream\":", event.stream) }
+        if include.contains("message") { w.writeOptional(",\"message\":", event.message) }
+        if include.contains("payload") { w.writeOptionalRaw(",\"payload\":", event.payload) }
+        if include.contains("parents") {
+            w.writeRaw(",\"parents\":")
+            w.writeIDs(event.parents)
+        }
+        w.writeRaw("}")
+    }
+
+    /// 400 with `{"error","detail","line","column"}`; detail is the rendered text with the caret.
+    static func render(_ error: QueryError, _ text: String) -> APIError {
+        let (line, column) = error.location(in: text)
+        var e = APIError(.badRequest, error.code == .limit ? "query too large" : "invalid query", detail: error.rendered(in: text))
+        e.field = "query"
+        e.line = line
+        e.column = column
+        return e
+    }
+}
