@@ -64,6 +64,7 @@ let package = Package(
             name: "banyan",
             dependencies: [
                 "EventLog",
+                "LineageQuery",
                 "BanyanClient",
                 "BanyanServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
