@@ -176,6 +176,7 @@ public struct Executor {
         let onPath = Set(try between(a, b))
         guard onPath.contains(a), onPath.contains(b) else { return [] }
         if a == b { return [[a]] }
+        if k == 1 { return try shortestPath(a, b, within: onPath).map { [$0] } ?? [] }
         // Partial paths as a parent-pointer tree: (node, index of the previous entry).
         var tree: [(node: EventID, previous: Int)] = [(a, -1)]
         var head = 0
@@ -200,6 +201,32 @@ public struct Executor {
             head += 1
         }
         return found
+    }
+
+    /// One shortest path: breadth-first over events (each visited once), linear in `within`.
+    private mutating func shortestPath(_ a: EventID, _ b: EventID, within onPath: Set<EventID>) throws -> [EventID]? {
+        var previous: [EventID: EventID] = [a: a]
+        var queue = [a]
+        var head = 0
+        while head < queue.count {
+            let node = queue[head]
+            head += 1
+            for child in try store.children(of: node, limit: Self.linksMax, upTo: b) ?? [] where onPath.contains(child) && previous[child] == nil {
+                guard spend() else { return nil }
+                previous[child] = node
+                if child == b {
+                    var path = [b]
+                    var cursor = b
+                    while cursor != a {
+                        cursor = previous[cursor]!
+                        path.append(cursor)
+                    }
+                    return path.reversed()
+                }
+                queue.append(child)
+            }
+        }
+        return nil
     }
 
     /// Events of `ids` with no parent (roots) or no child (heads) inside `ids`.
