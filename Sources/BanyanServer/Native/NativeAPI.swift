@@ -1,6 +1,7 @@
 import EventLog
 import Foundation
 import Hummingbird
+import LineageQuery
 
 /// The native API under `/v1` (docs/HTTP_API.md): batch append, log reads, the SSE stream, status.
 struct NativeAPI: Sendable {
@@ -170,21 +171,11 @@ struct NativeAPI: Sendable {
     static func time(_ raw: String?, field: String) throws -> Int64? {
         guard let raw else { return nil }
         if let nanos = Int64(raw) { return nanos }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        var date = formatter.date(from: raw)
-        if date == nil {
-            formatter.formatOptions = [.withInternetDateTime]
-            date = formatter.date(from: raw)
+        guard let nanos = TimeLiteral.nanoseconds(raw) else {
+            throw APIError.invalid(
+                "\(field) must be RFC 3339 (2026-01-01T00:00:00Z) between 1677-09-22 and 2262-04-11, or Unix nanoseconds, not \"\(raw)\"",
+                field: field)
         }
-        guard let date else {
-            throw APIError.invalid("\(field) must be RFC 3339 (2026-01-01T00:00:00Z) or Unix nanoseconds, not \"\(raw)\"", field: field)
-        }
-        let nanos = (date.timeIntervalSince1970 * 1e9).rounded()
-        // Int64 nanoseconds span 1677-09-21 ... 2262-04-11; a date outside cannot be a stored time.
-        guard nanos >= -9.2e18, nanos <= 9.2e18 else {
-            throw APIError.invalid("\(field) must lie between 1677-09-22 and 2262-04-11 (Unix nanoseconds in 64 bits), not \"\(raw)\"", field: field)
-        }
-        return Int64(nanos)
+        return nanos
     }
 }

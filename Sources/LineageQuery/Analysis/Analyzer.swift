@@ -127,9 +127,10 @@ public enum Analyzer {
     }
 }
 
-/// RFC 3339 times to Unix nanoseconds (within what 64 bits hold).
-enum TimeLiteral {
-    static func nanoseconds(_ text: String) -> Int64? {
+/// RFC 3339 times to Unix nanoseconds, within what 64 bits hold (1677-09-22 ... 2262-04-11);
+/// nil otherwise. Shared by query literals and the HTTP `since`/`until` parameters.
+public enum TimeLiteral {
+    public static func nanoseconds(_ text: String) -> Int64? {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         var date = formatter.date(from: text)

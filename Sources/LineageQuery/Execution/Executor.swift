@@ -60,13 +60,15 @@ public struct Executor {
             case .count(let n): return .count(n)
             }
         case .sets(let operation, let input):
-            guard case .ids(let ids) = try evaluate(input) else { return try evaluate(input) }
+            let inner = try evaluate(input)
+            guard case .ids(let ids) = inner else { return inner }
             switch operation {
             case .count: return .count(ids.count)
             case .roots, .heads: return .ids(try boundary(ids, roots: operation == .roots))
             }
         case .sort(let order, let input):
-            guard case .ids(let ids) = try evaluate(input) else { return try evaluate(input) }
+            let inner = try evaluate(input)
+            guard case .ids(let ids) = inner else { return inner }
             if order.key == .id { return .ids(order.descending ? ids.sorted(by: >) : ids.sorted()) }
             var timed: [(EventID, Int64)] = []
             for id in ids { timed.append((id, try store.event(id)?.timeUnixNano ?? 0)) }
