@@ -20,8 +20,10 @@ public struct ServerConfiguration: Sendable {
     public var bodyBytesMax = 64 << 20
     /// Ids one filtered log read may examine before it answers with a `next` cursor.
     public var scanIDsMax = 100_000
-    /// Budget of one `POST /v1/query`.
+    /// Budget of one `POST /v1/query` that names none.
     public var queryBudget = QueryBudget()
+    /// The most a request's `budget` may ask for.
+    public var queryBudgetMax = QueryBudget(nodesMax: 10_000_000, timeMax: .seconds(30))
     /// Bytes of a request body on the CelestialTree routes.
     public var emitBodyBytesMax = (2 << 20) + (64 << 10)
     /// Open SSE streams; one more is refused with 503.

@@ -33,9 +33,11 @@ extension Banyan {
 }
 
 enum Store {
-    static func openReadOnly(_ path: String) async throws -> EventStore {
+    /// `graph`: load the in-memory adjacency, which only traversing commands repay.
+    static func openReadOnly(_ path: String, graph: Bool = false) async throws -> EventStore {
         var options = StoreOptions()
         options.readOnly = true
+        options.graphInMemory = graph
         return try await EventStore.open(at: path, options: options)
     }
 }

@@ -1,6 +1,14 @@
 import ArgumentParser
 import EventLog
+import Foundation
 import LineageQuery
+
+extension Executor {
+    fileprivate func runOnce(_ plan: LogicalPlan) throws -> QueryResult {
+        var copy = self
+        return try copy.run(plan)
+    }
+}
 
 extension Banyan {
     struct Query: AsyncParsableCommand {
@@ -12,10 +20,12 @@ extension Banyan {
         @Argument(help: "The query text.") var text: String
         @Option(help: "Events the query may visit.") var nodesMax = QueryBudget().nodesMax
         @Option(help: "Seconds the query may run.") var seconds = 5
+        @Option(help: "Run the query this many times (1...10000) and print its latency percentiles to stderr (tools/query_latency.sh).")
+        var repeatCount = 1
 
         func run() async throws {
             try await Banyan.reportingErrors {
-                let store = try await Store.openReadOnly(data.dataDir)
+                let store = try await Store.openReadOnly(data.dataDir, graph: true)
                 defer { store.close() }
                 var budget = QueryBudget()
                 budget.nodesMax = nodesMax
@@ -27,8 +37,20 @@ extension Banyan {
                         Console.out(plan.explained)
                         return
                     }
-                    var executor = Executor(store: store, budget: budget)
-                    let result = try executor.run(plan)
+                    guard (1...10_000).contains(repeatCount) else { throw ValidationError("--repeat-count must be 1...10000") }
+                    var result = try Executor(store: store, budget: budget).runOnce(plan)
+                    if repeatCount > 1 {
+                        var micros: [Double] = []
+                        for _ in 0..<repeatCount {
+                            let started = ContinuousClock.now
+                            result = try Executor(store: store, budget: budget).runOnce(plan)
+                            let (s, atto) = (ContinuousClock.now - started).components
+                            micros.append(Double(s) * 1e6 + Double(atto) / 1e12)
+                        }
+                        micros.sort()
+                        func at(_ q: Double) -> String { String(format: "%.3f", micros[min(micros.count - 1, Int(q * Double(micros.count)))] / 1000) }
+                        Console.error("banyan: \(repeatCount) runs after one warm-up, ms: min \(at(0)) p50 \(at(0.5)) p90 \(at(0.9)) p99 \(at(0.99)) max \(at(1)); visited \(result.visited)")
+                    }
                     switch result.answer {
                     case .count(let n): Console.out(String(n))
                     case .paths(let paths): for path in paths { Console.out(path.map(String.init).joined(separator: " -> ")) }

@@ -2,6 +2,7 @@ import ArgumentParser
 import BanyanServer
 import EventLog
 import Foundation
+import LineageQuery
 import Logging
 
 extension Banyan {
@@ -21,6 +22,10 @@ extension Banyan {
         @Option(help: "Open SSE streams.") var streamsMax = ServerConfiguration().streamsMax
         @Option(help: "Bytes of one POST /v1/events body.") var bodyBytesMax = ServerConfiguration().bodyBytesMax
         @Option(help: "Seconds of silence before an SSE heartbeat comment.") var streamHeartbeatSeconds = 15
+        @Option(help: "Events one /v1/query may visit unless its budget says otherwise.") var queryNodesDefault = ServerConfiguration().queryBudget.nodesMax
+        @Option(help: "Milliseconds one /v1/query may run unless its budget says otherwise.") var queryTimeDefaultMs = 5_000
+        @Option(help: "The most events a /v1/query budget may ask for.") var queryNodesMax = ServerConfiguration().queryBudgetMax.nodesMax
+        @Option(help: "The most milliseconds a /v1/query budget may ask for.") var queryTimeMaxMs = 30_000
         @Option(help: "File of bearer tokens, one \"<token> <role>\" per line (roles: read, write, admin). Also: BANYAN_TOKENS=token:role,...")
         var tokensFile: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
@@ -36,6 +41,11 @@ extension Banyan {
                 config.streamsMax = streamsMax
                 config.bodyBytesMax = bodyBytesMax
                 config.streamHeartbeat = .seconds(streamHeartbeatSeconds)
+                guard queryNodesDefault >= 1, queryNodesDefault <= queryNodesMax, queryTimeDefaultMs >= 1, queryTimeDefaultMs <= queryTimeMaxMs else {
+                    throw ValidationError("query budget defaults must be at least 1 and at most their maximums (--query-nodes-max, --query-time-max-ms)")
+                }
+                config.queryBudget = QueryBudget(nodesMax: queryNodesDefault, timeMax: .milliseconds(queryTimeDefaultMs))
+                config.queryBudgetMax = QueryBudget(nodesMax: queryNodesMax, timeMax: .milliseconds(queryTimeMaxMs))
                 config.access = try AccessControl.load(file: tokensFile, environment: ProcessInfo.processInfo.environment["BANYAN_TOKENS"])
                 if !config.access.isEnabled && !config.isLoopback {
                     throw AccessError(

@@ -46,4 +46,25 @@ struct QueryRouteTests {
             #expect((plan["plan"] as? String)?.contains("scan index by_type") == true)
         }
     }
+
+    @Test func aRequestBudgetTruncatesAndIsCappedByTheServerMaximum() async throws {
+        try await CelestialTreeRoutesTests.withServer { store, client in
+            try await store.append((2...60).map { AppendRequest(type: "c", parents: [EventID($0 - 1)]) })
+            let full = try await Self.post(client, "{\"query\":\"count(ancestors(60))\"}")
+            #expect(full["count"] as? Int == 59 && full["truncated"] as? Bool == false)
+            let cut = try await Self.post(client, "{\"query\":\"count(ancestors(60))\",\"budget\":{\"nodes_max\":10}}")
+            #expect(cut["truncated"] as? Bool == true)
+            #expect((cut["count"] as? Int ?? 99) <= 10)
+            #expect(((cut["stats"] as? [String: Any])?["reason"] as? String)?.contains("node budget of 10") == true)
+            let tooMuch = try await Self.post(client, "{\"query\":\"count(ancestors(60))\",\"budget\":{\"nodes_max\":20000000}}")
+            #expect(tooMuch["field"] as? String == "budget.nodes_max")
+            #expect((tooMuch["detail"] as? String)?.contains("1...10000000") == true)
+            let unknown = try await Self.post(client, "{\"query\":\"count(ancestors(60))\",\"budget\":{\"nodes\":5}}")
+            #expect(unknown["field"] as? String == "budget.nodes")
+            let badTime = try await Self.post(client, "{\"query\":\"count(ancestors(60))\",\"budget\":{\"time_max_ms\":0}}")
+            #expect(badTime["field"] as? String == "budget.time_max_ms")
+            let badPage = try await Self.post(client, "{\"query\":\"ancestors(60)\",\"page_size\":\"ten\"}")
+            #expect(badPage["field"] as? String == "page_size")
+        }
+    }
 }

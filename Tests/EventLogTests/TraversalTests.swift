@@ -24,11 +24,15 @@ struct TraversalTests {
         }
     }
 
-    @Test(arguments: [0, 1, 2])
+    /// Rounds 0-2 read adjacency from the in-memory graph, built by the writer batch by batch
+    /// (with rejected batches rolled back in between) and then rebuilt from RocksDB on reopen;
+    /// round 3 reads RocksDB only.
+    @Test(arguments: [0, 1, 2, 3])
     func traversalsAgreeWithTheNaiveReference(round: Int) async throws {
         let seed = SeededRandom.seed("TraversalTests round \(round)") &+ UInt64(round)
         var rng = SeededRandom(seed: seed)
-        let t = try await TempStore.make("traversal\(round)")
+        let graph = round < 3
+        let t = try await TempStore.make("traversal\(round)", graph: graph)
         defer { t.remove() }
         var reference = Reference()
         var batch: [AppendRequest] = []
@@ -45,11 +49,38 @@ struct TraversalTests {
             }
             reference.parents.append(parents)
             batch.append(AppendRequest(type: "t\(id % 4)", parents: parents))
+            if Int.random(in: 0..<20, using: &rng) == 0 || id == count {
+                // Rejected batches (the last event names a missing parent) sent alongside the good
+                // one so they tend to share its commit group: rolled back inside a group that is
+                // written, they must leave nothing in RocksDB or the graph.
+                let bad = [AppendRequest(type: "bad", parents: [EventID(id - batch.count)]), AppendRequest(type: "bad", parents: [EventID(id + 100)])]
+                let good = batch
+                let store = t.store
+                let rejected = await withTaskGroup(of: Bool.self) { group in
+                    group.addTask { (try? await store.append(bad)) == nil }
+                    group.addTask { (try? await store.append(good)) == nil ? false : true }
+                    group.addTask { (try? await store.append(bad)) == nil }
+                    return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+                }
+                #expect(rejected == 3, "both bad batches rejected, the good one stored; seed \(seed)")
+                batch = []
+            }
         }
-        try await t.store.append(batch)
-        let s = t.store
+        try check(t.store, reference, count, seed: seed)
+        if graph {
+            #expect(t.store.graph?.lastID == EventID(count))
+            t.store.close()
+            let reopened = try await t.reopen()
+            defer { reopened.close() }
+            #expect(reopened.graph?.lastID == EventID(count))
+            try check(reopened, reference, count, seed: seed)
+        }
+    }
+
+    private func check(_ s: EventStore, _ reference: Reference, _ count: Int, seed: UInt64) throws {
         let ancestorSets = [Set<EventID>()] + (1...count).map { Set(reference.ancestors(EventID($0))) }
         for id in EventID(1)...EventID(count) {
+            #expect(try s.parents(of: id) == reference.parents[Int(id)], "parents of \(id), seed \(seed)")
             #expect(try s.ancestors(of: id) == reference.ancestors(id), "ancestors of \(id), seed \(seed)")
             #expect(try s.descendants(of: id) == reference.descendants(id, ancestorSets), "descendants of \(id), seed \(seed)")
             #expect(try s.children(of: id) == reference.children(id), "children of \(id), seed \(seed)")
@@ -62,6 +93,52 @@ struct TraversalTests {
         #expect(try s.ancestors(of: EventID(count + 1)) == nil)
         let report = try s.verify()
         #expect(report.ok, "\(report.problems)")
+    }
+
+    /// Readers walk the in-memory graph while the writer extends it: every walk sees exactly the
+    /// events up to the last id it read, with all their links.
+    @Test func readersSeeACompleteGraphWhileTheWriterAppends() async throws {
+        let t = try await TempStore.make()
+        defer { t.remove() }
+        let store = t.store
+        try await store.append([AppendRequest(type: "c")])
+        let checks = await withTaskGroup(of: Int.self) { group in
+            group.addTask {
+                for batch in 0..<200 {
+                    let first = batch * 50 + 2
+                    var requests: [AppendRequest] = []
+                    for i in first..<first + 50 {
+                        let previous = EventID(i - 1)
+                        let parents: [EventID] = i % 10 == 0 ? [previous, 1] : [previous]
+                        requests.append(AppendRequest(type: "c", parents: parents))
+                    }
+                    _ = try? await store.append(requests)
+                }
+                return 0
+            }
+            for _ in 0..<2 {
+                group.addTask {
+                    var checks = 0
+                    // Bounded, and yielding: the cooperative pool may have as few threads as
+                    // readers, and the appending task must get to run.
+                    while store.lastID < 10_001, checks < 100_000 {
+                        await Task.yield()
+                        let last = store.lastID
+                        let ancestors = (try? store.ancestors(of: last)) ?? nil
+                        #expect(ancestors?.count == Int(last) - 1, "ancestors of \(last)")
+                        let children = (try? store.children(of: 1, upTo: last)) ?? nil
+                        var expected: [EventID] = last >= 2 ? [2] : []
+                        expected += Array(stride(from: EventID(10), through: last, by: 10))
+                        #expect(children == expected, "children of 1 up to \(last)")
+                        checks += 1
+                    }
+                    return checks
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(store.lastID == 10_001)
+        #expect(checks > 0)
     }
 
     @Test func theNodeBudgetAborts() async throws {

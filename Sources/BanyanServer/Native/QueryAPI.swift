@@ -2,7 +2,7 @@ import EventLog
 import Hummingbird
 import LineageQuery
 
-/// `POST /v1/query`: `{"query", "cursor"?, "page_size"?, "include"?}` →
+/// `POST /v1/query`: `{"query", "cursor"?, "page_size"?, "include"?, "budget"?}` →
 /// `{"results", "next", "truncated", "stats"}` (docs/HTTP_API.md).
 ///
 /// Paging: the first page fixes a snapshot (the last id then); every page re-runs the query over
@@ -13,7 +13,8 @@ struct QueryAPI: Sendable {
     let store: EventStore
     let config: ServerConfiguration
 
-    static let fields: Set<String> = ["query", "cursor", "page_size", "include"]
+    static let fields: Set<String> = ["query", "cursor", "page_size", "include", "budget"]
+    static let budgetFields: Set<String> = ["nodes_max", "time_max_ms"]
     static let includable: Set<String> = ["message", "payload", "parents", "stream"]
 
     func run(_ request: Request) async throws -> Response {
@@ -22,10 +23,8 @@ struct QueryAPI: Sendable {
         guard let text = try RequestBody.string(object, "query"), !text.isEmpty else {
             throw APIError.invalid("query is required", field: "query")
         }
-        let pageSize = object["page_size"].flatMap(\.int64Value).map(Int.init) ?? 100
-        guard pageSize >= 1, pageSize <= store.limits.readEventsMax else {
-            throw APIError.invalid("page_size must be 1...\(store.limits.readEventsMax)", field: "page_size")
-        }
+        let pageSize = try Self.integer(object, "page_size", field: "page_size", in: 1...store.limits.readEventsMax) ?? 100
+        let budget = try budget(object["budget"])
         var include = Set<String>()
         for item in object["include"]?.arrayValue ?? [] {
             guard let name = item.stringValue, Self.includable.contains(name) else {
@@ -33,9 +32,9 @@ struct QueryAPI: Sendable {
             }
             include.insert(name)
         }
-        let (snapshot, offset) = try cursor(try RequestBody.string(object, "cursor"))
+        let (cursorSnapshot, offset) = try cursor(try RequestBody.string(object, "cursor"))
         let store = self.store
-        let budget = config.queryBudget
+        let snapshot = min(cursorSnapshot ?? store.lastID, store.lastID)
         let plan: LogicalPlan
         let explain: Bool
         do {
@@ -50,7 +49,7 @@ struct QueryAPI: Sendable {
         }
         let outcome: Result<QueryResult, QueryError> = try await Blocking.runHeavy {
             do {
-                var executor = Executor(store: store, budget: budget)
+                var executor = Executor(store: store, budget: budget, snapshot: snapshot)
                 return .success(try executor.run(plan))
             } catch let error as QueryError {
                 return .failure(error)
@@ -61,7 +60,37 @@ struct QueryAPI: Sendable {
         case .success(let r): result = r
         case .failure(let error): throw Self.render(error, text)
         }
-        return try await respond(result, snapshot: snapshot ?? store.lastID, offset: offset, pageSize: pageSize, include: include)
+        return try await respond(result, snapshot: snapshot, offset: offset, pageSize: pageSize, include: include)
+    }
+
+    /// The server's default budget, lowered or raised per request up to `queryBudgetMax`.
+    private func budget(_ value: JSONValue?) throws -> QueryBudget {
+        var budget = config.queryBudget
+        guard let value, !value.isNull else { return budget }
+        guard let members = value.objectValue else {
+            throw APIError.invalid("budget must be an object with nodes_max and/or time_max_ms", field: "budget")
+        }
+        for member in members where !Self.budgetFields.contains(member.key) {
+            throw APIError.invalid("unknown budget field \"\(member.key)\"; known: nodes_max, time_max_ms", field: "budget.\(member.key)")
+        }
+        let ceiling = config.queryBudgetMax
+        if let n = try Self.integer(value, "nodes_max", field: "budget.nodes_max", in: 1...ceiling.nodesMax) {
+            budget.nodesMax = n
+        }
+        let msMax = Int(ceiling.timeMax.components.seconds * 1_000 + ceiling.timeMax.components.attoseconds / 1_000_000_000_000_000)
+        if let ms = try Self.integer(value, "time_max_ms", field: "budget.time_max_ms", in: 1...max(1, msMax)) {
+            budget.timeMax = .milliseconds(ms)
+        }
+        return budget
+    }
+
+    /// An optional integer member (null counts as absent) that must lie in `range`.
+    static func integer(_ object: JSONValue, _ name: String, field: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let value = object[name], !value.isNull else { return nil }
+        guard let n = value.int64Value, n >= range.lowerBound, n <= range.upperBound else {
+            throw APIError.invalid("\(field) must be an integer in \(range.lowerBound)...\(range.upperBound)", field: field)
+        }
+        return Int(n)
     }
 
     private func cursor(_ raw: String?) throws -> (EventID?, Int) {

@@ -21,6 +21,35 @@ extension EventStore {
         return try event(id)
     }
 
+    /// Calls `body` with each existing event of `ids`, which must be ascending, through one
+    /// iterator: a traversal's answer is mostly dense, and stepping to the next record costs far
+    /// less than a point lookup (a filtered 80k-event ancestor set: about 5x faster).
+    public func forEachEvent(ascending ids: [EventID], _ body: (Event) throws -> Void) throws {
+        let last = lastID
+        guard let first = ids.first, first <= last, let upper = ids.last.map({ min($0, last) }) else { return }
+        let it = try read { () throws(StorageError) in
+            try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(first), upper: KeySpace.id(upper + 1))
+        }
+        func current() -> EventID { it.withKey { LogStorage.be64($0, at: 0) } }
+        var positioned = false
+        for id in ids where id <= upper {
+            var steps = 0
+            while positioned, it.isValid, steps < 16, current() < id {
+                it.next()
+                steps += 1
+            }
+            if !positioned || (it.isValid && current() < id) {
+                it.seek(KeySpace.id(id))
+                positioned = true
+            }
+            guard it.isValid else { break }
+            guard current() == id else { continue }
+            let event = try read { () throws(StorageError) in try RecordCodec.decode(id: id, it.value) }
+            try body(event)
+        }
+        try read { () throws(StorageError) in try it.checkStatus() }
+    }
+
     /// Up to `limit` events with ids greater than `after`, in id order (a Kafka-style fetch),
     /// stopping early past `Limits.readBytesMax` record bytes.
     public func events(after: EventID, limit: Int) throws(LogError) -> [Event] {
@@ -91,7 +120,25 @@ extension EventStore {
     /// Parent ids of `id` in the event's own order; nil if the event does not exist.
     public func parents(of id: EventID) throws(LogError) -> [EventID]? {
         guard id >= 1, id <= lastID else { return nil }
+        return try parentIDs(id)
+    }
+
+    /// The in-memory graph when it covers `id`.
+    func graph(covering id: EventID) -> GraphIndex? {
+        guard let graph, let last = graph.lastID, id <= last else { return nil }
+        return graph
+    }
+
+    /// Parents of an existing `id`, from memory when the graph covers it.
+    func parentIDs(_ id: EventID) throws(LogError) -> [EventID] {
+        if let graph = graph(covering: id) { return graph.parents(of: id) }
         return try read { () throws(StorageError) in try storage.parents(id) }
+    }
+
+    /// Children of an existing `id` up to `last`, ascending, at most `limit`.
+    func childIDs(_ id: EventID, upTo last: EventID, limit: Int) throws(LogError) -> [EventID] {
+        if let graph = graph(covering: id) { return graph.children(of: id, upTo: last, limit: limit) }
+        return try read { () throws(StorageError) in try storage.children(id, limit: limit) }.filter { $0 <= last }
     }
 
     /// Child ids of `id`, ascending (= append order), up to `upTo` (default: the last committed
@@ -101,7 +148,7 @@ extension EventStore {
         let last = min(upTo ?? lastID, lastID)
         guard id >= 1, id <= last else { return nil }
         let bound = limit ?? limits.listIDsMax
-        let ids = try read { () throws(StorageError) in try storage.children(id, limit: bound == Int.max ? bound : bound + 1) }.filter { $0 <= last }
+        let ids = try childIDs(id, upTo: last, limit: bound == Int.max ? bound : bound + 1)
         guard ids.count <= bound else {
             throw LogError(.limitExceeded, "event \(id) has more than \(bound) children (listIDsMax)")
         }

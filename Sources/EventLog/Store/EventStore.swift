@@ -14,6 +14,8 @@ public final class EventStore: Sendable {
     private let writer: Writer?
     public let notifier: CommitNotifier
     let startMeta: StoreMeta
+    /// In-memory adjacency (nil when `options.graphInMemory` is off or the store outgrew it).
+    let graph: GraphIndex?
     public let startedAt: ContinuousClock.Instant = .now
     private let closed = Atomic(false)
 
@@ -60,6 +62,9 @@ public final class EventStore: Sendable {
         let lastID = try storageCall { () throws(StorageError) in try storage.lastID() }
         let meta = try Self.loadOrInitialiseMeta(storage, lastID: lastID, readOnly: options.readOnly)
         startMeta = meta
+        let graph = options.graphInMemory
+            ? try storageCall { () throws(StorageError) in try GraphIndex.load(storage, lastID: lastID) } : nil
+        self.graph = graph
         if options.readOnly {
             writer = nil
             notifier = CommitNotifier(last: lastID)
@@ -67,7 +72,8 @@ public final class EventStore: Sendable {
             let segment = try Recovery.openSegment(storage, lastID: lastID)
             let writer = Writer(
                 storage: storage, limits: options.limits, policy: options.durability,
-                syncInterval: options.syncInterval, now: options.clock, observer: options.observer, lastID: lastID, meta: meta, segment: segment)
+                syncInterval: options.syncInterval, now: options.clock, observer: options.observer, lastID: lastID, meta: meta, segment: segment,
+                graph: graph)
             writer.start()
             self.writer = writer
             notifier = writer.notifier
@@ -113,11 +119,15 @@ public final class EventStore: Sendable {
         return try await writer.submit(requests, durability: durability)
     }
 
-    /// Drains queued appends, syncs the WAL and closes RocksDB. Idempotent; callers must have
+    /// Drains queued appends, syncs the WAL, flushes memtables and closes RocksDB. Idempotent; callers must have
     /// stopped reading first (the server closes the store only after it has stopped serving).
     public func close() {
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        writer?.close()
+        if let writer {
+            writer.close()
+            // Best effort: on failure the WAL still holds everything and the next open replays it.
+            try? storage.db.flushAll()
+        }
         storage.close()
     }
 }

@@ -113,6 +113,7 @@ extension Writer {
             stage.mark.keys.append(key)
         }
         stage.lastID = id
+        stage.parentLists.append(event.parents)
         stage.meta.edges += UInt64(event.parents.count)
         stage.segment.add(id: id, timeUnixNano: event.timeUnixNano, record: record)
         if stage.segment.isFull(limits) {

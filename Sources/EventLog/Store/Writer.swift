@@ -22,6 +22,8 @@ final class Writer: @unchecked Sendable {
     private let now: @Sendable () -> Int64
     private let observer: (any StoreObserver)?
     let notifier: CommitNotifier
+    /// Extended after each written group, before it is published.
+    private let graph: GraphIndex?
 
     private let condition = NSCondition()
     private var exited = false
@@ -44,8 +46,10 @@ final class Writer: @unchecked Sendable {
 
     init(
         storage: LogStorage, limits: Limits, policy: Durability, syncInterval: Duration,
-        now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?, lastID: EventID, meta: StoreMeta, segment: OpenSegment
+        now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?, lastID: EventID, meta: StoreMeta, segment: OpenSegment,
+        graph: GraphIndex?
     ) {
+        self.graph = graph
         self.observer = observer
         self.storage = storage
         self.limits = limits
@@ -189,6 +193,7 @@ final class Writer: @unchecked Sendable {
                 return
             }
             lastID = stage.lastID
+            graph?.append(stage.parentLists)
             meta = stage.meta
             segment = stage.segment
             typeIDs.merge(stage.newNames[.type] ?? [:]) { a, _ in a }

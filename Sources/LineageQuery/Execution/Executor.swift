@@ -7,14 +7,18 @@ public struct Executor {
     let store: EventStore
     let budget: QueryBudget
     let deadline: ContinuousClock.Instant
+    /// The last id the query sees: events appended while it runs (or between the pages of one
+    /// answer, which each re-run it) stay out of it.
+    let last: EventID
     private(set) var visited = 0
     private(set) var stop: String?
     /// Links read per event; the node budget bounds the total anyway.
     static let linksMax = 10_000_000
 
-    public init(store: EventStore, budget: QueryBudget = QueryBudget()) {
+    public init(store: EventStore, budget: QueryBudget = QueryBudget(), snapshot: EventID? = nil) {
         self.store = store
         self.budget = budget
+        last = min(snapshot ?? store.lastID, store.lastID)
         deadline = .now + budget.timeMax
     }
 
@@ -53,7 +57,14 @@ public struct Executor {
         case .filter(let predicate, let input):
             switch try evaluate(input) {
             case .ids(let ids):
-                return .ids(try ids.filter { id in try store.event(id).map(predicate.matches) ?? false })
+                guard zip(ids, ids.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                    return .ids(try ids.filter { id in try store.event(id).map(predicate.matches) ?? false })
+                }
+                var kept: [EventID] = []
+                try store.forEachEvent(ascending: ids) { event in
+                    if predicate.matches(event) { kept.append(event.id) }
+                }
+                return .ids(kept)
             case .paths(let paths):
                 // A path is kept when every event on it matches.
                 return .paths(try paths.filter { path in try path.allSatisfy { id in try store.event(id).map(predicate.matches) ?? false } })
@@ -86,10 +97,10 @@ public struct Executor {
     func resolve(_ start: Start) throws -> EventID {
         switch start {
         case .id(let id, let range):
-            guard id <= store.lastID else { throw QueryError(.analysis, "event \(id) does not exist", range: range) }
+            guard id <= last else { throw QueryError(.analysis, "event \(id) does not exist", range: range) }
             return id
         case .key(let key, let range):
-            guard let id = try store.id(forKey: key) else { throw QueryError(.analysis, "no event has key \(key.debugDescription)", range: range) }
+            guard let id = try store.id(forKey: key), id <= last else { throw QueryError(.analysis, "no event has key \(key.debugDescription)", range: range) }
             return id
         }
     }
@@ -106,10 +117,11 @@ public struct Executor {
         while true {
             let page = try store.page(after: cursor, limit: store.limits.readEventsMax, filter: filter)
             for event in page.events {
+                guard event.id <= last else { return ids }
                 guard spend() else { return ids }
                 ids.append(event.id)
             }
-            if page.next >= page.lastID || page.next == cursor { return ids }
+            if page.next >= min(page.lastID, last) || page.next == cursor { return ids }
             cursor = page.next
         }
     }
@@ -117,7 +129,6 @@ public struct Executor {
     /// Breadth-first, so each event's depth is its shortest hop distance from the start.
     private mutating func traverse(_ t: LogicalPlan.Traversal) throws -> [EventID] {
         let start = try resolve(t.start)
-        let last = store.lastID
         var visitedSet = t.direction == .ancestors ? IDBitset(lower: 1, upper: start) : IDBitset(lower: start, upper: last)
         visitedSet.insert(start)
         var frontier = [start]
@@ -171,64 +182,85 @@ public struct Executor {
         return result.sorted()
     }
 
-    /// Up to `k` paths from `a` to `b`, shortest first: a breadth-first expansion of partial paths
-    /// restricted to `between(a, b)`, so every partial path can still reach `b`. Each partial path
-    /// costs one unit of the node budget.
+    /// Up to `k` paths from `a` to `b`, shortest first (ties in a fixed order).
+    ///
+    /// First a breadth-first walk up from `b` gives every ancestor of `b` in `[a, b]` its hop
+    /// distance to `b` (ids bound the walk: nothing below `a` can be on a path). That distance is
+    /// exact, so a best-first expansion of partial paths from `a`, ordered by length so far plus
+    /// distance left, completes paths in length order and expands only partial paths that can
+    /// still reach `b`: about k x path length of them, not the exponential number a plain
+    /// breadth-first enumeration meets. Each walked event and each partial path costs one unit
+    /// of the node budget. For k = 1 the upward walk stops as soon as it reaches `a`, and the path
+    /// is read off greedily.
     private mutating func paths(from a: EventID, to b: EventID, k: Int) throws -> [[EventID]] {
-        let onPath = Set(try between(a, b))
-        guard onPath.contains(a), onPath.contains(b) else { return [] }
         if a == b { return [[a]] }
-        if k == 1 { return try shortestPath(a, b, within: onPath).map { [$0] } ?? [] }
-        // Partial paths as a parent-pointer tree: (node, index of the previous entry).
-        var tree: [(node: EventID, previous: Int)] = [(a, -1)]
-        var head = 0
-        var found: [[EventID]] = []
-        while head < tree.count, found.count < k {
-            let (node, _) = tree[head]
-            for child in try store.children(of: node, limit: Self.linksMax, upTo: b) ?? [] where onPath.contains(child) {
-                if child == b {
-                    var path = [b]
-                    var i = head
-                    while i >= 0 {
-                        path.append(tree[i].node)
-                        i = tree[i].previous
-                    }
-                    found.append(path.reversed())
-                    if found.count == k { break }
-                } else {
-                    guard spend() else { return found }
-                    tree.append((child, head))
-                }
+        guard a < b, k >= 1 else { return [] }
+        guard let distance = try distances(to: b, from: a, stopAtStart: k == 1), let total = distance[a] else { return [] }
+        if k == 1 {
+            var path = [a]
+            var node = a
+            while node != b {
+                let need = distance[node]! - 1
+                let links = try store.children(of: node, limit: Self.linksMax, upTo: b) ?? []
+                guard let next = links.first(where: { distance[$0] == need }) else { return [] }
+                path.append(next)
+                node = next
             }
-            head += 1
+            return [path]
+        }
+        // Partial paths as a parent-pointer tree; buckets[f - total] holds the entries whose
+        // length-so-far + distance-left is f. A child's f is never below its parent's, so the
+        // lowest non-empty bucket only moves up; popping a bucket's last entry goes deep first.
+        var tree: [(node: EventID, previous: Int, hops: Int32)] = [(a, -1, 0)]
+        var buckets: [[Int]] = [[0]]
+        var lowest = 0
+        var found: [[EventID]] = []
+        while found.count < k {
+            while lowest < buckets.count, buckets[lowest].isEmpty { lowest += 1 }
+            guard lowest < buckets.count, let entry = buckets[lowest].popLast() else { break }
+            let (node, _, hops) = tree[entry]
+            if node == b {
+                var path: [EventID] = []
+                var i = entry
+                while i >= 0 {
+                    path.append(tree[i].node)
+                    i = tree[i].previous
+                }
+                found.append(path.reversed())
+                continue
+            }
+            for child in try store.children(of: node, limit: Self.linksMax, upTo: b) ?? [] {
+                guard let left = distance[child] else { continue }
+                guard spend() else { return found }
+                let bucket = Int(hops + 1 + left - total)
+                while buckets.count <= bucket { buckets.append([]) }
+                buckets[bucket].append(tree.count)
+                tree.append((child, entry, hops + 1))
+            }
         }
         return found
     }
 
-    /// One shortest path: breadth-first over events (each visited once), linear in `within`.
-    private mutating func shortestPath(_ a: EventID, _ b: EventID, within onPath: Set<EventID>) throws -> [EventID]? {
-        var previous: [EventID: EventID] = [a: a]
-        var queue = [a]
+    /// Hop distances to `b` of its ancestors in `[a, b]` (and of `b`, 0), by a breadth-first
+    /// walk up; nil when the budget ran out. With `stopAtStart`, stops once `a` is reached: every
+    /// distance below `a`'s is then final, which is all a greedy shortest path needs.
+    private mutating func distances(to b: EventID, from a: EventID, stopAtStart: Bool) throws -> DistanceMap? {
+        var distance = DistanceMap(lower: a, upper: b)
+        distance[b] = 0
+        var queue = [b]
         var head = 0
         while head < queue.count {
             let node = queue[head]
             head += 1
-            for child in try store.children(of: node, limit: Self.linksMax, upTo: b) ?? [] where onPath.contains(child) && previous[child] == nil {
+            let next = distance[node]! + 1
+            for parent in try store.parents(of: node) ?? [] where parent >= a && distance[parent] == nil {
                 guard spend() else { return nil }
-                previous[child] = node
-                if child == b {
-                    var path = [b]
-                    var cursor = b
-                    while cursor != a {
-                        cursor = previous[cursor]!
-                        path.append(cursor)
-                    }
-                    return path.reversed()
-                }
-                queue.append(child)
+                distance[parent] = next
+                if stopAtStart && parent == a { return distance }
+                queue.append(parent)
             }
         }
-        return nil
+        return distance
     }
 
     /// Events of `ids` with no parent (roots) or no child (heads) inside `ids`.
@@ -237,9 +269,34 @@ public struct Executor {
         var result: [EventID] = []
         for id in ids {
             guard spend() else { return result }
-            let links = roots ? try store.parents(of: id) ?? [] : try store.children(of: id, limit: Self.linksMax) ?? []
+            let links = roots ? try store.parents(of: id) ?? [] : try store.children(of: id, limit: Self.linksMax, upTo: last) ?? []
             if !links.contains(where: members.contains) { result.append(id) }
         }
         return result
+    }
+}
+
+/// Hop distances over the id range `[lower, upper]`: a flat array when the range is small enough
+/// (4 bytes per id, at most 16 MB), a dictionary of the visited ids otherwise.
+struct DistanceMap {
+    static let flatRangeMax: UInt64 = 4 << 20
+    let lower: EventID
+    private var flat: [Int32]
+    private var sparse: [EventID: Int32] = [:]
+
+    init(lower: EventID, upper: EventID) {
+        self.lower = lower
+        flat = upper - lower < Self.flatRangeMax ? [Int32](repeating: -1, count: Int(upper - lower) + 1) : []
+    }
+
+    subscript(id: EventID) -> Int32? {
+        get {
+            if flat.isEmpty { return sparse[id] }
+            let d = flat[Int(id - lower)]
+            return d < 0 ? nil : d
+        }
+        set {
+            if flat.isEmpty { sparse[id] = newValue } else { flat[Int(id - lower)] = newValue ?? -1 }
+        }
     }
 }

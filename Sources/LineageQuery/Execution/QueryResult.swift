@@ -7,6 +7,10 @@ public struct QueryBudget: Sendable, Hashable {
     public var nodesMax = 1_000_000
     public var timeMax: Duration = .seconds(5)
     public init() {}
+    public init(nodesMax: Int, timeMax: Duration) {
+        self.nodesMax = nodesMax
+        self.timeMax = timeMax
+    }
 }
 
 /// The answer of one query.
