@@ -33,11 +33,9 @@ extension Banyan {
 }
 
 enum Store {
-    /// `graph`: load the in-memory adjacency, which only traversing commands repay.
-    static func openReadOnly(_ path: String, graph: Bool = false) async throws -> EventStore {
+    static func openReadOnly(_ path: String) async throws -> EventStore {
         var options = StoreOptions()
         options.readOnly = true
-        options.graphInMemory = graph
         return try await EventStore.open(at: path, options: options)
     }
 }

@@ -17,8 +17,6 @@ extension Banyan {
                 // No genesis yet: an export brings its own, other files get CelestialTree's (importJSONL decides).
                 var options = StoreOptions()
                 options.createGenesis = false
-                // Import resolves parents by key and never traverses: skip building the graph.
-                options.graphInMemory = false
                 let store = try await EventStore.open(at: data.dataDir, options: options)
                 defer { store.close() }
                 let started = Date()

@@ -25,7 +25,7 @@ extension Banyan {
 
         func run() async throws {
             try await Banyan.reportingErrors {
-                let store = try await Store.openReadOnly(data.dataDir, graph: true)
+                let store = try await Store.openReadOnly(data.dataDir)
                 defer { store.close() }
                 var budget = QueryBudget()
                 budget.nodesMax = nodesMax

@@ -56,17 +56,39 @@ struct RecoveryTests {
         await #expect(throws: LogError.self) { _ = try await t.reopen(limits: limits) }
     }
 
-    @Test func verifyReportsAMissingIndexEntry() async throws {
+    @Test func verifyReportsADamagedIndexBlockAndOpenRefusesIt() async throws {
         let t = try await TempStore.make()
         defer { t.remove() }
-        try await t.store.append([AppendRequest(type: "a"), AppendRequest(type: "b", parents: [1]), AppendRequest(type: "c", parents: [2, 1])])
+        try await t.store.append([AppendRequest(type: "a"), AppendRequest(type: "b", parents: [1])])
+        try await t.store.append([AppendRequest(type: "c", parents: [2, 1], stream: "s")])
         #expect(try t.store.verify().ok)
+        // Rewrite the second group's block with the wrong parents: a valid block that lies.
+        let wrong = IndexBlock(first: 3, entries: [IndexBlock.Entry(type: 3, stream: 1, parents: [2])])
         let batch = RocksWriteBatch()
-        batch.delete(t.store.storage.cf(.children), KeySpace.edge(1, 3))
+        batch.put(t.store.storage.cf(.index), KeySpace.id(3), wrong.encoded())
         try t.store.storage.db.write(batch, sync: true)
         let report = try t.store.verify()
         #expect(!report.ok)
-        #expect(report.problems.contains { $0.contains("children index lacks the link from parent 1") }, "\(report.problems)")
-        #expect(report.problems.contains { $0.contains("children entries: 2 stored, 3 expected") }, "\(report.problems)")
+        #expect(report.problems.contains { $0.contains("event 3: index lists parents [2], the record [2, 1]") }, "\(report.problems)")
+        #expect(report.problems.count == 1, "\(report.problems)")
+        // A missing block: the index no longer covers the log, so opening fails loudly.
+        let drop = RocksWriteBatch()
+        drop.delete(t.store.storage.cf(.index), KeySpace.id(3))
+        try t.store.storage.db.write(drop, sync: true)
+        #expect(!(try t.store.verify().ok))
+        t.store.close()
+        await #expect(throws: LogError.self) { _ = try await t.reopen() }
+    }
+
+    @Test func anIndexBlockRoundTripsAndDetectsDamage() throws {
+        let block = IndexBlock(first: 40, entries: [
+            IndexBlock.Entry(type: 1, stream: 0, parents: []),
+            IndexBlock.Entry(type: 300, stream: 70_000, parents: [39, 2, 1]),
+        ])
+        var bytes = block.encoded()
+        #expect(try IndexBlock.decode(first: 40, bytes) == block)
+        #expect(throws: StorageError.self) { try IndexBlock.decode(first: 41, bytes) }
+        bytes[3] ^= 0x10
+        #expect(throws: StorageError.self) { try IndexBlock.decode(first: 40, bytes) }
     }
 }

@@ -9,22 +9,19 @@ struct TempStore {
     let store: EventStore
 
     static func make(
-        _ name: String = #function, limits: Limits = Limits(), genesis: Bool = false, clock: (@Sendable () -> Int64)? = nil,
-        graph: Bool = true
+        _ name: String = #function, limits: Limits = Limits(), genesis: Bool = false, clock: (@Sendable () -> Int64)? = nil
     ) async throws -> TempStore {
         let path = try TempDir.make(name)
         var options = StoreOptions()
         options.limits = limits
         options.createGenesis = genesis
         options.durability = .never
-        options.graphInMemory = graph
         if let clock { options.clock = clock }
         return TempStore(path: path, store: try await EventStore.open(at: path, options: options))
     }
 
-    func reopen(limits: Limits = Limits(), readOnly: Bool = false, graph: Bool = true) async throws -> EventStore {
+    func reopen(limits: Limits = Limits(), readOnly: Bool = false) async throws -> EventStore {
         var options = StoreOptions()
-        options.graphInMemory = graph
         options.limits = limits
         options.readOnly = readOnly
         options.createGenesis = false

@@ -27,6 +27,9 @@ public struct Limits: Sendable, Hashable {
     public var listIDsMax = 100_000
     /// Events in one range read.
     public var readEventsMax = 10_000
+    /// Ids one by-type or by-stream read may examine in the in-memory columns (a few ms per
+    /// million); it then answers what it found, with a cursor where paging applies.
+    public var columnScanIDsMax = 50_000_000
     /// Record bytes in one range read (at least one event is always returned).
     public var readBytesMax = 16 << 20
     /// A segment is sealed when it holds this many events or bytes.

@@ -5,9 +5,16 @@ final class LogStorage: Sendable {
     private let families: [RocksDB.Family]
 
     init(path: String, readOnly: Bool, blockCacheBytes: Int) throws(StorageError) {
-        db = try RocksDB(
-            path: path, families: KeySpace.Family.allCases.map(\.options),
-            readOnly: readOnly, blockCacheBytes: blockCacheBytes)
+        do {
+            db = try RocksDB(
+                path: path, families: KeySpace.Family.allCases.map(\.options),
+                readOnly: readOnly, blockCacheBytes: blockCacheBytes)
+        } catch let error where error.message.contains("Column families not opened") {
+            // Format 1 had seven families (parents, children, by_type, by_stream besides these).
+            throw StorageError(
+                .invalidArgument,
+                "\(path) holds a store of an earlier format (1); export it with the Banyan build that wrote it and import the export here")
+        }
         families = db.families
     }
 
@@ -24,30 +31,6 @@ final class LogStorage: Sendable {
     func event(_ id: EventID) throws(StorageError) -> Event? {
         guard id >= 1, let bytes = try record(id) else { return nil }
         return try RecordCodec.decode(id: id, bytes)
-    }
-
-    /// The parent ids of `id` from the `parents` family ([] for a root or an unknown id).
-    func parents(_ id: EventID) throws(StorageError) -> [EventID] {
-        guard let bytes = try db.get(cf(.parents), KeySpace.id(id)) else { return [] }
-        return try RecordCodec.decodeParents(id: id, bytes)
-    }
-
-    /// Child ids of `parent` in ascending order, at most `limit` (`limit + 1` lets callers detect overflow).
-    func children(_ parent: EventID, limit: Int) throws(StorageError) -> [EventID] {
-        let prefix = KeySpace.id(parent)
-        let it = try db.iterator(cf(.children), lower: prefix, upper: KeySpace.successor(ofPrefix: prefix))
-        it.seekToFirst()
-        var ids: [EventID] = []
-        while it.isValid && ids.count < limit {
-            ids.append(it.withKey { k in Self.be64(k, at: 8) })
-            it.next()
-        }
-        try it.checkStatus()
-        return ids
-    }
-
-    func hasChildren(_ parent: EventID) throws(StorageError) -> Bool {
-        try !children(parent, limit: 1).isEmpty
     }
 
     func id(forKey key: String) throws(StorageError) -> EventID? {
@@ -71,36 +54,6 @@ final class LogStorage: Sendable {
 
     func meta(_ key: [UInt8]) throws(StorageError) -> [UInt8]? {
         try db.get(cf(.meta), key)
-    }
-
-    /// Ids stored under a `meta` prefix (`root/`, `head/`), ascending, at most `limit`.
-    func metaIDs(prefix: [UInt8], limit: Int) throws(StorageError) -> [EventID] {
-        let it = try db.iterator(cf(.meta), lower: prefix, upper: KeySpace.successor(ofPrefix: prefix))
-        it.seekToFirst()
-        var ids: [EventID] = []
-        while it.isValid && ids.count < limit {
-            let key = it.key
-            guard key.count == prefix.count + 8 else {
-                throw StorageError(.corruption, "meta: malformed key under \(String(decoding: prefix, as: UTF8.self))")
-            }
-            ids.append(key.be64(at: prefix.count))
-            it.next()
-        }
-        try it.checkStatus()
-        return ids
-    }
-
-    /// Number of keys under a `meta` prefix, counting at most `limit`.
-    func metaCount(prefix: [UInt8], limit: Int) throws(StorageError) -> Int {
-        let it = try db.iterator(cf(.meta), lower: prefix, upper: KeySpace.successor(ofPrefix: prefix), fillCache: false)
-        it.seekToFirst()
-        var count = 0
-        while it.isValid && count < limit {
-            count += 1
-            it.next()
-        }
-        try it.checkStatus()
-        return count
     }
 
     /// The dictionary id of a type or stream name, or nil if the name was never used.

@@ -96,7 +96,7 @@ enum RecordCodec {
         return CRC32C.update(CRC32C.checksum(idBytes.bytes), body)
     }
 
-    private static func putParents(_ w: inout ByteWriter, id: EventID, _ parents: [EventID]) {
+    static func putParents(_ w: inout ByteWriter, id: EventID, _ parents: [EventID]) {
         w.putVarint(UInt64(parents.count))
         for parent in parents {
             precondition(parent >= 1 && parent < id, "parent \(parent) of \(id) breaks the topological order")
@@ -104,7 +104,7 @@ enum RecordCodec {
         }
     }
 
-    private static func readParents(_ r: inout ByteReader, id: EventID) throws(StorageError) -> [EventID] {
+    static func readParents(_ r: inout ByteReader, id: EventID) throws(StorageError) -> [EventID] {
         let count = try r.varint()
         guard count <= UInt64(r.bytes.count) else { throw StorageError(.corruption, "record \(id): parent count \(count) exceeds record") }
         var parents: [EventID] = []

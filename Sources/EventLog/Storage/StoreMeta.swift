@@ -1,7 +1,7 @@
 /// The store-wide facts kept in `meta` and loaded at open: format version, epoch history and
 /// counters that would otherwise need a full scan.
 struct StoreMeta: Sendable, Hashable {
-    static let formatVersion: UInt32 = 1
+    static let formatVersion: UInt32 = 2
 
     /// (epoch, first id of that epoch), ascending. A new store starts with [(1, 1)].
     var epochHistory: [(epoch: UInt64, firstID: EventID)]

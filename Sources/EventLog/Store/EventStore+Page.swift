@@ -36,45 +36,74 @@ public struct LogPage: Sendable {
 
 extension EventStore {
     /// Reads matching events with ids greater than `after`, in id order: at most `limit` events,
-    /// examining at most `scanMax` ids (so a selective filter cannot make one request scan the
-    /// whole log) and about `Limits.readBytesMax` record bytes. A stream or type filter walks its
-    /// index instead of the log.
+    /// decoding at most `scanMax` records (so a selective time filter cannot make one request read
+    /// the whole log) and about `Limits.readBytesMax` record bytes. A type or stream condition is
+    /// first applied to the in-memory columns (`LogIndex`), so only records of that type or stream
+    /// are read.
     public func page(after: EventID, limit: Int, filter: LogFilter = LogFilter(), scanMax: Int = 100_000) throws(LogError) -> LogPage {
         let last = lastID
         let eventsMax = max(1, min(limit, limits.readEventsMax))
+        let scanMax = max(1, scanMax)
         // A cursor past the end (from a store that was since restored, say) comes back as the end,
         // so "read until next == last_id" always terminates.
         guard after < last else { return LogPage(events: [], next: last, lastID: last) }
-        let index: (KeySpace.Family, [UInt8])?
-        if let stream = filter.stream {
-            index = (.byStream, MetaKey.stream(stream))
-        } else if let type = filter.type {
-            index = (.byType, MetaKey.type(type))
-        } else {
-            index = nil
+        var typeID: UInt32?
+        var streamID: UInt32?
+        if let type = filter.type {
+            guard let id = try dictionaryID(MetaKey.type(type)) else { return LogPage(events: [], next: last, lastID: last) }
+            typeID = id
         }
-        return try read { () throws(StorageError) -> LogPage in
+        if let stream = filter.stream {
+            guard let id = try dictionaryID(MetaKey.stream(stream)) else { return LogPage(events: [], next: last, lastID: last) }
+            streamID = id
+        }
+        if typeID == nil && streamID == nil {
+            return try logScan(after: after, last: last, eventsMax: eventsMax, filter: filter, scanMax: scanMax)
+        }
+        var events: [Event] = []
+        var examined = 0
+        var bytes = 0
+        var position = after
+        var columnBudget = limits.columnScanIDsMax
+        while position < last, columnBudget > 0 {
+            let want = min(eventsMax - events.count, scanMax - examined)
+            let (ids, scannedTo) = index.scan(type: typeID, stream: streamID, after: position, upTo: last, limit: want, scanMax: columnBudget)
+            columnBudget -= Int(scannedTo - position)
+            for id in ids {
+                if events.count >= eventsMax || examined >= scanMax || bytes >= limits.readBytesMax {
+                    return LogPage(events: events, next: position, lastID: last)
+                }
+                guard let record = try read({ () throws(StorageError) in try storage.record(id) }) else {
+                    throw LogError(.storage, "log: event \(id) is indexed but missing")
+                }
+                let event = try read { () throws(StorageError) in try RecordCodec.decode(id: id, record) }
+                examined += 1
+                position = id
+                if filter.matches(event) {
+                    bytes += record.count
+                    events.append(event)
+                }
+            }
+            position = scannedTo
+            if events.count >= eventsMax || examined >= scanMax || bytes >= limits.readBytesMax { break }
+        }
+        return LogPage(events: events, next: position, lastID: last)
+    }
+
+    private func logScan(after: EventID, last: EventID, eventsMax: Int, filter: LogFilter, scanMax: Int) throws(LogError) -> LogPage {
+        try read { () throws(StorageError) -> LogPage in
             var events: [Event] = []
             var examined = 0
             var bytes = 0
             var position = after
-            let it: RocksIterator
-            var keyOffset = 0
-            if let (family, metaKey) = index {
-                guard let dictionaryID = try storage.dictionaryID(metaKey) else { return LogPage(events: [], next: last, lastID: last) }
-                it = try storage.db.iterator(
-                    storage.cf(family), lower: KeySpace.indexed(dictionaryID, after + 1), upper: KeySpace.indexed(dictionaryID, last + 1))
-                keyOffset = 4
-            } else {
-                it = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(after + 1), upper: KeySpace.id(last + 1))
-            }
+            let it = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(after + 1), upper: KeySpace.id(last + 1))
             it.seekToFirst()
             while it.isValid {
                 if events.count >= eventsMax || examined >= scanMax || bytes >= limits.readBytesMax {
                     return LogPage(events: events, next: position, lastID: last)
                 }
-                let id = it.withKey { LogStorage.be64($0, at: keyOffset) }
-                let record = index == nil ? it.value : (try storage.record(id) ?? [])
+                let id = it.withKey { LogStorage.be64($0, at: 0) }
+                let record = it.value
                 let event = try RecordCodec.decode(id: id, record)
                 examined += 1
                 position = id

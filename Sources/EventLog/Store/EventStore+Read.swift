@@ -76,14 +76,22 @@ extension EventStore {
 
     /// Events of `stream` with ids greater than `after`, oldest first.
     public func events(stream: String, after: EventID = 0, limit: Int) throws(LogError) -> [Event] {
-        guard let streamID = try read({ () throws(StorageError) in try storage.dictionaryID(MetaKey.stream(stream)) }) else { return [] }
-        return try events(ids: try indexScan(.byStream, streamID, after: after, before: nil, limit: limit, newestFirst: false))
+        guard let streamID = try dictionaryID(MetaKey.stream(stream)) else { return [] }
+        let bound = max(0, min(limit, limits.readEventsMax))
+        let ids = index.scan(type: nil, stream: streamID, after: after, upTo: lastID, limit: bound, scanMax: limits.columnScanIDsMax).ids
+        return try events(ids: ids)
     }
 
     /// Events of `type` with ids below `before` (or all), newest first.
     public func events(type: String, before: EventID? = nil, limit: Int) throws(LogError) -> [Event] {
-        guard let typeID = try read({ () throws(StorageError) in try storage.dictionaryID(MetaKey.type(type)) }) else { return [] }
-        return try events(ids: try indexScan(.byType, typeID, after: nil, before: before, limit: limit, newestFirst: true))
+        guard let typeID = try dictionaryID(MetaKey.type(type)) else { return [] }
+        let bound = max(0, min(limit, limits.readEventsMax))
+        let ids = index.scanBackward(type: typeID, stream: nil, before: min(before ?? .max, lastID + 1), limit: bound, scanMax: limits.columnScanIDsMax)
+        return try events(ids: ids)
+    }
+
+    func dictionaryID(_ metaKey: [UInt8]) throws(LogError) -> UInt32? {
+        try read { () throws(StorageError) in try storage.dictionaryID(metaKey) }
     }
 
     private func events(ids: [EventID]) throws(LogError) -> [Event] {
@@ -95,50 +103,18 @@ extension EventStore {
         return events
     }
 
-    private func indexScan(
-        _ family: KeySpace.Family, _ dictionaryID: UInt32, after: EventID?, before: EventID?, limit: Int, newestFirst: Bool
-    ) throws(LogError) -> [EventID] {
-        let bound = max(0, min(limit, limits.readEventsMax))
-        let last = lastID
-        let lowID = (after ?? 0) + 1
-        let highID = min(before ?? (last + 1), last + 1)
-        guard lowID < highID, bound > 0 else { return [] }
-        return try read { () throws(StorageError) -> [EventID] in
-            let it = try storage.db.iterator(
-                storage.cf(family), lower: KeySpace.indexed(dictionaryID, lowID), upper: KeySpace.indexed(dictionaryID, highID))
-            if newestFirst { it.seekToLast() } else { it.seekToFirst() }
-            var ids: [EventID] = []
-            while it.isValid && ids.count < bound {
-                ids.append(it.withKey { LogStorage.be64($0, at: 4) })
-                if newestFirst { it.prev() } else { it.next() }
-            }
-            try it.checkStatus()
-            return ids
-        }
-    }
-
     /// Parent ids of `id` in the event's own order; nil if the event does not exist.
     public func parents(of id: EventID) throws(LogError) -> [EventID]? {
         guard id >= 1, id <= lastID else { return nil }
-        return try parentIDs(id)
+        return parentIDs(id)
     }
 
-    /// The in-memory graph when it covers `id`.
-    func graph(covering id: EventID) -> GraphIndex? {
-        guard let graph, let last = graph.lastID, id <= last else { return nil }
-        return graph
-    }
-
-    /// Parents of an existing `id`, from memory when the graph covers it.
-    func parentIDs(_ id: EventID) throws(LogError) -> [EventID] {
-        if let graph = graph(covering: id) { return graph.parents(of: id) }
-        return try read { () throws(StorageError) in try storage.parents(id) }
-    }
+    /// Parents of an existing `id`.
+    func parentIDs(_ id: EventID) -> [EventID] { index.parents(of: id) }
 
     /// Children of an existing `id` up to `last`, ascending, at most `limit`.
-    func childIDs(_ id: EventID, upTo last: EventID, limit: Int) throws(LogError) -> [EventID] {
-        if let graph = graph(covering: id) { return graph.children(of: id, upTo: last, limit: limit) }
-        return try read { () throws(StorageError) in try storage.children(id, limit: limit) }.filter { $0 <= last }
+    func childIDs(_ id: EventID, upTo last: EventID, limit: Int) -> [EventID] {
+        index.children(of: id, upTo: last, limit: limit)
     }
 
     /// Child ids of `id`, ascending (= append order), up to `upTo` (default: the last committed
@@ -148,7 +124,7 @@ extension EventStore {
         let last = min(upTo ?? lastID, lastID)
         guard id >= 1, id <= last else { return nil }
         let bound = limit ?? limits.listIDsMax
-        let ids = try childIDs(id, upTo: last, limit: bound == Int.max ? bound : bound + 1)
+        let ids = childIDs(id, upTo: last, limit: bound == Int.max ? bound : bound + 1)
         guard ids.count <= bound else {
             throw LogError(.limitExceeded, "event \(id) has more than \(bound) children (listIDsMax)")
         }
@@ -157,30 +133,27 @@ extension EventStore {
 
     /// Events without parents, ascending. Throws `.limitExceeded` past `Limits.listIDsMax`.
     public func roots() throws(LogError) -> [EventID] {
-        try boundedMetaIDs(MetaKey.rootPrefix, what: "roots")
+        try boundary(roots: true)
     }
 
     /// Events without children, ascending. Throws `.limitExceeded` past `Limits.listIDsMax`.
     public func heads() throws(LogError) -> [EventID] {
-        try boundedMetaIDs(MetaKey.headPrefix, what: "heads")
+        try boundary(roots: false)
     }
 
-    private func boundedMetaIDs(_ prefix: [UInt8], what: String) throws(LogError) -> [EventID] {
-        // Not filtered by lastID: a parent's head entry disappears in the same write that stores
-        // its child, so filtering the child out until it is published would lose both briefly.
+    private func boundary(roots: Bool) throws(LogError) -> [EventID] {
         let bound = limits.listIDsMax
-        let ids = try read { () throws(StorageError) in try storage.metaIDs(prefix: prefix, limit: bound + 1) }
-        guard ids.count <= bound else { throw LogError(.limitExceeded, "more than \(bound) \(what) (listIDsMax)") }
+        let ids = index.boundary(roots: roots, upTo: lastID, limit: bound + 1)
+        guard ids.count <= bound else { throw LogError(.limitExceeded, "more than \(bound) \(roots ? "roots" : "heads") (listIDsMax)") }
         return ids
     }
 
-    /// Counts for status pages. Roots and heads are counted by scanning their index, up to `countMax`.
-    public func stats(countMax: Int = 10_000_000) throws(LogError) -> StoreStats {
+    /// Counts for status pages, from the in-memory index's counters.
+    public func stats() throws(LogError) -> StoreStats {
         let meta = writerMeta
+        let last = index.lastID
         return StoreStats(
-            events: lastID, edges: meta.edges,
-            roots: try read { () throws(StorageError) in try storage.metaCount(prefix: MetaKey.rootPrefix, limit: countMax) },
-            heads: try read { () throws(StorageError) in try storage.metaCount(prefix: MetaKey.headPrefix, limit: countMax) },
+            events: last, edges: meta.edges, roots: index.rootCount, heads: index.headCount,
             epoch: meta.currentEpoch,
             sealedSegments: try read { () throws(StorageError) in try storage.segments().count },
             diskBytes: diskBytes())

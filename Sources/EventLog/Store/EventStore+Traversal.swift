@@ -11,7 +11,7 @@ extension EventStore {
         var frontier: [EventID] = [id]
         var found: [EventID] = []
         while let next = frontier.popLast() {
-            for parent in try parentIDs(next) where visited.insert(parent) {
+            for parent in parentIDs(next) where visited.insert(parent) {
                 found.append(parent)
                 guard found.count <= budget else {
                     throw LogError(.limitExceeded, "ancestors of \(id) exceed the node budget of \(budget)")
@@ -33,7 +33,7 @@ extension EventStore {
         var frontier: [EventID] = [id]
         var found: [EventID] = []
         while let next = frontier.popLast() {
-            let children = try childIDs(next, upTo: last, limit: Int.max)
+            let children = childIDs(next, upTo: last, limit: Int.max)
             for child in children where child <= last && visited.insert(child) {
                 found.append(child)
                 guard found.count <= budget else {
@@ -58,7 +58,7 @@ extension EventStore {
         var roots: [EventID] = []
         var count = 1
         while let next = frontier.popLast() {
-            let parents = try parentIDs(next)
+            let parents = parentIDs(next)
             if parents.isEmpty { roots.append(next) }
             for parent in parents where visited.insert(parent) {
                 count += 1

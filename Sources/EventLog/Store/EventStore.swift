@@ -14,8 +14,8 @@ public final class EventStore: Sendable {
     private let writer: Writer?
     public let notifier: CommitNotifier
     let startMeta: StoreMeta
-    /// In-memory adjacency (nil when `options.graphInMemory` is off or the store outgrew it).
-    let graph: GraphIndex?
+    /// Links, types and streams of every event, in memory (`LogIndex`).
+    let index: LogIndex
     public let startedAt: ContinuousClock.Instant = .now
     private let closed = Atomic(false)
 
@@ -62,9 +62,8 @@ public final class EventStore: Sendable {
         let lastID = try storageCall { () throws(StorageError) in try storage.lastID() }
         let meta = try Self.loadOrInitialiseMeta(storage, lastID: lastID, readOnly: options.readOnly)
         startMeta = meta
-        let graph = options.graphInMemory
-            ? try storageCall { () throws(StorageError) in try GraphIndex.load(storage, lastID: lastID) } : nil
-        self.graph = graph
+        let index = try storageCall { () throws(StorageError) in try LogIndex.load(storage, lastID: lastID) }
+        self.index = index
         if options.readOnly {
             writer = nil
             notifier = CommitNotifier(last: lastID)
@@ -73,7 +72,7 @@ public final class EventStore: Sendable {
             let writer = Writer(
                 storage: storage, limits: options.limits, policy: options.durability,
                 syncInterval: options.syncInterval, now: options.clock, observer: options.observer, lastID: lastID, meta: meta, segment: segment,
-                graph: graph)
+                index: index)
             writer.start()
             self.writer = writer
             notifier = writer.notifier

@@ -14,8 +14,8 @@ struct GroupStage {
     /// Type and stream names first used in this group, with the ids allocated for them.
     var newNames: [DictionaryKind: [String: UInt32]] = [:]
     let timeUnixNano: Int64
-    /// Parent lists of the events staged so far, in id order, for the in-memory graph.
-    var parentLists: [[EventID]] = []
+    /// Index entries of the events staged so far, in id order: the group's `IndexBlock`.
+    var entries: [IndexBlock.Entry] = []
 
     /// Undo information for the client batch being staged.
     struct Mark {
@@ -24,7 +24,7 @@ struct GroupStage {
         var segment: OpenSegment
         var keys: [String] = []
         var names: [(DictionaryKind, String)] = []
-        var parentLists = 0
+        var entries = 0
     }
 
     var mark: Mark
@@ -40,7 +40,7 @@ struct GroupStage {
     var isEmpty: Bool { lastID == mark.lastID && batch.count == 0 }
 
     mutating func begin() {
-        mark = Mark(lastID: lastID, meta: meta, segment: segment, parentLists: parentLists.count)
+        mark = Mark(lastID: lastID, meta: meta, segment: segment, entries: entries.count)
         batch.setSavePoint()
     }
 
@@ -53,7 +53,7 @@ struct GroupStage {
         lastID = mark.lastID
         meta = mark.meta
         segment = mark.segment
-        parentLists.removeLast(parentLists.count - mark.parentLists)
+        entries.removeLast(entries.count - mark.entries)
         for key in mark.keys { keyed.removeValue(forKey: key) }
         for (kind, name) in mark.names { newNames[kind]?.removeValue(forKey: name) }
     }

@@ -17,9 +17,6 @@ public struct StoreOptions: Sendable {
     public var readOnly = false
     /// Writes the CelestialTree genesis event into a new, empty store.
     public var createGenesis = true
-    /// Keeps the DAG's adjacency in memory (8 bytes per event + 12 per edge) so traversals and
-    /// queries avoid RocksDB reads; built by scanning the `parents` family at open.
-    public var graphInMemory = true
     /// Told about every commit group (metrics).
     public var observer: (any StoreObserver)?
     /// Wall clock in Unix nanoseconds, injected so tests can control stamped times.

@@ -22,12 +22,14 @@ public struct VerifyReport: Sendable {
 
 /// Walks the whole store and checks every invariant that can be checked:
 /// ids dense from 1; every record decodes with a good checksum and the parent rule (parents
-/// distinct, `1 <= p < id`); the epoch of each record matches the epoch history; `parents`,
-/// `children`, `by_type`, `by_stream`, `keys`, `root/` and `head/` agree with the records in both
-/// directions (by presence per event, and by total counts); the stats counter equals the edge
-/// count; sealed segments tile the log and their checksums match the records.
+/// distinct, `1 <= p < id`); the epoch of each record matches the epoch history; the `index`
+/// blocks tile the log and each entry agrees with its record (parents, type and stream through
+/// the dictionaries); `keys` agrees with the records in both directions (per event, and by
+/// count); the stats counter equals the edge count; sealed segments tile the log and their
+/// checksums match the records.
 ///
-/// Memory: one bit per event (which events have children), plus small dictionaries.
+/// Memory: one bit per event (which events have children), one decoded index block, and small
+/// dictionaries.
 struct Verifier {
     let storage: LogStorage
     let lastID: EventID
@@ -37,13 +39,17 @@ struct Verifier {
     var hasChildren: IDBitset
     var typeIDs: [String: UInt32?] = [:]
     var streamIDs: [String: UInt32?] = [:]
+    /// The index block holding the event being checked.
+    var block: IndexBlock?
+    let blocks: RocksIterator
 
-    init(storage: LogStorage, lastID: EventID, meta: StoreMeta, problemsMax: Int) {
+    init(storage: LogStorage, lastID: EventID, meta: StoreMeta, problemsMax: Int) throws(StorageError) {
         self.storage = storage
         self.lastID = lastID
         self.meta = meta
         self.problemsMax = problemsMax
         hasChildren = IDBitset(lower: 1, upper: max(lastID, 1))
+        blocks = try storage.db.iterator(storage.cf(.index), fillCache: false)
     }
 
     mutating func problem(_ text: String) { report.report(text, max: problemsMax) }
@@ -108,26 +114,21 @@ struct Verifier {
         if Set(event.parents).count != event.parents.count { problem("event \(id): repeated parents") }
         let epoch = meta.epochHistory.last(where: { $0.firstID <= id })?.epoch
         if epoch != event.epoch { problem("event \(id): epoch \(event.epoch), the epoch history says \(epoch.map(String.init) ?? "none")") }
-        let stored = try storage.parents(id)
-        if stored != event.parents { problem("event \(id): parents index \(stored) differs from the record's \(event.parents)") }
         for parent in event.parents {
             report.edges += 1
             if parent <= lastID { hasChildren.insert(parent) }
-            if try storage.db.get(storage.cf(.children), KeySpace.edge(parent, id)) == nil {
-                problem("event \(id): children index lacks the link from parent \(parent)")
-            }
         }
-        let isRoot = try storage.meta(MetaKey.root(id)) != nil
-        if isRoot != event.parents.isEmpty { problem("event \(id): root index says \(isRoot), parents are \(event.parents)") }
         if event.parents.isEmpty { report.roots += 1 }
-        if try !hasIndexEntry(.byType, name: event.type, cache: &typeIDs, metaKey: MetaKey.type(event.type), id: id) {
-            problem("event \(id): by_type lacks its entry for type \"\(event.type)\"")
-        }
-        if let stream = event.stream {
-            report.streamed += 1
-            if try !hasIndexEntry(.byStream, name: stream, cache: &streamIDs, metaKey: MetaKey.stream(stream), id: id) {
-                problem("event \(id): by_stream lacks its entry for stream \"\(stream)\"")
+        if let entry = try indexEntry(id) {
+            if entry.parents != event.parents { problem("event \(id): index lists parents \(entry.parents), the record \(event.parents)") }
+            let type = try dictionaryID(event.type, cache: &typeIDs, metaKey: MetaKey.type(event.type))
+            if type != entry.type { problem("event \(id): index type id \(entry.type), the dictionary gives \(type.map(String.init) ?? "nothing") for \"\(event.type)\"") }
+            var stream: UInt32? = 0
+            if let name = event.stream {
+                report.streamed += 1
+                stream = try dictionaryID(name, cache: &streamIDs, metaKey: MetaKey.stream(name))
             }
+            if stream != entry.stream { problem("event \(id): index stream id \(entry.stream), the record's stream gives \(stream.map(String.init) ?? "nothing")") }
         }
         if let key = event.key {
             report.keyed += 1
@@ -136,55 +137,64 @@ struct Verifier {
         }
     }
 
-    private func hasIndexEntry(
-        _ family: KeySpace.Family, name: String, cache: inout [String: UInt32?], metaKey: [UInt8], id: EventID
-    ) throws(StorageError) -> Bool {
-        let dictionaryID: UInt32?
-        if let cached = cache[name] {
-            dictionaryID = cached
-        } else {
-            dictionaryID = try storage.dictionaryID(metaKey)
-            if cache.count < 100_000 { cache[name] = dictionaryID }
+    /// The index entry of `id`, stepping through the blocks in order; nil (with a problem
+    /// reported) when no block holds it.
+    private mutating func indexEntry(_ id: EventID) throws(StorageError) -> IndexBlock.Entry? {
+        if let block, id >= block.first, id < block.first + EventID(block.entries.count) {
+            return block.entries[Int(id - block.first)]
         }
-        guard let dictionaryID else { return false }
-        return try storage.db.get(storage.cf(family), KeySpace.indexed(dictionaryID, id)) != nil
+        if block == nil { blocks.seekToFirst() } else { blocks.next() }
+        if blocks.isValid, blocks.withKey({ LogStorage.be64($0, at: 0) }) != id {
+            // Out of step (a missing or extra block): find the block that should hold `id`.
+            blocks.seekForPrev(KeySpace.id(id))
+        }
+        guard blocks.isValid else {
+            try blocks.checkStatus()
+            problem("index: no block holds event \(id)")
+            return nil
+        }
+        let first = blocks.withKey { LogStorage.be64($0, at: 0) }
+        do {
+            let decoded = try IndexBlock.decode(first: first, blocks.value)
+            block = decoded
+            guard first == id || (id > first && id < first + EventID(decoded.entries.count)) else {
+                problem("index: no block holds event \(id) (the nearest starts at \(first))")
+                return nil
+            }
+            if first != id { problem("index: block at \(first) does not start where the previous one ended (\(id))") }
+            return decoded.entries[Int(id - first)]
+        } catch {
+            problem("index: \(error.message)")
+            block = nil
+            return nil
+        }
     }
 
-    /// The per-event checks prove every record has its index entries; equal totals prove there are no extra ones.
+    private func dictionaryID(_ name: String, cache: inout [String: UInt32?], metaKey: [UInt8]) throws(StorageError) -> UInt32? {
+        if let cached = cache[name] { return cached }
+        let id = try storage.dictionaryID(metaKey)
+        if cache.count < 100_000 { cache[name] = id }
+        return id
+    }
+
+    /// The per-event checks prove every record has its entries; equal totals prove there are no extra ones.
     private mutating func checkTotals() throws(StorageError) {
         if meta.edges != report.edges { problem("stats: \(meta.edges) edges recorded, \(report.edges) found") }
-        let counts: [(KeySpace.Family, UInt64, String)] = [
-            (.children, report.edges, "children entries"), (.parents, report.events - report.roots, "parents entries"),
-            (.byType, report.events, "by_type entries"), (.byStream, report.streamed, "by_stream entries"),
-            (.keys, report.keyed, "keys entries"),
-        ]
-        for (family, expected, what) in counts {
-            let found = try count(family)
-            if found != expected { problem("\(what): \(found) stored, \(expected) expected") }
+        let keys = try count(.keys)
+        if keys != report.keyed { problem("keys entries: \(keys) stored, \(report.keyed) expected") }
+        // Blocks past the last one used would describe events that do not exist.
+        if let block {
+            blocks.seek(KeySpace.id(block.first))
+            if blocks.isValid { blocks.next() }
+            if blocks.isValid { problem("index: a block starts at \(blocks.withKey { LogStorage.be64($0, at: 0) }), past the log's end \(lastID)") }
+        } else if lastID == 0 {
+            blocks.seekToFirst()
+            if blocks.isValid { problem("index: blocks exist but the log is empty") }
         }
-        let roots = try storage.metaCount(prefix: MetaKey.rootPrefix, limit: Int.max)
-        if UInt64(roots) != report.roots { problem("root index: \(roots) entries, \(report.roots) events without parents") }
-        try checkHeads()
-    }
-
-    private mutating func checkHeads() throws(StorageError) {
-        let prefix = MetaKey.headPrefix
-        let it = try storage.db.iterator(storage.cf(.meta), lower: prefix, upper: KeySpace.successor(ofPrefix: prefix), fillCache: false)
-        it.seekToFirst()
-        var listed: UInt64 = 0
-        while it.isValid {
-            let key = it.key
-            let id = key.count == prefix.count + 8 ? key.be64(at: prefix.count) : 0
-            if id == 0 || id > lastID { problem("head index: entry for unknown event \(id)") }
-            else if hasChildren.contains(id) { problem("head index: event \(id) is listed as a head but has children") }
-            listed += 1
-            it.next()
-        }
-        try it.checkStatus()
-        var expected: UInt64 = 0
-        if lastID > 0 { for id in 1...lastID where !hasChildren.contains(id) { expected += 1 } }
-        report.heads = expected
-        if listed != expected { problem("head index: \(listed) entries, \(expected) events without children") }
+        try blocks.checkStatus()
+        var heads: UInt64 = 0
+        if lastID > 0 { for id in 1...lastID where !hasChildren.contains(id) { heads += 1 } }
+        report.heads = heads
     }
 
     private func count(_ family: KeySpace.Family) throws(StorageError) -> UInt64 {
@@ -204,7 +214,10 @@ extension EventStore {
     /// Walks the whole store and checks its invariants (see `Verifier`). Run it on a read-only
     /// open beside a server, or on a stopped store.
     public func verify(problemsMax: Int = 100, progress: ((EventID) -> Void)? = nil) throws(LogError) -> VerifyReport {
-        var verifier = Verifier(storage: storage, lastID: lastID, meta: writerMeta, problemsMax: problemsMax)
-        return try read { () throws(StorageError) in try verifier.run(progress: progress) }
+        let (storage, last, meta) = (storage, lastID, writerMeta)
+        return try read { () throws(StorageError) in
+            var verifier = try Verifier(storage: storage, lastID: last, meta: meta, problemsMax: problemsMax)
+            return try verifier.run(progress: progress)
+        }
     }
 }

@@ -89,31 +89,23 @@ extension Writer {
 
     private func put(_ event: Event, into stage: inout GroupStage) throws(LogError) {
         let id = event.id
+        guard id <= EventID(LogIndex.capacity), stage.meta.edges + UInt64(event.parents.count) <= UInt64(LogIndex.capacity) else {
+            throw LogError(.limitExceeded, "the store holds the most events and links one store can (\(LogIndex.capacity) each)")
+        }
         let idKey = KeySpace.id(id)
         let record = RecordCodec.encode(event)
         let batch = stage.batch
         batch.put(storage.cf(.log), idKey, record)
-        if event.parents.isEmpty {
-            batch.put(storage.cf(.meta), MetaKey.root(id), [])
-        } else {
-            batch.put(storage.cf(.parents), idKey, RecordCodec.encodeParents(id: id, event.parents))
-            for parent in event.parents {
-                batch.put(storage.cf(.children), KeySpace.edge(parent, id), [])
-                batch.delete(storage.cf(.meta), MetaKey.head(parent))
-            }
-        }
-        batch.put(storage.cf(.meta), MetaKey.head(id), [])
-        batch.put(storage.cf(.byType), KeySpace.indexed(try dictionaryID(.type, event.type, &stage), id), [])
-        if let stream = event.stream {
-            batch.put(storage.cf(.byStream), KeySpace.indexed(try dictionaryID(.stream, stream, &stage), id), [])
-        }
+        let type = try dictionaryID(.type, event.type, &stage)
+        var stream: UInt32 = 0
+        if let name = event.stream { stream = try dictionaryID(.stream, name, &stage) }
+        stage.entries.append(IndexBlock.Entry(type: type, stream: stream, parents: event.parents))
         if let key = event.key {
             batch.put(storage.cf(.keys), Array(key.utf8), idKey)
             stage.keyed[key] = event
             stage.mark.keys.append(key)
         }
         stage.lastID = id
-        stage.parentLists.append(event.parents)
         stage.meta.edges += UInt64(event.parents.count)
         stage.segment.add(id: id, timeUnixNano: event.timeUnixNano, record: record)
         if stage.segment.isFull(limits) {

@@ -23,7 +23,7 @@ final class Writer: @unchecked Sendable {
     private let observer: (any StoreObserver)?
     let notifier: CommitNotifier
     /// Extended after each written group, before it is published.
-    private let graph: GraphIndex?
+    private let index: LogIndex
 
     private let condition = NSCondition()
     private var exited = false
@@ -47,9 +47,9 @@ final class Writer: @unchecked Sendable {
     init(
         storage: LogStorage, limits: Limits, policy: Durability, syncInterval: Duration,
         now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?, lastID: EventID, meta: StoreMeta, segment: OpenSegment,
-        graph: GraphIndex?
+        index: LogIndex
     ) {
-        self.graph = graph
+        self.index = index
         self.observer = observer
         self.storage = storage
         self.limits = limits
@@ -183,6 +183,9 @@ final class Writer: @unchecked Sendable {
         }
         if !stage.isEmpty {
             stage.batch.put(storage.cf(.meta), MetaKey.stats, stage.meta.encodedStats())
+            if !stage.entries.isEmpty {
+                stage.batch.put(storage.cf(.index), KeySpace.id(groupStart + 1), IndexBlock(first: groupStart + 1, entries: stage.entries).encoded())
+            }
             let sync = wantsSync || intervalDue
             let started = ContinuousClock.now
             do {
@@ -193,7 +196,7 @@ final class Writer: @unchecked Sendable {
                 return
             }
             lastID = stage.lastID
-            graph?.append(stage.parentLists)
+            index.append(stage.entries)
             meta = stage.meta
             segment = stage.segment
             typeIDs.merge(stage.newNames[.type] ?? [:]) { a, _ in a }
