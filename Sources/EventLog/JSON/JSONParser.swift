@@ -33,7 +33,7 @@ public enum JSONParser {
     }
 }
 
-private enum JSONByte {
+enum JSONByte {
     static let quote = UInt8(ascii: "\"")
     static let backslash = UInt8(ascii: "\\")
     static let comma = UInt8(ascii: ",")
@@ -76,7 +76,7 @@ private struct JSONParseFrame {
     }
 }
 
-private struct JSONReader {
+struct JSONReader {
     let input: UnsafeBufferPointer<UInt8>
     let depthMax: Int
     var i = 0
@@ -187,22 +187,22 @@ private struct JSONReader {
         }
     }
 
-    private func checkDepth(_ depth: Int) throws(JSONError) {
+    func checkDepth(_ depth: Int) throws(JSONError) {
         if depth > depthMax {
             throw JSONError(offset: i, reason: "nesting deeper than \(depthMax)")
         }
     }
 
     /// Keys come from untrusted input; cap them so one hostile body cannot bloat logs and error responses.
-    private static func quoteForMessage(_ key: String) -> String {
+    static func quoteForMessage(_ key: String) -> String {
         key.count > 64 ? String(reflecting: String(key.prefix(64))) + "…" : String(reflecting: key)
     }
 
-    private func unexpected(_ c: UInt8, at offset: Int) -> JSONError {
+    func unexpected(_ c: UInt8, at offset: Int) -> JSONError {
         JSONError(offset: offset, reason: "unexpected character \(JSONError.describe(c))")
     }
 
-    private mutating func skipWhitespace() {
+    mutating func skipWhitespace() {
         let n = input.count
         while i < n {
             switch input[i] {
@@ -213,7 +213,7 @@ private struct JSONReader {
     }
 
     /// Parses `"key"` and the following ':' (with surrounding whitespace), leaving `i` at the member value.
-    private mutating func parseKey() throws(JSONError) -> String {
+    mutating func parseKey() throws(JSONError) -> String {
         guard i < input.count else { throw JSONError(offset: i, reason: "unexpected end of input, expected object key") }
         guard input[i] == JSONByte.quote else {
             throw JSONError(offset: i, reason: "unexpected \(JSONError.describe(input[i])), expected '\"' to begin object key")
@@ -229,7 +229,7 @@ private struct JSONReader {
         return key
     }
 
-    private mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
         let start = i
         let matched = literal.withUTF8Buffer { word in
             guard input.count - start >= word.count else { return false }
@@ -240,7 +240,7 @@ private struct JSONReader {
         i += literal.utf8CodeUnitCount
     }
 
-    private mutating func parseNumber() throws(JSONError) -> JSONValue {
+    mutating func parseNumber() throws(JSONError) -> JSONValue {
         let n = input.count
         let start = i
         if input[i] == JSONByte.minus { i += 1 }
@@ -272,7 +272,7 @@ private struct JSONReader {
         return JSONError(offset: i, reason: "unexpected end of input, expected digit \(context)")
     }
 
-    @inline(__always) private func isDigit(_ c: UInt8) -> Bool { c >= JSONByte.zero && c <= JSONByte.nine }
+    @inline(__always) func isDigit(_ c: UInt8) -> Bool { c >= JSONByte.zero && c <= JSONByte.nine }
 
     private mutating func skipDigits() {
         while i < input.count && isDigit(input[i]) { i += 1 }
@@ -284,7 +284,7 @@ private struct JSONReader {
 extension JSONReader {
     /// Parses a string starting at the opening quote. Strings without escapes are decoded straight from the
     /// input; only escaped strings go through `scratch`.
-    fileprivate mutating func parseString() throws(JSONError) -> String {
+    mutating func parseString() throws(JSONError) -> String {
         let n = input.count
         let open = i
         i += 1

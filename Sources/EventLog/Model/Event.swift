@@ -55,7 +55,7 @@ public struct AppendRequest: Sendable, Hashable {
     public var stream: String?
     public var message: String?
     /// Compact JSON text, produced from a `JSONValue` so it is valid by construction.
-    public private(set) var payload: [UInt8]?
+    public internal(set) var payload: [UInt8]?
     /// Original time of imported history; nil means the writer stamps the commit time.
     public var timeUnixNano: Int64?
 

@@ -1,0 +1,279 @@
+/// Why a JSON batch of append requests was refused (docs/HTTP_API.md, `POST /v1/events`).
+public struct AppendBatchError: Error, Sendable {
+    public enum Kind: Sendable {
+        /// The body is not valid JSON (`reason` names the byte offset).
+        case syntax
+        /// Valid JSON, but not an array of events or one event.
+        case shape
+        /// An event breaks the shape rules; `index` and `field` say which.
+        case invalidEvent
+        /// More events than `Limits.batchEventsMax`.
+        case tooLarge
+        /// No events at all.
+        case empty
+    }
+
+    public var kind: Kind
+    public var reason: String
+    public var index: Int?
+    public var field: String?
+}
+
+extension AppendRequest {
+    /// The members an event object may have.
+    public static let jsonFields: Set<String> = ["type", "parents", "parent_keys", "key", "stream", "message", "payload"]
+
+    /// Decodes a batch: a JSON array of event objects, one event object, or (with `ndjson`) one
+    /// event object per line. Streaming: each event's fields are read straight into the request and
+    /// its payload re-serialised compactly without building a tree, which is most of the cost of
+    /// ingesting over HTTP. A syntax error anywhere wins over a field error; among field errors, the
+    /// first event's first bad member is reported.
+    public static func decodeBatch(_ body: [UInt8], ndjson: Bool, limits: Limits) throws(AppendBatchError) -> [AppendRequest] {
+        let result = body.withUnsafeBufferPointer { buffer -> Result<[AppendRequest], AppendBatchError> in
+            var reader = BatchReader(limits: limits)
+            return ndjson ? reader.lines(buffer) : reader.document(buffer)
+        }
+        return try result.get()
+    }
+
+    init(type: String, parents: [EventID], parentKeys: [String], key: String?, stream: String?, message: String?, payloadJSON: [UInt8]?) {
+        self.init(type: type, parents: parents, parentKeys: parentKeys, key: key, stream: stream, message: message)
+        payload = payloadJSON
+    }
+}
+
+/// One batch being decoded: the requests so far and the first field error, if any.
+private struct BatchReader {
+    let limits: Limits
+    var requests: [AppendRequest] = []
+    var count = 0
+    var firstError: AppendBatchError?
+    /// Where refused values are re-serialised (to check their syntax) and dropped.
+    var discard = JSONWriter(capacity: 256)
+
+    init(limits: Limits) { self.limits = limits }
+
+    mutating func document(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<[AppendRequest], AppendBatchError> {
+        var r = JSONReader(input: buffer, depthMax: limits.jsonDepthMax)
+        let n = buffer.count
+        do throws(JSONError) {
+            r.skipWhitespace()
+            switch r.peekTypeName() {
+            case "array":
+                r.i += 1
+                r.skipWhitespace()
+                if r.i < n && buffer[r.i] == JSONByte.closeBracket {
+                    r.i += 1
+                } else {
+                    while true {
+                        guard count < limits.batchEventsMax else { return .failure(tooLarge) }
+                        try event(&r, depth: 1)
+                        r.skipWhitespace()
+                        guard r.i < n else { throw JSONError(offset: r.i, reason: "unexpected end of input, expected ',' or ']'") }
+                        if buffer[r.i] == JSONByte.comma {
+                            let comma = r.i
+                            r.i += 1
+                            r.skipWhitespace()
+                            if r.i < n && buffer[r.i] == JSONByte.closeBracket { throw JSONError(offset: comma, reason: "trailing comma") }
+                            continue
+                        }
+                        guard buffer[r.i] == JSONByte.closeBracket else {
+                            throw JSONError(offset: r.i, reason: "unexpected \(JSONError.describe(buffer[r.i])), expected ',' or ']'")
+                        }
+                        r.i += 1
+                        break
+                    }
+                }
+            case "object":
+                try event(&r, depth: 0)
+            case let name:
+                try r.transcodeValue(into: &discard, depth: 0)
+                try Self.expectEnd(&r)
+                return .failure(AppendBatchError(
+                    kind: .shape, reason: "the body must be an array of events (or one event), not \(name ?? "nothing")", field: "body"))
+            }
+            try Self.expectEnd(&r)
+        } catch {
+            return .failure(AppendBatchError(kind: .syntax, reason: error.description, field: "body"))
+        }
+        return finish()
+    }
+
+    mutating func lines(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<[AppendRequest], AppendBatchError> {
+        var start = 0
+        while start < buffer.count {
+            var end = start
+            while end < buffer.count && buffer[end] != UInt8(ascii: "\n") { end += 1 }
+            let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
+            start = end + 1
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            guard count < limits.batchEventsMax else { return .failure(tooLarge) }
+            var r = JSONReader(input: line, depthMax: limits.jsonDepthMax)
+            do throws(JSONError) {
+                r.skipWhitespace()
+                try event(&r, depth: 0)
+                try Self.expectEnd(&r)
+            } catch {
+                return .failure(AppendBatchError(kind: .syntax, reason: "line \(count): \(error.description)", index: count - 1, field: "body"))
+            }
+        }
+        return finish()
+    }
+
+    private var tooLarge: AppendBatchError {
+        AppendBatchError(kind: .tooLarge, reason: "more than \(limits.batchEventsMax) events (--batch-events-max)", field: "body")
+    }
+
+    private mutating func finish() -> Result<[AppendRequest], AppendBatchError> {
+        if let firstError { return .failure(firstError) }
+        guard !requests.isEmpty else { return .failure(AppendBatchError(kind: .empty, reason: "the batch holds no events", field: "body")) }
+        return .success(requests)
+    }
+
+    private static func expectEnd(_ r: inout JSONReader) throws(JSONError) {
+        r.skipWhitespace()
+        guard r.i == r.input.count else {
+            throw JSONError(offset: r.i, reason: "unexpected \(JSONError.describe(r.input[r.i])) after top-level value")
+        }
+    }
+
+    /// Reads one event object at `depth` (0: top level) into a request, or records why not.
+    private mutating func event(_ r: inout JSONReader, depth: Int) throws(JSONError) {
+        let index = count
+        count += 1
+        var refused = false
+        func fail(_ field: String, _ reason: String, _ me: inout BatchReader) {
+            refused = true
+            if me.firstError == nil { me.firstError = AppendBatchError(kind: .invalidEvent, reason: reason, index: index, field: field) }
+        }
+        guard r.peekTypeName() == "object" else {
+            let name = r.peekTypeName() ?? "nothing"
+            try r.transcodeValue(into: &discard, depth: depth)
+            fail("events", "an event must be a JSON object, not \(name)", &self)
+            return
+        }
+        try r.checkDepth(depth + 1)
+        r.i += 1
+        r.skipWhitespace()
+        var type: String?
+        var parents: [EventID] = []
+        var parentKeys: [String] = []
+        var key: String?
+        var stream: String?
+        var message: String?
+        var payload: [UInt8]?
+        var claimed = KeyClaims()
+        let n = r.input.count
+        if r.i < n && r.input[r.i] == JSONByte.closeBrace {
+            r.i += 1
+        } else {
+            members: while true {
+                let keyStart = r.i
+                let name = try r.parseKey()
+                guard claimed.claim(name) else {
+                    throw JSONError(offset: keyStart, reason: "duplicate key \(JSONReader.quoteForMessage(name))")
+                }
+                switch name {
+                case "type", "key", "stream", "message":
+                    var value: String?
+                    if try r.consumeNull() {
+                        value = nil
+                    } else if r.peekTypeName() == "string" {
+                        value = try r.parseString()
+                    } else {
+                        let found = r.peekTypeName() ?? "nothing"
+                        try r.transcodeValue(into: &discard, depth: depth + 1)
+                        fail(name, "\(name) must be a string, not \(found)", &self)
+                    }
+                    switch name {
+                    case "type": type = value
+                    case "key": key = value
+                    case "stream": stream = value
+                    default: message = value
+                    }
+                case "parents", "parent_keys":
+                    let ids = name == "parents"
+                    let element = ids ? "ids" : "strings"
+                    if try r.consumeNull() { break }
+                    guard r.peekTypeName() == "array" else {
+                        try r.transcodeValue(into: &discard, depth: depth + 1)
+                        fail(name, "\(name) must be an array of \(element)", &self)
+                        break
+                    }
+                    try r.checkDepth(depth + 2)
+                    r.i += 1
+                    r.skipWhitespace()
+                    var entries = 0
+                    if r.i < n && r.input[r.i] == JSONByte.closeBracket {
+                        r.i += 1
+                        break
+                    }
+                    while true {
+                        entries += 1
+                        let found = r.peekTypeName() ?? "nothing"
+                        if ids && found == "number" {
+                            let start = r.i
+                            _ = try r.parseNumber()
+                            let text = String(decoding: UnsafeBufferPointer(rebasing: r.input[start..<r.i]), as: UTF8.self)
+                            if let id = JSONValue.number(text).uint64Value { parents.append(id) } else {
+                                fail(name, "\(name) must hold \(element), found number", &self)
+                            }
+                        } else if !ids && found == "string" {
+                            parentKeys.append(try r.parseString())
+                        } else {
+                            try r.transcodeValue(into: &discard, depth: depth + 2)
+                            fail(name, "\(name) must hold \(element), found \(found)", &self)
+                        }
+                        r.skipWhitespace()
+                        guard r.i < n else { throw JSONError(offset: r.i, reason: "unexpected end of input, expected ',' or ']'") }
+                        if r.input[r.i] == JSONByte.comma {
+                            let comma = r.i
+                            r.i += 1
+                            r.skipWhitespace()
+                            if r.i < n && r.input[r.i] == JSONByte.closeBracket { throw JSONError(offset: comma, reason: "trailing comma") }
+                            continue
+                        }
+                        guard r.input[r.i] == JSONByte.closeBracket else {
+                            throw JSONError(offset: r.i, reason: "unexpected \(JSONError.describe(r.input[r.i])), expected ',' or ']'")
+                        }
+                        r.i += 1
+                        break
+                    }
+                    if entries > limits.parentsPerEventMax {
+                        fail(name, "\(entries) entries, more than parentsPerEventMax \(limits.parentsPerEventMax)", &self)
+                    }
+                case "payload":
+                    if try r.consumeNull() { break }
+                    var w = JSONWriter(capacity: 256)
+                    try r.transcodeValue(into: &w, depth: depth + 1)
+                    payload = w.bytes
+                default:
+                    try r.transcodeValue(into: &discard, depth: depth + 1)
+                    fail(name, "unknown field \"\(name)\"", &self)
+                }
+                discard.bytes.removeAll(keepingCapacity: true)
+                r.skipWhitespace()
+                guard r.i < n else { throw JSONError(offset: r.i, reason: "unexpected end of input, expected ',' or '}'") }
+                if r.input[r.i] == JSONByte.comma {
+                    let comma = r.i
+                    r.i += 1
+                    r.skipWhitespace()
+                    if r.i < n && r.input[r.i] == JSONByte.closeBrace { throw JSONError(offset: comma, reason: "trailing comma") }
+                    continue members
+                }
+                guard r.input[r.i] == JSONByte.closeBrace else {
+                    throw JSONError(offset: r.i, reason: "unexpected \(JSONError.describe(r.input[r.i])), expected ',' or '}'")
+                }
+                r.i += 1
+                break members
+            }
+        }
+        guard let type else {
+            fail("type", "type is required", &self)
+            return
+        }
+        guard !refused else { return }
+        requests.append(AppendRequest(
+            type: type, parents: parents, parentKeys: parentKeys, key: key, stream: stream, message: message, payloadJSON: payload))
+    }
+}
