@@ -5,7 +5,9 @@
 ///
 /// Entry value (`meta` key `segment/<first id u64be>`), 52 bytes:
 /// first id, last id, first time, last time, record bytes (u64be each), then the CRC-32C
-/// chained over the records' bytes in id order (u32be).
+/// chained over the records' own checksums (their last 4 bytes) in id order (u32be). Each record
+/// checksum covers its bytes and id, so chaining those detects any changed, missing or reordered
+/// record without hashing every byte twice on the write path.
 struct SegmentEntry: Sendable, Hashable {
     var first: EventID
     var last: EventID
@@ -63,7 +65,7 @@ struct OpenSegment: Sendable, Hashable {
         last = id
         lastTimeUnixNano = timeUnixNano
         bytes += UInt64(record.count)
-        checksum = CRC32C.update(checksum, record)
+        checksum = CRC32C.update(checksum, record.suffix(4))
     }
 
     func isFull(_ limits: Limits) -> Bool {

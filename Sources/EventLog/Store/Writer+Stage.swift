@@ -48,18 +48,27 @@ extension Writer {
     /// Parent ids then parents by key, 0 and repeats dropped, order kept. Dense ids make
     /// existence a range check: every id in 1...lastID exists.
     private func resolveParents(_ r: AppendRequest, _ stage: GroupStage) throws(LogError) -> [EventID] {
+        let total = r.parents.count + r.parentKeys.count
         var parents: [EventID] = []
-        parents.reserveCapacity(r.parents.count + r.parentKeys.count)
-        var seen = Set<EventID>(minimumCapacity: r.parents.count + r.parentKeys.count)
+        parents.reserveCapacity(total)
+        // Most events name one to three parents: a linear scan beats allocating a set per event.
+        var seen: Set<EventID>? = total > 16 ? Set(minimumCapacity: total) : nil
+        func add(_ parent: EventID) {
+            if seen != nil {
+                if seen!.insert(parent).inserted { parents.append(parent) }
+            } else if !parents.contains(parent) {
+                parents.append(parent)
+            }
+        }
         for parent in r.parents where parent != 0 {
             guard parent <= stage.lastID else { throw LogError(.notFound, "parent \(parent) not found", field: "parents") }
-            if seen.insert(parent).inserted { parents.append(parent) }
+            add(parent)
         }
         for key in r.parentKeys {
             guard let parent = try existingID(forKey: key, stage) else {
                 throw LogError(.notFound, "parent key \"\(key)\" not found", field: "parent_keys")
             }
-            if seen.insert(parent).inserted { parents.append(parent) }
+            add(parent)
         }
         return parents
     }
