@@ -8,8 +8,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         // The MallocInterposer trait alone: the default traits (with RuntimeInterposer) do not
-        // resolve from the local mirror. Retain/release metrics crash with it; we use wall clock,
-        // throughput, malloc counts and a custom events/s metric only.
+        // resolve from the local mirror. Retain/release metrics crash with it; the benchmarks use
+        // wall clock, throughput, malloc counts and two custom metrics (README.md).
         .package(url: "https://github.com/ordo-one/benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
         .package(name: "Banyan", path: ".."),
     ],

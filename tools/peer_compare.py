@@ -11,15 +11,25 @@ with a picks file of ids worth querying and their reference answers. Event ids a
 line number + 1 in every system (Banyan's genesis is id 1), parents by id, so every system
 stores the same graph and every answer is checked against the picks.
 
-Ingest (each run starts empty; events/s; no idempotency keys unless the row says so):
+Ingest (each run starts empty; events/s, the median of --repeat rounds; no idempotency keys
+unless the row says so):
   Banyan          banyan serve --fsync group, POST /v1/events?durability=sync, JSON arrays of
                   1, 100 and 1,000 events; last_id and edges must move by exactly what was sent.
+                  Banyan assigns ids in commit order and checks that parents exist, so with
+                  batches in flight on several connections a parent younger than the in-flight
+                  window (2 x --connections batches) is sent as the id one window earlier (same
+                  parent count, same edge count; see peer/banyan.py safe_parents). The query-phase load goes
+                  over one connection in order and keeps the file's graph exactly.
   Redis Streams   redis-server 7, appendonly yes, appendfsync everysec: pipelined XADDs.
   PostgreSQL      default settings (fsync, synchronous_commit on): COPY (1,000 per transaction)
                   and multi-row INSERT (100 and 1,000 per transaction), indexes built first.
   SQLite          WAL, synchronous=FULL (and NORMAL), batched INSERTs per transaction.
   The server systems get pre-encoded wire bytes (HTTP, RESP, PostgreSQL v3 protocol) over
   --connections raw sockets, one client process each; SQLite runs in this process.
+  Client checks: redis-benchmark (C, ships with redis-server) and, when installed, wrk (C)
+  send one repeated representative event over the same connections; a second table gives
+  the CPU each side used per run (client processes, server process tree). Both tell whether
+  a figure is the server's or the Python client's.
 Queries (after loading the whole dataset; p50 and min of several runs after a warm-up):
   count of ancestors of the deep pick (~10k), of descendants of the early pick, hops of a
   shortest path early -> tip, count of ancestors of the tip. Banyan: POST /v1/query;
@@ -51,7 +61,7 @@ from typing import Callable, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from peer import banyan, postgres, redis_streams, sqlite  # noqa: E402
-from peer.common import Processes, fmt_ms, fmt_rate, log, machine, percentile  # noqa: E402
+from peer.common import Processes, cpu_pressure, file_identity, filesystem, fmt_ms, fmt_rate, log, machine, percentile  # noqa: E402
 from peer.dataset import Dataset, generate  # noqa: E402
 from peer.runner import RunResult  # noqa: E402
 
@@ -84,8 +94,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--single-events", type=int, default=20_000,
                     help="events sent in the one-event-per-request runs, which are bound by round trips "
                          "and fsyncs (default 20,000; the figure is a rate)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="rounds of the ingest runs; each figure is the median round (default 3)")
     ap.add_argument("--runs", type=int, default=7, help="timed runs per query after one warm-up (default 7)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (data, logs)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary directory (dataset, server logs, the query-phase stores; "
+                         "each ingest run's data is deleted after its checks)")
     args = ap.parse_args()
     if not 1_000 <= args.events <= 10_000_000:
         ap.error("--events must be 1000...10000000")
@@ -93,8 +107,8 @@ def parse_args() -> argparse.Namespace:
         ap.error("--connections must be 1...64")
     if not 1 <= args.seconds_max <= 3600 or not 1 <= args.load_seconds_max <= 7200:
         ap.error("--seconds-max must be 1...3600 and --load-seconds-max 1...7200")
-    if not 1 <= args.runs <= 1000:
-        ap.error("--runs must be 1...1000")
+    if not 1 <= args.runs <= 1000 or not 1 <= args.repeat <= 100:
+        ap.error("--runs must be 1...1000 and --repeat 1...100")
     args.single_events = max(1, min(args.single_events, args.events))
     return args
 
@@ -103,8 +117,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def ensure_installed(need_redis: bool) -> None:
-    """apt-get installs only what is missing (Debian's packages start no service here: the
-    script never uses one anyway, it starts its own servers)."""
+    """apt-get installs only what is missing. A service the package may start is never used:
+    this script starts its own servers, on free ports, in its own directories."""
     missing = []
     if need_redis and not shutil.which("redis-server"):
         missing.append("redis-server")
@@ -116,7 +130,7 @@ def ensure_installed(need_redis: bool) -> None:
         return
     log(f"installing {' '.join(missing)} with apt-get")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    cmd = ["apt-get", "install", "-y", *missing]
     if subprocess.run(cmd, env=env, stdout=sys.stderr).returncode != 0:
         subprocess.run(["apt-get", "update"], env=env, stdout=sys.stderr, check=True)
         subprocess.run(cmd, env=env, stdout=sys.stderr, check=True)
@@ -132,48 +146,93 @@ def redis_binary() -> str:
 # --------------------------------------------------------------------------- ingest
 
 
-def ingest_phase(args, ds: Dataset, procs: Processes, root: str, pg: postgres.Server) -> list[Row]:
+@dataclass
+class Case:
+    """One ingest configuration: encoded once (lazily, outside the clock), run once per round."""
+    workload: str
+    system: str
+    reference: bool
+    group: str                                  # "banyan", "redis", "postgres", "sqlite"
+    prepare: Callable[[], object]
+    run: Callable[[object, str], RunResult]     # (prepared, run label) -> result
+    prepared: object = None
+
+
+def ingest_cases(args, ds: Dataset, procs: Processes, root: str, pg: postgres.Server) -> list[Case]:
     c, smax, events = args.connections, args.seconds_max, ds.events
     single = events[:args.single_events]
     w1 = f"ingest, 1 event/request (first {len(single):,} events)"
     w100 = "ingest, 100 events/request or transaction"
     w1000 = "ingest, 1,000 events/request or transaction"
-    rows: list[Row] = []
-    unit = "events/s"
-
-    def add(workload, system, result: RunResult, ref=False):
-        if not result.complete:
-            log(f"{system} [{workload}]: stopped by --seconds-max after {result.events:,} events")
-        rows.append(Row(workload, system + ("" if result.complete else f" (time-bound: {result.events:,} events)"),
-                        result.rate, unit, True, ref, result))
-        log(f"{system} [{workload}]: {result.rate:,.0f} events/s")
-
-    b_name = f"Banyan (HTTP, durability=sync, {c} conns)"
-    log("ingest: Banyan")
+    cases: list[Case] = []
     for workload, part, size in ((w1, single, 1), (w100, events, 100), (w1000, events, 1000)):
-        add(workload, b_name, banyan.ingest(procs, args.banyan, root, f"b{size}", part, size, c, smax)[0], ref=True)
-    add(w1000, "Banyan with idempotency keys (informational)",
-        banyan.ingest(procs, args.banyan, root, "b1000-keys", events, 1000, c, smax, keyed=True)[0])
-
-    log("ingest: Redis Streams")
+        cases.append(Case(workload, f"Banyan (HTTP, durability=sync, {c} conns)", True, "banyan",
+                          lambda part=part, size=size: banyan.encode_jobs(part, size, c, keyed=False, exact=False),
+                          lambda prep, label: banyan.ingest(procs, args.banyan, root, label, prep, c, smax)[0]))
+    cases.append(Case(w1000, "Banyan with idempotency keys (informational)", False, "banyan",
+                      lambda: banyan.encode_jobs(events, 1000, c, keyed=True, exact=False),
+                      lambda prep, label: banyan.ingest(procs, args.banyan, root, label, prep, c, smax)[0]))
     rbin = redis_binary()
-    r_name = f"Redis Streams (XADD pipeline, AOF everysec, {c} conns)"
     for workload, part, size in ((w1, single, 1), (w100, events, 100), (w1000, events, 1000)):
-        add(workload, r_name, redis_streams.ingest(procs, rbin, root, f"b{size}", part, size, c, smax))
+        cases.append(Case(workload, f"Redis Streams (XADD pipeline, AOF everysec, {c} conns)", False, "redis",
+                          lambda part=part, size=size: redis_streams.encode_jobs(part, size),
+                          lambda prep, label: redis_streams.ingest(procs, rbin, root, label, prep, c, smax)))
+    # Client checks: C load generators against the same servers, one repeated representative
+    # event. Far above the Python client's figure would mean that figure is the client's.
+    sample = events[len(events) // 2]
+    cases.append(Case(w1, f"Redis Streams via redis-benchmark (C client, {c} conns; client check)", False, "redis",
+                      lambda: None, lambda prep, label: redis_streams.benchmark_c(procs, rbin, root, label, sample,
+                                                                                  len(single), 1, c, smax)))
+    cases.append(Case(w100, f"Redis Streams via redis-benchmark -P 100 (C client, {c} conns; client check)", False, "redis",
+                      lambda: None, lambda prep, label: redis_streams.benchmark_c(procs, rbin, root, label, sample,
+                                                                                  len(events), 100, c, smax)))
+    if shutil.which("wrk"):
+        cases.append(Case(w1, f"Banyan via wrk (C client, {c} conns, parents [1]; client check)", False, "banyan",
+                          lambda: None, lambda prep, label: banyan.wrk_check(procs, args.banyan, root, label, sample,
+                                                                             c, min(10.0, smax))))
+    for workload, size, method, name in ((w100, 100, "insert", "multi-row INSERT"), (w1000, 1000, "insert", "multi-row INSERT"),
+                                         (w1000, 1000, "copy", "COPY")):
+        cases.append(Case(workload, f"PostgreSQL {name} ({c} conns)", False, "postgres",
+                          lambda size=size, method=method: postgres.encode_jobs(events, size, method),
+                          lambda prep, label: postgres.ingest(pg, label, prep, c, smax)))
+    for workload, size, sync in ((w100, 100, "FULL"), (w1000, 1000, "FULL"), (w1000, 1000, "NORMAL")):
+        cases.append(Case(workload, f"SQLite (WAL, synchronous={sync}, 1 writer)", False, "sqlite",
+                          lambda size=size: sqlite.encode(events, size),
+                          lambda prep, label, sync=sync: sqlite.ingest(root, label, prep, sync, smax)))
+    return cases
 
-    log("ingest: PostgreSQL")
-    pg.start()
-    try:
-        add(w100, f"PostgreSQL multi-row INSERT ({c} conns)", postgres.ingest(pg, "insert 100", events, 100, "insert", c, smax))
-        add(w1000, f"PostgreSQL multi-row INSERT ({c} conns)", postgres.ingest(pg, "insert 1000", events, 1000, "insert", c, smax))
-        add(w1000, f"PostgreSQL COPY ({c} conns)", postgres.ingest(pg, "copy 1000", events, 1000, "copy", c, smax))
-    finally:
-        pg.stop()
 
-    log("ingest: SQLite")
-    add(w100, "SQLite (WAL, synchronous=FULL, 1 writer)", sqlite.ingest(root, "full 100", events, 100, "FULL", smax))
-    add(w1000, "SQLite (WAL, synchronous=FULL, 1 writer)", sqlite.ingest(root, "full 1000", events, 1000, "FULL", smax))
-    add(w1000, "SQLite (WAL, synchronous=NORMAL, 1 writer)", sqlite.ingest(root, "normal 1000", events, 1000, "NORMAL", smax))
+def ingest_phase(args, ds: Dataset, procs: Processes, root: str, pg: postgres.Server) -> list[Row]:
+    """--repeat rounds; each round runs every case once, system after system, so a change in
+    the machine's background load lands on every system rather than on one. Each figure is
+    the median round."""
+    cases = ingest_cases(args, ds, procs, root, pg)
+    results: list[list[RunResult]] = [[] for _ in cases]
+    for rnd in range(args.repeat):
+        log(f"ingest round {rnd + 1}/{args.repeat}")
+        for i, case in enumerate(cases):
+            if case.group == "postgres" and pg.proc is None:
+                pg.start()  # up only while PostgreSQL is measured
+            if case.prepared is None:
+                case.prepared = case.prepare()
+            label = f"r{rnd + 1}-{i}"
+            result = case.run(case.prepared, label)
+            results[i].append(result)
+            log(f"{case.system} [{case.workload}]: {result.rate:,.0f} events/s"
+                + ("" if result.complete else f" (stopped by --seconds-max after {result.events:,} events)"))
+            if case.group == "postgres" and (i + 1 == len(cases) or cases[i + 1].group != "postgres"):
+                pg.stop()
+    for case in cases:
+        case.prepared = None  # the encoded requests are large; free them before the queries
+    rows = []
+    for case, runs in zip(cases, results, strict=True):
+        ordered = sorted(runs, key=lambda r: r.rate)
+        median = ordered[len(ordered) // 2]
+        unit = "events/s" if len(runs) == 1 else \
+            f"events/s (median of {len(runs)}: {ordered[0].rate:,.0f} to {ordered[-1].rate:,.0f})"
+        system = case.system if all(r.complete for r in runs) else \
+            f"{case.system} (time-bound: {min(r.events for r in runs):,} events)"
+        rows.append(Row(case.workload, system, median.rate, unit, True, case.reference, median))
     return rows
 
 
@@ -184,7 +243,8 @@ class Mismatch(Exception):
     pass
 
 
-def measure(label: str, fn: Callable[[], Optional[int]], expected: int, runs: int, seconds_max: float) -> Optional[tuple[float, float, int]]:
+def measure(label: str, fn: Callable[[], Optional[int]], expected: int, runs: int,
+            seconds_max: float) -> Optional[tuple[float, float, int]]:
     """One warm-up, then up to `runs` timed runs while the time bound lasts (at least one).
     Every answer must equal the reference. (p50 ms, min ms, runs), or None on a timeout."""
     started = time.monotonic()
@@ -223,7 +283,7 @@ def run_queries(system: str, client, forms, args, rows: list[Row], ref: bool, mi
     for workload, method, qargs, expected in forms:
         label = f"{system} {workload}"
         try:
-            res = measure(label, lambda: getattr(client, method)(*qargs), expected, args.runs, args.seconds_max)
+            res = measure(label, lambda m=method, a=qargs: getattr(client, m)(*a), expected, args.runs, args.seconds_max)
         except Mismatch as e:
             log(f"MISMATCH: {e}")
             mismatches.append(str(e))
@@ -243,8 +303,11 @@ def query_phase(args, ds: Dataset, procs: Processes, root: str, pg: postgres.Ser
     lmax = args.load_seconds_max
 
     log("queries: Banyan (loading in order over one connection, so ids are the file's)")
-    result, server = banyan.ingest(procs, args.banyan, root, "query", ds.events, 1000, 1, lmax, exact=True, keep_server=True)
-    rows.append(Row(load_w, "Banyan (1 conn, batches of 1,000 in order, ids checked)", result.rate, "events/s", True, True, result))
+    prepared = banyan.encode_jobs(ds.events, 1000, 1, keyed=False, exact=True)
+    result, server = banyan.ingest(procs, args.banyan, root, "query", prepared, 1, lmax, exact=True, keep_server=True)
+    del prepared
+    rows.append(Row(load_w, "Banyan (1 conn, batches of 1,000 in order, ids checked)", result.rate, "events/s",
+                    True, True, result))
     try:
         if result.complete:
             client = banyan.QueryClient(server.port, args.seconds_max)
@@ -257,7 +320,8 @@ def query_phase(args, ds: Dataset, procs: Processes, root: str, pg: postgres.Ser
     pg.start()
     try:
         result = postgres.load(pg, ds.events, args.connections, lmax)
-        rows.append(Row(load_w, f"PostgreSQL COPY ({args.connections} conns, then ANALYZE)", result.rate, "events/s", True, False, result))
+        rows.append(Row(load_w, f"PostgreSQL COPY ({args.connections} conns, then ANALYZE)", result.rate, "events/s",
+                        True, False, result))
         if result.complete:
             client = postgres.QueryClient(pg, args.seconds_max)
             run_queries("PostgreSQL (recursive CTE; BFS in plpgsql)", client, forms, args, rows, False, mismatches)
@@ -267,7 +331,7 @@ def query_phase(args, ds: Dataset, procs: Processes, root: str, pg: postgres.Ser
 
     log("queries: SQLite")
     path = os.path.join(root, "sqlite-query.db")
-    result = sqlite.ingest(root, "load for queries", ds.events, 1000, "FULL", lmax, path=path)
+    result = sqlite.ingest(root, "load for queries", sqlite.encode(ds.events, 1000), "FULL", lmax, path=path)
     rows.append(Row(load_w, "SQLite (WAL, synchronous=FULL, batches of 1,000)", result.rate, "events/s", True, False, result))
     if result.complete:
         con = sqlite.open_db(path, "FULL")
@@ -294,7 +358,9 @@ def print_report(args, ds: Dataset, info: dict, versions: dict, rows: list[Row],
     n_edges = sum(len(e.parents) for e in ds.events)
     print("## Banyan peer comparison\n")
     print(f"- machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']}, kernel {info['kernel']}; "
-          f"load average at start {info['loadavg']}")
+          f"data in {info['fs']}")
+    print(f"- background load: load average {info['loadavg']} at start, {'%.2f %.2f %.2f' % os.getloadavg()} at the end; "
+          f"CPU pressure (tasks waiting for a CPU, avg60) {info['pressure']} at start, {cpu_pressure()} at the end")
     print("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"- workload: `tools/gen_dag.py --events {len(ds.events)} --seed {ds.seed}`: {len(ds.events):,} events, "
           f"{n_edges:,} edges; picks {ds.picks['deep']['id']} (deep), {ds.picks['early']['id']} (early), "
@@ -313,14 +379,14 @@ def print_report(args, ds: Dataset, info: dict, versions: dict, rows: list[Row],
         print(f"| {r.workload} | {r.system} | {fig} | {r.unit} | {ratio(r, refs.get(r.workload))} |")
     cpu_rows = [r for r in rows if r.cpu is not None]
     if cpu_rows:
-        print("\nCPU used during each ingest run (cores busy on average over the run; the machine has "
+        print("\nCPU used during each ingest or load run (cores busy on average over the run; the machine has "
               f"{info['nproc']}): a client far from saturation with a busy server means the figure is the server's.\n")
         print("| workload | system | client cores | server cores | events | seconds |")
         print("|---|---|---:|---:|---:|---:|")
         for r in cpu_rows:
             cl = "in process" if r.cpu.client_cores == 0 and "SQLite" in r.system else f"{r.cpu.client_cores:.2f}"
             print(f"| {r.workload} | {r.system} | {cl} | {r.cpu.server_cores:.2f} | {r.cpu.events:,} | {r.cpu.seconds:.2f} |")
-    print(f"\nTotal time {elapsed:.0f} s; load average at the end {'%.2f %.2f %.2f' % os.getloadavg()}.")
+    print(f"\nTotal time {elapsed:.0f} s.")
 
 
 # --------------------------------------------------------------------------- main
@@ -352,6 +418,10 @@ def main() -> int:
     mismatches: list[str] = []
     try:
         info = machine()
+        info["fs"] = filesystem(root)
+        info["pressure"] = cpu_pressure()
+        if info["fs"].startswith(("tmpfs", "ramfs")):
+            log(f"warning: {root} is on {info['fs']}: fsync costs nothing there; set TMPDIR to a disk")
         ensure_installed(need_redis=args.only != "query")
         bindir = postgres.bin_dir()
         if not bindir:
@@ -359,8 +429,14 @@ def main() -> int:
         versions = {"Banyan": "?", "PostgreSQL": postgres.version(bindir), "SQLite": sqlite.version()}
         if args.only != "query":
             versions["Redis"] = redis_streams.version(redis_binary())
+        # Run a private copy: a rebuild of .build/release/banyan during the run (another
+        # shell's swift build) must not mix two builds in one comparison.
+        binary = os.path.join(root, "banyan")
+        shutil.copy2(args.banyan, binary)
+        versions_note = f"{args.banyan}, {file_identity(binary)}"
+        args.banyan = binary
         probe = banyan.Server(procs, args.banyan, root, "version")
-        versions["Banyan"] = f"{probe.version()} ({args.banyan})"
+        versions["Banyan"] = f"{probe.version()} ({versions_note})"
         probe.stop()
         log(f"machine {info}; versions {versions}; temp dir {root}")
         ds = generate(REPO, root, args.events, args.seed)

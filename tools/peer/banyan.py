@@ -7,7 +7,7 @@ import json
 import math
 import os
 import re
-import time
+import shutil
 from typing import Optional
 
 from . import runner
@@ -63,20 +63,31 @@ def _event_head(e: Event, keyed: bool) -> str:
             f'"payload":{e.payload},"parents":[')
 
 
-def gates(n_batches: int, size: int, conns: int) -> list[int]:
+def window(conns: int) -> int:
+    """Batches that may be unacknowledged when the next one is sent. Twice the connections:
+    with exactly one per connection, a connection whose answer came in a later commit group
+    would hold all the others up (group commit acknowledges batches out of round-robin order)."""
+    return 2 * conns
+
+
+def gates(n_batches: int, size: int, conns: int) -> tuple[list[int], int]:
     """gate[b]: batches 0..gate[b]-1 must be acknowledged before batch b is sent. The first
-    batches (until MIN_EXISTING events exist) go one at a time; after that up to `conns`
-    batches overlap, one per connection."""
-    k = math.ceil(MIN_EXISTING / size)
-    return [b if b <= k else max(k, b - conns + 1) for b in range(n_batches)]
+    `serial` batches (until MIN_EXISTING events exist) go one at a time, each alone on the
+    wire, so their ids are exactly the file's; after that batches overlap within window()."""
+    serial = math.ceil(MIN_EXISTING / size)
+    w = window(conns)
+    return [b if b <= serial else max(serial, b - w + 1) for b in range(n_batches)], serial
 
 
 def safe_parents(parents: tuple[int, ...], bound: int, shift: int) -> list[int]:
     """Parents for a batch sent while other batches may still be in flight: ids up to `bound`
     certainly exist whatever the commit order, and are kept; a younger parent (same batch or a
-    batch in flight, whose id depends on the commit order) becomes the id `shift` earlier, made
+    batch in flight, whose id depends on the commit order) becomes the id `shift` (the window,
+    in events) earlier, made
     distinct from the event's other parents, so the event keeps its number of parents and the
     store its number of edges."""
+    if bound <= len(parents):
+        raise ValueError(f"{len(parents)} parents cannot be made distinct ids up to {bound}")
     used = {p for p in parents if p <= bound}
     out = []
     for p in parents:
@@ -93,25 +104,27 @@ def safe_parents(parents: tuple[int, ...], bound: int, shift: int) -> list[int]:
     return out
 
 
-def encode_jobs(events: list[Event], size: int, conns: int, keyed: bool, exact: bool) -> tuple[list[runner.Job], Optional[list[int]], int]:
+def encode_jobs(events: list[Event], size: int, conns: int, keyed: bool,
+                exact: bool) -> tuple[list[runner.Job], Optional[list[int]], int]:
     """Pre-encoded POST /v1/events requests, the gates, and the number of edges they carry.
-    exact=True (one connection, in order): every batch commits right after the previous one,
-    so ids are the file's (line + 1) and parents are sent as they are; each answer is checked
-    to start at the expected id."""
+    A batch that is alone on the wire (exact=True: one connection, in order; otherwise the
+    first, serial batches) commits right after the previous one, so its ids are the file's
+    (line + 1) and its parents are sent as they are; its answer is checked to start at the
+    expected id. Overlapping batches get safe_parents()."""
     out, parts = [], batches(events, size)
-    gate = None if exact else gates(len(parts), size, conns)
+    gate, serial = (None, len(parts)) if exact else gates(len(parts), size, conns)
     edges = 0
-    target = b"/v1/events?durability=sync"
     for b, part in enumerate(parts):
+        alone = b < serial
+        bound = 0 if alone else 1 + gate[b] * size
         items = []
-        bound = 1 + gate[b] * size if gate else 0
         for e in part:
-            ps = e.parents if exact or not e.parents else safe_parents(e.parents, bound, conns * size)
+            ps = e.parents if alone or not e.parents else safe_parents(e.parents, bound, window(conns) * size)
             edges += len(ps)
             items.append(_event_head(e, keyed) + ",".join(map(str, ps)) + "]}")
         body = ("[" + ",".join(items) + "]").encode()
-        req = http_request("POST", target.decode(), body)
-        out.append(runner.Job(b, req, len(part), part[0].id if exact else 0))
+        out.append(runner.Job(b, http_request("POST", "/v1/events?durability=sync", body), len(part),
+                              part[0].id if alone else 0))
     return out, gate, edges
 
 
@@ -125,12 +138,12 @@ def send(conn: HTTPConn, job: runner.Job) -> None:
         raise WireError(f"batch {job.batch} was given ids {body[:60]!r}, expected to start at {job.check}")
 
 
-def ingest(procs: Processes, binary: str, root: str, label: str, events: list[Event], size: int,
-           conns: int, seconds_max: float, keyed: bool = False, exact: bool = False,
-           keep_server: bool = False):
-    """One measured ingest into a fresh store; checks last_id and edges moved by exactly what
-    was acknowledged. Returns (result, server or None)."""
-    jobs, gate, edges = encode_jobs(events, size, conns, keyed, exact)
+def ingest(procs: Processes, binary: str, root: str, label: str, prepared, conns: int,
+           seconds_max: float, exact: bool = False, keep_server: bool = False):
+    """One measured ingest of encode_jobs() output into a fresh store; checks that last_id
+    and edges moved by exactly what was acknowledged. Returns (result, server or None); the
+    store is deleted after the run unless the server is kept (for the queries)."""
+    jobs, gate, edges = prepared
     server = Server(procs, binary, root, label)
     try:
         before = server.status()
@@ -151,7 +164,38 @@ def ingest(procs: Processes, binary: str, root: str, label: str, events: list[Ev
     if keep_server:
         return result, server
     server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
     return result, None
+
+
+def wrk_check(procs: Processes, binary: str, root: str, label: str, e: Event, conns: int,
+              seconds: float) -> Optional[runner.RunResult]:
+    """Client check: wrk (a C HTTP load generator, used when installed) posts one
+    representative event per request, parents [1] (a repeated body needs no ordering), over
+    the same number of connections. None when wrk is not installed."""
+    wrk = shutil.which("wrk")
+    if not wrk:
+        return None
+    server = Server(procs, binary, root, label)
+    script = server.dir + ".lua"
+    body = "[" + _event_head(e, False) + "1]}]"
+    with open(script, "w") as f:
+        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
+    try:
+        before = server.status()["last_id"]
+        out, wall, client, srv = runner.timed_child(
+            [wrk, "-t", "1", "-c", str(conns), "-d", f"{max(1, int(seconds))}s", "-s", script,
+             f"http://127.0.0.1:{server.port}/v1/events?durability=sync"], server.proc.pid, seconds)
+        stored = server.status()["last_id"] - before
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+    if re.search(r"Non-2xx", out) or not re.search(r"Requests/sec", out):
+        raise RuntimeError(f"wrk {label}: errors or no summary: {out[-500:]}")
+    # wrk's own duration excludes its start-up; stored events over its -d seconds is the rate.
+    rate_s = max(1, int(seconds))
+    log(f"wrk {label}: {stored:,} events stored in {rate_s} s ({stored / rate_s:,.0f}/s)")
+    return runner.RunResult(stored, float(rate_s), client * wall / rate_s, srv * wall / rate_s, True)
 
 
 # --------------------------------------------------------------------------- queries

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import platform
 import signal
@@ -130,6 +131,43 @@ def machine() -> dict[str, str]:
         mem_gib = float("nan")
     return {"nproc": str(os.cpu_count()), "cpu": model, "kernel": platform.release(),
             "memory": f"{mem_gib:.0f} GiB", "loadavg": "%.2f %.2f %.2f" % os.getloadavg()}
+
+
+def cpu_pressure() -> str:
+    """The kernel's CPU pressure (share of time some task waited for a CPU, last 60 s): other
+    work on the machine makes every figure noisier, so the report says how busy it was."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            some = f.readline().split()
+        return dict(x.split("=") for x in some[1:])["avg60"] + "%"
+    except (OSError, KeyError, ValueError, IndexError):
+        return "n/a"
+
+
+def file_identity(path: str) -> str:
+    """Short sha256 and mtime of a file (which build of the binary was measured)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    mtime = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(path)))
+    return f"sha256 {h.hexdigest()[:12]}, built {mtime}"
+
+
+def filesystem(path: str) -> str:
+    """"ext4 /dev/vda" for the mount holding `path` (an fsync on tmpfs costs nothing, which
+    would make every durable figure meaningless)."""
+    best, desc = "", "unknown"
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, mnt, fstype = line.split()[:3]
+                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, desc = mnt, f"{fstype} {dev}"
+    except OSError:
+        pass
+    return desc
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -64,7 +64,8 @@ def bin_dir() -> Optional[str]:
 
 
 def version(bindir: str) -> str:
-    return subprocess.run([os.path.join(bindir, "postgres"), "--version"], capture_output=True, text=True).stdout.strip().split(") ", 1)[-1]
+    out = subprocess.run([os.path.join(bindir, "postgres"), "--version"], capture_output=True, text=True).stdout
+    return out.strip().split(") ", 1)[-1]  # "postgres (PostgreSQL) 15.18 (Debian ...)"
 
 
 class Server:
@@ -141,8 +142,8 @@ def _lit(s: str) -> str:
 
 def encode_copy(part: list[Event]) -> tuple[bytes, int]:
     """BEGIN; COPY events; COPY edges; COMMIT as one pipelined write: 4 ReadyForQuery back."""
-    ev = "".join(f"{e.id}\t{_copy_text(e.type)}\t{e.ts}\t{_copy_text(e.stream)}\t{_copy_text(e.message)}\t{_copy_text(e.payload)}\n"
-                 for e in part)
+    ev = "".join(f"{e.id}\t{_copy_text(e.type)}\t{e.ts}\t{_copy_text(e.stream)}\t{_copy_text(e.message)}\t"
+                 f"{_copy_text(e.payload)}\n" for e in part)
     ed = "".join(f"{e.id}\t{p}\n" for e in part for p in e.parents)
     data = (pg_query("BEGIN") + pg_query("COPY events FROM STDIN") + pg_copy_data(ev.encode()) + PG_COPY_DONE
             + pg_query("COPY edges FROM STDIN") + pg_copy_data(ed.encode()) + PG_COPY_DONE + pg_query("COMMIT"))
@@ -161,13 +162,18 @@ def send(conn: PGConn, job: runner.Job) -> None:
     conn.pipeline(job.data, job.check)
 
 
-def ingest(server: Server, label: str, events: list[Event], size: int, method: str, conns: int,
-           seconds_max: float) -> runner.RunResult:
+def encode_jobs(events: list[Event], size: int, method: str) -> list[runner.Job]:
     encode = encode_copy if method == "copy" else encode_insert
     jobs = []
     for b, part in enumerate(batches(events, size)):
         data, ready = encode(part)
         jobs.append(runner.Job(b, data, len(part), ready))
+    return jobs
+
+
+def ingest(server: Server, label: str, jobs: list[runner.Job], conns: int, seconds_max: float) -> runner.RunResult:
+    """One measured run into freshly created tables; the row count must equal what was
+    acknowledged."""
     server.reset()
     result = runner.run(f"postgres {label}", runner.round_robin(jobs, conns), lambda: server.connect(),
                         send, seconds_max, server.proc.pid)
@@ -185,6 +191,9 @@ class QueryClient:
     def __init__(self, server: Server, seconds_max: float):
         self.conn = server.connect(timeout=seconds_max + 30)
         self.conn.query(f"SET statement_timeout = '{int(seconds_max * 1000)}ms'")
+        # A session setting, not a server one: room for the BFS's visited table in memory
+        # (the default 8 MB spills it to temp files from about 200,000 visited ids on).
+        self.conn.query("SET temp_buffers = '256MB'")
         self.conn.query("CREATE TEMP TABLE bfs_seen (id bigint PRIMARY KEY)")
         self.conn.query(BFS_FUNCTION)
 
@@ -216,6 +225,6 @@ class QueryClient:
 def load(server: Server, events: list[Event], conns: int, seconds_max: float) -> runner.RunResult:
     """The full dataset for the queries: COPY in batches of 1,000, then ANALYZE (what autovacuum
     would do soon after such a load) so the planner knows the tables' sizes."""
-    result = ingest(server, "load for queries (COPY 1000)", events, 1000, "copy", conns, seconds_max)
+    result = ingest(server, "load for queries (COPY 1000)", encode_jobs(events, 1000, "copy"), conns, seconds_max)
     server.sql("ANALYZE")
     return result

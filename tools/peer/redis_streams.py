@@ -4,6 +4,7 @@ into one stream, pipelined."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 from . import runner
@@ -26,7 +27,7 @@ class Server:
         self.proc = procs.start(NAME, [binary, "--port", str(self.port), "--bind", "127.0.0.1",
                                        "--dir", self.dir, "--appendonly", "yes", "--appendfsync", "everysec",
                                        "--save", "", "--daemonize", "no", "--protected-mode", "no",
-                                       "--logfile", ""], os.path.join(self.dir, "redis.log"))
+                                       "--logfile", ""], self.dir + ".log")
         wait_until(self._ping, 30, "redis-server", self.proc)
 
     def _ping(self) -> bool:
@@ -70,9 +71,10 @@ def send(conn: RESPConn, job: runner.Job) -> None:
     conn.pipeline_bulk(job.data, job.events)
 
 
-def ingest(procs: Processes, binary: str, root: str, label: str, events: list[Event], size: int,
+def ingest(procs: Processes, binary: str, root: str, label: str, jobs: list[runner.Job],
            conns: int, seconds_max: float) -> runner.RunResult:
-    jobs = encode_jobs(events, size)
+    """One measured run of encode_jobs() output into a fresh server; XLEN must equal what was
+    acknowledged. The append-only file is deleted afterwards (the log is kept)."""
     server = Server(procs, binary, root, label)
     try:
         result = runner.run(f"redis {label}", runner.round_robin(jobs, conns), lambda: RESPConn(server.port),
@@ -83,4 +85,27 @@ def ingest(procs: Processes, binary: str, root: str, label: str, events: list[Ev
         log(f"redis {label}: XLEN {n:,} = acknowledged")
     finally:
         server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
     return result
+
+
+def benchmark_c(procs: Processes, binary: str, root: str, label: str, e: Event, requests: int, pipeline: int,
+                conns: int, seconds_max: float) -> runner.RunResult:
+    """Client check: redis-benchmark (Redis's own C client, installed with redis-server) sends
+    the same XADD (one representative event, repeated) over the same number of connections.
+    If it gets much more than the Python client, the Python figure is the client's."""
+    bench = shutil.which("redis-benchmark") or os.path.join(os.path.dirname(binary), "redis-benchmark")
+    server = Server(procs, binary, root, label)
+    try:
+        argv = [bench, "-p", str(server.port), "-c", str(conns), "-n", str(requests), "-P", str(pipeline), "-q",
+                "XADD", STREAM.decode(), "*", "id", str(e.id), "type", e.type, "ts", str(e.ts), "stream", e.stream,
+                "message", e.message, "payload", e.payload, "parents", ",".join(map(str, e.parents))]
+        out, seconds, client, srv = runner.timed_child(argv, server.proc.pid, seconds_max)
+        n = server.xlen()
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+    if n != requests:
+        raise RuntimeError(f"redis-benchmark {label}: XLEN {n:,}, {requests:,} requests sent ({out[-300:]!r})")
+    log(f"redis-benchmark {label}: {n / seconds:,.0f} XADD/s")
+    return runner.RunResult(n, seconds, client, srv, True)

@@ -11,6 +11,8 @@ the workers through fork, without copying); a worker only sends bytes and checks
 from __future__ import annotations
 
 import multiprocessing as mp
+import resource
+import subprocess
 import time
 from typing import Callable, NamedTuple, Optional, Sequence
 
@@ -64,14 +66,17 @@ def run(label: str, per_connection: Sequence[Sequence[Job]], open_conn: Callable
             low = 0  # every batch below `low` is known acknowledged
             for job in per_connection[c]:
                 if gate is not None:
-                    need = gate[job.batch]
+                    need, pause = gate[job.batch], 0.00002
                     while low < need:
                         if done[low]:
                             low += 1
                         elif abort.value or time.monotonic() > deadline:
                             return
                         else:
-                            time.sleep(0.00005)
+                            # Back off to 1 ms: waits end at the next commit group, and a
+                            # tight poll would take CPU from the server on a small machine.
+                            time.sleep(pause)
+                            pause = min(0.001, pause * 2)
                 if abort.value or time.monotonic() > deadline:
                     return
                 send(conn, job)
@@ -122,3 +127,19 @@ def run(label: str, per_connection: Sequence[Sequence[Job]], open_conn: Callable
 def round_robin(jobs: Sequence[Job], conns: int) -> list[list[Job]]:
     """Batch b goes to connection b mod conns: every connection sends its batches in file order."""
     return [list(jobs[c::conns]) for c in range(conns)]
+
+
+def timed_child(argv: list[str], server_pid: Optional[int], seconds_max: float) -> tuple[str, float, float, float]:
+    """Runs a C load client to the end (killed past seconds_max + 30 s); its output, wall
+    seconds, its CPU (cores) and the server's (cores)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0 = tree_cpu_seconds(server_pid) if server_pid else 0.0
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds_max + 30)
+    seconds = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server = (tree_cpu_seconds(server_pid) - cpu0) if server_pid else 0.0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {proc.stderr[-500:]}")
+    client = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / seconds
+    return proc.stdout, seconds, client, server / seconds

@@ -38,14 +38,21 @@ def open_db(path: str, synchronous: str) -> sqlite3.Connection:
     return con
 
 
-def ingest(root: str, label: str, events: list[Event], size: int, synchronous: str,
+def encode(events: list[Event], size: int) -> list[tuple[list[tuple], list[tuple]]]:
+    """Rows per batch, built before the clock starts: (event rows, edge rows)."""
+    return [([(e.id, e.type, e.ts, e.stream, e.message, e.payload) for e in part],
+             [(e.id, p) for e in part for p in e.parents]) for part in batches(events, size)]
+
+
+def ingest(root: str, label: str, work: list[tuple[list[tuple], list[tuple]]], synchronous: str,
            seconds_max: float, path: Optional[str] = None) -> runner.RunResult:
-    """Rows are built before the clock starts; each batch is one BEGIN ... COMMIT."""
+    """One measured run into a fresh database file, each batch one BEGIN ... COMMIT. The file
+    is deleted afterwards unless `path` names it (the query phase keeps its database)."""
+    keep = path is not None
     path = path or os.path.join(root, f"sqlite-{label.replace(' ', '_')}.db")
     con = open_db(path, synchronous)
     con.executescript(SCHEMA)
-    work = [([(e.id, e.type, e.ts, e.stream, e.message, e.payload) for e in part],
-             [(e.id, p) for e in part for p in e.parents]) for part in batches(events, size)]
+    total = sum(len(ev) for ev, _ in work)
     done, t0 = 0, time.monotonic()
     cpu0 = time.process_time()
     deadline, last_print = t0 + seconds_max, t0
@@ -54,7 +61,7 @@ def ingest(root: str, label: str, events: list[Event], size: int, synchronous: s
         if now > deadline:
             break
         if now - last_print >= 5:
-            log(f"sqlite {label}: {now - t0:5.1f} s, {done:,}/{len(events):,} events, {done / (now - t0):,.0f}/s")
+            log(f"sqlite {label}: {now - t0:5.1f} s, {done:,}/{total:,} events, {done / (now - t0):,.0f}/s")
             last_print = now
         con.execute("BEGIN")
         con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", ev_rows)
@@ -65,11 +72,15 @@ def ingest(root: str, label: str, events: list[Event], size: int, synchronous: s
     cores = (time.process_time() - cpu0) / seconds
     (n,) = con.execute("SELECT count(*) FROM events").fetchone()
     con.close()
+    if not keep:
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
     if n != done:
         raise RuntimeError(f"sqlite {label}: {n:,} rows, {done:,} committed")
     log(f"sqlite {label}: {n:,} events stored")
     # In process: the client and the "server" are the same process, counted once as server.
-    return runner.RunResult(done, seconds, 0.0, cores, done == len(events))
+    return runner.RunResult(done, seconds, 0.0, cores, done == total)
 
 
 class QueryClient:

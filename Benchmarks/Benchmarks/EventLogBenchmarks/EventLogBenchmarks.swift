@@ -8,40 +8,83 @@ import LineageQuery
 // figures of a run and the threshold check.
 //
 // Names carry no spaces or slashes: package-benchmark 1.38.1 writes threshold files with those
-// replaced by "_" but looks them up under the raw name, so such a benchmark is never checked.
+// replaced by "_" but looks them up under the raw name, so such a benchmark would never be checked.
+
+// MARK: - Metrics and tolerances
+
+/// The median of the last 15 measured iterations (ns per iteration), recorded after every
+/// iteration. The static threshold check of package-benchmark 1.38.1 compares p90 only, and on a
+/// shared 2-core VM the p90 of a millisecond iteration is decided by how often a neighbour
+/// preempts it (Query.between's wall clock p90: 1.2 ms in one run, 4.4 ms in the next, p50
+/// 1.0 ms in both). The p90 of this rolling median only moves when most iterations slow down, so
+/// it is the metric the checked-in thresholds gate latency on.
+let latencyMedian = BenchmarkMetric.custom("latency median15 (ns)", polarity: .prefersSmaller, useScalingFactor: false)
 
 /// Appended events per second of one `append` call (batch size / its latency), measured around
 /// the call alone, so the harness's per-iteration overhead (an async hop) is not in it.
 let eventsPerSecond = BenchmarkMetric.custom("events/s", polarity: .prefersLarger, useScalingFactor: false)
 
-/// Tolerances for `swift package benchmark thresholds check` (static p90 thresholds in
-/// Thresholds/) and `baseline check` (p50 and p90 between two baselines). Wide on purpose: the
-/// reference machine is a shared 2-core VM where fsync latency and neighbours move figures by
-/// tens of percent from run to run; these catch a 2x regression, not a 10% one.
+/// Tolerances, per metric and percentile. `swift package benchmark thresholds check` compares a
+/// run's p90 with the checked-in Thresholds/*.p90.json, for the metrics given a `.p90` tolerance
+/// here (latency median15 and malloc counts); `baseline check` compares two baselines at every
+/// percentile given. Wide on purpose: the reference machine is a shared 2-core VM.
 enum Tolerance {
-    /// Latency: fails at more than 2x the recorded value.
-    static var time: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 100, .p90: 100]) }
-    /// Rates (throughput, events/s): fails below 35% of the recorded value. Looser than `time`
-    /// because 1.38.1 records a rate's 90th percentile (its fast side) but checks the run's
-    /// "p90" of a larger-is-better metric, which is the 10th percentile (its slow side): the
-    /// run-to-run drift and the spread between those two percentiles both count against it.
-    static var rate: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 65, .p90: 65]) }
-    /// Allocation counts: deterministic for reads and queries, not for appends (RocksDB's flush
-    /// and compaction threads allocate too, and the malloc counters are process-wide).
+    /// Latency median15 of reads and queries: a regression past 3x the reference (improvements
+    /// are never flagged). Between runs on the reference VM its p90 moved by up to 2.3x while
+    /// other work ran: this catches an algorithmic regression, not a 30% one.
+    static var latency: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 200, .p90: 200]) }
+    /// Latency median15 of appends: past 4x. An append is two thread hand-offs (client -> writer
+    /// thread -> client) plus RocksDB's own flush and compaction threads on two cores, so the
+    /// machine's state moves it most: Append.b1.never's median went 45 µs -> 160 µs between runs
+    /// of the same code minutes apart.
+    static var appendLatency: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 300, .p90: 300]) }
+    /// Raw wall clock, p50 only (baseline comparisons): its p90 measures the neighbours.
+    static var time: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 100]) }
+    /// Rates (throughput, events/s), p50 only (baseline comparisons): a regression below half the
+    /// reference. Not at p90: 1.38.1 writes a larger-is-better metric's fast-side p90 into the
+    /// threshold file but checks a run's slow side against it.
+    static var rate: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 50]) }
+    /// Allocation counts: deterministic for reads and queries (a change of half either way is
+    /// flagged, so an improvement asks for new thresholds), not for appends (RocksDB's flush and
+    /// compaction threads allocate too and the counters are process-wide): only doubling there.
     static var mallocs: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 50, .p90: 50]) }
     static var appendMallocs: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 100, .p90: 100]) }
 
     static var common: [BenchmarkMetric: BenchmarkThresholds] {
-        [.wallClock: time, .throughput: rate, .mallocCountTotal: mallocs]
+        [latencyMedian: latency, .wallClock: time, .throughput: rate, .mallocCountTotal: mallocs]
     }
     static var append: [BenchmarkMetric: BenchmarkThresholds] {
-        [.wallClock: time, .throughput: rate, eventsPerSecond: rate, .mallocCountTotal: appendMallocs]
+        [latencyMedian: appendLatency, .wallClock: time, .throughput: rate, eventsPerSecond: rate, .mallocCountTotal: appendMallocs]
     }
 }
 
-/// Retain/release counts (and `BenchmarkMetric.arc`) crash with the MallocInterposer trait, and
-/// the CPU/OS metrics add a sampling thread: wall clock, throughput and malloc counts only.
-let commonMetrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal]
+/// Retain/release counts crash with the MallocInterposer trait, CPU times come in 10 ms scheduler
+/// ticks on Linux and this VM has no hardware performance counters (no `instructions`): wall
+/// clock, throughput, malloc counts and the two custom metrics.
+let commonMetrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, latencyMedian]
+
+/// The last 15 iteration latencies of one benchmark, for `latencyMedian`.
+final class LatencyWindow: @unchecked Sendable {
+    private var samples: [Int] = []
+    private var next = 0
+
+    /// Ends the measured region that began at `started`, records the latency and its rolling
+    /// median; returns the latency in nanoseconds.
+    @discardableResult
+    func stop(_ benchmark: Benchmark, since started: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - started
+        benchmark.stopMeasurement()
+        let nanos = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+        if samples.count < 15 {
+            samples.append(Int(nanos))
+        } else {
+            samples[next] = Int(nanos)
+            next = (next + 1) % 15
+        }
+        benchmark.measurement(latencyMedian, samples.sorted()[samples.count / 2])
+        return nanos
+    }
+}
 
 let benchmarks: @Sendable () -> Void = {
     registerAppendBenchmarks()
@@ -55,22 +98,18 @@ func registerAppendBenchmarks() {
     for durability in Durability.allCases {
         for batchSize in [1, 100, 1_000] {
             let fixture = AppendFixture(batchSize: batchSize, durability: durability)
+            let window = LatencyWindow()
             Benchmark(
                 "Append.b\(batchSize).\(durability.rawValue)",
                 configuration: .init(
-                    metrics: commonMetrics + [eventsPerSecond],
-                    warmupIterations: 5,
-                    maxDuration: .seconds(3),
-                    maxIterations: 10_000,
-                    thresholds: Tolerance.append)
+                    metrics: commonMetrics + [eventsPerSecond], warmupIterations: 5,
+                    maxDuration: .seconds(4), maxIterations: 50_000, thresholds: Tolerance.append)
             ) { benchmark in
                 let batch = fixture.nextBatch()
                 benchmark.startMeasurement()
                 let started = ContinuousClock.now
                 try await fixture.store.append(batch)
-                let elapsed = ContinuousClock.now - started
-                benchmark.stopMeasurement()
-                let nanos = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+                let nanos = window.stop(benchmark, since: started)
                 benchmark.measurement(eventsPerSecond, Int((Double(batch.count) * 1e9 / max(nanos, 1)).rounded()))
             } setup: {
                 try await fixture.setUp()
@@ -84,43 +123,48 @@ func registerAppendBenchmarks() {
 // MARK: - Reads
 
 func registerReadBenchmarks() {
-    // 1,000 point reads per iteration (scalingFactor .kilo): wall clock and mallocs are shown per
-    // read, throughput in reads/s.
+    // One `event(id)` per iteration, ids uniform over the store. Single reads, not an inner loop:
+    // an iteration far shorter than a scheduler time slice runs uninterrupted or not at all, so
+    // its rolling median ignores neighbours that take the CPU away.
     let byID = DAGFixture()
+    let byIDWindow = LatencyWindow()
     var ids: [EventID] = []
     var round = 0
     Benchmark(
         "Read.eventByID",
         configuration: .init(
-            metrics: commonMetrics, scalingFactor: .kilo, maxDuration: .seconds(2), maxIterations: 10_000,
-            thresholds: Tolerance.common)
+            metrics: commonMetrics, maxDuration: .seconds(3), maxIterations: 200_000, thresholds: Tolerance.common)
     ) { benchmark in
-        let offset = (round % 64) * 1_000
+        let id = ids[round & 65_535]
         round += 1
-        for i in benchmark.scaledIterations {
-            blackHole(try byID.store.event(ids[offset + i]))
-        }
+        benchmark.startMeasurement()
+        let started = ContinuousClock.now
+        let event = try byID.store.event(id)
+        byIDWindow.stop(benchmark, since: started)
+        blackHole(event)
     } setup: {
         try await byID.setUp()
         var rng = SplitMix64(seed: 11)
         let last = byID.store.lastID
-        ids = (0..<64_000).map { _ in EventID(rng.int(1...Int(last))) }
+        ids = (0..<65_536).map { _ in EventID(rng.int(1...Int(last))) }
     } teardown: {
         byID.tearDown()
     }
 
     // One `events(after:limit: 1000)` per iteration, at a random position.
     let range = DAGFixture()
+    let rangeWindow = LatencyWindow()
     var rangeRNG = SplitMix64(seed: 12)
     Benchmark(
         "Read.eventsAfter1000",
         configuration: .init(
-            metrics: commonMetrics, maxDuration: .seconds(2), maxIterations: 10_000, thresholds: Tolerance.common)
+            metrics: commonMetrics, maxDuration: .seconds(3), maxIterations: 100_000, thresholds: Tolerance.common)
     ) { benchmark in
         let after = EventID(rangeRNG.int(0...Int(range.store.lastID - 1_000)))
         benchmark.startMeasurement()
+        let started = ContinuousClock.now
         let events = try range.store.events(after: after, limit: 1_000)
-        benchmark.stopMeasurement()
+        rangeWindow.stop(benchmark, since: started)
         if events.count != 1_000 { benchmark.error("events(after: \(after)) returned \(events.count) events") }
         blackHole(events)
     } setup: {
@@ -129,19 +173,21 @@ func registerReadBenchmarks() {
         range.tearDown()
     }
 
-    // One `page(after:limit: 1000, filter: type)` per iteration: walks the by-type index and reads
-    // each matching record (about a quarter of the events are task.completed).
+    // One `page(after:limit: 1000, filter: type)` per iteration: the type's events after a
+    // random position (about a fifth of the events are task.completed).
     let page = DAGFixture()
+    let pageWindow = LatencyWindow()
     var pageRNG = SplitMix64(seed: 13)
     Benchmark(
         "Read.pageByType1000",
         configuration: .init(
-            metrics: commonMetrics, maxDuration: .seconds(2), maxIterations: 10_000, thresholds: Tolerance.common)
+            metrics: commonMetrics, maxDuration: .seconds(3), maxIterations: 100_000, thresholds: Tolerance.common)
     ) { benchmark in
         let after = EventID(pageRNG.int(0...Int(page.store.lastID / 2)))
         benchmark.startMeasurement()
+        let started = ContinuousClock.now
         let result = try page.store.page(after: after, limit: 1_000, filter: LogFilter(type: "task.completed"))
-        benchmark.stopMeasurement()
+        pageWindow.stop(benchmark, since: started)
         if result.events.count != 1_000 { benchmark.error("page(after: \(after)) returned \(result.events.count) events") }
         blackHole(result)
     } setup: {
@@ -174,13 +220,18 @@ let queryForms: [(name: String, text: @Sendable (DAGPicks) -> String)] = [
 func registerQueryBenchmarks() {
     for form in queryForms {
         let fixture = DAGFixture()
+        let window = LatencyWindow()
         var text = ""
         Benchmark(
             form.name,
             configuration: .init(
-                metrics: commonMetrics, maxDuration: .seconds(2), maxIterations: 10_000, thresholds: Tolerance.common)
-        ) { _ in
-            blackHole(try Executor.run(text, store: fixture.store))
+                metrics: commonMetrics, maxDuration: .seconds(3), maxIterations: 100_000, thresholds: Tolerance.common)
+        ) { benchmark in
+            benchmark.startMeasurement()
+            let started = ContinuousClock.now
+            let result = try Executor.run(text, store: fixture.store)
+            window.stop(benchmark, since: started)
+            blackHole(result)
         } setup: {
             try await fixture.setUp()
             text = form.text(fixture.picks)

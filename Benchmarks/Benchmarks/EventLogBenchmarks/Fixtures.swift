@@ -10,7 +10,7 @@ import LineageQuery
 /// `dag-<parent pid>-<executable mtime>/`, and the later ones (same parent process, same binary)
 /// open that directory read-only. A finished store is marked by its `picks.json`. Directories
 /// left by runs whose process is gone are removed at the next setup; the one of the last run stays
-/// until then (about 60 MB for 100k events).
+/// until then (about 9 MB for 100k events).
 enum BenchDirectories {
     static let root: String = {
         let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"

@@ -10,7 +10,7 @@ import EventLog
 /// cross-job parent), and about 5% of task starts take a second cross-job parent. Every
 /// `checkpointEvery` events a checkpoint merges the previous checkpoint with the artifacts of the
 /// runs finished since: a backbone like git's mainline, so late events have most of history as
-/// ancestors and early events most of it as descendants. 20 event types; payloads of about 200
+/// ancestors and early events most of it as descendants. 20 event types; payloads of about 150
 /// bytes with an `attempt` integer (1, sometimes 2 or 3).
 ///
 /// Deterministic: the same seed gives the same store, byte for byte apart from commit times
