@@ -93,7 +93,11 @@ final class RocksDB: @unchecked Sendable {
         let cfOptions = rocksdb_options_create_copy(base)!
         let table = rocksdb_block_based_options_create()!
         rocksdb_block_based_options_set_block_cache(table, cache)
-        rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 1)
+        // Index and filter blocks stay with their table readers (about 1.3 bytes per key, outside
+        // the cache) instead of competing in the LRU block cache: a large SST's filter block is
+        // bigger than one cache shard (64 MiB / 64 shards), so it was evicted at once and re-read
+        // on every lookup. That made a 10M-event import spend 95% of its time re-reading filters.
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 0)
         if spec.bloomFilter {
             rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom(10))
         }
