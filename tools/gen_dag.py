@@ -34,7 +34,7 @@ NOTES = ["cache.hit", "cache.miss", "log.note", "heartbeat", "timer.fired", "sig
 WORKERS = [f"worker-{i:02d}" for i in range(24)]
 
 
-def job_events(rng, job, trigger):
+def job_events(rng, trigger):
     """Yields (type, parents, cross) for one run; parents are indexes into the run's own events
     (-1: the trigger from another run); cross asks the caller for one more parent from a recent
     event of another run."""
@@ -100,7 +100,7 @@ def generate(events, jobs, seed, out, progress, checkpoint_every):
                     trigger = recent[rng.randrange(len(recent))]
                 else:
                     trigger = None
-                active.append([job_events(rng, name, trigger), name, [], trigger])
+                active.append([job_events(rng, trigger), name, [], trigger])
             slot = rng.randrange(len(active))
             run = active[slot]
             try:

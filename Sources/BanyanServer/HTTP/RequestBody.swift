@@ -45,6 +45,15 @@ enum RequestBody {
         return s
     }
 
+    /// An optional integer member (null counts as absent) that must lie in `range`.
+    static func integer(_ object: JSONValue, _ name: String, field: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let value = object[name], !value.isNull else { return nil }
+        guard let n = value.int64Value, n >= range.lowerBound, n <= range.upperBound else {
+            throw APIError.invalid("\(field) must be an integer in \(range.lowerBound)...\(range.upperBound)", field: field)
+        }
+        return Int(n)
+    }
+
     /// An optional array of non-negative integer ids (null counts as absent), at most `countMax`.
     static func ids(_ object: JSONValue, _ name: String, countMax: Int) throws -> [EventID]? {
         guard let value = object[name], !value.isNull else { return nil }

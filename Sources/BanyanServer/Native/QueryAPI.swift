@@ -23,7 +23,7 @@ struct QueryAPI: Sendable {
         guard let text = try RequestBody.string(object, "query"), !text.isEmpty else {
             throw APIError.invalid("query is required", field: "query")
         }
-        let pageSize = try Self.integer(object, "page_size", field: "page_size", in: 1...store.limits.readEventsMax) ?? 100
+        let pageSize = try RequestBody.integer(object, "page_size", field: "page_size", in: 1...store.limits.readEventsMax) ?? 100
         let budget = try budget(object["budget"])
         var include = Set<String>()
         for item in object["include"]?.arrayValue ?? [] {
@@ -74,23 +74,14 @@ struct QueryAPI: Sendable {
             throw APIError.invalid("unknown budget field \"\(member.key)\"; known: nodes_max, time_max_ms", field: "budget.\(member.key)")
         }
         let ceiling = config.queryBudgetMax
-        if let n = try Self.integer(value, "nodes_max", field: "budget.nodes_max", in: 1...ceiling.nodesMax) {
+        if let n = try RequestBody.integer(value, "nodes_max", field: "budget.nodes_max", in: 1...ceiling.nodesMax) {
             budget.nodesMax = n
         }
         let msMax = Int(ceiling.timeMax.components.seconds * 1_000 + ceiling.timeMax.components.attoseconds / 1_000_000_000_000_000)
-        if let ms = try Self.integer(value, "time_max_ms", field: "budget.time_max_ms", in: 1...max(1, msMax)) {
+        if let ms = try RequestBody.integer(value, "time_max_ms", field: "budget.time_max_ms", in: 1...max(1, msMax)) {
             budget.timeMax = .milliseconds(ms)
         }
         return budget
-    }
-
-    /// An optional integer member (null counts as absent) that must lie in `range`.
-    static func integer(_ object: JSONValue, _ name: String, field: String, in range: ClosedRange<Int>) throws -> Int? {
-        guard let value = object[name], !value.isNull else { return nil }
-        guard let n = value.int64Value, n >= range.lowerBound, n <= range.upperBound else {
-            throw APIError.invalid("\(field) must be an integer in \(range.lowerBound)...\(range.upperBound)", field: field)
-        }
-        return Int(n)
     }
 
     private func cursor(_ raw: String?) throws -> (EventID?, Int) {

@@ -65,24 +65,10 @@ private struct BatchReader {
                 if r.i < n && buffer[r.i] == JSONByte.closeBracket {
                     r.i += 1
                 } else {
-                    while true {
+                    repeat {
                         guard count < limits.batchEventsMax else { return .failure(tooLarge) }
                         try event(&r, depth: 1)
-                        r.skipWhitespace()
-                        guard r.i < n else { throw JSONError(offset: r.i, reason: "unexpected end of input, expected ',' or ']'") }
-                        if buffer[r.i] == JSONByte.comma {
-                            let comma = r.i
-                            r.i += 1
-                            r.skipWhitespace()
-                            if r.i < n && buffer[r.i] == JSONByte.closeBracket { throw JSONError(offset: comma, reason: "trailing comma") }
-                            continue
-                        }
-                        guard buffer[r.i] == JSONByte.closeBracket else {
-                            throw JSONError(offset: r.i, reason: "unexpected \(JSONError.describe(buffer[r.i])), expected ',' or ']'")
-                        }
-                        r.i += 1
-                        break
-                    }
+                    } while try r.separatorOrClose(JSONByte.closeBracket)
                 }
             case "object":
                 try event(&r, depth: 0)
@@ -167,7 +153,7 @@ private struct BatchReader {
         if r.i < n && r.input[r.i] == JSONByte.closeBrace {
             r.i += 1
         } else {
-            members: while true {
+            repeat {
                 let keyStart = r.i
                 let name = try r.parseKey()
                 guard claimed.claim(name) else {
@@ -208,7 +194,7 @@ private struct BatchReader {
                         r.i += 1
                         break
                     }
-                    while true {
+                    repeat {
                         entries += 1
                         let found = r.peekTypeName() ?? "nothing"
                         if ids && found == "number" {
@@ -224,21 +210,7 @@ private struct BatchReader {
                             try r.transcodeValue(into: &discard, depth: depth + 2)
                             fail(name, "\(name) must hold \(element), found \(found)", &self)
                         }
-                        r.skipWhitespace()
-                        guard r.i < n else { throw JSONError(offset: r.i, reason: "unexpected end of input, expected ',' or ']'") }
-                        if r.input[r.i] == JSONByte.comma {
-                            let comma = r.i
-                            r.i += 1
-                            r.skipWhitespace()
-                            if r.i < n && r.input[r.i] == JSONByte.closeBracket { throw JSONError(offset: comma, reason: "trailing comma") }
-                            continue
-                        }
-                        guard r.input[r.i] == JSONByte.closeBracket else {
-                            throw JSONError(offset: r.i, reason: "unexpected \(JSONError.describe(r.input[r.i])), expected ',' or ']'")
-                        }
-                        r.i += 1
-                        break
-                    }
+                    } while try r.separatorOrClose(JSONByte.closeBracket)
                     if entries > limits.parentsPerEventMax {
                         fail(name, "\(entries) entries, more than parentsPerEventMax \(limits.parentsPerEventMax)", &self)
                     }
@@ -252,21 +224,7 @@ private struct BatchReader {
                     fail(name, "unknown field \"\(name)\"", &self)
                 }
                 discard.bytes.removeAll(keepingCapacity: true)
-                r.skipWhitespace()
-                guard r.i < n else { throw JSONError(offset: r.i, reason: "unexpected end of input, expected ',' or '}'") }
-                if r.input[r.i] == JSONByte.comma {
-                    let comma = r.i
-                    r.i += 1
-                    r.skipWhitespace()
-                    if r.i < n && r.input[r.i] == JSONByte.closeBrace { throw JSONError(offset: comma, reason: "trailing comma") }
-                    continue members
-                }
-                guard r.input[r.i] == JSONByte.closeBrace else {
-                    throw JSONError(offset: r.i, reason: "unexpected \(JSONError.describe(r.input[r.i])), expected ',' or '}'")
-                }
-                r.i += 1
-                break members
-            }
+            } while try r.separatorOrClose(JSONByte.closeBrace)
         }
         guard let type else {
             fail("type", "type is required", &self)

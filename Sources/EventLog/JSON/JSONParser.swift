@@ -149,23 +149,12 @@ struct JSONReader {
                     return value
                 }
                 let isObject = stack[top].isObject
-                let close = isObject ? JSONByte.closeBrace : JSONByte.closeBracket
-                guard i < n else {
-                    throw JSONError(offset: i, reason: "unexpected end of input, expected ',' or '\(Character(Unicode.Scalar(close)))'")
-                }
                 if isObject {
                     stack[top].members.append(JSONMember(key: stack[top].key, value: value))
                 } else {
                     stack[top].elements.append(value)
                 }
-                let c = input[i]
-                if c == JSONByte.comma {
-                    let comma = i
-                    i += 1
-                    skipWhitespace()
-                    if i < n && input[i] == close {
-                        throw JSONError(offset: comma, reason: "trailing comma")
-                    }
+                if try separatorOrClose(isObject ? JSONByte.closeBrace : JSONByte.closeBracket) {
                     if isObject {
                         let keyStart = i
                         let key = try parseKey()
@@ -176,15 +165,34 @@ struct JSONReader {
                     }
                     continue parseValue
                 }
-                guard c == close else {
-                    let expected = isObject ? "',' or '}'" : "',' or ']'"
-                    throw JSONError(offset: i, reason: "unexpected \(JSONError.describe(c)), expected \(expected)")
-                }
-                i += 1
                 let frame = stack.removeLast()
                 value = isObject ? .object(frame.members) : .array(frame.elements)
             }
         }
+    }
+
+    /// After an array element or object member: consumes a ',' and returns true (another one
+    /// follows; a trailing comma is an error), or consumes `close` and returns false.
+    mutating func separatorOrClose(_ close: UInt8) throws(JSONError) -> Bool {
+        let n = input.count
+        skipWhitespace()
+        guard i < n else {
+            throw JSONError(offset: i, reason: "unexpected end of input, expected ',' or '\(Character(Unicode.Scalar(close)))'")
+        }
+        let c = input[i]
+        if c == JSONByte.comma {
+            let comma = i
+            i += 1
+            skipWhitespace()
+            if i < n && input[i] == close { throw JSONError(offset: comma, reason: "trailing comma") }
+            return true
+        }
+        guard c == close else {
+            let expected = close == JSONByte.closeBrace ? "',' or '}'" : "',' or ']'"
+            throw JSONError(offset: i, reason: "unexpected \(JSONError.describe(c)), expected \(expected)")
+        }
+        i += 1
+        return false
     }
 
     func checkDepth(_ depth: Int) throws(JSONError) {

@@ -79,15 +79,7 @@ extension JSONReader {
                 guard let top = stack.indices.last else { return }
                 let isObject = stack[top].isObject
                 let close = isObject ? JSONByte.closeBrace : JSONByte.closeBracket
-                guard i < n else {
-                    throw JSONError(offset: i, reason: "unexpected end of input, expected ',' or '\(Character(Unicode.Scalar(close)))'")
-                }
-                let c = input[i]
-                if c == JSONByte.comma {
-                    let comma = i
-                    i += 1
-                    skipWhitespace()
-                    if i < n && input[i] == close { throw JSONError(offset: comma, reason: "trailing comma") }
+                if try separatorOrClose(close) {
                     w.bytes.append(JSONByte.comma)
                     if isObject {
                         let keyStart = i
@@ -100,11 +92,6 @@ extension JSONReader {
                     }
                     continue parseValue
                 }
-                guard c == close else {
-                    let expected = isObject ? "',' or '}'" : "',' or ']'"
-                    throw JSONError(offset: i, reason: "unexpected \(JSONError.describe(c)), expected \(expected)")
-                }
-                i += 1
                 w.bytes.append(close)
                 stack.removeLast()
             }

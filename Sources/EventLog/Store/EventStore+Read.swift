@@ -106,15 +106,7 @@ extension EventStore {
     /// Parent ids of `id` in the event's own order; nil if the event does not exist.
     public func parents(of id: EventID) throws(LogError) -> [EventID]? {
         guard id >= 1, id <= lastID else { return nil }
-        return parentIDs(id)
-    }
-
-    /// Parents of an existing `id`.
-    func parentIDs(_ id: EventID) -> [EventID] { index.parents(of: id) }
-
-    /// Children of an existing `id` up to `last`, ascending, at most `limit`.
-    func childIDs(_ id: EventID, upTo last: EventID, limit: Int) -> [EventID] {
-        index.children(of: id, upTo: last, limit: limit)
+        return index.parents(of: id)
     }
 
     /// Child ids of `id`, ascending (= append order), up to `upTo` (default: the last committed
@@ -124,7 +116,7 @@ extension EventStore {
         let last = min(upTo ?? lastID, lastID)
         guard id >= 1, id <= last else { return nil }
         let bound = limit ?? limits.listIDsMax
-        let ids = childIDs(id, upTo: last, limit: bound == Int.max ? bound : bound + 1)
+        let ids = index.children(of: id, upTo: last, limit: bound == Int.max ? bound : bound + 1)
         guard ids.count <= bound else {
             throw LogError(.limitExceeded, "event \(id) has more than \(bound) children (listIDsMax)")
         }

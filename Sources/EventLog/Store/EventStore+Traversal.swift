@@ -11,7 +11,7 @@ extension EventStore {
         var frontier: [EventID] = [id]
         var found: [EventID] = []
         while let next = frontier.popLast() {
-            for parent in parentIDs(next) where visited.insert(parent) {
+            for parent in index.parents(of: next) where visited.insert(parent) {
                 found.append(parent)
                 guard found.count <= budget else {
                     throw LogError(.limitExceeded, "ancestors of \(id) exceed the node budget of \(budget)")
@@ -33,7 +33,7 @@ extension EventStore {
         var frontier: [EventID] = [id]
         var found: [EventID] = []
         while let next = frontier.popLast() {
-            let children = childIDs(next, upTo: last, limit: Int.max)
+            let children = index.children(of: next, upTo: last)
             for child in children where child <= last && visited.insert(child) {
                 found.append(child)
                 guard found.count <= budget else {
@@ -58,7 +58,7 @@ extension EventStore {
         var roots: [EventID] = []
         var count = 1
         while let next = frontier.popLast() {
-            let parents = parentIDs(next)
+            let parents = index.parents(of: next)
             if parents.isEmpty { roots.append(next) }
             for parent in parents where visited.insert(parent) {
                 count += 1
