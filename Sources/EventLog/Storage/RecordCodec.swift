@@ -28,6 +28,14 @@ enum RecordCodec {
 
     static func encode(_ event: Event) -> [UInt8] {
         var w = ByteWriter(capacity: 48 + event.type.utf8.count + (event.payload?.count ?? 0) + (event.message?.utf8.count ?? 0))
+        encode(event, into: &w)
+        return w.bytes
+    }
+
+    /// Encodes into `w`, replacing what it held but keeping its capacity: the writer reuses one
+    /// buffer for every record rather than allocating one per event.
+    static func encode(_ event: Event, into w: inout ByteWriter) {
+        w.bytes.removeAll(keepingCapacity: true)
         w.bytes.append(version)
         var flags: UInt8 = 0
         if event.key != nil { flags |= Flag.key }
@@ -45,7 +53,6 @@ enum RecordCodec {
         if let payload = event.payload { w.putBytes(payload) }
         let crc = checksum(id: event.id, w.bytes[...])
         w.putBE32(crc)
-        return w.bytes
     }
 
     static func decode(id: EventID, _ bytes: [UInt8]) throws(StorageError) -> Event {
@@ -91,9 +98,7 @@ enum RecordCodec {
     }
 
     static func checksum(id: EventID, _ body: ArraySlice<UInt8>) -> UInt32 {
-        var idBytes = ByteWriter(capacity: 8)
-        idBytes.putBE64(id)
-        return CRC32C.update(CRC32C.checksum(idBytes.bytes), body)
+        withUnsafeBytes(of: id.bigEndian) { CRC32C.update(CRC32C.update(0, $0), body) }
     }
 
     static func putParents(_ w: inout ByteWriter, id: EventID, _ parents: [EventID]) {

@@ -101,22 +101,26 @@ extension Writer {
         guard id <= EventID(LogIndex.capacity), stage.meta.edges + UInt64(event.parents.count) <= UInt64(LogIndex.capacity) else {
             throw LogError(.limitExceeded, "the store holds the most events and links one store can (\(LogIndex.capacity) each)")
         }
-        let idKey = KeySpace.id(id)
-        let record = RecordCodec.encode(event)
+        RecordCodec.encode(event, into: &recordBuffer)
         let batch = stage.batch
-        batch.put(storage.cf(.log), idKey, record)
+        let logFamily = storage.cf(.log), keysFamily = storage.cf(.keys)
+        withUnsafeBytes(of: id.bigEndian) { idKey in
+            recordBuffer.bytes.withUnsafeBytes { batch.put(logFamily, idKey, $0) }
+            if var key = event.key {
+                key.withUTF8 { batch.put(keysFamily, UnsafeRawBufferPointer($0), idKey) }
+            }
+        }
         let type = try dictionaryID(.type, event.type, &stage)
         var stream: UInt32 = 0
         if let name = event.stream { stream = try dictionaryID(.stream, name, &stage) }
         stage.entries.append(IndexBlock.Entry(type: type, stream: stream, parents: event.parents))
         if let key = event.key {
-            batch.put(storage.cf(.keys), Array(key.utf8), idKey)
             stage.keyed[key] = event
             stage.mark.keys.append(key)
         }
         stage.lastID = id
         stage.meta.edges += UInt64(event.parents.count)
-        stage.segment.add(id: id, timeUnixNano: event.timeUnixNano, record: record)
+        stage.segment.add(id: id, timeUnixNano: event.timeUnixNano, record: recordBuffer.bytes)
         if stage.segment.isFull(limits) {
             let sealed = stage.segment.sealed()
             batch.put(storage.cf(.meta), MetaKey.segment(sealed.first), sealed.encoded())

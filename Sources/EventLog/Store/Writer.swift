@@ -35,6 +35,9 @@ final class Writer: @unchecked Sendable {
     private(set) var lastID: EventID
     private(set) var meta: StoreMeta
     private(set) var segment: OpenSegment
+    private let batch = RocksWriteBatch()
+    /// Each staged record is encoded here, then copied into the batch.
+    var recordBuffer = ByteWriter(capacity: 4_096)
     private var typeIDs: [String: UInt32] = [:]
     private var streamIDs: [String: UInt32] = [:]
     /// When the oldest write not yet fsynced happened (nil: everything written is durable).
@@ -172,7 +175,8 @@ final class Writer: @unchecked Sendable {
 
     private func commit(_ group: [Pending]) {
         let groupStart = lastID
-        var stage = GroupStage(lastID: lastID, meta: meta, segment: segment, timeUnixNano: now())
+        batch.clear()
+        var stage = GroupStage(batch: batch, lastID: lastID, meta: meta, segment: segment, timeUnixNano: now())
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)
         for pending in group {

@@ -15,15 +15,14 @@ final class RocksWriteBatch {
     }
 
     func put(_ cf: RocksDB.Family, _ key: [UInt8], _ value: [UInt8]) {
-        key.withUnsafeBufferPointer { k in
-            value.withUnsafeBufferPointer { v in
-                k.withMemoryRebound(to: CChar.self) { kc in
-                    v.withMemoryRebound(to: CChar.self) { vc in
-                        rocksdb_writebatch_put_cf(handle, cf.handle, kc.baseAddress, kc.count, vc.baseAddress, vc.count)
-                    }
-                }
-            }
-        }
+        key.withUnsafeBytes { k in value.withUnsafeBytes { v in put(cf, k, v) } }
+    }
+
+    /// Copies both into the batch, so they need not outlive the call.
+    func put(_ cf: RocksDB.Family, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
+        rocksdb_writebatch_put_cf(
+            handle, cf.handle, key.baseAddress?.assumingMemoryBound(to: CChar.self), key.count,
+            value.baseAddress?.assumingMemoryBound(to: CChar.self), value.count)
     }
 
     func delete(_ cf: RocksDB.Family, _ key: [UInt8]) {
