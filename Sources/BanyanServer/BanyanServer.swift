@@ -1,7 +1,6 @@
 import EventLog
 import Hummingbird
 import NIOCore
-import NIOPosix
 import Logging
 import ServiceLifecycle
 
@@ -41,14 +40,6 @@ public struct BanyanServer: Sendable {
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
-    }
-
-    /// Makes NIO's event loops run every Swift concurrency job of this process, so a request's
-    /// handler resumes on the loop that owns its connection instead of hopping to the cooperative
-    /// pool and back. Call once, first thing, in a process that only serves.
-    @discardableResult
-    public static func runTasksOnEventLoops() -> Bool {
-        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
 
     /// Serves until a shutdown signal.

@@ -31,7 +31,6 @@ extension Banyan {
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
         func run() async throws {
-            if ProcessInfo.processInfo.environment["BANYAN_EL"] != nil { BanyanServer.runTasksOnEventLoops() }
             try await Banyan.reportingErrors {
                 var logger = Logger(label: "banyan")
                 logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
