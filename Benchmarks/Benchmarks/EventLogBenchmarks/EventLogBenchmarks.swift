@@ -88,6 +88,7 @@ final class LatencyWindow: @unchecked Sendable {
 
 let benchmarks: @Sendable () -> Void = {
     registerAppendBenchmarks()
+    registerFillSeqBenchmarks()
     registerReadBenchmarks()
     registerQueryBenchmarks()
 }
@@ -116,6 +117,38 @@ func registerAppendBenchmarks() {
             } teardown: {
                 fixture.tearDown()
             }
+        }
+    }
+}
+
+/// `Append.fillseq.*`: db_bench's fillseq shape, for `tools/append_vs_dbbench.sh`. Each iteration
+/// opens an empty store, appends `fillSeqEvents` events in client batches of 1,000 one after the
+/// other, and reports events / total time, flushes and stalls included, as db_bench reports
+/// operations / total time for the same number of keys.
+let fillSeqEvents = 500_000
+
+func registerFillSeqBenchmarks() {
+    for durability in [Durability.group, .never] {
+        let fixture = AppendFixture(batchSize: 1_000, durability: durability)
+        Benchmark(
+            "Append.fillseq.\(durability.rawValue)",
+            configuration: .init(
+                metrics: [.wallClock, eventsPerSecond], warmupIterations: 1,
+                maxDuration: .seconds(60), maxIterations: 5, thresholds: [eventsPerSecond: Tolerance.rate])
+        ) { benchmark in
+            try await fixture.openFreshStore()
+            let batches = fixture.sequentialBatches(events: fillSeqEvents)
+            benchmark.startMeasurement()
+            let started = ContinuousClock.now
+            for batch in batches { try await fixture.store.append(batch) }
+            let elapsed = ContinuousClock.now - started
+            benchmark.stopMeasurement()
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            benchmark.measurement(eventsPerSecond, Int((Double(fillSeqEvents) / seconds).rounded()))
+        } setup: {
+            try await fixture.setUp()
+        } teardown: {
+            fixture.tearDown()
         }
     }
 }

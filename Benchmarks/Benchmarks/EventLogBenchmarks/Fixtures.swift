@@ -200,13 +200,7 @@ final class AppendFixture: @unchecked Sendable {
     }
 
     func setUp() async throws {
-        try BenchDirectories.ensureRoot()
-        BenchDirectories.removeStale()
-        directory = "\(BenchDirectories.root)/append-\(getpid())-b\(batchSize)-\(durability.rawValue)"
-        try? FileManager.default.removeItem(atPath: directory)
-        var options = StoreOptions()
-        options.durability = durability
-        store = try await EventStore.open(at: directory, options: options)
+        try await openFreshStore()
         // Requests are built once; an iteration only copies them and sets parents, outside the
         // measured region.
         templates = (0..<4_096).map { i in
@@ -223,6 +217,51 @@ final class AppendFixture: @unchecked Sendable {
             ])
             return AppendRequest(type: Self.types[i % Self.types.count], stream: "job_events:" + job, payload: payload)
         }
+    }
+
+    /// Closes the store (if open) and opens an empty one in a fresh directory.
+    func openFreshStore() async throws {
+        closeAndRemoveStore()
+        try BenchDirectories.ensureRoot()
+        BenchDirectories.removeStale()
+        directory = "\(BenchDirectories.root)/append-\(getpid())-b\(batchSize)-\(durability.rawValue)"
+        try? FileManager.default.removeItem(atPath: directory)
+        var options = StoreOptions()
+        options.durability = durability
+        store = try await EventStore.open(at: directory, options: options)
+    }
+
+    /// `events` events in client batches of `batchSize`, for appending one after the other from
+    /// the current last id: parents are picked among the 64 ids before each event, which are known
+    /// in advance because ids are dense.
+    func sequentialBatches(events: Int) -> [[AppendRequest]] {
+        var next = store.lastID + 1
+        var batches: [[AppendRequest]] = []
+        batches.reserveCapacity(events / batchSize + 1)
+        var remaining = events
+        while remaining > 0 {
+            let count = min(batchSize, remaining)
+            var batch: [AppendRequest] = []
+            batch.reserveCapacity(count)
+            for _ in 0..<count {
+                var request = templates[cursor & 4_095]
+                cursor += 1
+                let window = Int(min(next - 1, 64))
+                if window > 0 {
+                    let first = next - 1 - EventID(rng.int(0...(window - 1)))
+                    request.parents = [first]
+                    if window > 1, rng.double() < 0.5 {
+                        let second = next - 1 - EventID(rng.int(0...(window - 1)))
+                        if second != first { request.parents.append(second) }
+                    }
+                }
+                batch.append(request)
+                next += 1
+            }
+            batches.append(batch)
+            remaining -= count
+        }
+        return batches
     }
 
     /// The next client batch: `batchSize` events, each with one or two parents among the 64 most
@@ -250,6 +289,10 @@ final class AppendFixture: @unchecked Sendable {
     var payloadBytes: Int { templates.first.map { $0.payload?.count ?? 0 } ?? 0 }
 
     func tearDown() {
+        closeAndRemoveStore()
+    }
+
+    private func closeAndRemoveStore() {
         store?.close()
         store = nil
         if !directory.isEmpty { try? FileManager.default.removeItem(atPath: directory) }

@@ -25,7 +25,8 @@ enum KeySpace {
 
         var options: RocksDB.FamilyOptions {
             switch self {
-            case .log, .keys: .init(name: name, compression: .zstd, bloomFilter: true)
+            case .log: .init(name: name, compression: .zstd, bloomFilter: true, ascendingKeys: true)
+            case .keys: .init(name: name, compression: .zstd, bloomFilter: true)
             case .index: .init(name: name, compression: .zstd, bloomFilter: false)
             case .meta: .init(name: name, compression: .lz4, bloomFilter: false)
             }
