@@ -89,6 +89,7 @@ final class LatencyWindow: @unchecked Sendable {
 let benchmarks: @Sendable () -> Void = {
     registerAppendBenchmarks()
     registerFillSeqBenchmarks()
+    registerDecodeBenchmarks()
     registerReadBenchmarks()
     registerQueryBenchmarks()
 }
@@ -150,6 +151,38 @@ func registerFillSeqBenchmarks() {
         } teardown: {
             fixture.tearDown()
         }
+    }
+}
+
+/// `Decode.batch1000`: the request-side half of HTTP ingest, one `POST /v1/events` body of 1,000
+/// events (the append fixture's events, about 250 bytes each, with parents) decoded by the
+/// streaming batch decoder, payloads re-serialised.
+func registerDecodeBenchmarks() {
+    let fixture = AppendFixture(batchSize: 1_000, durability: .never)
+    var body: [UInt8] = []
+    let window = LatencyWindow()
+    Benchmark(
+        "Decode.batch1000",
+        configuration: .init(
+            metrics: commonMetrics + [eventsPerSecond], warmupIterations: 5,
+            maxDuration: .seconds(3), maxIterations: 20_000, thresholds: Tolerance.common)
+    ) { benchmark in
+        benchmark.startMeasurement()
+        let started = ContinuousClock.now
+        let events = try AppendRequest.decodeBatch(body, ndjson: false, limits: Limits())
+        let nanos = window.stop(benchmark, since: started)
+        precondition(events.count == 1_000)
+        benchmark.measurement(eventsPerSecond, Int((1_000 * 1e9 / max(nanos, 1)).rounded()))
+    } setup: {
+        try await fixture.setUp()
+        var text = "["
+        for (k, request) in fixture.templates.prefix(1_000).enumerated() {
+            if k > 0 { text += "," }
+            let payload = String(decoding: request.payload ?? [], as: UTF8.self)
+            text += "{\"type\":\"\(request.type)\",\"parents\":[\(k + 1),\(k / 2 + 1)],\"stream\":\"\(request.stream ?? "")\",\"payload\":\(payload)}"
+        }
+        body = Array((text + "]").utf8)
+        fixture.tearDown()
     }
 }
 

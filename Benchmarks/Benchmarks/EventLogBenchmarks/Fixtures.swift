@@ -185,7 +185,7 @@ final class AppendFixture: @unchecked Sendable {
     let durability: Durability
     private(set) var store: EventStore!
     private var directory = ""
-    private var templates: [AppendRequest] = []
+    private(set) var templates: [AppendRequest] = []
     private var cursor = 0
     private var rng = SplitMix64(seed: 42)
 

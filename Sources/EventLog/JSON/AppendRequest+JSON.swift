@@ -50,6 +50,8 @@ private struct BatchReader {
     var firstError: AppendBatchError?
     /// Where refused values are re-serialised (to check their syntax) and dropped.
     var discard = JSONWriter(capacity: 256)
+    /// The member names of the event being read, reused from event to event.
+    var eventKeys = KeyClaims()
 
     init(limits: Limits) { self.limits = limits }
 
@@ -148,7 +150,7 @@ private struct BatchReader {
         var stream: String?
         var message: String?
         var payload: [UInt8]?
-        var claimed = KeyClaims()
+        eventKeys.reset()
         let n = r.input.count
         if r.i < n && r.input[r.i] == JSONByte.closeBrace {
             r.i += 1
@@ -156,7 +158,7 @@ private struct BatchReader {
             repeat {
                 let keyStart = r.i
                 let name = try r.parseKey()
-                guard claimed.claim(name) else {
+                guard eventKeys.claim(name) else {
                     throw JSONError(offset: keyStart, reason: "duplicate key \(JSONReader.quoteForMessage(name))")
                 }
                 switch name {

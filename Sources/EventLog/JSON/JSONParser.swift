@@ -82,6 +82,9 @@ struct JSONReader {
     var i = 0
     /// Reused across strings so escaped strings cost one allocation per document, not per string.
     var scratch: [UInt8] = []
+    /// `transcodeValue`'s open containers and per-level object keys, reused across values.
+    var openContainers: [Bool] = []
+    var claimPool: [KeyClaims] = []
 
     init(input: UnsafeBufferPointer<UInt8>, depthMax: Int) {
         self.input = input
@@ -323,6 +326,34 @@ extension JSONReader {
             }
         }
         throw JSONError(offset: open, reason: "unterminated string")
+    }
+
+    /// Writes the string at `i` to `w` exactly as `w.writeString(try parseString())` would, without
+    /// making a `String`: a string with no escape is already in the writer's form (its UTF-8
+    /// validated, no quote, backslash or control character inside), so its bytes are copied as
+    /// they are, quotes included. A string with an escape, or an error, takes the general path.
+    mutating func transcodeString(into w: inout JSONWriter) throws(JSONError) {
+        let n = input.count
+        let open = i
+        var k = i + 1
+        while k < n {
+            let c = input[k]
+            if c == JSONByte.quote {
+                w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: input[open...k]))
+                i = k + 1
+                return
+            } else if c == JSONByte.backslash || c < 0x20 {
+                break
+            } else if c < 0x80 {
+                k += 1
+            } else {
+                i = k
+                try skipUTF8Sequence()
+                k = i
+            }
+        }
+        i = open
+        w.writeString(try parseString())
     }
 
     /// Decodes the escape at `i` (a backslash) into `scratch`.

@@ -25,8 +25,12 @@ extension JSONReader {
 
     /// Reads one value at `i` (nested at most `depthMax - depth` further levels) and writes it compactly.
     mutating func transcodeValue(into w: inout JSONWriter, depth: Int) throws(JSONError) {
-        // Open containers: whether each is an object, and the keys seen so far in it.
-        var stack: [(isObject: Bool, keys: KeyClaims)] = []
+        // Open containers: whether each is an object; the keys seen so far in the object at level
+        // k are in claimPool[k]. Both belong to the reader, so a batch of events allocates them
+        // once rather than per payload and per object.
+        var stack = openContainers
+        stack.removeAll(keepingCapacity: true)
+        defer { openContainers = stack }
         let n = input.count
         parseValue: while true {
             guard i < n else { throw JSONError(offset: i, reason: "unexpected end of input, expected a value") }
@@ -47,16 +51,16 @@ extension JSONReader {
                         let key = try parseKey()
                         w.writeString(key)
                         w.bytes.append(JSONByte.colon)
-                        var keys = KeyClaims()
-                        _ = keys.claim(key)
-                        stack.append((true, keys))
-                    } else {
-                        stack.append((false, KeyClaims()))
+                        let level = stack.count
+                        while claimPool.count <= level { claimPool.append(KeyClaims()) }
+                        claimPool[level].reset()
+                        _ = claimPool[level].claim(key)
                     }
+                    stack.append(isObject)
                     continue parseValue
                 }
             case JSONByte.quote:
-                w.writeString(try parseString())
+                try transcodeString(into: &w)
             case UInt8(ascii: "t"):
                 try expectLiteral("true")
                 w.writeBool(true)
@@ -77,14 +81,14 @@ extension JSONReader {
             while true {
                 skipWhitespace()
                 guard let top = stack.indices.last else { return }
-                let isObject = stack[top].isObject
+                let isObject = stack[top]
                 let close = isObject ? JSONByte.closeBrace : JSONByte.closeBracket
                 if try separatorOrClose(close) {
                     w.bytes.append(JSONByte.comma)
                     if isObject {
                         let keyStart = i
                         let key = try parseKey()
-                        guard stack[top].keys.claim(key) else {
+                        guard claimPool[top].claim(key) else {
                             throw JSONError(offset: keyStart, reason: "duplicate key \(Self.quoteForMessage(key))")
                         }
                         w.writeString(key)
@@ -104,6 +108,12 @@ extension JSONReader {
 struct KeyClaims {
     private var keys: [String] = []
     private var index: Set<String>?
+
+    /// Forgets every key, keeping the storage for the next object.
+    mutating func reset() {
+        keys.removeAll(keepingCapacity: true)
+        index = nil
+    }
 
     /// Returns false if `key` was already claimed.
     mutating func claim(_ key: String) -> Bool {
