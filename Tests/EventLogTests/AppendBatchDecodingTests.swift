@@ -70,6 +70,47 @@ struct AppendBatchDecodingTests {
         }
     }
 
+    /// Payload keys are copied and compared as raw bytes when unescaped: a key must still clash
+    /// with its escaped spelling, past the 16 keys of the linear scan too, at any nesting level,
+    /// and a valid payload must come out as the tree parser serialises it.
+    @Test func payloadKeysAreCheckedAndCopiedAsTheTreeParserDoes() throws {
+        func body(_ payload: [UInt8]) -> [UInt8] { Array(#"[{"type":"t","payload":"#.utf8) + payload + Array("}]".utf8) }
+        func decode(_ payload: [UInt8]) throws -> [UInt8]? {
+            try AppendRequest.decodeBatch(body(payload), ndjson: false, limits: Limits()).first?.payload
+        }
+        let many = (0..<20).map { #""k\#($0)":\#($0)"# }
+        let valid: [String] = [
+            #"{"a":1,"b":{"a":2},"c":[{"a":3,"b":4}]}"#,
+            "{" + many.joined(separator: ",") + "}",
+            #"{ "\u0061b" : 1 , "é" : "x\ny" , "💥":[] , "":0 }"#,
+            #"{"a\"b":1,"a\\b":2,"ab":3}"#,
+        ]
+        for text in valid {
+            let expected = try JSONParser.parse(Array(text.utf8), depthMax: 64).serialized()
+            #expect(try decode(Array(text.utf8)) == expected, "\(text)")
+        }
+        let duplicates: [String] = [
+            #"{"a":1,"a":2}"#,
+            #"{"b":1,"\u0062":2}"#,
+            #"{"\u0062":1,"b":2}"#,
+            #"{"é":1,"\u00e9":2}"#,
+            "{" + many.joined(separator: ",") + #","k3":0}"#,
+            "{" + many.joined(separator: ",") + #","\u006b19":0}"#,
+            #"{"k":{"k":1},"l":[{"k":1,"x":2,"k":3}]}"#,
+        ]
+        for text in duplicates {
+            let error = Self.error(String(decoding: body(Array(text.utf8)), as: UTF8.self))
+            #expect(error?.kind == .syntax && error?.reason.contains("duplicate key") == true, "\(text): \(String(describing: error))")
+        }
+        for (bad, reason) in [
+            (Array(#"{"a" 1}"#.utf8), "expected ':'"), ([0x7B, 0x22, 0xC3, 0x28, 0x22, 0x3A, 0x31, 0x7D], "invalid UTF-8"),
+            ([0x7B, 0x22, 0x61, 0x0A, 0x22, 0x3A, 0x31, 0x7D], "control character"), (Array(#"{"a":1,b:2}"#.utf8), "begin object key"),
+        ] {
+            let error = #expect(throws: AppendBatchError.self) { try decode(bad) }
+            #expect(error?.kind == .syntax && error?.reason.contains(reason) == true, "\(String(describing: error))")
+        }
+    }
+
     @Test func errorsNameKindIndexAndField() {
         var e = Self.error(#"[{"type":"a"},{"type":"b","colour":1}]"#)
         #expect(e?.kind == .invalidEvent && e?.index == 1 && e?.field == "colour")

@@ -356,6 +356,50 @@ extension JSONReader {
         w.writeString(try parseString())
     }
 
+    /// Reads the object key at `i` and the colon after it, writing both as `transcodeValue` writes
+    /// keys (`w.writeString(key)` then ':') and claiming the key in `claimPool[level]`; returns
+    /// false, with the key written, if it was claimed already. An unescaped key is copied and
+    /// compared as raw bytes, without making a `String`; anything else takes `parseKey`'s path.
+    mutating func transcodeKey(into w: inout JSONWriter, level: Int) throws(JSONError) -> Bool {
+        let n = input.count
+        let open = i
+        var claimed: Bool
+        raw: if open < n && input[open] == JSONByte.quote {
+            var k = open + 1
+            while k < n {
+                let c = input[k]
+                if c == JSONByte.quote {
+                    claimed = claimPool[level].claim(UnsafeBufferPointer(rebasing: input[(open + 1)..<k]))
+                    w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: input[open...k]))
+                    i = k + 1
+                    skipWhitespace()
+                    guard i < n else { throw JSONError(offset: i, reason: "unexpected end of input, expected ':'") }
+                    guard input[i] == JSONByte.colon else {
+                        throw JSONError(offset: i, reason: "unexpected \(JSONError.describe(input[i])), expected ':' after object key")
+                    }
+                    i += 1
+                    skipWhitespace()
+                    w.bytes.append(JSONByte.colon)
+                    return claimed
+                } else if c == JSONByte.backslash || c < 0x20 {
+                    break raw
+                } else if c < 0x80 {
+                    k += 1
+                } else {
+                    i = k
+                    try skipUTF8Sequence()
+                    k = i
+                }
+            }
+        }
+        i = open
+        let key = try parseKey()
+        claimed = claimPool[level].claim(key)
+        w.writeString(key)
+        w.bytes.append(JSONByte.colon)
+        return claimed
+    }
+
     /// Decodes the escape at `i` (a backslash) into `scratch`.
     private mutating func parseEscape(stringStart: Int) throws(JSONError) {
         let n = input.count

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Streaming re-serialisation: read one value and write its compact form straight to a
 /// `JSONWriter`, with the parser's rules (strictness, duplicate keys, depth) but without building
 /// a `JSONValue` tree. The output is byte-for-byte what `JSONValue.serialized()` gives for the
@@ -48,13 +54,10 @@ extension JSONReader {
                     w.bytes.append(close)
                 } else {
                     if isObject {
-                        let key = try parseKey()
-                        w.writeString(key)
-                        w.bytes.append(JSONByte.colon)
                         let level = stack.count
                         while claimPool.count <= level { claimPool.append(KeyClaims()) }
                         claimPool[level].reset()
-                        _ = claimPool[level].claim(key)
+                        _ = try transcodeKey(into: &w, level: level)
                     }
                     stack.append(isObject)
                     continue parseValue
@@ -87,12 +90,11 @@ extension JSONReader {
                     w.bytes.append(JSONByte.comma)
                     if isObject {
                         let keyStart = i
-                        let key = try parseKey()
-                        guard claimPool[top].claim(key) else {
+                        guard try transcodeKey(into: &w, level: top) else {
+                            i = keyStart
+                            let key = try parseKey()
                             throw JSONError(offset: keyStart, reason: "duplicate key \(Self.quoteForMessage(key))")
                         }
-                        w.writeString(key)
-                        w.bytes.append(JSONByte.colon)
                     }
                     continue parseValue
                 }
@@ -103,30 +105,55 @@ extension JSONReader {
     }
 }
 
-/// The keys of one object so far, for duplicate detection: a linear scan for the usual handful,
-/// a set once the object grows.
+/// The keys of one object so far, for duplicate detection, as UTF-8 bytes (an escaped key is
+/// compared in its decoded form): a linear scan for the usual handful, a set once the object grows.
+/// `reset()` keeps the storage, so a reused `KeyClaims` allocates nothing per object.
 struct KeyClaims {
-    private var keys: [String] = []
-    private var index: Set<String>?
+    /// The claimed keys' bytes back to back, and where each one ends.
+    private var bytes: [UInt8] = []
+    private var ends: [Int] = []
+    private var index: Set<[UInt8]>?
 
     /// Forgets every key, keeping the storage for the next object.
     mutating func reset() {
-        keys.removeAll(keepingCapacity: true)
+        bytes.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
         index = nil
     }
 
     /// Returns false if `key` was already claimed.
     mutating func claim(_ key: String) -> Bool {
-        if index != nil { return index!.insert(key).inserted }
-        if keys.count < 16 {
-            if keys.contains(key) { return false }
-            keys.append(key)
+        var key = key
+        return key.withUTF8 { claim($0) }
+    }
+
+    /// Returns false if the key with these UTF-8 bytes was already claimed.
+    mutating func claim(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        if index != nil { return index!.insert(Array(key)).inserted }
+        if ends.count < 16 {
+            var start = 0
+            let found = bytes.withUnsafeBufferPointer { all in
+                for end in ends {
+                    defer { start = end }
+                    if end - start == key.count && (key.isEmpty || memcmp(all.baseAddress! + start, key.baseAddress!, key.count) == 0) {
+                        return true
+                    }
+                }
+                return false
+            }
+            if found { return false }
+            bytes.append(contentsOf: key)
+            ends.append(bytes.count)
             return true
         }
-        var set = Set(keys)
-        let inserted = set.insert(key).inserted
+        var set = Set<[UInt8]>(minimumCapacity: 64)
+        var start = 0
+        for end in ends {
+            set.insert(Array(bytes[start..<end]))
+            start = end
+        }
+        let inserted = set.insert(Array(key)).inserted
         index = set
-        keys = []
         return inserted
     }
 }
