@@ -111,6 +111,28 @@ struct AppendRulesTests {
         #expect(report.ok, "\(report.problems)")
     }
 
+    /// A name first used in a rejected batch gives its dictionary id back; the id then goes to
+    /// another name, and the first name, used again later, must get an id of its own.
+    @Test func dictionaryIdsOfARejectedBatchAreReusedWithoutMixingNames() async throws {
+        let t = try await TempStore.make()
+        defer { t.remove() }
+        let s = t.store
+        try await s.append([AppendRequest(type: "seed")])
+        await #expect(throws: LogError.self) {
+            try await s.append([
+                AppendRequest(type: "x", stream: "sx"), AppendRequest(type: "x", stream: "sx"),
+                AppendRequest(type: "bad", parents: [99]),
+            ])
+        }
+        let y = try await s.append([AppendRequest(type: "y", stream: "sy")]).results[0].id
+        let x = try await s.append([AppendRequest(type: "x", stream: "sx")]).results[0].id
+        #expect(try s.events(type: "x", limit: 10).map(\.id) == [x])
+        #expect(try s.events(type: "y", limit: 10).map(\.id) == [y])
+        #expect(try s.events(stream: "sx", limit: 10).map(\.id) == [x])
+        let report = try s.verify()
+        #expect(report.ok, "\(report.problems)")
+    }
+
     @Test func concurrentAppendsShareCommitGroupsAndStayDense() async throws {
         let t = try await TempStore.make()
         defer { t.remove() }

@@ -40,6 +40,8 @@ final class Writer: @unchecked Sendable {
     var recordBuffer = ByteWriter(capacity: 4_096)
     private var typeIDs: [String: UInt32] = [:]
     private var streamIDs: [String: UInt32] = [:]
+    private var recentTypes = NameCache()
+    private var recentStreams = NameCache()
     /// When the oldest write not yet fsynced happened (nil: everything written is durable).
     private var unsyncedSince: ContinuousClock.Instant?
     /// `meta` as of the last commit, for readers on other threads.
@@ -205,6 +207,8 @@ final class Writer: @unchecked Sendable {
             segment = stage.segment
             typeIDs.merge(stage.newNames[.type] ?? [:]) { a, _ in a }
             streamIDs.merge(stage.newNames[.stream] ?? [:]) { a, _ in a }
+            for (name, id) in stage.newNames[.type] ?? [:] { recentTypes.set(name, id) }
+            for (name, id) in stage.newNames[.stream] ?? [:] { recentStreams.set(name, id) }
             trimCaches()
             if sync { unsyncedSince = nil } else if unsyncedSince == nil { unsyncedSince = .now }
             published.withLock { $0 = stage.meta }
@@ -258,13 +262,25 @@ final class Writer: @unchecked Sendable {
         if streamIDs.count > 100_000 { streamIDs.removeAll() }
     }
 
+    private func remember(_ kind: DictionaryKind, _ name: String, _ id: UInt32) {
+        if kind == .type { recentTypes.set(name, id) } else { recentStreams.set(name, id) }
+    }
+
     /// The dictionary id of a type or stream name, allocating the next one (in the group's
     /// WriteBatch) for a name never seen.
     func dictionaryID(_ kind: DictionaryKind, _ name: String, _ stage: inout GroupStage) throws(LogError) -> UInt32 {
-        if let id = (kind == .type ? typeIDs[name] : streamIDs[name]) ?? stage.newNames[kind]?[name] { return id }
+        if let id = kind == .type ? recentTypes.id(name) : recentStreams.id(name) { return id }
+        if let id = kind == .type ? typeIDs[name] : streamIDs[name] {
+            remember(kind, name, id)
+            return id
+        }
+        // Allocated earlier in this group: not cached until the group commits, since a rollback
+        // gives the id back.
+        if let id = stage.newNames[kind]?[name] { return id }
         let metaKey = kind == .type ? MetaKey.type(name) : MetaKey.stream(name)
         if let id = try storageCall({ () throws(StorageError) in try storage.dictionaryID(metaKey) }) {
             if kind == .type { typeIDs[name] = id } else { streamIDs[name] = id }
+            remember(kind, name, id)
             return id
         }
         let id = stage.meta.allocate(kind)
