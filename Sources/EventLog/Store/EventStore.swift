@@ -72,7 +72,7 @@ public final class EventStore: Sendable {
             let writer = Writer(
                 storage: storage, limits: options.limits, policy: options.durability,
                 syncInterval: options.syncInterval, now: options.clock, observer: options.observer, lastID: lastID, meta: meta, segment: segment,
-                index: index)
+                index: index, failWrite: options.failWrite)
             writer.start()
             self.writer = writer
             notifier = writer.notifier

@@ -22,6 +22,10 @@ public struct StoreOptions: Sendable {
     /// Wall clock in Unix nanoseconds, injected so tests can control stamped times.
     public var clock: @Sendable () -> Int64 = StoreOptions.wallClockNanos
 
+    /// Fault injection for tests: called with the last id of each commit group before it is
+    /// written; an error returned fails that write as RocksDB would.
+    var failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)?
+
     public init() {}
 
     public static let wallClockNanos: @Sendable () -> Int64 = {

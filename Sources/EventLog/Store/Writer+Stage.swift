@@ -1,4 +1,4 @@
-/// The append rules, applied to one event on the writer thread.
+/// The append rules, applied to one event on the stager thread.
 extension Writer {
     func stageEvent(_ request: AppendRequest, into stage: inout GroupStage) throws(LogError) -> AppendResult {
         try validateShape(request)
@@ -74,12 +74,12 @@ extension Writer {
     }
 
     private func existingID(forKey key: String, _ stage: GroupStage) throws(LogError) -> EventID? {
-        if let staged = stage.keyed[key] { return staged.id }
+        if let staged = stage.keyed[key] ?? inFlightEvent(forKey: key) { return staged.id }
         return try storageCall { () throws(StorageError) in try storage.id(forKey: key) }
     }
 
     private func existingEvent(forKey key: String, _ stage: GroupStage) throws(LogError) -> Event? {
-        if let staged = stage.keyed[key] { return staged }
+        if let staged = stage.keyed[key] ?? inFlightEvent(forKey: key) { return staged }
         return try storageCall { () throws(StorageError) -> Event? in
             guard let id = try storage.id(forKey: key) else { return nil }
             guard let event = try storage.event(id) else {

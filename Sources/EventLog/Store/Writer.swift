@@ -5,14 +5,37 @@ import Synchronization
 /// client batch atomically, writes one WriteBatch through the WAL, fsyncs per the durability
 /// policy, then acknowledges every batch of the group together.
 ///
-/// Thread-safety: `submit` may be called from any task. The queue is guarded by `condition`;
-/// every other stored property is touched only by the writer thread (or by `init` before the
-/// thread starts), which is why `@unchecked Sendable` is sound.
+/// Two threads in a pipeline, so that staging the next group overlaps writing and fsyncing the
+/// previous one (on its own, the one thread waited for every fsync with the next group queued):
+/// - the stager takes queued batches as a group and stages it on top of the *tentative* state
+///   (last id, meta, segment, dictionaries, keys) that includes every group handed on but not
+///   yet written, then hands it to the committer through a one-group slot;
+/// - the committer writes groups in order, extends the in-memory index, publishes, and
+///   acknowledges. It alone owns durability (`unsyncedSince`, interval syncs).
+/// A group is acknowledged only after every group before it is written, so an event's parents
+/// and the originals of its duplicates are always durable first. If a write fails, that group
+/// and every group staged on top of it fail (they carry the committed id they expected to
+/// follow), and the stager starts again from the committed state.
+///
+/// Thread-safety: `submit` may be called from any task; the queue is guarded by `condition`,
+/// the slot and the committed state by `handoff`. Every other stored property belongs to one of
+/// the two threads (or to `init`, before they start), as marked, which is why
+/// `@unchecked Sendable` is sound.
 final class Writer: @unchecked Sendable {
     struct Pending {
         var requests: [AppendRequest]
         var durability: Durability
         var continuation: CheckedContinuation<AppendReceipt, any Error>
+    }
+
+    /// A staged group on its way to the committer.
+    private struct Staged {
+        var group: [Pending]
+        var outcomes: [Result<[AppendResult], LogError>]
+        var stage: GroupStage
+        /// The last committed id this group was staged on top of.
+        var after: EventID
+        var wantsSync: Bool
     }
 
     let storage: LogStorage
@@ -22,26 +45,46 @@ final class Writer: @unchecked Sendable {
     private let now: @Sendable () -> Int64
     private let observer: (any StoreObserver)?
     let notifier: CommitNotifier
-    /// Extended after each written group, before it is published.
+    /// Extended by the committer after each written group, before it is published.
     private let index: LogIndex
+    /// Fault injection (`StoreOptions.failWrite`).
+    private let failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)?
 
+    // Queue of client batches (guarded by `condition`).
     private let condition = NSCondition()
-    private var exited = false
     private var queue: [Pending] = []
     private var queuedEvents = 0
     private var closing = false
 
-    // Writer-thread state.
+    // Between the two threads (guarded by `handoff`).
+    private let handoff = NSCondition()
+    private var slot: Staged?
+    private var stagerDone = false
+    private var exited = false
+    /// Write batches not in use: at most three exist (staging, in the slot, being written).
+    private var spareBatches: [RocksWriteBatch] = []
+    /// Set by the committer after a failed write: the state the stager must start again from.
+    private var restart: (lastID: EventID, meta: StoreMeta, segment: OpenSegment)?
+    /// The last id the committer wrote (also the committed state's last id after a restart).
+    private var committedLastID: EventID
+
+    // Stager-thread state: the tentative state, including groups handed on but not written.
     private(set) var lastID: EventID
     private(set) var meta: StoreMeta
     private(set) var segment: OpenSegment
-    private let batch = RocksWriteBatch()
-    /// Each staged record is encoded here, then copied into the batch.
-    var recordBuffer = ByteWriter(capacity: 4_096)
     private var typeIDs: [String: UInt32] = [:]
     private var streamIDs: [String: UInt32] = [:]
     private var recentTypes = NameCache()
     private var recentStreams = NameCache()
+    /// Keyed events and new dictionary names of groups handed on but maybe not yet written, with
+    /// each group's last id: storage does not know them yet, and the caches may forget them.
+    private var inFlightKeyed: [(last: EventID, keyed: [String: Event])] = []
+    private var inFlightNames: [(last: EventID, names: [DictionaryKind: [String: UInt32]])] = []
+    /// Each staged record is encoded here, then copied into the batch.
+    var recordBuffer = ByteWriter(capacity: 4_096)
+
+    // Committer-thread state.
+    private var committed: (meta: StoreMeta, segment: OpenSegment)
     /// When the oldest write not yet fsynced happened (nil: everything written is durable).
     private var unsyncedSince: ContinuousClock.Instant?
     /// `meta` as of the last commit, for readers on other threads.
@@ -52,9 +95,10 @@ final class Writer: @unchecked Sendable {
     init(
         storage: LogStorage, limits: Limits, policy: Durability, syncInterval: Duration,
         now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?, lastID: EventID, meta: StoreMeta, segment: OpenSegment,
-        index: LogIndex
+        index: LogIndex, failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)? = nil
     ) {
         self.index = index
+        self.failWrite = failWrite
         self.observer = observer
         self.storage = storage
         self.limits = limits
@@ -64,14 +108,19 @@ final class Writer: @unchecked Sendable {
         self.lastID = lastID
         self.meta = meta
         self.segment = segment
+        committedLastID = lastID
+        committed = (meta, segment)
         published = Mutex(meta)
         notifier = CommitNotifier(last: lastID)
     }
 
     func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "banyan-writer"
-        thread.start()
+        let stager = Thread { [self] in runStager() }
+        stager.name = "banyan-stager"
+        stager.start()
+        let committer = Thread { [self] in runCommitter() }
+        committer.name = "banyan-committer"
+        committer.start()
     }
 
     /// Enqueues one client batch and waits for its commit group to be written.
@@ -100,45 +149,42 @@ final class Writer: @unchecked Sendable {
         }
     }
 
-    /// Stops accepting appends, commits what is queued, syncs, and returns when the thread has
+    /// Stops accepting appends, commits what is queued, syncs, and returns when both threads have
     /// exited. Every caller waits for that, so none can close RocksDB under a running writer.
     func close() {
         condition.lock()
         closing = true
         condition.broadcast()
-        while !exited { condition.wait() }
         condition.unlock()
+        handoff.lock()
+        while !exited { handoff.wait() }
+        handoff.unlock()
     }
 
-    private func run() {
+    // MARK: - Stager
+
+    private func runStager() {
         while let group = nextGroup() {
-            commit(group)
+            let staged = stage(group)
+            handoff.lock()
+            while slot != nil { handoff.wait() }
+            slot = staged
+            handoff.broadcast()
+            handoff.unlock()
         }
-        if unsyncedSince != nil { syncNow() }
-        condition.lock()
-        exited = true
-        condition.broadcast()
-        condition.unlock()
+        handoff.lock()
+        stagerDone = true
+        handoff.broadcast()
+        handoff.unlock()
     }
 
-    /// Blocks until work is queued (syncing the WAL on the interval policy while idle); nil once closed and drained.
+    /// Blocks until work is queued; nil once closed and drained.
     private func nextGroup() -> [Pending]? {
         condition.lock()
         defer { condition.unlock() }
         while queue.isEmpty {
             if closing { return nil }
-            if policy == .interval, let since = unsyncedSince {
-                let due = since + syncInterval
-                if ContinuousClock.now >= due {
-                    condition.unlock()
-                    syncNow()
-                    condition.lock()
-                    continue
-                }
-                _ = condition.wait(until: Date(timeIntervalSinceNow: Self.seconds(due - ContinuousClock.now)))
-            } else {
-                condition.wait()
-            }
+            condition.wait()
         }
         var taken = 0
         var count = 0
@@ -153,31 +199,8 @@ final class Writer: @unchecked Sendable {
         return group
     }
 
-    private func syncNow() {
-        do {
-            try storage.db.syncWAL()
-            unsyncedSince = nil
-        } catch {
-            // Retry one interval later rather than spinning; meanwhile every answer says durable: false.
-            unsyncedSince = .now
-        }
-    }
-
-    /// Under `.interval`, a busy writer syncs with the next write once the interval is due, so a
-    /// queue that never empties cannot postpone durability forever.
-    private var intervalDue: Bool {
-        guard policy == .interval, let since = unsyncedSince else { return false }
-        return ContinuousClock.now - since >= syncInterval
-    }
-
-    private static func seconds(_ d: Duration) -> TimeInterval {
-        let (s, atto) = d.components
-        return max(0.001, TimeInterval(s) + TimeInterval(atto) / 1e18)
-    }
-
-    private func commit(_ group: [Pending]) {
-        let groupStart = lastID
-        batch.clear()
+    private func stage(_ group: [Pending]) -> Staged {
+        let (batch, after) = takeBatchAndSettle()
         var stage = GroupStage(batch: batch, lastID: lastID, meta: meta, segment: segment, timeUnixNano: now())
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)
@@ -190,43 +213,48 @@ final class Writer: @unchecked Sendable {
         if !stage.isEmpty {
             stage.batch.put(storage.cf(.meta), MetaKey.stats, stage.meta.encodedStats())
             if !stage.entries.isEmpty {
-                stage.batch.put(storage.cf(.index), KeySpace.id(groupStart + 1), IndexBlock(first: groupStart + 1, entries: stage.entries).encoded())
-            }
-            let sync = wantsSync || intervalDue
-            let started = ContinuousClock.now
-            do {
-                try storage.db.write(stage.batch, sync: sync)
-            } catch {
-                let failure = LogError(error)
-                for pending in group { pending.continuation.resume(throwing: failure) }
-                return
-            }
-            lastID = stage.lastID
-            index.append(stage.entries)
-            meta = stage.meta
-            segment = stage.segment
-            typeIDs.merge(stage.newNames[.type] ?? [:]) { a, _ in a }
-            streamIDs.merge(stage.newNames[.stream] ?? [:]) { a, _ in a }
-            for (name, id) in stage.newNames[.type] ?? [:] { recentTypes.set(name, id) }
-            for (name, id) in stage.newNames[.stream] ?? [:] { recentStreams.set(name, id) }
-            trimCaches()
-            if sync { unsyncedSince = nil } else if unsyncedSince == nil { unsyncedSince = .now }
-            published.withLock { $0 = stage.meta }
-            observer?.didCommit(
-                events: Int(stage.lastID - groupStart), batches: group.count, synced: sync,
-                writeDuration: ContinuousClock.now - started)
-            notifier.publish(lastID)
-        } else if wantsSync && unsyncedSince != nil {
-            // Only duplicates: their originals may still be unsynced, and the client asked for durability.
-            syncNow()
-        }
-        let durable = unsyncedSince == nil
-        for (pending, outcome) in zip(group, outcomes) {
-            switch outcome {
-            case .success(let results): pending.continuation.resume(returning: AppendReceipt(results: results, durable: durable))
-            case .failure(let error): pending.continuation.resume(throwing: error)
+                stage.batch.put(storage.cf(.index), KeySpace.id(lastID + 1), IndexBlock(first: lastID + 1, entries: stage.entries).encoded())
             }
         }
+        // The next group is staged on top of this one, which the committer will write first.
+        let groupAfter = lastID
+        lastID = stage.lastID
+        meta = stage.meta
+        segment = stage.segment
+        for (name, id) in stage.newNames[.type] ?? [:] { typeIDs[name] = id; recentTypes.set(name, id) }
+        for (name, id) in stage.newNames[.stream] ?? [:] { streamIDs[name] = id; recentStreams.set(name, id) }
+        if !stage.keyed.isEmpty { inFlightKeyed.append((stage.lastID, stage.keyed)) }
+        if !stage.newNames.isEmpty { inFlightNames.append((stage.lastID, stage.newNames)) }
+        trimCaches()
+        precondition(groupAfter >= after)
+        return Staged(group: group, outcomes: outcomes, stage: stage, after: groupAfter, wantsSync: wantsSync)
+    }
+
+    /// A cleared write batch for the next group; meanwhile picks up what the committer reported:
+    /// written groups whose keys are now in storage, or a failed write to start again after.
+    private func takeBatchAndSettle() -> (RocksWriteBatch, EventID) {
+        handoff.lock()
+        let batch = spareBatches.popLast() ?? RocksWriteBatch()
+        let written = committedLastID
+        let restartFrom = restart
+        restart = nil
+        handoff.unlock()
+        if let restartFrom {
+            // Names and keys of the failed groups never reached storage: forget every cache.
+            lastID = restartFrom.lastID
+            meta = restartFrom.meta
+            segment = restartFrom.segment
+            typeIDs.removeAll()
+            streamIDs.removeAll()
+            recentTypes = NameCache()
+            recentStreams = NameCache()
+            inFlightKeyed.removeAll()
+            inFlightNames.removeAll()
+        }
+        inFlightKeyed.removeAll { $0.last <= written }
+        inFlightNames.removeAll { $0.last <= written }
+        batch.clear()
+        return (batch, written)
     }
 
     /// Stages one client batch; on any failure the batch is rolled back out of the group.
@@ -262,6 +290,14 @@ final class Writer: @unchecked Sendable {
         if streamIDs.count > 100_000 { streamIDs.removeAll() }
     }
 
+    /// An event of a group handed on but perhaps not yet written, by key.
+    func inFlightEvent(forKey key: String) -> Event? {
+        for entry in inFlightKeyed.reversed() {
+            if let event = entry.keyed[key] { return event }
+        }
+        return nil
+    }
+
     private func remember(_ kind: DictionaryKind, _ name: String, _ id: UInt32) {
         if kind == .type { recentTypes.set(name, id) } else { recentStreams.set(name, id) }
     }
@@ -274,9 +310,12 @@ final class Writer: @unchecked Sendable {
             remember(kind, name, id)
             return id
         }
-        // Allocated earlier in this group: not cached until the group commits, since a rollback
-        // gives the id back.
+        // Allocated earlier in this group: not cached until the group is handed on, since a
+        // rollback gives the id back.
         if let id = stage.newNames[kind]?[name] { return id }
+        for entry in inFlightNames.reversed() {
+            if let id = entry.names[kind]?[name] { return id }
+        }
         let metaKey = kind == .type ? MetaKey.type(name) : MetaKey.stream(name)
         if let id = try storageCall({ () throws(StorageError) in try storage.dictionaryID(metaKey) }) {
             if kind == .type { typeIDs[name] = id } else { streamIDs[name] = id }
@@ -288,6 +327,128 @@ final class Writer: @unchecked Sendable {
         stage.mark.names.append((kind, name))
         stage.batch.put(storage.cf(.meta), metaKey, ByteWriter.be32(id))
         return id
+    }
+
+    // MARK: - Committer
+
+    private func runCommitter() {
+        while let staged = nextStaged() {
+            commit(staged)
+        }
+        if unsyncedSince != nil { syncNow() }
+        handoff.lock()
+        exited = true
+        handoff.broadcast()
+        handoff.unlock()
+    }
+
+    /// Blocks until a group is staged (syncing the WAL on the interval policy while idle); nil
+    /// once the stager is done and the slot is empty.
+    private func nextStaged() -> Staged? {
+        handoff.lock()
+        defer { handoff.unlock() }
+        while slot == nil {
+            if stagerDone { return nil }
+            if policy == .interval, let since = unsyncedSince {
+                let due = since + syncInterval
+                if ContinuousClock.now >= due {
+                    handoff.unlock()
+                    syncNow()
+                    handoff.lock()
+                    continue
+                }
+                _ = handoff.wait(until: Date(timeIntervalSinceNow: Self.seconds(due - ContinuousClock.now)))
+            } else {
+                handoff.wait()
+            }
+        }
+        let staged = slot!
+        slot = nil
+        handoff.broadcast()
+        return staged
+    }
+
+    private func syncNow() {
+        do {
+            try storage.db.syncWAL()
+            unsyncedSince = nil
+        } catch {
+            // Retry one interval later rather than spinning; meanwhile every answer says durable: false.
+            unsyncedSince = .now
+        }
+    }
+
+    /// Under `.interval`, a busy writer syncs with the next write once the interval is due, so a
+    /// queue that never empties cannot postpone durability forever.
+    private var intervalDue: Bool {
+        guard policy == .interval, let since = unsyncedSince else { return false }
+        return ContinuousClock.now - since >= syncInterval
+    }
+
+    private static func seconds(_ d: Duration) -> TimeInterval {
+        let (s, atto) = d.components
+        return max(0.001, TimeInterval(s) + TimeInterval(atto) / 1e18)
+    }
+
+    private func commit(_ staged: Staged) {
+        let stage = staged.stage
+        let group = staged.group
+        defer { returnBatch(stage.batch) }
+        let groupStart = staged.after
+        guard groupStart == committedLastIDNow() else {
+            // Staged on top of a group whose write failed.
+            let failure = LogError(.storage, "an earlier commit group failed to write; nothing of this batch was stored")
+            for pending in group { pending.continuation.resume(throwing: failure) }
+            return
+        }
+        if !stage.isEmpty {
+            let sync = staged.wantsSync || intervalDue
+            let started = ContinuousClock.now
+            do throws(StorageError) {
+                if let error = failWrite?(stage.lastID) { throw error }
+                try storage.db.write(stage.batch, sync: sync)
+            } catch {
+                let failure = LogError(error)
+                for pending in group { pending.continuation.resume(throwing: failure) }
+                handoff.lock()
+                restart = (committedLastID, committed.meta, committed.segment)
+                handoff.unlock()
+                return
+            }
+            index.append(stage.entries)
+            committed = (stage.meta, stage.segment)
+            handoff.lock()
+            committedLastID = stage.lastID
+            handoff.unlock()
+            if sync { unsyncedSince = nil } else if unsyncedSince == nil { unsyncedSince = .now }
+            published.withLock { $0 = stage.meta }
+            observer?.didCommit(
+                events: Int(stage.lastID - groupStart), batches: group.count, synced: sync,
+                writeDuration: ContinuousClock.now - started)
+            notifier.publish(stage.lastID)
+        } else if staged.wantsSync && unsyncedSince != nil {
+            // Only duplicates: their originals may still be unsynced, and the client asked for durability.
+            syncNow()
+        }
+        let durable = unsyncedSince == nil
+        for (pending, outcome) in zip(group, staged.outcomes) {
+            switch outcome {
+            case .success(let results): pending.continuation.resume(returning: AppendReceipt(results: results, durable: durable))
+            case .failure(let error): pending.continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    private func committedLastIDNow() -> EventID {
+        handoff.lock()
+        defer { handoff.unlock() }
+        return committedLastID
+    }
+
+    private func returnBatch(_ batch: RocksWriteBatch) {
+        handoff.lock()
+        spareBatches.append(batch)
+        handoff.unlock()
     }
 }
 
