@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""A/B of batched durable HTTP ingest between banyan binaries, alternated in one run.
+
+    python3 tools/ingest_ab.py --rounds 3 OLD/banyan NEW/banyan [--events 400000]
+
+The machine is shared and noisy, so comparing two builds means running them in turns, minutes
+apart at most. Each round starts every binary on a fresh store in turn and ingests the same
+pre-encoded batches with peer_compare's raw-socket client (tools/peer: 4 connections, batches of
+1,000, durability=sync, the same gating and checks, last_id and edges verified), and prints
+events/s with the CPU the server and the client used. The dataset is tools/gen_dag.py's, seed 7,
+generated once into --workdir.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer import banyan, dataset  # noqa: E402
+from peer.common import Processes  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("binaries", nargs="+", help="banyan binaries to compare")
+    ap.add_argument("--events", type=int, default=400_000, help="events per run (default 400,000)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds; each runs every binary once (default 2)")
+    ap.add_argument("--connections", type=int, default=4, help="client connections (default 4)")
+    ap.add_argument("--batch", type=int, default=1000, help="events per request (default 1,000)")
+    ap.add_argument("--seconds-max", type=float, default=120, help="time bound of one run (default 120)")
+    ap.add_argument("--workdir", default="/tmp/banyan-ingest-ab", help="dataset and stores (default /tmp/banyan-ingest-ab)")
+    args = ap.parse_args()
+    if not 1_000 <= args.events <= 10_000_000 or not 1 <= args.rounds <= 20 or not 1 <= args.connections <= 64:
+        ap.error("--events 1000..10000000, --rounds 1..20, --connections 1..64")
+    for b in args.binaries:
+        if not os.access(b, os.X_OK):
+            ap.error(f"not an executable: {b}")
+    os.makedirs(args.workdir, exist_ok=True)
+    path = os.path.join(args.workdir, f"dag-{args.events}-7.jsonl")
+    if os.path.exists(path):
+        ds = dataset.Dataset(path, dataset.read(path), {}, 7)
+    else:
+        ds = dataset.generate(REPO, args.workdir, args.events, 7)
+    prepared = banyan.encode_jobs(ds.events, args.batch, args.connections, keyed=False, exact=False)
+    procs = Processes()
+    try:
+        for r in range(args.rounds):
+            for b in args.binaries:
+                result, _ = banyan.ingest(procs, b, args.workdir, f"ab{r}", prepared, args.connections, args.seconds_max)
+                print(f"round {r + 1}  {b}: {result.rate:,.0f} events/s  server cores {result.server_cores:.2f}  "
+                      f"client cores {result.client_cores:.2f}", flush=True)
+    finally:
+        procs.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
