@@ -63,6 +63,15 @@ enum Tolerance {
 /// clock, throughput, malloc counts and the two custom metrics.
 let commonMetrics: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, latencyMedian]
 
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// `count` events over `nanos` nanoseconds, as the `events/s` metric's integer.
+func eventsRate(_ count: Int, nanos: Double) -> Int {
+    Int((Double(count) * 1e9 / max(nanos, 1)).rounded())
+}
+
 /// The last 15 iteration latencies of one benchmark, for `latencyMedian`.
 final class LatencyWindow: @unchecked Sendable {
     private var samples: [Int] = []
@@ -74,7 +83,7 @@ final class LatencyWindow: @unchecked Sendable {
     func stop(_ benchmark: Benchmark, since started: ContinuousClock.Instant) -> Double {
         let elapsed = ContinuousClock.now - started
         benchmark.stopMeasurement()
-        let nanos = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+        let nanos = elapsed.seconds * 1e9
         if samples.count < 15 {
             samples.append(Int(nanos))
         } else {
@@ -112,7 +121,7 @@ func registerAppendBenchmarks() {
                 let started = ContinuousClock.now
                 try await fixture.store.append(batch)
                 let nanos = window.stop(benchmark, since: started)
-                benchmark.measurement(eventsPerSecond, Int((Double(batch.count) * 1e9 / max(nanos, 1)).rounded()))
+                benchmark.measurement(eventsPerSecond, eventsRate(batch.count, nanos: nanos))
             } setup: {
                 try await fixture.setUp()
             } teardown: {
@@ -144,10 +153,7 @@ func registerFillSeqBenchmarks() {
             for batch in batches { try await fixture.store.append(batch) }
             let elapsed = ContinuousClock.now - started
             benchmark.stopMeasurement()
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            benchmark.measurement(eventsPerSecond, Int((Double(fillSeqEvents) / seconds).rounded()))
-        } setup: {
-            try await fixture.setUp()
+            benchmark.measurement(eventsPerSecond, eventsRate(fillSeqEvents, nanos: elapsed.seconds * 1e9))
         } teardown: {
             fixture.tearDown()
         }
@@ -172,9 +178,8 @@ func registerDecodeBenchmarks() {
         let events = try AppendRequest.decodeBatch(body, ndjson: false, limits: Limits())
         let nanos = window.stop(benchmark, since: started)
         precondition(events.count == 1_000)
-        benchmark.measurement(eventsPerSecond, Int((1_000 * 1e9 / max(nanos, 1)).rounded()))
+        benchmark.measurement(eventsPerSecond, eventsRate(1_000, nanos: nanos))
     } setup: {
-        try await fixture.setUp()
         var text = "["
         for (k, request) in fixture.templates.prefix(1_000).enumerated() {
             if k > 0 { text += "," }
@@ -182,7 +187,6 @@ func registerDecodeBenchmarks() {
             text += "{\"type\":\"\(request.type)\",\"parents\":[\(k + 1),\(k / 2 + 1)],\"stream\":\"\(request.stream ?? "")\",\"payload\":\(payload)}"
         }
         body = Array((text + "]").utf8)
-        fixture.tearDown()
     }
 }
 

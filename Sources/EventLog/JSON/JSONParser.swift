@@ -230,6 +230,12 @@ struct JSONReader {
             throw JSONError(offset: i, reason: "unexpected \(JSONError.describe(input[i])), expected '\"' to begin object key")
         }
         let key = try parseString()
+        try expectColonAfterKey()
+        return key
+    }
+
+    /// Skips the whitespace, the ':' and the whitespace that follow an object key.
+    private mutating func expectColonAfterKey() throws(JSONError) {
         skipWhitespace()
         guard i < input.count else { throw JSONError(offset: i, reason: "unexpected end of input, expected ':'") }
         guard input[i] == JSONByte.colon else {
@@ -237,7 +243,6 @@ struct JSONReader {
         }
         i += 1
         skipWhitespace()
-        return key
     }
 
     mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
@@ -328,23 +333,20 @@ extension JSONReader {
         throw JSONError(offset: open, reason: "unterminated string")
     }
 
-    /// Writes the string at `i` to `w` exactly as `w.writeString(try parseString())` would, without
-    /// making a `String`: a string with no escape is already in the writer's form (its UTF-8
-    /// validated, no quote, backslash or control character inside), so its bytes are copied as
-    /// they are, quotes included. A string with an escape, or an error, takes the general path.
-    mutating func transcodeString(into w: inout JSONWriter) throws(JSONError) {
+    /// The index of the closing quote of the string whose opening quote is at `i`, when the string
+    /// holds no escape and no control character (its UTF-8 validated on the way): such a string's
+    /// bytes are already in `JSONWriter`'s form. Nil otherwise, or at an unterminated string; `i`
+    /// is left where it was, for `parseString` to take the general path and report errors.
+    private mutating func plainStringClose() throws(JSONError) -> Int? {
         let n = input.count
         let open = i
-        var k = i + 1
+        defer { i = open }
+        var k = open + 1
         while k < n {
             let c = input[k]
-            if c == JSONByte.quote {
-                w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: input[open...k]))
-                i = k + 1
-                return
-            } else if c == JSONByte.backslash || c < 0x20 {
-                break
-            } else if c < 0x80 {
+            if c == JSONByte.quote { return k }
+            if c == JSONByte.backslash || c < 0x20 { return nil }
+            if c < 0x80 {
                 k += 1
             } else {
                 i = k
@@ -352,49 +354,35 @@ extension JSONReader {
                 k = i
             }
         }
-        i = open
+        return nil
+    }
+
+    /// Writes the string at `i` to `w` exactly as `w.writeString(try parseString())` would, copying
+    /// a plain string's bytes (quotes included) without making a `String`.
+    mutating func transcodeString(into w: inout JSONWriter) throws(JSONError) {
+        if let close = try plainStringClose() {
+            w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: input[i...close]))
+            i = close + 1
+            return
+        }
         w.writeString(try parseString())
     }
 
     /// Reads the object key at `i` and the colon after it, writing both as `transcodeValue` writes
     /// keys (`w.writeString(key)` then ':') and claiming the key in `claimPool[level]`; returns
-    /// false, with the key written, if it was claimed already. An unescaped key is copied and
-    /// compared as raw bytes, without making a `String`; anything else takes `parseKey`'s path.
+    /// false, with the key written, if it was claimed already. A plain key is copied and compared
+    /// as raw bytes, without making a `String`; anything else takes `parseKey`'s path.
     mutating func transcodeKey(into w: inout JSONWriter, level: Int) throws(JSONError) -> Bool {
-        let n = input.count
-        let open = i
-        var claimed: Bool
-        raw: if open < n && input[open] == JSONByte.quote {
-            var k = open + 1
-            while k < n {
-                let c = input[k]
-                if c == JSONByte.quote {
-                    claimed = claimPool[level].claim(UnsafeBufferPointer(rebasing: input[(open + 1)..<k]))
-                    w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: input[open...k]))
-                    i = k + 1
-                    skipWhitespace()
-                    guard i < n else { throw JSONError(offset: i, reason: "unexpected end of input, expected ':'") }
-                    guard input[i] == JSONByte.colon else {
-                        throw JSONError(offset: i, reason: "unexpected \(JSONError.describe(input[i])), expected ':' after object key")
-                    }
-                    i += 1
-                    skipWhitespace()
-                    w.bytes.append(JSONByte.colon)
-                    return claimed
-                } else if c == JSONByte.backslash || c < 0x20 {
-                    break raw
-                } else if c < 0x80 {
-                    k += 1
-                } else {
-                    i = k
-                    try skipUTF8Sequence()
-                    k = i
-                }
-            }
+        if i < input.count && input[i] == JSONByte.quote, let close = try plainStringClose() {
+            let claimed = claimPool[level].claim(UnsafeBufferPointer(rebasing: input[(i + 1)..<close]))
+            w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: input[i...close]))
+            i = close + 1
+            try expectColonAfterKey()
+            w.bytes.append(JSONByte.colon)
+            return claimed
         }
-        i = open
         let key = try parseKey()
-        claimed = claimPool[level].claim(key)
+        let claimed = claimPool[level].claim(key)
         w.writeString(key)
         w.bytes.append(JSONByte.colon)
         return claimed

@@ -3,7 +3,7 @@
 /// (keep) or a rollback (drop), so a rejected batch leaves nothing behind: no id consumed, no
 /// key, no dictionary entry.
 ///
-/// Not thread-safe: lives on the writer thread only.
+/// Not thread-safe: lives on the stager thread only.
 struct GroupStage {
     /// The writer's one batch, empty when a group starts: reusing it keeps its buffer (hundreds
     /// of kilobytes for a large group) instead of allocating and faulting in a new one per group.

@@ -77,19 +77,20 @@ final class Writer: @unchecked Sendable {
     private(set) var lastID: EventID
     private(set) var meta: StoreMeta
     private(set) var segment: OpenSegment
+    /// Dictionary ids found in storage (so committed; a group's new names never enter them).
     private var typeIDs: [String: UInt32] = [:]
     private var streamIDs: [String: UInt32] = [:]
     private var recentTypes = NameCache()
     private var recentStreams = NameCache()
     /// Keyed events and new dictionary names of groups handed on but maybe not yet written, with
-    /// each group's last id: storage does not know them yet, and the caches may forget them.
+    /// each group's last id: storage does not know them yet.
     private var inFlightKeyed: [(last: EventID, keyed: [String: Event])] = []
     private var inFlightNames: [(last: EventID, names: [DictionaryKind: [String: UInt32]])] = []
     /// Each staged record is encoded here, then copied into the batch.
     var recordBuffer = ByteWriter(capacity: 4_096)
 
-    // Commit state: touched only while holding `committing`.
-    private var committed: (meta: StoreMeta, segment: OpenSegment)
+    // Commit state: touched only while holding `committing`. (The committed meta is `published`.)
+    private var committedSegment: OpenSegment
     /// When the oldest write not yet fsynced happened (nil: everything written is durable).
     private var unsyncedSince: ContinuousClock.Instant?
     /// `meta` as of the last commit, for readers on other threads.
@@ -114,7 +115,7 @@ final class Writer: @unchecked Sendable {
         self.meta = meta
         self.segment = segment
         committedLastID = lastID
-        committed = (meta, segment)
+        committedSegment = segment
         published = Mutex(meta)
         notifier = CommitNotifier(last: lastID)
     }
@@ -178,10 +179,7 @@ final class Writer: @unchecked Sendable {
                 committing = true
                 handoff.unlock()
                 commit(staged)
-                handoff.lock()
-                committing = false
-                handoff.broadcast()
-                handoff.unlock()
+                releaseCommit()
                 continue
             }
             while slot != nil { handoff.wait() }
@@ -191,6 +189,14 @@ final class Writer: @unchecked Sendable {
         }
         handoff.lock()
         stagerDone = true
+        handoff.broadcast()
+        handoff.unlock()
+    }
+
+    /// Ends a commit begun by setting `committing`, for whichever thread began it.
+    private func releaseCommit() {
+        handoff.lock()
+        committing = false
         handoff.broadcast()
         handoff.unlock()
     }
@@ -223,7 +229,7 @@ final class Writer: @unchecked Sendable {
     }
 
     private func stage(_ group: [Pending]) -> Staged {
-        let (batch, after) = takeBatchAndSettle()
+        let batch = takeBatchAndSettle()
         var stage = GroupStage(batch: batch, lastID: lastID, meta: meta, segment: segment, timeUnixNano: now())
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)
@@ -244,18 +250,15 @@ final class Writer: @unchecked Sendable {
         lastID = stage.lastID
         meta = stage.meta
         segment = stage.segment
-        for (name, id) in stage.newNames[.type] ?? [:] { typeIDs[name] = id; recentTypes.set(name, id) }
-        for (name, id) in stage.newNames[.stream] ?? [:] { streamIDs[name] = id; recentStreams.set(name, id) }
         if !stage.keyed.isEmpty { inFlightKeyed.append((stage.lastID, stage.keyed)) }
         if !stage.newNames.isEmpty { inFlightNames.append((stage.lastID, stage.newNames)) }
         trimCaches()
-        precondition(groupAfter >= after)
         return Staged(group: group, outcomes: outcomes, stage: stage, after: groupAfter, wantsSync: wantsSync)
     }
 
     /// A cleared write batch for the next group; meanwhile picks up what the committer reported:
     /// written groups whose keys are now in storage, or a failed write to start again after.
-    private func takeBatchAndSettle() -> (RocksWriteBatch, EventID) {
+    private func takeBatchAndSettle() -> RocksWriteBatch {
         handoff.lock()
         let batch = spareBatches.popLast() ?? RocksWriteBatch()
         let written = committedLastID
@@ -263,21 +266,18 @@ final class Writer: @unchecked Sendable {
         restart = nil
         handoff.unlock()
         if let restartFrom {
-            // Names and keys of the failed groups never reached storage: forget every cache.
+            // Names and keys of the failed groups never reached storage (the caches hold only
+            // names found there).
             lastID = restartFrom.lastID
             meta = restartFrom.meta
             segment = restartFrom.segment
-            typeIDs.removeAll()
-            streamIDs.removeAll()
-            recentTypes = NameCache()
-            recentStreams = NameCache()
             inFlightKeyed.removeAll()
             inFlightNames.removeAll()
         }
         inFlightKeyed.removeAll { $0.last <= written }
         inFlightNames.removeAll { $0.last <= written }
         batch.clear()
-        return (batch, written)
+        return batch
     }
 
     /// Stages one client batch; on any failure the batch is rolled back out of the group.
@@ -333,8 +333,8 @@ final class Writer: @unchecked Sendable {
             remember(kind, name, id)
             return id
         }
-        // Allocated earlier in this group: not cached until the group is handed on, since a
-        // rollback gives the id back.
+        // Allocated in this group or one not yet written: never cached, since a rollback or a
+        // failed write gives the id back.
         if let id = stage.newNames[kind]?[name] { return id }
         for entry in inFlightNames.reversed() {
             if let id = entry.names[kind]?[name] { return id }
@@ -357,10 +357,7 @@ final class Writer: @unchecked Sendable {
     private func runCommitter() {
         while let staged = nextStaged() {
             commit(staged)
-            handoff.lock()
-            committing = false
-            handoff.broadcast()
-            handoff.unlock()
+            releaseCommit()
         }
         if unsyncedSince != nil { syncNow() }
         handoff.lock()
@@ -445,12 +442,12 @@ final class Writer: @unchecked Sendable {
                 let failure = LogError(error)
                 for pending in group { pending.continuation.resume(throwing: failure) }
                 handoff.lock()
-                restart = (committedLastID, committed.meta, committed.segment)
+                restart = (committedLastID, publishedMeta, committedSegment)
                 handoff.unlock()
                 return
             }
             index.append(stage.entries)
-            committed = (stage.meta, stage.segment)
+            committedSegment = stage.segment
             handoff.lock()
             committedLastID = stage.lastID
             handoff.unlock()

@@ -14,7 +14,7 @@ import Darwin
 /// serving. Between `init` and that point the pointers are immutable and the C library
 /// synchronises what lies behind them.
 final class RocksDB: @unchecked Sendable {
-    /// How a column family is tuned. The big families get zstd; point-lookup families a bloom filter.
+    /// How a column family is tuned. The big families get LZ4 then zstd; point-lookup families a bloom filter.
     struct FamilyOptions: Sendable {
         /// `lz4ThenZstd`: LZ4 for memtable flushes and upper levels, zstd for the last level,
         /// where most of the data ends up. zstd on every flush took 11% of the server's CPU
