@@ -24,6 +24,9 @@ public struct ServerConfiguration: Sendable {
     public var queryBudget = QueryBudget()
     /// The most a request's `budget` may ask for.
     public var queryBudgetMax = QueryBudget(nodesMax: 10_000_000, timeMax: .seconds(30))
+    /// Bytes of one `POST /v1/query` page; a page ends early (with a cursor) once it holds this
+    /// many, after at least one result.
+    public var queryPageBytesMax = 16 << 20
     /// Bytes of a request body on the CelestialTree routes.
     public var emitBodyBytesMax = (2 << 20) + (64 << 10)
     /// Open SSE streams; one more is refused with 503.

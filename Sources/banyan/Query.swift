@@ -22,6 +22,11 @@ extension Banyan {
         @Option(help: "Seconds the query may run.") var seconds = 5
         @Option(help: "Run the query this many times (1...10000) and print its latency percentiles to stderr (tools/query_latency.sh).")
         var repeatCount = 1
+        @Flag(help: "Exit 0 even when a budget cut the answer short (otherwise a truncated answer exits with 3).")
+        var allowTruncated = false
+
+        /// Exit status of an answer a budget cut short: the output is printed, but it is not the whole answer.
+        static let truncatedExitCode: Int32 = 3
 
         func run() async throws {
             try await Banyan.reportingErrors {
@@ -62,7 +67,13 @@ extension Banyan {
                             Console.write(w.bytes)
                         }
                     }
-                    if let reason = result.reason { Console.error("banyan: truncated: \(reason)") }
+                    if let reason = result.reason {
+                        guard allowTruncated else {
+                            Console.error("banyan: the answer is truncated (\(reason)); raise --nodes-max or --seconds, or pass --allow-truncated to accept a partial answer")
+                            throw ExitCode(Self.truncatedExitCode)
+                        }
+                        Console.error("banyan: truncated: \(reason)")
+                    }
                 } catch let error as QueryError {
                     Console.error(error.rendered(in: text))
                     throw ExitCode(2)

@@ -10,7 +10,7 @@ import Testing
 /// suite in Tests/integration drives the same routes with the real `celestialtree` client.
 struct CelestialTreeRoutesTests {
     static func withServer(
-        _ name: String = #function, treeNodesMax: Int = 100_000,
+        _ name: String = #function, treeNodesMax: Int = 100_000, configure: (inout ServerConfiguration) -> Void = { _ in },
         _ body: @Sendable (EventStore, any TestClientProtocol) async throws -> Void
     ) async throws {
         let path = NSTemporaryDirectory() + "banyan-server-test-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))"
@@ -24,6 +24,7 @@ struct CelestialTreeRoutesTests {
         var config = ServerConfiguration()
         config.port = 0
         config.treeNodesMax = treeNodesMax
+        configure(&config)
         let server = try BanyanServer(store: store, config: config, logger: Logger(label: "test"))
         try await server.application().test(.router) { client in try await body(store, client) }
     }

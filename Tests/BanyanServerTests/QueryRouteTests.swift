@@ -67,4 +67,106 @@ struct QueryRouteTests {
             #expect(badPage["field"] as? String == "page_size")
         }
     }
+
+    /// Events `2k` and `2k+1` both have parents `[2k-2, 2k-1]`: 2^layers paths from the bottom to the top.
+    static func ladder(_ store: EventStore, layers: Int) async throws {
+        try await store.append([AppendRequest(type: "rung", parents: [1])])  // id 2; ids 2 and 3 form layer 1
+        try await store.append([AppendRequest(type: "rung", parents: [1])])
+        for layer in 2...layers {
+            let a = EventID(2 * layer - 2), b = EventID(2 * layer - 1)
+            try await store.append([AppendRequest(type: "rung", parents: [a, b]), AppendRequest(type: "rung", parents: [a, b])])
+        }
+    }
+
+    static func paths(_ page: [String: Any]) throws -> [[Int]] {
+        try #require(page["paths"] as? [[Int]])
+    }
+
+    @Test func pathsArePagedAndTheirIdsCountAgainstTheNodeBudget() async throws {
+        try await CelestialTreeRoutesTests.withServer { store, client in
+            try await Self.ladder(store, layers: 100)  // ids 2...201, 2^99 paths from 2 to 201
+            // Before: paths were not charged, so limit 3000 gave 3000 paths of 100 ids whatever the budget.
+            let cut = try await Self.post(client, "{\"query\":\"paths(2, 201) limit 3000\",\"budget\":{\"nodes_max\":5000},\"page_size\":10000}")
+            let found = try Self.paths(cut)
+            #expect(cut["truncated"] as? Bool == true)
+            #expect(found.count >= 1 && found.count < 50, "found \(found.count) paths")
+            #expect(found.reduce(0) { $0 + $1.count } <= 5000, "path ids are part of the node budget")
+            #expect(found.allSatisfy { $0.first == 2 && $0.last == 201 && $0.count == 100 })
+
+            // page_size pages paths too; following next yields each path once.
+            var all: [[Int]] = []
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let c = cursor.map { ",\"cursor\":\"\($0)\"" } ?? ""
+                let page = try await Self.post(client, "{\"query\":\"paths(2, 201) limit 25\",\"page_size\":10\(c)}")
+                let items = try Self.paths(page)
+                #expect(items.count <= 10)
+                all += items
+                cursor = page["next"] as? String
+                pages += 1
+            } while cursor != nil && pages < 10
+            #expect(pages == 3 && all.count == 25)
+            #expect(Set(all.map { $0.map(String.init).joined(separator: ",") }).count == 25, "no path twice")
+        }
+    }
+
+    @Test func aPageEndsAtItsByteCapWithACursorAndThePagesAddUp() async throws {
+        let capBytes = 64 << 10
+        try await CelestialTreeRoutesTests.withServer(configure: { $0.queryPageBytesMax = capBytes }) { store, client in
+            let fat = String(repeating: "x", count: 10_000)
+            try await store.append((0..<40).map { _ in AppendRequest(type: "fat", parents: [1], payload: .string(fat)) })
+            var seen: [Int] = []
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let c = cursor.map { ",\"cursor\":\"\($0)\"" } ?? ""
+                let r = try await client.execute(
+                    uri: "/v1/query", method: .post, headers: [.contentType: "application/json"],
+                    body: ByteBuffer(string: "{\"query\":\"events where type = \\\"fat\\\"\",\"include\":[\"payload\"],\"page_size\":10000\(c)}"))
+                #expect(r.body.readableBytes <= capBytes + 11_000, "a page stops at the cap plus at most one event")
+                let page = try #require(try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])
+                let results = try #require(page["results"] as? [[String: Any]])
+                #expect(!results.isEmpty)
+                seen += results.compactMap { $0["id"] as? Int }
+                cursor = page["next"] as? String
+                pages += 1
+            } while cursor != nil && pages < 100
+            #expect(seen == Array(2...41))
+            #expect(pages >= 6, "40 events of 10 kB in pages of 64 KiB")
+        }
+    }
+
+    @Test func theTimeBudgetCoversBuildingTheResponse() async throws {
+        try await CelestialTreeRoutesTests.withServer { store, client in
+            let fat = String(repeating: "y", count: 200_000)
+            for _ in 0..<4 {
+                try await store.append((0..<50).map { _ in AppendRequest(type: "fat", parents: [1], payload: .string(fat)) })
+            }
+            // 200 events of 200 kB (40 MB) cannot be read and written in a millisecond.
+            let page = try await Self.post(
+                client, "{\"query\":\"events where type = \\\"fat\\\"\",\"include\":[\"payload\"],\"page_size\":200,\"budget\":{\"time_max_ms\":1}}")
+            let results = try #require(page["results"] as? [[String: Any]])
+            #expect(results.count >= 1 && results.count < 200)
+            #expect(page["next"] as? String != nil)
+        }
+    }
+
+    @Test func cursorsAreCheckedAndBoundToTheirQuery() async throws {
+        try await CelestialTreeRoutesTests.withServer { store, client in
+            try await store.append((2...30).map { AppendRequest(type: "c", parents: [EventID($0 - 1)]) })
+            let first = try await Self.post(client, "{\"query\":\"descendants(1)\",\"page_size\":5}")
+            let next = try #require(first["next"] as? String)
+            let second = try await Self.post(client, "{\"query\":\"descendants(1)\",\"page_size\":5,\"cursor\":\"\(next)\"}")
+            #expect((second["results"] as? [[String: Any]])?.first?["id"] as? Int == 7)
+            var tampered = Array(next)
+            tampered[10] = tampered[10] == "A" ? "B" : "A"
+            for bad in ["999999999.1", "0.0", "", String(tampered), next + "A"] {
+                let answer = try await Self.post(client, "{\"query\":\"descendants(1)\",\"cursor\":\"\(bad)\"}")
+                #expect(answer["field"] as? String == "cursor", "cursor \(bad): \(answer)")
+            }
+            let other = try await Self.post(client, "{\"query\":\"ancestors(30)\",\"cursor\":\"\(next)\"}")
+            #expect((other["detail"] as? String)?.contains("another query") == true)
+        }
+    }
 }

@@ -8,7 +8,12 @@ import LineageQuery
 /// Paging: the first page fixes a snapshot (the last id then); every page re-runs the query over
 /// events up to that snapshot and returns the results after the cursor position, so following
 /// `next` until it is null yields the whole answer exactly once however many events arrive.
-/// The cursor is `"<snapshot>.<offset>"`, opaque to clients.
+/// The cursor (`QueryCursor`) is opaque to clients and checked when it comes back.
+///
+/// One request's memory is bounded: the executor's by its node budget (ids, visited sets and
+/// path trees are each at most a few bytes per budget unit, and a path in the answer costs its
+/// length), the response's by `queryPageBytesMax`: a page ends early, with a cursor, once it
+/// holds that many bytes or the time budget is spent, after at least one result.
 struct QueryAPI: Sendable {
     let store: EventStore
     let config: ServerConfiguration
@@ -32,9 +37,12 @@ struct QueryAPI: Sendable {
             }
             include.insert(name)
         }
-        let (cursorSnapshot, offset) = try cursor(try RequestBody.string(object, "cursor"))
         let store = self.store
-        let snapshot = min(cursorSnapshot ?? store.lastID, store.lastID)
+        let cursor = try RequestBody.string(object, "cursor").map { raw throws(APIError) in
+            try QueryCursor.decode(raw, query: text, lastID: store.lastID)
+        }
+        let snapshot = cursor?.snapshot ?? store.lastID
+        let deadline = ContinuousClock.now + budget.timeMax
         let plan: LogicalPlan
         let explain: Bool
         do {
@@ -60,7 +68,8 @@ struct QueryAPI: Sendable {
         case .success(let r): result = r
         case .failure(let error): throw Self.render(error, text)
         }
-        return try await respond(result, snapshot: snapshot, offset: offset, pageSize: pageSize, include: include)
+        let page = Page(query: text, snapshot: snapshot, offset: cursor?.offset ?? 0, size: pageSize, bytesMax: config.queryPageBytesMax, deadline: deadline)
+        return try await respond(result, page: page, include: include)
     }
 
     /// The server's default budget, lowered or raised per request up to `queryBudgetMax`.
@@ -84,50 +93,75 @@ struct QueryAPI: Sendable {
         return budget
     }
 
-    private func cursor(_ raw: String?) throws -> (EventID?, Int) {
-        guard let raw else { return (nil, 0) }
-        let parts = raw.split(separator: ".")
-        guard parts.count == 2, let snapshot = EventID(parts[0]), let offset = Int(parts[1]), offset >= 0 else {
-            throw APIError.invalid("cursor is not one this server returned", field: "cursor")
-        }
-        return (snapshot, offset)
+    /// Which part of an answer one response carries.
+    struct Page: Sendable {
+        var query: String
+        var snapshot: EventID
+        var offset: Int
+        var size: Int
+        var bytesMax: Int
+        var deadline: ContinuousClock.Instant
     }
 
-    private func respond(_ result: QueryResult, snapshot: EventID, offset: Int, pageSize: Int, include: Set<String>) async throws -> Response {
-        var w = JSONWriter(capacity: 4096)
-        var next: String?
-        switch result.answer {
-        case .count(let n):
-            w.writeRaw("{\"count\":")
-            w.writeInt(Int64(n))
-        case .paths(let paths):
-            w.writeRaw("{\"paths\":[")
-            for (i, path) in paths.enumerated() {
-                if i > 0 { w.writeRaw(",") }
-                w.writeIDs(path)
+    private func respond(_ result: QueryResult, page: Page, include: Set<String>) async throws -> Response {
+        let store = self.store
+        let body = try await Blocking.run { () throws -> JSONWriter in
+            var w = JSONWriter(capacity: 4096)
+            var next: String?
+            switch result.answer {
+            case .count(let n):
+                w.writeRaw("{\"count\":")
+                w.writeInt(Int64(n))
+            case .paths(let paths):
+                w.writeRaw("{\"paths\":[")
+                next = try Self.writePage(of: paths.count, page, into: &w) { i, w in
+                    w.writeIDs(paths[i])
+                    return true
+                }
+                w.writeRaw("]")
+            case .ids(let ids):
+                w.writeRaw("{\"results\":[")
+                next = try Self.writePage(of: ids.count, page, into: &w) { i, w in
+                    guard let event = try store.event(ids[i]) else { return false }
+                    Self.write(event, include: include, into: &w)
+                    return true
+                }
+                w.writeRaw("]")
             }
-            w.writeRaw("]")
-        case .ids(let all):
-            let ids = all.filter { $0 <= snapshot }
-            let page = Array(ids.dropFirst(offset).prefix(pageSize))
-            if offset + page.count < ids.count { next = "\(snapshot).\(offset + page.count)" }
-            let store = self.store
-            let events = try await Blocking.run { try page.compactMap { try store.event($0) } }
-            w.writeRaw("{\"results\":[")
-            for (i, event) in events.enumerated() {
-                if i > 0 { w.writeRaw(",") }
-                Self.write(event, include: include, into: &w)
-            }
-            w.writeRaw("]")
+            w.writeRaw(",\"next\":")
+            if let next { w.writeString(next) } else { w.writeNull() }
+            w.writeRaw(",\"truncated\":")
+            w.writeBool(result.truncated)
+            w.writeRaw(",\"stats\":")
+            w.write(.members([
+                "visited": .int(result.visited), "snapshot": .int(page.snapshot), "reason": result.reason.map(JSONValue.string) ?? .null,
+            ]))
+            w.writeRaw("}")
+            return w
         }
-        w.writeRaw(",\"next\":")
-        if let next { w.writeString(next) } else { w.writeNull() }
-        w.writeRaw(",\"truncated\":")
-        w.writeBool(result.truncated)
-        w.writeRaw(",\"stats\":")
-        w.write(.members(["visited": .int(result.visited), "snapshot": .int(snapshot), "reason": result.reason.map(JSONValue.string) ?? .null]))
-        w.writeRaw("}")
-        return JSONResponse.make(w)
+        return JSONResponse.make(body)
+    }
+
+    /// Writes results `page.offset ..< count` separated by commas until the page holds
+    /// `page.size` results or `page.bytesMax` bytes or the deadline passes (at least one result
+    /// is always written, so paging always moves on); returns the next page's cursor, nil at the end.
+    private static func writePage(
+        of count: Int, _ page: Page, into w: inout JSONWriter, _ item: (Int, inout JSONWriter) throws -> Bool
+    ) throws -> String? {
+        guard page.offset <= count else {
+            throw APIError.invalid("cursor is past the end of the answer (\(count) results)", field: "cursor")
+        }
+        let start = w.bytes.count
+        var written = 0
+        var position = page.offset
+        while position < count, written < page.size {
+            if written > 0, w.bytes.count - start >= page.bytesMax || ContinuousClock.now > page.deadline { break }
+            let mark = w.bytes.count
+            if written > 0 { w.writeRaw(",") }
+            if try item(position, &w) { written += 1 } else { w.bytes.removeSubrange(mark...) }
+            position += 1
+        }
+        return position < count ? QueryCursor(snapshot: page.snapshot, offset: position).encoded(query: page.query) : nil
     }
 
     static func write(_ event: Event, include: Set<String>, into w: inout JSONWriter) {

@@ -1,22 +1,22 @@
 /// Little helpers for the binary formats: big-endian fixed integers (so keys sort numerically)
 /// and LEB128 varints (compact values). All decoding is bounds-checked and throws on short input.
-struct ByteWriter {
-    var bytes: [UInt8]
+public struct ByteWriter {
+    public var bytes: [UInt8]
 
-    init(capacity: Int = 64) {
+    public init(capacity: Int = 64) {
         bytes = []
         bytes.reserveCapacity(capacity)
     }
 
-    mutating func putBE64(_ v: UInt64) {
+    public mutating func putBE64(_ v: UInt64) {
         for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
     }
 
-    mutating func putBE32(_ v: UInt32) {
+    public mutating func putBE32(_ v: UInt32) {
         for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
     }
 
-    mutating func putVarint(_ v: UInt64) {
+    public mutating func putVarint(_ v: UInt64) {
         var v = v
         while v >= 0x80 {
             bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
@@ -25,38 +25,38 @@ struct ByteWriter {
         bytes.append(UInt8(v))
     }
 
-    mutating func putZigzag(_ v: Int64) {
+    public mutating func putZigzag(_ v: Int64) {
         putVarint(UInt64(bitPattern: (v << 1) ^ (v >> 63)))
     }
 
-    mutating func putBytes(_ b: some Collection<UInt8>) {
+    public mutating func putBytes(_ b: some Collection<UInt8>) {
         putVarint(UInt64(b.count))
         bytes.append(contentsOf: b)
     }
 
-    mutating func putString(_ s: String) {
+    public mutating func putString(_ s: String) {
         putBytes(s.utf8)
     }
 }
 
-struct ByteReader {
-    let bytes: [UInt8]
-    var offset: Int
+public struct ByteReader {
+    public let bytes: [UInt8]
+    public var offset: Int
 
-    init(_ bytes: [UInt8], offset: Int = 0) {
+    public init(_ bytes: [UInt8], offset: Int = 0) {
         self.bytes = bytes
         self.offset = offset
     }
 
-    var isAtEnd: Bool { offset >= bytes.count }
+    public var isAtEnd: Bool { offset >= bytes.count }
 
-    mutating func byte() throws(StorageError) -> UInt8 {
+    public mutating func byte() throws(StorageError) -> UInt8 {
         guard offset < bytes.count else { throw Self.short(offset) }
         defer { offset += 1 }
         return bytes[offset]
     }
 
-    mutating func be64() throws(StorageError) -> UInt64 {
+    public mutating func be64() throws(StorageError) -> UInt64 {
         guard offset + 8 <= bytes.count else { throw Self.short(offset) }
         var v: UInt64 = 0
         for i in 0..<8 { v = v << 8 | UInt64(bytes[offset + i]) }
@@ -64,7 +64,7 @@ struct ByteReader {
         return v
     }
 
-    mutating func be32() throws(StorageError) -> UInt32 {
+    public mutating func be32() throws(StorageError) -> UInt32 {
         guard offset + 4 <= bytes.count else { throw Self.short(offset) }
         var v: UInt32 = 0
         for i in 0..<4 { v = v << 8 | UInt32(bytes[offset + i]) }
@@ -72,7 +72,7 @@ struct ByteReader {
         return v
     }
 
-    mutating func varint() throws(StorageError) -> UInt64 {
+    public mutating func varint() throws(StorageError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
@@ -84,24 +84,24 @@ struct ByteReader {
         }
     }
 
-    mutating func zigzag() throws(StorageError) -> Int64 {
+    public mutating func zigzag() throws(StorageError) -> Int64 {
         let v = try varint()
         return Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1)
     }
 
-    mutating func bytes(count: Int) throws(StorageError) -> ArraySlice<UInt8> {
+    public mutating func bytes(count: Int) throws(StorageError) -> ArraySlice<UInt8> {
         guard count >= 0, offset + count <= bytes.count else { throw Self.short(offset) }
         defer { offset += count }
         return bytes[offset..<offset + count]
     }
 
-    mutating func lengthPrefixed() throws(StorageError) -> ArraySlice<UInt8> {
+    public mutating func lengthPrefixed() throws(StorageError) -> ArraySlice<UInt8> {
         let count = try varint()
         guard count <= UInt64(bytes.count) else { throw Self.short(offset) }
         return try bytes(count: Int(count))
     }
 
-    mutating func string() throws(StorageError) -> String {
+    public mutating func string() throws(StorageError) -> String {
         let raw = try lengthPrefixed()
         guard let s = String(validating: raw, as: UTF8.self) else {
             throw StorageError(.corruption, "invalid UTF-8 in stored string at offset \(offset)")

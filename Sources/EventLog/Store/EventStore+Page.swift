@@ -90,6 +90,26 @@ extension EventStore {
         return LogPage(events: events, next: position, lastID: last)
     }
 
+    /// Ids in `after+1 ... upTo` of events with this type and stream (nil: any), ascending, read
+    /// from the in-memory columns without touching a record: at most `limit` ids, examining at
+    /// most `scanMax`. `next` is the last id examined (`upTo` once the range is exhausted); an
+    /// unknown type or stream matches nothing.
+    public func scanIDs(type: String?, stream: String?, after: EventID, upTo: EventID, limit: Int, scanMax: Int) throws(LogError) -> (ids: [EventID], next: EventID) {
+        let upTo = min(upTo, lastID)
+        guard after < upTo else { return ([], max(after, upTo)) }
+        var typeID: UInt32?
+        var streamID: UInt32?
+        if let type {
+            guard let id = try dictionaryID(MetaKey.type(type)) else { return ([], upTo) }
+            typeID = id
+        }
+        if let stream {
+            guard let id = try dictionaryID(MetaKey.stream(stream)) else { return ([], upTo) }
+            streamID = id
+        }
+        return index.scan(type: typeID, stream: streamID, after: after, upTo: upTo, limit: max(0, limit), scanMax: max(1, scanMax))
+    }
+
     private func logScan(after: EventID, last: EventID, eventsMax: Int, filter: LogFilter, scanMax: Int) throws(LogError) -> LogPage {
         try read { () throws(StorageError) -> LogPage in
             var events: [Event] = []

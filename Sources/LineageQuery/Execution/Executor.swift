@@ -33,20 +33,36 @@ public struct Executor {
         return QueryResult(answer: answer, truncated: stop != nil, reason: stop, visited: visited)
     }
 
-    /// Counts one visited event; false once a budget is spent (the reason is kept).
-    mutating func spend() -> Bool {
+    /// Counts `units` of work (a visited event, or one id of a path in the answer); false once a
+    /// budget is spent (the reason is kept). The clock is read once per 1,024 units.
+    mutating func spend(_ units: Int = 1) -> Bool {
         guard stop == nil else { return false }
-        visited += 1
+        let before = visited
+        visited += units
         if visited > budget.nodesMax {
             stop = "node budget of \(budget.nodesMax) events spent"
             return false
         }
-        if visited % 1_024 == 0, ContinuousClock.now > deadline {
+        if visited >> 10 != before >> 10, ContinuousClock.now > deadline {
             stop = "time budget spent"
             return false
         }
         return true
     }
+
+    /// False once the time budget is spent: for loops whose steps are each worth a clock read
+    /// (one record read, one column chunk), where counting nodes alone would not stop in time.
+    mutating func timeLeft() -> Bool {
+        guard stop == nil else { return false }
+        if ContinuousClock.now > deadline {
+            stop = "time budget spent"
+            return false
+        }
+        return true
+    }
+
+    /// Thrown from inside a store callback to end its iteration once a budget is spent.
+    private struct Spent: Error {}
 
     private mutating func evaluate(_ plan: LogicalPlan) throws -> QueryResult.Answer {
         switch plan {
@@ -57,17 +73,32 @@ public struct Executor {
         case .filter(let predicate, let input):
             switch try evaluate(input) {
             case .ids(let ids):
-                guard zip(ids, ids.dropFirst()).allSatisfy({ $0 < $1 }) else {
-                    return .ids(try ids.filter { id in try store.event(id).map(predicate.matches) ?? false })
-                }
                 var kept: [EventID] = []
-                try store.forEachEvent(ascending: ids) { event in
-                    if predicate.matches(event) { kept.append(event.id) }
+                guard zip(ids, ids.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                    for id in ids {
+                        guard timeLeft() else { break }
+                        if try store.event(id).map(predicate.matches) ?? false { kept.append(id) }
+                    }
+                    return .ids(kept)
+                }
+                let deadline = self.deadline
+                do {
+                    try store.forEachEvent(ascending: ids) { event in
+                        guard ContinuousClock.now <= deadline else { throw Spent() }
+                        if predicate.matches(event) { kept.append(event.id) }
+                    }
+                } catch is Spent {
+                    _ = timeLeft()
                 }
                 return .ids(kept)
             case .paths(let paths):
                 // A path is kept when every event on it matches.
-                return .paths(try paths.filter { path in try path.allSatisfy { id in try store.event(id).map(predicate.matches) ?? false } })
+                var kept: [[EventID]] = []
+                for path in paths {
+                    guard timeLeft() else { break }
+                    if try path.allSatisfy({ id in try store.event(id).map(predicate.matches) ?? false }) { kept.append(path) }
+                }
+                return .paths(kept)
             case .count(let n): return .count(n)
             }
         case .sets(let operation, let input):
@@ -82,7 +113,10 @@ public struct Executor {
             guard case .ids(let ids) = inner else { return inner }
             if order.key == .id { return .ids(order.descending ? ids.sorted(by: >) : ids.sorted()) }
             var timed: [(EventID, Int64)] = []
-            for id in ids { timed.append((id, try store.event(id)?.timeUnixNano ?? 0)) }
+            for id in ids {
+                guard timeLeft() else { break }
+                timed.append((id, try store.event(id)?.timeUnixNano ?? 0))
+            }
             timed.sort { a, b in a.1 != b.1 ? (order.descending ? a.1 > b.1 : a.1 < b.1) : (order.descending ? a.0 > b.0 : a.0 < b.0) }
             return .ids(timed.map(\.0))
         case .limit(let n, let input):
@@ -105,26 +139,31 @@ public struct Executor {
         }
     }
 
+    /// Ids of the source from the in-memory columns, one chunk at a time; no record is read.
     private mutating func scan(_ source: LogicalPlan.ScanSource) throws -> [EventID] {
-        var filter = LogFilter()
+        var type: String?
+        var stream: String?
         switch source {
         case .log: break
-        case .stream(let s): filter.stream = s
-        case .type(let t): filter.type = t
+        case .stream(let s): stream = s
+        case .type(let t): type = t
         }
         var ids: [EventID] = []
         var cursor: EventID = 0
-        while true {
-            let page = try store.page(after: cursor, limit: store.limits.readEventsMax, filter: filter)
-            for event in page.events {
-                guard event.id <= last else { return ids }
+        while cursor < last {
+            let chunk = try store.scanIDs(type: type, stream: stream, after: cursor, upTo: last, limit: Self.scanChunkIDs, scanMax: Self.scanChunkIDs)
+            for id in chunk.ids {
                 guard spend() else { return ids }
-                ids.append(event.id)
+                ids.append(id)
             }
-            if page.next >= min(page.lastID, last) || page.next == cursor { return ids }
-            cursor = page.next
+            guard chunk.next > cursor, timeLeft() else { return ids }
+            cursor = chunk.next
         }
+        return ids
     }
+
+    /// Ids one column scan step examines (about 0.1 ms): the clock is read between steps.
+    static let scanChunkIDs = 65_536
 
     /// Breadth-first, so each event's depth is its shortest hop distance from the start.
     private mutating func traverse(_ t: LogicalPlan.Traversal) throws -> [EventID] {
@@ -190,7 +229,7 @@ public struct Executor {
     /// distance left, completes paths in length order and expands only partial paths that can
     /// still reach `b`: about k x path length of them, not the exponential number a plain
     /// breadth-first enumeration meets. Each walked event and each partial path costs one unit
-    /// of the node budget. For k = 1 the upward walk stops as soon as it reaches `a`, and the path
+    /// of the node budget, and each path found costs its length. For k = 1 the upward walk stops as soon as it reaches `a`, and the path
     /// is read off greedily.
     private mutating func paths(from a: EventID, to b: EventID, k: Int) throws -> [[EventID]] {
         if a == b { return [[a]] }
@@ -206,7 +245,7 @@ public struct Executor {
                 path.append(next)
                 node = next
             }
-            return [path]
+            return spend(path.count) ? [path] : []
         }
         // Partial paths as a parent-pointer tree; buckets[f - total] holds the entries whose
         // length-so-far + distance-left is f. A child's f is never below its parent's, so the
@@ -226,6 +265,9 @@ public struct Executor {
                     path.append(tree[i].node)
                     i = tree[i].previous
                 }
+                // The answer is part of the work: a path's ids count against the node budget, so
+                // k long paths cannot make a response of k x length ids past the budget.
+                guard spend(path.count) else { return found }
                 found.append(path.reversed())
                 continue
             }
