@@ -26,6 +26,7 @@ extension Banyan {
         @Option(help: "Milliseconds one /v1/query may run unless its budget says otherwise.") var queryTimeDefaultMs = 5_000
         @Option(help: "The most events a /v1/query budget may ask for.") var queryNodesMax = ServerConfiguration().queryBudgetMax.nodesMax
         @Option(help: "The most milliseconds a /v1/query budget may ask for.") var queryTimeMaxMs = 30_000
+        @Option(help: "Bytes of one /v1/query page; a page ends early, with a cursor, past it.") var queryPageBytesMax = ServerConfiguration().queryPageBytesMax
         @Option(help: "File of bearer tokens, one \"<token> <role>\" per line (roles: read, write, admin). Also: BANYAN_TOKENS=token:role,...")
         var tokensFile: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
@@ -46,6 +47,7 @@ extension Banyan {
                 }
                 config.queryBudget = QueryBudget(nodesMax: queryNodesDefault, timeMax: .milliseconds(queryTimeDefaultMs))
                 config.queryBudgetMax = QueryBudget(nodesMax: queryNodesMax, timeMax: .milliseconds(queryTimeMaxMs))
+                config.queryPageBytesMax = queryPageBytesMax
                 config.access = try AccessControl.load(file: tokensFile, environment: ProcessInfo.processInfo.environment["BANYAN_TOKENS"])
                 if !config.access.isEnabled && !config.isLoopback {
                     throw AccessError(
