@@ -33,9 +33,10 @@ extension Banyan {
 }
 
 enum Store {
-    static func openReadOnly(_ path: String) async throws -> EventStore {
+    static func openReadOnly(_ path: String, walDamage: WALDamagePolicy = .refuse) async throws -> EventStore {
         var options = StoreOptions()
         options.readOnly = true
+        options.walDamage = walDamage
         return try await EventStore.open(at: path, options: options)
     }
 }

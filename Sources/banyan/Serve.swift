@@ -30,6 +30,8 @@ extension Banyan {
         @Option(help: "File of bearer tokens, one \"<token> <role>\" per line (roles: read, write, admin). Also: BANYAN_TOKENS=token:role,...")
         var tokensFile: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+        @Flag(help: "Open a store whose write-ahead log is damaged: keep the events before the damage and mark each id after it lost (a banyan.lost event), instead of refusing to start. docs/OPERATIONS.md, \"A damaged write-ahead log\".")
+        var acceptWALLoss = false
 
         func run() async throws {
             try await Banyan.reportingErrors {
@@ -64,6 +66,7 @@ extension Banyan {
                 options.limits.writerQueueEventsMax = max(writerQueueEventsMax, options.limits.commitGroupEventsMax)
                 options.limits.treeNodesMax = treeNodesMax
                 options.observer = metrics
+                options.walDamage = acceptWALLoss ? .accept : .refuse
                 config.emitBodyBytesMax = max(config.emitBodyBytesMax, payloadBytesMax + options.limits.messageBytesMax + (64 << 10))
                 let store = try await EventStore.open(at: data.dataDir, options: options, logger: logger)
                 defer { store.close() }

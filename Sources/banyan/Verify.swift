@@ -12,7 +12,8 @@ extension Banyan {
 
         func run() async throws {
             try await Banyan.reportingErrors {
-                let store = try await Store.openReadOnly(data.dataDir)
+                // A damaged write-ahead log is reported, and the intact part of the log checked.
+                let store = try await Store.openReadOnly(data.dataDir, walDamage: .accept)
                 defer { store.close() }
                 let report = try store.verify(problemsMax: problemsMax) { id in
                     if !json { Console.progress("verify: \(id) events checked") }
@@ -23,13 +24,14 @@ extension Banyan {
                         "ok": .bool(report.ok), "events": .int(report.events), "edges": .int(report.edges),
                         "roots": .int(report.roots), "heads": .int(report.heads), "keyed": .int(report.keyed),
                         "sealed_segments": .int(report.sealedSegments), "problem_count": .int(report.problemCount),
-                        "problems": .array(report.problems.map(JSONValue.string)),
+                        "problems": .array(report.problems.map(JSONValue.string)), "notes": .array(report.notes.map(JSONValue.string)),
                     ]))
                     Console.write(w.bytes + [0x0A])
                 } else {
                     Console.error("")
                     Console.out("verify: \(report.ok ? "ok" : "FAILED"): \(report.events) events, \(report.edges) edges, \(report.roots) roots, \(report.heads) heads, \(report.keyed) keyed, \(report.sealedSegments) sealed segments, \(report.problemCount) problems")
                     for p in report.problems { Console.out("  - \(p)") }
+                    for n in report.notes { Console.out("  note: \(n)") }
                 }
                 if !report.ok { throw ExitCode.failure }
             }

@@ -17,6 +17,10 @@ public final class EventStore: Sendable {
     /// Links, types and streams of every event, in memory (`LogIndex`).
     let index: LogIndex
     public let startedAt: ContinuousClock.Instant = .now
+    /// The damage of an accepted damaged write-ahead log (`WALDamagePolicy.accept`), nil when it was sound.
+    public let walDamage: WALDamage?
+    /// What the WAL check noticed without refusing (an incomplete last record, dropped by recovery).
+    public let walNote: String?
     private let closed = Atomic(false)
 
     public var limits: Limits { options.limits }
@@ -34,16 +38,25 @@ public final class EventStore: Sendable {
         } else if !FileManager.default.fileExists(atPath: path + "/CURRENT") {
             throw LogError(.notFound, "no Banyan store in \(path)")
         }
-        let store = try EventStore(path: path, options: options)
+        let verdict = try checkWAL(path, options: options, logger: logger)
+        if let damage = verdict.damage, !options.readOnly {
+            // Before RocksDB discards the damaged log, and with it the only record of the lost ids.
+            try WALLossNote(
+                file: damage.file, offset: damage.offset, reason: damage.reason,
+                recoveredThrough: damage.recoverableThrough, writtenThrough: damage.writtenThrough
+            ).save(path)
+        }
+        let store = try openExplained(path: path, options: options, verdict: verdict)
         if let logger {
             logger.info("store opened", metadata: [
                 "path": "\(path)", "last_id": "\(store.lastID)", "read_only": "\(options.readOnly)",
                 "fsync": "\(options.durability.rawValue)",
             ])
         }
-        if options.createGenesis {
+        if !options.readOnly {
             do {
-                try await store.ensureGenesis()
+                try await store.fillLostIDs(logger: logger)
+                if options.createGenesis { try await store.ensureGenesis() }
             } catch {
                 store.close()
                 throw error
@@ -52,12 +65,23 @@ public final class EventStore: Sendable {
         return store
     }
 
-    private init(path: String, options: StoreOptions) throws(LogError) {
+    private static func openExplained(path: String, options: StoreOptions, verdict: WALVerdict) throws(LogError) -> EventStore {
+        do {
+            return try EventStore(path: path, options: options, verdict: verdict)
+        } catch {
+            throw options.readOnly ? explainOpenFailure(error, path: path) : error
+        }
+    }
+
+    private init(path: String, options: StoreOptions, verdict: WALVerdict) throws(LogError) {
         self.path = path
         self.options = options
+        self.walDamage = verdict.damage
+        self.walNote = verdict.note
         let storage = try storageCall { () throws(StorageError) in
-            try LogStorage(path: path, readOnly: options.readOnly, blockCacheBytes: options.blockCacheBytes)
+            try LogStorage(path: path, readOnly: options.readOnly, blockCacheBytes: options.blockCacheBytes, walRecovery: verdict.recovery)
         }
+        try Self.checkReplay(storage, verdict)
         self.storage = storage
         let lastID = try storageCall { () throws(StorageError) in try storage.lastID() }
         let meta = try Self.loadOrInitialiseMeta(storage, lastID: lastID, readOnly: options.readOnly)
@@ -77,6 +101,17 @@ public final class EventStore: Sendable {
             self.writer = writer
             notifier = writer.notifier
         }
+    }
+
+    /// Belt and braces: every intact WAL record must have been replayed.
+    private static func checkReplay(_ storage: LogStorage, _ verdict: WALVerdict) throws(LogError) {
+        let recovered = storage.db.latestSequence
+        guard recovered < verdict.lastSequence else { return }
+        storage.close()
+        throw LogError(
+            .storage,
+            "RocksDB recovered writes up to sequence number \(recovered), but the write-ahead log holds intact writes up to \(verdict.lastSequence); refusing to open a store that lost acknowledged writes",
+            cause: StorageError(.corruption, "WAL replay stopped early"))
     }
 
     private static func loadOrInitialiseMeta(_ storage: LogStorage, lastID: EventID, readOnly: Bool) throws(LogError) -> StoreMeta {

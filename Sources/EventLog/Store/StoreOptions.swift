@@ -15,6 +15,8 @@ public struct StoreOptions: Sendable {
     /// Opens without taking the lock, for `verify`, `export`, `get` and `status` beside a running
     /// server. Sees the store as of opening; appends fail.
     public var readOnly = false
+    /// What to do about a damaged write-ahead log (`--accept-wal-loss`).
+    public var walDamage: WALDamagePolicy = .refuse
     /// Writes the CelestialTree genesis event into a new, empty store.
     public var createGenesis = true
     /// Told about every commit group (metrics).

@@ -11,6 +11,8 @@ public struct VerifyReport: Sendable {
     public var problems: [String] = []
     /// All problems found, including those not listed.
     public var problemCount = 0
+    /// Facts worth knowing that are not problems (a write cut short at the end of the WAL).
+    public var notes: [String] = []
 
     public var ok: Bool { problemCount == 0 }
 
@@ -21,7 +23,7 @@ public struct VerifyReport: Sendable {
 }
 
 /// Walks the whole store and checks every invariant that can be checked:
-/// ids dense from 1; every record decodes with a good checksum and the parent rule (parents
+/// the write-ahead log is intact (`WALScanner`, before the open); ids dense from 1; every record decodes with a good checksum and the parent rule (parents
 /// distinct, `1 <= p < id`); the epoch of each record matches the epoch history; the `index`
 /// blocks tile the log and each entry agrees with its record (parents, type and stream through
 /// the dictionaries); `keys` agrees with the records in both directions (per event, and by
@@ -217,6 +219,12 @@ extension EventStore {
         let (storage, last, meta) = (storage, lastID, writerMeta)
         return try read { () throws(StorageError) in
             var verifier = try Verifier(storage: storage, lastID: last, meta: meta, problemsMax: problemsMax)
+            if let walNote { verifier.report.notes.append(walNote) }
+            if let walDamage {
+                // Opened past the damage (read-only, nothing changed): the rest is checked as
+                // far as the intact log goes, and the damage is the first problem.
+                verifier.problem("\(walDamage)")
+            }
             return try verifier.run(progress: progress)
         }
     }

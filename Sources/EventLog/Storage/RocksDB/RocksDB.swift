@@ -28,6 +28,17 @@ final class RocksDB: @unchecked Sendable {
         var ascendingKeys = false
     }
 
+    /// How RocksDB replays its write-ahead log at open (its `WALRecoveryMode`). `WALScanner` has
+    /// looked at the log first and decided which one applies (see `EventStore.checkWAL`).
+    enum WALRecovery: Int32, Sendable {
+        /// Drop only an incomplete record at the end of a log (a write cut short by a crash);
+        /// refuse to open on any other damage.
+        case tolerateIncompleteTail = 0
+        /// Stop at the first damaged record and keep everything before it, dropping the rest:
+        /// only when the operator has accepted that loss, or to look at the intact prefix.
+        case pointInTime = 2
+    }
+
     /// A column family handle. Valid while its `RocksDB` is open.
     struct Family: @unchecked Sendable {
         let handle: OpaquePointer
@@ -46,10 +57,32 @@ final class RocksDB: @unchecked Sendable {
 
     /// Opens (creating if needed, unless `readOnly`) the database at `path` with exactly `families`
     /// (the "default" family is added implicitly and unused).
-    init(path: String, families specs: [FamilyOptions], readOnly: Bool, blockCacheBytes: Int) throws(StorageError) {
+    init(
+        path: String, families specs: [FamilyOptions], readOnly: Bool, blockCacheBytes: Int,
+        walRecovery: WALRecovery = .tolerateIncompleteTail
+    ) throws(StorageError) {
         self.path = path
         self.readOnly = readOnly
-        options = rocksdb_options_create()
+        let base = rocksdb_options_create()!
+        if !readOnly {
+            // Not in the C API. The MANIFEST records each closed WAL and its synced size, so an
+            // open refuses a missing or shortened older log instead of skipping what it held.
+            // Writable opens only: a read-only open beside a running server could race its
+            // log deletions.
+            let tracked = rocksdb_options_create()!
+            do {
+                try withErrorPointer { rocksdb_get_options_from_string(base, "track_and_verify_wals_in_manifest=true", tracked, $0) }
+            } catch {
+                rocksdb_options_destroy(tracked)
+                rocksdb_options_destroy(base)
+                throw error
+            }
+            rocksdb_options_destroy(base)
+            options = tracked
+        } else {
+            options = base
+        }
+        rocksdb_options_set_wal_recovery_mode(options, walRecovery.rawValue)
         rocksdb_options_set_create_if_missing(options, readOnly ? 0 : 1)
         rocksdb_options_set_create_missing_column_families(options, readOnly ? 0 : 1)
         rocksdb_options_increase_parallelism(options, 2)
@@ -211,6 +244,17 @@ final class RocksDB: @unchecked Sendable {
 
     func iterator(_ family: Family, lower: [UInt8]? = nil, upper: [UInt8]? = nil, fillCache: Bool = true) throws(StorageError) -> RocksIterator {
         RocksIterator(db: try handle(), family: family, lower: lower, upper: upper, fillCache: fillCache)
+    }
+
+    /// The sequence number of the last write RocksDB holds (recovered or written since).
+    var latestSequence: UInt64 {
+        guard let db else { return 0 }
+        return rocksdb_get_latest_sequence_number(db)
+    }
+
+    /// The id RocksDB gave `family` when it was created; WAL records name families by it.
+    func familyID(_ family: Family) -> UInt32 {
+        rocksdb_column_family_handle_get_id(family.handle)
     }
 
     /// A RocksDB property (e.g. "rocksdb.estimate-num-keys") for one family, or the whole DB.
