@@ -13,6 +13,7 @@ public struct BanyanServer: Sendable {
     public let metrics: ServerMetrics
     public let logger: Logger
     let streams = StreamRegistry()
+    public let connections: ConnectionRegistry
 
     /// - Parameter metrics: pass the same instance as the store's `StoreOptions.observer` to get commit metrics.
     public init(store: EventStore, config: ServerConfiguration, metrics: ServerMetrics = ServerMetrics(), logger: Logger) throws {
@@ -24,21 +25,35 @@ public struct BanyanServer: Sendable {
         self.config = config
         self.metrics = metrics
         self.logger = logger
+        connections = ConnectionRegistry(connectionsMax: config.connectionsMax)
     }
 
     /// The responder, usable without a socket in tests.
-    public var responder: some HTTPResponder<BasicRequestContext> {
+    public var responder: some HTTPResponder<BanyanRequestContext> {
         BanyanResponder(
             native: NativeAPI(store: store, config: config, streams: streams),
             celestialTree: CelestialTreeAPI(store: store, config: config, streams: streams),
-            access: config.access, metrics: metrics)
+            access: config.access, metrics: metrics, connections: connections)
     }
 
+    /// The application: HTTP/1.1 with the connection timeouts, and the listener guarded by the
+    /// connection limit and the accept back-off (`ListenerGuard`).
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        Application(
+        let (connections, logger) = (self.connections, self.logger)
+        return Application(
             responder: responder,
+            server: .guarded(timeouts: config.connectionTimeouts, registry: connections),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            onServerRunning: { channel in
+                do {
+                    try await channel.eventLoop.submit {
+                        try channel.pipeline.syncOperations.addHandler(ListenerGuard(registry: connections, logger: logger), position: .first)
+                    }.get()
+                } catch {
+                    logger.error("cannot guard the listener; serving without the connection limit", metadata: ["error": "\(error)"])
+                }
+                await onServerRunning(channel.localAddress?.port ?? 0)
+            },
             logger: logger)
     }
 
@@ -51,11 +66,12 @@ public struct BanyanServer: Sendable {
 /// Authorises, dispatches to the route sets, turns errors into JSON responses in one place and
 /// records each request's latency under its route pattern.
 struct BanyanResponder: HTTPResponder {
-    typealias Context = BasicRequestContext
+    typealias Context = BanyanRequestContext
     let native: NativeAPI
     let celestialTree: CelestialTreeAPI
     let access: AccessControl
     let metrics: ServerMetrics
+    let connections: ConnectionRegistry
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
@@ -72,11 +88,11 @@ struct BanyanResponder: HTTPResponder {
             let path = request.uri.path
             let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
             if parts.first == "v1" {
-                if let response = try await native.route(request, parts.dropFirst()) { return response }
+                if let response = try await native.route(request, parts.dropFirst(), channel: context.channel) { return response }
             } else if path == "/metrics" {
                 guard request.method == .get else { throw APIError.methodNotAllowed }
                 return metricsResponse()
-            } else if let response = try await celestialTree.route(request) {
+            } else if let response = try await celestialTree.route(request, channel: context.channel) {
                 return response
             }
             return JSONResponse.pageNotFound()
@@ -91,11 +107,23 @@ struct BanyanResponder: HTTPResponder {
     }
 
     private func metricsResponse() -> Response {
-        let bytes = metrics.render(store: native.store, streams: native.streams)
+        let bytes = metrics.render(store: native.store, streams: native.streams, connections: connections)
         return Response(
             status: .ok,
             headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .contentLength: String(bytes.count)],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+/// The request context: Hummingbird's core storage and the connection's channel, which SSE
+/// streams watch to end as soon as their client is gone.
+public struct BanyanRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
     }
 }
 

@@ -35,8 +35,37 @@ public struct ServerConfiguration: Sendable {
     public var streamReadEventsMax = 512
     /// Comment frames keep idle proxies from closing a stream.
     public var streamHeartbeat: Duration = .seconds(15)
+    /// Header-read, body-read and idle timeouts of every connection.
+    public var connectionTimeouts = ConnectionTimeouts()
+    /// Connections open at once; at the limit the one idle the longest is closed for a new one,
+    /// and with none idle new connections wait in the listen backlog. Keep it below the
+    /// descriptor limit (`ConnectionRegistry.descriptorBudget`), or accepts fail.
+    public var connectionsMax = 4_096
 
     public init() {}
+
+    /// The valid range of every `banyan serve` setting, in one place: the command checks each
+    /// flag against its range at start and names the flag when one is outside it, and
+    /// docs/OPERATIONS.md lists the same ranges. Sizes are in bytes, times in the flag's unit.
+    public enum Bounds {
+        public static let port = 0...65_535
+        public static let syncIntervalMs = 1...60_000
+        public static let treeNodesMax = 1...10_000_000
+        public static let batchEventsMax = 1...100_000
+        public static let payloadBytesMax = 1...(64 << 20)
+        public static let writerQueueEventsMax = 1...10_000_000
+        public static let streamsMax = 1...65_536
+        public static let bodyBytesMax = 1_024...(1 << 30)
+        public static let streamHeartbeatSeconds = 1...3_600
+        public static let queryNodes = 1...100_000_000
+        public static let queryTimeMs = 1...600_000
+        public static let queryPageBytesMax = (64 << 10)...(256 << 20)
+        public static let headerReadTimeoutSeconds = 1...3_600
+        public static let bodyReadTimeoutSeconds = 1...86_400
+        public static let idleTimeoutSeconds = 1...86_400
+        /// The upper end is the descriptor budget of the process (`ConnectionRegistry.descriptorBudget`).
+        public static let connectionsMin = 1
+    }
 
     /// Whether `host` names a loopback interface (the only kind allowed without tokens).
     public var isLoopback: Bool {

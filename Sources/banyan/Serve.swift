@@ -8,11 +8,14 @@ import Logging
 extension Banyan {
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the HTTP server on a data directory (created if missing).")
+            abstract: "Run the HTTP server on a data directory (created if missing).",
+            discussion: "Every flag has a valid range (docs/OPERATIONS.md); a value outside it stops the start with an error naming the flag.")
+
+        typealias Bounds = ServerConfiguration.Bounds
 
         @OptionGroup var data: DataDirOptions
         @Option(help: "Address to bind.") var host = "127.0.0.1"
-        @Option(help: "Port to listen on.") var port = 7777
+        @Option(help: "Port to listen on (0: any free port).") var port = 7777
         @Option(help: "When to fsync: group (every commit group), interval, never.") var fsync: Durability = .group
         @Option(help: "Milliseconds between background syncs under --fsync interval.") var syncIntervalMs = 100
         @Option(help: "Nodes in one descendants/provenance tree response.") var treeNodesMax = 100_000
@@ -27,36 +30,86 @@ extension Banyan {
         @Option(help: "The most events a /v1/query budget may ask for.") var queryNodesMax = ServerConfiguration().queryBudgetMax.nodesMax
         @Option(help: "The most milliseconds a /v1/query budget may ask for.") var queryTimeMaxMs = 30_000
         @Option(help: "Bytes of one /v1/query page; a page ends early, with a cursor, past it.") var queryPageBytesMax = ServerConfiguration().queryPageBytesMax
+        @Option(help: "Seconds from the first byte of a request to the end of its headers.") var headerReadTimeoutSeconds = 10
+        @Option(help: "Seconds from the end of a request's headers to the end of its body.") var bodyReadTimeoutSeconds = 60
+        @Option(help: "Seconds a kept-alive connection may stay silent between requests.") var idleTimeoutSeconds = 60
+        @Option(help: "Connections open at once (default: 4096, or what the descriptor limit allows). At the limit the connection idle the longest is closed for a new one.")
+        var connectionsMax: Int?
         @Option(help: "File of bearer tokens, one \"<token> <role>\" per line (roles: read, write, admin). Also: BANYAN_TOKENS=token:role,...")
         var tokensFile: String?
-        @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+        @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
         @Flag(help: "Open a store whose write-ahead log is damaged: keep the events before the damage and mark each id after it lost (a banyan.lost event), instead of refusing to start. docs/OPERATIONS.md, \"A damaged write-ahead log\".")
         var acceptWALLoss = false
+
+        /// Each flag against its range (`ServerConfiguration.Bounds`), naming the flag on failure.
+        func validate() throws {
+            func check(_ flag: String, _ value: Int, _ range: ClosedRange<Int>, _ unit: String = "") throws {
+                guard range.contains(value) else {
+                    throw ValidationError("--\(flag) must be \(range.lowerBound)...\(range.upperBound)\(unit), not \(value)")
+                }
+            }
+            guard !host.isEmpty else { throw ValidationError("--host must not be empty") }
+            try check("port", port, Bounds.port)
+            try check("sync-interval-ms", syncIntervalMs, Bounds.syncIntervalMs)
+            try check("tree-nodes-max", treeNodesMax, Bounds.treeNodesMax)
+            try check("batch-events-max", batchEventsMax, Bounds.batchEventsMax)
+            try check("payload-bytes-max", payloadBytesMax, Bounds.payloadBytesMax, " bytes")
+            try check("writer-queue-events-max", writerQueueEventsMax, Bounds.writerQueueEventsMax)
+            try check("streams-max", streamsMax, Bounds.streamsMax)
+            try check("body-bytes-max", bodyBytesMax, Bounds.bodyBytesMax, " bytes")
+            try check("stream-heartbeat-seconds", streamHeartbeatSeconds, Bounds.streamHeartbeatSeconds)
+            try check("query-nodes-max", queryNodesMax, Bounds.queryNodes)
+            try check("query-nodes-default", queryNodesDefault, Bounds.queryNodes.lowerBound...queryNodesMax)
+            try check("query-time-max-ms", queryTimeMaxMs, Bounds.queryTimeMs)
+            try check("query-time-default-ms", queryTimeDefaultMs, Bounds.queryTimeMs.lowerBound...queryTimeMaxMs)
+            try check("query-page-bytes-max", queryPageBytesMax, Bounds.queryPageBytesMax, " bytes")
+            try check("header-read-timeout-seconds", headerReadTimeoutSeconds, Bounds.headerReadTimeoutSeconds)
+            try check("body-read-timeout-seconds", bodyReadTimeoutSeconds, Bounds.bodyReadTimeoutSeconds)
+            try check("idle-timeout-seconds", idleTimeoutSeconds, Bounds.idleTimeoutSeconds)
+            guard Logger.Level(rawValue: logLevel) != nil else {
+                throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical, not \"\(logLevel)\"")
+            }
+        }
 
         func run() async throws {
             try await Banyan.reportingErrors {
                 var logger = Logger(label: "banyan")
                 logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+                var options = StoreOptions()
                 var config = ServerConfiguration()
+                // Descriptors: RocksDB's table files, connections, and a reserve for the rest.
+                let (descriptors, _) = ConnectionRegistry.descriptorBudget(storeFilesMax: 0)
+                options.storeFilesMax = min(options.storeFilesMax, descriptors / 4)
+                let connectionsCeiling = descriptors - options.storeFilesMax - ConnectionRegistry.descriptorReserve
+                guard connectionsCeiling >= ServerConfiguration.Bounds.connectionsMin else {
+                    throw ValidationError("the descriptor limit (\(descriptors), ulimit -n) leaves no room for connections; raise it")
+                }
+                if let connectionsMax {
+                    guard (ServerConfiguration.Bounds.connectionsMin...connectionsCeiling).contains(connectionsMax) else {
+                        throw ValidationError(
+                            "--connections-max must be 1...\(connectionsCeiling) (the descriptor limit \(descriptors) less \(options.storeFilesMax) for the store and \(ConnectionRegistry.descriptorReserve) in reserve), not \(connectionsMax)")
+                    }
+                    config.connectionsMax = connectionsMax
+                } else {
+                    config.connectionsMax = min(config.connectionsMax, connectionsCeiling)
+                }
                 config.host = host
                 config.port = port
                 config.treeNodesMax = treeNodesMax
                 config.streamsMax = streamsMax
                 config.bodyBytesMax = bodyBytesMax
                 config.streamHeartbeat = .seconds(streamHeartbeatSeconds)
-                guard queryNodesDefault >= 1, queryNodesDefault <= queryNodesMax, queryTimeDefaultMs >= 1, queryTimeDefaultMs <= queryTimeMaxMs else {
-                    throw ValidationError("query budget defaults must be at least 1 and at most their maximums (--query-nodes-max, --query-time-max-ms)")
-                }
                 config.queryBudget = QueryBudget(nodesMax: queryNodesDefault, timeMax: .milliseconds(queryTimeDefaultMs))
                 config.queryBudgetMax = QueryBudget(nodesMax: queryNodesMax, timeMax: .milliseconds(queryTimeMaxMs))
                 config.queryPageBytesMax = queryPageBytesMax
+                config.connectionTimeouts = ConnectionTimeouts(
+                    headerRead: .seconds(headerReadTimeoutSeconds), bodyRead: .seconds(bodyReadTimeoutSeconds), idle: .seconds(idleTimeoutSeconds))
                 config.access = try AccessControl.load(file: tokensFile, environment: ProcessInfo.processInfo.environment["BANYAN_TOKENS"])
                 if !config.access.isEnabled && !config.isLoopback {
                     throw AccessError(
                         "refusing to listen on \(host) without authentication: configure tokens (--tokens-file or BANYAN_TOKENS) or bind to 127.0.0.1")
                 }
                 let metrics = ServerMetrics()
-                var options = StoreOptions()
                 options.durability = fsync
                 options.syncInterval = .milliseconds(syncIntervalMs)
                 options.limits.batchEventsMax = batchEventsMax
@@ -72,8 +125,9 @@ extension Banyan {
                 defer { store.close() }
                 let server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)
                 let auth = config.access.isEnabled ? "\(config.access.tokens.count) tokens" : "no authentication (loopback only)"
+                let connections = config.connectionsMax
                 try await server.run { port in
-                    Console.error("banyan: listening on http://\(host):\(port) (data dir \(data.dataDir), fsync \(fsync.rawValue), \(auth), last id \(store.lastID))")
+                    Console.error("banyan: listening on http://\(host):\(port) (data dir \(data.dataDir), fsync \(fsync.rawValue), \(auth), last id \(store.lastID), at most \(connections) connections)")
                 }
                 logger.info("server stopped; closing the store")
             }

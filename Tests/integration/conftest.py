@@ -103,8 +103,10 @@ class BanyanServer:
 
     def __init__(self, bin_path: Path, data_dir: Path, log_path: Path,
                  extra_args: tuple[str, ...] = (), fsync: str = "group",
-                 env: Optional[dict[str, Optional[str]]] = None, host: str = "127.0.0.1") -> None:
+                 env: Optional[dict[str, Optional[str]]] = None, host: str = "127.0.0.1",
+                 nofile: Optional[int] = None) -> None:
         self.bin = bin_path
+        self.nofile = nofile
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = tuple(extra_args)
@@ -171,7 +173,12 @@ class BanyanServer:
                 env=process_env(self.env),
                 # Own process group so a Ctrl-C on pytest doesn't race our own signals.
                 start_new_session=True,
+                preexec_fn=self._limit_descriptors if self.nofile else None,
             )
+
+    def _limit_descriptors(self) -> None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _wait_healthy(self, timeout: float) -> tuple[bool, str]:
         deadline = time.monotonic() + timeout
@@ -249,18 +256,18 @@ class BanyanServer:
 @pytest.fixture
 def server_factory(request, banyan_bin, tmp_path) -> Callable[..., BanyanServer]:
     """server_factory(extra_args=(), data_dir=None, name=None, start=True, fsync="group",
-    env=None, host="127.0.0.1")."""
+    env=None, host="127.0.0.1", nofile=None): nofile sets the server's descriptor limit (ulimit -n)."""
     servers: list[BanyanServer] = []
     request.node._banyan_servers = servers  # read by pytest_runtest_makereport below
 
     def make(extra_args: tuple[str, ...] | list[str] = (), data_dir: Optional[Path] = None,
              name: Optional[str] = None, start: bool = True, fsync: str = "group",
              env: Optional[dict[str, Optional[str]]] = None,
-             host: str = "127.0.0.1") -> BanyanServer:
+             host: str = "127.0.0.1", nofile: Optional[int] = None) -> BanyanServer:
         n = len(servers)
         name = name or ("data" if n == 0 else f"data{n}")
         srv = BanyanServer(banyan_bin, data_dir or (tmp_path / name), tmp_path / f"{name}.log",
-                           tuple(extra_args), fsync=fsync, env=env, host=host)
+                           tuple(extra_args), fsync=fsync, env=env, host=host, nofile=nofile)
         servers.append(srv)
         if start:
             srv.start()

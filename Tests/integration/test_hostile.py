@@ -4,13 +4,18 @@ Each section pins a defect found by probing the server (issue: "Hardening"), so 
 running in CI:
 
 - a damaged write-ahead log after kill -9: never a silent start, never an id given twice;
+- slow and silent connections (slowloris) closed by the header, body and idle timeouts, and
+  descriptor exhaustion answered by the connection limit and an accept back-off, /healthz
+  answering throughout; a client that leaves an SSE stream frees its slot at once;
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -115,3 +120,161 @@ def test_a_damaged_wal_is_refused_and_accepting_it_never_reuses_an_id(flip, cras
     srv.terminate()
     assert not (data / "WAL_LOSS").exists()
     assert run_banyan("verify", "--data-dir", str(data)).returncode == 0
+
+
+# --------------------------------------------------------------------------
+# connections: timeouts, the connection limit, descriptor exhaustion
+
+
+def raw_connection(srv, payload: bytes = b"") -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    if payload:
+        s.sendall(payload)
+    return s
+
+
+def wait_closed(sock: socket.socket, limit_s: float) -> float | None:
+    """Seconds until the server closed `sock` (EOF or reset), reading and discarding anything
+    it sends; None if it was still open after `limit_s`."""
+    start = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - start < limit_s:
+        try:
+            if sock.recv(65536) == b"":
+                return time.monotonic() - start
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.monotonic() - start
+    return None
+
+
+def healthz_ms(srv) -> float:
+    t = time.monotonic()
+    r = requests.get(srv.url + "/healthz", timeout=5)
+    assert r.status_code == 200
+    return (time.monotonic() - t) * 1000
+
+
+TIMEOUT_ARGS = ["--header-read-timeout-seconds", "2", "--body-read-timeout-seconds", "3", "--idle-timeout-seconds", "2"]
+
+
+def test_silent_slow_and_idle_connections_are_closed_by_their_timeouts(server_factory):
+    srv = server_factory(extra_args=TIMEOUT_ARGS)
+    cases = {
+        # connected, nothing sent: the idle timeout (2 s)
+        "silent": (lambda: raw_connection(srv), 2.0),
+        # half a request head: the header timeout (2 s), counted from its first byte
+        "half head": (lambda: raw_connection(srv, b"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"), 2.0),
+        # a whole head and 10 of 100 body bytes: the body timeout (3 s)
+        "half body": (lambda: raw_connection(
+            srv, b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"type\":"), 3.0),
+    }
+    results: dict[str, float | None] = {}
+    threads = []
+    for name, (open_, _) in cases.items():
+        sock = open_()
+        t = threading.Thread(target=lambda n=name, s=sock: results.__setitem__(n, wait_closed(s, 10)))
+        t.start()
+        threads.append(t)
+    # A head dripped one byte every 0.4 s never completes: closed at the header timeout all the same.
+    drip = raw_connection(srv)
+    started = time.monotonic()
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100
+    drip_closed = None
+    for byte in request:
+        try:
+            drip.send(bytes([byte]))
+        except OSError:
+            drip_closed = time.monotonic() - started
+            break
+        time.sleep(0.4)
+        if time.monotonic() - started > 8:
+            break
+    if drip_closed is None:
+        drip_closed = (time.monotonic() - started) + (wait_closed(drip, 5) or 99)
+    assert healthz_ms(srv) < 2000, "the server answers while slow connections are open"
+    for t in threads:
+        t.join()
+    for name, (_, timeout) in cases.items():
+        took = results[name]
+        assert took is not None, f"{name}: still open after 10 s"
+        assert timeout - 0.5 <= took <= timeout + 2.5, f"{name}: closed after {took:.1f} s, timeout {timeout} s"
+    assert 1.5 <= drip_closed <= 4.5, f"dripping head closed after {drip_closed:.1f} s"
+
+    # Kept alive after a request: closed by the idle timeout; a stream is not cut by any timeout.
+    keep = raw_connection(srv, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    stream = requests.get(srv.url + "/v1/stream?after=0", stream=True, timeout=20)
+    assert stream.status_code == 200
+    took = wait_closed(keep, 10)
+    assert took is not None and 1.5 <= took <= 4.5, f"kept-alive connection closed after {took}"
+    time.sleep(2)
+    requests.post(srv.url + "/v1/events", json=[{"type": "after.idle"}], timeout=10).raise_for_status()
+    lines = stream.iter_lines(decode_unicode=True)
+    seen = []
+    for line in lines:
+        if line.startswith("data:"):
+            seen.append(json.loads(line[5:])["type"])
+            if "after.idle" in seen:
+                break
+    assert "after.idle" in seen, seen
+    stream.close()
+    metrics = requests.get(srv.url + "/metrics", timeout=10).text
+    assert 'banyan_connections_closed_total{reason="idle timeout"}' in metrics, metrics[-2000:]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_more_connections_than_descriptors_neither_spins_nor_locks_out(server_factory):
+    """Before: with ulimit -n 256 and 400 idle connections the server spun one core at 100% in
+    a failing accept loop and /healthz timed out until they closed."""
+    srv = server_factory(nofile=256, extra_args=["--idle-timeout-seconds", "60"])
+    socks = []
+    for _ in range(400):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", srv.port))
+        except BlockingIOError:
+            pass
+        socks.append(s)
+    try:
+        time.sleep(1)
+        cpu0 = process_cpu_seconds(srv.proc.pid)
+        time.sleep(3)
+        spent = process_cpu_seconds(srv.proc.pid) - cpu0
+        assert spent < 1.0, f"the server used {spent:.2f} s of CPU in 3 s with idle connections"
+        for _ in range(3):
+            assert healthz_ms(srv) < 2000
+        fds = len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
+        assert fds < 256, f"{fds} descriptors open"
+        metrics = requests.get(srv.url + "/metrics", timeout=5).text
+        assert 'banyan_connections_closed_total{reason="evicted at the connection limit"}' in metrics
+        assert "banyan_connections_max 128" in metrics, [l for l in metrics.splitlines() if "connections" in l]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_client_that_leaves_a_stream_frees_its_slot_at_once(server_factory):
+    """Before: a closed SSE client held its slot until the next heartbeat (15 s)."""
+    srv = server_factory()
+    socks = []
+    for _ in range(20):
+        s = raw_connection(srv, b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        s.settimeout(5)
+        assert b"200" in s.recv(4096).split(b"\r\n")[0]
+        socks.append(s)
+    assert requests.get(srv.url + "/v1/status", timeout=5).json()["streams"] == 20
+    for s in socks:
+        s.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if requests.get(srv.url + "/v1/status", timeout=5).json()["streams"] == 0:
+            break
+        time.sleep(0.1)
+    assert requests.get(srv.url + "/v1/status", timeout=5).json()["streams"] == 0, "closed streams still hold their slots"

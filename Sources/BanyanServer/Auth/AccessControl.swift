@@ -61,6 +61,11 @@ public struct AccessControl: Sendable {
             throw AccessError("\(source): a token must be printable ASCII without spaces")
         }
         guard let role = Role(name: roleName) else { throw AccessError("\(source): unknown role \"\(roleName)\" (read, write, admin)") }
+        // A token listed twice is a mistake whichever role wins; with different roles, silently
+        // granting one of them is worse.
+        if let earlier = tokens[token] {
+            throw AccessError("\(source): a token is listed twice (roles \(earlier.name) and \(role.name)); list each token once")
+        }
         tokens[token] = role
     }
 

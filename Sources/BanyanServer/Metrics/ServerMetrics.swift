@@ -21,6 +21,10 @@ public final class ServerMetrics: StoreObserver, Sendable {
     private let streamsOpen: CoreMetrics.Gauge
     private let streamLagMax: CoreMetrics.Gauge
     private let streamLagTotal: CoreMetrics.Gauge
+    private let connectionsOpen: CoreMetrics.Gauge
+    private let connectionsMax: CoreMetrics.Gauge
+    /// Connections closed by the server, by reason, and the totals already counted.
+    private let connectionsClosed: Mutex<[String: (counter: CoreMetrics.Counter, counted: Int)]> = Mutex([:])
     private let engine: Mutex<[String: CoreMetrics.Gauge]> = Mutex([:])
     private let requestTimers: Mutex<[String: CoreMetrics.Timer]> = Mutex([:])
 
@@ -46,6 +50,8 @@ public final class ServerMetrics: StoreObserver, Sendable {
         streamsOpen = CoreMetrics.Gauge(label: "banyan_streams_open", factory: factory)
         streamLagMax = CoreMetrics.Gauge(label: "banyan_stream_lag_events_max", factory: factory)
         streamLagTotal = CoreMetrics.Gauge(label: "banyan_stream_lag_events_total", factory: factory)
+        connectionsOpen = CoreMetrics.Gauge(label: "banyan_connections_open", factory: factory)
+        connectionsMax = CoreMetrics.Gauge(label: "banyan_connections_max", factory: factory)
     }
 
     public func didCommit(events: Int, batches: Int, synced: Bool, writeDuration: Duration) {
@@ -71,7 +77,19 @@ public final class ServerMetrics: StoreObserver, Sendable {
     }
 
     /// Samples the gauges and renders the Prometheus text format.
-    func render(store: EventStore, streams: StreamRegistry) -> [UInt8] {
+    func render(store: EventStore, streams: StreamRegistry, connections: ConnectionRegistry) -> [UInt8] {
+        connectionsOpen.record(Int64(connections.count))
+        connectionsMax.record(Int64(connections.connectionsMax))
+        let closed = connections.closedCounts
+        var totals = closed.timedOut
+        totals["evicted at the connection limit"] = closed.evicted
+        connectionsClosed.withLock { counters in
+            for (reason, total) in totals {
+                let entry = counters[reason] ?? (CoreMetrics.Counter(label: "banyan_connections_closed_total", dimensions: [("reason", reason)], factory: factory), 0)
+                if total > entry.counted { entry.counter.increment(by: Int64(total - entry.counted)) }
+                counters[reason] = (entry.counter, max(total, entry.counted))
+            }
+        }
         let last = store.lastID
         lastID.record(Int64(last))
         streamsOpen.record(Int64(streams.count))

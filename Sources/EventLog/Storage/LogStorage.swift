@@ -4,11 +4,13 @@ final class LogStorage: Sendable {
     let db: RocksDB
     private let families: [RocksDB.Family]
 
-    init(path: String, readOnly: Bool, blockCacheBytes: Int, walRecovery: RocksDB.WALRecovery = .tolerateIncompleteTail) throws(StorageError) {
+    init(
+        path: String, readOnly: Bool, blockCacheBytes: Int, filesMax: Int = -1, walRecovery: RocksDB.WALRecovery = .tolerateIncompleteTail
+    ) throws(StorageError) {
         do {
             db = try RocksDB(
                 path: path, families: KeySpace.Family.allCases.map(\.options),
-                readOnly: readOnly, blockCacheBytes: blockCacheBytes, walRecovery: walRecovery)
+                readOnly: readOnly, blockCacheBytes: blockCacheBytes, filesMax: filesMax, walRecovery: walRecovery)
         } catch let error where error.message.contains("Column families not opened") {
             // Format 1 had seven families (parents, children, by_type, by_stream besides these).
             throw StorageError(

@@ -79,7 +79,9 @@ public final class EventStore: Sendable {
         self.walDamage = verdict.damage
         self.walNote = verdict.note
         let storage = try storageCall { () throws(StorageError) in
-            try LogStorage(path: path, readOnly: options.readOnly, blockCacheBytes: options.blockCacheBytes, walRecovery: verdict.recovery)
+            try LogStorage(
+                path: path, readOnly: options.readOnly, blockCacheBytes: options.blockCacheBytes, filesMax: options.storeFilesMax,
+                walRecovery: verdict.recovery)
         }
         try Self.checkReplay(storage, verdict)
         self.storage = storage

@@ -12,6 +12,9 @@ public struct StoreOptions: Sendable {
     public var syncInterval: Duration = .milliseconds(100)
     /// Shared LRU block cache of all column families.
     public var blockCacheBytes = 64 << 20
+    /// Table files RocksDB keeps open (its `max_open_files`); more are opened and closed as
+    /// needed. Bounded so the server can tell how many descriptors connections may have.
+    public var storeFilesMax = 1_024
     /// Opens without taking the lock, for `verify`, `export`, `get` and `status` beside a running
     /// server. Sees the store as of opening; appends fail.
     public var readOnly = false

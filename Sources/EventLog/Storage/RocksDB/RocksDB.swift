@@ -58,7 +58,7 @@ final class RocksDB: @unchecked Sendable {
     /// Opens (creating if needed, unless `readOnly`) the database at `path` with exactly `families`
     /// (the "default" family is added implicitly and unused).
     init(
-        path: String, families specs: [FamilyOptions], readOnly: Bool, blockCacheBytes: Int,
+        path: String, families specs: [FamilyOptions], readOnly: Bool, blockCacheBytes: Int, filesMax: Int = -1,
         walRecovery: WALRecovery = .tolerateIncompleteTail
     ) throws(StorageError) {
         self.path = path
@@ -83,6 +83,7 @@ final class RocksDB: @unchecked Sendable {
             options = base
         }
         rocksdb_options_set_wal_recovery_mode(options, walRecovery.rawValue)
+        rocksdb_options_set_max_open_files(options, Int32(clamping: filesMax))
         rocksdb_options_set_create_if_missing(options, readOnly ? 0 : 1)
         rocksdb_options_set_create_missing_column_families(options, readOnly ? 0 : 1)
         rocksdb_options_increase_parallelism(options, 2)

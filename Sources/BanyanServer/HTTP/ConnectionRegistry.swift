@@ -1,0 +1,186 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import Synchronization
+
+/// The server's open connections, for the connection limit: how many there are, and which are
+/// idle (no request in progress) and since when, so that a new connection at the limit can take
+/// the place of the one idle the longest instead of waiting. Thread-safe behind one `Mutex`;
+/// connections live on several event loops.
+public final class ConnectionRegistry: Sendable {
+    private struct Entry {
+        let channel: any Channel
+        /// When the connection became idle; nil while a request is in progress.
+        var idleSince: ContinuousClock.Instant?
+    }
+
+    private struct State {
+        var entries: [ObjectIdentifier: Entry] = [:]
+        var evicted = 0
+        var timedOut: [String: Int] = [:]
+        var refusedAtLimit = 0
+    }
+
+    private let state = Mutex(State())
+    /// Connections open at once; the listener stops accepting at this count.
+    public let connectionsMax: Int
+
+    public init(connectionsMax: Int) {
+        precondition(connectionsMax >= 1)
+        self.connectionsMax = connectionsMax
+    }
+
+    public var count: Int { state.withLock { $0.entries.count } }
+
+    /// Connections closed to make room, and closed by each timeout, since start (for metrics).
+    public var closedCounts: (evicted: Int, timedOut: [String: Int]) {
+        state.withLock { ($0.evicted, $0.timedOut) }
+    }
+
+    func opened(_ channel: any Channel) {
+        state.withLock { $0.entries[ObjectIdentifier(channel)] = Entry(channel: channel, idleSince: .now) }
+    }
+
+    func closed(_ channel: any Channel) {
+        _ = state.withLock { $0.entries.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    func setIdle(_ channel: any Channel, _ idle: Bool) {
+        state.withLock { s in
+            let key = ObjectIdentifier(channel)
+            guard s.entries[key] != nil else { return }
+            s.entries[key]!.idleSince = idle ? .now : nil
+        }
+    }
+
+    func timedOut(_ reason: String) {
+        state.withLock { $0.timedOut[reason, default: 0] += 1 }
+    }
+
+    /// Closes the connection idle the longest; false when every connection is busy.
+    func evictOldestIdle() -> Bool {
+        let victim: (any Channel)? = state.withLock { s in
+            var oldest: (key: ObjectIdentifier, since: ContinuousClock.Instant)?
+            for (key, entry) in s.entries {
+                guard let since = entry.idleSince else { continue }
+                if oldest == nil || since < oldest!.since { oldest = (key, since) }
+            }
+            guard let oldest else { return nil }
+            s.evicted += 1
+            // Busy from now on, so that it is not chosen twice while it closes.
+            s.entries[oldest.key]!.idleSince = nil
+            return s.entries[oldest.key]!.channel
+        }
+        victim?.close(promise: nil)
+        return victim != nil
+    }
+
+    /// The connection limit that fits in the process's descriptor limit: the soft limit (raised
+    /// to the hard limit first, as most servers do), less what RocksDB may keep open
+    /// (`storeFilesMax`) and a reserve for everything else (logs, the WAL, event loops, pipes).
+    public static func descriptorBudget(storeFilesMax: Int, reserve: Int = descriptorReserve) -> (descriptors: Int, connectionsMax: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (1024, max(1, 1024 - storeFilesMax - reserve)) }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let descriptors = Int(clamping: limit.rlim_cur)
+        return (descriptors, descriptors - storeFilesMax - reserve)
+    }
+
+    /// Descriptors kept free of connections and RocksDB's table files.
+    public static let descriptorReserve = 64
+}
+
+/// On the listening socket: stops accepting at the connection limit (after closing the
+/// connection idle the longest, so a new client gets in while idle ones wait), resumes when a
+/// connection closes, and backs off when accept fails for want of descriptors or memory.
+///
+/// Why the back-off is needed: after a failed `accept` SwiftNIO keeps the listening socket
+/// registered for readability while the pending connection waits in the backlog, so the event
+/// loop is woken at once, fails again and spins (one core at 100%, `/healthz` unanswered).
+/// Turning `autoRead` off unregisters the socket; it is turned on again after the back-off.
+final class ListenerGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+    typealias OutboundIn = Never
+    private let registry: ConnectionRegistry
+    private let logger: Logger
+    private var readHeld = false
+    private var backoff: TimeAmount = ListenerGuard.backoffMin
+    private var context: ChannelHandlerContext?
+
+    static let backoffMin: TimeAmount = .milliseconds(50)
+    static let backoffMax: TimeAmount = .seconds(1)
+
+    init(registry: ConnectionRegistry, logger: Logger) {
+        self.registry = registry
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        // One accept per read, so the count is checked before every accept.
+        try? context.channel.syncOptions?.setOption(.maxMessagesPerRead, value: 1)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let child = unwrapInboundIn(data)
+        registry.opened(child)
+        backoff = Self.backoffMin
+        let registry = self.registry
+        let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
+        child.closeFuture.whenComplete { _ in
+            registry.closed(child)
+            loop.eventLoop.execute { loop.value.resumeIfRoom() }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard registry.count >= registry.connectionsMax else {
+            context.read()
+            return
+        }
+        readHeld = true
+        _ = registry.evictOldestIdle()
+    }
+
+    /// After a connection closed: accept again if there is room; if not (a close that was not
+    /// ours), make room by closing the next connection idle the longest.
+    private func resumeIfRoom() {
+        guard readHeld, let context else { return }
+        guard registry.count < registry.connectionsMax else {
+            _ = registry.evictOldestIdle()
+            return
+        }
+        readHeld = false
+        context.read()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let error = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode) else {
+            context.fireErrorCaught(error)
+            return
+        }
+        logger.warning("accept failed; pausing before accepting again", metadata: [
+            "error": "\(error)", "pause_ms": "\(backoff.nanoseconds / 1_000_000)", "connections": "\(registry.count)",
+        ])
+        try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: backoff) {
+            channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        }
+        backoff = min(backoff * 2, Self.backoffMax)
+    }
+}
