@@ -16,8 +16,11 @@ struct PlannerTests {
         (#"events where stream = "jobs" and type = "x" order by id desc limit 20"#, """
             limit 20
               sort by id desc
-                filter (stream = "jobs" and type = "x")
+                filter type = "x"
                   scan index by_stream "jobs"
+            """),
+        (#"events where type = "fat""#, """
+            scan index by_type "fat"
             """),
         (#"events where type = "merge" or type = "commit""#, """
             filter (type = "merge" or type = "commit")

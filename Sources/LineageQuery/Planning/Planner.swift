@@ -12,11 +12,14 @@ public enum Planner {
     }
 
     static func plan(_ selection: Selection) throws(QueryError) -> LogicalPlan {
-        let predicate = try selection.filter.map { (c) throws(QueryError) in try Analyzer.predicate(c) }
+        var predicate = try selection.filter.map { (c) throws(QueryError) in try Analyzer.predicate(c) }
         var node: LogicalPlan
         switch selection.source {
         case .events:
-            node = .scan(scanSource(predicate))
+            let source = scanSource(predicate)
+            node = .scan(source)
+            // The index guarantees its own condition: what is left needs no record read for it.
+            predicate = predicate.flatMap { residual($0, without: source) }
         case .ancestors(let start, let depth), .descendants(let start, let depth):
             let direction: LogicalPlan.Traversal.Direction
             if case .ancestors = selection.source { direction = .ancestors } else { direction = .descendants }
@@ -45,6 +48,32 @@ public enum Planner {
     private static func isPaths(_ source: Source) -> Bool {
         if case .paths = source { return true }
         return false
+    }
+
+    /// `predicate` without the one top-level conjunct that `source` already guarantees; nil when
+    /// nothing is left.
+    static func residual(_ predicate: Predicate, without source: LogicalPlan.ScanSource) -> Predicate? {
+        let guaranteed: Predicate
+        switch source {
+        case .log: return predicate
+        case .stream(let s): guaranteed = .compare(.stream, .equal, .string(s))
+        case .type(let t): guaranteed = .compare(.type, .equal, .string(t))
+        }
+        var removed = false
+        func strip(_ p: Predicate) -> Predicate? {
+            if !removed && p == guaranteed {
+                removed = true
+                return nil
+            }
+            guard case .and(let a, let b) = p else { return p }
+            switch (strip(a), strip(b)) {
+            case (nil, nil): return nil
+            case (let x?, nil): return x
+            case (nil, let y?): return y
+            case (let x?, let y?): return .and(x, y)
+            }
+        }
+        return strip(predicate)
     }
 
     /// The index an `events` scan can use: an equality on stream or type in the top-level conjunction.
