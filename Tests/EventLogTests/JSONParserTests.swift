@@ -96,17 +96,39 @@ struct JSONParserTests {
     // MARK: - Strings
 
     @Test func surrogateEscapes() throws {
-        func decode(_ body: String) throws -> String? { try JSONParser.parse("\"\(body)\"").stringValue }
+        func decode(_ body: String) throws(JSONError) -> String? { try JSONParser.parse("\"\(body)\"").stringValue }
         #expect(try decode(#"\ud834\udd1e"#) == "𝄞")
         #expect(try decode(#"\uD83D\uDE00x"#) == "😀x")
-        #expect(try decode(#"\ud800"#) == "\u{FFFD}")
-        #expect(try decode(#"\udc00"#) == "\u{FFFD}")
-        #expect(try decode(#"a\ud800b"#) == "a\u{FFFD}b")
-        #expect(try decode(#"\ud800\u0041"#) == "\u{FFFD}A")
-        #expect(try decode(#"\ud800\ud800\udc00"#) == "\u{FFFD}𐀀")
-        #expect(try decode(#"\udc00\ud800"#) == "\u{FFFD}\u{FFFD}")
+        // Lone surrogates are not Unicode: refused, where Go would decode them to U+FFFD and make
+        // "\ud800", "\udfff" and "\ufffd" the same key.
+        for (body, offset) in [(#"\ud800"#, 1), (#"\udc00"#, 1), (#"a\ud800b"#, 2), (#"\ud800\u0041"#, 1), (#"\ud800\ud800\udc00"#, 1), (#"\udc00\ud800"#, 1), (#"\uDBFF"#, 1)] {
+            #expect(throws: JSONError.self, "\(body)") { try decode(body) }
+            do {
+                _ = try decode(body)
+            } catch {
+                #expect(error.offset == offset && error.reason.contains("lone UTF-16 surrogate"), "\(body): \(error)")
+            }
+        }
+        #expect(try decode(#"\ufffd"#) == "\u{FFFD}")
+        #expect(try decode(#"\udbff\udfff"#) == "\u{10FFFF}")
         #expect(try decode(#"\u0000"#) == "\u{0}")
         #expect(try decode(#"\uFFFF"#) == "\u{FFFF}")
+    }
+
+    @Test func anErrorInsideATopLevelMemberNamesIt() throws {
+        func field(_ text: String) -> String?? {
+            do {
+                _ = try JSONParser.parse(text)
+                return .none
+            } catch {
+                return .some(error.field)
+            }
+        }
+        #expect(field(#"{"type":"\ud800"}"#) == .some("type"))
+        #expect(field(#"{"type":"a","payload":{"k":["\udfff"]}}"#) == .some("payload"))
+        #expect(field(#"{"type":"a","payload":{"\udfff":1}}"#) == .some("payload"))
+        #expect(field(#"{"t\ud800":1}"#) == .some(nil), "an error in a top-level key names no member")
+        #expect(field(#"["\ud800"]"#) == .some(nil))
     }
 
     @Test func rawNonASCIIIsKept() throws {
@@ -245,7 +267,7 @@ struct JSONParserTests {
         }
         let okObjects = nested(512, #"{"a":"#, "1", "}")
         #expect(try JSONParser.parse(okObjects).objectValue != nil)
-        #expect(throws: JSONError(offset: 513 * 5 - 5, reason: "nesting deeper than 512")) {
+        #expect(throws: JSONError(offset: 513 * 5 - 5, reason: "nesting deeper than 512", field: "a")) {
             try JSONParser.parse(nested(513, #"{"a":"#, "{}", "}"))
         }
         #expect(try JSONParser.parse("[[[1]]]", depthMax: 3) == .array([.array([.array([.number("1")])])]))

@@ -7,6 +7,8 @@ running in CI:
 - slow and silent connections (slowloris) closed by the header, body and idle timeouts, and
   descriptor exhaustion answered by the connection limit and an accept back-off, /healthz
   answering throughout; a client that leaves an SSE stream frees its slot at once;
+- lone UTF-16 surrogates (`\\ud800`) refused in every string of every JSON route, naming the field,
+  instead of being decoded to U+FFFD (which made distinct keys collide);
 """
 from __future__ import annotations
 
@@ -278,3 +280,50 @@ def test_a_client_that_leaves_a_stream_frees_its_slot_at_once(server_factory):
             break
         time.sleep(0.1)
     assert requests.get(srv.url + "/v1/status", timeout=5).json()["streams"] == 0, "closed streams still hold their slots"
+
+
+# --------------------------------------------------------------------------
+# lone surrogates
+
+LONE = "\\ud800"  # the six characters of a JSON escape, not a Python surrogate
+
+SURROGATE_CASES = [
+    # (route, content type, body, field the error must name)
+    ("/emit", "application/json", '{"type":"a%s"}' % LONE, "type"),
+    ("/emit", "application/json", '{"type":"a","message":"%s"}' % LONE, "message"),
+    ("/emit", "application/json", '{"type":"a","payload":{"k":["%s"]}}' % LONE, "payload"),
+    ("/emit", "application/json", '{"type":"a","payload":{"%s":1}}' % LONE, "payload"),
+    ("/v1/events", "application/json", '[{"type":"%s"}]' % LONE, "type"),
+    ("/v1/events", "application/json", '[{"type":"a"},{"type":"a","key":"%s"}]' % LONE, "key"),
+    ("/v1/events", "application/json", '[{"type":"a","stream":"%s"}]' % LONE, "stream"),
+    ("/v1/events", "application/json", '[{"type":"a","message":"x%sy"}]' % LONE, "message"),
+    ("/v1/events", "application/json", '[{"type":"a","parent_keys":["%s"]}]' % LONE, "parent_keys"),
+    ("/v1/events", "application/json", '[{"type":"a","payload":"\\udfff"}]', "payload"),
+    ("/v1/events", "application/x-ndjson", '{"type":"a"}\n{"type":"a","key":"%s"}\n' % LONE, "key"),
+    ("/v1/query", "application/json", '{"query":"events where type = \\"%s\\""}' % LONE, "query"),
+    ("/descendants", "application/json", '{"ids":[1],"view":"%s"}' % LONE, "view"),
+]
+
+
+@pytest.mark.parametrize("route,content_type,body,field", SURROGATE_CASES, ids=[f"{c[0]}:{c[3]}" for c in SURROGATE_CASES])
+def test_lone_surrogates_are_refused_naming_the_field(route, content_type, body, field, module_server):
+    srv = module_server
+    before = requests.get(srv.url + "/v1/status", timeout=10).json()["last_id"]
+    r = requests.post(srv.url + route, data=body.encode(), headers={"Content-Type": content_type}, timeout=10)
+    assert r.status_code == 400, r.text
+    error = r.json()
+    assert "lone UTF-16 surrogate" in error["detail"], error
+    assert error.get("field") == field, error
+    assert requests.get(srv.url + "/v1/status", timeout=10).json()["last_id"] == before, "a refused request stored something"
+
+
+def test_keys_that_differ_only_in_surrogates_no_longer_collide(module_server):
+    """Before: key "\\ud800" got an id, and "\\udfff" and "\\ufffd" were then both its duplicates."""
+    srv = module_server
+    post = lambda body: requests.post(srv.url + "/v1/events", data=body.encode(), headers={"Content-Type": "application/json"}, timeout=10)
+    assert post('[{"type":"a","key":"\\ud800"}]').status_code == 400
+    real = post('[{"type":"a","key":"\\ufffd-collide"}]').json()["results"][0]
+    assert "duplicate" not in real
+    assert post('[{"type":"a","key":"\\udfff-collide"}]').status_code == 400
+    again = post('[{"type":"a","key":"\\ufffd-collide"}]').json()["results"][0]
+    assert again == {"id": real["id"], "duplicate": True}

@@ -27,7 +27,7 @@ enum RequestBody {
         do {
             value = try JSONParser.parse(bytes, depthMax: depthMax)
         } catch {
-            throw APIError.invalidJSON(error.description)
+            throw APIError.invalidJSON(error.description).naming(error.field ?? "body")
         }
         guard let members = value.objectValue else {
             throw APIError.invalidJSON("body must be a JSON object, not \(value.typeName)")

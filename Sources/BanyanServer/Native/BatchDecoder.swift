@@ -11,7 +11,7 @@ enum BatchDecoder {
         } catch {
             switch error.kind {
             case .syntax:
-                var e = APIError.invalidJSON(error.reason).naming("body")
+                var e = APIError.invalidJSON(error.reason).naming(error.field ?? "body")
                 e.index = error.index
                 throw e
             case .shape:

@@ -82,7 +82,8 @@ private struct BatchReader {
             }
             try Self.expectEnd(&r)
         } catch {
-            return .failure(AppendBatchError(kind: .syntax, reason: error.description, field: "body"))
+            return .failure(AppendBatchError(
+                kind: .syntax, reason: error.description, index: error.field == nil ? nil : count - 1, field: error.field ?? "body"))
         }
         return finish()
     }
@@ -102,7 +103,7 @@ private struct BatchReader {
                 try event(&r, depth: 0)
                 try Self.expectEnd(&r)
             } catch {
-                return .failure(AppendBatchError(kind: .syntax, reason: "line \(count): \(error.description)", index: count - 1, field: "body"))
+                return .failure(AppendBatchError(kind: .syntax, reason: "line \(count): \(error.description)", index: count - 1, field: error.field ?? "body"))
             }
         }
         return finish()
@@ -161,6 +162,7 @@ private struct BatchReader {
                 guard eventKeys.claim(name) else {
                     throw JSONError(offset: keyStart, reason: "duplicate key \(JSONReader.quoteForMessage(name))")
                 }
+                do throws(JSONError) {
                 switch name {
                 case "type", "key", "stream", "message":
                     var value: String?
@@ -224,6 +226,12 @@ private struct BatchReader {
                 default:
                     try r.transcodeValue(into: &discard, depth: depth + 1)
                     fail(name, "unknown field \"\(name)\"", &self)
+                }
+                } catch {
+                    // A syntax error inside a member's value names the member (and the event).
+                    var error = error
+                    if error.field == nil { error.field = name }
+                    throw error
                 }
                 discard.bytes.removeAll(keepingCapacity: true)
             } while try r.separatorOrClose(JSONByte.closeBrace)

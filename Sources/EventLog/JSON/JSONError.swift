@@ -7,10 +7,14 @@ public struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
     public var offset: Int
     /// Human-readable cause, e.g. "unexpected character 'x'", "unterminated string", "nesting deeper than 512".
     public var reason: String
+    /// The member of the top-level object whose value holds the problem (`type`, `payload`), when
+    /// the document is an object and the problem is inside one of its values.
+    public var field: String?
 
-    public init(offset: Int, reason: String) {
+    public init(offset: Int, reason: String, field: String? = nil) {
         self.offset = offset
         self.reason = reason
+        self.field = field
     }
 
     public var description: String { "invalid JSON at byte \(offset): \(reason)" }

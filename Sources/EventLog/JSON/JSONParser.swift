@@ -2,7 +2,8 @@
 ///
 /// Rejects everything the RFC does not allow (trailing commas, comments, NaN/Infinity, leading zeros or '+',
 /// raw control characters in strings, invalid UTF-8) plus duplicate object keys, because ambiguous input
-/// in an event log is a bug waiting to happen. Lone `\u` surrogates decode to U+FFFD, as Go does.
+/// in an event log is a bug waiting to happen. A `\u` escape of a lone UTF-16 surrogate is refused too:
+/// the text would not be Unicode, and decoding it to U+FFFD (as Go does) would make distinct keys equal.
 ///
 /// Iterative with an explicit stack, so hostile nesting fails with a depth error instead of overflowing the
 /// thread stack. Stateless; safe to call from any thread.
@@ -91,9 +92,22 @@ struct JSONReader {
         self.depthMax = depthMax
     }
 
+    /// Parses one document; an error inside a value of a top-level object names that member (`field`).
     mutating func parseDocument() throws(JSONError) -> JSONValue {
-        let n = input.count
         var stack: [JSONParseFrame] = []
+        // True while a key of the top-level object is read: an error there names no member.
+        var readingKey = false
+        do {
+            return try parseDocument(&stack, &readingKey)
+        } catch {
+            var error = error
+            if error.field == nil, !readingKey, let top = stack.first, top.isObject { error.field = top.key }
+            throw error
+        }
+    }
+
+    private mutating func parseDocument(_ stack: inout [JSONParseFrame], _ readingKey: inout Bool) throws(JSONError) -> JSONValue {
+        let n = input.count
         var value: JSONValue
         skipWhitespace()
         parseValue: while true {
@@ -120,7 +134,9 @@ struct JSONReader {
                     value = .object([])
                 } else {
                     var frame = JSONParseFrame(isObject: true)
+                    readingKey = stack.isEmpty
                     frame.key = try parseKey()
+                    readingKey = false
                     stack.append(frame)
                     continue parseValue
                 }
@@ -160,7 +176,9 @@ struct JSONReader {
                 if try separatorOrClose(isObject ? JSONByte.closeBrace : JSONByte.closeBracket) {
                     if isObject {
                         let keyStart = i
+                        readingKey = top == 0
                         let key = try parseKey()
+                        readingKey = false
                         guard stack[top].claim(key) else {
                             throw JSONError(offset: keyStart, reason: "duplicate key \(Self.quoteForMessage(key))")
                         }
@@ -410,22 +428,24 @@ extension JSONReader {
             i += 4
             var scalar = unit
             if unit >= 0xD800 && unit <= 0xDBFF {
-                // A high surrogate only counts if a low one follows; otherwise the next escape is left to be
-                // decoded on its own, matching Go's replacement behaviour.
-                if i + 1 < n, input[i] == JSONByte.backslash, input[i + 1] == UInt8(ascii: "u"),
-                   let low = hex4(at: i + 2), low >= 0xDC00 && low <= 0xDFFF {
-                    scalar = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
-                    i += 6
-                } else {
-                    scalar = 0xFFFD
-                }
+                // A high surrogate counts only with a low one right after it.
+                guard i + 1 < n, input[i] == JSONByte.backslash, input[i + 1] == UInt8(ascii: "u"),
+                      let low = hex4(at: i + 2), low >= 0xDC00 && low <= 0xDFFF
+                else { throw Self.loneSurrogate(unit, at: escapeStart) }
+                scalar = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                i += 6
             } else if unit >= 0xDC00 && unit <= 0xDFFF {
-                scalar = 0xFFFD
+                throw Self.loneSurrogate(unit, at: escapeStart)
             }
             appendUTF8(scalar)
         default:
             throw JSONError(offset: escapeStart, reason: "invalid escape '\\\(Character(Unicode.Scalar(c)))'")
         }
+    }
+
+    static func loneSurrogate(_ unit: UInt32, at offset: Int) -> JSONError {
+        let hex = String(unit, radix: 16, uppercase: true)
+        return JSONError(offset: offset, reason: "\\u\(hex) is a lone UTF-16 surrogate: JSON text must be valid Unicode (pair a high surrogate D800-DBFF with a low one DC00-DFFF)")
     }
 
     private func hex4(at offset: Int) -> UInt32? {
