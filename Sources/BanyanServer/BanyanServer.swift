@@ -33,7 +33,7 @@ public struct BanyanServer: Sendable {
         BanyanResponder(
             native: NativeAPI(store: store, config: config, streams: streams),
             celestialTree: CelestialTreeAPI(store: store, config: config, streams: streams),
-            access: config.access, metrics: metrics, connections: connections)
+            access: config.access, metrics: metrics, connections: connections, site: SiteGuard(config: config))
     }
 
     /// The application: HTTP/1.1 with the connection timeouts, and the listener guarded by the
@@ -72,10 +72,12 @@ struct BanyanResponder: HTTPResponder {
     let access: AccessControl
     let metrics: ServerMetrics
     let connections: ConnectionRegistry
+    let site: SiteGuard
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        let response = await dispatch(request, context)
+        var response = await dispatch(request, context)
+        site.decorate(&response, for: request)
         metrics.request(
             route: RoutePattern.of(request.uri.path), method: request.method.rawValue, status: response.status.code,
             duration: ContinuousClock.now - started)
@@ -84,6 +86,8 @@ struct BanyanResponder: HTTPResponder {
 
     private func dispatch(_ request: Request, _ context: Context) async -> Response {
         do {
+            try site.check(request)
+            if let preflight = site.preflight(request) { return preflight }
             try access.authorize(request, needs: AccessControl.requiredRole(request))
             let path = request.uri.path
             let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()

@@ -41,6 +41,12 @@ public struct ServerConfiguration: Sendable {
     /// and with none idle new connections wait in the listen backlog. Keep it below the
     /// descriptor limit (`ConnectionRegistry.descriptorBudget`), or accepts fail.
     public var connectionsMax = 4_096
+    /// Host names requests may name besides the listen address (and the loopback names on a
+    /// loopback server); `*` allows any (`SiteGuard`).
+    public var allowedHosts: [String] = []
+    /// Origins (`https://app.example`) whose pages may make cross-origin requests that change
+    /// something, with CORS headers; `*` allows any.
+    public var corsOrigins: [String] = []
 
     public init() {}
 

@@ -35,6 +35,10 @@ extension Banyan {
         @Option(help: "Seconds a kept-alive connection may stay silent between requests.") var idleTimeoutSeconds = 60
         @Option(help: "Connections open at once (default: 4096, or what the descriptor limit allows). At the limit the connection idle the longest is closed for a new one.")
         var connectionsMax: Int?
+        @Option(help: "Host names requests may name besides the listen address (and localhost on loopback); comma-separated or repeated; * allows any. A request for another name gets 403 (DNS rebinding).")
+        var allowedHosts: [String] = []
+        @Option(help: "Origins whose web pages may send requests that change something (POST), with CORS headers, e.g. https://app.example; comma-separated or repeated; * allows any.")
+        var corsOrigins: [String] = []
         @Option(help: "File of bearer tokens, one \"<token> <role>\" per line (roles: read, write, admin). Also: BANYAN_TOKENS=token:role,...")
         var tokensFile: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
@@ -49,6 +53,16 @@ extension Banyan {
                 }
             }
             guard !host.isEmpty else { throw ValidationError("--host must not be empty") }
+            for name in Self.list(allowedHosts) where name != "*" {
+                guard name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") }) else {
+                    throw ValidationError("--allowed-hosts takes host names (printable ASCII, no spaces or slashes), not \"\(name)\"")
+                }
+            }
+            for origin in Self.list(corsOrigins) where origin != "*" {
+                guard origin.hasPrefix("http://") || origin.hasPrefix("https://"), !origin.dropFirst(8).contains("/") || origin.hasSuffix("/") else {
+                    throw ValidationError("--cors-origins takes origins like https://app.example or http://localhost:3000, not \"\(origin)\"")
+                }
+            }
             try check("port", port, Bounds.port)
             try check("sync-interval-ms", syncIntervalMs, Bounds.syncIntervalMs)
             try check("tree-nodes-max", treeNodesMax, Bounds.treeNodesMax)
@@ -69,6 +83,11 @@ extension Banyan {
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical, not \"\(logLevel)\"")
             }
+        }
+
+        /// Values of a repeatable, comma-separated option.
+        static func list(_ values: [String]) -> [String] {
+            values.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
 
         func run() async throws {
@@ -95,6 +114,8 @@ extension Banyan {
                 }
                 config.host = host
                 config.port = port
+                config.allowedHosts = Self.list(allowedHosts)
+                config.corsOrigins = Self.list(corsOrigins)
                 config.treeNodesMax = treeNodesMax
                 config.streamsMax = streamsMax
                 config.bodyBytesMax = bodyBytesMax

@@ -544,7 +544,8 @@ def test_tree_node_limit(server_factory):
         ("POST", "/provenance", {"ids": [chain[-1]]}),
     ):
         r = requests.request(method, srv.url + path, timeout=10,
-                             data=None if body is None else json.dumps(body))
+                             data=None if body is None else json.dumps(body),
+                             headers=None if body is None else {"Content-Type": "application/json"})
         assert r.status_code == 400, f"{method} {path}: 100 nodes > limit 50 must be 400, got {r.status_code}"
         j = r.json()
         assert isinstance(j.get("error"), str) and j["error"] and "detail" in j, \

@@ -7,6 +7,8 @@ running in CI:
 - slow and silent connections (slowloris) closed by the header, body and idle timeouts, and
   descriptor exhaustion answered by the connection limit and an accept back-off, /healthz
   answering throughout; a client that leaves an SSE stream frees its slot at once;
+- cross-site writes: a foreign Host (DNS rebinding), a foreign Origin, or a body that is not JSON
+  is refused on the default no-auth loopback server, while the celestialtree client still works;
 - lone UTF-16 surrogates (`\\ud800`) refused in every string of every JSON route, naming the field,
   instead of being decoded to U+FFFD (which made distinct keys collide);
 """
@@ -327,3 +329,90 @@ def test_keys_that_differ_only_in_surrogates_no_longer_collide(module_server):
     assert post('[{"type":"a","key":"\\udfff-collide"}]').status_code == 400
     again = post('[{"type":"a","key":"\\ufffd-collide"}]').json()["results"][0]
     assert again == {"id": real["id"], "duplicate": True}
+
+
+# --------------------------------------------------------------------------
+# cross-site writes
+
+
+def last_id(srv) -> int:
+    return requests.get(srv.url + "/v1/status", timeout=10).json()["last_id"]
+
+
+def raw_request(srv, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, dict]:
+    """A request with exactly these headers (requests would add its own Host)."""
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(head.encode() + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    status = int(status_line.split()[1])
+    try:
+        return status, json.loads(payload) if payload else {}
+    except ValueError:
+        return status, {"raw": payload.decode(errors="replace")}
+
+
+CROSS_SITE = [
+    # (what, headers, body, status, field)
+    ("DNS rebinding: foreign Host", {"Host": "evil.example", "Content-Type": "application/json"}, b'{"type":"x"}', 403, "Host"),
+    ("foreign Host with port", {"Host": "evil.example:7777", "Content-Type": "application/json"}, b'{"type":"x"}', 403, "Host"),
+    ("cross-origin form post", {"Host": "127.0.0.1", "Origin": "http://evil.example", "Content-Type": "text/plain"}, b'{"type":"x"}', 403, "Origin"),
+    ("cross-origin JSON post", {"Host": "127.0.0.1", "Origin": "http://evil.example", "Content-Type": "application/json"}, b'{"type":"x"}', 403, "Origin"),
+    ("opaque origin", {"Host": "127.0.0.1", "Origin": "null", "Content-Type": "application/json"}, b'{"type":"x"}', 403, "Origin"),
+    ("text/plain body", {"Host": "127.0.0.1", "Content-Type": "text/plain"}, b'{"type":"x"}', 415, "Content-Type"),
+    ("no content type", {"Host": "127.0.0.1"}, b'{"type":"x"}', 415, "Content-Type"),
+    ("form encoded", {"Host": "localhost", "Content-Type": "application/x-www-form-urlencoded"}, b"type=x", 415, "Content-Type"),
+]
+
+
+@pytest.mark.parametrize("route", ["/emit", "/v1/events"])
+@pytest.mark.parametrize("what,headers,body,status,field", CROSS_SITE, ids=[c[0] for c in CROSS_SITE])
+def test_cross_site_writes_are_refused(route, what, headers, body, status, field, module_server):
+    srv = module_server
+    before = last_id(srv)
+    got, error = raw_request(srv, "POST", route, headers, body)
+    assert got == status, f"{what}: {got} {error}"
+    assert error.get("field") == field, error
+    assert last_id(srv) == before, f"{what}: stored something"
+
+
+def test_same_origin_and_plain_clients_still_write(module_server):
+    srv = module_server
+    for headers in (
+        {"Host": f"127.0.0.1:{srv.port}", "Content-Type": "application/json"},
+        {"Host": f"localhost:{srv.port}", "Origin": f"http://localhost:{srv.port}", "Content-Type": "application/json; charset=utf-8"},
+        {"Host": f"[::1]:{srv.port}", "Content-Type": "application/json"},
+    ):
+        got, answer = raw_request(srv, "POST", "/emit", headers, b'{"type":"same.origin"}')
+        assert got == 200 and isinstance(answer.get("id"), int), (headers, got, answer)
+    # The real celestialtree client (application/json, no Origin).
+    client = srv.client()
+    assert client.emit("via.client", parents=[1]) > 1
+    # Reads from another origin are answered (a browser will not let the page read them without CORS).
+    got, _ = raw_request(srv, "GET", "/v1/status", {"Host": "127.0.0.1", "Origin": "http://evil.example"})
+    assert got == 200
+
+
+def test_cors_origins_and_allowed_hosts_open_what_they_name(server_factory):
+    srv = server_factory(extra_args=["--cors-origins", "https://app.example", "--allowed-hosts", "banyan.internal"])
+    got, _ = raw_request(srv, "POST", "/emit", {"Host": "banyan.internal:80", "Content-Type": "application/json"}, b'{"type":"named"}')
+    assert got == 200
+    got, error = raw_request(srv, "POST", "/emit", {"Host": "other.internal", "Content-Type": "application/json"}, b'{"type":"x"}')
+    assert got == 403 and error["field"] == "Host"
+    # Preflight and the request itself for the allowed origin.
+    pre = requests.options(srv.url + "/v1/events", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}, timeout=10)
+    assert pre.status_code == 204, pre.text
+    assert pre.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "POST" in pre.headers["Access-Control-Allow-Methods"] and "Content-Type" in pre.headers["Access-Control-Allow-Headers"]
+    r = requests.post(srv.url + "/v1/events", json=[{"type": "cors"}], headers={"Origin": "https://app.example"}, timeout=10)
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    denied = requests.options(srv.url + "/v1/events", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}, timeout=10)
+    assert denied.status_code == 403
+    r = requests.post(srv.url + "/v1/events", json=[{"type": "cors"}], headers={"Origin": "https://evil.example"}, timeout=10)
+    assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers

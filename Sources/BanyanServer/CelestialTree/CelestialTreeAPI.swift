@@ -24,7 +24,10 @@ struct CelestialTreeAPI: Sendable {
         switch (head, parts.count) {
         case ("healthz", 1): return health()
         case ("version", 1): return version()
-        case ("emit", 1): try require(.post); return try await emit(request)
+        case ("emit", 1):
+            try require(.post)
+            try RequestBody.requireJSON(request)
+            return try await emit(request)
         case ("event", 2): try require(.get); return try await event(try PathID.parse(tail!))
         case ("children", 2): try require(.get); return try await children(try PathID.parse(tail!))
         case ("ancestors", 2): try require(.get); return try await reachableRoots(try PathID.parse(tail!))
@@ -35,6 +38,7 @@ struct CelestialTreeAPI: Sendable {
             return try await trees([try PathID.parse(tail!)], direction, view, batch: false)
         case ("descendants", 1), ("provenance", 1):
             try require(.post)
+            try RequestBody.requireJSON(request)
             return try await treesBatch(request, head == "descendants" ? .descendants : .provenance)
         case ("roots", 1): try require(.get); return try await list { try store.roots() }
         case ("heads", 1): try require(.get); return try await list { try store.heads() }

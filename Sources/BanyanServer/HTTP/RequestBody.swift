@@ -4,6 +4,24 @@ import NIOCore
 
 /// Reading request bodies: bounded collection and strict JSON objects.
 enum RequestBody {
+    /// The media type of a request body, which must be JSON (or one of `also`): 415 otherwise,
+    /// also when `Content-Type` is missing. An HTML form cannot send these types, so a
+    /// cross-site form cannot write, and a browser asks (a CORS preflight) before a page's
+    /// script may.
+    @discardableResult
+    static func requireJSON(_ request: Request, also: [String] = []) throws -> String {
+        let raw = request.headers[.contentType] ?? ""
+        let media = raw.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        guard media == "application/json" || also.contains(media) else {
+            let accepted = (["application/json"] + also).joined(separator: " or ")
+            throw APIError(
+                .unsupportedMediaType, "unsupported content type",
+                detail: raw.isEmpty ? "send Content-Type: \(accepted)" : "send Content-Type: \(accepted), not \(raw)"
+            ).naming("Content-Type")
+        }
+        return media
+    }
+
     /// Collects the body, refusing more than `bytesMax` with 413.
     static func bytes(_ request: Request, bytesMax: Int) async throws -> [UInt8] {
         do {

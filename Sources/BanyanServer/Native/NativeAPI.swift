@@ -46,12 +46,7 @@ struct NativeAPI: Sendable {
     }
 
     private func append(_ request: Request) async throws -> Response {
-        let contentType = request.headers[.contentType]?.lowercased() ?? "application/json"
-        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-        let ndjson = mediaType == "application/x-ndjson"
-        guard ndjson || mediaType == "application/json" else {
-            throw APIError(.unsupportedMediaType, "unsupported content type", detail: "send application/json (an array of events) or application/x-ndjson (one event per line), not \(contentType)").naming("Content-Type")
-        }
+        let ndjson = try RequestBody.requireJSON(request, also: ["application/x-ndjson"]) == "application/x-ndjson"
         let durability = try Self.durability(try QueryString(request).get("durability"))
         let body: [UInt8]
         do {

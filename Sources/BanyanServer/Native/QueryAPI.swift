@@ -23,6 +23,7 @@ struct QueryAPI: Sendable {
     static let includable: Set<String> = ["message", "payload", "parents", "stream"]
 
     func run(_ request: Request) async throws -> Response {
+        try RequestBody.requireJSON(request)
         let body = try await RequestBody.bytes(request, bytesMax: 1 << 20)
         let object = try RequestBody.object(body, allowed: Self.fields, depthMax: 16)
         guard let text = try RequestBody.string(object, "query"), !text.isEmpty else {

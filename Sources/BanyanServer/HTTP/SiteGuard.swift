@@ -1,0 +1,125 @@
+import Hummingbird
+
+/// What keeps web pages the operator happens to open away from a server that, on loopback, may
+/// run without tokens (docs/HTTP_API.md, "Browsers"):
+///
+/// - **Host**: a request must name this server: its listen address, a loopback name when it listens
+///   on loopback, or a name in `--allowed-hosts`. A DNS-rebinding page reaches 127.0.0.1 under its
+///   own name (`Host: evil.example`) and is refused. Only the name counts, not the port. A server
+///   listening on every address (`0.0.0.0`, `::`) accepts any name unless `--allowed-hosts` is set;
+///   it requires tokens anyway.
+/// - **Origin**: a browser request from another origin that could change something (any method
+///   but GET, HEAD and OPTIONS) is refused unless `--cors-origins` lists the origin; allowed
+///   origins get CORS headers and preflight answers. Requests without `Origin` (curl, the
+///   `celestialtree` client, servers) are not browser requests and pass.
+/// - Bodies must be JSON (`RequestBody.requireJSON`), which an HTML form cannot send.
+struct SiteGuard: Sendable {
+    /// Lower-cased host names a request may name; nil: any.
+    let allowedHosts: Set<String>?
+    /// Lower-cased origins (`scheme://host[:port]`) allowed to make cross-origin requests; `*` allows any.
+    let corsOrigins: Set<String>
+
+    static let loopbackNames: Set<String> = ["localhost", "127.0.0.1", "::1"]
+    static let wildcardHosts: Set<String> = ["0.0.0.0", "::", ""]
+    static let allowedMethods = "GET, HEAD, POST, OPTIONS"
+    static let allowedHeaders = "Authorization, Content-Type, Last-Event-ID"
+
+    init(config: ServerConfiguration) {
+        let configured = Set(config.allowedHosts.map { Self.hostName($0) })
+        let listen = Self.hostName(config.host)
+        if configured.contains("*") || (configured.isEmpty && Self.wildcardHosts.contains(listen)) {
+            allowedHosts = nil
+        } else {
+            var hosts = configured
+            if !Self.wildcardHosts.contains(listen) { hosts.insert(listen) }
+            if config.isLoopback || Self.wildcardHosts.contains(listen) { hosts.formUnion(Self.loopbackNames) }
+            allowedHosts = hosts
+        }
+        corsOrigins = Set(config.corsOrigins.map { $0.lowercased().trimmingSuffix("/") })
+    }
+
+    /// The host name of a `Host` value or a listen address: lower-cased, without port or brackets.
+    static func hostName(_ authority: String) -> String {
+        var text = Substring(authority.lowercased())
+        if text.hasPrefix("[") {
+            // [::1]:7777
+            let end = text.firstIndex(of: "]") ?? text.endIndex
+            return String(text[text.index(after: text.startIndex)..<end])
+        }
+        if text.filter({ $0 == ":" }).count == 1, let colon = text.lastIndex(of: ":") {
+            text = text[..<colon]
+        }
+        return String(text)
+    }
+
+    /// Refuses a request for another host, or a cross-origin request that could change something.
+    func check(_ request: Request) throws(APIError) {
+        if let allowedHosts, let authority = request.head.authority {
+            let name = Self.hostName(authority)
+            guard allowedHosts.contains(name) else {
+                throw APIError(
+                    .forbidden, "host not allowed",
+                    detail: "this server does not answer for \"\(name)\"; name it in --allowed-hosts if it is one of its names"
+                ).naming("Host")
+            }
+        }
+        guard let origin = request.headers[.origin], !isSameOrigin(origin, request) else { return }
+        switch request.method {
+        case .get, .head, .options: return
+        default:
+            guard isAllowed(origin) else {
+                throw APIError(
+                    .forbidden, "cross-origin request refused",
+                    detail: "requests from \(origin) may not change anything here; list the origin in --cors-origins to allow it"
+                ).naming("Origin")
+            }
+        }
+    }
+
+    /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`): 204 with the CORS headers
+    /// for an allowed origin, 403 otherwise; nil for any other request.
+    func preflight(_ request: Request) -> Response? {
+        guard request.method == .options, let origin = request.headers[.origin],
+              request.headers[.accessControlRequestMethod] != nil
+        else { return nil }
+        guard isAllowed(origin) || isSameOrigin(origin, request) else {
+            return APIError(.forbidden, "cross-origin request refused", detail: "\(origin) is not in --cors-origins").naming("Origin").makeResponse()
+        }
+        var response = Response(status: .noContent)
+        addCORSHeaders(origin, to: &response)
+        response.headers[.accessControlAllowMethods] = Self.allowedMethods
+        response.headers[.accessControlAllowHeaders] = Self.allowedHeaders
+        response.headers[.accessControlMaxAge] = "600"
+        return response
+    }
+
+    /// CORS headers on the answer to an allowed cross-origin request.
+    func decorate(_ response: inout Response, for request: Request) {
+        guard let origin = request.headers[.origin], isAllowed(origin), !isSameOrigin(origin, request) else { return }
+        addCORSHeaders(origin, to: &response)
+    }
+
+    private func addCORSHeaders(_ origin: String, to response: inout Response) {
+        response.headers[.accessControlAllowOrigin] = origin
+        response.headers[.vary] = "Origin"
+    }
+
+    private func isAllowed(_ origin: String) -> Bool {
+        corsOrigins.contains("*") || corsOrigins.contains(origin.lowercased().trimmingSuffix("/"))
+    }
+
+    /// Same origin: the `Origin` names the host the request was sent to (any scheme, since a
+    /// proxy may terminate TLS in front of the server).
+    private func isSameOrigin(_ origin: String, _ request: Request) -> Bool {
+        guard let authority = request.head.authority?.lowercased() else { return false }
+        let text = origin.lowercased()
+        guard let schemeEnd = text.range(of: "://") else { return false }
+        return text[schemeEnd.upperBound...] == authority
+    }
+}
+
+extension String {
+    fileprivate func trimmingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
+}
