@@ -76,7 +76,17 @@ struct BanyanResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        var response = await dispatch(request, context)
+        var response: Response
+        if request.method == .head {
+            // HEAD is GET without the body (RFC 9110 9.3.2): same status and headers, Content-Length included.
+            var head = request.head
+            head.method = .get
+            response = await dispatch(Request(head: head, body: request.body), context, headOnly: true)
+            // The GET's length stays in Content-Length; nothing is written.
+            response.body = ResponseBody(contentLength: response.body.contentLength) { writer in try await writer.finish(nil) }
+        } else {
+            response = await dispatch(request, context)
+        }
         site.decorate(&response, for: request)
         metrics.request(
             route: RoutePattern.of(request.uri.path), method: request.method.rawValue, status: response.status.code,
@@ -84,17 +94,19 @@ struct BanyanResponder: HTTPResponder {
         return response
     }
 
-    private func dispatch(_ request: Request, _ context: Context) async -> Response {
+    private func dispatch(_ request: Request, _ context: Context, headOnly: Bool = false) async -> Response {
         do {
             try site.check(request)
             if let preflight = site.preflight(request) { return preflight }
             try access.authorize(request, needs: AccessControl.requiredRole(request))
             let path = request.uri.path
+            // A stream answered to HEAD must not be opened: its headers only.
+            if headOnly && (path == "/v1/stream" || path == "/subscribe") { return EventStream.headOnlyResponse }
             let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
             if parts.first == "v1" {
                 if let response = try await native.route(request, parts.dropFirst(), channel: context.channel) { return response }
             } else if path == "/metrics" {
-                guard request.method == .get else { throw APIError.methodNotAllowed }
+                guard request.method == .get else { throw APIError.methodNotAllowed(allow: [.get]) }
                 return metricsResponse()
             } else if let response = try await celestialTree.route(request, channel: context.channel) {
                 return response

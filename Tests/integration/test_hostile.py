@@ -9,6 +9,9 @@ running in CI:
   answering throughout; a client that leaves an SSE stream frees its slot at once;
 - cross-site writes: a foreign Host (DNS rebinding), a foreign Origin, or a body that is not JSON
   is refused on the default no-auth loopback server, while the celestialtree client still works;
+- the small ones: HEAD answered as GET without a body, `Allow` on every 405, ids with leading
+  zeros refused, blank types and control characters in names refused, `banyan query` exits 3 on a
+  truncated answer, a token listed twice refused, forged query cursors refused;
 - lone UTF-16 surrogates (`\\ud800`) refused in every string of every JSON route, naming the field,
   instead of being decoded to U+FFFD (which made distinct keys collide);
 """
@@ -416,3 +419,107 @@ def test_cors_origins_and_allowed_hosts_open_what_they_name(server_factory):
     assert denied.status_code == 403
     r = requests.post(srv.url + "/v1/events", json=[{"type": "cors"}], headers={"Origin": "https://evil.example"}, timeout=10)
     assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers
+
+
+# --------------------------------------------------------------------------
+# the small ones
+
+
+@pytest.mark.parametrize("path", ["/v1/status", "/event/1", "/v1/events/1", "/healthz", "/metrics", "/roots", "/v1/events?after=0"])
+def test_head_is_get_without_a_body(path, module_server):
+    srv = module_server
+    get = requests.get(srv.url + path, timeout=10)
+    head = requests.head(srv.url + path, timeout=10)
+    assert head.status_code == get.status_code == 200, (head.status_code, get.status_code)
+    assert head.content == b""
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+    if path not in ("/healthz", "/metrics", "/v1/status"):  # their bodies change from one call to the next
+        assert int(head.headers["Content-Length"]) == len(get.content)
+
+
+def test_head_on_a_stream_opens_no_stream(module_server):
+    srv = module_server
+    for path in ("/v1/stream", "/subscribe"):
+        r = requests.head(srv.url + path, timeout=10)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+    assert requests.get(srv.url + "/v1/status", timeout=10).json()["streams"] == 0
+
+
+@pytest.mark.parametrize("method,path,allow", [
+    ("PUT", "/emit", "POST"), ("POST", "/event/1", "GET, HEAD"), ("DELETE", "/v1/events", "GET, HEAD, POST"),
+    ("GET", "/v1/query", "POST"), ("POST", "/metrics", "GET, HEAD"), ("PUT", "/v1/status", "GET, HEAD"),
+])
+def test_every_405_says_what_is_allowed(method, path, allow, module_server):
+    r = requests.request(method, module_server.url + path, timeout=10, headers={"Content-Type": "application/json"}, data=b"{}")
+    assert r.status_code == 405 and r.headers.get("Allow") == allow, (r.status_code, r.headers)
+
+
+@pytest.mark.parametrize("path", ["/v1/events/01", "/event/007", "/children/01", "/v1/events?after=01"])
+def test_ids_with_leading_zeros_are_refused(path, module_server):
+    r = requests.get(module_server.url + path, timeout=10)
+    assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("type_,detail", [
+    ("   ", "type is required"), ("\t\n", "type is required"), ("\u3000", "type is required"),
+    ("a\u0000b", "control characters (U+0000)"), ("a\u001bb", "control characters (U+001B)"), ("a\u0085", "control characters (U+0085)"),
+])
+def test_blank_types_and_control_characters_in_names_are_refused(type_, detail, module_server):
+    srv = module_server
+    before = last_id(srv)
+    r = requests.post(srv.url + "/emit", json={"type": type_}, timeout=10)
+    assert r.status_code == 400 and detail in r.json()["detail"], r.text
+    key = "k" + type_ if "control" in detail else type_
+    r = requests.post(srv.url + "/v1/events", json=[{"type": "ok", "key": key}], timeout=10)
+    assert r.status_code == 400 and r.json()["field"] == "key", r.text
+    r = requests.post(srv.url + "/v1/events", json=[{"type": "ok", "stream": type_}], timeout=10)
+    assert r.status_code == 400 and r.json()["field"] == "stream", r.text
+    assert last_id(srv) == before
+    # Messages and payloads may hold them.
+    ok = requests.post(srv.url + "/v1/events", json=[{"type": "ok", "message": "a\u0000b", "payload": {"s": "\u001b[31m"}}], timeout=10)
+    assert ok.status_code == 200, ok.text
+
+
+def test_banyan_query_exits_3_on_a_truncated_answer(tmp_path, run_banyan):
+    data = tmp_path / "q"
+    lines = "\n".join(json.dumps({"type": "t", "key": f"k{i}", "parents": [f"k{i-1}"] if i else []}) for i in range(50))
+    (tmp_path / "in.jsonl").write_text(lines + "\n")
+    assert run_banyan("import", str(tmp_path / "in.jsonl"), "--data-dir", str(data)).returncode == 0
+    cut = run_banyan("query", "count(descendants(2))", "--data-dir", str(data), "--nodes-max", "10")
+    assert cut.returncode == 3 and "truncated" in cut.stderr, cut.describe()
+    allowed = run_banyan("query", "count(descendants(2))", "--data-dir", str(data), "--nodes-max", "10", "--allow-truncated")
+    assert allowed.returncode == 0 and allowed.stdout.strip() == "10", allowed.describe()
+    whole = run_banyan("query", "count(descendants(2))", "--data-dir", str(data))
+    assert whole.returncode == 0 and whole.stdout.strip() == "49", whole.describe()
+
+
+def test_a_token_listed_twice_is_refused(tmp_path, run_banyan):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("t1 read\nt2 write\nt1 admin\n")
+    r = run_banyan("serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--tokens-file", str(tokens), timeout=30)
+    assert r.returncode != 0 and "listed twice" in r.stderr, r.describe()
+
+
+def test_forged_cursors_are_refused(module_server):
+    srv = module_server
+    requests.post(srv.url + "/v1/events", json=[{"type": "cur", "parents": [1]} for _ in range(5)], timeout=10).raise_for_status()
+    first = requests.post(srv.url + "/v1/query", json={"query": "descendants(1)", "page_size": 2}, timeout=10).json()
+    assert first["next"]
+    for bad in ["999999999.1", "0.0", first["next"][:-2], first["next"] + "AA", "AAAA"]:
+        r = requests.post(srv.url + "/v1/query", json={"query": "descendants(1)", "cursor": bad}, timeout=10)
+        assert r.status_code == 400 and r.json()["field"] == "cursor", (bad, r.text)
+    r = requests.post(srv.url + "/v1/query", json={"query": "ancestors(2)", "cursor": first["next"]}, timeout=10)
+    assert r.status_code == 400 and "another query" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--port", "70000"), ("--stream-heartbeat-seconds", "0"), ("--payload-bytes-max", "999999999999"),
+    ("--streams-max", "0"), ("--body-bytes-max", "0"), ("--batch-events-max", "0"), ("--query-time-max-ms", "0"),
+    ("--query-nodes-default", "20000000"), ("--header-read-timeout-seconds", "0"), ("--idle-timeout-seconds", "-1"),
+    ("--connections-max", "0"), ("--connections-max", "100000000"), ("--log-level", "loud"), ("--sync-interval-ms", "0"),
+    ("--cors-origins", "evil.example"), ("--query-page-bytes-max", "10"),
+])
+def test_every_flag_is_checked_at_start(flag, value, tmp_path, run_banyan):
+    r = run_banyan("serve", "--data-dir", str(tmp_path / "d"), "--port", "0", flag, value, timeout=30)
+    assert r.returncode != 0, r.describe()
+    assert flag in r.stderr, r.describe()

@@ -19,7 +19,7 @@ struct CelestialTreeAPI: Sendable {
         let tail: Substring? = parts.count == 2 ? parts.last : nil
         let method = request.method
         func require(_ allowed: HTTPRequest.Method) throws {
-            if method != allowed { throw APIError.methodNotAllowed }
+            if method != allowed { throw APIError.methodNotAllowed(allow: [allowed]) }
         }
         switch (head, parts.count) {
         case ("healthz", 1): return health()

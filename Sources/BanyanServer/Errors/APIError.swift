@@ -68,7 +68,12 @@ struct APIError: Error, HTTPResponseError, Sendable {
     }
     static let badID = APIError(.badRequest, "bad id")
     static let notFound = APIError(.notFound, "not found")
-    static let methodNotAllowed = APIError(.methodNotAllowed, "method not allowed")
+    /// 405 with the methods the route does allow (RFC 9110: a 405 must send `Allow`).
+    static func methodNotAllowed(allow methods: [HTTPRequest.Method]) -> APIError {
+        var error = APIError(.methodNotAllowed, "method not allowed")
+        error.headers[.allow] = methods.flatMap { $0 == .get ? ["GET", "HEAD"] : [$0.rawValue] }.joined(separator: ", ")
+        return error
+    }
 
     /// Maps a store error to a response, with `error` as the CelestialTree summary (e.g. "emit failed").
     /// Single-event routes leave out the batch index, as CelestialTree's details have none.

@@ -91,10 +91,11 @@ enum RequestBody {
     }
 }
 
-/// Path ids: decimal digits only, 1...UInt64.max (CelestialTree: "bad id" otherwise).
+/// Path ids: decimal digits only, no leading zero, 1...UInt64.max (CelestialTree: "bad id"
+/// otherwise), so one event has one URL.
 enum PathID {
     static func parse(_ text: Substring) throws -> EventID {
-        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = UInt64(text), id > 0 else {
+        guard !text.isEmpty, text.first != "0", text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = UInt64(text), id > 0 else {
             throw APIError.badID
         }
         return id

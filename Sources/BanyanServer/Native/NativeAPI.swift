@@ -14,12 +14,12 @@ struct NativeAPI: Sendable {
     func route(_ request: Request, _ parts: ArraySlice<Substring>, channel: any Channel) async throws -> Response? {
         let method = request.method
         func require(_ allowed: HTTPRequest.Method) throws {
-            if method != allowed { throw APIError.methodNotAllowed }
+            if method != allowed { throw APIError.methodNotAllowed(allow: [allowed]) }
         }
         switch (parts.count, parts.first) {
         case (1, "events"):
             if method == .post { return try await append(request) }
-            try require(.get)
+            guard method == .get else { throw APIError.methodNotAllowed(allow: [.get, .post]) }
             return try await readLog(request)
         case (2, "events"):
             try require(.get)
@@ -151,8 +151,8 @@ struct NativeAPI: Sendable {
 
     static func id(_ raw: String?, field: String) throws -> EventID? {
         guard let raw else { return nil }
-        guard raw.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = UInt64(raw) else {
-            throw APIError.invalid("\(field) must be an event id (a non-negative integer), not \"\(raw)\"", field: field)
+        guard raw.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), raw == "0" || raw.first != "0", let value = UInt64(raw) else {
+            throw APIError.invalid("\(field) must be an event id (a non-negative integer without leading zeros), not \"\(raw)\"", field: field)
         }
         return value
     }

@@ -65,11 +65,13 @@ enum EventStream {
             }
             try await writer.finish(nil)
         }
-        return Response(
-            status: .ok,
-            headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache", .connection: "keep-alive"],
-            body: body)
+        return Response(status: .ok, headers: headers, body: body)
     }
+
+    static let headers: HTTPFields = [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache", .connection: "keep-alive"]
+
+    /// The answer to HEAD on a stream route: its headers, no stream opened.
+    static var headOnlyResponse: Response { Response(status: .ok, headers: headers) }
 
     /// Emits frames for every matching committed event after `cursor`, in order, until the client
     /// goes away (`isGone`: its connection closed, which `HTTPGuardHandler` does as soon as the

@@ -20,16 +20,21 @@ extension Writer {
 
     private func validateShape(_ r: AppendRequest) throws(LogError) {
         func fail(_ field: String, _ reason: String) -> LogError { LogError(.invalidArgument, reason, field: field) }
-        if r.type.isEmpty { throw fail("type", "type is required") }
+        if r.type.isEmpty || Self.isBlank(r.type) { throw fail("type", "type is required") }
         if r.type.utf8.count > limits.typeBytesMax {
             throw fail("type", "type is \(r.type.utf8.count) bytes, more than typeBytesMax \(limits.typeBytesMax)")
         }
+        if let problem = Self.controlCharacter(r.type) { throw fail("type", "type must not contain control characters (\(problem))") }
         if let key = r.key {
             if key.isEmpty { throw fail("key", "key must not be empty") }
+            if Self.isBlank(key) { throw fail("key", "key must not be blank") }
             if key.utf8.count > limits.keyBytesMax { throw fail("key", "key is longer than keyBytesMax \(limits.keyBytesMax) bytes") }
+            if let problem = Self.controlCharacter(key) { throw fail("key", "key must not contain control characters (\(problem))") }
         }
         if let stream = r.stream {
             if stream.isEmpty { throw fail("stream", "stream must not be empty") }
+            if Self.isBlank(stream) { throw fail("stream", "stream must not be blank") }
+            if let problem = Self.controlCharacter(stream) { throw fail("stream", "stream must not contain control characters (\(problem))") }
             if stream.utf8.count > limits.streamBytesMax {
                 throw fail("stream", "stream is longer than streamBytesMax \(limits.streamBytesMax) bytes")
             }
@@ -43,6 +48,32 @@ extension Writer {
         if r.parents.count + r.parentKeys.count > limits.parentsPerEventMax {
             throw fail("parents", "\(r.parents.count + r.parentKeys.count) parents, more than parentsPerEventMax \(limits.parentsPerEventMax)")
         }
+    }
+
+    /// The first control character (Unicode category Cc: U+0000-U+001F, U+007F-U+009F) of a name,
+    /// as "U+0000", or nil. Names (types, keys, streams) are identifiers shown in logs, URLs and
+    /// terminals, where a NUL, an escape sequence or a line break hides or forges text; messages
+    /// and payloads may hold any character.
+    static func controlCharacter(_ name: String) -> String? {
+        var previous: UInt8 = 0
+        for byte in name.utf8 {
+            if byte < 0x20 || byte == 0x7F { return "U+00" + hex(byte) }
+            // U+0080-U+009F are C2 80 ... C2 9F in UTF-8.
+            if previous == 0xC2 && byte >= 0x80 && byte <= 0x9F { return "U+00" + hex(byte) }
+            previous = byte
+        }
+        return nil
+    }
+
+    private static func hex(_ byte: UInt8) -> String {
+        let digits = Array("0123456789ABCDEF")
+        return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+    }
+
+    /// Only white space (as CelestialTree trims a type before checking it is there).
+    static func isBlank(_ name: String) -> Bool {
+        guard let first = name.utf8.first, first == 0x20 || first >= 0x80 || (first >= 0x09 && first <= 0x0D) else { return false }
+        return name.unicodeScalars.allSatisfy(\.properties.isWhitespace)
     }
 
     /// Parent ids then parents by key, 0 and repeats dropped, order kept. Dense ids make
