@@ -14,6 +14,7 @@ running in CI:
   truncated answer, a token listed twice refused, forged query cursors refused;
 - lone UTF-16 surrogates (`\\ud800`) refused in every string of every JSON route, naming the field,
   instead of being decoded to U+FFFD (which made distinct keys collide);
+- query answers bounded in bytes, time and memory: the ladder `paths` query and a page of fat payloads;
 """
 from __future__ import annotations
 
@@ -523,3 +524,75 @@ def test_every_flag_is_checked_at_start(flag, value, tmp_path, run_banyan):
     r = run_banyan("serve", "--data-dir", str(tmp_path / "d"), "--port", "0", flag, value, timeout=30)
     assert r.returncode != 0, r.describe()
     assert flag in r.stderr, r.describe()
+
+
+# --------------------------------------------------------------------------
+# query answers bounded in bytes, time and memory
+
+
+def rss_peak_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_ladder_paths_query_is_paged_charged_and_bounded(server_factory):
+    """Before: paths(2, 100001) limit 3000 on a 50,000-layer ladder answered 883 MB after 34 s and
+    the server peaked at 4.17 GB; page_size changed nothing."""
+    srv = server_factory()
+    layers = 20_000
+    batch = [{"type": "rung", "parents": [1]}, {"type": "rung", "parents": [1]}]
+    for layer in range(2, layers + 1):
+        a, b = 2 * layer - 2, 2 * layer - 1
+        batch += [{"type": "rung", "parents": [a, b]}, {"type": "rung", "parents": [a, b]}]
+        if len(batch) >= 10_000 or layer == layers:
+            requests.post(srv.url + "/v1/events", json=batch, timeout=120).raise_for_status()
+            batch = []
+    top = 2 * layers + 1
+    base_rss = rss_peak_mb(srv.proc.pid)
+    started = time.monotonic()
+    r = requests.post(srv.url + "/v1/query", json={
+        "query": f"paths(2, {top}) limit 3000", "page_size": 10000,
+        "budget": {"nodes_max": 2_000_000, "time_max_ms": 30_000}}, timeout=120)
+    took = time.monotonic() - started
+    assert r.status_code == 200, r.text[:500]
+    answer = r.json()
+    paths = answer["paths"]
+    assert answer["truncated"] is True and "node budget" in answer["stats"]["reason"]
+    assert sum(len(p) for p in paths) <= 2_000_000, "path ids count against the node budget"
+    assert all(len(p) == layers and p[0] == 2 and p[-1] == top for p in paths)
+    assert len(r.content) <= (16 << 20) + 200_000, f"{len(r.content)} bytes in one page"
+    assert took < 35, f"{took:.1f} s"
+    # page_size pages paths.
+    small = requests.post(srv.url + "/v1/query", json={"query": f"paths(2, {top}) limit 3000", "page_size": 3}, timeout=120).json()
+    assert len(small["paths"]) == 3 and small["next"]
+    grown = rss_peak_mb(srv.proc.pid) - base_rss
+    assert grown < 600, f"server peak RSS grew by {grown:.0f} MB"
+
+
+def test_a_page_of_fat_payloads_ends_at_the_byte_cap(server_factory):
+    """Before: page_size 10,000 over 1 MB payloads answered 400 MB in one response, even with time_max_ms 1."""
+    srv = server_factory()
+    fat = "x" * 1_000_000
+    for _ in range(6):
+        requests.post(srv.url + "/v1/events", json=[{"type": "fat", "payload": fat} for _ in range(10)], timeout=120).raise_for_status()
+    seen, cursor, pages = [], None, 0
+    while True:
+        body = {"query": 'events where type = "fat"', "include": ["payload"], "page_size": 10000}
+        if cursor:
+            body["cursor"] = cursor
+        r = requests.post(srv.url + "/v1/query", json=body, timeout=60)
+        assert r.status_code == 200
+        assert len(r.content) <= (16 << 20) + (1 << 20) + 1000, f"{len(r.content)} bytes"
+        page = r.json()
+        seen += [e["id"] for e in page["results"]]
+        pages += 1
+        cursor = page["next"]
+        if not cursor:
+            break
+    assert seen == list(range(2, 62)) and pages >= 4
+    quick = requests.post(srv.url + "/v1/query", json={
+        "query": 'events where type = "fat"', "include": ["payload"], "page_size": 10000, "budget": {"time_max_ms": 1}}, timeout=60)
+    assert len(quick.json()["results"]) < 60 and quick.json()["next"], "the time budget covers building the page"
