@@ -63,25 +63,12 @@ final class RocksDB: @unchecked Sendable {
     ) throws(StorageError) {
         self.path = path
         self.readOnly = readOnly
-        let base = rocksdb_options_create()!
-        if !readOnly {
-            // Not in the C API. The MANIFEST records each closed WAL and its synced size, so an
-            // open refuses a missing or shortened older log instead of skipping what it held.
-            // Writable opens only: a read-only open beside a running server could race its
-            // log deletions.
-            let tracked = rocksdb_options_create()!
-            do {
-                try withErrorPointer { rocksdb_get_options_from_string(base, "track_and_verify_wals_in_manifest=true", tracked, $0) }
-            } catch {
-                rocksdb_options_destroy(tracked)
-                rocksdb_options_destroy(base)
-                throw error
-            }
-            rocksdb_options_destroy(base)
-            options = tracked
-        } else {
-            options = base
-        }
+        // Not in the C API. The MANIFEST records each closed WAL and its synced size, so an open
+        // refuses a missing or shortened older log instead of skipping what it held. Writable
+        // opens only: a read-only open beside a running server could race its log deletions.
+        options = readOnly
+            ? rocksdb_options_create()!
+            : try Self.applying("track_and_verify_wals_in_manifest=true", to: rocksdb_options_create()!)
         rocksdb_options_set_wal_recovery_mode(options, walRecovery.rawValue)
         rocksdb_options_set_max_open_files(options, Int32(clamping: filesMax))
         rocksdb_options_set_create_if_missing(options, readOnly ? 0 : 1)
@@ -134,16 +121,7 @@ final class RocksDB: @unchecked Sendable {
         if spec.ascendingKeys {
             // Not in the C API; the options-string parser reaches it. One prefix (the first key
             // byte, 0 for every id below 2^56) means one insert hint: the last key inserted.
-            let hinted = rocksdb_options_create()!
-            do {
-                try withErrorPointer { rocksdb_get_options_from_string(cfOptions, "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1", hinted, $0) }
-            } catch {
-                rocksdb_options_destroy(hinted)
-                rocksdb_options_destroy(cfOptions)
-                throw error
-            }
-            rocksdb_options_destroy(cfOptions)
-            cfOptions = hinted
+            cfOptions = try applying("memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1", to: cfOptions)
         }
         let table = rocksdb_block_based_options_create()!
         rocksdb_block_based_options_set_block_cache(table, cache)
@@ -165,6 +143,20 @@ final class RocksDB: @unchecked Sendable {
             rocksdb_options_set_bottommost_compression(cfOptions, Int32(rocksdb_zstd_compression))
         }
         return cfOptions
+    }
+
+    /// `base` with the settings of an options string (RocksDB's parser reaches options the C API
+    /// does not). Consumes `base`: it is destroyed, also on failure.
+    private static func applying(_ settings: String, to base: OpaquePointer) throws(StorageError) -> OpaquePointer {
+        defer { rocksdb_options_destroy(base) }
+        let result = rocksdb_options_create()!
+        do {
+            try withErrorPointer { rocksdb_get_options_from_string(base, settings, result, $0) }
+        } catch {
+            rocksdb_options_destroy(result)
+            throw error
+        }
+        return result
     }
 
     private static func withCStrings<T>(
