@@ -10,7 +10,13 @@ extension Banyan {
 
         @OptionGroup var data: DataDirOptions
         @Argument(help: "File to import.") var file: String
-        @Option(help: "Events per append batch.") var batch = 1_000
+        @Option(help: "Events per append batch (1...10000).") var batch = 1_000
+
+        func validate() throws {
+            guard (1...Limits().batchEventsMax).contains(batch) else {
+                throw ValidationError("--batch must be 1...\(Limits().batchEventsMax), not \(batch)")
+            }
+        }
 
         func run() async throws {
             try await Banyan.reportingErrors {

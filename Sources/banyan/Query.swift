@@ -1,4 +1,5 @@
 import ArgumentParser
+import BanyanServer
 import EventLog
 import Foundation
 import LineageQuery
@@ -25,6 +26,16 @@ extension Banyan {
         @Flag(help: "Exit 0 even when a budget cut the answer short (otherwise a truncated answer exits with 3).")
         var allowTruncated = false
 
+        func validate() throws {
+            let bounds = ServerConfiguration.Bounds.self
+            guard bounds.queryNodes.contains(nodesMax) else {
+                throw ValidationError("--nodes-max must be \(bounds.queryNodes.lowerBound)...\(bounds.queryNodes.upperBound), not \(nodesMax)")
+            }
+            let secondsMax = bounds.queryTimeMs.upperBound / 1_000
+            guard (1...secondsMax).contains(seconds) else { throw ValidationError("--seconds must be 1...\(secondsMax), not \(seconds)") }
+            guard (1...10_000).contains(repeatCount) else { throw ValidationError("--repeat-count must be 1...10000, not \(repeatCount)") }
+        }
+
         /// Exit status of an answer a budget cut short: the output is printed, but it is not the whole answer.
         static let truncatedExitCode: Int32 = 3
 
@@ -42,7 +53,6 @@ extension Banyan {
                         Console.out(plan.explained)
                         return
                     }
-                    guard (1...10_000).contains(repeatCount) else { throw ValidationError("--repeat-count must be 1...10000") }
                     var result = try Executor(store: store, budget: budget).runOnce(plan)
                     if repeatCount > 1 {
                         var micros: [Double] = []

@@ -8,7 +8,11 @@ extension Banyan {
 
         @OptionGroup var data: DataDirOptions
         @Flag(help: "Print one JSON object.") var json = false
-        @Option(help: "Problems to list (all are counted).") var problemsMax = 100
+        @Option(help: "Problems to list (all are counted; 0...100000).") var problemsMax = 100
+
+        func validate() throws {
+            guard (0...100_000).contains(problemsMax) else { throw ValidationError("--problems-max must be 0...100000, not \(problemsMax)") }
+        }
 
         func run() async throws {
             try await Banyan.reportingErrors {
