@@ -20,6 +20,8 @@ final class ConnectionGuard {
     private var timer: Scheduled<Void>?
     private var timerDeadline: ContinuousClock.Instant?
     private var reportedIdle: Bool?
+    /// Where the registry reads whether this connection is idle (nil outside a real listener).
+    private var mark: IdleMark?
     /// The response in progress is an SSE stream: a client that half-closes has gone.
     var streaming = false
 
@@ -32,6 +34,7 @@ final class ConnectionGuard {
     func activate(_ channel: any Channel) {
         guard self.channel == nil else { return }
         self.channel = channel
+        mark = registry.mark(for: channel)
         changed()
     }
 
@@ -69,7 +72,7 @@ final class ConnectionGuard {
         guard let channel else { return }
         if reportedIdle != machine.isIdle {
             reportedIdle = machine.isIdle
-            registry.setIdle(channel, machine.isIdle)
+            mark?.set(idle: machine.isIdle)
         }
         guard let deadline = machine.deadline else { return }
         if let timerDeadline, timer != nil, timerDeadline <= deadline { return }

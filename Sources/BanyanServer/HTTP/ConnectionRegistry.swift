@@ -14,15 +14,13 @@ import Synchronization
 public final class ConnectionRegistry: Sendable {
     private struct Entry {
         let channel: any Channel
-        /// When the connection became idle; nil while a request is in progress.
-        var idleSince: ContinuousClock.Instant?
+        let mark: IdleMark
     }
 
     private struct State {
         var entries: [ObjectIdentifier: Entry] = [:]
         var evicted = 0
         var timedOut: [String: Int] = [:]
-        var refusedAtLimit = 0
     }
 
     private let state = Mutex(State())
@@ -42,19 +40,18 @@ public final class ConnectionRegistry: Sendable {
     }
 
     func opened(_ channel: any Channel) {
-        state.withLock { $0.entries[ObjectIdentifier(channel)] = Entry(channel: channel, idleSince: .now) }
+        let mark = IdleMark()
+        mark.set(idle: true)
+        state.withLock { $0.entries[ObjectIdentifier(channel)] = Entry(channel: channel, mark: mark) }
     }
 
     func closed(_ channel: any Channel) {
         _ = state.withLock { $0.entries.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 
-    func setIdle(_ channel: any Channel, _ idle: Bool) {
-        state.withLock { s in
-            let key = ObjectIdentifier(channel)
-            guard s.entries[key] != nil else { return }
-            s.entries[key]!.idleSince = idle ? .now : nil
-        }
+    /// The idle mark of an open connection, which its guard then sets without taking the lock.
+    func mark(for channel: any Channel) -> IdleMark? {
+        state.withLock { $0.entries[ObjectIdentifier(channel)]?.mark }
     }
 
     func timedOut(_ reason: String) {
@@ -64,16 +61,17 @@ public final class ConnectionRegistry: Sendable {
     /// Closes the connection idle the longest; false when every connection is busy.
     func evictOldestIdle() -> Bool {
         let victim: (any Channel)? = state.withLock { s in
-            var oldest: (key: ObjectIdentifier, since: ContinuousClock.Instant)?
-            for (key, entry) in s.entries {
-                guard let since = entry.idleSince else { continue }
-                if oldest == nil || since < oldest!.since { oldest = (key, since) }
+            var oldest: (entry: Entry, since: Int64)?
+            for entry in s.entries.values {
+                let since = entry.mark.since
+                guard since != IdleMark.busy else { continue }
+                if oldest == nil || since < oldest!.since { oldest = (entry, since) }
             }
-            guard let oldest else { return nil }
+            // Busy from now on, so it is not chosen twice while it closes; a request that
+            // started meanwhile (the mark changed) keeps its connection.
+            guard let oldest, oldest.entry.mark.claim(idleSince: oldest.since) else { return nil }
             s.evicted += 1
-            // Busy from now on, so that it is not chosen twice while it closes.
-            s.entries[oldest.key]!.idleSince = nil
-            return s.entries[oldest.key]!.channel
+            return oldest.entry.channel
         }
         victim?.close(promise: nil)
         return victim != nil
@@ -96,6 +94,31 @@ public final class ConnectionRegistry: Sendable {
 
     /// Descriptors kept free of connections and RocksDB's table files.
     public static let descriptorReserve = 64
+}
+
+/// Whether a connection is idle and since when, written by the connection's event loop and read
+/// by the listener's when it picks a connection to close: one atomic, no lock per request.
+final class IdleMark: Sendable {
+    /// Nanoseconds since `origin` at which the connection became idle, or `busy`.
+    private let value = Atomic<Int64>(IdleMark.busy)
+    static let busy = Int64.max
+    private static let origin = ContinuousClock.now
+
+    var since: Int64 { value.load(ordering: .relaxed) }
+
+    func set(idle: Bool) {
+        value.store(idle ? Self.nanosecondsSinceOrigin() : Self.busy, ordering: .relaxed)
+    }
+
+    /// Marks the connection busy if it is still idle since `idleSince`.
+    func claim(idleSince: Int64) -> Bool {
+        value.compareExchange(expected: idleSince, desired: Self.busy, ordering: .relaxed).exchanged
+    }
+
+    private static func nanosecondsSinceOrigin() -> Int64 {
+        let (seconds, attoseconds) = (ContinuousClock.now - origin).components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
 }
 
 /// On the listening socket: stops accepting at the connection limit (after closing the

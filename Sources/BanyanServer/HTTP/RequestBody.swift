@@ -11,15 +11,29 @@ enum RequestBody {
     @discardableResult
     static func requireJSON(_ request: Request, also: [String] = []) throws -> String {
         let raw = request.headers[.contentType] ?? ""
-        let media = raw.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-        guard media == "application/json" || also.contains(media) else {
-            let accepted = (["application/json"] + also).joined(separator: " or ")
-            throw APIError(
-                .unsupportedMediaType, "unsupported content type",
-                detail: raw.isEmpty ? "send Content-Type: \(accepted)" : "send Content-Type: \(accepted), not \(raw)"
-            ).naming("Content-Type")
+        if mediaType(raw, is: "application/json") { return "application/json" }
+        if let other = also.first(where: { mediaType(raw, is: $0) }) { return other }
+        let accepted = (["application/json"] + also).joined(separator: " or ")
+        throw APIError(
+            .unsupportedMediaType, "unsupported content type",
+            detail: raw.isEmpty ? "send Content-Type: \(accepted)" : "send Content-Type: \(accepted), not \(raw)"
+        ).naming("Content-Type")
+    }
+
+    /// Whether a `Content-Type` value names `type` (lower-case), ignoring case, surrounding
+    /// white space and parameters (`; charset=utf-8`). Bytes, no allocation: every write checks it.
+    static func mediaType(_ value: String, is type: String) -> Bool {
+        let bytes = value.utf8
+        var i = bytes.startIndex
+        while i < bytes.endIndex, bytes[i] == 0x20 || bytes[i] == 0x09 { i = bytes.index(after: i) }
+        for expected in type.utf8 {
+            guard i < bytes.endIndex else { return false }
+            let b = bytes[i]
+            guard (b >= 0x41 && b <= 0x5A ? b | 0x20 : b) == expected else { return false }
+            i = bytes.index(after: i)
         }
-        return media
+        while i < bytes.endIndex, bytes[i] == 0x20 || bytes[i] == 0x09 { i = bytes.index(after: i) }
+        return i == bytes.endIndex || bytes[i] == UInt8(ascii: ";")
     }
 
     /// Collects the body, refusing more than `bytesMax` with 413.

@@ -16,6 +16,8 @@ import Hummingbird
 struct SiteGuard: Sendable {
     /// Lower-cased host names a request may name; nil: any.
     let allowedHosts: Set<String>?
+    /// The same as UTF-8, for the per-request check, which compares bytes without allocating.
+    private let allowedHostBytes: [[UInt8]]
     /// Lower-cased origins (`scheme://host[:port]`) allowed to make cross-origin requests; `*` allows any.
     let corsOrigins: Set<String>
 
@@ -36,6 +38,27 @@ struct SiteGuard: Sendable {
             allowedHosts = hosts
         }
         corsOrigins = Set(config.corsOrigins.map { $0.lowercased().trimmingSuffix("/") })
+        allowedHostBytes = allowedHosts.map { $0.map { Array($0.utf8) } } ?? []
+    }
+
+    /// Whether the host name in `authority` (`name`, `name:port`, `[v6]`, `[v6]:port`) is one of
+    /// `allowedHostBytes`, compared as ASCII without regard to case.
+    private func allows(authority: String) -> Bool {
+        var authority = authority
+        return authority.withUTF8 { bytes in
+            var start = 0
+            var end = bytes.count
+            if bytes.first == UInt8(ascii: "[") {
+                start = 1
+                end = bytes.firstIndex(of: UInt8(ascii: "]")) ?? bytes.count
+            } else if let colon = bytes.lastIndex(of: UInt8(ascii: ":")), bytes.firstIndex(of: UInt8(ascii: ":")) == colon {
+                end = colon
+            }
+            let name = UnsafeBufferPointer(rebasing: bytes[start..<end])
+            return allowedHostBytes.contains { allowed in
+                allowed.count == name.count && zip(allowed, name).allSatisfy { a, b in a == (b >= 0x41 && b <= 0x5A ? b | 0x20 : b) }
+            }
+        }
     }
 
     /// The host name of a `Host` value or a listen address: lower-cased, without port or brackets.
@@ -54,14 +77,11 @@ struct SiteGuard: Sendable {
 
     /// Refuses a request for another host, or a cross-origin request that could change something.
     func check(_ request: Request) throws(APIError) {
-        if let allowedHosts, let authority = request.head.authority {
-            let name = Self.hostName(authority)
-            guard allowedHosts.contains(name) else {
-                throw APIError(
-                    .forbidden, "host not allowed",
-                    detail: "this server does not answer for \"\(name)\"; name it in --allowed-hosts if it is one of its names"
-                ).naming("Host")
-            }
+        if allowedHosts != nil, let authority = request.head.authority, !allows(authority: authority) {
+            throw APIError(
+                .forbidden, "host not allowed",
+                detail: "this server does not answer for \"\(Self.hostName(authority))\"; name it in --allowed-hosts if it is one of its names"
+            ).naming("Host")
         }
         guard let origin = request.headers[.origin], !isSameOrigin(origin, request) else { return }
         switch request.method {
