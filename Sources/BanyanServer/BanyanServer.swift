@@ -104,11 +104,11 @@ struct BanyanResponder: HTTPResponder {
             if headOnly && (path == "/v1/stream" || path == "/subscribe") { return EventStream.headOnlyResponse }
             let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
             if parts.first == "v1" {
-                if let response = try await native.route(request, parts.dropFirst(), channel: context.channel) { return response }
+                if let response = try await native.route(request, parts.dropFirst(), client: ClientConnection(channel: context.channel, connections: connections)) { return response }
             } else if path == "/metrics" {
                 guard request.method == .get else { throw APIError.methodNotAllowed(allow: [.get]) }
                 return metricsResponse()
-            } else if let response = try await celestialTree.route(request, channel: context.channel) {
+            } else if let response = try await celestialTree.route(request, client: ClientConnection(channel: context.channel, connections: connections)) {
                 return response
             }
             return JSONResponse.pageNotFound()
@@ -141,6 +141,16 @@ public struct BanyanRequestContext: RequestContext {
         coreContext = .init(source: source)
         channel = source.channel
     }
+}
+
+/// The connection a request came on, for routes that outlive a request (SSE streams).
+struct ClientConnection: Sendable {
+    let channel: any Channel
+    let connections: ConnectionRegistry
+
+    /// The client is gone: the connection closed, or the client half-closed it
+    /// (`ConnectionMark.inputClosed`). SSE streams check it once a second.
+    var isGone: Bool { !channel.isActive || connections.mark(for: channel)?.inputClosed == true }
 }
 
 /// Route patterns for metric labels: ids and keys become placeholders so the label space stays small.

@@ -12,7 +12,7 @@ struct CelestialTreeAPI: Sendable {
     let streams: StreamRegistry
 
     /// Answers the request if a CelestialTree route serves its path; nil otherwise.
-    func route(_ request: Request, channel: any Channel) async throws -> Response? {
+    func route(_ request: Request, client: ClientConnection) async throws -> Response? {
         let path = request.uri.path
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         guard let head = parts.first else { return nil }
@@ -43,7 +43,7 @@ struct CelestialTreeAPI: Sendable {
         case ("roots", 1): try require(.get); return try await list { try store.roots() }
         case ("heads", 1): try require(.get); return try await list { try store.heads() }
         case ("snapshot", 1): try require(.get); return try await snapshot()
-        case ("subscribe", 1): try require(.get); return try EventStream.celestialTree(request, store: store, streams: streams, config: config, channel: channel)
+        case ("subscribe", 1): try require(.get); return try EventStream.celestialTree(request, store: store, streams: streams, config: config, client: client)
         default: return nil
         }
     }

@@ -14,7 +14,7 @@ import Synchronization
 public final class ConnectionRegistry: Sendable {
     private struct Entry {
         let channel: any Channel
-        let mark: IdleMark
+        let mark: ConnectionMark
     }
 
     private struct State {
@@ -40,7 +40,7 @@ public final class ConnectionRegistry: Sendable {
     }
 
     func opened(_ channel: any Channel) {
-        let mark = IdleMark()
+        let mark = ConnectionMark()
         mark.set(idle: true)
         state.withLock { $0.entries[ObjectIdentifier(channel)] = Entry(channel: channel, mark: mark) }
     }
@@ -49,8 +49,8 @@ public final class ConnectionRegistry: Sendable {
         _ = state.withLock { $0.entries.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 
-    /// The idle mark of an open connection, which its guard then sets without taking the lock.
-    func mark(for channel: any Channel) -> IdleMark? {
+    /// The mark of an open connection, which its guard then sets without taking the lock.
+    func mark(for channel: any Channel) -> ConnectionMark? {
         state.withLock { $0.entries[ObjectIdentifier(channel)]?.mark }
     }
 
@@ -64,7 +64,7 @@ public final class ConnectionRegistry: Sendable {
             var oldest: (entry: Entry, since: Int64)?
             for entry in s.entries.values {
                 let since = entry.mark.since
-                guard since != IdleMark.busy else { continue }
+                guard since != ConnectionMark.busy else { continue }
                 if oldest == nil || since < oldest!.since { oldest = (entry, since) }
             }
             // Busy from now on, so it is not chosen twice while it closes; a request that
@@ -96,18 +96,24 @@ public final class ConnectionRegistry: Sendable {
     public static let descriptorReserve = 64
 }
 
-/// Whether a connection is idle and since when, written by the connection's event loop and read
-/// by the listener's when it picks a connection to close: one atomic, no lock per request.
-final class IdleMark: Sendable {
-    /// Nanoseconds since `origin` at which the connection became idle, or `busy`.
-    private let value = Atomic<Int64>(IdleMark.busy)
+/// What others need to know of a connection without asking its event loop: whether it is idle
+/// and since when (read by the listener when it picks a connection to close), and whether its
+/// client has half-closed (read by an SSE stream). Atomics, no lock per request.
+final class ConnectionMark: Sendable {
+    /// CLOCK_MONOTONIC nanoseconds at which the connection became idle, or `busy`.
+    private let value = Atomic<Int64>(ConnectionMark.busy)
+    private let inputClosedFlag = Atomic(false)
+
+    var inputClosed: Bool {
+        get { inputClosedFlag.load(ordering: .relaxed) }
+        set { inputClosedFlag.store(newValue, ordering: .relaxed) }
+    }
     static let busy = Int64.max
-    private static let origin = ContinuousClock.now
 
     var since: Int64 { value.load(ordering: .relaxed) }
 
     func set(idle: Bool) {
-        value.store(idle ? Self.nanosecondsSinceOrigin() : Self.busy, ordering: .relaxed)
+        value.store(idle ? Self.monotonicNanoseconds() : Self.busy, ordering: .relaxed)
     }
 
     /// Marks the connection busy if it is still idle since `idleSince`.
@@ -115,9 +121,10 @@ final class IdleMark: Sendable {
         value.compareExchange(expected: idleSince, desired: Self.busy, ordering: .relaxed).exchanged
     }
 
-    private static func nanosecondsSinceOrigin() -> Int64 {
-        let (seconds, attoseconds) = (ContinuousClock.now - origin).components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    private static func monotonicNanoseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 }
 

@@ -44,8 +44,11 @@ struct ConnectionStateMachine<C: Clock> where C.Duration == Duration {
     /// in progress that the client is owed an answer for.
     var isIdle: Bool { requestsInFlight == 0 && bodySince == nil }
 
+    /// Whether bytes arriving now start a request head (and so change the deadline).
+    var bytesStartAHead: Bool { bodySince == nil && headSince == nil }
+
     mutating func bytesReceived(now: C.Instant) {
-        if bodySince == nil && headSince == nil { headSince = now }
+        if bytesStartAHead { headSince = now }
     }
 
     mutating func headReceived(now: C.Instant) {

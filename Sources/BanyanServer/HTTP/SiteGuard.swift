@@ -115,7 +115,7 @@ struct SiteGuard: Sendable {
 
     /// CORS headers on the answer to an allowed cross-origin request.
     func decorate(_ response: inout Response, for request: Request) {
-        guard let origin = request.headers[.origin], isAllowed(origin), !isSameOrigin(origin, request) else { return }
+        guard !corsOrigins.isEmpty, let origin = request.headers[.origin], isAllowed(origin), !isSameOrigin(origin, request) else { return }
         addCORSHeaders(origin, to: &response)
     }
 

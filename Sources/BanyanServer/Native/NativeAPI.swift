@@ -11,7 +11,7 @@ struct NativeAPI: Sendable {
     let streams: StreamRegistry
 
     /// Answers `/v1/...` requests; nil for paths this API does not serve.
-    func route(_ request: Request, _ parts: ArraySlice<Substring>, channel: any Channel) async throws -> Response? {
+    func route(_ request: Request, _ parts: ArraySlice<Substring>, client: ClientConnection) async throws -> Response? {
         let method = request.method
         func require(_ allowed: HTTPRequest.Method) throws {
             if method != allowed { throw APIError.methodNotAllowed(allow: [allowed]) }
@@ -33,7 +33,7 @@ struct NativeAPI: Sendable {
             return JSONResponse.make(EventJSON.encode(event))
         case (1, "stream"):
             try require(.get)
-            return try EventStream.native(request, store: store, streams: streams, config: config, channel: channel)
+            return try EventStream.native(request, store: store, streams: streams, config: config, client: client)
         case (1, "query"):
             try require(.post)
             return try await QueryAPI(store: store, config: config).run(request)

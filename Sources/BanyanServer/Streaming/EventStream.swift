@@ -22,20 +22,20 @@ enum EventStream {
 
     /// CelestialTree's `/subscribe`: a `hello` frame, then `event: emit` frames from the end of
     /// the log (or after `Last-Event-ID` when the client sends one).
-    static func celestialTree(_ request: Request, store: EventStore, streams: StreamRegistry, config: ServerConfiguration, channel: any Channel) throws -> Response {
+    static func celestialTree(_ request: Request, store: EventStore, streams: StreamRegistry, config: ServerConfiguration, client: ClientConnection) throws -> Response {
         let start = try resumeID(request) ?? store.lastID
         let format = Format(greeting: "event: hello\ndata: {\"message\":\"subscribed\"}\n\n", eventName: "emit")
-        return try open(from: start, filter: LogFilter(), format: format, store: store, streams: streams, config: config, channel: channel)
+        return try open(from: start, filter: LogFilter(), format: format, store: store, streams: streams, config: config, client: client)
     }
 
     /// `/v1/stream?after=ID&type=&stream=`: every matching event after `after` (default: the end of
     /// the log; `Last-Event-ID` wins), then live.
-    static func native(_ request: Request, store: EventStore, streams: StreamRegistry, config: ServerConfiguration, channel: any Channel) throws -> Response {
+    static func native(_ request: Request, store: EventStore, streams: StreamRegistry, config: ServerConfiguration, client: ClientConnection) throws -> Response {
         let query = try QueryString(request)
         let filter = LogFilter(
             type: try NativeAPI.nonEmpty(query.get("type"), field: "type"), stream: try NativeAPI.nonEmpty(query.get("stream"), field: "stream"))
         let start = try resumeID(request) ?? NativeAPI.id(query.get("after"), field: "after") ?? store.lastID
-        return try open(from: start, filter: filter, format: Format(greeting: nil, eventName: "event"), store: store, streams: streams, config: config, channel: channel)
+        return try open(from: start, filter: filter, format: Format(greeting: nil, eventName: "event"), store: store, streams: streams, config: config, client: client)
     }
 
     private static func resumeID(_ request: Request) throws -> EventID? {
@@ -44,7 +44,7 @@ enum EventStream {
 
     private static func open(
         from start: EventID, filter: LogFilter, format: Format, store: EventStore, streams: StreamRegistry, config: ServerConfiguration,
-        channel: any Channel
+        client: ClientConnection
     ) throws -> Response {
         guard let token = streams.open(at: start, max: config.streamsMax) else {
             var error = APIError(.serviceUnavailable, "too many streams", detail: "\(config.streamsMax) streams are open (--streams-max)")
@@ -56,7 +56,7 @@ enum EventStream {
             if let greeting = format.greeting { try await writer.write(ByteBuffer(string: greeting)) }
             let stopping = Atomic(false)
             try await withGracefulShutdownHandler {
-                try await pump(from: start, filter: filter, format: format, store: store, config: config, stopping: stopping, isGone: { !channel.isActive }) { cursor, bytes in
+                try await pump(from: start, filter: filter, format: format, store: store, config: config, stopping: stopping, isGone: { client.isGone }) { cursor, bytes in
                     if let bytes { try await writer.write(ByteBuffer(bytes: bytes)) }
                     streams.advance(token, to: cursor)
                 }
@@ -74,8 +74,8 @@ enum EventStream {
     static var headOnlyResponse: Response { Response(status: .ok, headers: headers) }
 
     /// Emits frames for every matching committed event after `cursor`, in order, until the client
-    /// goes away (`isGone`: its connection closed, which `HTTPGuardHandler` does as soon as the
-    /// client half-closes) or the server shuts down, both checked at least once a second, so
+    /// goes away (`isGone`: its connection closed or half-closed, as `HTTPGuardHandler` notes) or
+    /// the server shuts down, both checked at least once a second, so
     /// neither a gone client's slot nor shutdown waits for a heartbeat. `emit` gets the new
     /// cursor and the bytes to write (nil: nothing to send).
     static func pump(
