@@ -55,14 +55,17 @@ extension Writer {
     /// terminals, where a NUL, an escape sequence or a line break hides or forges text; messages
     /// and payloads may hold any character.
     static func controlCharacter(_ name: String) -> String? {
-        var previous: UInt8 = 0
-        for byte in name.utf8 {
-            if byte < 0x20 || byte == 0x7F { return "U+00" + hex(byte) }
-            // U+0080-U+009F are C2 80 ... C2 9F in UTF-8.
-            if previous == 0xC2 && byte >= 0x80 && byte <= 0x9F { return "U+00" + hex(byte) }
-            previous = byte
+        var name = name
+        // One pass over contiguous UTF-8, as cheap as the copy the record encoder makes anyway.
+        let found: UInt8? = name.withUTF8 { bytes in
+            var previous: UInt8 = 0
+            for byte in bytes {
+                if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte <= 0x9F && byte >= 0x80) { return byte }
+                previous = byte
+            }
+            return nil
         }
-        return nil
+        return found.map { "U+00" + hex($0) }
     }
 
     private static func hex(_ byte: UInt8) -> String {
