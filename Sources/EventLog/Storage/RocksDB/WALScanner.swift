@@ -62,13 +62,14 @@ struct WALScanner {
         let names = walFiles(in: directory)
         for (i, name) in names.enumerated() {
             result.files.append(name)
-            guard let bytes = readFile(directory + "/" + name) else {
-                // Gone since the listing: a running server deleted a log it no longer needs.
-                if errno == ENOENT { continue }
-                if result.damage == nil { result.damage = Damage(file: name, offset: 0, reason: "the file cannot be read (errno \(errno))") }
-                continue
+            let mapped = withMappedFile(directory + "/" + name) { bytes in
+                scan(bytes, file: name, isNewest: i == names.count - 1, into: &result)
             }
-            scan(bytes, file: name, isNewest: i == names.count - 1, into: &result)
+            if let code = mapped {
+                // Gone since the listing: a running server deleted a log it no longer needs.
+                if code == ENOENT { continue }
+                if result.damage == nil { result.damage = Damage(file: name, offset: 0, reason: "the file cannot be read (errno \(code))") }
+            }
         }
         finish(&result)
         return result
@@ -104,24 +105,30 @@ struct WALScanner {
         return names.sorted { $0.0 < $1.0 }.map(\.1)
     }
 
-    private static func readFile(_ path: String) -> [UInt8]? {
+    /// Runs `body` over the file mapped read-only (a log can be hundreds of megabytes; nothing is
+    /// copied into memory but the records being reassembled). The errno on failure, nil on success.
+    private static func withMappedFile(_ path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) -> Int32? {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { return errno }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { return nil }
-            if n == 0 { return bytes }
-            bytes.append(contentsOf: chunk[0..<n])
-        }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return errno }
+        let size = Int(info.st_size)
+        guard size > 0 else { return nil }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return errno }
+        defer { munmap(base, size) }
+        body(UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: size))
+        return nil
+    }
+
+    static func scan(_ bytes: [UInt8], file: String, isNewest: Bool, into result: inout Result) {
+        bytes.withUnsafeBufferPointer { scan($0, file: file, isNewest: isNewest, into: &result) }
     }
 
     /// Scans one file's bytes. After damage the scan goes on, so that intact records written
     /// after the damaged one still count towards what a refusal reports: in step with the
     /// records when the damaged one's length is plausible, from the next block otherwise.
-    static func scan(_ bytes: [UInt8], file: String, isNewest: Bool, into result: inout Result) {
+    static func scan(_ bytes: UnsafeBufferPointer<UInt8>, file: String, isNewest: Bool, into result: inout Result) {
         var offset = 0
         var fragments: [UInt8]?
         var fragmentStart = 0
@@ -140,7 +147,7 @@ struct WALScanner {
                 tail(at: offset, bytes.count - offset, [], file: file, isNewest: isNewest, into: &result)
                 return
             }
-            let stored = unmask(le32(bytes[...], offset))
+            let stored = unmask(le32(bytes, offset))
             var length = Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8
             var type = bytes[offset + 6]
             if type == 0 && length == 0 && stored == unmask(0) {
@@ -162,7 +169,7 @@ struct WALScanner {
                 damaged(offset, "the length field of a complete record is damaged", &result)
                 (type, length, intact) = (t, rest, true)
             } else if payloadStart + length > bytes.count, offset + blockLeft >= bytes.count {
-                let partial = (fragments ?? []) + bytes[payloadStart...]
+                let partial = (fragments ?? []) + UnsafeBufferPointer(rebasing: bytes[payloadStart...])
                 tail(at: fragments == nil ? offset : fragmentStart, bytes.count - (fragments == nil ? offset : fragmentStart), partial[...],
                      file: file, isNewest: isNewest, into: &result)
                 return
@@ -176,14 +183,14 @@ struct WALScanner {
                 // and keeps the record's keys aside (`finish` decides whether to believe them).
                 damaged(offset, "checksum mismatch", &result)
             }
-            let payload = bytes[payloadStart..<(payloadStart + length)]
+            let payload = UnsafeBufferPointer(rebasing: bytes[payloadStart..<(payloadStart + length)])
             offset = payloadStart + length
             switch type {
             case 1, 2:
                 if fragments != nil { damaged(fragmentStart, "a fragmented record has no last fragment", &result) }
                 if type == 1 {
                     fragments = nil
-                    batch(payload, intact: intact, into: &result)
+                    batch(ArraySlice(payload), intact: intact, into: &result)
                 } else {
                     fragments = Array(payload)
                     fragmentsIntact = intact
@@ -212,7 +219,7 @@ struct WALScanner {
 
     /// The record type (1–4) for which `count` bytes at `start` match the checksum, if any:
     /// the header's own type first.
-    private static func typeChecking(_ stored: UInt32, _ bytes: [UInt8], _ start: Int, _ count: Int, header: UInt8) -> UInt8? {
+    private static func typeChecking(_ stored: UInt32, _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ count: Int, header: UInt8) -> UInt8? {
         ([header] + [1, 2, 3, 4].filter { $0 != header }).first { (1...4).contains($0) && checksum($0, bytes, start, count) == stored }
     }
 
@@ -310,12 +317,12 @@ struct WALScanner {
         ((crc >> 15) | (crc << 17)) &+ 0xA282_EAD8
     }
 
-    static func checksum(_ type: UInt8, _ bytes: [UInt8], _ start: Int, _ count: Int) -> UInt32 {
+    static func checksum(_ type: UInt8, _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ count: Int) -> UInt32 {
         let head = CRC32C.update(0, CollectionOfOne(type))
-        return bytes.withUnsafeBytes { CRC32C.update(head, UnsafeRawBufferPointer(rebasing: $0[start..<(start + count)])) }
+        return CRC32C.update(head, UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[start..<(start + count)])))
     }
 
-    private static func le32(_ bytes: ArraySlice<UInt8>, _ at: Int) -> UInt32 {
+    private static func le32<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, _ at: Int) -> UInt32 where Bytes.Index == Int {
         UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
     }
 }
