@@ -39,7 +39,7 @@ public struct ServerConfiguration: Sendable {
     public var connectionTimeouts = ConnectionTimeouts()
     /// Connections open at once; at the limit the one idle the longest is closed for a new one,
     /// and with none idle new connections wait in the listen backlog. Keep it below the
-    /// descriptor limit (`ConnectionRegistry.descriptorBudget`), or accepts fail.
+    /// descriptor limit (`DescriptorBudget`), or accepts fail.
     public var connectionsMax = 4_096
     /// Host names requests may name besides the listen address (and the loopback names on a
     /// loopback server); `*` allows any (`SiteGuard`).
@@ -69,7 +69,7 @@ public struct ServerConfiguration: Sendable {
         public static let headerReadTimeoutSeconds = 1...3_600
         public static let bodyReadTimeoutSeconds = 1...86_400
         public static let idleTimeoutSeconds = 1...86_400
-        /// The upper end is the descriptor budget of the process (`ConnectionRegistry.descriptorBudget`).
+        /// The upper end is the descriptor budget of the process (`DescriptorBudget`).
         public static let connectionsMin = 1
     }
 

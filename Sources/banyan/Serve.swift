@@ -97,16 +97,16 @@ extension Banyan {
                 var options = StoreOptions()
                 var config = ServerConfiguration()
                 // Descriptors: RocksDB's table files, connections, and a reserve for the rest.
-                let (descriptors, _) = ConnectionRegistry.descriptorBudget(storeFilesMax: 0)
-                options.storeFilesMax = min(options.storeFilesMax, descriptors / 4)
-                let connectionsCeiling = descriptors - options.storeFilesMax - ConnectionRegistry.descriptorReserve
+                let budget = DescriptorBudget.current(storeFilesMax: options.storeFilesMax)
+                options.storeFilesMax = budget.storeFiles
+                let connectionsCeiling = budget.connectionsCeiling
                 guard connectionsCeiling >= ServerConfiguration.Bounds.connectionsMin else {
-                    throw ValidationError("the descriptor limit (\(descriptors), ulimit -n) leaves no room for connections; raise it")
+                    throw ValidationError("the descriptor limit (\(budget.descriptors), ulimit -n) leaves no room for connections; raise it")
                 }
                 if let connectionsMax {
                     guard (ServerConfiguration.Bounds.connectionsMin...connectionsCeiling).contains(connectionsMax) else {
                         throw ValidationError(
-                            "--connections-max must be 1...\(connectionsCeiling) (the descriptor limit \(descriptors) less \(options.storeFilesMax) for the store and \(ConnectionRegistry.descriptorReserve) in reserve), not \(connectionsMax)")
+                            "--connections-max must be 1...\(connectionsCeiling) (the descriptor limit \(budget.descriptors) less \(budget.storeFiles) for the store and \(ConnectionRegistry.descriptorReserve) in reserve), not \(connectionsMax)")
                     }
                     config.connectionsMax = connectionsMax
                 } else {

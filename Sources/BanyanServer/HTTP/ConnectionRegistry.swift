@@ -77,23 +77,36 @@ public final class ConnectionRegistry: Sendable {
         return victim != nil
     }
 
-    /// The connection limit that fits in the process's descriptor limit: the soft limit (raised
-    /// to the hard limit first, as most servers do), less what RocksDB may keep open
-    /// (`storeFilesMax`) and a reserve for everything else (logs, the WAL, event loops, pipes).
-    public static func descriptorBudget(storeFilesMax: Int, reserve: Int = descriptorReserve) -> (descriptors: Int, connectionsMax: Int) {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (1024, max(1, 1024 - storeFilesMax - reserve)) }
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
-        }
-        let descriptors = Int(clamping: limit.rlim_cur)
-        return (descriptors, descriptors - storeFilesMax - reserve)
-    }
-
     /// Descriptors kept free of connections and RocksDB's table files.
     public static let descriptorReserve = 64
+}
+
+/// How the process's file descriptors are shared: RocksDB's table files get at most a quarter
+/// (and at most what the store asks for), `ConnectionRegistry.descriptorReserve` stay free for
+/// logs, the WAL, event loops and pipes, and connections may have the rest.
+public struct DescriptorBudget: Sendable {
+    /// The soft descriptor limit (`ulimit -n`), after raising it to the hard limit.
+    public let descriptors: Int
+    /// RocksDB's `max_open_files`.
+    public let storeFiles: Int
+
+    /// The most connections that fit; `--connections-max` may not exceed it.
+    public var connectionsCeiling: Int { descriptors - storeFiles - ConnectionRegistry.descriptorReserve }
+
+    /// The budget of this process. Raises the soft limit to the hard one first, as most servers do.
+    public static func current(storeFilesMax: Int) -> DescriptorBudget {
+        var limit = rlimit()
+        var descriptors = 1_024
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            if limit.rlim_cur < limit.rlim_max {
+                var raised = limit
+                raised.rlim_cur = limit.rlim_max
+                if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+            }
+            descriptors = Int(clamping: limit.rlim_cur)
+        }
+        return DescriptorBudget(descriptors: descriptors, storeFiles: min(storeFilesMax, descriptors / 4))
+    }
 }
 
 /// What others need to know of a connection without asking its event loop: whether it is idle
