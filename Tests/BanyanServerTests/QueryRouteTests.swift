@@ -43,7 +43,7 @@ struct QueryRouteTests {
             let count = try await Self.post(client, "{\"query\":\"count(descendants(1))\"}")
             #expect(count["count"] as? Int == 2)
             let plan = try await Self.post(client, "{\"query\":\"explain events where type = \\\"a\\\"\"}")
-            #expect((plan["plan"] as? String)?.contains("scan index by_type") == true)
+            #expect((plan["plan"] as? String)?.contains("scan type column") == true)
         }
     }
 

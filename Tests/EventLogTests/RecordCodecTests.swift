@@ -23,9 +23,6 @@ struct RecordCodecTests {
             let event = Self.randomEvent(&rng, id: id)
             let encoded = RecordCodec.encode(event)
             #expect(try RecordCodec.decode(id: id, encoded) == event)
-            if !event.parents.isEmpty {
-                #expect(try RecordCodec.decodeParents(id: id, RecordCodec.encodeParents(id: id, event.parents)) == event.parents)
-            }
         }
     }
 

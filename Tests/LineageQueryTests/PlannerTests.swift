@@ -17,10 +17,10 @@ struct PlannerTests {
             limit 20
               sort by id desc
                 filter type = "x"
-                  scan index by_stream "jobs"
+                  scan stream column "jobs" (in memory)
             """),
         (#"events where type = "fat""#, """
-            scan index by_type "fat"
+            scan type column "fat" (in memory)
             """),
         (#"events where type = "merge" or type = "commit""#, """
             filter (type = "merge" or type = "commit")

@@ -59,10 +59,10 @@ enum KeySpace {
 /// |-----------------------------|-----------------------------------------------------------|
 /// | `format_version`            | u32be, currently 2                                        |
 /// | `epoch_history`             | repeated (epoch u64be, first id u64be)                    |
-/// | `stats`                     | edges u64be (parent links stored)                         |
-/// | `type/<name>`               | type id u32be (dictionary for `index` blocks)             |
+/// | `stats`                     | edges u64be, next type id u32be, next stream id u32be     |
+/// | `type/<name>`               | type id u32be, from 1 (dictionary for `index` blocks)     |
 /// | `stream/<name>`             | stream id u32be, from 1 (dictionary for `index` blocks)   |
-/// | `segment/<first id u64be>`  | `SegmentManifest.Entry` of a sealed segment               |
+/// | `segment/<first id u64be>`  | `SegmentEntry` of a sealed segment (44 bytes)             |
 enum MetaKey {
     static let formatVersion = Array("format_version".utf8)
     static let epochHistory = Array("epoch_history".utf8)

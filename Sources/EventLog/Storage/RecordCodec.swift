@@ -83,20 +83,6 @@ enum RecordCodec {
             key: key, stream: stream, message: message, payload: payload)
     }
 
-    /// The `parents` column family value: the same delta encoding as in the record.
-    static func encodeParents(id: EventID, _ parents: [EventID]) -> [UInt8] {
-        var w = ByteWriter(capacity: 1 + parents.count * 3)
-        putParents(&w, id: id, parents)
-        return w.bytes
-    }
-
-    static func decodeParents(id: EventID, _ bytes: [UInt8]) throws(StorageError) -> [EventID] {
-        var r = ByteReader(bytes)
-        let parents = try readParents(&r, id: id)
-        guard r.isAtEnd else { throw StorageError(.corruption, "parents of \(id): trailing bytes") }
-        return parents
-    }
-
     static func checksum(id: EventID, _ body: ArraySlice<UInt8>) -> UInt32 {
         withUnsafeBytes(of: id.bigEndian) { CRC32C.update(CRC32C.update(0, $0), body) }
     }

@@ -3,7 +3,7 @@
 /// manifest entry in the same WriteBatch as the segment's last record, so the manifest never
 /// runs ahead of the log. Segments are the unit of shipping, snapshot coverage and retention.
 ///
-/// Entry value (`meta` key `segment/<first id u64be>`), 52 bytes:
+/// Entry value (`meta` key `segment/<first id u64be>`), 44 bytes:
 /// first id, last id, first time, last time, record bytes (u64be each), then the CRC-32C
 /// chained over the records' own checksums (their last 4 bytes) in id order (u32be). Each record
 /// checksum covers its bytes and id, so chaining those detects any changed, missing or reordered

@@ -63,7 +63,7 @@ struct GroupStage {
     }
 }
 
-/// The two name dictionaries: type names for `by_type`, stream names for `by_stream`.
+/// The two name dictionaries: type names and stream names, whose ids the index blocks hold.
 enum DictionaryKind: Hashable {
     case type, stream
 }

@@ -16,8 +16,8 @@ extension LogicalPlan {
     private func describe() -> (String, LogicalPlan?) {
         switch self {
         case .scan(.log): return ("scan log (id order)", nil)
-        case .scan(.stream(let s)): return ("scan index by_stream \(s.debugDescription)", nil)
-        case .scan(.type(let t)): return ("scan index by_type \(t.debugDescription)", nil)
+        case .scan(.stream(let s)): return ("scan stream column \(s.debugDescription) (in memory)", nil)
+        case .scan(.type(let t)): return ("scan type column \(t.debugDescription) (in memory)", nil)
         case .traverse(let t):
             let range = t.direction == .ancestors ? "ids [1, start)" : "ids (start, last]"
             let via = t.direction == .ancestors ? "parents" : "children"

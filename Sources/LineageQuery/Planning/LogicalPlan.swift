@@ -3,7 +3,7 @@ import EventLog
 /// What the executor will do, as a tree of operators. Produced by `Planner` (a pure function of
 /// the analysed query) and printed by `explain`.
 public indirect enum LogicalPlan: Sendable, Hashable {
-    /// Read events in id order: the whole log, or one index (`by_stream`, `by_type`) pinned by an
+    /// Read events in id order: the whole log, or one in-memory column of `LogIndex` (stream, type) pinned by an
     /// equality in the filter.
     case scan(ScanSource)
     /// Walk parent or child links from a start, visiting ids only inside `idRange`
