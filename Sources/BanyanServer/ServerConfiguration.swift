@@ -2,37 +2,14 @@ import EventLog
 import LineageQuery
 import Foundation
 
-/// Everything `banyan serve` can be told, with the defaults a fresh `banyan serve` uses.
+/// Everything `banyan serve` can be told about the network side, with the defaults a fresh
+/// `banyan serve` uses. Bounds on requests (bodies, trees, queries, streams) are `Limits`, read
+/// from the store's options.
 public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 7777
-    /// Nodes in one CelestialTree tree response (all trees of a batch request together).
-    public var treeNodesMax = 100_000
-    /// Bytes of one tree response (meta views repeat payloads, so nodes alone do not bound size).
-    public var treeBytesMax = 256 << 20
-    /// Time to build one tree response before it is abandoned with an error.
-    public var treeTimeMax: Duration = .seconds(10)
-    /// Ids in one POST /descendants or /provenance request.
-    public var treeBatchIDsMax = 1_000
     /// Bearer tokens; empty means no authentication, which only a loopback address allows.
     public var access = AccessControl()
-    /// Bytes of one `POST /v1/events` body.
-    public var bodyBytesMax = 64 << 20
-    /// Ids one filtered log read may examine before it answers with a `next` cursor.
-    public var scanIDsMax = 100_000
-    /// Budget of one `POST /v1/query` that names none.
-    public var queryBudget = QueryBudget()
-    /// The most a request's `budget` may ask for.
-    public var queryBudgetMax = QueryBudget(nodesMax: 10_000_000, timeMax: .seconds(30))
-    /// Bytes of one `POST /v1/query` page; a page ends early (with a cursor) once it holds this
-    /// many, after at least one result.
-    public var queryPageBytesMax = 16 << 20
-    /// Bytes of a request body on the CelestialTree routes.
-    public var emitBodyBytesMax = (2 << 20) + (64 << 10)
-    /// Open SSE streams; one more is refused with 503.
-    public var streamsMax = 1_024
-    /// Events one SSE frame batch reads from the log at a time.
-    public var streamReadEventsMax = 512
     /// Comment frames keep idle proxies from closing a stream.
     public var streamHeartbeat: Duration = .seconds(15)
     /// Header-read, body-read and idle timeouts of every connection.

@@ -18,18 +18,18 @@ extension Banyan {
         @Option(help: "Port to listen on (0: any free port).") var port = 7777
         @Option(help: "When to fsync: group (every commit group), interval, never.") var fsync: Durability = .group
         @Option(help: "Milliseconds between background syncs under --fsync interval.") var syncIntervalMs = 100
-        @Option(help: "Nodes in one descendants/provenance tree response.") var treeNodesMax = 100_000
+        @Option(help: "Nodes in one descendants/provenance tree response.") var treeNodesMax = Limits().treeNodesMax
         @Option(help: "Events in one append batch.") var batchEventsMax = Limits().batchEventsMax
         @Option(help: "Bytes of one event payload.") var payloadBytesMax = Limits().payloadBytesMax
         @Option(help: "Events waiting for the writer before appends get 503.") var writerQueueEventsMax = Limits().writerQueueEventsMax
-        @Option(help: "Open SSE streams.") var streamsMax = ServerConfiguration().streamsMax
-        @Option(help: "Bytes of one POST /v1/events body.") var bodyBytesMax = ServerConfiguration().bodyBytesMax
+        @Option(help: "Open SSE streams.") var streamsMax = Limits().streamsMax
+        @Option(help: "Bytes of one POST /v1/events body.") var bodyBytesMax = Limits().appendBodyBytesMax
         @Option(help: "Seconds of silence before an SSE heartbeat comment.") var streamHeartbeatSeconds = 15
-        @Option(help: "Events one /v1/query may visit unless its budget says otherwise.") var queryNodesDefault = ServerConfiguration().queryBudget.nodesMax
+        @Option(help: "Events one /v1/query may visit unless its budget says otherwise.") var queryNodesDefault = Limits().queryNodesDefault
         @Option(help: "Milliseconds one /v1/query may run unless its budget says otherwise.") var queryTimeDefaultMs = 5_000
-        @Option(help: "The most events a /v1/query budget may ask for.") var queryNodesMax = ServerConfiguration().queryBudgetMax.nodesMax
+        @Option(help: "The most events a /v1/query budget may ask for.") var queryNodesMax = Limits().queryNodesMax
         @Option(help: "The most milliseconds a /v1/query budget may ask for.") var queryTimeMaxMs = 30_000
-        @Option(help: "Bytes of one /v1/query page; a page ends early, with a cursor, past it.") var queryPageBytesMax = ServerConfiguration().queryPageBytesMax
+        @Option(help: "Bytes of one /v1/query page; a page ends early, with a cursor, past it.") var queryPageBytesMax = Limits().queryPageBytesMax
         @Option(help: "Seconds from the first byte of a request to the end of its headers.") var headerReadTimeoutSeconds = 10
         @Option(help: "Seconds from the end of a request's headers to the end of its body.") var bodyReadTimeoutSeconds = 60
         @Option(help: "Seconds a kept-alive connection may stay silent between requests.") var idleTimeoutSeconds = 60
@@ -116,13 +116,14 @@ extension Banyan {
                 config.port = port
                 config.allowedHosts = Self.list(allowedHosts)
                 config.corsOrigins = Self.list(corsOrigins)
-                config.treeNodesMax = treeNodesMax
-                config.streamsMax = streamsMax
-                config.bodyBytesMax = bodyBytesMax
                 config.streamHeartbeat = .seconds(streamHeartbeatSeconds)
-                config.queryBudget = QueryBudget(nodesMax: queryNodesDefault, timeMax: .milliseconds(queryTimeDefaultMs))
-                config.queryBudgetMax = QueryBudget(nodesMax: queryNodesMax, timeMax: .milliseconds(queryTimeMaxMs))
-                config.queryPageBytesMax = queryPageBytesMax
+                options.limits.streamsMax = streamsMax
+                options.limits.appendBodyBytesMax = bodyBytesMax
+                options.limits.queryNodesDefault = queryNodesDefault
+                options.limits.queryNodesMax = queryNodesMax
+                options.limits.queryTimeDefault = .milliseconds(queryTimeDefaultMs)
+                options.limits.queryTimeMax = .milliseconds(queryTimeMaxMs)
+                options.limits.queryPageBytesMax = queryPageBytesMax
                 config.connectionTimeouts = ConnectionTimeouts(
                     headerRead: .seconds(headerReadTimeoutSeconds), bodyRead: .seconds(bodyReadTimeoutSeconds), idle: .seconds(idleTimeoutSeconds))
                 config.access = try AccessControl.load(file: tokensFile, environment: ProcessInfo.processInfo.environment["BANYAN_TOKENS"])
@@ -141,7 +142,6 @@ extension Banyan {
                 options.limits.treeNodesMax = treeNodesMax
                 options.observer = metrics
                 options.walDamage = acceptWALLoss ? .accept : .refuse
-                config.emitBodyBytesMax = max(config.emitBodyBytesMax, payloadBytesMax + options.limits.messageBytesMax + (64 << 10))
                 let store = try await EventStore.open(at: data.dataDir, options: options, logger: logger)
                 defer { store.close() }
                 let server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)

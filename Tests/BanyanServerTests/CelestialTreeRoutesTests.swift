@@ -10,12 +10,14 @@ import Testing
 /// suite in Tests/integration drives the same routes with the real `celestialtree` client.
 struct CelestialTreeRoutesTests {
     static func withServer(
-        _ name: String = #function, treeNodesMax: Int = 100_000, configure: (inout ServerConfiguration) -> Void = { _ in },
+        _ name: String = #function, treeNodesMax: Int = Limits().treeNodesMax, limits configureLimits: (inout Limits) -> Void = { _ in },
         _ body: @Sendable (EventStore, any TestClientProtocol) async throws -> Void
     ) async throws {
         let path = NSTemporaryDirectory() + "banyan-server-test-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))"
         var options = StoreOptions()
         options.durability = .never
+        options.limits.treeNodesMax = treeNodesMax
+        configureLimits(&options.limits)
         let store = try await EventStore.open(at: path, options: options)
         defer {
             store.close()
@@ -23,8 +25,6 @@ struct CelestialTreeRoutesTests {
         }
         var config = ServerConfiguration()
         config.port = 0
-        config.treeNodesMax = treeNodesMax
-        configure(&config)
         let server = try BanyanServer(store: store, config: config, logger: Logger(label: "test"))
         try await server.application().test(.router) { client in try await body(store, client) }
     }

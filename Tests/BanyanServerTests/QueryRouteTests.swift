@@ -113,7 +113,7 @@ struct QueryRouteTests {
 
     @Test func aPageEndsAtItsByteCapWithACursorAndThePagesAddUp() async throws {
         let capBytes = 64 << 10
-        try await CelestialTreeRoutesTests.withServer(configure: { $0.queryPageBytesMax = capBytes }) { store, client in
+        try await CelestialTreeRoutesTests.withServer(limits: { $0.queryPageBytesMax = capBytes }) { store, client in
             let fat = String(repeating: "x", count: 10_000)
             try await store.append((0..<40).map { _ in AppendRequest(type: "fat", parents: [1], payload: .string(fat)) })
             var seen: [Int] = []

@@ -64,7 +64,7 @@ struct CelestialTreeAPI: Sendable {
 
     private func emit(_ request: Request) async throws -> Response {
         let limits = store.limits
-        let body = try await RequestBody.bytes(request, bytesMax: config.emitBodyBytesMax)
+        let body = try await RequestBody.bytes(request, bytesMax: store.limits.eventBodyBytesMax)
         let object = try RequestBody.object(body, allowed: Self.emitFields, depthMax: limits.jsonDepthMax)
         let type = try RequestBody.string(object, "type")
         guard let type, !type.isEmpty else { throw APIError(.badRequest, "emit failed", detail: "type is required") }
@@ -137,9 +137,9 @@ struct CelestialTreeAPI: Sendable {
     private static let batchFields: Set<String> = ["ids", "view"]
 
     private func treesBatch(_ request: Request, _ direction: TreeEncoder.Direction) async throws -> Response {
-        let body = try await RequestBody.bytes(request, bytesMax: config.emitBodyBytesMax)
+        let body = try await RequestBody.bytes(request, bytesMax: store.limits.eventBodyBytesMax)
         let object = try RequestBody.object(body, allowed: Self.batchFields, depthMax: store.limits.jsonDepthMax)
-        let ids = try RequestBody.ids(object, "ids", countMax: config.treeBatchIDsMax) ?? []
+        let ids = try RequestBody.ids(object, "ids", countMax: store.limits.treeBatchIDsMax) ?? []
         guard !ids.isEmpty else { throw APIError(.badRequest, "ids is required") }
         let view = try Self.view(try RequestBody.string(object, "view"))
         return try await trees(ids, direction, view, batch: true)
@@ -148,7 +148,7 @@ struct CelestialTreeAPI: Sendable {
     private func trees(_ ids: [EventID], _ direction: TreeEncoder.Direction, _ view: TreeEncoder.View, batch: Bool) async throws -> Response {
         let store = self.store
         let budget = TreeEncoder.Budget(
-            nodesMax: config.treeNodesMax, bytesMax: config.treeBytesMax, deadline: .now + config.treeTimeMax)
+            nodesMax: store.limits.treeNodesMax, bytesMax: store.limits.treeBytesMax, deadline: .now + store.limits.treeTime)
         let summary = direction == .descendants ? "descendant process failed" : "provenance process failed"
         let writer = try await Blocking.runHeavy { () throws -> JSONWriter in
             var encoder = TreeEncoder(store: store, direction: direction, view: view, budget: budget)

@@ -50,7 +50,7 @@ struct NativeAPI: Sendable {
         let durability = try Self.durability(try QueryString(request).get("durability"))
         let body: [UInt8]
         do {
-            body = try await RequestBody.bytes(request, bytesMax: config.bodyBytesMax)
+            body = try await RequestBody.bytes(request, bytesMax: store.limits.appendBodyBytesMax)
         } catch let error as APIError {
             throw error.naming("body")
         }
@@ -98,8 +98,7 @@ struct NativeAPI: Sendable {
         }
         let filter = try Self.filter(query)
         let store = self.store
-        let scanMax = config.scanIDsMax
-        let page = try await Blocking.run { try store.page(after: after, limit: limit, filter: filter, scanMax: scanMax) }
+        let page = try await Blocking.run { try store.page(after: after, limit: limit, filter: filter) }
         var w = JSONWriter(capacity: 64 + page.events.count * 200)
         w.writeRaw("{\"events\":[")
         for (i, event) in page.events.enumerated() {

@@ -24,7 +24,7 @@ struct QueryAPI: Sendable {
 
     func run(_ request: Request) async throws -> Response {
         try RequestBody.requireJSON(request)
-        let body = try await RequestBody.bytes(request, bytesMax: 1 << 20)
+        let body = try await RequestBody.bytes(request, bytesMax: store.limits.queryBodyBytesMax)
         let object = try RequestBody.object(body, allowed: Self.fields, depthMax: 16)
         guard let text = try RequestBody.string(object, "query"), !text.isEmpty else {
             throw APIError.invalid("query is required", field: "query")
@@ -69,13 +69,15 @@ struct QueryAPI: Sendable {
         case .success(let r): result = r
         case .failure(let error): throw Self.render(error, text)
         }
-        let page = Page(query: text, snapshot: snapshot, offset: cursor?.offset ?? 0, size: pageSize, bytesMax: config.queryPageBytesMax, deadline: deadline)
+        let page = Page(query: text, snapshot: snapshot, offset: cursor?.offset ?? 0, size: pageSize, bytesMax: store.limits.queryPageBytesMax, deadline: deadline)
         return try await respond(result, page: page, include: include)
     }
 
-    /// The server's default budget, lowered or raised per request up to `queryBudgetMax`.
+    /// The server's default budget, lowered or raised per request up to `Limits.queryNodesMax`
+    /// and `queryTimeMax`.
     private func budget(_ value: JSONValue?) throws -> QueryBudget {
-        var budget = config.queryBudget
+        let limits = store.limits
+        var budget = QueryBudget(defaultOf: limits)
         guard let value, !value.isNull else { return budget }
         guard let members = value.objectValue else {
             throw APIError.invalid("budget must be an object with nodes_max and/or time_max_ms", field: "budget")
@@ -83,11 +85,10 @@ struct QueryAPI: Sendable {
         for member in members where !Self.budgetFields.contains(member.key) {
             throw APIError.invalid("unknown budget field \"\(member.key)\"; known: nodes_max, time_max_ms", field: "budget.\(member.key)")
         }
-        let ceiling = config.queryBudgetMax
-        if let n = try RequestBody.integer(value, "nodes_max", field: "budget.nodes_max", in: 1...ceiling.nodesMax) {
+        if let n = try RequestBody.integer(value, "nodes_max", field: "budget.nodes_max", in: 1...limits.queryNodesMax) {
             budget.nodesMax = n
         }
-        let msMax = Int(ceiling.timeMax.components.seconds * 1_000 + ceiling.timeMax.components.attoseconds / 1_000_000_000_000_000)
+        let msMax = Int(limits.queryTimeMax.components.seconds * 1_000 + limits.queryTimeMax.components.attoseconds / 1_000_000_000_000_000)
         if let ms = try RequestBody.integer(value, "time_max_ms", field: "budget.time_max_ms", in: 1...max(1, msMax)) {
             budget.timeMax = .milliseconds(ms)
         }

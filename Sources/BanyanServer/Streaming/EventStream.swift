@@ -46,8 +46,8 @@ enum EventStream {
         from start: EventID, filter: LogFilter, format: Format, store: EventStore, streams: StreamRegistry, config: ServerConfiguration,
         client: ClientConnection
     ) throws -> Response {
-        guard let token = streams.open(at: start, max: config.streamsMax) else {
-            var error = APIError(.serviceUnavailable, "too many streams", detail: "\(config.streamsMax) streams are open (--streams-max)")
+        guard let token = streams.open(at: start, max: store.limits.streamsMax) else {
+            var error = APIError(.serviceUnavailable, "too many streams", detail: "\(store.limits.streamsMax) streams are open (--streams-max)")
             error.headers[.retryAfter] = "5"
             throw error
         }
@@ -86,7 +86,7 @@ enum EventStream {
         var lastWrite = ContinuousClock.now
         while !Task.isCancelled && !stopping.load(ordering: .relaxed) && !isGone() {
             let after = cursor
-            let page = try await Blocking.run { try store.page(after: after, limit: config.streamReadEventsMax, filter: filter) }
+            let page = try await Blocking.run { try store.page(after: after, limit: store.limits.streamReadEventsMax, filter: filter) }
             if page.next > cursor {
                 var w = JSONWriter(capacity: page.events.count * 200)
                 for event in page.events {

@@ -17,7 +17,7 @@ extension EventStore {
     public func importJSONL(
         path: String, batchEvents: Int = 1_000, progress: ((ImportSummary) -> Void)? = nil
     ) async throws -> ImportSummary {
-        let reader = try LineReader(path: path, lineBytesMax: limits.payloadBytesMax + limits.messageBytesMax + (64 << 10))
+        let reader = try LineReader(path: path, lineBytesMax: limits.eventBodyBytesMax)
         let batchSize = max(1, min(batchEvents, limits.batchEventsMax))
         var summary = ImportSummary()
         var batch: [AppendRequest] = []

@@ -1,4 +1,7 @@
-/// Every bound on user-controlled input, in one place. Units are last in the names.
+/// Every bound on user-controlled input, in one place: the store's and the server's (request
+/// bodies, trees, queries, streams). Units are last in the names. `banyan serve` sets them from
+/// its flags (docs/OPERATIONS.md lists both); the server reads them from its store's options, so
+/// there is one copy.
 ///
 /// Relationships are checked by `validate()` at start-up and in a test.
 public struct Limits: Sendable, Hashable {
@@ -38,6 +41,52 @@ public struct Limits: Sendable, Hashable {
     /// JSON nesting accepted in a payload or request body.
     public var jsonDepthMax = 512
 
+    // MARK: requests
+
+    /// Bytes of one `POST /v1/events` body (`--body-bytes-max`).
+    public var appendBodyBytesMax = 64 << 20
+    /// Bytes of one `POST /v1/query` body.
+    public var queryBodyBytesMax = 1 << 20
+    /// Bytes of a request body on the CelestialTree routes and of one imported line: room for
+    /// the largest payload and message an event may hold, and at least 2 MiB + 64 KiB.
+    public var eventBodyBytesMax: Int { max((2 << 20) + (64 << 10), payloadBytesMax + messageBytesMax + (64 << 10)) }
+    /// Ids one filtered log read (`GET /v1/events`, an SSE page) may examine before it answers
+    /// with a `next` cursor, so a selective filter cannot make one request read the whole log.
+    public var scanIDsMax = 100_000
+
+    // MARK: CelestialTree trees
+
+    /// Bytes of one tree response (meta views repeat payloads, so nodes alone do not bound size).
+    public var treeBytesMax = 256 << 20
+    /// Time to build one tree response before it is abandoned with an error.
+    public var treeTime: Duration = .seconds(10)
+    /// Ids in one `POST /descendants` or `/provenance` request.
+    public var treeBatchIDsMax = 1_000
+
+    // MARK: queries
+
+    /// Node and time budgets of a `/v1/query` that names none, and the most one may ask for.
+    public var queryNodesDefault = 1_000_000
+    public var queryNodesMax = 10_000_000
+    public var queryTimeDefault: Duration = .seconds(5)
+    public var queryTimeMax: Duration = .seconds(30)
+    /// Bytes of one `/v1/query` page; a page ends early, with a cursor, past it (after one result).
+    public var queryPageBytesMax = 16 << 20
+    /// Tokens of one query text, values of one `in (...)` list, nesting of parentheses and set
+    /// operations, and the largest `depth <= n` bound. Fixed at these defaults: the parser reads
+    /// them before any server is involved.
+    public var queryTokensMax = 10_000
+    public var queryInListMax = 1_000
+    public var queryNestingMax = 64
+    public var queryHopsMax = 1_000_000
+
+    // MARK: streams
+
+    /// Open SSE streams; one more is refused with 503.
+    public var streamsMax = 1_024
+    /// Events one SSE frame batch reads from the log at a time.
+    public var streamReadEventsMax = 512
+
     public init() {}
 
     /// Throws if the limits contradict each other.
@@ -53,5 +102,11 @@ public struct Limits: Sendable, Hashable {
         try check(treeNodesMax >= 1 && listIDsMax >= 1 && readEventsMax >= 1, "tree/list/read limits must be >= 1")
         try check(segmentEventsMax >= 1 && segmentBytesMax >= 1, "segment limits must be >= 1")
         try check(jsonDepthMax >= 1, "jsonDepthMax must be >= 1")
+        try check(appendBodyBytesMax >= 1 && queryBodyBytesMax >= 1 && scanIDsMax >= 1, "request limits must be >= 1")
+        try check(treeBytesMax >= 1 && treeBatchIDsMax >= 1 && treeTime > .zero, "tree limits must be positive")
+        try check(queryNodesDefault >= 1 && queryNodesDefault <= queryNodesMax, "queryNodesDefault must be 1...queryNodesMax")
+        try check(queryTimeDefault > .zero && queryTimeDefault <= queryTimeMax, "queryTimeDefault must be positive and at most queryTimeMax")
+        try check(queryPageBytesMax >= 1 && queryTokensMax >= 1 && queryInListMax >= 1 && queryNestingMax >= 1 && queryHopsMax >= 1, "query limits must be >= 1")
+        try check(streamsMax >= 1 && streamReadEventsMax >= 1, "stream limits must be >= 1")
     }
 }

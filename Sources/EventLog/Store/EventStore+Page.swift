@@ -40,10 +40,10 @@ extension EventStore {
     /// the whole log) and about `Limits.readBytesMax` record bytes. A type or stream condition is
     /// first applied to the in-memory columns (`LogIndex`), so only records of that type or stream
     /// are read.
-    public func page(after: EventID, limit: Int, filter: LogFilter = LogFilter(), scanMax: Int = 100_000) throws(LogError) -> LogPage {
+    public func page(after: EventID, limit: Int, filter: LogFilter = LogFilter(), scanMax: Int? = nil) throws(LogError) -> LogPage {
         let last = lastID
         let eventsMax = max(1, min(limit, limits.readEventsMax))
-        let scanMax = max(1, scanMax)
+        let scanMax = max(1, scanMax ?? limits.scanIDsMax)
         // A cursor past the end (from a store that was since restored, say) comes back as the end,
         // so "read until next == last_id" always terminates.
         guard after < last else { return LogPage(events: [], next: last, lastID: last) }

@@ -56,6 +56,9 @@ struct Verifier {
 
     mutating func problem(_ text: String) { report.report(text, max: problemsMax) }
 
+    /// Events between two progress reports.
+    static let progressEvery: EventID = 100_000
+
     mutating func run(progress: ((EventID) -> Void)?) throws(StorageError) -> VerifyReport {
         let segments = try storage.segments()
         report.sealedSegments = segments.count
@@ -98,7 +101,7 @@ struct Verifier {
                 segment = OpenSegment(first: id + 1)
             }
             report.events += 1
-            if id % 100_000 == 0 { progress?(id) }
+            if id % Self.progressEvery == 0 { progress?(id) }
             expected = id + 1
             it.next()
         }
@@ -175,7 +178,7 @@ struct Verifier {
     private func dictionaryID(_ name: String, cache: inout [String: UInt32?], metaKey: [UInt8]) throws(StorageError) -> UInt32? {
         if let cached = cache[name] { return cached }
         let id = try storage.dictionaryID(metaKey)
-        if cache.count < 100_000 { cache[name] = id }
+        if cache.count < Writer.dictionaryCacheEntriesMax { cache[name] = id }
         return id
     }
 

@@ -309,9 +309,13 @@ final class Writer: @unchecked Sendable {
 
     /// Caches of committed dictionary entries are a convenience: past a bound, start over.
     private func trimCaches() {
-        if typeIDs.count > 100_000 { typeIDs.removeAll() }
-        if streamIDs.count > 100_000 { streamIDs.removeAll() }
+        if typeIDs.count > Self.dictionaryCacheEntriesMax { typeIDs.removeAll() }
+        if streamIDs.count > Self.dictionaryCacheEntriesMax { streamIDs.removeAll() }
     }
+
+    /// Names one dictionary cache keeps (type and stream names are user-chosen, so the caches
+    /// need a bound; a miss costs one `meta` read).
+    static let dictionaryCacheEntriesMax = 100_000
 
     /// An event of a group handed on but perhaps not yet written, by key.
     func inFlightEvent(forKey key: String) -> Event? {

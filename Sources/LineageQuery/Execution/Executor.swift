@@ -12,8 +12,6 @@ public struct Executor {
     let last: EventID
     private(set) var visited = 0
     private(set) var stop: String?
-    /// Links read per event; the node budget bounds the total anyway.
-    static let linksMax = 10_000_000
 
     public init(store: EventStore, budget: QueryBudget = QueryBudget(), snapshot: EventID? = nil) {
         self.store = store
@@ -179,7 +177,7 @@ public struct Executor {
             for node in frontier {
                 let links = t.direction == .ancestors
                     ? try store.parents(of: node) ?? []
-                    : try store.children(of: node, limit: Self.linksMax, upTo: last) ?? []
+                    : try store.children(of: node, limit: store.limits.traversalNodesMax, upTo: last) ?? []
                 for link in links where visitedSet.insert(link) {
                     guard spend() else { return found.sorted() }
                     if let follow = t.follow, try !(store.event(link).map(follow.matches) ?? false) { continue }
@@ -201,7 +199,7 @@ public struct Executor {
         down.insert(a)
         var stack = [a]
         while let node = stack.popLast() {
-            for child in try store.children(of: node, limit: Self.linksMax, upTo: b) ?? [] where down.insert(child) {
+            for child in try store.children(of: node, limit: store.limits.traversalNodesMax, upTo: b) ?? [] where down.insert(child) {
                 guard spend() else { return [] }
                 stack.append(child)
             }
@@ -240,7 +238,7 @@ public struct Executor {
             var node = a
             while node != b {
                 let need = distance[node]! - 1
-                let links = try store.children(of: node, limit: Self.linksMax, upTo: b) ?? []
+                let links = try store.children(of: node, limit: store.limits.traversalNodesMax, upTo: b) ?? []
                 guard let next = links.first(where: { distance[$0] == need }) else { return [] }
                 path.append(next)
                 node = next
@@ -271,7 +269,7 @@ public struct Executor {
                 found.append(path.reversed())
                 continue
             }
-            for child in try store.children(of: node, limit: Self.linksMax, upTo: b) ?? [] {
+            for child in try store.children(of: node, limit: store.limits.traversalNodesMax, upTo: b) ?? [] {
                 guard let left = distance[child] else { continue }
                 guard spend() else { return found }
                 let bucket = Int(hops + 1 + left - total)
@@ -311,7 +309,7 @@ public struct Executor {
         var result: [EventID] = []
         for id in ids {
             guard spend() else { return result }
-            let links = roots ? try store.parents(of: id) ?? [] : try store.children(of: id, limit: Self.linksMax, upTo: last) ?? []
+            let links = roots ? try store.parents(of: id) ?? [] : try store.children(of: id, limit: store.limits.traversalNodesMax, upTo: last) ?? []
             if !links.contains(where: members.contains) { result.append(id) }
         }
         return result

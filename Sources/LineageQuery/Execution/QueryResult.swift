@@ -1,12 +1,17 @@
 import EventLog
 
-/// Bounds on one query's work. The defaults are named here; servers may lower or raise them per
-/// request up to an operator's maximum.
+/// Bounds on one query's work. The defaults are `Limits`' (`queryNodesDefault`,
+/// `queryTimeDefault`); servers may lower or raise them per request up to an operator's maximum.
 public struct QueryBudget: Sendable, Hashable {
     /// Events one query may visit (traversal, scan or path search).
-    public var nodesMax = 1_000_000
-    public var timeMax: Duration = .seconds(5)
+    public var nodesMax = Limits().queryNodesDefault
+    public var timeMax: Duration = Limits().queryTimeDefault
     public init() {}
+
+    /// The default budget of a server with these limits.
+    public init(defaultOf limits: Limits) {
+        self.init(nodesMax: limits.queryNodesDefault, timeMax: limits.queryTimeDefault)
+    }
     public init(nodesMax: Int, timeMax: Duration) {
         self.nodesMax = nodesMax
         self.timeMax = timeMax

@@ -1,3 +1,4 @@
+import EventLog
 /// Splits query text into tokens over its UTF-8 bytes. Whitespace and `--` comments (to the end
 /// of the line) separate tokens. Strings are double-quoted with `\"`, `\\`, `\n`, `\t` escapes.
 /// Names are ASCII letters, digits and `_`; `.` separates payload paths, so values such as
@@ -6,7 +7,7 @@ struct Lexer {
     let source: [UInt8]
     private(set) var position = 0
     /// Bounds the token count so a hostile query cannot make the parser allocate without end.
-    static let tokensMax = 10_000
+    static let tokensMax = Limits().queryTokensMax
 
     init(_ text: String) {
         source = Array(text.utf8)

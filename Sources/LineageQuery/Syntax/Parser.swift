@@ -1,3 +1,4 @@
+import EventLog
 /// Recursive-descent parser over the token list. Nesting (parentheses, nested set operations) is
 /// bounded by `depthMax`, and every loop consumes a token, so any input ends in a tree or a
 /// `QueryError` with the byte range at fault.
@@ -6,7 +7,10 @@ public struct Parser {
     private var tokens: [Token]
     private var index = 0
     private var depth = 0
-    public static let depthMax = 64
+    /// Nesting of parentheses and set operations, the largest `depth` bound and `in` list (`Limits`).
+    public static let depthMax = Limits().queryNestingMax
+    static let hopsMax = Limits().queryHopsMax
+    static let inListMax = Limits().queryInListMax
 
     init(_ text: String) throws(QueryError) {
         bytes = Array(text.utf8)
@@ -134,8 +138,8 @@ public struct Parser {
         let op = current
         advance()
         let number = current
-        guard number.kind == .integer, let n = Int(word(number)), n >= 0, n <= 1_000_000 else {
-            throw error("expected a depth between 0 and 1000000", at: number)
+        guard number.kind == .integer, let n = Int(word(number)), n >= 0, n <= Self.hopsMax else {
+            throw error("expected a depth between 0 and \(Self.hopsMax)", at: number)
         }
         advance()
         switch op.kind {
@@ -196,7 +200,7 @@ public struct Parser {
             try expect(.leftParen)
             var values = [try literal()]
             while take(.comma) {
-                guard values.count < 1_000 else { throw error("an in list holds at most 1000 values", at: current) }
+                guard values.count < Self.inListMax else { throw error("an in list holds at most \(Self.inListMax) values", at: current) }
                 values.append(try literal())
             }
             try expect(.rightParen)
