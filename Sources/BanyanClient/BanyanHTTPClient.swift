@@ -51,10 +51,21 @@ public struct BanyanHTTPClient: Sendable {
         return bytes
     }
 
+    /// `s` as a JSON string literal, quotes included.
     static func quote(_ s: String) -> String {
-        let data = try! JSONEncoder().encode([s])
-        let text = String(decoding: data, as: UTF8.self)
-        return String(text.dropFirst().dropLast())
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 }
 

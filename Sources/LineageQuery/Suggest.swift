@@ -5,7 +5,7 @@ enum Suggest {
         var best: (String, Int)?
         for candidate in candidates {
             let d = distance(target, Array(candidate.utf8))
-            if d <= max(1, candidate.utf8.count / 3), best == nil || d < best!.1 { best = (candidate, d) }
+            if d <= max(1, candidate.utf8.count / 3), d < best?.1 ?? .max { best = (candidate, d) }
         }
         return best?.0
     }

@@ -25,9 +25,9 @@ extension Banyan {
                     handle = FileHandle.standardOutput
                 }
                 let count = try store.exportJSONL(after: after) { bytes in try handle.write(contentsOf: bytes) }
-                if output != nil {
+                if let output {
                     try handle.close()
-                    Console.error("exported \(count) events to \(output!)")
+                    Console.error("exported \(count) events to \(output)")
                 }
             }
         }

@@ -109,4 +109,48 @@ struct WriterFaultTests {
         #expect(report.ok, "seed \(seed) after reopening: \(report.problems)")
         print("WriterFaultTests: seed \(seed), \(failed) injected write failures, \(ids.count) events acknowledged")
     }
+
+    /// Background syncs (`--fsync interval`) that keep failing: each is counted; past
+    /// `Writer.syncFailuresMax` in a row appends are refused (nothing stored), and they are taken
+    /// again once a sync succeeds.
+    @Test func appendsAreRefusedWhileTheWALCannotBeSynced() async throws {
+        let path = try TempDir.make(#function)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let failing = Atomic(true)
+        let failures = Atomic(0)
+        var options = StoreOptions()
+        options.durability = .interval
+        options.syncInterval = .milliseconds(20)
+        options.createGenesis = false
+        options.failSync = {
+            guard failing.load(ordering: .relaxed) else { return nil }
+            failures.add(1, ordering: .relaxed)
+            return StorageError(.io, "injected fsync failure")
+        }
+        let store = try await EventStore.open(at: path, options: options)
+        defer { store.close() }
+        let first = try await store.append([AppendRequest(type: "before")])
+        #expect(first.results[0].id == 1 && !first.durable)
+        // Wait for enough failed background syncs.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while failures.load(ordering: .relaxed) < Writer.syncFailuresMax, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(failures.load(ordering: .relaxed) >= Writer.syncFailuresMax)
+        do {
+            _ = try await store.append([AppendRequest(type: "refused", key: "r")])
+            Issue.record("an append was taken while the WAL could not be synced")
+        } catch let error as LogError {
+            #expect(error.message.contains("could not be synced"), "\(error)")
+        }
+        #expect(store.lastID == 1)
+        failing.store(false, ordering: .relaxed)
+        var taken: AppendReceipt?
+        while taken == nil, ContinuousClock.now < deadline + .seconds(10) {
+            taken = try? await store.append([AppendRequest(type: "after", key: "r")])
+            if taken == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(taken?.results.first?.id == 2, "appends are taken again once a sync succeeds")
+        #expect(try store.verify().ok)
+    }
 }

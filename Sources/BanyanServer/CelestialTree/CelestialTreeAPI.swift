@@ -16,7 +16,7 @@ struct CelestialTreeAPI: Sendable {
         let path = request.uri.path
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         guard let head = parts.first else { return nil }
-        let tail: Substring? = parts.count == 2 ? parts.last : nil
+        let tail: Substring = parts.count == 2 ? parts[parts.startIndex + 1] : ""
         let method = request.method
         func require(_ allowed: HTTPRequest.Method) throws {
             if method != allowed { throw APIError.methodNotAllowed(allow: [allowed]) }
@@ -28,14 +28,14 @@ struct CelestialTreeAPI: Sendable {
             try require(.post)
             try RequestBody.requireJSON(request)
             return try await emit(request)
-        case ("event", 2): try require(.get); return try await event(try PathID.parse(tail!))
-        case ("children", 2): try require(.get); return try await children(try PathID.parse(tail!))
-        case ("ancestors", 2): try require(.get); return try await reachableRoots(try PathID.parse(tail!))
+        case ("event", 2): try require(.get); return try await event(try PathID.parse(tail))
+        case ("children", 2): try require(.get); return try await children(try PathID.parse(tail))
+        case ("ancestors", 2): try require(.get); return try await reachableRoots(try PathID.parse(tail))
         case ("descendants", 2), ("provenance", 2):
             try require(.get)
             let direction: TreeEncoder.Direction = head == "descendants" ? .descendants : .provenance
             let view = try Self.view(try QueryString(request).get("view"))
-            return try await trees([try PathID.parse(tail!)], direction, view, batch: false)
+            return try await trees([try PathID.parse(tail)], direction, view, batch: false)
         case ("descendants", 1), ("provenance", 1):
             try require(.post)
             try RequestBody.requireJSON(request)

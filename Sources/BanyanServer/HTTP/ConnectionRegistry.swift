@@ -65,7 +65,7 @@ public final class ConnectionRegistry: Sendable {
             for entry in s.entries.values {
                 let since = entry.mark.since
                 guard since != ConnectionMark.busy else { continue }
-                if oldest == nil || since < oldest!.since { oldest = (entry, since) }
+                if since < oldest?.since ?? .max { oldest = (entry, since) }
             }
             // Busy from now on, so it is not chosen twice while it closes; a request that
             // started meanwhile (the mark changed) keeps its connection.

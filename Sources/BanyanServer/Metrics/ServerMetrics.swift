@@ -21,6 +21,7 @@ public final class ServerMetrics: StoreObserver, Sendable {
     private let streamsOpen: CoreMetrics.Gauge
     private let streamLagMax: CoreMetrics.Gauge
     private let streamLagTotal: CoreMetrics.Gauge
+    private let walSyncFailures: CoreMetrics.Counter
     private let connectionsOpen: CoreMetrics.Gauge
     private let connectionsMax: CoreMetrics.Gauge
     /// Connections closed by the server, by reason, and the totals already counted.
@@ -50,6 +51,7 @@ public final class ServerMetrics: StoreObserver, Sendable {
         streamsOpen = CoreMetrics.Gauge(label: "banyan_streams_open", factory: factory)
         streamLagMax = CoreMetrics.Gauge(label: "banyan_stream_lag_events_max", factory: factory)
         streamLagTotal = CoreMetrics.Gauge(label: "banyan_stream_lag_events_total", factory: factory)
+        walSyncFailures = CoreMetrics.Counter(label: "banyan_wal_sync_failures_total", factory: factory)
         connectionsOpen = CoreMetrics.Gauge(label: "banyan_connections_open", factory: factory)
         connectionsMax = CoreMetrics.Gauge(label: "banyan_connections_max", factory: factory)
     }
@@ -60,6 +62,10 @@ public final class ServerMetrics: StoreObserver, Sendable {
         groups.increment()
         groupSize.record(Int64(events))
         (synced ? syncedWrite : unsyncedWrite).recordNanoseconds(Self.nanoseconds(writeDuration))
+    }
+
+    public func didFailSync(error: String) {
+        walSyncFailures.increment()
     }
 
     /// Records one HTTP request under its route pattern (never the raw path: ids would explode the label space).

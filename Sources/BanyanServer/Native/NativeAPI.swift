@@ -23,10 +23,10 @@ struct NativeAPI: Sendable {
             return try await readLog(request)
         case (2, "events"):
             try require(.get)
-            return try event(try Self.pathID(parts.last!))
+            return try event(try Self.pathID(parts[parts.startIndex + 1]))
         case (3, "events") where parts[parts.startIndex + 1] == "by-key":
             try require(.get)
-            let raw = String(parts.last!)
+            let raw = String(parts[parts.startIndex + 2])
             guard let key = raw.removingPercentEncoding else { throw APIError.invalid("the key is not valid percent-encoded UTF-8", field: "key") }
             guard !key.isEmpty else { throw APIError.invalid("the key must not be empty", field: "key") }
             guard let event = try store.event(key: key) else { throw APIError(.notFound, "not found", detail: "no event has key \"\(key)\"").naming("key") }
@@ -80,7 +80,7 @@ struct NativeAPI: Sendable {
         case nil: return nil
         case "sync": return .group
         case "async": return .never
-        default: throw APIError.invalid("durability must be sync or async, not \"\(raw!)\"", field: "durability")
+        case let other?: throw APIError.invalid("durability must be sync or async, not \"\(other)\"", field: "durability")
         }
     }
 

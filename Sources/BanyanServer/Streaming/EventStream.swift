@@ -113,5 +113,8 @@ enum EventStream {
 }
 
 extension HTTPField.Name {
-    static let lastEventID = Self("Last-Event-ID")!
+    static let lastEventID: Self = {
+        guard let name = Self("Last-Event-ID") else { preconditionFailure("Last-Event-ID is a valid field name") }
+        return name
+    }()
 }

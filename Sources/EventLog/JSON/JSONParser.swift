@@ -64,7 +64,7 @@ private struct JSONParseFrame {
 
     /// Returns false if `key` is already used in this object.
     mutating func claim(_ key: String) -> Bool {
-        if keyIndex != nil { return keyIndex!.insert(key).inserted }
+        if keyIndex != nil { return keyIndex?.insert(key).inserted ?? false }
         if members.count < 16 {
             for member in members where member.key == key { return false }
             return true

@@ -129,13 +129,15 @@ struct KeyClaims {
 
     /// Returns false if the key with these UTF-8 bytes was already claimed.
     mutating func claim(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
-        if index != nil { return index!.insert(Array(key)).inserted }
+        if index != nil { return index?.insert(Array(key)).inserted ?? false }
         if ends.count < 16 {
             var start = 0
             let found = bytes.withUnsafeBufferPointer { all in
                 for end in ends {
                     defer { start = end }
-                    if end - start == key.count && (key.isEmpty || memcmp(all.baseAddress! + start, key.baseAddress!, key.count) == 0) {
+                    guard end - start == key.count else { continue }
+                    if key.isEmpty { return true }
+                    if let stored = all.baseAddress, let wanted = key.baseAddress, memcmp(stored + start, wanted, key.count) == 0 {
                         return true
                     }
                 }

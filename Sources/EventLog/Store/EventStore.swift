@@ -46,7 +46,7 @@ public final class EventStore: Sendable {
                 recoveredThrough: damage.recoverableThrough, writtenThrough: damage.writtenThrough
             ).save(path)
         }
-        let store = try openExplained(path: path, options: options, verdict: verdict)
+        let store = try openExplained(path: path, options: options, verdict: verdict, logger: logger)
         if let logger {
             logger.info("store opened", metadata: [
                 "path": "\(path)", "last_id": "\(store.lastID)", "read_only": "\(options.readOnly)",
@@ -65,15 +65,15 @@ public final class EventStore: Sendable {
         return store
     }
 
-    private static func openExplained(path: String, options: StoreOptions, verdict: WALVerdict) throws(LogError) -> EventStore {
+    private static func openExplained(path: String, options: StoreOptions, verdict: WALVerdict, logger: Logger?) throws(LogError) -> EventStore {
         do {
-            return try EventStore(path: path, options: options, verdict: verdict)
+            return try EventStore(path: path, options: options, verdict: verdict, logger: logger)
         } catch {
             throw options.readOnly ? explainOpenFailure(error, path: path) : error
         }
     }
 
-    private init(path: String, options: StoreOptions, verdict: WALVerdict) throws(LogError) {
+    private init(path: String, options: StoreOptions, verdict: WALVerdict, logger: Logger?) throws(LogError) {
         self.path = path
         self.options = options
         self.walDamage = verdict.damage
@@ -98,7 +98,7 @@ public final class EventStore: Sendable {
             let writer = Writer(
                 storage: storage, limits: options.limits, policy: options.durability,
                 syncInterval: options.syncInterval, now: options.clock, observer: options.observer, lastID: lastID, meta: meta, segment: segment,
-                index: index, failWrite: options.failWrite)
+                index: index, logger: logger, failWrite: options.failWrite, failSync: options.failSync)
             writer.start()
             self.writer = writer
             notifier = writer.notifier

@@ -8,4 +8,11 @@ public protocol StoreObserver: Sendable {
     ///   - synced: whether the write was fsynced
     ///   - writeDuration: time spent in RocksDB's write (and fsync)
     func didCommit(events: Int, batches: Int, synced: Bool, writeDuration: Duration)
+
+    /// A background sync of the write-ahead log (`--fsync interval`) failed.
+    func didFailSync(error: String)
+}
+
+extension StoreObserver {
+    public func didFailSync(error: String) {}
 }

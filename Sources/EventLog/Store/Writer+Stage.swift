@@ -89,7 +89,7 @@ extension Writer {
         var seen: Set<EventID>? = total > 16 ? Set(minimumCapacity: total) : nil
         func add(_ parent: EventID) {
             if seen != nil {
-                if seen!.insert(parent).inserted { parents.append(parent) }
+                if seen?.insert(parent).inserted == true { parents.append(parent) }
             } else if !parents.contains(parent) {
                 parents.append(parent)
             }

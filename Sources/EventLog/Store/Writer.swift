@@ -1,3 +1,4 @@
+import Logging
 import Foundation
 import Synchronization
 
@@ -49,6 +50,8 @@ final class Writer: @unchecked Sendable {
     let notifier: CommitNotifier
     /// Extended by the committer after each written group, before it is published.
     private let index: LogIndex
+    /// Fault injection (`StoreOptions.failSync`).
+    private let failSync: (@Sendable () -> StorageError?)?
     /// Fault injection (`StoreOptions.failWrite`).
     private let failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)?
 
@@ -93,6 +96,14 @@ final class Writer: @unchecked Sendable {
     private var committedSegment: OpenSegment
     /// When the oldest write not yet fsynced happened (nil: everything written is durable).
     private var unsyncedSince: ContinuousClock.Instant?
+    /// Background WAL syncs that failed in a row, and why the last one did. Past
+    /// `syncFailuresMax`, appends are refused until a sync succeeds: after a failed fsync the
+    /// kernel may have dropped the dirty pages, so acknowledging more writes on top would
+    /// promise what the disk may not hold. Touched only by whoever runs `commit`/`syncNow`.
+    private var syncFailures = 0
+    private var syncError: String?
+    static let syncFailuresMax = 3
+    private let logger: Logger?
     /// `meta` as of the last commit, for readers on other threads.
     private let published: Mutex<StoreMeta>
 
@@ -101,9 +112,12 @@ final class Writer: @unchecked Sendable {
     init(
         storage: LogStorage, limits: Limits, policy: Durability, syncInterval: Duration,
         now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?, lastID: EventID, meta: StoreMeta, segment: OpenSegment,
-        index: LogIndex, failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)? = nil
+        index: LogIndex, logger: Logger? = nil, failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)? = nil,
+        failSync: (@Sendable () -> StorageError?)? = nil
     ) {
         self.index = index
+        self.failSync = failSync
+        self.logger = logger
         self.failWrite = failWrite
         self.observer = observer
         self.storage = storage
@@ -396,7 +410,7 @@ final class Writer: @unchecked Sendable {
                 handoff.wait()
             }
         }
-        let staged = slot!
+        guard let staged = slot else { preconditionFailure("the handoff loop exits only with a group in the slot") }
         slot = nil
         committing = true
         handoff.broadcast()
@@ -404,12 +418,23 @@ final class Writer: @unchecked Sendable {
     }
 
     private func syncNow() {
-        do {
+        do throws(StorageError) {
+            if let error = failSync?() { throw error }
             try storage.db.syncWAL()
+            if syncFailures > 0 { logger?.notice("write-ahead log synced again", metadata: ["failures_before": "\(syncFailures)"]) }
             unsyncedSince = nil
+            syncFailures = 0
+            syncError = nil
         } catch {
-            // Retry one interval later rather than spinning; meanwhile every answer says durable: false.
+            // Retried one interval later rather than in a loop; meanwhile every answer says durable: false.
             unsyncedSince = .now
+            syncFailures += 1
+            syncError = error.message
+            logger?.error("write-ahead log sync failed", metadata: [
+                "error": "\(error.message)", "failures_in_a_row": "\(syncFailures)",
+                "appends": "\(syncFailures >= Self.syncFailuresMax ? "refused until a sync succeeds" : "still accepted")",
+            ])
+            observer?.didFailSync(error: error.message)
         }
     }
 
@@ -434,6 +459,16 @@ final class Writer: @unchecked Sendable {
             // Staged on top of a group whose write failed.
             let failure = LogError(.storage, "an earlier commit group failed to write; nothing of this batch was stored")
             for pending in group { pending.continuation.resume(throwing: failure) }
+            return
+        }
+        if syncFailures >= Self.syncFailuresMax, let syncError {
+            let failure = LogError(
+                .storage,
+                "the write-ahead log could not be synced \(syncFailures) times in a row (\(syncError)); appends are refused until a sync succeeds, and nothing of this batch was stored")
+            for pending in group { pending.continuation.resume(throwing: failure) }
+            handoff.lock()
+            restart = (committedLastID, publishedMeta, committedSegment)
+            handoff.unlock()
             return
         }
         if !stage.isEmpty {

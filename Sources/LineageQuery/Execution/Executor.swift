@@ -237,7 +237,8 @@ public struct Executor {
             var path = [a]
             var node = a
             while node != b {
-                let need = distance[node]! - 1
+                guard let here = distance[node] else { return [] }
+                let need = here - 1
                 let links = try store.children(of: node, limit: store.limits.traversalNodesMax, upTo: b) ?? []
                 guard let next = links.first(where: { distance[$0] == need }) else { return [] }
                 path.append(next)
@@ -292,7 +293,8 @@ public struct Executor {
         while head < queue.count {
             let node = queue[head]
             head += 1
-            let next = distance[node]! + 1
+            guard let here = distance[node] else { continue }
+            let next = here + 1
             for parent in try store.parents(of: node) ?? [] where parent >= a && distance[parent] == nil {
                 guard spend() else { return nil }
                 distance[parent] = next

@@ -66,9 +66,8 @@ final class RocksDB: @unchecked Sendable {
         // Not in the C API. The MANIFEST records each closed WAL and its synced size, so an open
         // refuses a missing or shortened older log instead of skipping what it held. Writable
         // opens only: a read-only open beside a running server could race its log deletions.
-        options = readOnly
-            ? rocksdb_options_create()!
-            : try Self.applying("track_and_verify_wals_in_manifest=true", to: rocksdb_options_create()!)
+        let base = try Self.allocated(rocksdb_options_create(), "options")
+        options = readOnly ? base : try Self.applying("track_and_verify_wals_in_manifest=true", to: base)
         rocksdb_options_set_wal_recovery_mode(options, walRecovery.rawValue)
         rocksdb_options_set_max_open_files(options, Int32(clamping: filesMax))
         rocksdb_options_set_create_if_missing(options, readOnly ? 0 : 1)
@@ -110,20 +109,24 @@ final class RocksDB: @unchecked Sendable {
         }
         guard let opened else { throw StorageError(.io, "rocksdb: open of \(path) returned no handle") }
         db = opened
-        families = handles.dropFirst().map { Family(handle: $0!) }
+        var familyHandles: [Family] = []
+        for handle in handles.dropFirst() {
+            familyHandles.append(Family(handle: try Self.allocated(handle, "a column family handle")))
+        }
+        families = familyHandles
         defaultFamily = handles[0]
     }
 
     private var defaultFamily: OpaquePointer?
 
     private static func makeFamilyOptions(base: OpaquePointer, cache: OpaquePointer, _ spec: FamilyOptions) throws(StorageError) -> OpaquePointer {
-        var cfOptions = rocksdb_options_create_copy(base)!
+        var cfOptions = try allocated(rocksdb_options_create_copy(base), "column family options")
         if spec.ascendingKeys {
             // Not in the C API; the options-string parser reaches it. One prefix (the first key
             // byte, 0 for every id below 2^56) means one insert hint: the last key inserted.
             cfOptions = try applying("memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1", to: cfOptions)
         }
-        let table = rocksdb_block_based_options_create()!
+        let table = try allocated(rocksdb_block_based_options_create(), "table options")
         rocksdb_block_based_options_set_block_cache(table, cache)
         // Index and filter blocks stay with their table readers (about 1.3 bytes per key, outside
         // the cache) instead of competing in the LRU block cache: a large SST's filter block is
@@ -149,7 +152,7 @@ final class RocksDB: @unchecked Sendable {
     /// does not). Consumes `base`: it is destroyed, also on failure.
     private static func applying(_ settings: String, to base: OpaquePointer) throws(StorageError) -> OpaquePointer {
         defer { rocksdb_options_destroy(base) }
-        let result = rocksdb_options_create()!
+        let result = try allocated(rocksdb_options_create(), "options")
         do {
             try withErrorPointer { rocksdb_get_options_from_string(base, settings, result, $0) }
         } catch {
@@ -159,13 +162,22 @@ final class RocksDB: @unchecked Sendable {
         return result
     }
 
+    /// A pointer a RocksDB constructor returned; nil only when it could not allocate.
+    private static func allocated<T>(_ pointer: T?, _ what: String) throws(StorageError) -> T {
+        guard let pointer else { throw StorageError(.io, "rocksdb: could not allocate \(what)") }
+        return pointer
+    }
+
     private static func withCStrings<T>(
         _ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) throws(StorageError) -> T
     ) throws(StorageError) -> T {
         let duplicated = strings.map { strdup($0) }
         defer { duplicated.forEach { free($0) } }
         let pointers: [UnsafePointer<CChar>?] = duplicated.map { $0.map { UnsafePointer($0) } }
-        return try pointers.withUnsafeBufferPointer { buffer throws(StorageError) in try body(buffer.baseAddress!) }
+        return try pointers.withUnsafeBufferPointer { buffer throws(StorageError) in
+            guard let base = buffer.baseAddress else { throw StorageError(.invalidArgument, "rocksdb: no column family names") }
+            return try body(base)
+        }
     }
 
     deinit {

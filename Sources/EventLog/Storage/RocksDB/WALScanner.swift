@@ -197,15 +197,18 @@ struct WALScanner {
                     fragmentStart = payloadStart - headerBytes
                 }
             case 3, 4:
-                guard fragments != nil else {
+                guard var assembled = fragments else {
                     damaged(payloadStart - headerBytes, "a record fragment without its first fragment", &result)
                     continue
                 }
-                fragments!.append(contentsOf: payload)
+                fragments = nil  // one reference, so the append does not copy
+                assembled.append(contentsOf: payload)
                 fragmentsIntact = fragmentsIntact && intact
                 if type == 4 {
-                    batch(fragments![...], intact: fragmentsIntact, into: &result)
+                    batch(assembled[...], intact: fragmentsIntact, into: &result)
                     fragments = nil
+                } else {
+                    fragments = assembled
                 }
             default:
                 damaged(payloadStart - headerBytes, "unknown record type \(type)", &result)

@@ -87,7 +87,7 @@ public final class LineReader {
         var output = [UInt8](repeating: 0, count: 1 << 17)
         let (produced, error): (Int, String?) = input.withUnsafeBytes { inBytes in
             output.withUnsafeMutableBytes { outBytes in
-                var inBuffer = ZSTD_inBuffer(src: inBytes.baseAddress! + inputStart, size: inputEnd - inputStart, pos: 0)
+                var inBuffer = ZSTD_inBuffer(src: inBytes.baseAddress.map { $0 + inputStart }, size: inputEnd - inputStart, pos: 0)
                 var outBuffer = ZSTD_outBuffer(dst: outBytes.baseAddress, size: outBytes.count, pos: 0)
                 let rc = ZSTD_decompressStream(zstd, &outBuffer, &inBuffer)
                 inputStart += inBuffer.pos
