@@ -28,6 +28,9 @@ struct TreeEncoder {
         var deadline: ContinuousClock.Instant
     }
 
+    /// What a node of the `meta` view holds besides its id (CelestialTree's `ProvenanceNodeMeta`).
+    static let metaFields: EventJSON.Fields = [.time, .type, .message, .payload]
+
     let store: EventStore
     let direction: Direction
     let view: View
@@ -87,22 +90,16 @@ struct TreeEncoder {
         if nodes % 1_024 == 0, ContinuousClock.now > budget.deadline {
             throw TooLarge(reason: "longer than the tree time limit to build")
         }
-        w.writeRaw("{\"id\":")
-        w.writeUInt(id)
+        w.writeRaw("{")
         if view == .meta {
             guard let event = try store.event(id) else { throw LogError(.notFound, "event \(id) vanished") }
-            w.writeRaw(",\"time_unix_nano\":")
-            w.writeInt(event.timeUnixNano)
-            w.writeRaw(",\"type\":")
-            w.writeString(event.type)
-            w.writeRaw(",\"is_ref\":")
-            w.writeBool(isRef)
-            w.writeOptional(",\"message\":", event.message)
-            w.writeOptionalRaw(",\"payload\":", event.payload)
+            EventJSON.writeMembers(event, fields: Self.metaFields, into: &w)
         } else {
-            w.writeRaw(",\"is_ref\":")
-            w.writeBool(isRef)
+            w.writeRaw("\"id\":")
+            w.writeUInt(id)
         }
+        w.writeRaw(",\"is_ref\":")
+        w.writeBool(isRef)
         w.writeRaw(direction.linkField)
     }
 }

@@ -20,7 +20,9 @@ struct QueryAPI: Sendable {
 
     static let fields: Set<String> = ["query", "cursor", "page_size", "include", "budget"]
     static let budgetFields: Set<String> = ["nodes_max", "time_max_ms"]
-    static let includable: Set<String> = ["message", "payload", "parents", "stream"]
+    /// What `include` may add to the fields every query result has (id, key, type, time).
+    static let includable: [String: EventJSON.Fields] = ["message": .message, "payload": .payload, "parents": .parents, "stream": .stream]
+    static let resultFields: EventJSON.Fields = [.key, .type, .time]
 
     func run(_ request: Request) async throws -> Response {
         try RequestBody.requireJSON(request)
@@ -31,12 +33,12 @@ struct QueryAPI: Sendable {
         }
         let pageSize = try RequestBody.integer(object, "page_size", field: "page_size", in: 1...store.limits.readEventsMax) ?? 100
         let budget = try budget(object["budget"])
-        var include = Set<String>()
+        var include = Self.resultFields
         for item in object["include"]?.arrayValue ?? [] {
-            guard let name = item.stringValue, Self.includable.contains(name) else {
-                throw APIError.invalid("include lists fields among \(Self.includable.sorted())", field: "include")
+            guard let name = item.stringValue, let field = Self.includable[name] else {
+                throw APIError.invalid("include lists fields among \(Self.includable.keys.sorted())", field: "include")
             }
-            include.insert(name)
+            include.insert(field)
         }
         let store = self.store
         let cursor = try RequestBody.string(object, "cursor").map { raw throws(APIError) in
@@ -105,7 +107,7 @@ struct QueryAPI: Sendable {
         var deadline: ContinuousClock.Instant
     }
 
-    private func respond(_ result: QueryResult, page: Page, include: Set<String>) async throws -> Response {
+    private func respond(_ result: QueryResult, page: Page, include: EventJSON.Fields) async throws -> Response {
         let store = self.store
         let body = try await Blocking.run { () throws -> JSONWriter in
             var w = JSONWriter(capacity: 4096)
@@ -125,7 +127,7 @@ struct QueryAPI: Sendable {
                 w.writeRaw("{\"results\":[")
                 next = try Self.writePage(of: ids.count, page, into: &w) { i, w in
                     guard let event = try store.event(ids[i]) else { return false }
-                    Self.write(event, include: include, into: &w)
+                    EventJSON.write(event, fields: include, into: &w)
                     return true
                 }
                 w.writeRaw("]")
@@ -164,24 +166,6 @@ struct QueryAPI: Sendable {
             position += 1
         }
         return position < count ? QueryCursor(snapshot: page.snapshot, offset: position).encoded(query: page.query) : nil
-    }
-
-    static func write(_ event: Event, include: Set<String>, into w: inout JSONWriter) {
-        w.writeRaw("{\"id\":")
-        w.writeUInt(event.id)
-        w.writeOptional(",\"key\":", event.key)
-        w.writeRaw(",\"type\":")
-        w.writeString(event.type)
-        w.writeRaw(",\"time_unix_nano\":")
-        w.writeInt(event.timeUnixNano)
-        if include.contains("stream") { w.writeOptional(",\"stream\":", event.stream) }
-        if include.contains("message") { w.writeOptional(",\"message\":", event.message) }
-        if include.contains("payload") { w.writeOptionalRaw(",\"payload\":", event.payload) }
-        if include.contains("parents") {
-            w.writeRaw(",\"parents\":")
-            w.writeIDs(event.parents)
-        }
-        w.writeRaw("}")
     }
 
     /// 400 with `{"error","detail","line","column"}`; detail is the rendered text with the caret.

@@ -20,19 +20,9 @@ extension EventStore {
         return exported
     }
 
+    /// One line of an export (`EventJSON`'s export layout and a newline).
     public static func writeExportLine(_ event: Event, into w: inout JSONWriter) {
-        w.writeRaw("{\"id\":")
-        w.writeUInt(event.id)
-        w.writeOptional(",\"key\":", event.key)
-        w.writeRaw(",\"type\":")
-        w.writeString(event.type)
-        w.writeRaw(",\"ts\":")
-        w.writeInt(event.timeUnixNano)
-        w.writeOptional(",\"stream\":", event.stream)
-        w.writeOptional(",\"message\":", event.message)
-        w.writeOptionalRaw(",\"payload\":", event.payload)
-        w.writeRaw(",\"parents\":")
-        w.writeIDs(event.parents)
-        w.writeRaw("}\n")
+        EventJSON.write(event, layout: .export, into: &w)
+        w.writeRaw("\n")
     }
 }

@@ -1,0 +1,76 @@
+/// The one place an event becomes JSON. Two layouts:
+/// - `wire`, the HTTP shape, CelestialTree's field order first:
+///   `{"id","time_unix_nano","type","parents","message"?,"payload"?,"key"?,"stream"?}`;
+/// - `export`, a JSONL line that `banyan import` reads back into the same ids:
+///   `{"id","key"?,"type","ts","stream"?,"message"?,"payload"?,"parents"}`.
+/// Optional members are omitted when absent; `payload` is the stored compact JSON spliced in
+/// as-is. `fields` leaves members out (query answers without payloads, tree nodes); `id` is
+/// always written.
+public enum EventJSON {
+    public struct Fields: OptionSet, Sendable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        public static let time = Fields(rawValue: 1 << 0)
+        public static let type = Fields(rawValue: 1 << 1)
+        public static let parents = Fields(rawValue: 1 << 2)
+        public static let message = Fields(rawValue: 1 << 3)
+        public static let payload = Fields(rawValue: 1 << 4)
+        public static let key = Fields(rawValue: 1 << 5)
+        public static let stream = Fields(rawValue: 1 << 6)
+        public static let all: Fields = [.time, .type, .parents, .message, .payload, .key, .stream]
+    }
+
+    public enum Layout: Sendable {
+        case wire, export
+    }
+
+    /// `{…}` with the members of `fields`.
+    public static func write(_ event: Event, fields: Fields = .all, layout: Layout = .wire, into w: inout JSONWriter) {
+        w.writeRaw("{")
+        writeMembers(event, fields: fields, layout: layout, into: &w)
+        w.writeRaw("}")
+    }
+
+    /// The members only, `"id":…` first, for callers that add their own (tree nodes).
+    public static func writeMembers(_ event: Event, fields: Fields = .all, layout: Layout = .wire, into w: inout JSONWriter) {
+        w.writeRaw("\"id\":")
+        w.writeUInt(event.id)
+        switch layout {
+        case .wire:
+            if fields.contains(.time) {
+                w.writeRaw(",\"time_unix_nano\":")
+                w.writeInt(event.timeUnixNano)
+            }
+            if fields.contains(.type) {
+                w.writeRaw(",\"type\":")
+                w.writeString(event.type)
+            }
+            if fields.contains(.parents) {
+                w.writeRaw(",\"parents\":")
+                w.writeIDs(event.parents)
+            }
+            if fields.contains(.message) { w.writeOptional(",\"message\":", event.message) }
+            if fields.contains(.payload) { w.writeOptionalRaw(",\"payload\":", event.payload) }
+            if fields.contains(.key) { w.writeOptional(",\"key\":", event.key) }
+            if fields.contains(.stream) { w.writeOptional(",\"stream\":", event.stream) }
+        case .export:
+            w.writeOptional(",\"key\":", event.key)
+            w.writeRaw(",\"type\":")
+            w.writeString(event.type)
+            w.writeRaw(",\"ts\":")
+            w.writeInt(event.timeUnixNano)
+            w.writeOptional(",\"stream\":", event.stream)
+            w.writeOptional(",\"message\":", event.message)
+            w.writeOptionalRaw(",\"payload\":", event.payload)
+            w.writeRaw(",\"parents\":")
+            w.writeIDs(event.parents)
+        }
+    }
+
+    /// One event in the wire layout, in a writer of its own.
+    public static func encode(_ event: Event) -> JSONWriter {
+        var w = JSONWriter(capacity: 128 + (event.payload?.count ?? 0))
+        write(event, into: &w)
+        return w
+    }
+}
