@@ -49,10 +49,11 @@ struct TreeEncoder {
 
     /// Writes the tree rooted at `start` (which must exist and be `<= last`).
     mutating func write(_ start: EventID, into w: inout JSONWriter) throws {
-        var visited = direction == .descendants ? IDBitset(lower: start, upper: last) : IDBitset(lower: 1, upper: start)
-        visited.insert(start)
+        // The walk's links and visited set; the depth-first order is this encoder's, since the
+        // tree nests children inside their parent.
+        var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
         try open(start, isRef: false, into: &w)
-        var stack: [(links: [EventID], next: Int)] = [(try links(of: start), 0)]
+        var stack: [(links: [EventID], next: Int)] = [(walk.links(of: start), 0)]
         w.writeRaw("[")
         while !stack.isEmpty {
             let top = stack.count - 1
@@ -64,21 +65,14 @@ struct TreeEncoder {
             let node = stack[top].links[stack[top].next]
             stack[top].next += 1
             if stack[top].next > 1 { w.writeRaw(",") }
-            if visited.insert(node) {
+            if walk.markVisited(node) {
                 try open(node, isRef: false, into: &w)
                 w.writeRaw("[")
-                stack.append((try links(of: node), 0))
+                stack.append((walk.links(of: node), 0))
             } else {
                 try open(node, isRef: true, into: &w)
                 w.writeRaw("null}")
             }
-        }
-    }
-
-    private func links(of id: EventID) throws -> [EventID] {
-        switch direction {
-        case .descendants: return try store.children(of: id, limit: budget.nodesMax, upTo: last) ?? []
-        case .provenance: return try store.parents(of: id) ?? []
         }
     }
 

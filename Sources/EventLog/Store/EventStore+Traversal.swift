@@ -1,46 +1,28 @@
-/// Graph traversals over the committed log. Iterative (explicit queues, never recursion), with a
-/// visited bitset over the id range the topological order allows, and a node budget that aborts.
+/// The store's own walks (CelestialTree's `/ancestors`, `/descendants` lists and the CLI), on
+/// `Traversal`, with a node budget that aborts.
 extension EventStore {
     /// Every ancestor of `id` (not `id` itself), ascending. nil if `id` does not exist.
     /// Throws `.limitExceeded` after visiting `nodesMax` events (default `Limits.traversalNodesMax`).
     public func ancestors(of id: EventID, nodesMax: Int? = nil) throws(LogError) -> [EventID]? {
-        guard id >= 1, id <= lastID else { return nil }
-        let budget = nodesMax ?? limits.traversalNodesMax
-        var visited = IDBitset(lower: 1, upper: id)
-        visited.insert(id)
-        var frontier: [EventID] = [id]
-        var found: [EventID] = []
-        while let next = frontier.popLast() {
-            for parent in index.parents(of: next) where visited.insert(parent) {
-                found.append(parent)
-                guard found.count <= budget else {
-                    throw LogError(.limitExceeded, "ancestors of \(id) exceed the node budget of \(budget)")
-                }
-                frontier.append(parent)
-            }
-        }
-        found.sort()
-        return found
+        try collect(.ancestors, from: id, nodesMax: nodesMax)
     }
 
     /// Every descendant of `id` (not `id` itself), ascending. nil if `id` does not exist.
     public func descendants(of id: EventID, nodesMax: Int? = nil) throws(LogError) -> [EventID]? {
-        let last = lastID
-        guard id >= 1, id <= last else { return nil }
+        try collect(.descendants, from: id, nodesMax: nodesMax)
+    }
+
+    private func collect(_ direction: Traversal.Direction, from id: EventID, nodesMax: Int?) throws(LogError) -> [EventID]? {
+        guard id >= 1, id <= lastID else { return nil }
         let budget = nodesMax ?? limits.traversalNodesMax
-        var visited = IDBitset(lower: id, upper: last)
-        visited.insert(id)
-        var frontier: [EventID] = [id]
+        var walk = traversal(direction, from: id)
         var found: [EventID] = []
-        while let next = frontier.popLast() {
-            let children = index.children(of: next, upTo: last)
-            for child in children where child <= last && visited.insert(child) {
-                found.append(child)
-                guard found.count <= budget else {
-                    throw LogError(.limitExceeded, "descendants of \(id) exceed the node budget of \(budget)")
-                }
-                frontier.append(child)
-            }
+        walk.breadthFirst { node, _ in
+            found.append(node)
+            return found.count <= budget ? .follow : .stop
+        }
+        guard found.count <= budget else {
+            throw LogError(.limitExceeded, "\(direction == .ancestors ? "ancestors" : "descendants") of \(id) exceed the node budget of \(budget)")
         }
         found.sort()
         return found
@@ -52,22 +34,17 @@ extension EventStore {
     public func reachableRoots(of id: EventID, nodesMax: Int? = nil) throws(LogError) -> [EventID]? {
         guard id >= 1, id <= lastID else { return nil }
         let budget = nodesMax ?? limits.traversalNodesMax
-        var visited = IDBitset(lower: 1, upper: id)
-        visited.insert(id)
-        var frontier: [EventID] = [id]
-        var roots: [EventID] = []
+        var walk = traversal(.ancestors, from: id)
+        let index = self.index
+        var roots: [EventID] = index.hasParents(id) ? [] : [id]
         var count = 1
-        while let next = frontier.popLast() {
-            let parents = index.parents(of: next)
-            if parents.isEmpty { roots.append(next) }
-            for parent in parents where visited.insert(parent) {
-                count += 1
-                guard count <= budget else {
-                    throw LogError(.limitExceeded, "ancestors of \(id) exceed the node budget of \(budget)")
-                }
-                frontier.append(parent)
-            }
+        walk.breadthFirst { node, _ in
+            count += 1
+            guard count <= budget else { return .stop }
+            if !index.hasParents(node) { roots.append(node) }
+            return .follow
         }
+        guard count <= budget else { throw LogError(.limitExceeded, "ancestors of \(id) exceed the node budget of \(budget)") }
         roots.sort()
         return roots
     }

@@ -32,6 +32,7 @@ import Darwin
 ///
 /// Thread-safety: one writer (the store's writer thread, or `load` before the store is shared),
 /// any number of readers.
+@usableFromInline
 final class LogIndex: @unchecked Sendable {
     /// Events and edges one store can hold.
     static let capacity = Int(UInt32.max) - 1
@@ -100,6 +101,7 @@ final class LogIndex: @unchecked Sendable {
     }
 
     /// Parents of `id` in stored order; `id` must be in `1...lastID`.
+    @usableFromInline
     func parents(of id: EventID) -> [EventID] {
         let i = Int(id)
         let start = Int(parentEnd[i - 1])
@@ -126,6 +128,7 @@ final class LogIndex: @unchecked Sendable {
 
     /// Children of `id` up to `upTo`, ascending; at most `limit` (`limit + 1` lets callers detect
     /// overflow). `id` must be in `1...lastID`.
+    @usableFromInline
     func children(of id: EventID, upTo: EventID, limit: Int = Int.max) -> [EventID] {
         var result: [EventID] = []
         var link = childHead.slot(Int(id)).pointee.load(ordering: .acquiring)

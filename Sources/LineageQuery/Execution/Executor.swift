@@ -163,29 +163,18 @@ public struct Executor {
     /// Ids one column scan step examines (about 0.1 ms): the clock is read between steps.
     static let scanChunkIDs = 65_536
 
-    /// Breadth-first, so each event's depth is its shortest hop distance from the start.
+    /// Breadth-first (`EventLog.Traversal`), so each event's depth is its shortest hop distance
+    /// from the start.
     private mutating func traverse(_ t: LogicalPlan.Traversal) throws -> [EventID] {
         let start = try resolve(t.start)
-        var visitedSet = t.direction == .ancestors ? IDBitset(lower: 1, upper: start) : IDBitset(lower: start, upper: last)
-        visitedSet.insert(start)
-        var frontier = [start]
+        var walk = store.traversal(t.direction == .ancestors ? .ancestors : .descendants, from: start, upTo: last)
         var found: [EventID] = []
-        var depth = 0
-        while !frontier.isEmpty, depth < (t.depth.max ?? Int.max) {
-            depth += 1
-            var next: [EventID] = []
-            for node in frontier {
-                let links = t.direction == .ancestors
-                    ? try store.parents(of: node) ?? []
-                    : try store.children(of: node, limit: store.limits.traversalNodesMax, upTo: last) ?? []
-                for link in links where visitedSet.insert(link) {
-                    guard spend() else { return found.sorted() }
-                    if let follow = t.follow, try !(store.event(link).map(follow.matches) ?? false) { continue }
-                    if depth >= t.depth.min { found.append(link) }
-                    next.append(link)
-                }
-            }
-            frontier = next
+        let store = self.store
+        try walk.breadthFirst(depthMax: t.depth.max ?? .max) { node, depth in
+            guard spend() else { return .stop }
+            if let follow = t.follow, try !(store.event(node).map(follow.matches) ?? false) { return .skip }
+            if depth >= t.depth.min { found.append(node) }
+            return .follow
         }
         return found.sorted()
     }
@@ -195,26 +184,17 @@ public struct Executor {
     private mutating func between(_ a: EventID, _ b: EventID) throws -> [EventID] {
         if a == b { return [a] }
         guard a < b else { return [] }
-        var down = IDBitset(lower: a, upper: b)
-        down.insert(a)
-        var stack = [a]
-        while let node = stack.popLast() {
-            for child in try store.children(of: node, limit: store.limits.traversalNodesMax, upTo: b) ?? [] where down.insert(child) {
-                guard spend() else { return [] }
-                stack.append(child)
-            }
-        }
-        guard down.contains(b) else { return [] }
-        var up = IDBitset(lower: a, upper: b)
-        up.insert(b)
-        stack = [b]
+        var down = store.traversal(.descendants, from: a, upTo: b)
+        down.breadthFirst { _, _ in spend() ? .follow : .stop }
+        guard stop == nil, down.visited.contains(b) else { return [] }
+        var up = store.traversal(.ancestors, from: b, lower: a)
         var result: [EventID] = [b]
-        while let node = stack.popLast() {
-            for parent in try store.parents(of: node) ?? [] where parent >= a && down.contains(parent) && up.insert(parent) {
-                guard spend() else { return result.sorted() }
-                result.append(parent)
-                stack.append(parent)
-            }
+        up.breadthFirst { node, _ in
+            // Only descendants of `a` can lie on a path from `a`.
+            guard down.visited.contains(node) else { return .skip }
+            guard spend() else { return .stop }
+            result.append(node)
+            return .follow
         }
         return result.sorted()
     }
@@ -232,15 +212,15 @@ public struct Executor {
     private mutating func paths(from a: EventID, to b: EventID, k: Int) throws -> [[EventID]] {
         if a == b { return [[a]] }
         guard a < b, k >= 1 else { return [] }
-        guard let distance = try distances(to: b, from: a, stopAtStart: k == 1), let total = distance[a] else { return [] }
+        guard let distance = distances(to: b, from: a, stopAtStart: k == 1), let total = distance[a] else { return [] }
+        let forward = store.traversal(.descendants, from: a, upTo: b)
         if k == 1 {
             var path = [a]
             var node = a
             while node != b {
                 guard let here = distance[node] else { return [] }
                 let need = here - 1
-                let links = try store.children(of: node, limit: store.limits.traversalNodesMax, upTo: b) ?? []
-                guard let next = links.first(where: { distance[$0] == need }) else { return [] }
+                guard let next = forward.links(of: node).first(where: { distance[$0] == need }) else { return [] }
                 path.append(next)
                 node = next
             }
@@ -270,7 +250,7 @@ public struct Executor {
                 found.append(path.reversed())
                 continue
             }
-            for child in try store.children(of: node, limit: store.limits.traversalNodesMax, upTo: b) ?? [] {
+            for child in forward.links(of: node) {
                 guard let left = distance[child] else { continue }
                 guard spend() else { return found }
                 let bucket = Int(hops + 1 + left - total)
@@ -285,24 +265,21 @@ public struct Executor {
     /// Hop distances to `b` of its ancestors in `[a, b]` (and of `b`, 0), by a breadth-first
     /// walk up; nil when the budget ran out. With `stopAtStart`, stops once `a` is reached: every
     /// distance below `a`'s is then final, which is all a greedy shortest path needs.
-    private mutating func distances(to b: EventID, from a: EventID, stopAtStart: Bool) throws -> DistanceMap? {
+    private mutating func distances(to b: EventID, from a: EventID, stopAtStart: Bool) -> DistanceMap? {
         var distance = DistanceMap(lower: a, upper: b)
         distance[b] = 0
-        var queue = [b]
-        var head = 0
-        while head < queue.count {
-            let node = queue[head]
-            head += 1
-            guard let here = distance[node] else { continue }
-            let next = here + 1
-            for parent in try store.parents(of: node) ?? [] where parent >= a && distance[parent] == nil {
-                guard spend() else { return nil }
-                distance[parent] = next
-                if stopAtStart && parent == a { return distance }
-                queue.append(parent)
+        var walk = store.traversal(.ancestors, from: b, lower: a)
+        var reachedStart = false
+        walk.breadthFirst { node, depth in
+            guard spend() else { return .stop }
+            distance[node] = Int32(depth)
+            if stopAtStart && node == a {
+                reachedStart = true
+                return .stop
             }
+            return .follow
         }
-        return distance
+        return stop == nil || reachedStart ? distance : nil
     }
 
     /// Events of `ids` with no parent (roots) or no child (heads) inside `ids`.
