@@ -30,9 +30,18 @@ public struct BanyanServer: Sendable {
 
     /// The responder, usable without a socket in tests.
     public var responder: some HTTPResponder<BanyanRequestContext> {
-        BanyanResponder(
-            native: NativeAPI(store: store, config: config, streams: streams),
-            celestialTree: CelestialTreeAPI(store: store, config: config, streams: streams),
+        let native = NativeAPI(store: store, config: config, streams: streams)
+        let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams)
+        let (metrics, store, streams, connections) = (self.metrics, self.store, self.streams, self.connections)
+        let metricsRoute = Route(.get, "/metrics", role: .read) { _, _ in
+            let bytes = metrics.render(store: store, streams: streams, connections: connections)
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .contentLength: String(bytes.count)],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        return BanyanResponder(
+            table: RouteTable(routes: native.routes + celestialTree.routes + [metricsRoute]),
             access: config.access, metrics: metrics, connections: connections, site: SiteGuard(config: config))
     }
 
@@ -63,12 +72,11 @@ public struct BanyanServer: Sendable {
     }
 }
 
-/// Authorises, dispatches to the route sets, turns errors into JSON responses in one place and
-/// records each request's latency under its route pattern.
+/// Authorises, dispatches through the route table, turns errors into JSON responses in one place
+/// and records each request's latency under its route pattern.
 struct BanyanResponder: HTTPResponder {
     typealias Context = BanyanRequestContext
-    let native: NativeAPI
-    let celestialTree: CelestialTreeAPI
+    let table: RouteTable
     let access: AccessControl
     let metrics: ServerMetrics
     let connections: ConnectionRegistry
@@ -76,58 +84,51 @@ struct BanyanResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        var response: Response
+        var (response, pattern): (Response, String)
         if request.method == .head {
             // HEAD is GET without the body (RFC 9110 9.3.2): same status and headers, Content-Length included.
             var head = request.head
             head.method = .get
-            response = await dispatch(Request(head: head, body: request.body), context, headOnly: true)
+            (response, pattern) = await dispatch(Request(head: head, body: request.body), context, headOnly: true)
             // The GET's length stays in Content-Length; nothing is written.
             response.body = ResponseBody(contentLength: response.body.contentLength) { writer in try await writer.finish(nil) }
         } else {
-            response = await dispatch(request, context)
+            (response, pattern) = await dispatch(request, context)
         }
         site.decorate(&response, for: request)
-        metrics.request(
-            route: RoutePattern.of(request.uri.path), method: request.method.rawValue, status: response.status.code,
-            duration: ContinuousClock.now - started)
+        metrics.request(route: pattern, method: request.method.rawValue, status: response.status.code, duration: ContinuousClock.now - started)
         return response
     }
 
-    private func dispatch(_ request: Request, _ context: Context, headOnly: Bool = false) async -> Response {
+    /// The response, and the route pattern that labels the request in metrics ("other" when no
+    /// route serves the path: a raw path would let clients grow the label space).
+    private func dispatch(_ request: Request, _ context: Context, headOnly: Bool = false) async -> (Response, String) {
+        var pattern = "other"
         do {
             try site.check(request)
-            if let preflight = site.preflight(request) { return preflight }
-            try access.authorize(request, needs: AccessControl.requiredRole(request))
-            let path = request.uri.path
-            // A stream answered to HEAD must not be opened: its headers only.
-            if headOnly && (path == "/v1/stream" || path == "/subscribe") { return EventStream.headOnlyResponse }
-            let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-            if parts.first == "v1" {
-                if let response = try await native.route(request, parts.dropFirst(), client: ClientConnection(channel: context.channel, connections: connections)) { return response }
-            } else if path == "/metrics" {
-                guard request.method == .get else { throw APIError.methodNotAllowed(allow: [.get]) }
-                return metricsResponse()
-            } else if let response = try await celestialTree.route(request, client: ClientConnection(channel: context.channel, connections: connections)) {
-                return response
+            if let preflight = site.preflight(request) { return (preflight, pattern) }
+            switch table.match(path: request.uri.path, method: request.method) {
+            case .found(let route, let parameters):
+                pattern = route.pattern
+                try access.authorize(request, needs: route.role)
+                let client = ClientConnection(channel: context.channel, connections: connections)
+                return (try await route.handler(request, RouteContext(parameters: parameters, client: client, headOnly: headOnly)), pattern)
+            case .wrongMethod(let served, let allow):
+                pattern = served
+                try access.authorize(request, needs: RouteTable.defaultRole(request.method))
+                throw APIError.methodNotAllowed(allow: allow)
+            case .none:
+                try access.authorize(request, needs: RouteTable.defaultRole(request.method))
+                return (JSONResponse.pageNotFound(), pattern)
             }
-            return JSONResponse.pageNotFound()
         } catch let error as APIError {
-            return error.makeResponse()
+            return (error.makeResponse(), pattern)
         } catch let error as LogError {
-            return APIError.from(error, summary: "request failed").makeResponse()
+            return (APIError.from(error, summary: "request failed").makeResponse(), pattern)
         } catch {
             context.logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
-            return APIError(.internalServerError, "internal error", detail: "\(error)").makeResponse()
+            return (APIError(.internalServerError, "internal error", detail: "\(error)").makeResponse(), pattern)
         }
-    }
-
-    private func metricsResponse() -> Response {
-        let bytes = metrics.render(store: native.store, streams: native.streams, connections: connections)
-        return Response(
-            status: .ok,
-            headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .contentLength: String(bytes.count)],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }
 
@@ -151,29 +152,4 @@ struct ClientConnection: Sendable {
     /// The client is gone: the connection closed, or the client half-closed it
     /// (`ConnectionMark.inputClosed`). SSE streams check it once a second.
     var isGone: Bool { !channel.isActive || connections.mark(for: channel)?.inputClosed == true }
-}
-
-/// Route patterns for metric labels: ids and keys become placeholders so the label space stays small.
-enum RoutePattern {
-    static let known: Set<Substring> = [
-        "v1", "emit", "event", "children", "ancestors", "descendants", "provenance", "roots", "heads", "snapshot",
-        "healthz", "version", "subscribe", "metrics",
-    ]
-
-    /// Literal segments after the first; anything else in a path is a client-chosen id or key.
-    static let literals: Set<Substring> = ["events", "stream", "status", "by-key", "query"]
-
-    static func of(_ path: String) -> String {
-        let parts = path.split(separator: "/")
-        guard let first = parts.first, known.contains(first), parts.count <= 4 else { return "other" }
-        var pattern = "/" + first
-        for (i, part) in parts.enumerated().dropFirst() {
-            if literals.contains(part) && !(i == 3) {
-                pattern += "/" + part
-            } else {
-                pattern += parts[i - 1] == "by-key" ? "/{key}" : "/{id}"
-            }
-        }
-        return pattern
-    }
 }

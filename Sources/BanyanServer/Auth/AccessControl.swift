@@ -87,19 +87,6 @@ public struct AccessControl: Sendable {
             throw APIError(.forbidden, "forbidden", detail: "this route needs the \(role.name) role; the token has \(granted.name)").naming("Authorization")
         }
     }
-
-    /// The role a request needs: nil for routes open to everyone (`/healthz`).
-    static func requiredRole(_ request: Request) -> Role? {
-        let path = request.uri.path
-        if path == "/healthz" { return nil }
-        switch request.method {
-        case .get, .head, .options: return .read
-        case .post:
-            // Tree batches are reads sent as POST (CelestialTree's API).
-            return path == "/descendants" || path == "/provenance" || path == "/v1/query" ? .read : .write
-        default: return .write
-        }
-    }
 }
 
 public struct AccessError: Error, CustomStringConvertible, Sendable {

@@ -11,41 +11,44 @@ struct CelestialTreeAPI: Sendable {
     let config: ServerConfiguration
     let streams: StreamRegistry
 
-    /// Answers the request if a CelestialTree route serves its path; nil otherwise.
-    func route(_ request: Request, client: ClientConnection) async throws -> Response? {
-        let path = request.uri.path
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        guard let head = parts.first else { return nil }
-        let tail: Substring = parts.count == 2 ? parts[parts.startIndex + 1] : ""
-        let method = request.method
-        func require(_ allowed: HTTPRequest.Method) throws {
-            if method != allowed { throw APIError.methodNotAllowed(allow: [allowed]) }
-        }
-        switch (head, parts.count) {
-        case ("healthz", 1): return health()
-        case ("version", 1): return version()
-        case ("emit", 1):
-            try require(.post)
-            try RequestBody.requireJSON(request)
-            return try await emit(request)
-        case ("event", 2): try require(.get); return try await event(try PathID.parse(tail))
-        case ("children", 2): try require(.get); return try await children(try PathID.parse(tail))
-        case ("ancestors", 2): try require(.get); return try await reachableRoots(try PathID.parse(tail))
-        case ("descendants", 2), ("provenance", 2):
-            try require(.get)
-            let direction: TreeEncoder.Direction = head == "descendants" ? .descendants : .provenance
-            let view = try Self.view(try QueryString(request).get("view"))
-            return try await trees([try PathID.parse(tail)], direction, view, batch: false)
-        case ("descendants", 1), ("provenance", 1):
-            try require(.post)
-            try RequestBody.requireJSON(request)
-            return try await treesBatch(request, head == "descendants" ? .descendants : .provenance)
-        case ("roots", 1): try require(.get); return try await list { try store.roots() }
-        case ("heads", 1): try require(.get); return try await list { try store.heads() }
-        case ("snapshot", 1): try require(.get); return try await snapshot()
-        case ("subscribe", 1): try require(.get); return try EventStream.celestialTree(request, store: store, streams: streams, config: config, client: client)
-        default: return nil
-        }
+    /// CelestialTree's routes (`RouteTable`). `/healthz` and `/version` answer any method, as
+    /// CelestialTree's do; `/healthz` needs no token.
+    var routes: [Route] {
+        [
+            Route(nil, "/healthz", role: nil) { _, _ in health() },
+            Route(nil, "/version", role: .read) { _, _ in version() },
+            Route(.post, "/emit", role: .write) { request, _ in
+                try RequestBody.requireJSON(request)
+                return try await emit(request)
+            },
+            Route(.get, "/event/{id}", role: .read) { _, route in try await event(try PathID.parse(route.parameter)) },
+            Route(.get, "/children/{id}", role: .read) { _, route in try await children(try PathID.parse(route.parameter)) },
+            Route(.get, "/ancestors/{id}", role: .read) { _, route in try await reachableRoots(try PathID.parse(route.parameter)) },
+            Route(.get, "/descendants/{id}", role: .read) { request, route in try await tree(request, route, .descendants) },
+            Route(.get, "/provenance/{id}", role: .read) { request, route in try await tree(request, route, .provenance) },
+            // Tree batches are reads sent as POST (CelestialTree's API).
+            Route(.post, "/descendants", role: .read) { request, _ in
+                try RequestBody.requireJSON(request)
+                return try await treesBatch(request, .descendants)
+            },
+            Route(.post, "/provenance", role: .read) { request, _ in
+                try RequestBody.requireJSON(request)
+                return try await treesBatch(request, .provenance)
+            },
+            Route(.get, "/roots", role: .read) { _, _ in try await list { try store.roots() } },
+            Route(.get, "/heads", role: .read) { _, _ in try await list { try store.heads() } },
+            Route(.get, "/snapshot", role: .read) { _, _ in try await snapshot() },
+            Route(.get, "/subscribe", role: .read) { request, route in
+                route.headOnly
+                    ? EventStream.headOnlyResponse
+                    : try EventStream.celestialTree(request, store: store, streams: streams, config: config, client: route.client)
+            },
+        ]
+    }
+
+    private func tree(_ request: Request, _ route: RouteContext, _ direction: TreeEncoder.Direction) async throws -> Response {
+        let view = try Self.view(try QueryString(request).get("view"))
+        return try await trees([try PathID.parse(route.parameter)], direction, view, batch: false)
     }
 
     private func health() -> Response {

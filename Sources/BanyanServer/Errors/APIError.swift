@@ -71,7 +71,7 @@ struct APIError: Error, HTTPResponseError, Sendable {
     /// 405 with the methods the route does allow (RFC 9110: a 405 must send `Allow`).
     static func methodNotAllowed(allow methods: [HTTPRequest.Method]) -> APIError {
         var error = APIError(.methodNotAllowed, "method not allowed")
-        error.headers[.allow] = methods.flatMap { $0 == .get ? ["GET", "HEAD"] : [$0.rawValue] }.joined(separator: ", ")
+        error.headers[.allow] = methods.map(\.rawValue).sorted().flatMap { $0 == "GET" ? ["GET", "HEAD"] : [$0] }.joined(separator: ", ")
         return error
     }
 

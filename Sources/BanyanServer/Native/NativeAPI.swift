@@ -10,39 +10,28 @@ struct NativeAPI: Sendable {
     let config: ServerConfiguration
     let streams: StreamRegistry
 
-    /// Answers `/v1/...` requests; nil for paths this API does not serve.
-    func route(_ request: Request, _ parts: ArraySlice<Substring>, client: ClientConnection) async throws -> Response? {
-        let method = request.method
-        func require(_ allowed: HTTPRequest.Method) throws {
-            if method != allowed { throw APIError.methodNotAllowed(allow: [allowed]) }
-        }
-        switch (parts.count, parts.first) {
-        case (1, "events"):
-            if method == .post { return try await append(request) }
-            guard method == .get else { throw APIError.methodNotAllowed(allow: [.get, .post]) }
-            return try await readLog(request)
-        case (2, "events"):
-            try require(.get)
-            return try event(try Self.pathID(parts[parts.startIndex + 1]))
-        case (3, "events") where parts[parts.startIndex + 1] == "by-key":
-            try require(.get)
-            let raw = String(parts[parts.startIndex + 2])
-            guard let key = raw.removingPercentEncoding else { throw APIError.invalid("the key is not valid percent-encoded UTF-8", field: "key") }
-            guard !key.isEmpty else { throw APIError.invalid("the key must not be empty", field: "key") }
-            guard let event = try store.event(key: key) else { throw APIError(.notFound, "not found", detail: "no event has key \"\(key)\"").naming("key") }
-            return JSONResponse.make(EventJSON.encode(event))
-        case (1, "stream"):
-            try require(.get)
-            return try EventStream.native(request, store: store, streams: streams, config: config, client: client)
-        case (1, "query"):
-            try require(.post)
-            return try await QueryAPI(store: store, config: config).run(request)
-        case (1, "status"):
-            try require(.get)
-            return try await status()
-        default:
-            return nil
-        }
+    /// The routes under `/v1` (`RouteTable`).
+    var routes: [Route] {
+        [
+            Route(.post, "/v1/events", role: .write) { request, _ in try await append(request) },
+            Route(.get, "/v1/events", role: .read) { request, _ in try await readLog(request) },
+            Route(.get, "/v1/events/{id}", role: .read) { _, route in try event(try Self.pathID(route.parameter)) },
+            Route(.get, "/v1/events/by-key/{key}", role: .read) { _, route in try event(key: route.parameter) },
+            Route(.get, "/v1/stream", role: .read) { request, route in
+                route.headOnly
+                    ? EventStream.headOnlyResponse
+                    : try EventStream.native(request, store: store, streams: streams, config: config, client: route.client)
+            },
+            Route(.post, "/v1/query", role: .read) { request, _ in try await QueryAPI(store: store, config: config).run(request) },
+            Route(.get, "/v1/status", role: .read) { _, _ in try await status() },
+        ]
+    }
+
+    private func event(key raw: Substring) throws -> Response {
+        guard let key = String(raw).removingPercentEncoding else { throw APIError.invalid("the key is not valid percent-encoded UTF-8", field: "key") }
+        guard !key.isEmpty else { throw APIError.invalid("the key must not be empty", field: "key") }
+        guard let event = try store.event(key: key) else { throw APIError(.notFound, "not found", detail: "no event has key \"\(key)\"").naming("key") }
+        return JSONResponse.make(EventJSON.encode(event))
     }
 
     private func append(_ request: Request) async throws -> Response {
