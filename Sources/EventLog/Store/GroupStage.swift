@@ -1,14 +1,11 @@
-/// One commit group being assembled by the writer: the WriteBatch plus the tentative state it
-/// implies. Client batches are staged one at a time between a save point and either a pop
-/// (keep) or a rollback (drop), so a rejected batch leaves nothing behind: no id consumed, no
-/// key, no dictionary entry.
+/// One commit group being assembled by the sequencer: the `CommitGroup` plus the tentative
+/// state it implies. Client batches are staged one at a time after a mark and either kept or
+/// rolled back to the mark, so a rejected batch leaves nothing behind: no id consumed, no key,
+/// no dictionary entry.
 ///
 /// Not thread-safe: lives on the stager thread only.
 struct GroupStage {
-    /// The writer's one batch, empty when a group starts: reusing it keeps its buffer (hundreds
-    /// of kilobytes for a large group) instead of allocating and faulting in a new one per group.
-    let batch: RocksWriteBatch
-    var lastID: EventID
+    var group: CommitGroup
     var meta: StoreMeta
     var segment: OpenSegment
     /// Events staged in this group under a key, for duplicates and `parent_keys` inside a group.
@@ -16,48 +13,38 @@ struct GroupStage {
     /// Type and stream names first used in this group, with the ids allocated for them.
     var newNames: [DictionaryKind: [String: UInt32]] = [:]
     let timeUnixNano: Int64
-    /// Index entries of the events staged so far, in id order: the group's `IndexBlock`.
-    var entries: [IndexBlock.Entry] = []
 
     /// Undo information for the client batch being staged.
     struct Mark {
-        var lastID: EventID
+        var group: CommitGroup.Mark
         var meta: StoreMeta
         var segment: OpenSegment
         var keys: [String] = []
         var names: [(DictionaryKind, String)] = []
-        var entries = 0
     }
 
     var mark: Mark
 
-    init(batch: RocksWriteBatch, lastID: EventID, meta: StoreMeta, segment: OpenSegment, timeUnixNano: Int64) {
-        precondition(batch.count == 0, "a commit group starts with an empty write batch")
-        self.batch = batch
-        self.lastID = lastID
+    init(lastID: EventID, meta: StoreMeta, segment: OpenSegment, timeUnixNano: Int64) {
+        group = CommitGroup(epoch: meta.currentEpoch, after: lastID, meta: meta)
         self.meta = meta
         self.segment = segment
         self.timeUnixNano = timeUnixNano
-        mark = Mark(lastID: lastID, meta: meta, segment: segment)
+        mark = Mark(group: group.mark, meta: meta, segment: segment)
     }
 
-    var isEmpty: Bool { lastID == mark.lastID && batch.count == 0 }
+    /// The last id, this group's events included.
+    var lastID: EventID { group.last }
+    var isEmpty: Bool { group.isEmpty }
 
     mutating func begin() {
-        mark = Mark(lastID: lastID, meta: meta, segment: segment, entries: entries.count)
-        batch.setSavePoint()
+        mark = Mark(group: group.mark, meta: meta, segment: segment)
     }
 
-    mutating func keep() throws(StorageError) {
-        try batch.popSavePoint()
-    }
-
-    mutating func rollback() throws(StorageError) {
-        try batch.rollbackToSavePoint()
-        lastID = mark.lastID
+    mutating func rollback() {
+        group.rollback(to: mark.group)
         meta = mark.meta
         segment = mark.segment
-        entries.removeLast(entries.count - mark.entries)
         for key in mark.keys { keyed.removeValue(forKey: key) }
         for (kind, name) in mark.names { newNames[kind]?.removeValue(forKey: name) }
     }

@@ -136,28 +136,21 @@ extension Writer {
             throw LogError(.limitExceeded, "the store holds the most events and links one store can (\(LogIndex.capacity) each)")
         }
         RecordCodec.encode(event, into: &recordBuffer)
-        let batch = stage.batch
-        let logFamily = storage.cf(.log), keysFamily = storage.cf(.keys)
-        withUnsafeBytes(of: id.bigEndian) { idKey in
-            recordBuffer.bytes.withUnsafeBytes { batch.put(logFamily, idKey, $0) }
-            if var key = event.key {
-                key.withUTF8 { batch.put(keysFamily, UnsafeRawBufferPointer($0), idKey) }
-            }
-        }
         let type = try dictionaryID(.type, event.type, &stage)
         var stream: UInt32 = 0
         if let name = event.stream { stream = try dictionaryID(.stream, name, &stage) }
-        stage.entries.append(IndexBlock.Entry(type: type, stream: stream, parents: event.parents))
+        recordBuffer.bytes.withUnsafeBytes {
+            stage.group.append(record: $0, entry: IndexBlock.Entry(type: type, stream: stream, parents: event.parents))
+        }
         if let key = event.key {
+            stage.group.keys.append((key, id))
             stage.keyed[key] = event
             stage.mark.keys.append(key)
         }
-        stage.lastID = id
         stage.meta.edges += UInt64(event.parents.count)
         stage.segment.add(id: id, timeUnixNano: event.timeUnixNano, record: recordBuffer.bytes)
         if stage.segment.isFull(limits) {
-            let sealed = stage.segment.sealed()
-            batch.put(storage.cf(.meta), MetaKey.segment(sealed.first), sealed.encoded())
+            stage.group.seals.append(stage.segment.sealed())
             stage.segment = OpenSegment(first: id + 1)
         }
     }

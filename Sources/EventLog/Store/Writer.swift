@@ -66,8 +66,6 @@ final class Writer: @unchecked Sendable {
     private var slot: Staged?
     private var stagerDone = false
     private var exited = false
-    /// Write batches not in use: at most three exist (staging, in the slot, being written).
-    private var spareBatches: [RocksWriteBatch] = []
     /// Set by the committer after a failed write: the state the stager must start again from.
     private var restart: (lastID: EventID, meta: StoreMeta, segment: OpenSegment)?
     /// The last id the committer wrote (also the committed state's last id after a restart).
@@ -94,6 +92,9 @@ final class Writer: @unchecked Sendable {
 
     // Commit state: touched only while holding `committing`. (The committed meta is `published`.)
     private var committedSegment: OpenSegment
+    /// The one RocksDB write batch, reused for every group: its buffer (hundreds of kilobytes for
+    /// a large group) is allocated once.
+    private let writeBatch = RocksWriteBatch()
     /// When the oldest write not yet fsynced happened (nil: everything written is durable).
     private var unsyncedSince: ContinuousClock.Instant?
     /// Background WAL syncs that failed in a row, and why the last one did. Past
@@ -243,8 +244,8 @@ final class Writer: @unchecked Sendable {
     }
 
     private func stage(_ group: [Pending]) -> Staged {
-        let batch = takeBatchAndSettle()
-        var stage = GroupStage(batch: batch, lastID: lastID, meta: meta, segment: segment, timeUnixNano: now())
+        settle()
+        var stage = GroupStage(lastID: lastID, meta: meta, segment: segment, timeUnixNano: now())
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)
         for pending in group {
@@ -253,12 +254,7 @@ final class Writer: @unchecked Sendable {
         let wantsSync = group.indices.contains { i in
             group[i].durability == .group && (try? outcomes[i].get()) != nil
         }
-        if !stage.isEmpty {
-            stage.batch.put(storage.cf(.meta), MetaKey.stats, stage.meta.encodedStats())
-            if !stage.entries.isEmpty {
-                stage.batch.put(storage.cf(.index), KeySpace.id(lastID + 1), IndexBlock(first: lastID + 1, entries: stage.entries).encoded())
-            }
-        }
+        stage.group.stats = stage.meta
         // The next group is staged on top of this one, which the committer will write first.
         let groupAfter = lastID
         lastID = stage.lastID
@@ -270,11 +266,10 @@ final class Writer: @unchecked Sendable {
         return Staged(group: group, outcomes: outcomes, stage: stage, after: groupAfter, wantsSync: wantsSync)
     }
 
-    /// A cleared write batch for the next group; meanwhile picks up what the committer reported:
-    /// written groups whose keys are now in storage, or a failed write to start again after.
-    private func takeBatchAndSettle() -> RocksWriteBatch {
+    /// Picks up what the committer reported: written groups whose keys are now in storage, or a
+    /// failed write to start again after.
+    private func settle() {
         handoff.lock()
-        let batch = spareBatches.popLast() ?? RocksWriteBatch()
         let written = committedLastID
         let restartFrom = restart
         restart = nil
@@ -290,8 +285,6 @@ final class Writer: @unchecked Sendable {
         }
         inFlightKeyed.removeAll { $0.last <= written }
         inFlightNames.removeAll { $0.last <= written }
-        batch.clear()
-        return batch
     }
 
     /// Stages one client batch; on any failure the batch is rolled back out of the group.
@@ -309,16 +302,11 @@ final class Writer: @unchecked Sendable {
                 break
             }
         }
-        do {
-            if let failure {
-                try stage.rollback()
-                return .failure(failure)
-            }
-            try stage.keep()
-            return .success(results)
-        } catch {
-            preconditionFailure("write batch save point failed: \(error)")
+        if let failure {
+            stage.rollback()
+            return .failure(failure)
         }
+        return .success(results)
     }
 
     /// Caches of committed dictionary entries are a convenience: past a bound, start over.
@@ -366,7 +354,7 @@ final class Writer: @unchecked Sendable {
         let id = stage.meta.allocate(kind)
         stage.newNames[kind, default: [:]][name] = id
         stage.mark.names.append((kind, name))
-        stage.batch.put(storage.cf(.meta), metaKey, ByteWriter.be32(id))
+        stage.group.names.append(CommitGroup.Name(kind: kind, name: name, id: id))
         return id
     }
 
@@ -453,7 +441,6 @@ final class Writer: @unchecked Sendable {
     private func commit(_ staged: Staged) {
         let stage = staged.stage
         let group = staged.group
-        defer { returnBatch(stage.batch) }
         let groupStart = staged.after
         guard groupStart == committedLastIDNow() else {
             // Staged on top of a group whose write failed.
@@ -476,7 +463,7 @@ final class Writer: @unchecked Sendable {
             let started = ContinuousClock.now
             do throws(StorageError) {
                 if let error = failWrite?(stage.lastID) { throw error }
-                try storage.db.write(stage.batch, sync: sync)
+                try storage.write(stage.group, into: writeBatch, sync: sync)
             } catch {
                 let failure = LogError(error)
                 for pending in group { pending.continuation.resume(throwing: failure) }
@@ -485,7 +472,7 @@ final class Writer: @unchecked Sendable {
                 handoff.unlock()
                 return
             }
-            index.append(stage.entries)
+            index.append(stage.group.entries)
             committedSegment = stage.segment
             handoff.lock()
             committedLastID = stage.lastID
@@ -515,11 +502,6 @@ final class Writer: @unchecked Sendable {
         return committedLastID
     }
 
-    private func returnBatch(_ batch: RocksWriteBatch) {
-        handoff.lock()
-        spareBatches.append(batch)
-        handoff.unlock()
-    }
 }
 
 /// Runs a storage call, turning its error into the module's error type.

@@ -38,19 +38,4 @@ final class RocksWriteBatch {
     func clear() {
         rocksdb_writebatch_clear(handle)
     }
-
-    /// Marks a point to roll back to: one client batch is staged between a save point and
-    /// either `popSavePoint()` (keep) or `rollbackToSavePoint()` (drop), so a rejected batch
-    /// leaves nothing in the commit group.
-    func setSavePoint() {
-        rocksdb_writebatch_set_save_point(handle)
-    }
-
-    func rollbackToSavePoint() throws(StorageError) {
-        try withErrorPointer { rocksdb_writebatch_rollback_to_save_point(handle, $0) }
-    }
-
-    func popSavePoint() throws(StorageError) {
-        try withErrorPointer { rocksdb_writebatch_pop_save_point(handle, $0) }
-    }
 }
