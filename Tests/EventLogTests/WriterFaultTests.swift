@@ -111,7 +111,7 @@ struct WriterFaultTests {
     }
 
     /// Background syncs (`--fsync interval`) that keep failing: each is counted; past
-    /// `Writer.syncFailuresMax` in a row appends are refused (nothing stored), and they are taken
+    /// `Applier.syncFailuresMax` in a row appends are refused (nothing stored), and they are taken
     /// again once a sync succeeds.
     @Test func appendsAreRefusedWhileTheWALCannotBeSynced() async throws {
         let path = try TempDir.make(#function)
@@ -133,10 +133,10 @@ struct WriterFaultTests {
         #expect(first.results[0].id == 1 && !first.durable)
         // Wait for enough failed background syncs.
         let deadline = ContinuousClock.now + .seconds(10)
-        while failures.load(ordering: .relaxed) < Writer.syncFailuresMax, ContinuousClock.now < deadline {
+        while failures.load(ordering: .relaxed) < Applier.syncFailuresMax, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        #expect(failures.load(ordering: .relaxed) >= Writer.syncFailuresMax)
+        #expect(failures.load(ordering: .relaxed) >= Applier.syncFailuresMax)
         do {
             _ = try await store.append([AppendRequest(type: "refused", key: "r")])
             Issue.record("an append was taken while the WAL could not be synced")

@@ -1,8 +1,11 @@
+import Synchronization
 /// Typed access to the key space over one RocksDB database: what the writer, the readers and
 /// `verify` share. It holds no mutable state of its own; thread-safety is RocksDB's.
 final class LogStorage: Sendable {
     let db: RocksDB
     private let families: [RocksDB.Family]
+    /// The applier's one write batch (`write(_:epochHistory:sync:)`), reused group after group.
+    let groupBatch = Mutex(RocksWriteBatch())
 
     init(
         path: String, readOnly: Bool, blockCacheBytes: Int, filesMax: Int = -1, walRecovery: RocksDB.WALRecovery = .tolerateIncompleteTail

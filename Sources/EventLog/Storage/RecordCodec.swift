@@ -83,6 +83,25 @@ enum RecordCodec {
             key: key, stream: stream, message: message, payload: payload)
     }
 
+    /// The time of an encoded record, read without decoding the rest (nil if it is too short).
+    static func timeUnixNano(of record: ArraySlice<UInt8>) -> Int64? {
+        var i = record.startIndex + 2  // version, flags
+        func varint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < record.endIndex, shift < 64 {
+                let byte = record[i]
+                i += 1
+                value |= UInt64(byte & 0x7F) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        guard i <= record.endIndex, varint() != nil, let zigzag = varint() else { return nil }
+        return Int64(bitPattern: zigzag >> 1) ^ -Int64(bitPattern: zigzag & 1)
+    }
+
     static func checksum(id: EventID, _ body: ArraySlice<UInt8>) -> UInt32 {
         withUnsafeBytes(of: id.bigEndian) { CRC32C.update(CRC32C.update(0, $0), body) }
     }

@@ -59,7 +59,7 @@ struct OpenSegment: Sendable, Hashable {
     var isEmpty: Bool { last < first }
     var count: UInt64 { isEmpty ? 0 : last - first + 1 }
 
-    mutating func add(id: EventID, timeUnixNano: Int64, record: [UInt8]) {
+    mutating func add(id: EventID, timeUnixNano: Int64, record: some RandomAccessCollection<UInt8>) {
         precondition(id == (isEmpty ? first : last + 1), "segment \(first): record \(id) out of order")
         if isEmpty { firstTimeUnixNano = timeUnixNano }
         last = id

@@ -33,8 +33,12 @@ struct StoreMeta: Sendable, Hashable {
     }
 
     func encodedEpochHistory() -> [UInt8] {
-        var w = ByteWriter(capacity: 16 * epochHistory.count)
-        for (epoch, first) in epochHistory {
+        Self.encodedEpochHistory(epochHistory)
+    }
+
+    static func encodedEpochHistory(_ history: [(epoch: UInt64, firstID: EventID)]) -> [UInt8] {
+        var w = ByteWriter(capacity: 16 * history.count)
+        for (epoch, first) in history {
             w.putBE64(epoch)
             w.putBE64(first)
         }

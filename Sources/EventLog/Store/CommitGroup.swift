@@ -82,37 +82,47 @@ public struct CommitGroup: Sendable, Equatable {
     }
 }
 
-extension LogStorage {
+extension LogStorage: CommitStorage {
     /// Writes `group` in one atomic RocksDB write, through the WAL (`sync`: fsynced before it
-    /// returns), into `batch` (cleared first; the writer reuses one).
-    func write(_ group: CommitGroup, into batch: RocksWriteBatch, sync: Bool) throws(StorageError) {
-        batch.clear()
-        let logFamily = cf(.log), keysFamily = cf(.keys), metaFamily = cf(.meta)
-        var id = group.first
-        while id <= group.last {
-            withUnsafeBytes(of: id.bigEndian) { key in
-                group.record(id).withUnsafeBytes { batch.put(logFamily, key, $0) }
+    /// returns). One write batch is reused for every group, so its buffer (hundreds of kilobytes
+    /// for a large group) is allocated once; only the applier writes, one group at a time.
+    func write(_ group: CommitGroup, epochHistory: [(epoch: UInt64, firstID: EventID)]?, sync: Bool) throws(StorageError) {
+        try groupBatch.withLock { batch throws(StorageError) in
+            batch.clear()
+            let logFamily = cf(.log), keysFamily = cf(.keys), metaFamily = cf(.meta)
+            var id = group.first
+            while id <= group.last {
+                withUnsafeBytes(of: id.bigEndian) { key in
+                    group.record(id).withUnsafeBytes { batch.put(logFamily, key, $0) }
+                }
+                id += 1
             }
-            id += 1
-        }
-        for (key, keyID) in group.keys {
-            var key = key
-            withUnsafeBytes(of: keyID.bigEndian) { value in
-                key.withUTF8 { batch.put(keysFamily, UnsafeRawBufferPointer($0), value) }
+            for (key, keyID) in group.keys {
+                var key = key
+                withUnsafeBytes(of: keyID.bigEndian) { value in
+                    key.withUTF8 { batch.put(keysFamily, UnsafeRawBufferPointer($0), value) }
+                }
             }
-        }
-        for name in group.names {
-            batch.put(metaFamily, name.kind == .type ? MetaKey.type(name.name) : MetaKey.stream(name.name), ByteWriter.be32(name.id))
-        }
-        for seal in group.seals {
-            batch.put(metaFamily, MetaKey.segment(seal.first), seal.encoded())
-        }
-        if !group.isEmpty || !group.names.isEmpty {
+            for name in group.names {
+                batch.put(metaFamily, name.kind == .type ? MetaKey.type(name.name) : MetaKey.stream(name.name), ByteWriter.be32(name.id))
+            }
+            for seal in group.seals {
+                batch.put(metaFamily, MetaKey.segment(seal.first), seal.encoded())
+            }
+            if let epochHistory {
+                batch.put(metaFamily, MetaKey.epochHistory, StoreMeta.encodedEpochHistory(epochHistory))
+            }
             batch.put(metaFamily, MetaKey.stats, group.stats.encodedStats())
-        }
-        if !group.entries.isEmpty {
             batch.put(cf(.index), KeySpace.id(group.first), IndexBlock(first: group.first, entries: group.entries).encoded())
+            try db.write(batch, sync: sync)
         }
-        try db.write(batch, sync: sync)
+    }
+
+    func syncWAL() throws(StorageError) {
+        try db.syncWAL()
+    }
+
+    func dictionaryID(_ kind: DictionaryKind, _ name: String) throws(StorageError) -> UInt32? {
+        try dictionaryID(kind == .type ? MetaKey.type(name) : MetaKey.stream(name))
     }
 }

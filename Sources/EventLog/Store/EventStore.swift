@@ -4,14 +4,14 @@ import Synchronization
 
 /// The event log: one RocksDB database, one writer, many readers.
 ///
-/// Appends go through the single `Writer` (group commit); reads go straight to RocksDB and see
+/// Appends go through the single `Sequencer` (group commit); reads go straight to RocksDB and see
 /// every event up to `lastID`, the last committed id. Thread-safe: share one instance.
 /// Call `close()` once at shutdown; it drains queued appends, syncs and closes RocksDB.
 public final class EventStore: Sendable {
     public let path: String
     public let options: StoreOptions
     let storage: LogStorage
-    private let writer: Writer?
+    private let writer: Sequencer?
     public let notifier: CommitNotifier
     let startMeta: StoreMeta
     /// Links, types and streams of every event, in memory (`LogIndex`).
@@ -95,10 +95,13 @@ public final class EventStore: Sendable {
             notifier = CommitNotifier(last: lastID)
         } else {
             let segment = try Recovery.openSegment(storage, lastID: lastID)
-            let writer = Writer(
-                storage: storage, limits: options.limits, policy: options.durability,
-                syncInterval: options.syncInterval, now: options.clock, observer: options.observer, lastID: lastID, meta: meta, segment: segment,
-                index: index, logger: logger, failWrite: options.failWrite, failSync: options.failSync)
+            let applier = Applier(
+                storage: storage, index: index, lastID: lastID, meta: meta, segment: segment, policy: options.durability,
+                syncInterval: options.syncInterval, observer: options.observer, logger: logger,
+                failWrite: options.failWrite, failSync: options.failSync)
+            let writer = Sequencer(
+                applier: applier, limits: options.limits, now: options.clock, observer: options.observer,
+                lastID: lastID, meta: meta, segment: segment)
             writer.start()
             self.writer = writer
             notifier = writer.notifier
@@ -131,7 +134,7 @@ public final class EventStore: Sendable {
         }
     }
 
-    var writerMeta: StoreMeta { writer?.publishedMeta ?? startMeta }
+    var writerMeta: StoreMeta { writer?.applier.appliedMeta ?? startMeta }
 
     /// The leadership term new events are appended in.
     public var epoch: UInt64 { writerMeta.currentEpoch }

@@ -48,7 +48,7 @@ final class LogIndex: @unchecked Sendable {
     private let published = Atomic<Int>(0)
     private let roots = Atomic<Int>(0)
     private let heads = Atomic<Int>(0)
-    /// Writer-side edge count.
+    /// Applier-side edge count.
     private(set) var edgeCount = 0
 
     init() {
@@ -63,8 +63,8 @@ final class LogIndex: @unchecked Sendable {
     var rootCount: Int { roots.load(ordering: .acquiring) }
     var headCount: Int { heads.load(ordering: .acquiring) }
 
-    /// Appends the next events (ids `lastID + 1` onwards, in order). Writer only; the writer
-    /// checks `capacity` before it stages an event.
+    /// Appends the next events (ids `lastID + 1` onwards, in order). The applier only; the
+    /// sequencer checks `capacity` before it stages an event.
     func append<S: Sequence>(_ entries: S) where S.Element == IndexBlock.Entry {
         var id = published.load(ordering: .relaxed)
         var rootsAdded = 0
@@ -240,7 +240,7 @@ final class Chunks<Element>: @unchecked Sendable where Element: ~Copyable {
         directory.deallocate()
     }
 
-    /// Makes slot `index` addressable (zero-filled). Writer only.
+    /// Makes slot `index` addressable (zero-filled). The applier only.
     func ensure(_ index: Int) {
         let chunk = index >> Self.shift
         while allocated <= chunk {

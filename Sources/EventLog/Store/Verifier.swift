@@ -178,7 +178,7 @@ struct Verifier {
     private func dictionaryID(_ name: String, cache: inout [String: UInt32?], metaKey: [UInt8]) throws(StorageError) -> UInt32? {
         if let cached = cache[name] { return cached }
         let id = try storage.dictionaryID(metaKey)
-        if cache.count < Writer.dictionaryCacheEntriesMax { cache[name] = id }
+        if cache.count < Sequencer.dictionaryCacheEntriesMax { cache[name] = id }
         return id
     }
 

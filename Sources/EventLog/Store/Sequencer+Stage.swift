@@ -1,5 +1,5 @@
 /// The append rules, applied to one event on the stager thread.
-extension Writer {
+extension Sequencer {
     func stageEvent(_ request: AppendRequest, into stage: inout GroupStage) throws(LogError) -> AppendResult {
         try validateShape(request)
         let parents = try resolveParents(request, stage)

@@ -2,17 +2,18 @@ import Logging
 import Foundation
 import Synchronization
 
-/// The single writer: gathers concurrent appends into commit groups, validates and stages each
-/// client batch atomically, writes one WriteBatch through the WAL, fsyncs per the durability
-/// policy, then acknowledges every batch of the group together.
+/// The leader's write path: gathers concurrent appends into commit groups, validates and stages
+/// each client batch atomically into a `CommitGroup` (ids, epoch, dictionary ids, keys, records,
+/// segment accounting), has the `Applier` write it (one atomic write through the WAL, fsynced per
+/// the durability policy), then acknowledges every batch of the group together.
 ///
 /// Two threads in a pipeline, so that staging the next group overlaps writing and fsyncing the
 /// previous one (on its own, the one thread waited for every fsync with the next group queued):
 /// - the stager takes queued batches as a group and stages it on top of the *tentative* state
 ///   (last id, meta, segment, dictionaries, keys) that includes every group handed on but not
 ///   yet written, then hands it to the committer through a one-group slot;
-/// - the committer writes groups in order, extends the in-memory index, publishes, and
-///   acknowledges. It alone owns durability (`unsyncedSince`, interval syncs).
+/// - the committer has the applier write groups in order (which extends the in-memory index and
+///   publishes), and acknowledges. The applier alone owns durability (interval syncs).
 /// When the committer is idle and nothing is queued behind a group, there is nothing to overlap,
 /// and the stager commits the group itself (saving a thread wake-up per group). A group is
 /// acknowledged only after every group before it is written, so an event's parents
@@ -24,7 +25,7 @@ import Synchronization
 /// the slot and the committed state by `handoff`. Every other stored property belongs to one of
 /// the two threads (or to `init`, before they start), as marked, which is why
 /// `@unchecked Sendable` is sound.
-final class Writer: @unchecked Sendable {
+final class Sequencer: @unchecked Sendable {
     struct Pending {
         var requests: [AppendRequest]
         var durability: Durability
@@ -41,19 +42,14 @@ final class Writer: @unchecked Sendable {
         var wantsSync: Bool
     }
 
-    let storage: LogStorage
+    let storage: any CommitStorage
     let limits: Limits
     let policy: Durability
-    private let syncInterval: Duration
     private let now: @Sendable () -> Int64
     private let observer: (any StoreObserver)?
-    let notifier: CommitNotifier
-    /// Extended by the committer after each written group, before it is published.
-    private let index: LogIndex
-    /// Fault injection (`StoreOptions.failSync`).
-    private let failSync: (@Sendable () -> StorageError?)?
-    /// Fault injection (`StoreOptions.failWrite`).
-    private let failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)?
+    /// Writes the groups; its state (last applied id, meta, segment, durability) is the committed state.
+    let applier: Applier
+    var notifier: CommitNotifier { applier.notifier }
 
     // Queue of client batches (guarded by `condition`).
     private let condition = NSCondition()
@@ -68,8 +64,6 @@ final class Writer: @unchecked Sendable {
     private var exited = false
     /// Set by the committer after a failed write: the state the stager must start again from.
     private var restart: (lastID: EventID, meta: StoreMeta, segment: OpenSegment)?
-    /// The last id the committer wrote (also the committed state's last id after a restart).
-    private var committedLastID: EventID
     /// Whoever sets this (the committer, or the stager committing a group itself when there is
     /// nothing to overlap with) owns the commit state below until it clears it.
     private var committing = false
@@ -90,49 +84,19 @@ final class Writer: @unchecked Sendable {
     /// Each staged record is encoded here, then copied into the batch.
     var recordBuffer = ByteWriter(capacity: 4_096)
 
-    // Commit state: touched only while holding `committing`. (The committed meta is `published`.)
-    private var committedSegment: OpenSegment
-    /// The one RocksDB write batch, reused for every group: its buffer (hundreds of kilobytes for
-    /// a large group) is allocated once.
-    private let writeBatch = RocksWriteBatch()
-    /// When the oldest write not yet fsynced happened (nil: everything written is durable).
-    private var unsyncedSince: ContinuousClock.Instant?
-    /// Background WAL syncs that failed in a row, and why the last one did. Past
-    /// `syncFailuresMax`, appends are refused until a sync succeeds: after a failed fsync the
-    /// kernel may have dropped the dirty pages, so acknowledging more writes on top would
-    /// promise what the disk may not hold. Touched only by whoever runs `commit`/`syncNow`.
-    private var syncFailures = 0
-    private var syncError: String?
-    static let syncFailuresMax = 3
-    private let logger: Logger?
-    /// `meta` as of the last commit, for readers on other threads.
-    private let published: Mutex<StoreMeta>
-
-    var publishedMeta: StoreMeta { published.withLock { $0 } }
-
     init(
-        storage: LogStorage, limits: Limits, policy: Durability, syncInterval: Duration,
-        now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?, lastID: EventID, meta: StoreMeta, segment: OpenSegment,
-        index: LogIndex, logger: Logger? = nil, failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)? = nil,
-        failSync: (@Sendable () -> StorageError?)? = nil
+        applier: Applier, limits: Limits, now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?,
+        lastID: EventID, meta: StoreMeta, segment: OpenSegment
     ) {
-        self.index = index
-        self.failSync = failSync
-        self.logger = logger
-        self.failWrite = failWrite
+        self.applier = applier
+        storage = applier.storage
+        policy = applier.policy
         self.observer = observer
-        self.storage = storage
         self.limits = limits
-        self.policy = policy
-        self.syncInterval = syncInterval
         self.now = now
         self.lastID = lastID
         self.meta = meta
         self.segment = segment
-        committedLastID = lastID
-        committedSegment = segment
-        published = Mutex(meta)
-        notifier = CommitNotifier(last: lastID)
     }
 
     func start() {
@@ -269,8 +233,8 @@ final class Writer: @unchecked Sendable {
     /// Picks up what the committer reported: written groups whose keys are now in storage, or a
     /// failed write to start again after.
     private func settle() {
+        let written = applier.lastApplied
         handoff.lock()
-        let written = committedLastID
         let restartFrom = restart
         restart = nil
         handoff.unlock()
@@ -345,8 +309,7 @@ final class Writer: @unchecked Sendable {
         for entry in inFlightNames.reversed() {
             if let id = entry.names[kind]?[name] { return id }
         }
-        let metaKey = kind == .type ? MetaKey.type(name) : MetaKey.stream(name)
-        if let id = try storageCall({ () throws(StorageError) in try storage.dictionaryID(metaKey) }) {
+        if let id = try storageCall({ () throws(StorageError) in try storage.dictionaryID(kind, name) }) {
             if kind == .type { typeIDs[name] = id } else { streamIDs[name] = id }
             remember(kind, name, id)
             return id
@@ -365,7 +328,7 @@ final class Writer: @unchecked Sendable {
             commit(staged)
             releaseCommit()
         }
-        if unsyncedSince != nil { syncNow() }
+        if !applier.isDurable { applier.syncNow() }
         handoff.lock()
         exited = true
         handoff.broadcast()
@@ -383,12 +346,11 @@ final class Writer: @unchecked Sendable {
                 continue
             }
             if stagerDone { return nil }
-            if policy == .interval, let since = unsyncedSince {
-                let due = since + syncInterval
+            if let due = applier.syncDue {
                 if ContinuousClock.now >= due {
                     committing = true
                     handoff.unlock()
-                    syncNow()
+                    applier.syncNow()
                     handoff.lock()
                     committing = false
                     continue
@@ -405,34 +367,6 @@ final class Writer: @unchecked Sendable {
         return staged
     }
 
-    private func syncNow() {
-        do throws(StorageError) {
-            if let error = failSync?() { throw error }
-            try storage.db.syncWAL()
-            if syncFailures > 0 { logger?.notice("write-ahead log synced again", metadata: ["failures_before": "\(syncFailures)"]) }
-            unsyncedSince = nil
-            syncFailures = 0
-            syncError = nil
-        } catch {
-            // Retried one interval later rather than in a loop; meanwhile every answer says durable: false.
-            unsyncedSince = .now
-            syncFailures += 1
-            syncError = error.message
-            logger?.error("write-ahead log sync failed", metadata: [
-                "error": "\(error.message)", "failures_in_a_row": "\(syncFailures)",
-                "appends": "\(syncFailures >= Self.syncFailuresMax ? "refused until a sync succeeds" : "still accepted")",
-            ])
-            observer?.didFailSync(error: error.message)
-        }
-    }
-
-    /// Under `.interval`, a busy writer syncs with the next write once the interval is due, so a
-    /// queue that never empties cannot postpone durability forever.
-    private var intervalDue: Bool {
-        guard policy == .interval, let since = unsyncedSince else { return false }
-        return ContinuousClock.now - since >= syncInterval
-    }
-
     private static func seconds(_ d: Duration) -> TimeInterval {
         let (s, atto) = d.components
         return max(0.001, TimeInterval(s) + TimeInterval(atto) / 1e18)
@@ -441,53 +375,25 @@ final class Writer: @unchecked Sendable {
     private func commit(_ staged: Staged) {
         let stage = staged.stage
         let group = staged.group
-        let groupStart = staged.after
-        guard groupStart == committedLastIDNow() else {
+        guard staged.after == applier.lastApplied else {
             // Staged on top of a group whose write failed.
             let failure = LogError(.storage, "an earlier commit group failed to write; nothing of this batch was stored")
             for pending in group { pending.continuation.resume(throwing: failure) }
             return
         }
-        if syncFailures >= Self.syncFailuresMax, let syncError {
-            let failure = LogError(
-                .storage,
-                "the write-ahead log could not be synced \(syncFailures) times in a row (\(syncError)); appends are refused until a sync succeeds, and nothing of this batch was stored")
-            for pending in group { pending.continuation.resume(throwing: failure) }
+        do {
+            let (synced, writeDuration) = try applier.apply(stage.group, wantsSync: staged.wantsSync)
+            if !stage.isEmpty {
+                observer?.didCommit(events: stage.group.count, batches: group.count, synced: synced, writeDuration: writeDuration)
+            }
+        } catch {
+            for pending in group { pending.continuation.resume(throwing: error) }
             handoff.lock()
-            restart = (committedLastID, publishedMeta, committedSegment)
+            restart = (applier.lastApplied, applier.appliedMeta, applier.segment)
             handoff.unlock()
             return
         }
-        if !stage.isEmpty {
-            let sync = staged.wantsSync || intervalDue
-            let started = ContinuousClock.now
-            do throws(StorageError) {
-                if let error = failWrite?(stage.lastID) { throw error }
-                try storage.write(stage.group, into: writeBatch, sync: sync)
-            } catch {
-                let failure = LogError(error)
-                for pending in group { pending.continuation.resume(throwing: failure) }
-                handoff.lock()
-                restart = (committedLastID, publishedMeta, committedSegment)
-                handoff.unlock()
-                return
-            }
-            index.append(stage.group.entries)
-            committedSegment = stage.segment
-            handoff.lock()
-            committedLastID = stage.lastID
-            handoff.unlock()
-            if sync { unsyncedSince = nil } else if unsyncedSince == nil { unsyncedSince = .now }
-            published.withLock { $0 = stage.meta }
-            observer?.didCommit(
-                events: Int(stage.lastID - groupStart), batches: group.count, synced: sync,
-                writeDuration: ContinuousClock.now - started)
-            notifier.publish(stage.lastID)
-        } else if staged.wantsSync && unsyncedSince != nil {
-            // Only duplicates: their originals may still be unsynced, and the client asked for durability.
-            syncNow()
-        }
-        let durable = unsyncedSince == nil
+        let durable = applier.isDurable
         for (pending, outcome) in zip(group, staged.outcomes) {
             switch outcome {
             case .success(let results): pending.continuation.resume(returning: AppendReceipt(results: results, durable: durable))
@@ -495,13 +401,6 @@ final class Writer: @unchecked Sendable {
             }
         }
     }
-
-    private func committedLastIDNow() -> EventID {
-        handoff.lock()
-        defer { handoff.unlock() }
-        return committedLastID
-    }
-
 }
 
 /// Runs a storage call, turning its error into the module's error type.

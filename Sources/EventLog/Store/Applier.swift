@@ -1,0 +1,180 @@
+import Logging
+import Synchronization
+
+/// Where commit groups are written: the seam between the write path and its storage, so the
+/// sequencer and the applier can run on RocksDB (`LogStorage`) or in memory (tests, the
+/// simulator).
+protocol CommitStorage: AnyObject, Sendable {
+    /// Writes `group` in one atomic write (`epochHistory`: the store's new epoch history, when
+    /// the group starts an epoch); `sync`: durable before it returns.
+    func write(_ group: CommitGroup, epochHistory: [(epoch: UInt64, firstID: EventID)]?, sync: Bool) throws(StorageError)
+    /// Makes every write so far durable.
+    func syncWAL() throws(StorageError)
+    // What the sequencer reads to stage a group: keys, the events they name, dictionary ids.
+    func id(forKey key: String) throws(StorageError) -> EventID?
+    func event(_ id: EventID) throws(StorageError) -> Event?
+    func dictionaryID(_ kind: DictionaryKind, _ name: String) throws(StorageError) -> UInt32?
+}
+
+/// Applies commit groups, in order, to storage: one atomic write per group (fsynced per the
+/// durability policy), then the in-memory `LogIndex`, then the new last id is published and its
+/// waiters woken. The leader feeds it the groups its sequencer stages; with replication, a
+/// follower feeds it the leader's groups verbatim, and it derives everything else the same way
+/// on both (meta, the open segment), so both stores hold the same bytes.
+///
+/// Thread-safety: `apply`, `syncNow` and the durability state belong to one caller at a time
+/// (the writer's commit owner); `lastApplied` and `appliedMeta` may be read from any thread.
+/// That is why `@unchecked Sendable` is sound.
+final class Applier: @unchecked Sendable {
+    let storage: any CommitStorage
+    let index: LogIndex
+    let notifier: CommitNotifier
+    let policy: Durability
+    private let syncInterval: Duration
+    private let logger: Logger?
+    /// Fault injection (`StoreOptions.failWrite`, `failSync`).
+    private let failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)?
+    private let failSync: (@Sendable () -> StorageError?)?
+    private let observer: (any StoreObserver)?
+
+    private let applied: Mutex<(last: EventID, meta: StoreMeta)>
+
+    // Owned by the caller of `apply`.
+    /// The open segment after the last applied group.
+    private(set) var segment: OpenSegment
+    /// When the oldest write not yet fsynced happened (nil: everything written is durable).
+    private var unsyncedSince: ContinuousClock.Instant?
+    /// Background WAL syncs that failed in a row, and why the last one did. Past
+    /// `syncFailuresMax`, groups are refused until a sync succeeds: after a failed fsync the
+    /// kernel may have dropped the dirty pages, so acknowledging more writes on top would
+    /// promise what the disk may not hold.
+    private var syncFailures = 0
+    private var syncError: String?
+    static let syncFailuresMax = 3
+
+    init(
+        storage: any CommitStorage, index: LogIndex, lastID: EventID, meta: StoreMeta, segment: OpenSegment,
+        policy: Durability, syncInterval: Duration, observer: (any StoreObserver)?, logger: Logger?,
+        failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)? = nil, failSync: (@Sendable () -> StorageError?)? = nil
+    ) {
+        self.storage = storage
+        self.index = index
+        self.policy = policy
+        self.syncInterval = syncInterval
+        self.observer = observer
+        self.logger = logger
+        self.failWrite = failWrite
+        self.failSync = failSync
+        self.segment = segment
+        applied = Mutex((lastID, meta))
+        notifier = CommitNotifier(last: lastID)
+    }
+
+    var lastApplied: EventID { applied.withLock { $0.last } }
+    var appliedMeta: StoreMeta { applied.withLock { $0.meta } }
+
+    /// Everything applied so far is durable.
+    var isDurable: Bool { unsyncedSince == nil }
+
+    /// When the next background sync is due under `--fsync interval`; nil when none is.
+    var syncDue: ContinuousClock.Instant? {
+        guard policy == .interval, let since = unsyncedSince else { return nil }
+        return since + syncInterval
+    }
+
+    /// Why groups are refused now, if they are: the WAL could not be synced.
+    var refusal: LogError? {
+        guard syncFailures >= Self.syncFailuresMax, let syncError else { return nil }
+        return LogError(
+            .storage,
+            "the write-ahead log could not be synced \(syncFailures) times in a row (\(syncError)); appends are refused until a sync succeeds, and nothing of this batch was stored")
+    }
+
+    /// Applies `group`, which must follow the last applied id and not go back in epochs. Returns
+    /// whether the write was fsynced and how long it took. A group of no event writes nothing
+    /// (with `wantsSync`, it syncs what is not yet durable).
+    @discardableResult
+    func apply(_ group: CommitGroup, wantsSync: Bool) throws(LogError) -> (synced: Bool, writeDuration: Duration) {
+        if let refusal { throw refusal }
+        let (last, meta) = applied.withLock { $0 }
+        guard group.first == last + 1 else {
+            throw LogError(.invalidArgument, "commit group \(group.first)...\(group.last) does not follow the last applied id \(last)")
+        }
+        guard group.epoch >= meta.currentEpoch else {
+            throw LogError(.invalidArgument, "commit group \(group.first)...\(group.last) is of epoch \(group.epoch), older than the store's \(meta.currentEpoch)")
+        }
+        guard !group.isEmpty else {
+            if wantsSync && unsyncedSince != nil { syncNow() }
+            return (unsyncedSince == nil, .zero)
+        }
+        var after = meta
+        after.edges = group.stats.edges
+        after.nextTypeID = group.stats.nextTypeID
+        after.nextStreamID = group.stats.nextStreamID
+        let newEpoch = group.epoch > meta.currentEpoch
+        if newEpoch { after.epochHistory.append((group.epoch, group.first)) }
+        let nextSegment = try segment(after: group)
+        let sync = wantsSync || (syncDue.map { ContinuousClock.now >= $0 } ?? false)
+        let started = ContinuousClock.now
+        do throws(StorageError) {
+            if let error = failWrite?(group.last) { throw error }
+            try storage.write(group, epochHistory: newEpoch ? after.epochHistory : nil, sync: sync)
+        } catch {
+            throw LogError(error)
+        }
+        let writeDuration = ContinuousClock.now - started
+        index.append(group.entries)
+        segment = nextSegment
+        applied.withLock { $0 = (group.last, after) }
+        if sync { unsyncedSince = nil } else if unsyncedSince == nil { unsyncedSince = .now }
+        notifier.publish(group.last)
+        return (sync, writeDuration)
+    }
+
+    /// The open segment after `group`: its records added, and closed at each seal the group
+    /// carries, which must be exactly the segment those records make.
+    private func segment(after group: CommitGroup) throws(LogError) -> OpenSegment {
+        var segment = self.segment
+        var seals = group.seals[...]
+        var id = group.first
+        while id <= group.last {
+            let record = group.record(id)
+            guard let time = RecordCodec.timeUnixNano(of: record) else {
+                throw LogError(.invalidArgument, "commit group \(group.first)...\(group.last): record \(id) is malformed")
+            }
+            segment.add(id: id, timeUnixNano: time, record: record)
+            if let seal = seals.first, seal.last == id {
+                guard seal == segment.sealed() else {
+                    throw LogError(.invalidArgument, "commit group \(group.first)...\(group.last): the seal of segment \(seal.first) does not match its records")
+                }
+                seals.removeFirst()
+                segment = OpenSegment(first: id + 1)
+            }
+            id += 1
+        }
+        guard seals.isEmpty else { throw LogError(.invalidArgument, "commit group \(group.first)...\(group.last) seals a segment it does not end") }
+        return segment
+    }
+
+    /// Syncs the WAL; a failure is logged, counted and retried at the next interval.
+    func syncNow() {
+        do throws(StorageError) {
+            if let error = failSync?() { throw error }
+            try storage.syncWAL()
+            if syncFailures > 0 { logger?.notice("write-ahead log synced again", metadata: ["failures_before": "\(syncFailures)"]) }
+            unsyncedSince = nil
+            syncFailures = 0
+            syncError = nil
+        } catch {
+            // Retried one interval later rather than in a loop; meanwhile every answer says durable: false.
+            unsyncedSince = .now
+            syncFailures += 1
+            syncError = error.message
+            logger?.error("write-ahead log sync failed", metadata: [
+                "error": "\(error.message)", "failures_in_a_row": "\(syncFailures)",
+                "appends": "\(syncFailures >= Self.syncFailuresMax ? "refused until a sync succeeds" : "still accepted")",
+            ])
+            observer?.didFailSync(error: error.message)
+        }
+    }
+}
