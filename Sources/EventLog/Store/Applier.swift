@@ -36,6 +36,8 @@ final class Applier: @unchecked Sendable {
     private let failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)?
     private let failSync: (@Sendable () -> StorageError?)?
     private let observer: (any StoreObserver)?
+    /// Told about every group written, after it is published (tests; the log shipper).
+    private let onApplied: (@Sendable (CommitGroup) -> Void)?
 
     private let applied: Mutex<(last: EventID, meta: StoreMeta)>
 
@@ -55,8 +57,10 @@ final class Applier: @unchecked Sendable {
     init(
         storage: any CommitStorage, index: LogIndex, lastID: EventID, meta: StoreMeta, segment: OpenSegment,
         policy: Durability, syncInterval: Duration, observer: (any StoreObserver)?, logger: Logger?,
-        failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)? = nil, failSync: (@Sendable () -> StorageError?)? = nil
+        failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)? = nil, failSync: (@Sendable () -> StorageError?)? = nil,
+        onApplied: (@Sendable (CommitGroup) -> Void)? = nil
     ) {
+        self.onApplied = onApplied
         self.storage = storage
         self.index = index
         self.policy = policy
@@ -128,6 +132,7 @@ final class Applier: @unchecked Sendable {
         applied.withLock { $0 = (group.last, after) }
         if sync { unsyncedSince = nil } else if unsyncedSince == nil { unsyncedSince = .now }
         notifier.publish(group.last)
+        onApplied?(group)
         return (sync, writeDuration)
     }
 

@@ -26,7 +26,8 @@ public struct CommitGroup: Sendable, Equatable {
     var entries: [IndexBlock.Entry] = []
     var names: [Name] = []
     var seals: [SegmentEntry] = []
-    /// `edges`, `nextTypeID`, `nextStreamID` after the group (the `stats` value).
+    /// `edges`, `nextTypeID`, `nextStreamID` after the group (the `stats` value); its epoch
+    /// history is not part of the group (the applier derives it).
     var stats: StoreMeta
 
     init(epoch: UInt64, after lastID: EventID, meta: StoreMeta) {
@@ -78,7 +79,7 @@ public struct CommitGroup: Sendable, Equatable {
     public static func == (a: CommitGroup, b: CommitGroup) -> Bool {
         a.epoch == b.epoch && a.first == b.first && a.last == b.last && a.records == b.records && a.recordEnds == b.recordEnds
             && a.keys.elementsEqual(b.keys, by: { $0 == $1 }) && a.entries == b.entries && a.names == b.names && a.seals == b.seals
-            && a.stats == b.stats
+            && a.stats.encodedStats() == b.stats.encodedStats()
     }
 }
 
@@ -124,5 +125,114 @@ extension LogStorage: CommitStorage {
 
     func dictionaryID(_ kind: DictionaryKind, _ name: String) throws(StorageError) -> UInt32? {
         try dictionaryID(kind == .type ? MetaKey.type(name) : MetaKey.stream(name))
+    }
+}
+
+// MARK: - The wire form
+
+extension CommitGroup {
+    static let formatVersion: UInt8 = 1
+
+    /// The group as bytes, to ship and apply elsewhere (docs/STORAGE.md, "Commit group"):
+    /// ```
+    /// u8      version (1)
+    /// u64be   epoch
+    /// u64be   first id
+    /// u32be   event count n (ids first ... first + n - 1)
+    /// n x     bytes record            (varint length + the RecordCodec record)
+    /// varint  key count, then per key: varint (id - first), bytes key
+    /// varint  name count, then per name: u8 kind (1 type, 2 stream), u32be id, bytes name
+    /// varint  seal count, then per seal: the 44-byte segment manifest entry
+    /// 16      stats (edges u64be, next type id u32be, next stream id u32be)
+    /// bytes   index block             (the IndexBlock the group writes, with its own checksum)
+    /// u32be   CRC-32C of every byte above
+    /// ```
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: 64 + records.count + recordEnds.count * 3 + entries.count * 6)
+        w.bytes.append(Self.formatVersion)
+        w.putBE64(epoch)
+        w.putBE64(first)
+        w.putBE32(UInt32(count))
+        var id = first
+        while id <= last {
+            w.putBytes(record(id))
+            id += 1
+        }
+        w.putVarint(UInt64(keys.count))
+        for (key, keyID) in keys {
+            w.putVarint(keyID - first)
+            w.putString(key)
+        }
+        w.putVarint(UInt64(names.count))
+        for name in names {
+            w.bytes.append(name.kind == .type ? 1 : 2)
+            w.putBE32(name.id)
+            w.putString(name.name)
+        }
+        w.putVarint(UInt64(seals.count))
+        for seal in seals { w.bytes.append(contentsOf: seal.encoded()) }
+        w.bytes.append(contentsOf: stats.encodedStats())
+        w.putBytes(isEmpty ? [] : IndexBlock(first: first, entries: entries).encoded())
+        w.putBE32(CRC32C.checksum(w.bytes))
+        return w.bytes
+    }
+
+    /// The group `bytes` encode, checked: the checksum, every length, each record's own checksum
+    /// (under its id), the index block. Whether it follows the store is the applier's to check.
+    public static func decode(_ bytes: [UInt8]) throws(StorageError) -> CommitGroup {
+        guard bytes.count >= 4 + 1 + 8 + 8 + 4 + 16 else { throw StorageError(.corruption, "commit group: \(bytes.count) bytes is too short") }
+        var tail = ByteReader(Array(bytes.suffix(4)))
+        guard try tail.be32() == CRC32C.checksum(bytes.dropLast(4)) else { throw StorageError(.corruption, "commit group: checksum mismatch") }
+        var r = ByteReader(Array(bytes.dropLast(4)))
+        let version = try r.byte()
+        guard version == formatVersion else { throw StorageError(.corruption, "commit group: unknown format version \(version)") }
+        let epoch = try r.be64()
+        let first = try r.be64()
+        let count = UInt64(try r.be32())
+        guard first >= 1, first <= UInt64.max - count else { throw StorageError(.corruption, "commit group: ids out of range") }
+        var group = CommitGroup(epoch: epoch, after: first - 1, meta: .fresh)
+        group.records.reserveCapacity(bytes.count)
+        group.recordEnds.reserveCapacity(Int(count))
+        for offset in 0..<count {
+            let record = try r.lengthPrefixed()
+            guard record.count >= 6, RecordCodec.checksum(id: first + offset, record.dropLast(4)) == UInt32(bigEndianBytes: record.suffix(4)) else {
+                throw StorageError(.corruption, "commit group: record \(first + offset) fails its checksum")
+            }
+            group.records.append(contentsOf: record)
+            group.recordEnds.append(group.records.count)
+        }
+        group.last = first + count - 1
+        for _ in 0..<(try r.varint()) {
+            let offset = try r.varint()
+            guard offset < count else { throw StorageError(.corruption, "commit group: a key names an id outside the group") }
+            group.keys.append((try r.string(), first + offset))
+        }
+        for _ in 0..<(try r.varint()) {
+            let kind = try r.byte()
+            guard kind == 1 || kind == 2 else { throw StorageError(.corruption, "commit group: unknown dictionary kind \(kind)") }
+            let id = try r.be32()
+            group.names.append(Name(kind: kind == 1 ? .type : .stream, name: try r.string(), id: id))
+        }
+        for _ in 0..<(try r.varint()) {
+            group.seals.append(try SegmentEntry.decode(Array(try r.bytes(count: 44))))
+        }
+        group.stats = StoreMeta(epochHistory: [], edges: try r.be64(), nextTypeID: try r.be32(), nextStreamID: try r.be32())
+        let block = Array(try r.lengthPrefixed())
+        if count > 0 {
+            let index = try IndexBlock.decode(first: first, block)
+            guard index.entries.count == Int(count) else { throw StorageError(.corruption, "commit group: the index block holds \(index.entries.count) events, not \(count)") }
+            group.entries = index.entries
+        } else if !block.isEmpty {
+            throw StorageError(.corruption, "commit group: an index block for no events")
+        }
+        guard r.isAtEnd else { throw StorageError(.corruption, "commit group: trailing bytes") }
+        return group
+    }
+}
+
+extension UInt32 {
+    /// The value of 4 big-endian bytes.
+    init(bigEndianBytes bytes: some Collection<UInt8>) {
+        self = bytes.reduce(0) { $0 << 8 | UInt32($1) }
     }
 }
