@@ -83,6 +83,25 @@ enum RecordCodec {
             key: key, stream: stream, message: message, payload: payload)
     }
 
+    /// The epoch and key of an encoded record, read without decoding the rest (nil if it is
+    /// malformed).
+    static func epochAndKey(of record: ArraySlice<UInt8>) -> (epoch: UInt64, key: String?)? {
+        guard record.count > 6 else { return nil }
+        var r = ByteReader(Array(record.dropLast(4)))
+        do {
+            _ = try r.byte()
+            let flags = try r.byte()
+            let epoch = try r.varint()
+            _ = try r.varint()
+            _ = try r.lengthPrefixed()
+            let parents = try r.varint()
+            for _ in 0..<parents { _ = try r.varint() }
+            return (epoch, flags & Flag.key != 0 ? try r.string() : nil)
+        } catch {
+            return nil
+        }
+    }
+
     /// The time of an encoded record, read without decoding the rest (nil if it is too short).
     static func timeUnixNano(of record: ArraySlice<UInt8>) -> Int64? {
         var i = record.startIndex + 2  // version, flags

@@ -98,7 +98,7 @@ public final class EventStore: Sendable {
             let applier = Applier(
                 storage: storage, index: index, lastID: lastID, meta: meta, segment: segment, policy: options.durability,
                 syncInterval: options.syncInterval, observer: options.observer, logger: logger,
-                failWrite: options.failWrite, failSync: options.failSync)
+                failWrite: options.failWrite, failSync: options.failSync, onApplied: options.onApplied)
             let writer = Sequencer(
                 applier: applier, limits: options.limits, now: options.clock, observer: options.observer,
                 lastID: lastID, meta: meta, segment: segment)

@@ -112,6 +112,11 @@ final class LogIndex: @unchecked Sendable {
         return result
     }
 
+    /// Parent links of the events `1...id` (`id` in `0...lastID`).
+    func edges(through id: EventID) -> Int {
+        Int(parentEnd[Int(id)])
+    }
+
     func hasParents(_ id: EventID) -> Bool {
         parentEnd[Int(id) - 1] != parentEnd[Int(id)]
     }

@@ -30,6 +30,8 @@ public struct StoreOptions: Sendable {
     /// Fault injection for tests: called with the last id of each commit group before it is
     /// written; an error returned fails that write as RocksDB would.
     var failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)?
+    /// Told about every commit group applied (tests).
+    var onApplied: (@Sendable (CommitGroup) -> Void)?
     /// Fault injection for tests: called before each background WAL sync; an error fails it.
     var failSync: (@Sendable () -> StorageError?)?
 
