@@ -24,12 +24,7 @@ struct GroupReader {
         self.storage = storage
         self.index = index
         self.after = after
-        var id: EventID = 1
-        while id <= after {
-            maxTypeID = max(maxTypeID, index.typeID(of: id))
-            maxStreamID = max(maxStreamID, index.streamID(of: id))
-            id += 1
-        }
+        (maxTypeID, maxStreamID) = index.dictionaryIDs(through: after)
     }
 
     /// The group that starts at `after + 1`, if the log has it (up to `upTo`); nil at the end.

@@ -50,6 +50,13 @@ final class LogIndex: @unchecked Sendable {
     private let heads = Atomic<Int>(0)
     /// Applier-side edge count.
     private(set) var edgeCount = 0
+    /// The event that first used each type and stream id (index `id - 1`): dictionary ids are
+    /// allocated in order as events first use a name, so the highest id used through event x is
+    /// a binary search here (`dictionaryIDs(through:)`, for reading commit groups back).
+    private let firstUse = Mutex<(types: [EventID], streams: [EventID])>(([], []))
+    /// Applier-side: how many type and stream ids `firstUse` holds (no lock unless a new one appears).
+    private var typesUsed: UInt32 = 0
+    private var streamsUsed: UInt32 = 0
 
     init() {
         parentEnd.ensure(0)
@@ -78,6 +85,14 @@ final class LogIndex: @unchecked Sendable {
             streamOf.ensure(id)
             typeOf[id] = entry.type
             streamOf[id] = entry.stream
+            if entry.type > typesUsed || entry.stream > streamsUsed {
+                firstUse.withLock { uses in
+                    while UInt32(uses.types.count) < entry.type { uses.types.append(EventID(id)) }
+                    while UInt32(uses.streams.count) < entry.stream { uses.streams.append(EventID(id)) }
+                }
+                typesUsed = max(typesUsed, entry.type)
+                streamsUsed = max(streamsUsed, entry.stream)
+            }
             if entry.parents.isEmpty { rootsAdded += 1 }
             headsAdded += 1
             for parent in entry.parents {
@@ -110,6 +125,21 @@ final class LogIndex: @unchecked Sendable {
         result.reserveCapacity(end - start)
         for e in start ..< end { result.append(EventID(parentList[e])) }
         return result
+    }
+
+    /// The highest type and stream ids used by the events `1...id`.
+    func dictionaryIDs(through id: EventID) -> (type: UInt32, stream: UInt32) {
+        firstUse.withLock { uses in
+            func count(_ firsts: [EventID]) -> UInt32 {
+                var low = 0, high = firsts.count
+                while low < high {
+                    let mid = (low + high) / 2
+                    if firsts[mid] <= id { low = mid + 1 } else { high = mid }
+                }
+                return UInt32(low)
+            }
+            return (count(uses.types), count(uses.streams))
+        }
     }
 
     /// Parent links of the events `1...id` (`id` in `0...lastID`).
