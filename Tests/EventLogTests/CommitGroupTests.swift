@@ -35,7 +35,7 @@ struct CommitGroupTests {
             let time = Atomic<Int64>(1_000)
             return Sequencer(
                 applier: applier, limits: limits, now: { time.add(1, ordering: .relaxed).newValue }, observer: nil,
-                lastID: 0, meta: .fresh, segment: OpenSegment(first: 1))
+                lastID: 0, meta: .fresh, segment: OpenSegment(first: 1), epoch: 1)
         }
     }
 

@@ -2,7 +2,7 @@
 public struct LogError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Hashable, Sendable {
-            case invalidArgument, notFound, conflict, overloaded, limitExceeded, closed, storage
+            case invalidArgument, notFound, conflict, overloaded, limitExceeded, closed, storage, notLeader
         }
         private let value: Value
         /// Bad input: nothing was stored.
@@ -19,6 +19,8 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
         public static let closed = Code(value: .closed)
         /// The storage engine failed; see `cause`.
         public static let storage = Code(value: .storage)
+        /// This store follows a leader: appends go to the leader.
+        public static let notLeader = Code(value: .notLeader)
         public var description: String { value.rawValue }
     }
 

@@ -40,6 +40,8 @@ final class Applier: @unchecked Sendable {
     private let onApplied: (@Sendable (CommitGroup) -> Void)?
 
     private let applied: Mutex<(last: EventID, meta: StoreMeta)>
+    /// The last id known to be durable (synced).
+    private let durable: Atomic<UInt64>
 
     // Owned by the caller of `apply`.
     /// The open segment after the last applied group.
@@ -71,10 +73,13 @@ final class Applier: @unchecked Sendable {
         self.failSync = failSync
         self.segment = segment
         applied = Mutex((lastID, meta))
+        durable = Atomic(lastID)
         notifier = CommitNotifier(last: lastID)
     }
 
     var lastApplied: EventID { applied.withLock { $0.last } }
+    /// Every event up to this id is durable.
+    var durableID: EventID { durable.load(ordering: .acquiring) }
     var appliedMeta: StoreMeta { applied.withLock { $0.meta } }
 
     /// Everything applied so far is durable.
@@ -130,7 +135,12 @@ final class Applier: @unchecked Sendable {
         index.append(group.entries)
         segment = nextSegment
         applied.withLock { $0 = (group.last, after) }
-        if sync { unsyncedSince = nil } else if unsyncedSince == nil { unsyncedSince = .now }
+        if sync {
+            unsyncedSince = nil
+            durable.store(group.last, ordering: .releasing)
+        } else if unsyncedSince == nil {
+            unsyncedSince = .now
+        }
         notifier.publish(group.last)
         onApplied?(group)
         return (sync, writeDuration)
@@ -161,11 +171,23 @@ final class Applier: @unchecked Sendable {
         return segment
     }
 
+    /// Starts again from a truncated log: `lastID`, `meta` and `segment` as storage now holds
+    /// them, everything durable (the truncation was synced).
+    func reset(lastID: EventID, meta: StoreMeta, segment: OpenSegment) {
+        self.segment = segment
+        applied.withLock { $0 = (lastID, meta) }
+        durable.store(lastID, ordering: .releasing)
+        unsyncedSince = nil
+        notifier.rewind(to: lastID)
+    }
+
     /// Syncs the WAL; a failure is logged, counted and retried at the next interval.
     func syncNow() {
         do throws(StorageError) {
             if let error = failSync?() { throw error }
+            let through = lastApplied
             try storage.syncWAL()
+            durable.store(through, ordering: .releasing)
             if syncFailures > 0 { logger?.notice("write-ahead log synced again", metadata: ["failures_before": "\(syncFailures)"]) }
             unsyncedSince = nil
             syncFailures = 0

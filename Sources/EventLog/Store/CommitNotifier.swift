@@ -33,6 +33,12 @@ public final class CommitNotifier: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Lowers the last committed id after a truncation (a follower dropping a divergent tail).
+    /// Waiters keep waiting for ids after their own, which new events will reach again.
+    func rewind(to last: EventID) {
+        state.withLock { s in s.last = min(s.last, last) }
+    }
+
     /// Waits until an event after `id` is committed, the timeout passes or the task is cancelled;
     /// returns the last committed id then (which may still be `<= id`).
     public func wait(after id: EventID, timeout: Duration) async -> EventID {

@@ -11,7 +11,18 @@ public final class EventStore: Sendable {
     public let path: String
     public let options: StoreOptions
     let storage: LogStorage
-    private let writer: Sequencer?
+    /// The leader's sequencer, for its term; nil on a follower, a fenced leader or a read-only store.
+    let sequencer: Mutex<Sequencer?>
+    /// The epoch that fenced this node's term (0: never fenced since it opened).
+    let fencedBy = Atomic<UInt64>(0)
+    /// Writes every group (the sequencer's on a leader, the shipped ones on a follower); nil read-only.
+    let applier: Applier?
+    /// Held to apply shipped groups, truncate, or change role: one at a time, in order.
+    let shipping = Mutex(())
+    /// Where recent shipments to followers ended: a reader there continues without searching.
+    let shippingReaders = Mutex<[EventID: GroupReader]>([:])
+    /// Truncations since open: a live reader past the new end must start again (SSE streams end).
+    public let truncations = Atomic<Int>(0)
     public let notifier: CommitNotifier
     let startMeta: StoreMeta
     /// Links, types and streams of every event, in memory (`LogIndex`).
@@ -55,7 +66,7 @@ public final class EventStore: Sendable {
         }
         if !options.readOnly {
             do {
-                try await store.fillLostIDs(logger: logger)
+                if options.role == .leader { try await store.fillLostIDs(logger: logger) }
                 if options.createGenesis { try await store.ensureGenesis() }
             } catch {
                 store.close()
@@ -91,7 +102,8 @@ public final class EventStore: Sendable {
         let index = try storageCall { () throws(StorageError) in try LogIndex.load(storage, lastID: lastID) }
         self.index = index
         if options.readOnly {
-            writer = nil
+            sequencer = Mutex(nil)
+            applier = nil
             notifier = CommitNotifier(last: lastID)
         } else {
             let segment = try Recovery.openSegment(storage, lastID: lastID)
@@ -99,12 +111,17 @@ public final class EventStore: Sendable {
                 storage: storage, index: index, lastID: lastID, meta: meta, segment: segment, policy: options.durability,
                 syncInterval: options.syncInterval, observer: options.observer, logger: logger,
                 failWrite: options.failWrite, failSync: options.failSync, onApplied: options.onApplied)
-            let writer = Sequencer(
-                applier: applier, limits: options.limits, now: options.clock, observer: options.observer,
-                lastID: lastID, meta: meta, segment: segment)
-            writer.start()
-            self.writer = writer
-            notifier = writer.notifier
+            self.applier = applier
+            notifier = applier.notifier
+            if options.role == .leader {
+                let writer = Sequencer(
+                    applier: applier, limits: options.limits, now: options.clock, observer: options.observer,
+                    lastID: lastID, meta: meta, segment: segment, epoch: meta.currentEpoch)
+                writer.start()
+                sequencer = Mutex(writer)
+            } else {
+                sequencer = Mutex(nil)
+            }
         }
     }
 
@@ -134,14 +151,14 @@ public final class EventStore: Sendable {
         }
     }
 
-    var writerMeta: StoreMeta { writer?.applier.appliedMeta ?? startMeta }
+    var writerMeta: StoreMeta { applier?.appliedMeta ?? startMeta }
 
     /// The leadership term new events are appended in.
     public var epoch: UInt64 { writerMeta.currentEpoch }
 
     /// Writes CelestialTree's genesis event (id 1) into an empty, writable store.
     public func ensureGenesis() async throws {
-        guard lastID == 0, writer != nil else { return }
+        guard lastID == 0, role == .leader else { return }
         try await append([AppendRequest(type: "genesis", message: "CelestialTree begins.")])
     }
 
@@ -154,7 +171,12 @@ public final class EventStore: Sendable {
     /// - Parameter durability: overrides the store's policy for this batch (`.group` waits for fsync).
     @discardableResult
     public func append(_ requests: [AppendRequest], durability: Durability? = nil) async throws -> AppendReceipt {
-        guard let writer else { throw LogError(.invalidArgument, "the store is open read-only") }
+        guard let writer = sequencer.withLock({ $0 }) else {
+            if applier == nil { throw LogError(.invalidArgument, "the store is open read-only") }
+            let by = fencedBy.load(ordering: .acquiring)
+            if by > 0 { throw LogError(.notLeader, "this node's term was superseded by epoch \(by); it takes no more writes") }
+            throw LogError(.notLeader, "this node follows a leader; append on the leader")
+        }
         return try await writer.submit(requests, durability: durability)
     }
 
@@ -162,8 +184,10 @@ public final class EventStore: Sendable {
     /// stopped reading first (the server closes the store only after it has stopped serving).
     public func close() {
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        if let writer {
-            writer.close()
+        let writer = sequencer.withLock { $0 }
+        writer?.close()
+        if let applier {
+            if writer == nil, !applier.isDurable { shipping.withLock { _ in applier.syncNow() } }
             // Best effort: on failure the WAL still holds everything and the next open replays it.
             try? storage.db.flushAll()
         }

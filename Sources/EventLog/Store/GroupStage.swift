@@ -25,8 +25,8 @@ struct GroupStage {
 
     var mark: Mark
 
-    init(lastID: EventID, meta: StoreMeta, segment: OpenSegment, timeUnixNano: Int64) {
-        group = CommitGroup(epoch: meta.currentEpoch, after: lastID, meta: meta)
+    init(lastID: EventID, meta: StoreMeta, segment: OpenSegment, epoch: UInt64, timeUnixNano: Int64) {
+        group = CommitGroup(epoch: epoch, after: lastID, meta: meta)
         self.meta = meta
         self.segment = segment
         self.timeUnixNano = timeUnixNano

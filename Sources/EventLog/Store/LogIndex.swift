@@ -115,6 +115,43 @@ final class LogIndex: @unchecked Sendable {
         published.store(id, ordering: .releasing)
     }
 
+    /// Drops the events after `last` (a follower truncating a tail its new leader does not have):
+    /// the published id goes down first, so new readers stop at `last`, then each dropped edge is
+    /// unlinked from its parent's child list, newest first, which restores every list exactly as
+    /// it was after `last`. The applier only. A reader that loaded the old last id before this may
+    /// see a mix of old and new entries for the dropped ids (chunks never move, so never invalid
+    /// memory); docs/REPLICATION.md says what a truncation means for readers.
+    func truncate(after last: EventID) {
+        let old = published.load(ordering: .relaxed)
+        let keep = Int(last)
+        guard keep < old else { return }
+        published.store(keep, ordering: .releasing)
+        var rootsRemoved = 0
+        var headsDelta = 0
+        for id in stride(from: old, to: keep, by: -1) {
+            let start = Int(parentEnd[id - 1])
+            let end = Int(parentEnd[id])
+            if start == end { rootsRemoved += 1 }
+            // Its children came later and are gone already: it was a head until now.
+            if childHead.slot(id).pointee.load(ordering: .relaxed) == 0 { headsDelta -= 1 }
+            for e in stride(from: end - 1, through: start, by: -1) {
+                let parent = Int(parentList[e])
+                let next = edgeNext[e]
+                childHead.slot(parent).pointee.store(next, ordering: .releasing)
+                if next == 0 { headsDelta += 1 }
+            }
+        }
+        edgeCount = Int(parentEnd[keep])
+        roots.store(roots.load(ordering: .relaxed) - rootsRemoved, ordering: .releasing)
+        heads.store(heads.load(ordering: .relaxed) + headsDelta, ordering: .releasing)
+        firstUse.withLock { uses in
+            uses.types.removeAll { $0 > last }
+            uses.streams.removeAll { $0 > last }
+            typesUsed = UInt32(uses.types.count)
+            streamsUsed = UInt32(uses.streams.count)
+        }
+    }
+
     /// Parents of `id` in stored order; `id` must be in `1...lastID`.
     @usableFromInline
     func parents(of id: EventID) -> [EventID] {

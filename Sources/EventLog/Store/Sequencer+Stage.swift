@@ -11,7 +11,7 @@ extension Sequencer {
         }
         let id = stage.lastID + 1
         let event = Event(
-            id: id, epoch: stage.meta.currentEpoch, timeUnixNano: request.timeUnixNano ?? stage.timeUnixNano,
+            id: id, epoch: stage.group.epoch, timeUnixNano: request.timeUnixNano ?? stage.timeUnixNano,
             type: request.type, parents: parents, key: request.key, stream: request.stream,
             message: request.message, payload: request.payload)
         try put(event, into: &stage)

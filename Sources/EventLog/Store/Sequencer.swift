@@ -45,6 +45,12 @@ final class Sequencer: @unchecked Sendable {
     let storage: any CommitStorage
     let limits: Limits
     let policy: Durability
+    /// The leadership term of every group this sequencer stages: one sequencer per term, so two
+    /// sequencers never write the same epoch (a promotion starts a new one).
+    let epoch: UInt64
+    /// The epoch that superseded this one (0: none). Once set, nothing more is written or
+    /// acknowledged: a fenced leader must not acknowledge a write of its old epoch.
+    private let fencedBy = Atomic<UInt64>(0)
     private let now: @Sendable () -> Int64
     private let observer: (any StoreObserver)?
     /// Writes the groups; its state (last applied id, meta, segment, durability) is the committed state.
@@ -86,9 +92,10 @@ final class Sequencer: @unchecked Sendable {
 
     init(
         applier: Applier, limits: Limits, now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?,
-        lastID: EventID, meta: StoreMeta, segment: OpenSegment
+        lastID: EventID, meta: StoreMeta, segment: OpenSegment, epoch: UInt64
     ) {
         self.applier = applier
+        self.epoch = epoch
         storage = applier.storage
         policy = applier.policy
         self.observer = observer
@@ -118,7 +125,7 @@ final class Sequencer: @unchecked Sendable {
             condition.lock()
             if closing {
                 condition.unlock()
-                continuation.resume(throwing: LogError(.closed, "the store is closing"))
+                continuation.resume(throwing: fencedError ?? LogError(.closed, "the store is closing"))
                 return
             }
             if queuedEvents + requests.count > limits.writerQueueEventsMax {
@@ -144,6 +151,20 @@ final class Sequencer: @unchecked Sendable {
         handoff.lock()
         while !exited { handoff.wait() }
         handoff.unlock()
+    }
+
+    /// Stops this term: from now on no group is written and no batch acknowledged (queued and
+    /// in-flight batches fail with `notLeader`), then closes. A group already being written may
+    /// still reach storage, unacknowledged; a follower of the new leader truncates it away.
+    func fence(by newEpoch: UInt64) {
+        _ = fencedBy.compareExchange(expected: 0, desired: newEpoch, ordering: .acquiringAndReleasing)
+        close()
+    }
+
+    private var fencedError: LogError? {
+        let by = fencedBy.load(ordering: .acquiring)
+        guard by > 0 else { return nil }
+        return LogError(.notLeader, "this node's term (epoch \(epoch)) was superseded by epoch \(by); nothing of this batch is acknowledged here")
     }
 
     // MARK: - Stager
@@ -209,7 +230,7 @@ final class Sequencer: @unchecked Sendable {
 
     private func stage(_ group: [Pending]) -> Staged {
         settle()
-        var stage = GroupStage(lastID: lastID, meta: meta, segment: segment, timeUnixNano: now())
+        var stage = GroupStage(lastID: lastID, meta: meta, segment: segment, epoch: epoch, timeUnixNano: now())
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)
         for pending in group {
@@ -375,6 +396,10 @@ final class Sequencer: @unchecked Sendable {
     private func commit(_ staged: Staged) {
         let stage = staged.stage
         let group = staged.group
+        if let fenced = fencedError {
+            for pending in group { pending.continuation.resume(throwing: fenced) }
+            return
+        }
         guard staged.after == applier.lastApplied else {
             // Staged on top of a group whose write failed.
             let failure = LogError(.storage, "an earlier commit group failed to write; nothing of this batch was stored")
@@ -394,6 +419,10 @@ final class Sequencer: @unchecked Sendable {
             return
         }
         let durable = applier.isDurable
+        if let fenced = fencedError {
+            for pending in group { pending.continuation.resume(throwing: fenced) }
+            return
+        }
         for (pending, outcome) in zip(group, staged.outcomes) {
             switch outcome {
             case .success(let results): pending.continuation.resume(returning: AppendReceipt(results: results, durable: durable))

@@ -18,6 +18,8 @@ public struct StoreOptions: Sendable {
     /// Opens without taking the lock, for `verify`, `export`, `get` and `status` beside a running
     /// server. Sees the store as of opening; appends fail.
     public var readOnly = false
+    /// A leader appends through its sequencer; a follower only applies the groups its leader ships.
+    public var role: StoreRole = .leader
     /// What to do about a damaged write-ahead log (`--accept-wal-loss`).
     public var walDamage: WALDamagePolicy = .refuse
     /// Writes the CelestialTree genesis event into a new, empty store.
@@ -43,3 +45,4 @@ public struct StoreOptions: Sendable {
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 }
+

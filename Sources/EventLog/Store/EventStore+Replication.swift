@@ -1,0 +1,243 @@
+import Foundation
+import Synchronization
+
+/// What replication asks of a store (docs/REPLICATION.md): a leader ships its commit groups as
+/// storage holds them; a follower applies them verbatim, and can drop a tail its leader does not
+/// have; promotion starts a new term (epoch) with a sequencer, and fencing ends one.
+extension EventStore {
+    /// What the store does now: nil when read-only.
+    public var role: StoreRole? {
+        guard applier != nil else { return nil }
+        if sequencer.withLock({ $0 }) != nil { return .leader }
+        return fencedBy.load(ordering: .acquiring) > 0 ? .fenced : .follower
+    }
+
+    /// Every event up to this id is durable on this node.
+    public var durableID: EventID { applier?.durableID ?? lastID }
+
+    /// The epoch history: (epoch, first id of that epoch), ascending; epochs only grow.
+    public var epochHistory: [(epoch: UInt64, firstID: EventID)] { writerMeta.epochHistory }
+
+    /// The event type of a promotion's control event: the first event of every epoch after the
+    /// first, so each epoch is in the log every node ships.
+    public static let epochEventType = "banyan.epoch"
+
+    // MARK: leader
+
+    /// The commit groups after `after` (which must end a group, or be 0), encoded for shipping:
+    /// at least one if there is any, and no more once `bytesMax` is reached. Reads storage
+    /// (`GroupReader`), so any stretch of the log can be shipped.
+    public func shippableGroups(after: EventID, bytesMax: Int) throws(LogError) -> [[UInt8]] {
+        let last = lastID
+        guard after < last else { return [] }
+        var reader = try storageCall { () throws(StorageError) -> GroupReader in
+            if let cached = shippingReaders.withLock({ $0.removeValue(forKey: after) }) { return cached }
+            return try GroupReader(storage: storage, index: index, after: after)
+        }
+        var groups: [[UInt8]] = []
+        var bytes = 0
+        while bytes < bytesMax, let group = try storageCall({ () throws(StorageError) in try reader.next(upTo: last) }) {
+            let encoded = group.encoded()
+            bytes += encoded.count
+            groups.append(encoded)
+        }
+        shippingReaders.withLock { readers in
+            if readers.count >= Self.shippingReadersMax { readers.removeAll() }
+            readers[reader.after] = reader
+        }
+        return groups
+    }
+
+    /// Readers kept for followers that come back where they left off.
+    static let shippingReadersMax = 64
+
+    /// Where epoch `epoch` ends in this log (Kafka's OffsetsForLeaderEpoch): the largest epoch of
+    /// the history not above `epoch`, and the last id written in it (the id before the next
+    /// epoch's first, or the last id for the current epoch). A follower whose latest epoch is
+    /// `epoch` keeps its log up to `endID` and drops the rest. (0, 0) when no epoch qualifies.
+    public func epochEnd(for epoch: UInt64) -> (epoch: UInt64, endID: EventID) {
+        Self.epochEnd(for: epoch, history: epochHistory, lastID: lastID)
+    }
+
+    static func epochEnd(for epoch: UInt64, history: [(epoch: UInt64, firstID: EventID)], lastID: EventID) -> (epoch: UInt64, endID: EventID) {
+        guard let i = history.lastIndex(where: { $0.epoch <= epoch }) else { return (0, 0) }
+        let end = i + 1 < history.count ? history[i + 1].firstID - 1 : lastID
+        return (history[i].epoch, min(end, lastID))
+    }
+
+    /// Where this log stops agreeing with a leader's, given the leader's answer `leaderEnd` to
+    /// `epochEnd(for: self.epoch)`: the id to truncate after, or nil when this log is a prefix of
+    /// the leader's as far as epochs tell. Kafka's rule: keep up to the end of the latest epoch
+    /// both have, as the leader records it, and no further than this log records it.
+    public func divergence(leaderEnd: (epoch: UInt64, endID: EventID)) -> EventID? {
+        Self.divergence(history: epochHistory, lastID: lastID, leaderEnd: leaderEnd)
+    }
+
+    static func divergence(history: [(epoch: UInt64, firstID: EventID)], lastID: EventID, leaderEnd: (epoch: UInt64, endID: EventID)) -> EventID? {
+        let mine = epochEnd(for: leaderEnd.epoch, history: history, lastID: lastID)
+        // Our own end of the leader's epoch: if we never wrote in it, our end of the epoch before.
+        let keep = min(leaderEnd.endID, mine.endID)
+        return keep < lastID ? keep : nil
+    }
+
+    // MARK: follower
+
+    /// Applies one group shipped by the leader (its encoded bytes) and returns its last id. It
+    /// must follow the last applied id; nothing changes when it does not, or fails its checks.
+    @discardableResult
+    public func applyShipped(_ bytes: [UInt8]) throws(LogError) -> EventID {
+        guard let applier else { throw LogError(.invalidArgument, "the store is open read-only") }
+        let group = try storageCall { () throws(StorageError) in try CommitGroup.decode(bytes) }
+        try shipping.withLock { _ throws(LogError) in
+            guard sequencer.withLock({ $0 }) == nil else { throw LogError(.conflict, "this node is the leader; it applies no shipped groups") }
+            try applier.apply(group, wantsSync: false)
+        }
+        return group.last
+    }
+
+    /// Makes every shipped group applied so far durable; returns the durable id.
+    @discardableResult
+    public func syncShipped() -> EventID {
+        guard let applier else { return lastID }
+        shipping.withLock { _ in
+            if sequencer.withLock({ $0 }) == nil, !applier.isDurable { applier.syncNow() }
+        }
+        return applier.durableID
+    }
+
+    /// Drops every event after `last` (a tail the leader does not have: see `divergence`), with
+    /// everything derived from them: records, index blocks, keys, dictionary names first used
+    /// there, sealed-segment entries reaching past `last`, the counters and the epoch history, in
+    /// one synced write; then `LogIndex`, the open segment and the last id. Only a follower or a
+    /// fenced leader truncates; `verify` is clean after. Returns how many events were dropped.
+    @discardableResult
+    public func truncate(after last: EventID) throws(LogError) -> Int {
+        guard let applier else { throw LogError(.invalidArgument, "the store is open read-only") }
+        return try shipping.withLock { _ throws(LogError) -> Int in
+            guard sequencer.withLock({ $0 }) == nil else { throw LogError(.conflict, "a leader does not truncate its log") }
+            let old = applier.lastApplied
+            guard last < old else { return 0 }
+            if !applier.isDurable { applier.syncNow() }
+            let meta = applier.appliedMeta
+            let (types, streams) = index.dictionaryIDs(through: last)
+            var kept = meta
+            kept.edges = UInt64(index.edges(through: last))
+            kept.nextTypeID = types + 1
+            kept.nextStreamID = streams + 1
+            let history = meta.epochHistory.enumerated().filter { $0.offset == 0 || $0.element.firstID <= last }.map(\.element)
+            kept.epochHistory = history
+            try storageCall { () throws(StorageError) in
+                let batch = RocksWriteBatch()
+                let (log, indexFamily, keys, metaFamily) = (storage.cf(.log), storage.cf(.index), storage.cf(.keys), storage.cf(.meta))
+                // Records, and the keys and names they introduced.
+                let it = try storage.db.iterator(log, lower: KeySpace.id(last + 1))
+                it.seekToFirst()
+                var removedTypes = Set<String>()
+                var removedStreams = Set<String>()
+                while it.isValid {
+                    let key = it.key
+                    let id = key.be64(at: 0)
+                    let event = try RecordCodec.decode(id: id, it.value)
+                    if let k = event.key, try storage.id(forKey: k) == id { batch.delete(keys, Array(k.utf8)) }
+                    if let t = try storage.dictionaryID(MetaKey.type(event.type)), t > types { removedTypes.insert(event.type) }
+                    if let s = event.stream, let sid = try storage.dictionaryID(MetaKey.stream(s)), sid > streams { removedStreams.insert(s) }
+                    batch.delete(log, key)
+                    it.next()
+                }
+                try it.checkStatus()
+                for name in removedTypes { batch.delete(metaFamily, MetaKey.type(name)) }
+                for name in removedStreams { batch.delete(metaFamily, MetaKey.stream(name)) }
+                // Index blocks: those starting after `last` go; one straddling it keeps its head.
+                let blocks = try storage.db.iterator(indexFamily)
+                blocks.seekForPrev(KeySpace.id(last + 1))
+                if !blocks.isValid { blocks.seekToFirst() }
+                while blocks.isValid {
+                    let first = blocks.withKey { LogStorage.be64($0, at: 0) }
+                    if first > last {
+                        batch.delete(indexFamily, KeySpace.id(first))
+                    } else {
+                        var block = try IndexBlock.decode(first: first, blocks.value)
+                        let count = Int(last - first + 1)
+                        if block.entries.count > count {
+                            block.entries.removeLast(block.entries.count - count)
+                            batch.put(indexFamily, KeySpace.id(first), block.encoded())
+                        }
+                    }
+                    blocks.next()
+                }
+                try blocks.checkStatus()
+                for entry in try storage.segments() where entry.last > last {
+                    batch.delete(metaFamily, MetaKey.segment(entry.first))
+                }
+                batch.put(metaFamily, MetaKey.stats, kept.encodedStats())
+                batch.put(metaFamily, MetaKey.epochHistory, kept.encodedEpochHistory())
+                try storage.db.write(batch, sync: true)
+            }
+            shippingReaders.withLock { $0.removeAll() }
+            index.truncate(after: last)
+            let segment = try Recovery.openSegment(storage, lastID: last)
+            applier.reset(lastID: last, meta: kept, segment: segment)
+            truncations.add(1, ordering: .relaxed)
+            return Int(old - last)
+        }
+    }
+
+    // MARK: roles
+
+    /// Makes this follower the leader of a new term: the next epoch above every one it knows of
+    /// (`epochAtLeast`: one learned from elsewhere), begun with a `banyan.epoch` event written
+    /// and synced before this returns, so the epoch is in the log followers ship. Returns the
+    /// new epoch. Refused on a leader, and on a fenced leader (it must rejoin as a follower and
+    /// drop its unreplicated tail first).
+    @discardableResult
+    public func promote(leader: String, epochAtLeast: UInt64 = 0) async throws -> UInt64 {
+        guard let applier else { throw LogError(.invalidArgument, "the store is open read-only") }
+        let epoch = try shipping.withLock { _ throws(LogError) -> UInt64 in
+            try sequencer.withLock { slot throws(LogError) -> UInt64 in
+                if let current = slot { throw LogError(.conflict, "this node is already the leader (epoch \(current.epoch))") }
+                let fenced = fencedBy.load(ordering: .acquiring)
+                guard fenced == 0 else {
+                    throw LogError(.conflict, "this node was fenced by epoch \(fenced); restart it as a follower of the new leader (--follow) instead")
+                }
+                if !applier.isDurable { applier.syncNow() }
+                let meta = applier.appliedMeta
+                let epoch = max(meta.currentEpoch, epochAtLeast) + 1
+                let writer = Sequencer(
+                    applier: applier, limits: options.limits, now: options.clock, observer: options.observer,
+                    lastID: applier.lastApplied, meta: meta, segment: applier.segment, epoch: epoch)
+                writer.start()
+                slot = writer
+                return epoch
+            }
+        }
+        let payload = JSONValue.members(["epoch": .int(epoch), "leader": .string(leader)])
+        _ = try await append([AppendRequest(type: Self.epochEventType, message: "epoch \(epoch) begins", payload: payload)], durability: .group)
+        return epoch
+    }
+
+    /// Ends this leader's term because epoch `newEpoch` superseded it: no write is acknowledged
+    /// after this returns (queued ones fail with `notLeader`), and the store stays readable.
+    /// Returns false when the store is not a leader or `newEpoch` does not supersede its epoch.
+    @discardableResult
+    public func fence(by newEpoch: UInt64) -> Bool {
+        let writer = sequencer.withLock { slot -> Sequencer? in
+            guard let current = slot, newEpoch > current.epoch else { return nil }
+            slot = nil
+            return current
+        }
+        guard let writer else { return false }
+        fencedBy.store(newEpoch, ordering: .releasing)
+        writer.fence(by: newEpoch)
+        return true
+    }
+}
+
+/// What a writable store does.
+public enum StoreRole: String, Sendable {
+    /// Appends through its sequencer (and ships its log to followers).
+    case leader
+    /// Applies the commit groups its leader ships, verbatim; refuses appends.
+    case follower
+    /// Was the leader until a higher epoch superseded it: refuses appends, serves reads.
+    case fenced
+}

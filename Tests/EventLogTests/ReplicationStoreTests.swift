@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+@testable import EventLog
+
+/// Replication at the store level, on real RocksDB stores: shipping, promotion, fencing, and
+/// truncating a divergent tail, each ending in byte-identical stores that verify clean.
+struct ReplicationStoreTests {
+    static func open(_ path: String, role: StoreRole, segmentEventsMax: Int = 40) async throws -> EventStore {
+        var options = StoreOptions()
+        options.durability = .never
+        options.role = role
+        options.limits.segmentEventsMax = segmentEventsMax
+        return try await EventStore.open(at: path, options: options)
+    }
+
+    /// Every key and value of every column family, and the counters derived in memory.
+    static func contents(_ store: EventStore) throws -> [String] {
+        var lines: [String] = []
+        for family in KeySpace.Family.allCases {
+            let it = try store.storage.db.iterator(store.storage.cf(family))
+            it.seekToFirst()
+            while it.isValid {
+                lines.append("\(family.name) \(it.key) \(it.value)")
+                it.next()
+            }
+            try it.checkStatus()
+        }
+        let stats = try store.stats()
+        lines.append("stats \(stats.events) \(stats.edges) \(stats.roots) \(stats.heads) \(stats.epoch)")
+        return lines
+    }
+
+    /// Ships every group `follower` lacks from `leader`; returns how many.
+    @discardableResult
+    static func ship(from leader: EventStore, to follower: EventStore, bytesMax: Int = 1 << 16) throws -> Int {
+        var shipped = 0
+        while true {
+            let groups = try leader.shippableGroups(after: follower.lastID, bytesMax: bytesMax)
+            if groups.isEmpty { return shipped }
+            for group in groups { try follower.applyShipped(group) }
+            shipped += groups.count
+        }
+    }
+
+    static func appendRandom(_ store: EventStore, _ rng: inout SeededRandom, batches: Int, tag: String) async throws {
+        for batch in 0..<batches {
+            var requests = CommitGroupTests.randomBatch(&rng, lastID: store.lastID, batch: batch)
+            for i in requests.indices {
+                requests[i].key = requests[i].key.map { "\(tag)-\($0)" }
+                requests[i].parentKeys = requests[i].parentKeys.map { "\(tag)-\($0)" }
+                // New names in each phase, so truncation has dictionary entries to drop.
+                requests[i].type += "-\(tag)"
+            }
+            _ = try await store.append(requests)
+        }
+    }
+
+    static func expectClean(_ store: EventStore, _ seed: UInt64, _ what: String) throws {
+        let report = try store.verify()
+        #expect(report.problems.isEmpty, "seed \(seed): \(what): \(report.problems)")
+    }
+
+    @Test func aFollowerHoldsTheLeadersBytesAndRefusesAppends() async throws {
+        let seed = SeededRandom.seed("ReplicationStoreTests.ship")
+        var rng = SeededRandom(seed: seed)
+        let (lp, fp) = (try TempDir.make("leader"), try TempDir.make("follower"))
+        defer { for p in [lp, fp] { try? FileManager.default.removeItem(atPath: p) } }
+        let leader = try await Self.open(lp, role: .leader)
+        let follower = try await Self.open(fp, role: .follower)
+        defer { leader.close(); follower.close() }
+        #expect(follower.role == .follower && leader.role == .leader)
+        try await Self.appendRandom(leader, &rng, batches: 60, tag: "a")
+        #expect(try Self.ship(from: leader, to: follower, bytesMax: 4_096) > 10)
+        #expect(try Self.contents(follower) == Self.contents(leader), "seed \(seed)")
+        try Self.expectClean(follower, seed, "follower")
+        await #expect(throws: LogError.self) { try await follower.append([AppendRequest(type: "x")]) }
+        // A group that does not follow the last applied id changes nothing.
+        let first = try leader.shippableGroups(after: 0, bytesMax: 1)
+        #expect(throws: LogError.self) { try follower.applyShipped(first[0]) }
+        var damaged = first[0]
+        damaged[damaged.count / 2] ^= 0x40
+        #expect(throws: LogError.self) { try follower.applyShipped(damaged) }
+        #expect(try Self.contents(follower) == Self.contents(leader))
+        // A leader applies nothing shipped.
+        #expect(throws: LogError.self) { try leader.applyShipped(first[0]) }
+    }
+
+    /// The whole failover story on stores: A leads; B follows part of the way; A writes a tail B
+    /// never gets; B is promoted (epoch 2) and writes; A learns of epoch 2 and is fenced; A
+    /// reopens as B's follower, finds where it diverges, drops its tail and catches up.
+    @Test func promotionFencingAndTruncationEndInTheSameStore() async throws {
+        let seed = SeededRandom.seed("ReplicationStoreTests.failover")
+        var rng = SeededRandom(seed: seed)
+        let (ap, bp, cp) = (try TempDir.make("a"), try TempDir.make("b"), try TempDir.make("c"))
+        defer { for p in [ap, bp, cp] { try? FileManager.default.removeItem(atPath: p) } }
+        var a = try await Self.open(ap, role: .leader)
+        let b = try await Self.open(bp, role: .follower)
+        let c = try await Self.open(cp, role: .follower)
+        defer { b.close(); c.close() }
+
+        try await Self.appendRandom(a, &rng, batches: 30, tag: "one")
+        try Self.ship(from: a, to: b)
+        let shared = b.lastID
+        try await Self.appendRandom(a, &rng, batches: 20, tag: "lost")  // never reaches B
+        try Self.ship(from: a, to: c)  // C has all of A's, more than B
+        let aLast = a.lastID
+        #expect(aLast > shared)
+
+        let epoch = try await b.promote(leader: "http://b")
+        #expect(epoch == 2 && b.role == .leader && b.epoch == 2)
+        let control = try #require(try b.event(shared + 1))
+        #expect(control.type == EventStore.epochEventType && control.epoch == 2)
+        await #expect(throws: LogError.self) { try await b.promote(leader: "http://b") }
+        try await Self.appendRandom(b, &rng, batches: 15, tag: "two")
+
+        // A learns of epoch 2: no more writes there.
+        #expect(!a.fence(by: 1))
+        #expect(a.fence(by: epoch))
+        #expect(a.role == .fenced)
+        do {
+            _ = try await a.append([AppendRequest(type: "late")])
+            Issue.record("a fenced leader took a write")
+        } catch let error as LogError {
+            #expect(error.code == .notLeader)
+        }
+        await #expect(throws: LogError.self) { try await a.promote(leader: "http://a") }
+        a.close()
+        a = try await Self.open(ap, role: .follower)
+        defer { a.close() }
+
+        // Divergence, Kafka style: ask the leader where our latest epoch ends there.
+        for node in [a, c] {
+            let cut = try #require(node.divergence(leaderEnd: b.epochEnd(for: node.epoch)), "seed \(seed)")
+            #expect(cut == shared)
+            #expect(try node.truncate(after: cut) == Int(aLast - shared))
+            #expect(node.lastID == shared)
+            try Self.expectClean(node, seed, "after truncation")
+            #expect(node.divergence(leaderEnd: b.epochEnd(for: node.epoch)) == nil)
+            try Self.ship(from: b, to: node)
+            #expect(try Self.contents(node) == Self.contents(b), "seed \(seed)")
+            try Self.expectClean(node, seed, "after catching up")
+        }
+        #expect(a.epochHistory.map(\.epoch) == [1, 2] && a.epochHistory.last?.firstID == shared + 1)
+        #expect(throws: LogError.self) { try b.truncate(after: 0) }
+    }
+
+    @Test func epochEndsFollowKafkasRule() {
+        let history: [(epoch: UInt64, firstID: EventID)] = [(1, 1), (3, 101), (4, 101), (6, 250)]
+        #expect(EventStore.epochEnd(for: 1, history: history, lastID: 300) == (1, 100))
+        #expect(EventStore.epochEnd(for: 2, history: history, lastID: 300) == (1, 100))
+        #expect(EventStore.epochEnd(for: 3, history: history, lastID: 300) == (3, 100))
+        #expect(EventStore.epochEnd(for: 5, history: history, lastID: 300) == (4, 249))
+        #expect(EventStore.epochEnd(for: 9, history: history, lastID: 300) == (6, 300))
+        #expect(EventStore.epochEnd(for: 0, history: history, lastID: 300) == (0, 0))
+        // A follower in epoch 1 up to 180 against that leader: keep 1...100.
+        #expect(EventStore.divergence(history: [(1, 1)], lastID: 180, leaderEnd: (1, 100)) == 100)
+        // A follower ahead of the leader within the leader's current epoch is not cut by epochs.
+        #expect(EventStore.divergence(history: [(1, 1), (6, 250)], lastID: 260, leaderEnd: (6, 300)) == nil)
+        // Behind the leader in the same epoch: nothing to drop.
+        #expect(EventStore.divergence(history: [(1, 1)], lastID: 50, leaderEnd: (1, 100)) == nil)
+    }
+}
