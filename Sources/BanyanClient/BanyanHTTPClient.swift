@@ -10,9 +10,12 @@ import NIOHTTP1
 public struct BanyanHTTPClient: Sendable {
     public let baseURL: String
     public var timeout: TimeAmount = .seconds(30)
+    /// A bearer token sent with every request, when the server has tokens.
+    public var token: String?
 
-    public init(baseURL: String) {
+    public init(baseURL: String, token: String? = nil) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.token = token
     }
 
     /// POST /emit. `payloadJSON` is JSON text spliced into the body as-is (the server validates it).
@@ -31,9 +34,17 @@ public struct BanyanHTTPClient: Sendable {
     }
 
     private func send(path: String, method: HTTPMethod, body: [UInt8]?) async throws -> [UInt8] {
+        try await exchange(path: path, method: method, headers: ["Content-Type": "application/json"], body: body).body
+    }
+
+    /// One request; the body and headers of a 2xx answer, a `BanyanClientError` otherwise.
+    func exchange(
+        path: String, method: HTTPMethod, headers: [String: String], body: [UInt8]?, bytesMax: Int = 64 << 20
+    ) async throws -> (body: [UInt8], headers: HTTPHeaders) {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
-        request.headers.add(name: "Content-Type", value: "application/json")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         let response: HTTPClientResponse
         do {
@@ -41,14 +52,14 @@ public struct BanyanHTTPClient: Sendable {
         } catch {
             throw BanyanClientError(status: 0, error: "cannot reach \(baseURL)", detail: "\(error)")
         }
-        let bytes = Array((try await response.body.collect(upTo: 64 << 20)).readableBytesView)
+        let bytes = Array((try await response.body.collect(upTo: bytesMax)).readableBytesView)
         guard (200..<300).contains(response.status.code) else {
             let decoded = try? JSONDecoder().decode(ErrorBody.self, from: Data(bytes))
             throw BanyanClientError(
                 status: Int(response.status.code), error: decoded?.error ?? "HTTP \(response.status.code)",
                 detail: decoded?.detail ?? String(decoding: bytes.prefix(300), as: UTF8.self))
         }
-        return bytes
+        return (bytes, response.headers)
     }
 
     /// `s` as a JSON string literal, quotes included.

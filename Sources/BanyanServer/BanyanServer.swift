@@ -1,3 +1,4 @@
+import BanyanClient
 import EventLog
 import Hummingbird
 import NIOCore
@@ -14,6 +15,7 @@ public struct BanyanServer: Sendable {
     public let logger: Logger
     let streams = StreamRegistry()
     public let connections: ConnectionRegistry
+    public let replication: ReplicationState
 
     /// - Parameter metrics: pass the same instance as the store's `StoreOptions.observer` to get commit metrics.
     public init(store: EventStore, config: ServerConfiguration, metrics: ServerMetrics = ServerMetrics(), logger: Logger) throws {
@@ -26,34 +28,45 @@ public struct BanyanServer: Sendable {
         self.metrics = metrics
         self.logger = logger
         connections = ConnectionRegistry(connectionsMax: config.connectionsMax)
+        replication = ReplicationState(store: store, leader: config.follow, advertise: config.advertisedURL(port: config.port))
     }
 
     /// The responder, usable without a socket in tests.
     public var responder: some HTTPResponder<BanyanRequestContext> {
-        let native = NativeAPI(store: store, config: config, streams: streams)
-        let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams)
-        let (metrics, store, streams, connections) = (self.metrics, self.store, self.streams, self.connections)
+        let native = NativeAPI(store: store, config: config, streams: streams, replication: replication)
+        let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams, replication: replication)
+        let replicationAPI = ReplicationAPI(store: store, replication: replication, config: config, logger: logger)
+        let (metrics, store, streams, connections, replication) = (self.metrics, self.store, self.streams, self.connections, self.replication)
         let metricsRoute = Route(.get, "/metrics", role: .read) { _, _ in
-            let bytes = metrics.render(store: store, streams: streams, connections: connections)
+            let bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication)
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .contentLength: String(bytes.count)],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         return BanyanResponder(
-            table: RouteTable(routes: native.routes + celestialTree.routes + [metricsRoute]),
-            access: config.access, metrics: metrics, connections: connections, site: SiteGuard(config: config))
+            table: RouteTable(routes: native.routes + celestialTree.routes + replicationAPI.routes + [metricsRoute]),
+            access: config.access, metrics: metrics, connections: connections, site: SiteGuard(config: config),
+            replication: replication, readWait: config.readWait, logger: logger)
     }
 
     /// The application: HTTP/1.1 with the connection timeouts, and the listener guarded by the
     /// connection limit and the accept back-off (`ListenerGuard`).
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        let (connections, logger) = (self.connections, self.logger)
+        let (connections, logger, replication, config) = (self.connections, self.logger, self.replication, self.config)
+        var services: [any Service] = []
+        if let leader = config.follow, store.role == .follower {
+            services.append(Follower(store: store, replication: replication, client: BanyanHTTPClient(baseURL: leader, token: config.leaderToken), logger: logger))
+        }
         return Application(
             responder: responder,
             server: .guarded(timeouts: config.connectionTimeouts, registry: connections),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
+            services: services,
             onServerRunning: { channel in
+                if config.advertise == nil, config.port == 0, let port = channel.localAddress?.port {
+                    replication.setAdvertise(config.advertisedURL(port: port))
+                }
                 do {
                     try await channel.eventLoop.submit {
                         try channel.pipeline.syncOperations.addHandler(ListenerGuard(registry: connections, logger: logger), position: .first)
@@ -81,6 +94,9 @@ struct BanyanResponder: HTTPResponder {
     let metrics: ServerMetrics
     let connections: ConnectionRegistry
     let site: SiteGuard
+    let replication: ReplicationState
+    let readWait: Duration
+    let logger: Logger
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
@@ -111,6 +127,12 @@ struct BanyanResponder: HTTPResponder {
             case .found(let route, let parameters):
                 pattern = route.pattern
                 try access.authorize(request, needs: route.role)
+                if let epoch = request.headers[ReplicationAPI.epochHeader].flatMap(UInt64.init), (route.role ?? .read) >= .write,
+                    replication.observe(epoch: epoch)
+                {
+                    logger.warning("fenced: a request presented a newer epoch; this node takes no more writes", metadata: ["epoch": "\(epoch)"])
+                }
+                if route.role == .read { try await ReadGate.wait(request, store: replication.store, bound: readWait) }
                 let client = ClientConnection(channel: context.channel, connections: connections)
                 return (try await route.handler(request, RouteContext(parameters: parameters, client: client, headOnly: headOnly)), pattern)
             case .wrongMethod(let served, let allow):

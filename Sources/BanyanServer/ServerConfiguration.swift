@@ -25,7 +25,30 @@ public struct ServerConfiguration: Sendable {
     /// something, with CORS headers; `*` allows any.
     public var corsOrigins: [String] = []
 
+    // Replication (docs/REPLICATION.md).
+    /// The leader's URL on a follower (`--follow`); nil on a leader.
+    public var follow: String?
+    /// The URL others should use for this node (`--advertise`); nil: the listen address.
+    public var advertise: String?
+    /// The bearer token this node presents to its leader, and a new leader to its former one
+    /// (`BANYAN_LEADER_TOKEN`), when the other side has tokens.
+    public var leaderToken: String?
+    /// Followers that must hold every write durably before it is acknowledged, unless the
+    /// request asks for more (`replicas=N`; `--min-replicas`). Covers `/emit` too.
+    public var minReplicas = 0
+    /// How long a write waits for its replicas before it is answered 504 (`--replica-timeout-ms`).
+    public var replicaTimeout: Duration = .seconds(5)
+    /// How long a read with `min_id` waits for this node to apply that id (`--read-wait-ms`).
+    public var readWait: Duration = .seconds(2)
+
     public init() {}
+
+    /// The URL this node tells others to use.
+    public func advertisedURL(port: Int) -> String {
+        if let advertise { return advertise.hasSuffix("/") ? String(advertise.dropLast()) : advertise }
+        let host = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
+        return "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+    }
 
     /// The valid range of every `banyan serve` setting, in one place: the command checks each
     /// flag against its range at start and names the flag when one is outside it, and
@@ -48,6 +71,9 @@ public struct ServerConfiguration: Sendable {
         public static let idleTimeoutSeconds = 1...86_400
         /// The upper end is the descriptor budget of the process (`DescriptorBudget`).
         public static let connectionsMin = 1
+        public static let minReplicas = 0...16
+        public static let replicaTimeoutMs = 1...600_000
+        public static let readWaitMs = 0...60_000
     }
 
     /// Whether `host` names a loopback interface (the only kind allowed without tokens).

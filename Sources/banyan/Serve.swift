@@ -41,6 +41,13 @@ extension Banyan {
         var corsOrigins: [String] = []
         @Option(help: "File of bearer tokens, one \"<token> <role>\" per line (roles: read, write, admin). Also: BANYAN_TOKENS=token:role,...")
         var tokensFile: String?
+        @Option(help: "Run as a follower of the leader at this URL: pull and apply its log, serve reads, redirect writes to it (docs/REPLICATION.md). Uses BANYAN_LEADER_TOKEN when the leader has tokens.")
+        var follow: String?
+        @Option(help: "The URL others should use for this node (default: http://<host>:<port>).") var advertise: String?
+        @Option(help: "Followers that must hold every write durably before it is acknowledged (a floor under replicas=N; covers /emit).")
+        var minReplicas = 0
+        @Option(help: "Milliseconds a write waits for its replicas before it is answered 504.") var replicaTimeoutMs = 5_000
+        @Option(help: "Milliseconds a read with min_id waits for this node to apply that id before it is answered 503.") var readWaitMs = 2_000
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
         @Flag(help: "Open a store whose write-ahead log is damaged: keep the events before the damage and mark each id after it lost (a banyan.lost event), instead of refusing to start. docs/OPERATIONS.md, \"A damaged write-ahead log\".")
         var acceptWALLoss = false
@@ -80,6 +87,20 @@ extension Banyan {
             try check("header-read-timeout-seconds", headerReadTimeoutSeconds, Bounds.headerReadTimeoutSeconds)
             try check("body-read-timeout-seconds", bodyReadTimeoutSeconds, Bounds.bodyReadTimeoutSeconds)
             try check("idle-timeout-seconds", idleTimeoutSeconds, Bounds.idleTimeoutSeconds)
+            try check("min-replicas", minReplicas, Bounds.minReplicas)
+            try check("replica-timeout-ms", replicaTimeoutMs, Bounds.replicaTimeoutMs)
+            try check("read-wait-ms", readWaitMs, Bounds.readWaitMs)
+            for (flag, value) in [("follow", follow), ("advertise", advertise)] {
+                guard let value else { continue }
+                guard let url = URL(string: value), ["http", "https"].contains(url.scheme ?? ""), url.host != nil, url.path.isEmpty || url.path == "/",
+                    url.query == nil
+                else {
+                    throw ValidationError("--\(flag) takes a base URL like http://10.0.0.5:7777, not \"\(value)\"")
+                }
+            }
+            if follow != nil, minReplicas > 0 {
+                throw ValidationError("--min-replicas applies to a leader; a follower (--follow) takes no writes")
+            }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical, not \"\(logLevel)\"")
             }
@@ -126,6 +147,13 @@ extension Banyan {
                 options.limits.queryPageBytesMax = queryPageBytesMax
                 config.connectionTimeouts = ConnectionTimeouts(
                     headerRead: .seconds(headerReadTimeoutSeconds), bodyRead: .seconds(bodyReadTimeoutSeconds), idle: .seconds(idleTimeoutSeconds))
+                config.follow = follow.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+                config.advertise = advertise
+                config.leaderToken = ProcessInfo.processInfo.environment["BANYAN_LEADER_TOKEN"]
+                config.minReplicas = minReplicas
+                config.replicaTimeout = .milliseconds(replicaTimeoutMs)
+                config.readWait = .milliseconds(readWaitMs)
+                options.role = follow == nil ? .leader : .follower
                 config.access = try AccessControl.load(file: tokensFile, environment: ProcessInfo.processInfo.environment["BANYAN_TOKENS"])
                 if !config.access.isEnabled && !config.isLoopback {
                     throw AccessError(
@@ -148,7 +176,8 @@ extension Banyan {
                 let auth = config.access.isEnabled ? "\(config.access.tokens.count) tokens" : "no authentication (loopback only)"
                 let connections = config.connectionsMax
                 try await server.run { port in
-                    Console.error("banyan: listening on http://\(host):\(port) (data dir \(data.dataDir), fsync \(fsync.rawValue), \(auth), last id \(store.lastID), at most \(connections) connections)")
+                    let role = follow.map { "follower of \($0)" } ?? "leader"
+                    Console.error("banyan: listening on http://\(host):\(port) (data dir \(data.dataDir), \(role), epoch \(store.epoch), fsync \(fsync.rawValue), \(auth), last id \(store.lastID), at most \(connections) connections)")
                 }
                 logger.info("server stopped; closing the store")
             }

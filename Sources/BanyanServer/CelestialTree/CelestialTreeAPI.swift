@@ -10,6 +10,7 @@ struct CelestialTreeAPI: Sendable {
     let store: EventStore
     let config: ServerConfiguration
     let streams: StreamRegistry
+    let replication: ReplicationState
 
     /// CelestialTree's routes (`RouteTable`). `/healthz` and `/version` answer any method, as
     /// CelestialTree's do; `/healthz` needs no token.
@@ -66,6 +67,7 @@ struct CelestialTreeAPI: Sendable {
     private static let emitFields: Set<String> = ["type", "parents", "message", "payload"]
 
     private func emit(_ request: Request) async throws -> Response {
+        try replication.requireLeader(for: request)
         let limits = store.limits
         let body = try await RequestBody.bytes(request, bytesMax: store.limits.eventBodyBytesMax)
         let object = try RequestBody.object(body, allowed: Self.emitFields, depthMax: limits.jsonDepthMax)
@@ -81,6 +83,9 @@ struct CelestialTreeAPI: Sendable {
         } catch let error as LogError {
             throw APIError.from(error, summary: "emit failed", withIndex: false)
         }
+        // `--min-replicas` covers /emit too; CelestialTree's answer has no room for a count.
+        let id = receipt.results[0].id
+        _ = try await replication.awaitReplicas(config.minReplicas, through: id, timeout: config.replicaTimeout, stored: [("id", .int(id))])
         var w = JSONWriter()
         w.writeRaw("{\"id\":")
         w.writeUInt(receipt.results[0].id)

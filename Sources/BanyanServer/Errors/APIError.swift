@@ -14,6 +14,9 @@ struct APIError: Error, HTTPResponseError, Sendable {
     var line: Int?
     var column: Int?
     var headers: HTTPFields = [:]
+    /// Members after the standard ones (the leader's URL on a redirect, the ids of a write that
+    /// was stored but not confirmed on its replicas).
+    var members: [(name: String, value: JSONValue)] = []
 
     init(_ status: HTTPResponse.Status, _ error: String, detail: String? = nil) {
         self.status = status
@@ -35,6 +38,12 @@ struct APIError: Error, HTTPResponseError, Sendable {
             guard let value else { continue }
             w.writeRaw(name)
             w.writeInt(Int64(value))
+        }
+        for (name, value) in members {
+            w.writeRaw(",")
+            w.writeString(name)
+            w.writeRaw(":")
+            w.write(value)
         }
         w.writeRaw("}")
         var response = JSONResponse.make(w, status: status)
@@ -90,6 +99,11 @@ struct APIError: Error, HTTPResponseError, Sendable {
             return error
         case .closed:
             return APIError(.serviceUnavailable, summary, detail: detail)
+        case .notLeader:
+            // A write racing a role change (the node was fenced or demoted meanwhile).
+            var error = APIError(.serviceUnavailable, "not the leader", detail: detail)
+            error.headers[.retryAfter] = "1"
+            return error
         default:
             return APIError(.internalServerError, summary, detail: detail)
         }

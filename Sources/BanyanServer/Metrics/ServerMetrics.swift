@@ -27,6 +27,14 @@ public final class ServerMetrics: StoreObserver, Sendable {
     /// Connections closed by the server, by reason, and the totals already counted.
     private let connectionsClosed: Mutex<[String: (counter: CoreMetrics.Counter, counted: Int)]> = Mutex([:])
     private let engine: Mutex<[String: CoreMetrics.Gauge]> = Mutex([:])
+    /// Counters fed from running totals kept elsewhere, and the totals already counted.
+    private let totals: Mutex<[String: (counter: CoreMetrics.Counter, counted: Int)]> = Mutex([:])
+    /// Per-follower gauges on a leader (applied id, lag in ids, lag in seconds), removed with
+    /// the follower, so the label space stays within `ReplicationState.followersMax`.
+    private let followerGauges: Mutex<[String: [CoreMetrics.Gauge]]> = Mutex([:])
+    private let epoch: CoreMetrics.Gauge
+    private let lagIDs: CoreMetrics.Gauge
+    private let lagSeconds: CoreMetrics.Gauge
     private let requestTimers: Mutex<[String: CoreMetrics.Timer]> = Mutex([:])
 
     public init() {
@@ -54,6 +62,58 @@ public final class ServerMetrics: StoreObserver, Sendable {
         walSyncFailures = CoreMetrics.Counter(label: "banyan_wal_sync_failures_total", factory: factory)
         connectionsOpen = CoreMetrics.Gauge(label: "banyan_connections_open", factory: factory)
         connectionsMax = CoreMetrics.Gauge(label: "banyan_connections_max", factory: factory)
+        epoch = CoreMetrics.Gauge(label: "banyan_epoch", factory: factory)
+        lagIDs = CoreMetrics.Gauge(label: "banyan_replication_lag_ids", factory: factory)
+        lagSeconds = CoreMetrics.Gauge(label: "banyan_replication_lag_seconds", factory: factory)
+    }
+
+    /// Advances a counter to a running total kept elsewhere.
+    private func advance(_ label: String, _ dimensions: [(String, String)], to total: Int) {
+        let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        totals.withLock { counters in
+            let entry = counters[key] ?? (CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory), 0)
+            if total > entry.counted { entry.counter.increment(by: Int64(total - entry.counted)) }
+            counters[key] = (entry.counter, max(total, entry.counted))
+        }
+    }
+
+    /// Replication: the epoch, what was shipped and applied, role changes, and the lag of each
+    /// follower (on a leader) or of this node (on a follower).
+    private func record(_ replication: ReplicationState, lastID last: EventID) {
+        let store = replication.store
+        epoch.record(Int64(clamping: store.epoch))
+        let c = replication.counters
+        advance("banyan_replication_groups_total", [("direction", "shipped")], to: c.groupsShipped.load(ordering: .relaxed))
+        advance("banyan_replication_groups_total", [("direction", "applied")], to: c.groupsApplied.load(ordering: .relaxed))
+        advance("banyan_replication_bytes_total", [("direction", "shipped")], to: c.bytesShipped.load(ordering: .relaxed))
+        advance("banyan_replication_bytes_total", [("direction", "applied")], to: c.bytesApplied.load(ordering: .relaxed))
+        advance("banyan_replication_truncated_events_total", [], to: c.truncatedEvents.load(ordering: .relaxed))
+        advance("banyan_promotions_total", [], to: c.promotions.load(ordering: .relaxed))
+        advance("banyan_fencings_total", [], to: c.fencings.load(ordering: .relaxed))
+        let now = ContinuousClock.now
+        let followers = replication.role == .leader ? replication.followers : []
+        followerGauges.withLock { gauges in
+            let current = Set(followers.map(\.url))
+            for (url, set) in gauges where !current.contains(url) {
+                for gauge in set { gauge.destroy() }
+                gauges.removeValue(forKey: url)
+            }
+            for f in followers {
+                let set = gauges[f.url] ?? ["banyan_follower_applied_id", "banyan_follower_lag_ids", "banyan_follower_lag_seconds"].map {
+                    CoreMetrics.Gauge(label: $0, dimensions: [("follower", f.url)], factory: factory)
+                }
+                gauges[f.url] = set
+                set[0].record(Int64(clamping: f.appliedID))
+                set[1].record(Int64(clamping: last > f.appliedID ? last - f.appliedID : 0))
+                set[2].record(f.appliedID >= last ? 0 : (now - f.caughtUpAt).seconds)
+            }
+        }
+        if replication.role != .leader {
+            let view = replication.followerView
+            let behind = view.leaderLastID > last
+            lagIDs.record(Int64(clamping: behind ? view.leaderLastID - last : 0))
+            lagSeconds.record(behind ? (now - view.caughtUpAt).seconds : 0)
+        }
     }
 
     public func didCommit(events: Int, batches: Int, synced: Bool, writeDuration: Duration) {
@@ -83,7 +143,8 @@ public final class ServerMetrics: StoreObserver, Sendable {
     }
 
     /// Samples the gauges and renders the Prometheus text format.
-    func render(store: EventStore, streams: StreamRegistry, connections: ConnectionRegistry) -> [UInt8] {
+    func render(store: EventStore, streams: StreamRegistry, connections: ConnectionRegistry, replication: ReplicationState) -> [UInt8] {
+        record(replication, lastID: store.lastID)
         connectionsOpen.record(Int64(connections.count))
         connectionsMax.record(Int64(connections.connectionsMax))
         let closed = connections.closedCounts

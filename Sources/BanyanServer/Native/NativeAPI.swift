@@ -9,6 +9,7 @@ struct NativeAPI: Sendable {
     let store: EventStore
     let config: ServerConfiguration
     let streams: StreamRegistry
+    let replication: ReplicationState
 
     /// The routes under `/v1` (`RouteTable`).
     var routes: [Route] {
@@ -35,8 +36,11 @@ struct NativeAPI: Sendable {
     }
 
     private func append(_ request: Request) async throws -> Response {
+        try replication.requireLeader(for: request)
         let ndjson = try RequestBody.requireJSON(request, also: ["application/x-ndjson"]) == "application/x-ndjson"
-        let durability = try Self.durability(try QueryString(request).get("durability"))
+        let query = try QueryString(request)
+        let durability = try Self.durability(query.get("durability"))
+        let replicas = try ReplicationState.replicasWanted(query.get("replicas"), config: config)
         let body: [UInt8]
         do {
             body = try await RequestBody.bytes(request, bytesMax: store.limits.appendBodyBytesMax)
@@ -50,7 +54,15 @@ struct NativeAPI: Sendable {
         } catch let error as LogError {
             throw APIError.fromBatch(error)
         }
-        var w = JSONWriter(capacity: 32 + receipt.results.count * 16)
+        var confirmed: Int?
+        if replicas > 0, let through = receipt.results.map(\.id).max() {
+            let results = JSONValue.array(receipt.results.map { result in
+                .object([JSONMember(key: "id", value: .int(result.id))] + (result.duplicate ? [JSONMember(key: "duplicate", value: .bool(true))] : []))
+            })
+            confirmed = try await replication.awaitReplicas(
+                replicas, through: through, timeout: config.replicaTimeout, stored: [("results", results), ("durable", .bool(receipt.durable))])
+        }
+        var w = JSONWriter(capacity: 48 + receipt.results.count * 16)
         w.writeRaw("{\"results\":[")
         for (i, result) in receipt.results.enumerated() {
             w.writeRaw(i == 0 ? "{\"id\":" : ",{\"id\":")
@@ -59,6 +71,10 @@ struct NativeAPI: Sendable {
         }
         w.writeRaw("],\"durable\":")
         w.writeBool(receipt.durable)
+        if let confirmed {
+            w.writeRaw(",\"replicas\":")
+            w.writeUInt(UInt64(confirmed))
+        }
         w.writeRaw("}")
         return JSONResponse.make(w)
     }
@@ -106,14 +122,20 @@ struct NativeAPI: Sendable {
         let store = self.store
         let stats = try await Blocking.run { try store.stats() }
         let uptime = ContinuousClock.now - store.startedAt
-        return JSONResponse.make(JSONValue.members([
-            "role": .string("leader"), "epoch": .int(stats.epoch), "last_id": .int(stats.events), "edges": .int(stats.edges),
-            "roots": .int(stats.roots), "heads": .int(stats.heads),
+        let members: KeyValuePairs<String, JSONValue> = [
+            "role": .string(replication.role.rawValue), "epoch": .int(stats.epoch), "leader": replication.leader.map(JSONValue.string) ?? .null,
+            "last_id": .int(stats.events), "edges": .int(stats.edges), "roots": .int(stats.roots), "heads": .int(stats.heads),
             "segments": .members(["sealed": .int(stats.sealedSegments), "events_max": .int(store.limits.segmentEventsMax)]),
             "disk_bytes": .int(stats.diskBytes), "durability": .string(store.options.durability.rawValue),
-            "uptime_seconds": .number(String(format: "%.3f", Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18)),
-            "streams": .int(streams.count), "version": .string(BanyanVersion.version),
-        ]))
+            "uptime_seconds": Self.seconds(uptime), "streams": .int(streams.count), "version": .string(BanyanVersion.version),
+        ]
+        let all = members.map { JSONMember(key: $0.key, value: $0.value) } + replication.statusMembers(lastID: stats.events)
+        return JSONResponse.make(JSONValue.object(all))
+    }
+
+    /// Seconds with millisecond precision, as JSON.
+    static func seconds(_ d: Duration) -> JSONValue {
+        .number(String(format: "%.3f", max(0, d.seconds)))
     }
 
     // MARK: parameters

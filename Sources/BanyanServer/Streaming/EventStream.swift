@@ -113,8 +113,5 @@ enum EventStream {
 }
 
 extension HTTPField.Name {
-    static let lastEventID: Self = {
-        guard let name = Self("Last-Event-ID") else { preconditionFailure("Last-Event-ID is a valid field name") }
-        return name
-    }()
+    static let lastEventID = Self.known("Last-Event-ID")
 }

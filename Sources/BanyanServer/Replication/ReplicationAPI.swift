@@ -1,0 +1,173 @@
+import BanyanClient
+import EventLog
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The leader's side of log shipping and the role changes (docs/REPLICATION.md):
+/// - `GET /v1/replication/groups`: the commit groups after `after`, read back from storage
+///   (`EventStore.shippableGroups`), framed (`Replication.frame`); a long poll when the follower
+///   is caught up. Each pull carries the follower's report, which the leader records.
+/// - `GET /v1/replication/epoch?epoch=E`: where epoch E ends in this log, for a follower
+///   finding where its log diverges (`EventStore.epochEnd`).
+/// - `POST /v1/admin/promote`: this follower becomes the leader of a new epoch.
+struct ReplicationAPI: Sendable {
+    let store: EventStore
+    let replication: ReplicationState
+    let config: ServerConfiguration
+    let logger: Logger
+
+    static let waitMsMax = 30_000
+    static let bytesMaxDefault = 4 << 20
+    static let bytesMaxRange = (64 << 10)...(64 << 20)
+    /// The longest `Banyan-Follower` URL a leader records.
+    static let followerURLBytesMax = 512
+
+    var routes: [Route] {
+        // Pulling the log is reading all of it, and a follower's report counts towards
+        // acknowledgements (`replicas=N`): the write role.
+        [
+            Route(.get, Replication.path, role: .write) { request, _ in try await groups(request) },
+            Route(.get, Replication.epochPath, role: .write) { request, _ in try epochEnd(request) },
+            Route(.post, "/v1/admin/promote", role: .admin) { _, _ in try await promote() },
+        ]
+    }
+
+    private func groups(_ request: Request) async throws -> Response {
+        let query = try QueryString(request)
+        let after = try NativeAPI.id(query.get("after"), field: "after") ?? 0
+        let waitMs = try NativeAPI.integer(query.get("wait_ms"), field: "wait_ms") ?? 0
+        guard (0...Self.waitMsMax).contains(waitMs) else { throw APIError.invalid("wait_ms must be 0...\(Self.waitMsMax)", field: "wait_ms") }
+        let bytesMax = try NativeAPI.integer(query.get("bytes_max"), field: "bytes_max") ?? Self.bytesMaxDefault
+        guard Self.bytesMaxRange.contains(bytesMax) else {
+            throw APIError.invalid("bytes_max must be \(Self.bytesMaxRange.lowerBound)...\(Self.bytesMaxRange.upperBound)", field: "bytes_max")
+        }
+        let report = try Self.report(request, after: after)
+        try requireLeader()
+        if let report {
+            guard report.epoch <= store.epoch else {
+                // `observe` (in the responder) fenced this node already; say why.
+                throw APIError(.conflict, "stale epoch", detail: "the follower is in epoch \(report.epoch), this node in \(store.epoch): a newer leader exists").naming(Replication.Header.epoch)
+            }
+            replication.record(report, leaderLastID: store.lastID)
+        }
+        guard after <= store.lastID else {
+            throw APIError(.conflict, "follower ahead of the leader", detail: "the follower asks after id \(after), but the leader's log ends at \(store.lastID)").naming("after")
+        }
+        if after == store.lastID, waitMs > 0 {
+            _ = await store.notifier.wait(after: after, timeout: .milliseconds(waitMs))
+        }
+        let store = self.store
+        let groups: [[UInt8]]
+        do {
+            groups = try await Blocking.run { try store.shippableGroups(after: after, bytesMax: bytesMax) }
+        } catch let error as LogError where error.cause?.code == .invalidArgument {
+            throw APIError(.conflict, "not a group boundary", detail: "\(error.message): the follower's log diverges from the leader's").naming("after")
+        }
+        let body = Replication.frame(groups)
+        replication.counters.groupsShipped.add(groups.count, ordering: .relaxed)
+        replication.counters.bytesShipped.add(body.count, ordering: .relaxed)
+        return Response(
+            status: .ok,
+            headers: [
+                .contentType: Replication.contentType, .contentLength: String(body.count),
+                Self.lastIDHeader: String(store.lastID), Self.epochHeader: String(store.epoch), Self.leaderHeader: replication.advertise,
+                Self.formatHeader: String(Replication.formatVersion),
+            ],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The follower's report in a pull's headers; nil when the puller sends none (a tool).
+    static func report(_ request: Request, after: EventID) throws -> FollowerReport? {
+        guard let url = request.headers[followerHeader] else { return nil }
+        guard !url.isEmpty, url.utf8.count <= followerURLBytesMax, url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw APIError.invalid(
+                "\(Replication.Header.follower) must be the follower's http(s) URL of at most \(followerURLBytesMax) bytes", field: Replication.Header.follower)
+        }
+        if let format = request.headers[formatHeader], format != String(Replication.formatVersion) {
+            throw APIError(.conflict, "incompatible format", detail: "the follower speaks replication format \(format), this leader \(Replication.formatVersion)").naming(Replication.Header.format)
+        }
+        return FollowerReport(
+            url: url,
+            appliedID: try NativeAPI.id(request.headers[appliedHeader], field: Replication.Header.appliedID) ?? after,
+            durableID: try NativeAPI.id(request.headers[durableHeader], field: Replication.Header.durableID) ?? 0,
+            epoch: try NativeAPI.id(request.headers[epochHeader], field: Replication.Header.epoch) ?? 0)
+    }
+
+    private func requireLeader() throws {
+        switch replication.role {
+        case .leader: return
+        case .follower:
+            throw APIError(.conflict, "not the leader", detail: "this node follows \(replication.leader ?? "no known leader"); replicate from the leader")
+        case .fenced:
+            throw APIError(.conflict, "not the leader", detail: "this node's term was superseded (it is fenced); replicate from the new leader")
+        }
+    }
+
+    private func epochEnd(_ request: Request) throws -> Response {
+        let query = try QueryString(request)
+        guard let epoch = try NativeAPI.id(query.get("epoch"), field: "epoch") else {
+            throw APIError.invalid("epoch is required", field: "epoch")
+        }
+        try requireLeader()
+        let end = store.epochEnd(for: epoch)
+        return JSONResponse.make(JSONValue.members([
+            "epoch": .int(end.epoch), "end_id": .int(end.endID), "leader_epoch": .int(store.epoch), "last_id": .int(store.lastID),
+        ]))
+    }
+
+    private func promote() async throws -> Response {
+        guard replication.role == .follower else {
+            let detail = replication.role == .leader
+                ? "this node is already the leader (epoch \(store.epoch))"
+                : "this node was fenced; restart it with --follow <new leader> to rejoin"
+            throw APIError(.conflict, "cannot promote", detail: detail)
+        }
+        let epoch: UInt64
+        do {
+            epoch = try await store.promote(leader: replication.advertise, epochAtLeast: replication.followerView.leaderEpoch)
+        } catch let error as LogError {
+            throw APIError.from(error, summary: "cannot promote")
+        }
+        let former = replication.leader
+        replication.becameLeader()
+        logger.notice("promoted to leader", metadata: ["epoch": "\(epoch)", "former_leader": "\(former ?? "none")"])
+        if let former { Task { await FormerLeader.fence(former, epoch: epoch, token: config.leaderToken, logger: logger) } }
+        return JSONResponse.make(JSONValue.members([
+            "role": .string("leader"), "epoch": .int(epoch), "leader": .string(replication.advertise), "last_id": .int(store.lastID),
+        ]))
+    }
+
+    static let followerHeader = HTTPField.Name.known(Replication.Header.follower)
+    static let appliedHeader = HTTPField.Name.known(Replication.Header.appliedID)
+    static let durableHeader = HTTPField.Name.known(Replication.Header.durableID)
+    static let epochHeader = HTTPField.Name.known(Replication.Header.epoch)
+    static let lastIDHeader = HTTPField.Name.known(Replication.Header.lastID)
+    static let leaderHeader = HTTPField.Name.known(Replication.Header.leader)
+    static let formatHeader = HTTPField.Name.known(Replication.Header.format)
+}
+
+/// A new leader tells its former leader about the new epoch, best effort: a request carrying
+/// `Banyan-Epoch` fences a leader of an older epoch (`ReplicationState.observe`). The former
+/// leader is usually dead; if it is alive and unreachable now, followers pulling from it, or
+/// any client presenting the epoch, fence it later.
+enum FormerLeader {
+    static func fence(_ url: String, epoch: UInt64, token: String?, logger: Logger) async {
+        let client = BanyanHTTPClient(baseURL: url, token: token)
+        do {
+            try await client.presentEpoch(epoch)
+            logger.notice("told the former leader about the new epoch", metadata: ["former_leader": "\(url)", "epoch": "\(epoch)"])
+        } catch {
+            logger.notice("could not reach the former leader to fence it", metadata: ["former_leader": "\(url)", "error": "\(error)"])
+        }
+    }
+}
+
+extension HTTPField.Name {
+    /// A field name known to be valid: a literal of this code base.
+    static func known(_ name: String) -> Self {
+        guard let field = Self(name) else { preconditionFailure("\(name) is not a valid HTTP field name") }
+        return field
+    }
+}

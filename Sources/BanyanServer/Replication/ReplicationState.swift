@@ -1,0 +1,260 @@
+import EventLog
+import Synchronization
+
+/// What this node knows of replication (docs/REPLICATION.md): its role (the store's), its
+/// leader, how far each follower has got (from the reports followers send with every pull) and
+/// the writes waiting for replicas (`replicas=N`). Thread-safe behind one `Mutex`.
+public final class ReplicationState: Sendable {
+    public enum Role: String, Sendable {
+        case leader, follower, fenced
+    }
+
+    /// One follower, as its last pull reported it.
+    public struct FollowerProgress: Sendable {
+        public var url: String
+        public var appliedID: EventID
+        public var durableID: EventID
+        public var epoch: UInt64
+        public var lastContact: ContinuousClock.Instant
+        /// When its applied id last reached the leader's last id.
+        public var caughtUpAt: ContinuousClock.Instant
+    }
+
+    /// A write waiting until `count` followers hold `through` durably.
+    private struct ReplicaWaiter {
+        var through: EventID
+        var count: Int
+        var continuation: CheckedContinuation<Void, Never>
+    }
+
+    private struct State {
+        var leader: String?
+        var advertise: String
+        var followers: [String: FollowerProgress] = [:]
+        var waiters: [UInt64: ReplicaWaiter] = [:]
+        var released: Set<UInt64> = []
+        var nextToken: UInt64 = 0
+        /// On a follower: the leader's last id and epoch as of the last pull, when the follower
+        /// was last caught up, and when it last heard from the leader.
+        var leaderLastID: EventID = 0
+        var leaderEpoch: UInt64 = 0
+        var caughtUpAt: ContinuousClock.Instant = .now
+        var lastContact: ContinuousClock.Instant?
+    }
+
+    let store: EventStore
+    private let state: Mutex<State>
+    let counters = Counters()
+
+    /// Followers tracked at once: the `Banyan-Follower` header is the client's to choose, so the
+    /// table needs a bound; past it the follower heard from the longest ago is forgotten.
+    static let followersMax = 64
+
+    /// - Parameters:
+    ///   - leader: the leader's URL on a follower (`--follow`); a leader is its own.
+    ///   - advertise: the URL others should use for this node (`--advertise`).
+    public init(store: EventStore, leader: String?, advertise: String) {
+        self.store = store
+        state = Mutex(State(leader: store.role == .leader ? advertise : leader, advertise: advertise))
+    }
+
+    /// The store's role: the one source of truth.
+    public var role: Role {
+        switch store.role {
+        case .leader?: .leader
+        case .fenced?: .fenced
+        case .follower?, nil: .follower
+        }
+    }
+
+    /// The leader's URL, when known (a fenced node does not know its successor's).
+    public var leader: String? { state.withLock { $0.leader } }
+    public var advertise: String { state.withLock { $0.advertise } }
+
+    /// Sets the advertised URL once the port is known (`--port 0`).
+    func setAdvertise(_ url: String) {
+        state.withLock { s in
+            if s.leader == s.advertise { s.leader = url }
+            s.advertise = url
+        }
+    }
+
+    /// This node now leads (after `promote`).
+    func becameLeader() {
+        state.withLock { s in
+            s.leader = s.advertise
+            s.followers = [:]
+        }
+        counters.promotions.add(1, ordering: .relaxed)
+    }
+
+    /// Fences the store when `epoch` is newer than the one it leads in; returns whether it did.
+    /// Writes waiting for replicas are woken to find out.
+    @discardableResult
+    func observe(epoch: UInt64) -> Bool {
+        guard store.role == .leader, epoch > store.epoch, store.fence(by: epoch) else { return false }
+        counters.fencings.add(1, ordering: .relaxed)
+        let waiters = state.withLock { s -> [ReplicaWaiter] in
+            s.leader = nil
+            let all = Array(s.waiters.values)
+            s.waiters.removeAll()
+            return all
+        }
+        for waiter in waiters { waiter.continuation.resume() }
+        return true
+    }
+
+    // MARK: leader
+
+    /// A leader records a follower's report, and wakes writes it satisfies.
+    func record(_ report: FollowerReport, leaderLastID: EventID) {
+        let now = ContinuousClock.now
+        let satisfied = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            var progress = s.followers[report.url] ?? FollowerProgress(
+                url: report.url, appliedID: 0, durableID: 0, epoch: report.epoch, lastContact: now, caughtUpAt: now)
+            progress.appliedID = report.appliedID
+            progress.durableID = report.durableID
+            progress.epoch = report.epoch
+            progress.lastContact = now
+            if report.appliedID >= leaderLastID { progress.caughtUpAt = now }
+            s.followers[report.url] = progress
+            if s.followers.count > Self.followersMax, let stalest = s.followers.values.min(by: { $0.lastContact < $1.lastContact }) {
+                s.followers.removeValue(forKey: stalest.url)
+            }
+            var done: [CheckedContinuation<Void, Never>] = []
+            for (token, waiter) in s.waiters where Self.confirmed(s.followers, waiter.through) >= waiter.count {
+                s.waiters.removeValue(forKey: token)
+                done.append(waiter.continuation)
+            }
+            return done
+        }
+        for continuation in satisfied { continuation.resume() }
+    }
+
+    public var followers: [FollowerProgress] { state.withLock { Array($0.followers.values).sorted { $0.url < $1.url } } }
+
+    /// Followers holding `id` durably.
+    func confirmed(through id: EventID) -> Int {
+        state.withLock { Self.confirmed($0.followers, id) }
+    }
+
+    private static func confirmed(_ followers: [String: FollowerProgress], _ id: EventID) -> Int {
+        followers.values.reduce(0) { $0 + ($1.durableID >= id ? 1 : 0) }
+    }
+
+    /// Waits until `count` followers hold `id` durably, the timeout passes, or the node is
+    /// fenced; returns how many hold it then.
+    func waitForReplicas(_ count: Int, through id: EventID, timeout: Duration) async -> Int {
+        let token: UInt64? = state.withLock { s in
+            if Self.confirmed(s.followers, id) >= count { return nil }
+            s.nextToken += 1
+            return s.nextToken
+        }
+        guard let token else { return confirmed(through: id) }
+        let timer = Task {
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            self.release(token)
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if Self.confirmed(s.followers, id) >= count || s.released.remove(token) != nil || store.role != .leader { return true }
+                    s.waiters[token] = ReplicaWaiter(through: id, count: count, continuation: continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            self.release(token)
+        }
+        timer.cancel()
+        await timer.value
+        state.withLock { _ = $0.released.remove(token) }
+        return confirmed(through: id)
+    }
+
+    private func release(_ token: UInt64) {
+        let waiter = state.withLock { s -> ReplicaWaiter? in
+            if let w = s.waiters.removeValue(forKey: token) { return w }
+            s.released.insert(token)
+            return nil
+        }
+        waiter?.continuation.resume()
+    }
+
+    // MARK: follower
+
+    /// A follower records what its last pull said of the leader.
+    func pulled(leaderLastID: EventID, leaderEpoch: UInt64, appliedID: EventID) {
+        let now = ContinuousClock.now
+        state.withLock { s in
+            s.leaderLastID = leaderLastID
+            s.leaderEpoch = leaderEpoch
+            s.lastContact = now
+            if appliedID >= s.leaderLastID { s.caughtUpAt = now }
+        }
+    }
+
+    /// On a follower: the leader's last id and epoch as last seen, when the follower was last
+    /// caught up, and when it last heard from the leader.
+    var followerView: (leaderLastID: EventID, leaderEpoch: UInt64, caughtUpAt: ContinuousClock.Instant, lastContact: ContinuousClock.Instant?) {
+        state.withLock { ($0.leaderLastID, $0.leaderEpoch, $0.caughtUpAt, $0.lastContact) }
+    }
+
+    /// Totals for `/metrics`.
+    final class Counters: Sendable {
+        let groupsShipped = Atomic<Int>(0)
+        let bytesShipped = Atomic<Int>(0)
+        let groupsApplied = Atomic<Int>(0)
+        let bytesApplied = Atomic<Int>(0)
+        let truncatedEvents = Atomic<Int>(0)
+        let promotions = Atomic<Int>(0)
+        let fencings = Atomic<Int>(0)
+    }
+}
+
+/// A follower's report, as a leader reads it from a pull's headers.
+struct FollowerReport: Sendable {
+    var url: String
+    var appliedID: EventID
+    var durableID: EventID
+    var epoch: UInt64
+}
+
+extension Duration {
+    /// Seconds as a `Double` (status fields, metrics).
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}
+
+extension ReplicationState {
+    /// The replication fields of `/v1/status`: on a leader, each follower's progress; on a
+    /// follower, how far behind its leader it is.
+    func statusMembers(lastID: EventID) -> [JSONMember] {
+        let now = ContinuousClock.now
+        switch role {
+        case .leader:
+            let list = followers.map { f -> JSONValue in
+                .members([
+                    "url": .string(f.url), "applied_id": .int(f.appliedID), "durable_id": .int(f.durableID),
+                    "lag_ids": .int(lastID > f.appliedID ? lastID - f.appliedID : 0),
+                    "lag_seconds": NativeAPI.seconds(f.appliedID >= lastID ? .zero : now - f.caughtUpAt),
+                    "last_contact_seconds": NativeAPI.seconds(now - f.lastContact), "epoch": .int(f.epoch),
+                ])
+            }
+            return [JSONMember(key: "followers", value: .array(list))]
+        case .follower, .fenced:
+            let view = followerView
+            let behind = view.leaderLastID > lastID
+            return [
+                JSONMember(key: "applied_id", value: .int(lastID)),
+                JSONMember(key: "durable_id", value: .int(store.durableID)),
+                JSONMember(key: "lag_ids", value: .int(behind ? view.leaderLastID - lastID : 0)),
+                JSONMember(key: "lag_seconds", value: NativeAPI.seconds(behind ? now - view.caughtUpAt : .zero)),
+                JSONMember(key: "last_contact_seconds", value: view.lastContact.map { NativeAPI.seconds(now - $0) } ?? .null),
+            ]
+        }
+    }
+}
