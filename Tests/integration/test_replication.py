@@ -259,6 +259,7 @@ class Reader(threading.Thread):
         self.target = target
         self.events: list[dict] = []
         self.reconnects = 0
+        self.truncations: list[int] = []
         self.stop = threading.Event()
         self.error: Optional[str] = None
         self.connections: list[str] = []
@@ -291,6 +292,12 @@ class Reader(threading.Thread):
                     except TimeoutError:
                         continue
                     if frame.is_comment:
+                        continue
+                    if frame.event == "truncated":
+                        # The node dropped a tail it had sent (docs/REPLICATION.md): forget it.
+                        cut = json.loads(frame.data)["after"]
+                        self.truncations.append(cut)
+                        self.events = [e for e in self.events if e["id"] <= cut]
                         continue
                     self.events.append(frame.event_json())
             except (EOFError, OSError) as e:

@@ -302,7 +302,7 @@ class SSE:
     def _read_head(self, deadline: float) -> tuple[int, str, dict[str, str]]:
         while b"\r\n\r\n" not in self._raw:
             if self.eof:
-                raise AssertionError(f"SSE {self.path}: connection closed before the response head: {self._raw!r}")
+                raise ConnectionError(f"SSE {self.path}: connection closed before the response head: {self._raw!r}")
             assert len(self._raw) < 65536, "response head too large"
             self._recv(deadline)
         head, _, rest = self._raw.partition(b"\r\n\r\n")

@@ -84,7 +84,19 @@ enum EventStream {
     ) async throws {
         var cursor = cursor
         var lastWrite = ContinuousClock.now
+        var truncationsSeen = store.truncation(since: 0).count
         while !Task.isCancelled && !stopping.load(ordering: .relaxed) && !isGone() {
+            let truncation = store.truncation(since: truncationsSeen)
+            truncationsSeen = truncation.count
+            if let cut = truncation.cut, cut < cursor {
+                // This node dropped events the reader already has (a tail its new leader never
+                // had, docs/REPLICATION.md). Say so, and continue after the cut: the ids that
+                // follow will hold the new leader's events. `id:` moves the reader's
+                // Last-Event-ID back, so a reconnect resumes there too.
+                try await emit(cut, truncatedFrame(after: cut))
+                cursor = cut
+                lastWrite = .now
+            }
             let after = cursor
             let page = try await Blocking.run { try store.page(after: after, limit: store.limits.streamReadEventsMax, filter: filter) }
             if page.next > cursor {
@@ -109,6 +121,14 @@ enum EventStream {
                 lastWrite = .now
             }
         }
+    }
+}
+
+extension EventStream {
+    /// `id: N`, `event: truncated`, `data: {"after":N}`: every event after N this stream sent is
+    /// void.
+    static func truncatedFrame(after cut: EventID) -> [UInt8] {
+        Array("id: \(cut)\nevent: truncated\ndata: {\"after\":\(cut)}\n\n".utf8)
     }
 }
 

@@ -177,12 +177,32 @@ extension EventStore {
             index.truncate(after: last)
             let segment = try Recovery.openSegment(storage, lastID: last)
             applier.reset(lastID: last, meta: kept, segment: segment)
-            truncations.add(1, ordering: .relaxed)
+            truncationCuts.withLock { t in
+                t.count += 1
+                t.cuts.append(last)
+                if t.cuts.count > Self.truncationsKept { t.cuts.removeFirst() }
+            }
             return Int(old - last)
         }
     }
 
     // MARK: roles
+
+    /// How many truncations `truncationCuts` remembers. Each needs a change of leader, so this
+    /// covers any reader that looks at least once per leader change.
+    static let truncationsKept = 1_024
+
+    /// Truncations since open, for a reader that last looked when there had been `seen`: the
+    /// count now, and the lowest id cut after since then (nil: none; 0 when more happened than
+    /// are remembered, so the reader starts again from the beginning).
+    public func truncation(since seen: Int) -> (count: Int, cut: EventID?) {
+        truncationCuts.withLock { t in
+            let new = t.count - seen
+            guard new > 0 else { return (t.count, nil) }
+            guard new <= t.cuts.count else { return (t.count, 0) }
+            return (t.count, t.cuts.suffix(new).min())
+        }
+    }
 
     /// Makes this follower the leader of a new term: the next epoch above every one it knows of
     /// (`epochAtLeast`: one learned from elsewhere), begun with a `banyan.epoch` event written

@@ -21,8 +21,9 @@ public final class EventStore: Sendable {
     let shipping = Mutex(())
     /// Where recent shipments to followers ended: a reader there continues without searching.
     let shippingReaders = Mutex<[EventID: GroupReader]>([:])
-    /// Truncations since open: a live reader past the new end must start again (SSE streams end).
-    public let truncations = Atomic<Int>(0)
+    /// The ids every truncation since open cut after, oldest first (at most `truncationsKept`):
+    /// a live reader that has passed a cut must be told (`truncation(since:)`).
+    let truncationCuts = Mutex<(count: Int, cuts: [EventID])>((0, []))
     public let notifier: CommitNotifier
     let startMeta: StoreMeta
     /// Links, types and streams of every event, in memory (`LogIndex`).
