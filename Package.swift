@@ -71,12 +71,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "EventLogTests", dependencies: ["EventLog"], exclude: ["Fixtures"]),
+        // Temporary stores and seeded randomness for the test targets.
+        .target(name: "TestSupport", dependencies: ["EventLog"], path: "Tests/TestSupport"),
+        .testTarget(name: "EventLogTests", dependencies: ["EventLog", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LineageQueryTests", dependencies: ["LineageQuery", "EventLog"]),
         .testTarget(
             name: "BanyanServerTests",
             dependencies: [
-                "BanyanServer", "EventLog", "BanyanClient",
+                "BanyanServer", "EventLog", "BanyanClient", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

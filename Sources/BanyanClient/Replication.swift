@@ -22,6 +22,9 @@ public enum Replication {
         public static let appliedID = "Banyan-Applied-Id"
         public static let durableID = "Banyan-Durable-Id"
         public static let epoch = "Banyan-Epoch"
+        /// The leader epoch the follower reconciled its log against (Kafka's current leader
+        /// epoch in a fetch): a leader in another epoch refuses the pull.
+        public static let leaderEpoch = "Banyan-Leader-Epoch"
         public static let lastID = "Banyan-Last-Id"
         public static let leader = "Banyan-Leader"
         public static let format = "Banyan-Format"
@@ -62,18 +65,45 @@ public enum Replication {
         public var bytes: Int
     }
 
+    /// A leader's answer to "where does epoch E end in your log?" (`GET /v1/replication/epoch`).
+    public struct EpochAnswer: Sendable, Decodable {
+        /// The largest epoch of the leader's history not above E (0: none), and its last id.
+        public var epoch: UInt64
+        public var endID: UInt64
+        /// How that epoch began on the leader: its first id and the CRC-32C of that record.
+        public var startID: UInt64?
+        public var startCRC: UInt32?
+        public var leaderEpoch: UInt64
+        public var lastID: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case epoch, endID = "end_id", startID = "start_id", startCRC = "start_crc", leaderEpoch = "leader_epoch", lastID = "last_id"
+        }
+
+        public init(epoch: UInt64, endID: UInt64, startID: UInt64?, startCRC: UInt32?, leaderEpoch: UInt64, lastID: UInt64) {
+            self.epoch = epoch
+            self.endID = endID
+            self.startID = startID
+            self.startCRC = startCRC
+            self.leaderEpoch = leaderEpoch
+            self.lastID = lastID
+        }
+    }
+
     /// The follower's report sent with each pull.
     public struct Report: Sendable {
         public var follower: String
         public var appliedID: UInt64
         public var durableID: UInt64
         public var epoch: UInt64
+        public var leaderEpoch: UInt64
 
-        public init(follower: String, appliedID: UInt64, durableID: UInt64, epoch: UInt64) {
+        public init(follower: String, appliedID: UInt64, durableID: UInt64, epoch: UInt64, leaderEpoch: UInt64) {
             self.follower = follower
             self.appliedID = appliedID
             self.durableID = durableID
             self.epoch = epoch
+            self.leaderEpoch = leaderEpoch
         }
     }
 }
@@ -86,6 +116,7 @@ extension BanyanHTTPClient {
         let headers = [
             Replication.Header.follower: report.follower, Replication.Header.appliedID: String(report.appliedID),
             Replication.Header.durableID: String(report.durableID), Replication.Header.epoch: String(report.epoch),
+            Replication.Header.leaderEpoch: String(report.leaderEpoch),
             Replication.Header.format: String(Replication.formatVersion),
         ]
         let (body, responseHeaders) = try await exchange(path: path, method: .GET, headers: headers, body: nil, bytesMax: bytesMax + (16 << 20))
@@ -98,15 +129,9 @@ extension BanyanHTTPClient {
 
     /// Where `epoch` ends in the leader's log: the largest epoch there not above it, and its
     /// last id (`GET /v1/replication/epoch`).
-    public func epochEnd(_ epoch: UInt64) async throws -> (epoch: UInt64, endID: UInt64, leaderEpoch: UInt64) {
+    public func epochEnd(_ epoch: UInt64) async throws -> Replication.EpochAnswer {
         let (body, _) = try await exchange(path: "\(Replication.epochPath)?epoch=\(epoch)", method: .GET, headers: [:], body: nil)
-        struct Answer: Decodable {
-            var epoch: UInt64
-            var end_id: UInt64
-            var leader_epoch: UInt64
-        }
-        let answer = try JSONDecoder().decode(Answer.self, from: Data(body))
-        return (answer.epoch, answer.end_id, answer.leader_epoch)
+        return try JSONDecoder().decode(Replication.EpochAnswer.self, from: Data(body))
     }
 
     /// Presents `epoch` to a node (a new leader to its former leader), which fences itself if it

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import EventLog
 
 /// The streaming batch decoder against the tree parser it replaced: same requests, same payload

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 @testable import EventLog
 
 /// A commit group is what one commit writes, and it can be shipped as bytes and applied

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import EventLog
 
 /// Imports the real git/git commit graph (shared/datasets) and checks the store's answers

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 @testable import EventLog
 
 /// A leader ships its log by reading groups back from storage: each must be exactly the group

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import EventLog
 
 /// Replication at the store level, on real RocksDB stores: shipping, promotion, fencing, and
@@ -142,6 +143,48 @@ struct ReplicationStoreTests {
         }
         #expect(a.epochHistory.map(\.epoch) == [1, 2] && a.epochHistory.last?.firstID == shared + 1)
         #expect(throws: LogError.self) { try b.truncate(after: 0) }
+    }
+
+    /// Two followers promoted to the same epoch (an operator's mistake without consensus): by
+    /// numbers alone the rejoining one would keep its own epoch-2 events. The epoch's first
+    /// record tells the two apart.
+    @Test func anEpochPromotedTwiceIsToldApartByHowItBegan() async throws {
+        let seed = SeededRandom.seed("ReplicationStoreTests.twice")
+        var rng = SeededRandom(seed: seed)
+        let (ap, bp, cp) = (try TempDir.make("a"), try TempDir.make("b"), try TempDir.make("c"))
+        defer { for p in [ap, bp, cp] { try? FileManager.default.removeItem(atPath: p) } }
+        let a = try await Self.open(ap, role: .leader)
+        let b = try await Self.open(bp, role: .follower)
+        let c = try await Self.open(cp, role: .follower)
+        defer { a.close(); b.close(); c.close() }
+        try await Self.appendRandom(a, &rng, batches: 20, tag: "one")
+        try Self.ship(from: a, to: b)
+        try Self.ship(from: a, to: c)
+        let shared = b.lastID
+        #expect(try await b.promote(leader: "http://b") == 2)
+        try await Self.appendRandom(b, &rng, batches: 5, tag: "b")
+        #expect(try await c.promote(leader: "http://c") == 2)
+        try await Self.appendRandom(c, &rng, batches: 9, tag: "c")
+        #expect(c.lastID > b.lastID)
+        // B rejoins C. Kafka's rule alone keeps all of B's log: "epoch 2 ends at C's last id".
+        #expect(b.fence(by: 3))
+        b.close()
+        let rejoined = try await Self.open(bp, role: .follower)
+        defer { rejoined.close() }
+        #expect(rejoined.divergence(leaderEnd: c.epochEnd(for: rejoined.epoch)) == nil)
+        let start = try #require(try c.epochStart(2))
+        #expect(start.firstID == shared + 1)
+        let cut = try #require(try rejoined.conflictingEpoch((2, start.firstID, start.crc)), "seed \(seed)")
+        #expect(cut == shared)
+        _ = try rejoined.truncate(after: cut)
+        #expect(try rejoined.conflictingEpoch((2, start.firstID, start.crc)) == nil)
+        #expect(rejoined.divergence(leaderEnd: c.epochEnd(for: rejoined.epoch)) == nil)
+        try Self.ship(from: c, to: rejoined)
+        #expect(try Self.contents(rejoined) == Self.contents(c), "seed \(seed)")
+        try Self.expectClean(rejoined, seed, "after rejoining")
+        // The same epoch begun the same way is no conflict.
+        #expect(try c.conflictingEpoch((2, start.firstID, start.crc)) == nil)
+        #expect(try c.conflictingEpoch((1, 1, try #require(try a.epochStart(1)).crc)) == nil)
     }
 
     @Test func epochEndsFollowKafkasRule() {

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import EventLog
 
 /// Traversals on seeded random DAGs against a naive in-memory reference.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import EventLog
 
 /// A damaged write-ahead log must never be opened silently: RocksDB's own recovery would drop

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 @testable import EventLog
 
 /// The pipelined writer when RocksDB refuses a write (fault injection through

@@ -197,8 +197,13 @@ def test_bad_replication_input_changes_nothing(server_factory, run_banyan):
     expect_error(requests.get(g, params={"wait_ms": "99999"}, timeout=10), 400, field="wait_ms")
     expect_error(requests.get(g, params={"after": "50"}, timeout=10), 409, "follower ahead of the leader")
     expect_error(requests.get(g, headers={"Banyan-Follower": "not a url"}, timeout=10), 400, field="Banyan-Follower")
-    expect_error(requests.get(g, headers={"Banyan-Follower": "http://x", "Banyan-Format": "99"}, timeout=10),
-                 409, "incompatible format")
+    expect_error(requests.get(g, headers={"Banyan-Follower": "http://x", "Banyan-Format": "99", "Banyan-Leader-Epoch": "1"},
+                 timeout=10), 409, "incompatible format")
+    expect_error(requests.get(g, headers={"Banyan-Follower": "http://x"}, timeout=10), 400, field="Banyan-Leader-Epoch")
+    # A follower that reconciled against another epoch: its report does not count.
+    expect_error(requests.get(g, headers={"Banyan-Follower": "http://x", "Banyan-Leader-Epoch": "3"}, timeout=10),
+                 409, "leader epoch mismatch")
+    assert "followers" not in status(leader) or all(f["url"] != "http://x" for f in status(leader)["followers"])
     r = requests.get(g, timeout=10)
     assert r.status_code == 200 and r.headers["Content-Type"] == "application/vnd.banyan.commit-groups"
     n = int.from_bytes(r.content[:4], "big")
@@ -208,7 +213,7 @@ def test_bad_replication_input_changes_nothing(server_factory, run_banyan):
     assert r.returncode == 1 and "already the leader" in r.stderr, r.describe()
     # A stale epoch is refused on a follower's routes... and a newer one fences a leader.
     expect_error(requests.get(lonely.url + "/v1/replication/epoch", params={"epoch": "1"}, timeout=10), 409, "not the leader")
-    r = requests.get(g, headers={"Banyan-Follower": "http://f", "Banyan-Epoch": "7"}, timeout=10)
+    r = requests.get(g, headers={"Banyan-Follower": "http://f", "Banyan-Epoch": "7", "Banyan-Leader-Epoch": "7"}, timeout=10)
     expect_error(r, 409)
     st = status(leader)
     assert st["role"] == "fenced" and st["leader"] is None and st["epoch"] == 1, st

@@ -45,9 +45,14 @@ struct Follower: Service {
         var reconciledAt: UInt64?
         while !Task.isCancelled && replication.role == .follower {
             do {
-                if reconciledAt == nil { reconciledAt = try await reconcile() }
-                let leaderEpoch = try await pullOnce()
-                if leaderEpoch != reconciledAt { reconciledAt = nil }
+                let epoch: UInt64
+                if let reconciledAt {
+                    epoch = reconciledAt
+                } else {
+                    epoch = try await reconcile()
+                    reconciledAt = epoch
+                }
+                if try await pullOnce(reconciledAt: epoch) == false { reconciledAt = nil }
                 if failing { logger.notice("replication: reached the leader again", metadata: ["leader": "\(client.baseURL)"]) }
                 failing = false
                 backoff = Self.backoffMin
@@ -67,42 +72,75 @@ struct Follower: Service {
         }
     }
 
-    /// Drops the tail the leader does not have; returns the leader's epoch.
+    /// Drops the tail the leader does not have; returns the leader's epoch. Each round that
+    /// finds a conflicting epoch drops that epoch, so the rounds are bounded by the history.
     private func reconcile() async throws -> UInt64 {
-        let answer = try await client.epochEnd(store.epoch)
-        guard answer.leaderEpoch >= store.epoch else {
-            throw Refusal(description: "the leader at \(client.baseURL) is in epoch \(answer.leaderEpoch), behind this follower's \(store.epoch); it is stale, so nothing is applied from it")
+        for _ in 0...store.epochHistory.count {
+            let answer = try await client.epochEnd(store.epoch)
+            let store = self.store
+            let leader = client.baseURL
+            let step = try await Blocking.run { try Self.reconcile(store, answer: answer, leader: leader) }
+            if step.dropped > 0 {
+                replication.counters.truncatedEvents.add(step.dropped, ordering: .relaxed)
+                logger.warning("replication: dropped a tail the leader does not have", metadata: [
+                    "after": "\(store.lastID)", "events": "\(step.dropped)", "leader_epoch": "\(answer.leaderEpoch)",
+                ])
+            }
+            if !step.again { return answer.leaderEpoch }
         }
-        let store = self.store
-        if let cut = store.divergence(leaderEnd: (answer.epoch, answer.endID)) {
-            let dropped = try await Blocking.run { try store.truncate(after: cut) }
-            replication.counters.truncatedEvents.add(dropped, ordering: .relaxed)
-            logger.warning("replication: dropped a tail the leader does not have", metadata: [
-                "after": "\(cut)", "events": "\(dropped)", "leader_epoch": "\(answer.leaderEpoch)",
-            ])
-        }
-        return answer.leaderEpoch
+        throw Refusal(description: "the log could not be reconciled with the leader at \(client.baseURL) within one round per epoch")
     }
 
-    /// One pull; returns the leader's epoch.
-    private func pullOnce() async throws -> UInt64 {
+    /// One pull; false when the leader's epoch is not the one the log was reconciled against
+    /// (nothing was applied: reconcile again).
+    private func pullOnce(reconciledAt: UInt64) async throws -> Bool {
         let applied = store.lastID
-        let report = Replication.Report(follower: replication.advertise, appliedID: applied, durableID: store.durableID, epoch: store.epoch)
+        let report = Replication.Report(
+            follower: replication.advertise, appliedID: applied, durableID: store.durableID, epoch: store.epoch, leaderEpoch: reconciledAt)
         let pull = try await client.pullGroups(after: applied, report: report, waitMs: waitMs, bytesMax: bytesMax)
-        guard pull.leaderEpoch >= store.epoch else {
-            throw Refusal(description: "the leader at \(client.baseURL) answered in epoch \(pull.leaderEpoch), behind this follower's \(store.epoch)")
-        }
         let store = self.store
         let groups = pull.groups
-        let last = try await Blocking.run { () throws -> EventID in
-            var last = applied
-            for group in groups { last = try store.applyShipped(group) }
-            if !groups.isEmpty && store.options.durability != .never { store.syncShipped() }
-            return last
+        guard let last = try await Blocking.run({ try Self.apply(store, groups: groups, leaderEpoch: pull.leaderEpoch, reconciledAt: reconciledAt) }) else {
+            return false
         }
         replication.counters.groupsApplied.add(groups.count, ordering: .relaxed)
         replication.counters.bytesApplied.add(pull.bytes, ordering: .relaxed)
         replication.pulled(leaderLastID: pull.leaderLastID, leaderEpoch: pull.leaderEpoch, appliedID: last)
-        return pull.leaderEpoch
+        return true
+    }
+}
+
+/// A follower's decisions, apart from the network: the `Follower` service and the simulator
+/// (`ReplicationSimulationTests`) both make them here.
+extension Follower {
+    /// Given the leader's answer to "where does my latest epoch end in your log?", drops the
+    /// tail of `store` the leader does not have, and returns how many events that was. Refuses
+    /// a leader in an older epoch than the store: it is stale. Kafka's leader-epoch rule
+    /// (`EventStore.divergence`), plus a check that the epoch both name began the same way in
+    /// both logs (`EventStore.conflictingEpoch`); when it did not, the epoch is dropped and
+    /// `again` says to ask about the epoch before.
+    static func reconcile(_ store: EventStore, answer: Replication.EpochAnswer, leader: String) throws -> (dropped: Int, again: Bool) {
+        guard answer.leaderEpoch >= store.epoch else {
+            throw Refusal(
+                description: "the leader at \(leader) is in epoch \(answer.leaderEpoch), behind this follower's \(store.epoch); it is stale, so nothing is applied from it")
+        }
+        if let startID = answer.startID, let crc = answer.startCRC, let cut = try store.conflictingEpoch((answer.epoch, startID, crc)) {
+            return (try store.truncate(after: cut), true)
+        }
+        guard let cut = store.divergence(leaderEnd: (answer.epoch, answer.endID)) else { return (0, false) }
+        return (try store.truncate(after: cut), false)
+    }
+
+    /// Applies a pull's groups, then makes them durable (unless the store never syncs). Only
+    /// when the leader answered in the epoch the log was reconciled against: a leader's log only
+    /// grows within an epoch, so the groups extend what was reconciled; in another epoch the
+    /// node at that address may have truncated and diverged since, so nothing is applied and
+    /// nil is returned (reconcile again). Returns the last applied id.
+    static func apply(_ store: EventStore, groups: [[UInt8]], leaderEpoch: UInt64, reconciledAt: UInt64) throws -> EventID? {
+        guard leaderEpoch == reconciledAt else { return nil }
+        var last = store.lastID
+        for group in groups { last = try store.applyShipped(group) }
+        if !groups.isEmpty && store.options.durability != .never { store.syncShipped() }
+        return last
     }
 }

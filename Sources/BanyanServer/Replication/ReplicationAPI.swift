@@ -44,27 +44,20 @@ struct ReplicationAPI: Sendable {
             throw APIError.invalid("bytes_max must be \(Self.bytesMaxRange.lowerBound)...\(Self.bytesMaxRange.upperBound)", field: "bytes_max")
         }
         let report = try Self.report(request, after: after)
-        try requireLeader()
-        if let report {
-            guard report.epoch <= store.epoch else {
-                // `observe` (in the responder) fenced this node already; say why.
-                throw APIError(.conflict, "stale epoch", detail: "the follower is in epoch \(report.epoch), this node in \(store.epoch): a newer leader exists").naming(Replication.Header.epoch)
-            }
-            replication.record(report, leaderLastID: store.lastID)
-        }
-        guard after <= store.lastID else {
-            throw APIError(.conflict, "follower ahead of the leader", detail: "the follower asks after id \(after), but the leader's log ends at \(store.lastID)").naming("after")
-        }
-        if after == store.lastID, waitMs > 0 {
-            _ = await store.notifier.wait(after: after, timeout: .milliseconds(waitMs))
-        }
-        let store = self.store
-        let groups: [[UInt8]]
+        let replication = self.replication
         do {
-            groups = try await Blocking.run { try store.shippableGroups(after: after, bytesMax: bytesMax) }
-        } catch let error as LogError where error.cause?.code == .invalidArgument {
-            throw APIError(.conflict, "not a group boundary", detail: "\(error.message): the follower's log diverges from the leader's").naming("after")
+            try replication.acceptPull(after: after, report: report)
+            if after == store.lastID, waitMs > 0 {
+                _ = await store.notifier.wait(after: after, timeout: .milliseconds(waitMs))
+            }
+            let groups = try await Blocking.run { try replication.shippableGroups(after: after, bytesMax: bytesMax) }
+            return response(groups)
+        } catch let refusal as ReplicationState.PullRefusal {
+            throw Self.apiError(refusal)
         }
+    }
+
+    private func response(_ groups: [[UInt8]]) -> Response {
         let body = Replication.frame(groups)
         replication.counters.groupsShipped.add(groups.count, ordering: .relaxed)
         replication.counters.bytesShipped.add(body.count, ordering: .relaxed)
@@ -92,16 +85,37 @@ struct ReplicationAPI: Sendable {
             url: url,
             appliedID: try NativeAPI.id(request.headers[appliedHeader], field: Replication.Header.appliedID) ?? after,
             durableID: try NativeAPI.id(request.headers[durableHeader], field: Replication.Header.durableID) ?? 0,
-            epoch: try NativeAPI.id(request.headers[epochHeader], field: Replication.Header.epoch) ?? 0)
+            epoch: try NativeAPI.id(request.headers[epochHeader], field: Replication.Header.epoch) ?? 0,
+            leaderEpoch: try NativeAPI.id(request.headers[leaderEpochHeader], field: Replication.Header.leaderEpoch)
+                ?? { throw APIError.invalid("\(Replication.Header.leaderEpoch) is required with \(Replication.Header.follower)", field: Replication.Header.leaderEpoch) }())
+    }
+
+    static func apiError(_ refusal: ReplicationState.PullRefusal) -> APIError {
+        switch refusal {
+        case .notLeader(let detail):
+            return APIError(.conflict, "not the leader", detail: detail)
+        case .staleEpoch(let follower, let leader):
+            // `observe` (in the responder) fenced this node already; say why.
+            return APIError(.conflict, "stale epoch", detail: "the follower is in epoch \(follower), this node in \(leader): a newer leader exists")
+                .naming(Replication.Header.epoch)
+        case .ahead(let after, let lastID):
+            return APIError(.conflict, "follower ahead of the leader", detail: "the follower asks after id \(after), but the leader's log ends at \(lastID)")
+                .naming("after")
+        case .leaderEpochMismatch(let follower, let leader):
+            return APIError(
+                .conflict, "leader epoch mismatch",
+                detail: "the follower reconciled its log against epoch \(follower), this leader is in epoch \(leader); reconcile again")
+                .naming(Replication.Header.leaderEpoch)
+        case .notBoundary(let message):
+            return APIError(.conflict, "not a group boundary", detail: "\(message): the follower's log diverges from the leader's").naming("after")
+        }
     }
 
     private func requireLeader() throws {
-        switch replication.role {
-        case .leader: return
-        case .follower:
-            throw APIError(.conflict, "not the leader", detail: "this node follows \(replication.leader ?? "no known leader"); replicate from the leader")
-        case .fenced:
-            throw APIError(.conflict, "not the leader", detail: "this node's term was superseded (it is fenced); replicate from the new leader")
+        do {
+            try replication.acceptPull(after: 0, report: nil)
+        } catch {
+            throw Self.apiError(error)
         }
     }
 
@@ -111,9 +125,16 @@ struct ReplicationAPI: Sendable {
             throw APIError.invalid("epoch is required", field: "epoch")
         }
         try requireLeader()
-        let end = store.epochEnd(for: epoch)
+        let answer: Replication.EpochAnswer
+        do {
+            answer = try replication.epochAnswer(for: epoch)
+        } catch let error as LogError {
+            throw APIError.from(error, summary: "cannot read the epoch history")
+        }
         return JSONResponse.make(JSONValue.members([
-            "epoch": .int(end.epoch), "end_id": .int(end.endID), "leader_epoch": .int(store.epoch), "last_id": .int(store.lastID),
+            "epoch": .int(answer.epoch), "end_id": .int(answer.endID),
+            "start_id": answer.startID.map { .int($0) } ?? .null, "start_crc": answer.startCRC.map { .int(UInt64($0)) } ?? .null,
+            "leader_epoch": .int(answer.leaderEpoch), "last_id": .int(answer.lastID),
         ]))
     }
 
@@ -143,6 +164,7 @@ struct ReplicationAPI: Sendable {
     static let appliedHeader = HTTPField.Name.known(Replication.Header.appliedID)
     static let durableHeader = HTTPField.Name.known(Replication.Header.durableID)
     static let epochHeader = HTTPField.Name.known(Replication.Header.epoch)
+    static let leaderEpochHeader = HTTPField.Name.known(Replication.Header.leaderEpoch)
     static let lastIDHeader = HTTPField.Name.known(Replication.Header.lastID)
     static let leaderHeader = HTTPField.Name.known(Replication.Header.leader)
     static let formatHeader = HTTPField.Name.known(Replication.Header.format)

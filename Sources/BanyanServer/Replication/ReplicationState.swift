@@ -1,3 +1,4 @@
+import BanyanClient
 import EventLog
 import Synchronization
 
@@ -131,6 +132,59 @@ public final class ReplicationState: Sendable {
         for continuation in satisfied { continuation.resume() }
     }
 
+    /// Why a leader will not serve a pull (the route answers 409 with the reason).
+    enum PullRefusal: Error {
+        /// This node is not the leader; the detail says what it is.
+        case notLeader(String)
+        /// The follower is in a newer epoch than this node (which the request has fenced).
+        case staleEpoch(follower: UInt64, leader: UInt64)
+        /// The follower asks after an id past this log's end.
+        case ahead(after: EventID, lastID: EventID)
+        /// The follower's position is not a group boundary here: the logs diverge.
+        case notBoundary(String)
+        /// The follower reconciled against another epoch of this node (or another node).
+        case leaderEpochMismatch(follower: UInt64, leader: UInt64)
+    }
+
+    /// A leader's first look at a pull: refuses it unless this node leads, and the follower is
+    /// neither in a newer epoch nor past the end of the log; records the follower's report.
+    /// The HTTP route and the simulator (`ReplicationSimulationTests`) both go through here.
+    func acceptPull(after: EventID, report: FollowerReport?) throws(PullRefusal) {
+        switch role {
+        case .leader: break
+        case .follower: throw .notLeader("this node follows \(leader ?? "no known leader"); replicate from the leader")
+        case .fenced: throw .notLeader("this node's term was superseded (it is fenced); replicate from the new leader")
+        }
+        if let report {
+            guard report.epoch <= store.epoch else { throw .staleEpoch(follower: report.epoch, leader: store.epoch) }
+            // Without this, a follower that reconciled against this node in an earlier term
+            // (before it was fenced, truncated and promoted again) would report ids of a log
+            // that differs from this one, and they would count as replicas.
+            guard report.leaderEpoch == store.epoch else { throw .leaderEpochMismatch(follower: report.leaderEpoch, leader: store.epoch) }
+            record(report, leaderLastID: store.lastID)
+        }
+        guard after <= store.lastID else { throw .ahead(after: after, lastID: store.lastID) }
+    }
+
+    /// Where epoch `epoch` ends in this log, and how it began (`GET /v1/replication/epoch`).
+    func epochAnswer(for epoch: UInt64) throws -> Replication.EpochAnswer {
+        let lastID = store.lastID
+        let leaderEpoch = store.epoch
+        let end = store.epochEnd(for: epoch)
+        let start = end.epoch == 0 ? nil : try store.epochStart(end.epoch)
+        return Replication.EpochAnswer(
+            epoch: end.epoch, endID: end.endID, startID: start?.firstID, startCRC: start?.crc, leaderEpoch: leaderEpoch, lastID: lastID)
+    }
+
+    /// The encoded commit groups after `after`, up to `bytesMax` (blocking: reads storage).
+    func shippableGroups(after: EventID, bytesMax: Int) throws -> [[UInt8]] {
+        do {
+            return try store.shippableGroups(after: after, bytesMax: bytesMax)
+        } catch let error where error.cause?.code == .invalidArgument {
+            throw PullRefusal.notBoundary(error.message)
+        }
+    }
+
     public var followers: [FollowerProgress] { state.withLock { Array($0.followers.values).sorted { $0.url < $1.url } } }
 
     /// Followers holding `id` durably.
@@ -219,6 +273,9 @@ struct FollowerReport: Sendable {
     var appliedID: EventID
     var durableID: EventID
     var epoch: UInt64
+    /// The leader epoch the follower reconciled against; only a leader in that epoch counts
+    /// the report, since only then is the follower's log known to be a prefix of its own.
+    var leaderEpoch: UInt64
 }
 
 extension Duration {

@@ -80,6 +80,28 @@ extension EventStore {
         return keep < lastID ? keep : nil
     }
 
+    /// How epoch `epoch` began in this log: its first id and the CRC-32C of that event's record
+    /// (the `banyan.epoch` event, which names the promoted node and its time). nil when the
+    /// history has no such epoch.
+    public func epochStart(_ epoch: UInt64) throws(LogError) -> (firstID: EventID, crc: UInt32)? {
+        guard let entry = epochHistory.first(where: { $0.epoch == epoch }), entry.firstID <= lastID else { return nil }
+        guard let record = try storageCall({ () throws(StorageError) in try storage.record(entry.firstID) }) else { return nil }
+        return (entry.firstID, CRC32C.update(0, record))
+    }
+
+    /// Where this log stops agreeing with a leader's when both name epoch `leaderStart.epoch`
+    /// but it began differently in each: two nodes were promoted to the same epoch (without
+    /// consensus an operator can do that: promoting a follower that never heard of the newest
+    /// epoch). Epoch numbers alone would then let a follower keep events the leader never had.
+    /// Returns the id to truncate after (before the epoch began in either log); the caller
+    /// then reconciles again against the epoch before. nil when the epoch began the same way,
+    /// or this log does not have it.
+    public func conflictingEpoch(_ leaderStart: (epoch: UInt64, firstID: EventID, crc: UInt32)) throws(LogError) -> EventID? {
+        guard let mine = try epochStart(leaderStart.epoch) else { return nil }
+        guard mine.firstID != leaderStart.firstID || mine.crc != leaderStart.crc else { return nil }
+        return min(mine.firstID, leaderStart.firstID) - 1
+    }
+
     // MARK: follower
 
     /// Applies one group shipped by the leader (its encoded bytes) and returns its last id. It

@@ -1,14 +1,16 @@
+import EventLog
 import Foundation
-import Testing
-@testable import EventLog
+
+// Shared by the test targets (EventLogTests, BanyanServerTests): temporary stores and seeded
+// randomness. Only EventLog's public API, so this builds like any library target.
 
 /// A store in its own temporary directory (tests run in parallel in one process, and RocksDB
 /// allows one open per path).
-struct TempStore {
-    let path: String
-    let store: EventStore
+public struct TempStore {
+    public let path: String
+    public let store: EventStore
 
-    static func make(
+    public static func make(
         _ name: String = #function, limits: Limits = Limits(), genesis: Bool = false, clock: (@Sendable () -> Int64)? = nil
     ) async throws -> TempStore {
         let path = try TempDir.make(name)
@@ -20,7 +22,7 @@ struct TempStore {
         return TempStore(path: path, store: try await EventStore.open(at: path, options: options))
     }
 
-    func reopen(limits: Limits = Limits(), readOnly: Bool = false) async throws -> EventStore {
+    public func reopen(limits: Limits = Limits(), readOnly: Bool = false) async throws -> EventStore {
         var options = StoreOptions()
         options.limits = limits
         options.readOnly = readOnly
@@ -28,14 +30,14 @@ struct TempStore {
         return try await EventStore.open(at: path, options: options)
     }
 
-    func remove() {
+    public func remove() {
         store.close()
         try? FileManager.default.removeItem(atPath: path)
     }
 }
 
-enum TempDir {
-    static func make(_ name: String) throws -> String {
+public enum TempDir {
+    public static func make(_ name: String) throws -> String {
         let safe = name.filter { $0.isLetter || $0.isNumber }
         let path = NSTemporaryDirectory() + "banyan-test-\(safe)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -44,14 +46,14 @@ enum TempDir {
 }
 
 /// SplitMix64: a tiny seeded generator so every randomised test can print and replay its seed.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
+public struct SeededRandom: RandomNumberGenerator {
+    public var state: UInt64
 
-    init(seed: UInt64) {
+    public init(seed: UInt64) {
         state = seed
     }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -60,7 +62,7 @@ struct SeededRandom: RandomNumberGenerator {
     }
 
     /// A seed from the environment (BANYAN_SEED) or the clock, printed so a failure can be replayed.
-    static func seed(_ test: String) -> UInt64 {
+    public static func seed(_ test: String) -> UInt64 {
         let seed = ProcessInfo.processInfo.environment["BANYAN_SEED"].flatMap(UInt64.init) ?? UInt64(Date().timeIntervalSince1970 * 1000)
         print("\(test): seed \(seed) (set BANYAN_SEED=\(seed) to replay)")
         return seed
