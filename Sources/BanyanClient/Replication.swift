@@ -27,6 +27,8 @@ public enum Replication {
         public static let leaderEpoch = "Banyan-Leader-Epoch"
         public static let lastID = "Banyan-Last-Id"
         public static let leader = "Banyan-Leader"
+        /// The highest id the leader knows a follower holds durably (its confirmed watermark).
+        public static let confirmedID = "Banyan-Confirmed-Id"
         public static let format = "Banyan-Format"
     }
 
@@ -62,6 +64,7 @@ public enum Replication {
         public var groups: [[UInt8]]
         public var leaderLastID: UInt64
         public var leaderEpoch: UInt64
+        public var confirmedID: UInt64
         public var bytes: Int
     }
 
@@ -124,6 +127,7 @@ extension BanyanHTTPClient {
             groups: try Replication.unframe(body),
             leaderLastID: responseHeaders.first(name: Replication.Header.lastID).flatMap(UInt64.init) ?? 0,
             leaderEpoch: responseHeaders.first(name: Replication.Header.epoch).flatMap(UInt64.init) ?? 0,
+            confirmedID: responseHeaders.first(name: Replication.Header.confirmedID).flatMap(UInt64.init) ?? 0,
             bytes: body.count)
     }
 
@@ -146,8 +150,8 @@ extension BanyanHTTPClient {
     }
 
     /// Promotes the node to leader (`POST /v1/admin/promote`, admin role); its JSON answer.
-    public func promote() async throws -> [UInt8] {
-        try await exchange(path: "/v1/admin/promote", method: .POST, headers: ["Content-Type": "application/json"], body: nil).body
+    public func promote(afterEpoch: UInt64 = 0, force: Bool = false) async throws -> [UInt8] {
+        try await exchange(path: "/v1/admin/promote?after_epoch=\(afterEpoch)\(force ? "&force=true" : "")", method: .POST, headers: ["Content-Type": "application/json"], body: nil).body
     }
 
     /// `GET /v1/status`, as JSON text.

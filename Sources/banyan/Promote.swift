@@ -13,11 +13,15 @@ extension Banyan {
                 """)
 
         @Option(help: "The follower's address.") var url = "http://127.0.0.1:7777"
+        @Option(help: "The highest epoch you know of (the failed leader's, or the last promote's): the new epoch is above it.")
+        var afterEpoch: UInt64 = 0
+        @Flag(help: "Promote even a node that lacks writes confirmed by a replica (its confirmed_id is past its applied_id): they are lost.")
+        var force = false
 
         func run() async throws {
             try await Banyan.reportingErrors {
                 let client = BanyanHTTPClient(baseURL: url, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"])
-                Console.write(try await client.promote() + [0x0A])
+                Console.write(try await client.promote(afterEpoch: afterEpoch, force: force) + [0x0A])
             }
         }
     }

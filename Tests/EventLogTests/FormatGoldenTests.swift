@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import EventLog
 
 /// Every on-disk encoding, byte for byte, two ways: against bytes built here from the layout
@@ -70,11 +71,22 @@ struct FormatGoldenTests {
         #expect(try Self.golden("epoch history") == meta.encodedEpochHistory())
     }
 
+    @Test func theConfirmedWatermarkIsItsDocumentedLayout() async throws {
+        let temp = try await TempStore.make()
+        defer { temp.remove() }
+        try temp.store.noteConfirmed(500)
+        try temp.store.noteConfirmed(20)  // never goes back
+        #expect(try temp.store.storage.meta(MetaKey.confirmedID) == Self.golden("confirmed id"))
+        #expect(try Self.golden("confirmed id") == Self.be64(500))
+        #expect(temp.store.confirmedID == 500)
+    }
+
     @Test func theKeysAreTheirDocumentedLayouts() {
         #expect(KeySpace.id(0x0102_0304_0506_0708) == [1, 2, 3, 4, 5, 6, 7, 8])
         #expect(MetaKey.formatVersion == Array("format_version".utf8))
         #expect(MetaKey.epochHistory == Array("epoch_history".utf8))
         #expect(MetaKey.stats == Array("stats".utf8))
+        #expect(MetaKey.confirmedID == Array("confirmed_id".utf8))
         #expect(MetaKey.type("job.done") == Array("type/job.done".utf8))
         #expect(MetaKey.stream("s") == Array("stream/s".utf8))
         #expect(MetaKey.segment(65_537) == Array("segment/".utf8) + Self.be64(65_537))

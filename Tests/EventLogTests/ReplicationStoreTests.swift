@@ -21,7 +21,8 @@ struct ReplicationStoreTests {
             let it = try store.storage.db.iterator(store.storage.cf(family))
             it.seekToFirst()
             while it.isValid {
-                lines.append("\(family.name) \(it.key) \(it.value)")
+                // This node's own watermark is not replicated (`EventStore.replicatedDigest`).
+                if !(family == .meta && it.key == MetaKey.confirmedID) { lines.append("\(family.name) \(it.key) \(it.value)") }
                 it.next()
             }
             try it.checkStatus()
@@ -71,8 +72,13 @@ struct ReplicationStoreTests {
         defer { leader.close(); follower.close() }
         #expect(follower.role == .follower && leader.role == .leader)
         try await Self.appendRandom(leader, &rng, batches: 60, tag: "a")
+        #expect(try follower.replicatedDigest() != leader.replicatedDigest())
         #expect(try Self.ship(from: leader, to: follower, bytesMax: 4_096) > 10)
         #expect(try Self.contents(follower) == Self.contents(leader), "seed \(seed)")
+        // The digest sees the same bytes, and not a node's own watermark.
+        try follower.noteConfirmed(7)
+        #expect(try follower.replicatedDigest() == leader.replicatedDigest())
+        #expect(try follower.replicatedDigest().entries > 100)
         try Self.expectClean(follower, seed, "follower")
         await #expect(throws: LogError.self) { try await follower.append([AppendRequest(type: "x")]) }
         // A group that does not follow the last applied id changes nothing.
@@ -187,6 +193,37 @@ struct ReplicationStoreTests {
         #expect(try c.conflictingEpoch((1, 1, try #require(try a.epochStart(1)).crc)) == nil)
     }
 
+    /// A follower that knows writes up to W were confirmed by a replica, and lacks some of them,
+    /// is not promoted unless the loss is accepted; a promoted node's watermark covers its log.
+    @Test func promotionRefusesToLoseConfirmedWrites() async throws {
+        let seed = SeededRandom.seed("ReplicationStoreTests.confirmed")
+        var rng = SeededRandom(seed: seed)
+        let (ap, bp) = (try TempDir.make("a"), try TempDir.make("b"))
+        defer { for p in [ap, bp] { try? FileManager.default.removeItem(atPath: p) } }
+        let a = try await Self.open(ap, role: .leader)
+        var b = try await Self.open(bp, role: .follower)
+        defer { a.close() }
+        try await Self.appendRandom(a, &rng, batches: 10, tag: "x")
+        try Self.ship(from: a, to: b)
+        try b.noteConfirmed(b.lastID + 3)  // the leader said a replica holds 3 more
+        // It survives a restart (kept in meta).
+        b.close()
+        b = try await Self.open(bp, role: .follower)
+        defer { b.close() }
+        #expect(b.confirmedID == b.lastID + 3)
+        let before = b.lastID
+        do {
+            _ = try await b.promote(leader: "http://b")
+            Issue.record("promoted a node lacking confirmed writes")
+        } catch let error as LogError {
+            #expect(error.code == .conflict && error.message.contains("would lose"))
+        }
+        #expect(b.role == .follower && b.lastID == before)
+        #expect(try await b.promote(leader: "http://b", allowingLoss: true) == 2)
+        // The writes given up are gone from this lineage: the watermark is the new leader's log.
+        #expect(b.confirmedID == b.lastID && b.lastID == before + 1)
+    }
+
     @Test func epochEndsFollowKafkasRule() {
         let history: [(epoch: UInt64, firstID: EventID)] = [(1, 1), (3, 101), (4, 101), (6, 250)]
         #expect(EventStore.epochEnd(for: 1, history: history, lastID: 300) == (1, 100))
@@ -199,6 +236,16 @@ struct ReplicationStoreTests {
         #expect(EventStore.divergence(history: [(1, 1)], lastID: 180, leaderEnd: (1, 100)) == 100)
         // A follower ahead of the leader within the leader's current epoch is not cut by epochs.
         #expect(EventStore.divergence(history: [(1, 1), (6, 250)], lastID: 260, leaderEnd: (6, 300)) == nil)
+        // A follower that never had the leader's epoch 5 (its own 6 began at 250, unknown to the
+        // leader): nothing past its end of epoch 1 is trusted; it asks again about epoch 1.
+        #expect(EventStore.divergence(history: [(1, 1), (6, 250)], lastID: 260, leaderEnd: (5, 270)) == 249)
+        #expect(EventStore.divergence(history: [(1, 1), (6, 250)], lastID: 249, leaderEnd: (1, 300)) == nil)
+        // From the simulator (seed 1): this log has epochs 5, 6 (a leader cut off from the
+        // rest) and 8; the leader's history has 5, 7 and 9. Asked about 8, the leader answers
+        // "7 ends at 508". This log never had epoch 7, so its epoch-6 events 495...508 are not
+        // the leader's: keep only up to the end of 6 for now (then ask about 6: "5 ends at 494").
+        #expect(EventStore.divergence(history: [(1, 1), (5, 400), (6, 495), (8, 578)], lastID: 631, leaderEnd: (7, 508)) == 577)
+        #expect(EventStore.divergence(history: [(1, 1), (5, 400), (6, 495)], lastID: 577, leaderEnd: (5, 494)) == 494)
         // Behind the leader in the same epoch: nothing to drop.
         #expect(EventStore.divergence(history: [(1, 1)], lastID: 50, leaderEnd: (1, 100)) == nil)
     }

@@ -84,6 +84,9 @@ def test_followers_hold_the_leaders_log_and_report_progress(server_factory, run_
         assert f["applied_id"] == last and f["lag_ids"] == 0 and f["durable_id"] <= last, st
     fs = status(f1)
     assert fs["role"] == "follower" and fs["leader"] == leader.url and fs["applied_id"] == last and fs["lag_ids"] == 0, fs
+    # The confirmed watermark: followers sync what they apply, and hear the leader's with each pull.
+    wait_until(lambda: status(leader)["confirmed_id"] == last and status(f1)["confirmed_id"] == last, timeout=10,
+               what="the confirmed watermark to reach the last id on the leader and a follower")
     # Reads on a follower answer what the leader answers.
     for path in ("/v1/events/by-key/k7-3", "/event/55", "/descendants/2", "/ancestors/300"):
         assert requests.get(f1.url + path, timeout=10).json() == requests.get(leader.url + path, timeout=10).json(), path
@@ -350,7 +353,7 @@ def test_failover_kill9_promote_and_rejoin(server_factory, run_banyan, verify):
     # Promote the follower that applied the most (both hold prefixes of the old leader's log).
     sb, sc = status(b), status(c)
     new, other = (b, c) if sb["applied_id"] >= sc["applied_id"] else (c, b)
-    r = run_banyan("promote", "--url", new.url)
+    r = run_banyan("promote", "--url", new.url, "--after-epoch", "1")
     assert r.returncode == 0, r.describe()
     promoted = json.loads(r.stdout)
     assert promoted["role"] == "leader" and promoted["epoch"] == 2, promoted

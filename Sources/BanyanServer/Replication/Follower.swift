@@ -100,7 +100,12 @@ struct Follower: Service {
         let pull = try await client.pullGroups(after: applied, report: report, waitMs: waitMs, bytesMax: bytesMax)
         let store = self.store
         let groups = pull.groups
-        guard let last = try await Blocking.run({ try Self.apply(store, groups: groups, leaderEpoch: pull.leaderEpoch, reconciledAt: reconciledAt) }) else {
+        let confirmed = pull.confirmedID
+        guard
+            let last = try await Blocking.run({
+                try Self.apply(store, groups: groups, leaderEpoch: pull.leaderEpoch, reconciledAt: reconciledAt, confirmed: confirmed)
+            })
+        else {
             return false
         }
         replication.counters.groupsApplied.add(groups.count, ordering: .relaxed)
@@ -116,9 +121,10 @@ extension Follower {
     /// Given the leader's answer to "where does my latest epoch end in your log?", drops the
     /// tail of `store` the leader does not have, and returns how many events that was. Refuses
     /// a leader in an older epoch than the store: it is stale. Kafka's leader-epoch rule
-    /// (`EventStore.divergence`), plus a check that the epoch both name began the same way in
-    /// both logs (`EventStore.conflictingEpoch`); when it did not, the epoch is dropped and
-    /// `again` says to ask about the epoch before.
+    /// (`EventStore.divergence`, in rounds until the epoch asked about is one both have), plus a
+    /// check that the epoch both name began the same way in both logs
+    /// (`EventStore.conflictingEpoch`); when it did not, the epoch is dropped and `again` says to
+    /// ask about the epoch before.
     static func reconcile(_ store: EventStore, answer: Replication.EpochAnswer, leader: String) throws -> (dropped: Int, again: Bool) {
         guard answer.leaderEpoch >= store.epoch else {
             throw Refusal(
@@ -127,19 +133,22 @@ extension Follower {
         if let startID = answer.startID, let crc = answer.startCRC, let cut = try store.conflictingEpoch((answer.epoch, startID, crc)) {
             return (try store.truncate(after: cut), true)
         }
-        guard let cut = store.divergence(leaderEnd: (answer.epoch, answer.endID)) else { return (0, false) }
-        return (try store.truncate(after: cut), false)
+        let dropped = try store.divergence(leaderEnd: (answer.epoch, answer.endID)).map { try store.truncate(after: $0) } ?? 0
+        // This log did not have the epoch the leader answered about: ask about its latest again.
+        return (dropped, store.epoch != answer.epoch)
     }
 
     /// Applies a pull's groups, then makes them durable (unless the store never syncs). Only
     /// when the leader answered in the epoch the log was reconciled against: a leader's log only
     /// grows within an epoch, so the groups extend what was reconciled; in another epoch the
     /// node at that address may have truncated and diverged since, so nothing is applied and
-    /// nil is returned (reconcile again). Returns the last applied id.
-    static func apply(_ store: EventStore, groups: [[UInt8]], leaderEpoch: UInt64, reconciledAt: UInt64) throws -> EventID? {
+    /// nil is returned (reconcile again). Records the leader's confirmed watermark (`confirmed`:
+    /// what a promotion of this node must not lose). Returns the last applied id.
+    static func apply(_ store: EventStore, groups: [[UInt8]], leaderEpoch: UInt64, reconciledAt: UInt64, confirmed: EventID) throws -> EventID? {
         guard leaderEpoch == reconciledAt else { return nil }
         var last = store.lastID
         for group in groups { last = try store.applyShipped(group) }
+        try store.noteConfirmed(confirmed)
         if !groups.isEmpty && store.options.durability != .never { store.syncShipped() }
         return last
     }

@@ -30,7 +30,7 @@ struct ReplicationAPI: Sendable {
         [
             Route(.get, Replication.path, role: .write) { request, _ in try await groups(request) },
             Route(.get, Replication.epochPath, role: .write) { request, _ in try epochEnd(request) },
-            Route(.post, "/v1/admin/promote", role: .admin) { _, _ in try await promote() },
+            Route(.post, "/v1/admin/promote", role: .admin) { request, _ in try await promote(request) },
         ]
     }
 
@@ -66,7 +66,7 @@ struct ReplicationAPI: Sendable {
             headers: [
                 .contentType: Replication.contentType, .contentLength: String(body.count),
                 Self.lastIDHeader: String(store.lastID), Self.epochHeader: String(store.epoch), Self.leaderHeader: replication.advertise,
-                Self.formatHeader: String(Replication.formatVersion),
+                Self.formatHeader: String(Replication.formatVersion), Self.confirmedHeader: String(replication.confirmedWatermark),
             ],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
@@ -138,7 +138,17 @@ struct ReplicationAPI: Sendable {
         ]))
     }
 
-    private func promote() async throws -> Response {
+    private func promote(_ request: Request) async throws -> Response {
+        // The highest epoch the operator knows of: a follower that never heard of the newest
+        // epoch would otherwise begin one with the same number (docs/REPLICATION.md).
+        let query = try QueryString(request)
+        let afterEpoch = try NativeAPI.id(query.get("after_epoch"), field: "after_epoch") ?? 0
+        let force: Bool
+        switch query.get("force") {
+        case nil, "false": force = false
+        case "true": force = true
+        case let other?: throw APIError.invalid("force must be true or false, not \(other)", field: "force")
+        }
         guard replication.role == .follower else {
             let detail = replication.role == .leader
                 ? "this node is already the leader (epoch \(store.epoch))"
@@ -147,7 +157,7 @@ struct ReplicationAPI: Sendable {
         }
         let epoch: UInt64
         do {
-            epoch = try await store.promote(leader: replication.advertise, epochAtLeast: replication.followerView.leaderEpoch)
+            epoch = try await store.promote(leader: replication.advertise, epochAtLeast: max(afterEpoch, replication.followerView.leaderEpoch), allowingLoss: force)
         } catch let error as LogError {
             throw APIError.from(error, summary: "cannot promote")
         }
@@ -165,6 +175,7 @@ struct ReplicationAPI: Sendable {
     static let durableHeader = HTTPField.Name.known(Replication.Header.durableID)
     static let epochHeader = HTTPField.Name.known(Replication.Header.epoch)
     static let leaderEpochHeader = HTTPField.Name.known(Replication.Header.leaderEpoch)
+    static let confirmedHeader = HTTPField.Name.known(Replication.Header.confirmedID)
     static let lastIDHeader = HTTPField.Name.known(Replication.Header.lastID)
     static let leaderHeader = HTTPField.Name.known(Replication.Header.leader)
     static let formatHeader = HTTPField.Name.known(Replication.Header.format)

@@ -187,6 +187,14 @@ public final class ReplicationState: Sendable {
 
     public var followers: [FollowerProgress] { state.withLock { Array($0.followers.values).sorted { $0.url < $1.url } } }
 
+    /// The highest id a follower holds durably, as far as this leader knows, and never below
+    /// what the store inherited (`EventStore.confirmedID`): sent with every pull, so followers
+    /// know what a promotion must not lose.
+    var confirmedWatermark: EventID {
+        let reported = state.withLock { $0.followers.values.map(\.durableID).max() ?? 0 }
+        return max(reported, store.confirmedID)
+    }
+
     /// Followers holding `id` durably.
     func confirmed(through id: EventID) -> Int {
         state.withLock { Self.confirmed($0.followers, id) }
@@ -301,13 +309,14 @@ extension ReplicationState {
                     "last_contact_seconds": NativeAPI.seconds(now - f.lastContact), "epoch": .int(f.epoch),
                 ])
             }
-            return [JSONMember(key: "followers", value: .array(list))]
+            return [JSONMember(key: "confirmed_id", value: .int(confirmedWatermark)), JSONMember(key: "followers", value: .array(list))]
         case .follower, .fenced:
             let view = followerView
             let behind = view.leaderLastID > lastID
             return [
                 JSONMember(key: "applied_id", value: .int(lastID)),
                 JSONMember(key: "durable_id", value: .int(store.durableID)),
+                JSONMember(key: "confirmed_id", value: .int(store.confirmedID)),
                 JSONMember(key: "lag_ids", value: .int(behind ? view.leaderLastID - lastID : 0)),
                 JSONMember(key: "lag_seconds", value: NativeAPI.seconds(behind ? now - view.caughtUpAt : .zero)),
                 JSONMember(key: "last_contact_seconds", value: view.lastContact.map { NativeAPI.seconds(now - $0) } ?? .null),

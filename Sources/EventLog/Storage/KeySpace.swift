@@ -63,10 +63,12 @@ enum KeySpace {
 /// | `type/<name>`               | type id u32be, from 1 (dictionary for `index` blocks)     |
 /// | `stream/<name>`             | stream id u32be, from 1 (dictionary for `index` blocks)   |
 /// | `segment/<first id u64be>`  | `SegmentEntry` of a sealed segment (44 bytes)             |
+/// | `confirmed_id`              | u64be; this node's own, never shipped (replication)       |
 enum MetaKey {
     static let formatVersion = Array("format_version".utf8)
     static let epochHistory = Array("epoch_history".utf8)
     static let stats = Array("stats".utf8)
+    static let confirmedID = Array("confirmed_id".utf8)
     static let typePrefix = Array("type/".utf8)
     static let streamPrefix = Array("stream/".utf8)
     static let segmentPrefix = Array("segment/".utf8)

@@ -66,17 +66,20 @@ extension EventStore {
     }
 
     /// Where this log stops agreeing with a leader's, given the leader's answer `leaderEnd` to
-    /// `epochEnd(for: self.epoch)`: the id to truncate after, or nil when this log is a prefix of
-    /// the leader's as far as epochs tell. Kafka's rule: keep up to the end of the latest epoch
-    /// both have, as the leader records it, and no further than this log records it.
+    /// `epochEnd(for: self.epoch)`: the id to truncate after, or nil when there is nothing to
+    /// drop. Kafka's rule (KIP-279): when this log has the epoch the leader answered about, keep
+    /// up to its end as the leader records it, and no further than this log records it; that
+    /// settles it. When this log does not have that epoch, nothing after this log's end of the
+    /// epochs before it can be trusted: keep up to there, then ask again about this log's new
+    /// latest epoch (the caller sees `epoch` differ from `leaderEnd.epoch`). Each such round
+    /// drops at least one epoch.
     public func divergence(leaderEnd: (epoch: UInt64, endID: EventID)) -> EventID? {
         Self.divergence(history: epochHistory, lastID: lastID, leaderEnd: leaderEnd)
     }
 
     static func divergence(history: [(epoch: UInt64, firstID: EventID)], lastID: EventID, leaderEnd: (epoch: UInt64, endID: EventID)) -> EventID? {
         let mine = epochEnd(for: leaderEnd.epoch, history: history, lastID: lastID)
-        // Our own end of the leader's epoch: if we never wrote in it, our end of the epoch before.
-        let keep = min(leaderEnd.endID, mine.endID)
+        let keep = mine.epoch == leaderEnd.epoch ? min(leaderEnd.endID, mine.endID) : mine.endID
         return keep < lastID ? keep : nil
     }
 
@@ -103,6 +106,54 @@ extension EventStore {
     }
 
     // MARK: follower
+
+    /// The highest id this node knows was held durably by at least one follower: what its leader
+    /// last said (`noteConfirmed`), or, on a node that was promoted, at least everything it held
+    /// then. Kept in `meta` (`confirmed_id`, this node's own: it is not in the groups shipped),
+    /// so it survives restarts. Promoting a node whose log ends before it would lose writes
+    /// acknowledged with replicas, and is refused (`promote`).
+    public var confirmedID: EventID { confirmedMark.load(ordering: .acquiring) }
+
+    /// A checksum of everything replication copies: every key and value of every family except
+    /// this node's own (`confirmed_id`). Two nodes that hold the same log have the same digest,
+    /// byte for byte (tests and the simulator compare nodes with it). Reads the whole store.
+    public func replicatedDigest() throws(LogError) -> (entries: Int, crc: UInt64) {
+        var entries = 0
+        var keys: UInt32 = 0
+        var values: UInt32 = 0
+        try storageCall { () throws(StorageError) in
+            for family in KeySpace.Family.allCases {
+                let it = try storage.db.iterator(storage.cf(family))
+                it.seekToFirst()
+                while it.isValid {
+                    let key = it.key
+                    if !(family == .meta && key == MetaKey.confirmedID) {
+                        entries += 1
+                        keys = CRC32C.update(keys, [UInt8(family.rawValue)] + ByteWriter.be32(UInt32(key.count)) + key)
+                        values = CRC32C.update(values, ByteWriter.be32(UInt32(it.value.count)) + it.value)
+                    }
+                    it.next()
+                }
+                try it.checkStatus()
+            }
+        }
+        return (entries, UInt64(keys) << 32 | UInt64(values))
+    }
+
+    /// Raises `confirmedID` to `id` (the leader's word); written with the next sync.
+    public func noteConfirmed(_ id: EventID) throws(LogError) {
+        try setConfirmed(id, lowering: false)
+    }
+
+    private func setConfirmed(_ id: EventID, lowering: Bool) throws(LogError) {
+        guard applier != nil, id > confirmedID || (lowering && id != confirmedID) else { return }
+        try storageCall { () throws(StorageError) in
+            let batch = RocksWriteBatch()
+            batch.put(storage.cf(.meta), MetaKey.confirmedID, ByteWriter.be64(id))
+            try storage.db.write(batch, sync: false)
+        }
+        confirmedMark.store(id, ordering: .releasing)
+    }
 
     /// Applies one group shipped by the leader (its encoded bytes) and returns its last id. It
     /// must follow the last applied id; nothing changes when it does not, or fails its checks.
@@ -232,8 +283,14 @@ extension EventStore {
     /// new epoch. Refused on a leader, and on a fenced leader (it must rejoin as a follower and
     /// drop its unreplicated tail first).
     @discardableResult
-    public func promote(leader: String, epochAtLeast: UInt64 = 0) async throws -> UInt64 {
+    public func promote(leader: String, epochAtLeast: UInt64 = 0, allowingLoss: Bool = false) async throws -> UInt64 {
         guard let applier else { throw LogError(.invalidArgument, "the store is open read-only") }
+        let confirmed = confirmedID
+        guard allowingLoss || lastID >= confirmed else {
+            throw LogError(
+                .conflict,
+                "this node has applied up to id \(lastID), but writes up to id \(confirmed) were confirmed by a replica: promoting it would lose them; promote a node that has them (or force it)")
+        }
         let epoch = try shipping.withLock { _ throws(LogError) -> UInt64 in
             try sequencer.withLock { slot throws(LogError) -> UInt64 in
                 if let current = slot { throw LogError(.conflict, "this node is already the leader (epoch \(current.epoch))") }
@@ -254,6 +311,10 @@ extension EventStore {
         }
         let payload = JSONValue.members(["epoch": .int(epoch), "leader": .string(leader)])
         _ = try await append([AppendRequest(type: Self.epochEventType, message: "epoch \(epoch) begins", payload: payload)], durability: .group)
+        // Anything this node held may have been confirmed by it as a follower: its successors
+        // must not be promoted without it. After a forced promotion, what it lacked is gone
+        // from this lineage, and the watermark says so.
+        try setConfirmed(lastID, lowering: allowingLoss)
         return epoch
     }
 

@@ -24,6 +24,8 @@ public final class EventStore: Sendable {
     /// The ids every truncation since open cut after, oldest first (at most `truncationsKept`):
     /// a live reader that has passed a cut must be told (`truncation(since:)`).
     let truncationCuts = Mutex<(count: Int, cuts: [EventID])>((0, []))
+    /// The highest id this node knows a follower held durably (`confirmedID`).
+    let confirmedMark: Atomic<UInt64>
     public let notifier: CommitNotifier
     let startMeta: StoreMeta
     /// Links, types and streams of every event, in memory (`LogIndex`).
@@ -100,6 +102,12 @@ public final class EventStore: Sendable {
         let lastID = try storageCall { () throws(StorageError) in try storage.lastID() }
         let meta = try Self.loadOrInitialiseMeta(storage, lastID: lastID, readOnly: options.readOnly)
         startMeta = meta
+        let confirmed = try storageCall { () throws(StorageError) -> UInt64 in
+            guard let bytes = try storage.meta(MetaKey.confirmedID), bytes.count == 8 else { return 0 }
+            var reader = ByteReader(bytes)
+            return try reader.be64()
+        }
+        confirmedMark = Atomic(confirmed)
         let index = try storageCall { () throws(StorageError) in try LogIndex.load(storage, lastID: lastID) }
         self.index = index
         if options.readOnly {

@@ -443,4 +443,10 @@ extension ByteWriter {
         w.putBE32(v)
         return w.bytes
     }
+
+    static func be64(_ v: UInt64) -> [UInt8] {
+        var w = ByteWriter(capacity: 8)
+        w.putBE64(v)
+        return w.bytes
+    }
 }
