@@ -93,12 +93,14 @@ public enum Replication {
         }
     }
 
-    /// The follower's report sent with each pull.
+    /// The follower's report sent with each pull (and what the leader reads from its headers).
     public struct Report: Sendable {
         public var follower: String
         public var appliedID: UInt64
         public var durableID: UInt64
         public var epoch: UInt64
+        /// The leader epoch the follower reconciled against; only a leader in that epoch counts
+        /// the report, since only then is the follower's log known to be a prefix of its own.
         public var leaderEpoch: UInt64
 
         public init(follower: String, appliedID: UInt64, durableID: UInt64, epoch: UInt64, leaderEpoch: UInt64) {

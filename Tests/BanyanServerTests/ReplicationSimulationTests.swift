@@ -98,7 +98,7 @@ final class Simulation {
     enum Payload {
         case epochQuestion(UInt64)
         case epochAnswer(Replication.EpochAnswer)
-        case pull(after: EventID, report: FollowerReport)
+        case pull(after: EventID, report: Replication.Report)
         case groups([[UInt8]], leaderEpoch: UInt64, confirmed: EventID)
         case refused(String)
         case presentEpoch(UInt64)
@@ -454,7 +454,7 @@ final class Simulation {
         if node.reconciledAt == nil {
             send(from: i, to: leaderIndex, request: nextRequest, .epochQuestion(store.epoch))
         } else if let reconciledAt = node.reconciledAt {
-            let report = FollowerReport(url: node.url, appliedID: store.lastID, durableID: store.durableID, epoch: store.epoch, leaderEpoch: reconciledAt)
+            let report = Replication.Report(follower: node.url, appliedID: store.lastID, durableID: store.durableID, epoch: store.epoch, leaderEpoch: reconciledAt)
             send(from: i, to: leaderIndex, request: nextRequest, .pull(after: store.lastID, report: report))
         }
     }

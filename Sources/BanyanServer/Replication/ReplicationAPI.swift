@@ -72,7 +72,7 @@ struct ReplicationAPI: Sendable {
     }
 
     /// The follower's report in a pull's headers; nil when the puller sends none (a tool).
-    static func report(_ request: Request, after: EventID) throws -> FollowerReport? {
+    static func report(_ request: Request, after: EventID) throws -> Replication.Report? {
         guard let url = request.headers[followerHeader] else { return nil }
         guard !url.isEmpty, url.utf8.count <= followerURLBytesMax, url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw APIError.invalid(
@@ -81,8 +81,8 @@ struct ReplicationAPI: Sendable {
         if let format = request.headers[formatHeader], format != String(Replication.formatVersion) {
             throw APIError(.conflict, "incompatible format", detail: "the follower speaks replication format \(format), this leader \(Replication.formatVersion)").naming(Replication.Header.format)
         }
-        return FollowerReport(
-            url: url,
+        return Replication.Report(
+            follower: url,
             appliedID: try NativeAPI.id(request.headers[appliedHeader], field: Replication.Header.appliedID) ?? after,
             durableID: try NativeAPI.id(request.headers[durableHeader], field: Replication.Header.durableID) ?? 0,
             epoch: try NativeAPI.id(request.headers[epochHeader], field: Replication.Header.epoch) ?? 0,

@@ -21,20 +21,10 @@ public final class ReplicationState: Sendable {
         public var caughtUpAt: ContinuousClock.Instant
     }
 
-    /// A write waiting until `count` followers hold `through` durably.
-    private struct ReplicaWaiter {
-        var through: EventID
-        var count: Int
-        var continuation: CheckedContinuation<Void, Never>
-    }
-
     private struct State {
         var leader: String?
         var advertise: String
         var followers: [String: FollowerProgress] = [:]
-        var waiters: [UInt64: ReplicaWaiter] = [:]
-        var released: Set<UInt64> = []
-        var nextToken: UInt64 = 0
         /// On a follower: the leader's last id and epoch as of the last pull, when the follower
         /// was last caught up, and when it last heard from the leader.
         var leaderLastID: EventID = 0
@@ -44,7 +34,8 @@ public final class ReplicationState: Sendable {
     }
 
     let store: EventStore
-    private let state: Mutex<State>
+    /// Writes waiting for replicas wait on this state (`waitForReplicas`).
+    private let state: WaitableState<State>
     let counters = Counters()
 
     /// Followers tracked at once: the `Banyan-Follower` header is the client's to choose, so the
@@ -56,7 +47,7 @@ public final class ReplicationState: Sendable {
     ///   - advertise: the URL others should use for this node (`--advertise`).
     public init(store: EventStore, leader: String?, advertise: String) {
         self.store = store
-        state = Mutex(State(leader: store.role == .leader ? advertise : leader, advertise: advertise))
+        state = WaitableState(State(leader: store.role == .leader ? advertise : leader, advertise: advertise))
     }
 
     /// The store's role: the one source of truth.
@@ -69,12 +60,12 @@ public final class ReplicationState: Sendable {
     }
 
     /// The leader's URL, when known (a fenced node does not know its successor's).
-    public var leader: String? { state.withLock { $0.leader } }
-    public var advertise: String { state.withLock { $0.advertise } }
+    public var leader: String? { state.withState { $0.leader } }
+    public var advertise: String { state.withState { $0.advertise } }
 
     /// Sets the advertised URL once the port is known (`--port 0`).
     func setAdvertise(_ url: String) {
-        state.withLock { s in
+        state.withState { s in
             if s.leader == s.advertise { s.leader = url }
             s.advertise = url
         }
@@ -82,7 +73,7 @@ public final class ReplicationState: Sendable {
 
     /// This node now leads (after `promote`).
     func becameLeader() {
-        state.withLock { s in
+        state.withState { s in
             s.leader = s.advertise
             s.followers = [:]
         }
@@ -95,41 +86,29 @@ public final class ReplicationState: Sendable {
     func observe(epoch: UInt64) -> Bool {
         guard store.role == .leader, epoch > store.epoch, store.fence(by: epoch) else { return false }
         counters.fencings.add(1, ordering: .relaxed)
-        let waiters = state.withLock { s -> [ReplicaWaiter] in
-            s.leader = nil
-            let all = Array(s.waiters.values)
-            s.waiters.removeAll()
-            return all
-        }
-        for waiter in waiters { waiter.continuation.resume() }
+        state.withState { $0.leader = nil }
+        state.wakeAll()
         return true
     }
 
     // MARK: leader
 
     /// A leader records a follower's report, and wakes writes it satisfies.
-    func record(_ report: FollowerReport, leaderLastID: EventID) {
+    func record(_ report: Replication.Report, leaderLastID: EventID) {
         let now = ContinuousClock.now
-        let satisfied = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            var progress = s.followers[report.url] ?? FollowerProgress(
-                url: report.url, appliedID: 0, durableID: 0, epoch: report.epoch, lastContact: now, caughtUpAt: now)
+        state.update { s in
+            var progress = s.followers[report.follower] ?? FollowerProgress(
+                url: report.follower, appliedID: 0, durableID: 0, epoch: report.epoch, lastContact: now, caughtUpAt: now)
             progress.appliedID = report.appliedID
             progress.durableID = report.durableID
             progress.epoch = report.epoch
             progress.lastContact = now
             if report.appliedID >= leaderLastID { progress.caughtUpAt = now }
-            s.followers[report.url] = progress
+            s.followers[report.follower] = progress
             if s.followers.count > Self.followersMax, let stalest = s.followers.values.min(by: { $0.lastContact < $1.lastContact }) {
                 s.followers.removeValue(forKey: stalest.url)
             }
-            var done: [CheckedContinuation<Void, Never>] = []
-            for (token, waiter) in s.waiters where Self.confirmed(s.followers, waiter.through) >= waiter.count {
-                s.waiters.removeValue(forKey: token)
-                done.append(waiter.continuation)
-            }
-            return done
         }
-        for continuation in satisfied { continuation.resume() }
     }
 
     /// Why a leader will not serve a pull (the route answers 409 with the reason).
@@ -149,7 +128,7 @@ public final class ReplicationState: Sendable {
     /// A leader's first look at a pull: refuses it unless this node leads, and the follower is
     /// neither in a newer epoch nor past the end of the log; records the follower's report.
     /// The HTTP route and the simulator (`ReplicationSimulationTests`) both go through here.
-    func acceptPull(after: EventID, report: FollowerReport?) throws(PullRefusal) {
+    func acceptPull(after: EventID, report: Replication.Report?) throws(PullRefusal) {
         switch role {
         case .leader: break
         case .follower: throw .notLeader("this node follows \(leader ?? "no known leader"); replicate from the leader")
@@ -185,19 +164,19 @@ public final class ReplicationState: Sendable {
         }
     }
 
-    public var followers: [FollowerProgress] { state.withLock { Array($0.followers.values).sorted { $0.url < $1.url } } }
+    public var followers: [FollowerProgress] { state.withState { Array($0.followers.values).sorted { $0.url < $1.url } } }
 
     /// The highest id a follower holds durably, as far as this leader knows, and never below
     /// what the store inherited (`EventStore.confirmedID`): sent with every pull, so followers
     /// know what a promotion must not lose.
     var confirmedWatermark: EventID {
-        let reported = state.withLock { $0.followers.values.map(\.durableID).max() ?? 0 }
+        let reported = state.withState { $0.followers.values.map(\.durableID).max() ?? 0 }
         return max(reported, store.confirmedID)
     }
 
     /// Followers holding `id` durably.
     func confirmed(through id: EventID) -> Int {
-        state.withLock { Self.confirmed($0.followers, id) }
+        state.withState { Self.confirmed($0.followers, id) }
     }
 
     private static func confirmed(_ followers: [String: FollowerProgress], _ id: EventID) -> Int {
@@ -207,41 +186,9 @@ public final class ReplicationState: Sendable {
     /// Waits until `count` followers hold `id` durably, the timeout passes, or the node is
     /// fenced; returns how many hold it then.
     func waitForReplicas(_ count: Int, through id: EventID, timeout: Duration) async -> Int {
-        let token: UInt64? = state.withLock { s in
-            if Self.confirmed(s.followers, id) >= count { return nil }
-            s.nextToken += 1
-            return s.nextToken
-        }
-        guard let token else { return confirmed(through: id) }
-        let timer = Task {
-            guard (try? await Task.sleep(for: timeout)) != nil else { return }
-            self.release(token)
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { s -> Bool in
-                    if Self.confirmed(s.followers, id) >= count || s.released.remove(token) != nil || store.role != .leader { return true }
-                    s.waiters[token] = ReplicaWaiter(through: id, count: count, continuation: continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            self.release(token)
-        }
-        timer.cancel()
-        await timer.value
-        state.withLock { _ = $0.released.remove(token) }
-        return confirmed(through: id)
-    }
-
-    private func release(_ token: UInt64) {
-        let waiter = state.withLock { s -> ReplicaWaiter? in
-            if let w = s.waiters.removeValue(forKey: token) { return w }
-            s.released.insert(token)
-            return nil
-        }
-        waiter?.continuation.resume()
+        let store = self.store
+        let state = await state.wait(timeout: timeout) { s in Self.confirmed(s.followers, id) >= count || store.role != .leader }
+        return Self.confirmed(state.followers, id)
     }
 
     // MARK: follower
@@ -249,7 +196,7 @@ public final class ReplicationState: Sendable {
     /// A follower records what its last pull said of the leader.
     func pulled(leaderLastID: EventID, leaderEpoch: UInt64, appliedID: EventID) {
         let now = ContinuousClock.now
-        state.withLock { s in
+        state.withState { s in
             s.leaderLastID = leaderLastID
             s.leaderEpoch = leaderEpoch
             s.lastContact = now
@@ -260,7 +207,7 @@ public final class ReplicationState: Sendable {
     /// On a follower: the leader's last id and epoch as last seen, when the follower was last
     /// caught up, and when it last heard from the leader.
     var followerView: (leaderLastID: EventID, leaderEpoch: UInt64, caughtUpAt: ContinuousClock.Instant, lastContact: ContinuousClock.Instant?) {
-        state.withLock { ($0.leaderLastID, $0.leaderEpoch, $0.caughtUpAt, $0.lastContact) }
+        state.withState { ($0.leaderLastID, $0.leaderEpoch, $0.caughtUpAt, $0.lastContact) }
     }
 
     /// Totals for `/metrics`.
@@ -273,17 +220,6 @@ public final class ReplicationState: Sendable {
         let promotions = Atomic<Int>(0)
         let fencings = Atomic<Int>(0)
     }
-}
-
-/// A follower's report, as a leader reads it from a pull's headers.
-struct FollowerReport: Sendable {
-    var url: String
-    var appliedID: EventID
-    var durableID: EventID
-    var epoch: UInt64
-    /// The leader epoch the follower reconciled against; only a leader in that epoch counts
-    /// the report, since only then is the follower's log known to be a prefix of its own.
-    var leaderEpoch: UInt64
 }
 
 extension Duration {
