@@ -68,6 +68,8 @@ struct CommitGroupTests {
         sequencer.close()
         let shipped = leader.groups.all.withLock { $0 }
         #expect(shipped.count > 10)
+        #expect(shipped.allSatisfy { CommitGroup.lastID(encoded: $0.encoded()) == $0.last })
+        #expect(CommitGroup.lastID(encoded: Array(shipped[0].encoded().prefix(20))) == nil)
         #expect(shipped.contains { !$0.seals.isEmpty } && shipped.contains { !$0.names.isEmpty } && shipped.contains { !$0.keys.isEmpty })
 
         let follower = Node(record: false)

@@ -73,9 +73,17 @@ def test_followers_hold_the_leaders_log_and_report_progress(server_factory, run_
         events = [{"type": f"t{rng.randrange(5)}", "key": f"k{b}-{i}", "stream": f"s{rng.randrange(3)}",
                    "parents": [rng.randrange(1, b * 10 + 2)], "payload": {"b": b, "i": i}} for i in range(10)]
         api.append(events)
+    # 6 MB more, so a late follower catches up over several full pulls (each asked for while the
+    # one before is applied).
+    blob = "x" * 1000
+    for b in range(60):
+        api.append([{"type": "big", "parents": [b * 100 + i + 1], "payload": {"blob": blob, "i": i}} for i in range(100)])
     # A follower that starts late catches up from nothing.
     f2 = follower(server_factory, leader, "f2")
     last = wait_caught_up(leader, [f1, f2])
+    # The leader sees a follower's progress in its next pull's report, a moment after the follower does.
+    wait_until(lambda: all(f["applied_id"] == last for f in status(leader)["followers"]) and len(status(leader)["followers"]) == 2,
+               timeout=10, what="the leader to hear both followers are caught up")
     st = status(leader)
     assert st["role"] == "leader" and st["leader"] == leader.url and st["epoch"] == 1
     urls = sorted(f["url"] for f in st["followers"])

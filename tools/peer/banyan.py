@@ -8,7 +8,7 @@ import math
 import os
 import re
 import shutil
-from typing import Optional
+from typing import Optional, Sequence
 
 from . import runner
 from .common import Processes, free_port, log, wait_until
@@ -20,12 +20,14 @@ MIN_EXISTING = 128  # ids that must exist before batches overlap (more than any 
 
 
 class Server:
-    def __init__(self, procs: Processes, binary: str, root: str, label: str):
+    def __init__(self, procs: Processes, binary: str, root: str, label: str, extra: Sequence[str] = ()):
+        """`extra`: more `banyan serve` flags, e.g. ("--follow", leader.url) for a follower."""
         self.procs, self.binary = procs, binary
         self.dir = os.path.join(root, f"banyan-{label}")
         self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self.proc = procs.start(NAME, [binary, "serve", "--data-dir", self.dir, "--port", str(self.port),
-                                       "--fsync", "group", "--log-level", "warning"],
+                                       "--fsync", "group", "--log-level", "warning", *extra],
                                 self.dir + ".log")
         wait_until(lambda: self.get("/healthz")[0] == 200, 60, "banyan serve", self.proc)
 
@@ -104,13 +106,14 @@ def safe_parents(parents: tuple[int, ...], bound: int, shift: int) -> list[int]:
     return out
 
 
-def encode_jobs(events: list[Event], size: int, conns: int, keyed: bool,
-                exact: bool) -> tuple[list[runner.Job], Optional[list[int]], int]:
+def encode_jobs(events: list[Event], size: int, conns: int, keyed: bool, exact: bool,
+                path: str = "/v1/events?durability=sync") -> tuple[list[runner.Job], Optional[list[int]], int]:
     """Pre-encoded POST /v1/events requests, the gates, and the number of edges they carry.
     A batch that is alone on the wire (exact=True: one connection, in order; otherwise the
     first, serial batches) commits right after the previous one, so its ids are the file's
     (line + 1) and its parents are sent as they are; its answer is checked to start at the
-    expected id. Overlapping batches get safe_parents()."""
+    expected id. Overlapping batches get safe_parents(). `path`: the request target (e.g. with
+    &replicas=1)."""
     out, parts = [], batches(events, size)
     gate, serial = (None, len(parts)) if exact else gates(len(parts), size, conns)
     edges = 0
@@ -123,7 +126,7 @@ def encode_jobs(events: list[Event], size: int, conns: int, keyed: bool,
             edges += len(ps)
             items.append(_event_head(e, keyed) + ",".join(map(str, ps)) + "]}")
         body = ("[" + ",".join(items) + "]").encode()
-        out.append(runner.Job(b, http_request("POST", "/v1/events?durability=sync", body), len(part),
+        out.append(runner.Job(b, http_request("POST", path, body), len(part),
                               part[0].id if alone else 0))
     return out, gate, edges
 

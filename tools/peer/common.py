@@ -16,8 +16,11 @@ from typing import Callable, Optional
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+LOG_PREFIX = "peer_compare"  # a tool that reuses these modules may set its own name
+
+
 def log(msg: str) -> None:
-    print(f"peer_compare: {msg}", file=sys.stderr, flush=True)
+    print(f"{LOG_PREFIX}: {msg}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import os
 import pwd
 import signal
 import subprocess
-from typing import Optional
+from typing import Optional, Sequence
 
 from . import runner
 from .common import Processes, free_port, log, wait_until
@@ -75,25 +75,32 @@ class Server:
     to the postgres user and initdb/postgres run as that user (Popen user=, so the handle is
     the postmaster itself)."""
 
-    def __init__(self, procs: Processes, bindir: str, root: str):
-        self.procs, self.bindir, self.root = procs, bindir, root
+    def __init__(self, procs: Processes, bindir: str, root: str, name: str = "postgres",
+                 settings: Sequence[str] = (), initdb: bool = True):
+        """`name`: the directory (and log) under `root`; `settings`: extra `-c name=value`
+        server settings; initdb=False leaves the data directory to be filled otherwise
+        (standby())."""
+        self.procs, self.bindir, self.root, self.name, self.settings = procs, bindir, root, name, tuple(settings)
         pw = pwd.getpwnam("postgres")
-        self.home = os.path.join(root, "postgres")
+        self.home = os.path.join(root, name)
         self.data = os.path.join(self.home, "data")
         os.makedirs(self.home)
         os.chown(self.home, pw.pw_uid, pw.pw_gid)
         self.as_pg = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[], cwd=self.home,
                           env={"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": self.home})
-        subprocess.run([os.path.join(bindir, "initdb"), "-D", self.data, "-U", "postgres", "--auth=trust",
-                        "-E", "UTF8", "--locale=C", "--no-sync"], check=True, capture_output=True, **self.as_pg)
+        if initdb:
+            subprocess.run([os.path.join(bindir, "initdb"), "-D", self.data, "-U", "postgres", "--auth=trust",
+                            "-E", "UTF8", "--locale=C", "--no-sync"], check=True, capture_output=True, **self.as_pg)
         self.port = free_port()
         self.proc = None
 
     def start(self) -> None:
         # SIGINT is PostgreSQL's "fast shutdown": backends are ended and the postmaster exits.
+        settings = [x for s in self.settings for x in ("-c", s)]
         self.proc = self.procs.start(NAME, [os.path.join(self.bindir, "postgres"), "-D", self.data, "-p", str(self.port),
-                                            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.home}"],
-                                     os.path.join(self.root, "postgres.log"), stop_signal=signal.SIGINT, **self.as_pg)
+                                            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.home}",
+                                            *settings],
+                                     os.path.join(self.root, f"{self.name}.log"), stop_signal=signal.SIGINT, **self.as_pg)
         wait_until(self._ready, 60, "postgres", self.proc)
 
     def _ready(self) -> bool:
@@ -130,6 +137,18 @@ class Server:
         if self.proc is not None:
             self.procs.stop(self.proc)
             self.proc = None
+
+
+def standby(primary: Server, name: str, settings: Sequence[str] = ()) -> Server:
+    """A hot standby of the running `primary` (not started): pg_basebackup -R copies its data
+    directory over the replication protocol (initdb's pg_hba.conf trusts replication from
+    127.0.0.1) and writes standby.signal and primary_conninfo. It streams WAL from the primary
+    once started; its application_name is its cluster_name setting when one is given."""
+    s = Server(primary.procs, primary.bindir, primary.root, name, settings, initdb=False)
+    subprocess.run([os.path.join(primary.bindir, "pg_basebackup"), "-D", s.data, "-h", "127.0.0.1", "-p", str(primary.port),
+                    "-U", "postgres", "-X", "stream", "-R", "-c", "fast", "--no-sync"],
+                   check=True, capture_output=True, **s.as_pg)
+    return s
 
 
 def _copy_text(s: str) -> str:

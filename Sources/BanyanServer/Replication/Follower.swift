@@ -43,6 +43,9 @@ struct Follower: Service {
         var failing = false
         /// The leader epoch the log was last reconciled against (nil: not yet).
         var reconciledAt: UInt64?
+        /// While catching up: the next pull, already on its way while the last one is applied.
+        var next: Task<Replication.Pull, any Error>?
+        defer { next?.cancel() }
         while !Task.isCancelled && replication.role == .follower {
             do {
                 let epoch: UInt64
@@ -52,13 +55,35 @@ struct Follower: Service {
                     epoch = try await reconcile()
                     reconciledAt = epoch
                 }
-                if try await pullOnce(reconciledAt: epoch) == false { reconciledAt = nil }
+                let pull: Replication.Pull
+                if let prefetched = next {
+                    next = nil
+                    pull = try await prefetched.value
+                } else {
+                    pull = try await self.pull(after: store.lastID, reconciledAt: epoch, waitMs: waitMs)
+                }
+                // A full pull means more is waiting: ask for it now, so the leader reads and
+                // ships the next stretch while this one is applied (catch-up runs at the pace of
+                // the slower side, not of both in turn). Its report is one pull old, so it does
+                // not wait on the leader (wait_ms 0): a long poll carrying a stale report would
+                // keep the leader from seeing this pull's progress, and writes waiting for
+                // replicas with it, for a whole poll.
+                if pull.bytes >= bytesMax / 2, let after = pull.groups.last.flatMap(CommitGroup.lastID(encoded:)) {
+                    next = Task { try await self.pull(after: after, reconciledAt: epoch, waitMs: 0) }
+                }
+                if try await apply(pull, reconciledAt: epoch) == false {
+                    reconciledAt = nil
+                    next?.cancel()
+                    next = nil
+                }
                 if failing { logger.notice("replication: reached the leader again", metadata: ["leader": "\(client.baseURL)"]) }
                 failing = false
                 backoff = Self.backoffMin
             } catch is CancellationError {
                 return
             } catch {
+                next?.cancel()
+                next = nil
                 if Task.isCancelled { return }
                 if let error = error as? BanyanClientError, error.status == 409 { reconciledAt = nil }
                 if replication.role != .follower { break }
@@ -91,13 +116,16 @@ struct Follower: Service {
         throw Refusal(description: "the log could not be reconciled with the leader at \(client.baseURL) within one round per epoch")
     }
 
-    /// One pull; false when the leader's epoch is not the one the log was reconciled against
-    /// (nothing was applied: reconcile again).
-    private func pullOnce(reconciledAt: UInt64) async throws -> Bool {
-        let applied = store.lastID
+    /// Pulls the groups after `after`, reporting how far this follower has got.
+    private func pull(after: EventID, reconciledAt: UInt64, waitMs: Int) async throws -> Replication.Pull {
         let report = Replication.Report(
-            follower: replication.advertise, appliedID: applied, durableID: store.durableID, epoch: store.epoch, leaderEpoch: reconciledAt)
-        let pull = try await client.pullGroups(after: applied, report: report, waitMs: waitMs, bytesMax: bytesMax)
+            follower: replication.advertise, appliedID: store.lastID, durableID: store.durableID, epoch: store.epoch, leaderEpoch: reconciledAt)
+        return try await client.pullGroups(after: after, report: report, waitMs: waitMs, bytesMax: bytesMax)
+    }
+
+    /// Applies a pull; false when the leader's epoch is not the one the log was reconciled
+    /// against (nothing was applied: reconcile again).
+    private func apply(_ pull: Replication.Pull, reconciledAt: UInt64) async throws -> Bool {
         let store = self.store
         let groups = pull.groups
         let confirmed = pull.confirmedID

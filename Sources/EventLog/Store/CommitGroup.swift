@@ -177,6 +177,16 @@ extension CommitGroup {
         return w.bytes
     }
 
+    /// The last id of an encoded group, read from its header alone (unchecked: `decode` checks
+    /// everything when it is applied). nil when the bytes are too short to hold a header.
+    public static func lastID(encoded bytes: [UInt8]) -> EventID? {
+        guard bytes.count >= 1 + 8 + 8 + 4 else { return nil }
+        let first = bytes[9..<17].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let count = bytes[17..<21].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard first >= 1, first <= UInt64.max - count else { return nil }
+        return first + count - 1
+    }
+
     /// The group `bytes` encode, checked: the checksum, every length, each record's own checksum
     /// (under its id), the index block. Whether it follows the store is the applier's to check.
     public static func decode(_ bytes: [UInt8]) throws(StorageError) -> CommitGroup {
