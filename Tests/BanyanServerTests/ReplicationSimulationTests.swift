@@ -23,14 +23,18 @@ import Testing
 ///
 /// Invariants, checked as the run goes: every follower that reconciled with the leader holds a
 /// prefix of the leader's log, byte for byte; no event acknowledged with `replicas ≥ 1` is
-/// missing or different on the leader, across every promotion; each promotion starts a higher
+/// missing or different on the leader, across every promotion, unless a second failure took
+/// every copy out of reach (its writer lost it in a crash and every replica holding it is down
+/// when another node is promoted: one replica covers one failure; counted, not hidden); each promotion starts a higher
 /// epoch than any before; no two nodes acknowledge writes in the same epoch. At the end the
 /// network heals and every node must hold the same log, byte for byte, and verify clean.
 ///
 /// Seeds: `BANYAN_SIM_SEEDS` (comma-separated, or `random:N`), steps: `BANYAN_SIM_STEPS`.
 /// Every seed is printed; `tools/replication_sim.sh` runs many.
 struct ReplicationSimulationTests {
-    static let fixedSeeds: [UInt64] = [1, 2, 3, 4, 5, 6, 7, 8]
+    // 53 and 93 catch two of the defects the simulation found (a promoted node that does not
+    // inherit the watermark; Kafka's divergence rule applied in one round) if they come back.
+    static let fixedSeeds: [UInt64] = [1, 2, 3, 4, 5, 6, 7, 8, 53, 93]
 
     static var seeds: [UInt64] {
         guard let spec = ProcessInfo.processInfo.environment["BANYAN_SIM_SEEDS"], !spec.isEmpty else { return fixedSeeds }
@@ -115,6 +119,8 @@ final class Simulation {
     /// A write waiting for a replica, as `ReplicationGates.awaitReplicas` waits.
     struct Pending {
         var node: Int
+        /// The process the write is waiting in: a restart ends the wait (its connection is gone).
+        var replication: ReplicationState
         var epoch: UInt64
         var through: EventID
         var events: [Event]
@@ -354,6 +360,17 @@ final class Simulation {
             confirmed = try confirmed.filter { id, event in try store.event(id) == event }
             counts["confirmed events given up by forced promotions", default: 0] += before - confirmed.count
             count("forced promotions")
+        } else {
+            // A second failure: a confirmed event the candidate lacks that no node still up
+            // holds (its writer lost it with its unsynced tail, and the replicas that hold it
+            // are down). One replica covers one failure, so it may be lost; anything an up node
+            // holds must not be (checkConfirmed).
+            let up = nodes.compactMap { $0.index == i ? nil : $0.store }
+            let before = confirmed.count
+            confirmed = try confirmed.filter { id, event in
+                try store.event(id) == event || up.contains { (try? $0.event(id)) == event }
+            }
+            counts["confirmed events lost to a second failure", default: 0] += before - confirmed.count
         }
         let epoch = try await store.promote(
             leader: nodes[i].url, epochAtLeast: max(highestEpoch, replication.followerView.leaderEpoch), allowingLoss: force)
@@ -409,7 +426,7 @@ final class Simulation {
         guard Bool.random(using: &rng) else { return }
         let ids = receipt.results.map(\.id)
         let events = try ids.map { id in try store.event(id).unwrap("acknowledged event \(id)") }
-        pending.append(Pending(node: i, epoch: epoch, through: ids.max() ?? 0, events: events, since: now))
+        pending.append(Pending(node: i, replication: nodes[i].replication!, epoch: epoch, through: ids.max() ?? 0, events: events, since: now))
     }
 
     /// Writes waiting for a replica: confirmed once a follower reports the ids durable (the
@@ -417,8 +434,8 @@ final class Simulation {
     /// gone, timed out after a while. Only confirmed ones are promises.
     func settlePending() throws {
         pending.removeAll { p in
-            guard let replication = nodes[p.node].replication, nodes[p.node].store != nil else {
-                count("replica waits cut by a crash")
+            guard let replication = nodes[p.node].replication, replication === p.replication, nodes[p.node].store != nil else {
+                count("replica waits cut by a crash or restart")
                 return true
             }
             if replication.confirmed(through: p.through) >= 1 {
