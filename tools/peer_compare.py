@@ -61,7 +61,7 @@ from typing import Callable, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from peer import banyan, postgres, redis_streams, sqlite  # noqa: E402
-from peer.common import Processes, cpu_pressure, file_identity, filesystem, fmt_ms, fmt_rate, log, machine, percentile  # noqa: E402
+from peer.common import Processes, cpu_pressure, file_identity, fmt_ms, fmt_rate, log, percentile, run_info  # noqa: E402
 from peer.dataset import Dataset, generate  # noqa: E402
 from peer.runner import RunResult  # noqa: E402
 
@@ -417,11 +417,7 @@ def main() -> int:
     os.chmod(root, 0o755)  # the postgres user must reach its data directory inside
     mismatches: list[str] = []
     try:
-        info = machine()
-        info["fs"] = filesystem(root)
-        info["pressure"] = cpu_pressure()
-        if info["fs"].startswith(("tmpfs", "ramfs")):
-            log(f"warning: {root} is on {info['fs']}: fsync costs nothing there; set TMPDIR to a disk")
+        info = run_info(root)
         ensure_installed(need_redis=args.only != "query")
         bindir = postgres.bin_dir()
         if not bindir:

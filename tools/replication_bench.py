@@ -108,7 +108,7 @@ from typing import Callable, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from peer import banyan, common, postgres, runner  # noqa: E402
-from peer.common import Processes, cpu_pressure, file_identity, filesystem, log, machine, tree_cpu_seconds  # noqa: E402
+from peer.common import Processes, cpu_pressure, file_identity, log, run_info, tree_cpu_seconds  # noqa: E402
 from peer.dataset import Event, generate  # noqa: E402
 from peer.wire import HTTPConn, PGConn, WireError, http_request  # noqa: E402
 from peer_compare import ensure_installed  # noqa: E402
@@ -421,12 +421,7 @@ def banyan_send(acks: Acks, replicas: int, pace_dt: Optional[float]) -> Callable
         t0 = time.monotonic()
         status, body = conn.roundtrip(job.data)
         t1 = time.monotonic()
-        if status != 200:
-            raise WireError(f"HTTP {status}: {body[:300]!r}")
-        if body.count(b'{"id":') != job.events or b'"durable":true' not in body:
-            raise WireError(f"unexpected answer for {job.events} events: {body[:200]!r}")
-        if job.check and not body.startswith(b'{"results":[{"id":%d}' % job.check):
-            raise WireError(f"batch {job.batch} was given ids {body[:60]!r}, expected to start at {job.check}")
+        banyan.check_answer(job, status, body)
         last = int(ID_AT.match(body, body.rfind(b'{"id":')).group(1))
         got = -1
         if replicas:
@@ -1117,11 +1112,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.chmod(root, 0o755)  # the postgres user must reach its directories inside
     failed = False
     try:
-        info = machine()
-        info["fs"] = filesystem(root)
-        info["pressure"] = cpu_pressure()
-        if info["fs"].startswith(("tmpfs", "ramfs")):
-            log(f"warning: {root} is on {info['fs']}: fsync costs nothing there; set TMPDIR to a disk")
+        info = run_info(root)
         versions = {"git_tools": git_commit(REPO), "git_binary": git_commit(args.banyan)}
         bindir = None
         if "postgres" in args.only:

@@ -133,6 +133,12 @@ def encode_jobs(events: list[Event], size: int, conns: int, keyed: bool, exact: 
 
 def send(conn: HTTPConn, job: runner.Job) -> None:
     status, body = conn.roundtrip(job.data)
+    check_answer(job, status, body)
+
+
+def check_answer(job: runner.Job, status: int, body: bytes) -> None:
+    """Raises WireError unless `body` is a durable 200 answer with one id per event of `job`
+    (and, when the job says so, the ids it must start at)."""
     if status != 200:
         raise WireError(f"HTTP {status}: {body[:300]!r}")
     if body.count(b'{"id":') != job.events or b'"durable":true' not in body:

@@ -173,6 +173,17 @@ def filesystem(path: str) -> str:
     return desc
 
 
+
+def run_info(root: str) -> dict[str, str]:
+    """The machine, the filesystem `root` is on and the CPU pressure, for a report's header;
+    warns when `root` is in memory, where fsync costs nothing."""
+    info = machine()
+    info["fs"] = filesystem(root)
+    info["pressure"] = cpu_pressure()
+    if info["fs"].startswith(("tmpfs", "ramfs")):
+        log(f"warning: {root} is on {info['fs']}: fsync costs nothing there; set TMPDIR to a disk")
+    return info
+
 def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     if not s:

@@ -105,14 +105,14 @@ public final class ServerMetrics: StoreObserver, Sendable {
                 gauges[f.url] = set
                 set[0].record(Int64(clamping: f.appliedID))
                 set[1].record(Int64(clamping: last > f.appliedID ? last - f.appliedID : 0))
-                set[2].record(f.appliedID >= last ? 0 : (now - f.caughtUpAt).seconds)
+                set[2].record(f.appliedID >= last ? 0 : (now - f.caughtUpAt).inSeconds)
             }
         }
         if replication.role != .leader {
             let view = replication.followerView
             let behind = view.leaderLastID > last
             lagIDs.record(Int64(clamping: behind ? view.leaderLastID - last : 0))
-            lagSeconds.record(behind ? (now - view.caughtUpAt).seconds : 0)
+            lagSeconds.record(behind ? (now - view.caughtUpAt).inSeconds : 0)
         }
     }
 

@@ -135,7 +135,7 @@ struct NativeAPI: Sendable {
 
     /// Seconds with millisecond precision, as JSON.
     static func seconds(_ d: Duration) -> JSONValue {
-        .number(String(format: "%.3f", max(0, d.seconds)))
+        .number(String(format: "%.3f", max(0, d.inSeconds)))
     }
 
     // MARK: parameters

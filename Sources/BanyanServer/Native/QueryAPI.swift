@@ -90,7 +90,7 @@ struct QueryAPI: Sendable {
         if let n = try RequestBody.integer(value, "nodes_max", field: "budget.nodes_max", in: 1...limits.queryNodesMax) {
             budget.nodesMax = n
         }
-        let msMax = Int(limits.queryTimeMax.components.seconds * 1_000 + limits.queryTimeMax.components.attoseconds / 1_000_000_000_000_000)
+        let msMax = Int(limits.queryTimeMax.inMilliseconds)
         if let ms = try RequestBody.integer(value, "time_max_ms", field: "budget.time_max_ms", in: 1...max(1, msMax)) {
             budget.timeMax = .milliseconds(ms)
         }

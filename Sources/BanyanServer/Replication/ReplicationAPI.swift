@@ -113,7 +113,7 @@ struct ReplicationAPI: Sendable {
 
     private func requireLeader() throws {
         do {
-            try replication.acceptPull(after: 0, report: nil)
+            try replication.requireLeading()
         } catch {
             throw Self.apiError(error)
         }

@@ -59,10 +59,9 @@ extension ReplicationState {
                 detail: "the events are stored on this node, but its term ended before \(wanted) replicas confirmed them (\(confirmed) did); they may be lost")
             error.headers[.retryAfter] = "1"
         } else {
-            let timeoutMs = timeout.components.seconds * 1_000 + timeout.components.attoseconds / 1_000_000_000_000_000
             error = APIError(
                 .gatewayTimeout, "replication timeout",
-                detail: "the events are stored on the leader, but \(confirmed) of the \(wanted) replicas asked for confirmed them within \(timeoutMs) ms")
+                detail: "the events are stored on the leader, but \(confirmed) of the \(wanted) replicas asked for confirmed them within \(timeout.inMilliseconds) ms")
         }
         error.members = stored + [("replicas", .int(UInt64(confirmed)))]
         throw error

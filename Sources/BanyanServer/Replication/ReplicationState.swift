@@ -129,11 +129,7 @@ public final class ReplicationState: Sendable {
     /// neither in a newer epoch nor past the end of the log; records the follower's report.
     /// The HTTP route and the simulator (`ReplicationSimulationTests`) both go through here.
     func acceptPull(after: EventID, report: Replication.Report?) throws(PullRefusal) {
-        switch role {
-        case .leader: break
-        case .follower: throw .notLeader("this node follows \(leader ?? "no known leader"); replicate from the leader")
-        case .fenced: throw .notLeader("this node's term was superseded (it is fenced); replicate from the new leader")
-        }
+        try requireLeading()
         if let report {
             guard report.epoch <= store.epoch else { throw .staleEpoch(follower: report.epoch, leader: store.epoch) }
             // Without this, a follower that reconciled against this node in an earlier term
@@ -143,6 +139,15 @@ public final class ReplicationState: Sendable {
             record(report, leaderLastID: store.lastID)
         }
         guard after <= store.lastID else { throw .ahead(after: after, lastID: store.lastID) }
+    }
+
+    /// Refuses a replication request unless this node leads.
+    func requireLeading() throws(PullRefusal) {
+        switch role {
+        case .leader: return
+        case .follower: throw .notLeader("this node follows \(leader ?? "no known leader"); replicate from the leader")
+        case .fenced: throw .notLeader("this node's term was superseded (it is fenced); replicate from the new leader")
+        }
     }
 
     /// Where epoch `epoch` ends in this log, and how it began (`GET /v1/replication/epoch`).
@@ -219,14 +224,6 @@ public final class ReplicationState: Sendable {
         let truncatedEvents = Atomic<Int>(0)
         let promotions = Atomic<Int>(0)
         let fencings = Atomic<Int>(0)
-    }
-}
-
-extension Duration {
-    /// Seconds as a `Double` (status fields, metrics).
-    var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
     }
 }
 

@@ -73,15 +73,12 @@ public struct ByteReader {
     }
 
     public mutating func varint() throws(StorageError) -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            let b = try byte()
-            guard shift < 64 else { throw StorageError(.corruption, "varint longer than 10 bytes at offset \(offset)") }
-            result |= UInt64(b & 0x7f) << shift
-            if b & 0x80 == 0 { return result }
-            shift += 7
+        var at = offset
+        guard let value = Varint.read(bytes[...], at: &at) else {
+            throw at >= bytes.count ? Self.short(at) : StorageError(.corruption, "varint longer than 10 bytes at offset \(at)")
         }
+        offset = at
+        return value
     }
 
     public mutating func zigzag() throws(StorageError) -> Int64 {
@@ -111,6 +108,25 @@ public struct ByteReader {
 
     private static func short(_ offset: Int) -> StorageError {
         StorageError(.corruption, "record truncated at offset \(offset)")
+    }
+}
+
+/// LEB128 varints, read in place: the one decoder behind `ByteReader.varint` and the readers
+/// that scan bytes without copying them (record headers, WAL batches).
+enum Varint {
+    /// The varint at `at` in `bytes`, moving `at` past it; nil when it runs past the end or past
+    /// 10 bytes (then `at` is where it stopped).
+    static func read(_ bytes: ArraySlice<UInt8>, at: inout Int) -> UInt64? {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while at < bytes.endIndex, shift < 64 {
+            let byte = bytes[at]
+            at += 1
+            value |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 { return value }
+            shift += 7
+        }
+        return nil
     }
 }
 

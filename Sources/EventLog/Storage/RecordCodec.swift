@@ -105,18 +105,7 @@ enum RecordCodec {
     /// The time of an encoded record, read without decoding the rest (nil if it is too short).
     static func timeUnixNano(of record: ArraySlice<UInt8>) -> Int64? {
         var i = record.startIndex + 2  // version, flags
-        func varint() -> UInt64? {
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while i < record.endIndex, shift < 64 {
-                let byte = record[i]
-                i += 1
-                value |= UInt64(byte & 0x7F) << shift
-                if byte < 0x80 { return value }
-                shift += 7
-            }
-            return nil
-        }
+        func varint() -> UInt64? { Varint.read(record, at: &i) }
         guard i <= record.endIndex, varint() != nil, let zigzag = varint() else { return nil }
         return Int64(bitPattern: zigzag >> 1) ^ -Int64(bitPattern: zigzag & 1)
     }

@@ -389,8 +389,7 @@ final class Sequencer: @unchecked Sendable {
     }
 
     private static func seconds(_ d: Duration) -> TimeInterval {
-        let (s, atto) = d.components
-        return max(0.001, TimeInterval(s) + TimeInterval(atto) / 1e18)
+        max(0.001, d.inSeconds)
     }
 
     private func commit(_ staged: Staged) {

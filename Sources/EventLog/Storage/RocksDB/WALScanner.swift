@@ -251,18 +251,7 @@ struct WALScanner {
         let count = UInt64(le32(rep, base + 8))
         var keys: [UInt32: (low: UInt64, high: UInt64, count: UInt64)] = [:]
         var r = base + 12
-        func varint() -> UInt64? {
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while r < rep.endIndex, shift < 64 {
-                let b = rep[r]
-                r += 1
-                value |= UInt64(b & 0x7F) << shift
-                if b < 0x80 { return value }
-                shift += 7
-            }
-            return nil
-        }
+        func varint() -> UInt64? { Varint.read(rep, at: &r) }
         func slice() -> ArraySlice<UInt8>? {
             guard let n = varint(), n <= UInt64(rep.endIndex - r) else { return nil }
             defer { r += Int(n) }
