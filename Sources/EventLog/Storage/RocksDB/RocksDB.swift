@@ -242,6 +242,18 @@ final class RocksDB: @unchecked Sendable {
         }
     }
 
+    /// A RocksDB checkpoint of the whole database in `directory`, which must not exist: SST files
+    /// hard-linked when on the same file system (copied otherwise), the manifest and options
+    /// copied. Memtables are flushed first, so the image needs no WAL replay. Writes go on while
+    /// it runs; the image holds every write completed before the flush.
+    func checkpoint(to directory: String) throws(StorageError) {
+        let db = try handle()
+        let checkpoint = try withErrorPointer { rocksdb_checkpoint_object_create(db, $0) }
+        guard let checkpoint else { throw StorageError(.io, "rocksdb: could not create a checkpoint object") }
+        defer { rocksdb_checkpoint_object_destroy(checkpoint) }
+        try withErrorPointer { rocksdb_checkpoint_create(checkpoint, directory, 0, $0) }
+    }
+
     func syncWAL() throws(StorageError) {
         let db = try handle()
         try withErrorPointer { rocksdb_flush_wal(db, 1, $0) }
