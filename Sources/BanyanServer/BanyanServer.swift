@@ -16,6 +16,7 @@ public struct BanyanServer: Sendable {
     let streams = StreamRegistry()
     public let connections: ConnectionRegistry
     public let replication: ReplicationState
+    let jobs = MaintenanceJobs()
 
     /// - Parameter metrics: pass the same instance as the store's `StoreOptions.observer` to get commit metrics.
     public init(store: EventStore, config: ServerConfiguration, metrics: ServerMetrics = ServerMetrics(), logger: Logger) throws {
@@ -36,6 +37,7 @@ public struct BanyanServer: Sendable {
         let native = NativeAPI(store: store, config: config, streams: streams, replication: replication)
         let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams, replication: replication)
         let replicationAPI = ReplicationAPI(store: store, replication: replication, config: config, logger: logger)
+        let maintenanceAPI = MaintenanceAPI(snapshots: snapshots, jobs: jobs, access: config.access)
         let (metrics, store, streams, connections, replication) = (self.metrics, self.store, self.streams, self.connections, self.replication)
         let metricsRoute = Route(.get, "/metrics", role: .read) { _, _ in
             let bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication)
@@ -45,9 +47,15 @@ public struct BanyanServer: Sendable {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         return BanyanResponder(
-            table: RouteTable(routes: native.routes + celestialTree.routes + replicationAPI.routes + [metricsRoute]),
+            table: RouteTable(routes: native.routes + celestialTree.routes + replicationAPI.routes + maintenanceAPI.routes + [metricsRoute]),
             access: config.access, metrics: metrics, connections: connections, site: SiteGuard(config: config),
             replication: replication, readWait: config.readWait, logger: logger)
+    }
+
+    var snapshots: Snapshots {
+        Snapshots(
+            store: store, directory: config.snapshotDirectory(dataDir: store.path), keep: config.snapshotKeep, jobs: jobs,
+            record: MaintenanceRecord(store: store, logger: logger), metrics: metrics, logger: logger)
     }
 
     /// The application: HTTP/1.1 with the connection timeouts, and the listener guarded by the
@@ -57,6 +65,9 @@ public struct BanyanServer: Sendable {
         var services: [any Service] = []
         if let leader = config.follow, store.role == .follower {
             services.append(Follower(store: store, replication: replication, client: BanyanHTTPClient(baseURL: leader, token: config.leaderToken), logger: logger))
+        }
+        if let every = config.snapshotEvery {
+            services.append(MaintenanceSchedule(every: every, kind: "snapshot", logger: logger) { [snapshots] in _ = try await snapshots.create(requestedBy: "schedule") })
         }
         return Application(
             responder: responder,

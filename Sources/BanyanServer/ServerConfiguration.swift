@@ -41,7 +41,20 @@ public struct ServerConfiguration: Sendable {
     /// How long a read with `min_id` waits for this node to apply that id (`--read-wait-ms`).
     public var readWait: Duration = .seconds(2)
 
+    // Maintenance (docs/OPERATIONS.md).
+    /// Where snapshots are written and listed (`--snapshot-dir`); nil: `snapshots` in the data directory.
+    public var snapshotDir: String?
+    /// Snapshots the server keeps; older ones it wrote are removed after each new one (`--snapshot-keep`).
+    public var snapshotKeep = 3
+    /// Take a snapshot this often (`--snapshot-every`); nil: only when asked.
+    public var snapshotEvery: Duration?
+
     public init() {}
+
+    /// The snapshot directory for a store in `dataDir`.
+    public func snapshotDirectory(dataDir: String) -> String {
+        snapshotDir ?? (dataDir.hasSuffix("/") ? dataDir + "snapshots" : dataDir + "/snapshots")
+    }
 
     /// The URL this node tells others to use.
     public func advertisedURL(port: Int) -> String {
@@ -74,6 +87,8 @@ public struct ServerConfiguration: Sendable {
         public static let minReplicas = 0...16
         public static let replicaTimeoutMs = 1...600_000
         public static let readWaitMs = 0...60_000
+        public static let snapshotKeep = 1...10_000
+        public static let maintenanceEverySeconds = 1...(366 * 86_400)
     }
 
     /// Whether `host` names a loopback interface (the only kind allowed without tokens).

@@ -48,6 +48,9 @@ extension Banyan {
         var minReplicas = 0
         @Option(help: "Milliseconds a write waits for its replicas before it is answered 504.") var replicaTimeoutMs = 5_000
         @Option(help: "Milliseconds a read with min_id waits for this node to apply that id before it is answered 503.") var readWaitMs = 2_000
+        @Option(help: "Directory of snapshots (default: snapshots in the data directory).") var snapshotDir: String?
+        @Option(help: "Snapshots to keep: after each new one the server removes its oldest beyond this many.") var snapshotKeep = 3
+        @Option(help: "Take a snapshot this often, e.g. 6h, 1d, 90m (default: only when asked, POST /v1/admin/snapshots).") var snapshotEvery: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
         @Flag(help: "Open a store whose write-ahead log is damaged: keep the events before the damage and mark each id after it lost (a banyan.lost event), instead of refusing to start. docs/OPERATIONS.md, \"A damaged write-ahead log\".")
         var acceptWALLoss = false
@@ -90,6 +93,12 @@ extension Banyan {
             try check("min-replicas", minReplicas, Bounds.minReplicas)
             try check("replica-timeout-ms", replicaTimeoutMs, Bounds.replicaTimeoutMs)
             try check("read-wait-ms", readWaitMs, Bounds.readWaitMs)
+            try check("snapshot-keep", snapshotKeep, Bounds.snapshotKeep)
+            if let snapshotEvery {
+                guard let every = Duration.parse(snapshotEvery), Bounds.maintenanceEverySeconds.contains(Int(every.inSeconds)) else {
+                    throw ValidationError("--snapshot-every takes a duration of 1s to 366d like 6h, 90m or 1d, not \"\(snapshotEvery)\"")
+                }
+            }
             for (flag, value) in [("follow", follow), ("advertise", advertise)] {
                 guard let value else { continue }
                 guard let url = URL(string: value), ["http", "https"].contains(url.scheme ?? ""), url.host != nil, url.path.isEmpty || url.path == "/",
@@ -153,6 +162,9 @@ extension Banyan {
                 config.minReplicas = minReplicas
                 config.replicaTimeout = .milliseconds(replicaTimeoutMs)
                 config.readWait = .milliseconds(readWaitMs)
+                config.snapshotDir = snapshotDir
+                config.snapshotKeep = snapshotKeep
+                config.snapshotEvery = snapshotEvery.flatMap(Duration.parse)
                 options.role = follow == nil ? .leader : .follower
                 config.access = try AccessControl.load(file: tokensFile, environment: ProcessInfo.processInfo.environment["BANYAN_TOKENS"])
                 if !config.access.isEnabled && !config.isLoopback {

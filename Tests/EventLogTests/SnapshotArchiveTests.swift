@@ -34,7 +34,7 @@ struct SnapshotArchiveTests {
         return bytes
     }
 
-    /// The archive content, byte for byte, as docs/STORAGE.md describes it.
+    /// The archive content, byte for byte, as docs/STORAGE.md describes it (and its golden example).
     @Test func theArchiveContentIsPinned() throws {
         let (directory, manifest) = try Self.tinyImage()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -50,6 +50,7 @@ struct SnapshotArchiveTests {
         expected += withUnsafeBytes(of: CRC32C.checksum(jsonBytes).bigEndian, Array.init)
         expected += Array("xy".utf8) + Array("BANYANSE".utf8)
         #expect(try Self.content(archive) == expected)
+        #expect(try FormatGoldenTests.golden("snapshot archive content") == expected, "docs/STORAGE.md's example")
         // A zstd frame (magic 28 b5 2f fd) whose descriptor sets the content-checksum flag (bit 2).
         let raw = [UInt8](try Data(contentsOf: URL(fileURLWithPath: archive)))
         #expect(Array(raw.prefix(4)) == Self.hex("28b52ffd"))

@@ -22,6 +22,9 @@ public enum Role: Int, Sendable, Comparable, CaseIterable {
 /// The configured tokens. Empty means authentication is off (and the server binds to loopback only).
 public struct AccessControl: Sendable {
     public private(set) var tokens: [String: Role] = [:]
+    /// Names given to tokens (a third column in the tokens file, `token:role:name` in
+    /// `BANYAN_TOKENS`), recorded in maintenance events instead of the secret itself.
+    public private(set) var names: [String: String] = [:]
 
     public init(tokens: [String: Role] = [:]) {
         self.tokens = tokens
@@ -29,8 +32,8 @@ public struct AccessControl: Sendable {
 
     public var isEnabled: Bool { !tokens.isEmpty }
 
-    /// Reads `<token> <role>` lines (blank lines and `#` comments ignored) and/or a
-    /// `token:role,token:role` list, as from `--tokens-file` and `BANYAN_TOKENS`.
+    /// Reads `<token> <role> [<name>]` lines (blank lines and `#` comments ignored) and/or a
+    /// `token:role[:name],token:role[:name]` list, as from `--tokens-file` and `BANYAN_TOKENS`.
     public static func load(file: String?, environment: String?) throws -> AccessControl {
         var control = AccessControl()
         if let file {
@@ -42,21 +45,21 @@ public struct AccessControl: Sendable {
                 let line = raw.trimmingCharacters(in: .whitespaces)
                 if line.isEmpty || line.hasPrefix("#") { continue }
                 let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-                guard parts.count == 2 else { throw AccessError("\(file):\(number + 1): expected \"<token> <role>\"") }
-                try control.add(String(parts[0]), String(parts[1]), source: "\(file):\(number + 1)")
+                guard parts.count == 2 || parts.count == 3 else { throw AccessError("\(file):\(number + 1): expected \"<token> <role> [<name>]\"") }
+                try control.add(String(parts[0]), String(parts[1]), name: parts.count == 3 ? String(parts[2]) : nil, source: "\(file):\(number + 1)")
             }
         }
         if let environment, !environment.isEmpty {
             for entry in environment.split(separator: ",") {
-                let parts = entry.split(separator: ":", maxSplits: 1)
-                guard parts.count == 2 else { throw AccessError("BANYAN_TOKENS: expected token:role, found \"\(entry)\"") }
-                try control.add(String(parts[0]).trimmingCharacters(in: .whitespaces), String(parts[1]).trimmingCharacters(in: .whitespaces), source: "BANYAN_TOKENS")
+                let parts = entry.split(separator: ":", maxSplits: 2).map { String($0).trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2 || parts.count == 3 else { throw AccessError("BANYAN_TOKENS: expected token:role[:name], found \"\(entry)\"") }
+                try control.add(parts[0], parts[1], name: parts.count == 3 ? parts[2] : nil, source: "BANYAN_TOKENS")
             }
         }
         return control
     }
 
-    private mutating func add(_ token: String, _ roleName: String, source: String) throws {
+    private mutating func add(_ token: String, _ roleName: String, name: String?, source: String) throws {
         guard !token.isEmpty, token.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
             throw AccessError("\(source): a token must be printable ASCII without spaces")
         }
@@ -67,6 +70,22 @@ public struct AccessControl: Sendable {
             throw AccessError("\(source): a token is listed twice (roles \(earlier.name) and \(role.name)); list each token once")
         }
         tokens[token] = role
+        if let name {
+            guard !name.isEmpty, name.utf8.count <= 64, name.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+                throw AccessError("\(source): a token's name must be 1-64 printable ASCII characters without spaces")
+            }
+            names[token] = name
+        }
+    }
+
+    /// Who made a request, for the record: the token's name, "unnamed <role> token" for a token
+    /// without one, "anonymous" when the server has no tokens. Never the token itself.
+    func identity(_ request: Request) -> String {
+        guard isEnabled else { return "anonymous" }
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else { return "anonymous" }
+        let token = String(header.dropFirst("bearer ".count)).trimmingCharacters(in: .whitespaces)
+        guard let role = tokens[token] else { return "anonymous" }
+        return names[token] ?? "unnamed \(role.name) token"
     }
 
     /// Checks a request against the role its route needs; throws 401/403 as JSON.

@@ -1,3 +1,4 @@
+import Foundation
 import NIOPosix
 
 /// Runs blocking store work off the cooperative executor that serves every connection.
@@ -8,6 +9,16 @@ import NIOPosix
 enum Blocking {
     static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await NIOThreadPool.singleton.runIfActive(body)
+    }
+
+    /// Work that may take minutes (a snapshot): a thread of its own, so that neither pool is
+    /// held for its length.
+    static func runLong<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try body() })
+            }
+        }
     }
 
     static func runHeavy<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {

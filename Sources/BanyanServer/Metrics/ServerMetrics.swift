@@ -1,3 +1,4 @@
+import Foundation
 import EventLog
 import CoreMetrics
 import Prometheus
@@ -126,6 +127,25 @@ public final class ServerMetrics: StoreObserver, Sendable {
 
     public func didFailSync(error: String) {
         walSyncFailures.increment()
+    }
+
+    /// A maintenance job ended: `banyan_maintenance_jobs_total{kind,outcome}`,
+    /// `banyan_maintenance_job_seconds{kind}` and, on success,
+    /// `banyan_maintenance_last_success_timestamp_seconds{kind}`. Kinds are a fixed set.
+    func maintenanceJob(kind: String, failed: Bool, duration: Duration) {
+        CoreMetrics.Counter(label: "banyan_maintenance_jobs_total", dimensions: [("kind", kind), ("outcome", failed ? "failed" : "finished")], factory: factory)
+            .increment()
+        CoreMetrics.Timer(label: "banyan_maintenance_job_seconds", dimensions: [("kind", kind)], factory: factory).recordNanoseconds(Self.nanoseconds(duration))
+        if !failed {
+            CoreMetrics.Gauge(label: "banyan_maintenance_last_success_timestamp_seconds", dimensions: [("kind", kind)], factory: factory)
+                .record(Date().timeIntervalSince1970)
+        }
+    }
+
+    /// The last snapshot: `banyan_snapshot_last_id` (its S) and `banyan_snapshot_bytes`.
+    func snapshotTaken(id: EventID, bytes: UInt64) {
+        CoreMetrics.Gauge(label: "banyan_snapshot_last_id", factory: factory).record(Int64(clamping: id))
+        CoreMetrics.Gauge(label: "banyan_snapshot_bytes", factory: factory).record(Int64(clamping: bytes))
     }
 
     /// Records one HTTP request under its route pattern (never the raw path: ids would explode the label space).

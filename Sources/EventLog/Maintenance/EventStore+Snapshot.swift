@@ -10,6 +10,11 @@ public struct SnapshotResult: Sendable {
     /// How long the RocksDB checkpoint took (the only part that touches the live store).
     public let checkpointDuration: Duration
     public let duration: Duration
+
+    /// The archive as a snapshot listing shows it.
+    public var listing: SnapshotListing {
+        SnapshotListing(name: URL(fileURLWithPath: path).lastPathComponent, archiveBytes: archiveBytes, manifest: manifest, error: nil)
+    }
 }
 
 /// What verifying or restoring an archive found.
@@ -42,7 +47,7 @@ extension EventStore {
         }
         try storageCall { () throws(StorageError) in try storage.db.checkpoint(to: checkpoint) }
         let checkpointDuration = ContinuousClock.now - started
-        let image = try Self.describeImage(checkpoint)
+        let image = try Self.settleImage(checkpoint)
         let manifest = SnapshotManifest(
             snapshotID: image.lastID, epochHistory: image.meta.epochHistory.map { .init(epoch: $0.epoch, firstID: $0.firstID) },
             storeFormatVersion: StoreMeta.formatVersion, createdAt: Self.rfc3339(Date()), createdBy: createdBy,
@@ -120,11 +125,16 @@ extension EventStore {
         return RestoreResult(manifest: manifest, report: report, duration: ContinuousClock.now - started)
     }
 
-    /// S and the meta of a checkpoint, read without building the in-memory index.
-    private static func describeImage(_ path: String) throws(LogError) -> (lastID: EventID, meta: StoreMeta) {
+    /// Settles a checkpoint and reads its S and meta. A checkpoint taken while writes go on
+    /// holds the tail of the live WAL, and its MANIFEST tracks WALs; RocksDB's read-only open of
+    /// such an image fails an assertion. So the image is opened once, writable (it is a private
+    /// copy; its SSTs are hard links, which RocksDB never rewrites), flushed and closed like a
+    /// store at a clean shutdown: what it holds is then all in SST files, and any open works.
+    private static func settleImage(_ path: String) throws(LogError) -> (lastID: EventID, meta: StoreMeta) {
         try storageCall { () throws(StorageError) in
-            let storage = try LogStorage(path: path, readOnly: true, blockCacheBytes: 1 << 20)
+            let storage = try LogStorage(path: path, readOnly: false, blockCacheBytes: 1 << 20)
             defer { storage.close() }
+            try storage.db.flushAll()
             let lastID = try storage.lastID()
             guard let meta = try StoreMeta.load(storage) else { throw StorageError(.corruption, "the checkpoint holds no store meta") }
             return (lastID, meta)

@@ -135,11 +135,16 @@ public enum SnapshotArchive {
         }
     }
 
+    /// What an image leaves out: the lock file and RocksDB's info logs, which every open recreates.
+    static func isLeftOut(_ name: String) -> Bool {
+        name == "LOCK" || name == "LOG" || name.hasPrefix("LOG.old.")
+    }
+
     /// The files of `directory` (regular files only; a subdirectory is an error), sorted by name,
-    /// with sizes and checksums.
+    /// with sizes and checksums, less those left out.
     static func describe(directory: String) throws(LogError) -> [SnapshotFile] {
         let names: [String]
-        do { names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted() } catch {
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { !isLeftOut($0) }.sorted() } catch {
             throw LogError(.storage, "cannot list \(directory): \(error)")
         }
         var files: [SnapshotFile] = []
@@ -299,6 +304,47 @@ public enum SnapshotArchive {
             let ok = fflush(file) == 0 && fsync(fileno(file)) == 0
             let reason = String(cString: strerror(errno))
             guard fclose(file) == 0, ok else { throw LogError(.storage, "cannot write \(path): \(reason)") }
+        }
+    }
+}
+
+/// One archive in a snapshot directory, as `banyan snapshot list` and `GET /v1/admin/snapshots`
+/// show it: from its manifest, or the reason it cannot be read.
+public struct SnapshotListing: Sendable {
+    public let name: String
+    public let archiveBytes: UInt64
+    public let manifest: SnapshotManifest?
+    public let error: String?
+
+    public func json() -> JSONValue {
+        guard let manifest else {
+            return .members(["name": .string(name), "archive_bytes": .int(archiveBytes), "error": .string(error ?? "unreadable")])
+        }
+        return .members([
+            "name": .string(name), "snapshot_id": .int(manifest.snapshotID), "epoch": .int(manifest.epoch),
+            "created_at": .string(manifest.createdAt), "created_by": .string(manifest.createdBy),
+            "format_version": .int(manifest.formatVersion), "archive_bytes": .int(archiveBytes), "image_bytes": .int(manifest.imageBytes),
+            "files": .int(manifest.files.count),
+        ])
+    }
+}
+
+extension SnapshotArchive {
+    /// The extension of archive names.
+    public static let fileExtension = ".bsnap"
+
+    /// The archives in `directory` (names ending in `.bsnap`, not starting with a dot), by name
+    /// descending: the server's own names start with their UTC time, so newest first.
+    public static func list(_ directory: String) -> [SnapshotListing] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(fileExtension) && !$0.hasPrefix(".") }
+        return names.sorted(by: >).map { name in
+            let path = "\(directory)/\(name)"
+            let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value ?? 0
+            do throws(LogError) {
+                return SnapshotListing(name: name, archiveBytes: bytes, manifest: try readManifest(path), error: nil)
+            } catch {
+                return SnapshotListing(name: name, archiveBytes: bytes, manifest: nil, error: error.message)
+            }
         }
     }
 }

@@ -80,12 +80,24 @@ public final class EventStore: Sendable {
     }
 
     private static func openExplained(path: String, options: StoreOptions, verdict: WALVerdict, logger: Logger?) throws(LogError) -> EventStore {
-        do {
-            return try EventStore(path: path, options: options, verdict: verdict, logger: logger)
-        } catch {
-            throw options.readOnly ? explainOpenFailure(error, path: path) : error
+        var attempt = 1
+        while true {
+            do {
+                return try EventStore(path: path, options: options, verdict: verdict, logger: logger)
+            } catch {
+                // Beside a running server, the MANIFEST a read-only open read may name a WAL the
+                // server deleted a moment later; a second look sees the newer MANIFEST.
+                if options.readOnly, attempt < readOnlyOpenAttempts, error.cause?.code == .corruption, error.message.contains("WAL") {
+                    attempt += 1
+                    usleep(20_000)
+                    continue
+                }
+                throw options.readOnly ? explainOpenFailure(error, path: path) : error
+            }
         }
     }
+
+    static let readOnlyOpenAttempts = 5
 
     private init(path: String, options: StoreOptions, verdict: WALVerdict, logger: Logger?) throws(LogError) {
         self.path = path

@@ -64,10 +64,13 @@ final class RocksDB: @unchecked Sendable {
         self.path = path
         self.readOnly = readOnly
         // Not in the C API. The MANIFEST records each closed WAL and its synced size, so an open
-        // refuses a missing or shortened older log instead of skipping what it held. Writable
-        // opens only: a read-only open beside a running server could race its log deletions.
+        // refuses a missing or shortened older log instead of skipping what it held. Read-only
+        // opens too: without it, RocksDB 7.8's read-only open of a MANIFEST that tracks WALs (a
+        // store being written, a checkpoint) fails an assertion and aborts the process. A
+        // read-only open beside a running server can then lose a race with its log deletions,
+        // which `openReadOnly` retries.
         let base = try Self.allocated(rocksdb_options_create(), "options")
-        options = readOnly ? base : try Self.applying("track_and_verify_wals_in_manifest=true", to: base)
+        options = try Self.applying("track_and_verify_wals_in_manifest=true", to: base)
         rocksdb_options_set_wal_recovery_mode(options, walRecovery.rawValue)
         rocksdb_options_set_max_open_files(options, Int32(clamping: filesMax))
         rocksdb_options_set_create_if_missing(options, readOnly ? 0 : 1)

@@ -1,0 +1,101 @@
+import EventLog
+import Foundation
+import Synchronization
+
+/// The maintenance jobs of one server (snapshots; compaction and prune later): one runs at a
+/// time, a second is refused with the running one (409), and the last `recentMax` outcomes are
+/// kept for `GET /v1/admin/jobs`. Thread-safe: everything is behind one `Mutex`.
+final class MaintenanceJobs: Sendable {
+    struct Job: Sendable {
+        let id: String
+        let kind: String
+        let requestedBy: String
+        let startedAt: Date
+        var phase = "starting"
+        var bytesDone: UInt64 = 0
+        var bytesTotal: UInt64 = 0
+        /// The `banyan.maintenance` event that recorded the start, when this node records them.
+        var startEvent: EventID?
+
+        func json() -> JSONValue {
+            .members([
+                "id": .string(id), "kind": .string(kind), "state": .string("running"), "requested_by": .string(requestedBy),
+                "started_at": .string(MaintenanceJobs.timestamp(startedAt)), "phase": .string(phase),
+                "bytes_done": .int(bytesDone), "bytes_total": .int(bytesTotal),
+                "start_event": startEvent.map { .int($0) } ?? .null,
+            ])
+        }
+    }
+
+    struct Outcome: Sendable {
+        let job: Job
+        let failed: Bool
+        let finishedAt: Date
+        /// What the job produced (success) or why it failed.
+        let result: JSONValue
+
+        func json() -> JSONValue {
+            .members([
+                "id": .string(job.id), "kind": .string(job.kind), "state": .string(failed ? "failed" : "finished"),
+                "requested_by": .string(job.requestedBy), "started_at": .string(MaintenanceJobs.timestamp(job.startedAt)),
+                "finished_at": .string(MaintenanceJobs.timestamp(finishedAt)),
+                "duration_ms": .int(Int((finishedAt.timeIntervalSince(job.startedAt) * 1000).rounded())),
+                failed ? "error" : "result": result,
+            ])
+        }
+    }
+
+    /// A job was asked for while another runs.
+    struct Busy: Error, Sendable {
+        let running: Job
+    }
+
+    static let recentMax = 20
+    private let state = Mutex<(running: Job?, recent: [Outcome], sequence: UInt64)>((nil, [], 0))
+
+    /// Starts a job of `kind`, or throws `Busy` with the one running.
+    func begin(_ kind: String, requestedBy: String) throws(Busy) -> Job {
+        let now = Date()
+        let result: Result<Job, Busy> = state.withLock { state in
+            if let running = state.running { return .failure(Busy(running: running)) }
+            state.sequence += 1
+            let job = Job(id: "\(kind)-\(Int64(now.timeIntervalSince1970 * 1000))-\(state.sequence)", kind: kind, requestedBy: requestedBy, startedAt: now)
+            state.running = job
+            return .success(job)
+        }
+        return try result.get()
+    }
+
+    func update(_ id: String, _ change: (inout Job) -> Void) {
+        state.withLock { state in
+            guard var job = state.running, job.id == id else { return }
+            change(&job)
+            state.running = job
+        }
+    }
+
+    func running(_ id: String) -> Job? {
+        state.withLock { $0.running?.id == id ? $0.running : nil }
+    }
+
+    func end(_ id: String, failed: Bool, result: JSONValue) {
+        state.withLock { state in
+            guard let job = state.running, job.id == id else { return }
+            state.running = nil
+            state.recent.insert(Outcome(job: job, failed: failed, finishedAt: Date(), result: result), at: 0)
+            if state.recent.count > Self.recentMax { state.recent.removeLast() }
+        }
+    }
+
+    func json() -> JSONValue {
+        let (running, recent) = state.withLock { ($0.running, $0.recent) }
+        return .members(["running": running?.json() ?? .null, "recent": .array(recent.map { $0.json() })])
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
+    }
+}

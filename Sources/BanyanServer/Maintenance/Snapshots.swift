@@ -1,0 +1,162 @@
+import EventLog
+import Foundation
+import Logging
+
+/// The server's snapshots (docs/OPERATIONS.md, "Backup and restore"): archives written under
+/// the snapshot directory by `POST /v1/admin/snapshots` and `--snapshot-every`, listed, served
+/// for download (a follower's bootstrap, `banyan snapshot --url`), and pruned to the newest
+/// `keep`. Each run is a maintenance job, recorded as `banyan.maintenance` events on a leader.
+struct Snapshots: Sendable {
+    let store: EventStore
+    let directory: String
+    let keep: Int
+    let jobs: MaintenanceJobs
+    let record: MaintenanceRecord
+    let metrics: ServerMetrics
+    let logger: Logger
+
+        /// Names the server gives its own archives; retention only ever removes these.
+    static let namePrefix = "snapshot-"
+
+    /// Takes a snapshot now; throws `MaintenanceJobs.Busy` when another job runs.
+    func create(requestedBy: String) async throws -> JSONValue {
+        let job = try jobs.begin("snapshot", requestedBy: requestedBy)
+        let started = ContinuousClock.now
+        let startEvent = await record.started(job)
+        jobs.update(job.id) { $0.startEvent = startEvent; $0.phase = "checkpoint" }
+        do {
+            let result = try await snapshot(job)
+            let removed = prune()
+            let summary = JSONValue.members([
+                "job": .string(job.id), "name": .string(result.listing.name),
+                "snapshot_id": .int(result.manifest.snapshotID), "epoch": .int(result.manifest.epoch),
+                "archive_bytes": .int(result.archiveBytes), "image_bytes": .int(result.manifest.imageBytes),
+                "files": .int(result.manifest.files.count),
+                "checkpoint_ms": .int(result.checkpointDuration.inMilliseconds), "duration_ms": .int(result.duration.inMilliseconds),
+                "removed": .array(removed.map(JSONValue.string)),
+            ])
+            let finishEvent = await record.finished(job, after: startEvent, payload: summary)
+            jobs.end(job.id, failed: false, result: summary)
+            metrics.maintenanceJob(kind: job.kind, failed: false, duration: ContinuousClock.now - started)
+            metrics.snapshotTaken(id: result.manifest.snapshotID, bytes: result.archiveBytes)
+            logger.info("snapshot written", metadata: ["job": "\(job.id)", "path": "\(result.path)", "snapshot_id": "\(result.manifest.snapshotID)", "bytes": "\(result.archiveBytes)"])
+            return .members([
+                "job": .string(job.id), "snapshot": result.listing.json(),
+                "checkpoint_ms": .int(result.checkpointDuration.inMilliseconds), "duration_ms": .int(result.duration.inMilliseconds),
+                "removed": .array(removed.map(JSONValue.string)),
+                "events": .members(["started": startEvent.map { .int($0) } ?? .null, "finished": finishEvent.map { .int($0) } ?? .null]),
+            ])
+        } catch {
+            let reason = (error as? LogError)?.message ?? "\(error)"
+            _ = await record.failed(job, after: startEvent, reason: reason)
+            jobs.end(job.id, failed: true, result: .string(reason))
+            metrics.maintenanceJob(kind: job.kind, failed: true, duration: ContinuousClock.now - started)
+            logger.error("snapshot failed", metadata: ["job": "\(job.id)", "error": "\(reason)"])
+            throw error
+        }
+    }
+
+    private func snapshot(_ job: MaintenanceJobs.Job) async throws -> SnapshotResult {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw LogError(.storage, "cannot create the snapshot directory \(directory): \(error)")
+        }
+        let (store, jobs, directory) = (self.store, self.jobs, self.directory)
+        return try await Blocking.runLong {
+            let path = Self.freshPath(in: directory)
+            var phase = "checkpoint"
+            return try store.snapshot(to: path, createdBy: "banyan \(BanyanVersion.version)") { done, total in
+                // Called per megabyte: update the shared record only when something visible changes.
+                if phase == "checkpoint" { phase = "archive" }
+                jobs.update(job.id) { $0.phase = phase; $0.bytesDone = done; $0.bytesTotal = total }
+            }
+        }
+    }
+
+    /// A name no archive has yet: the time to the millisecond, then a counter.
+    private static func freshPath(in directory: String) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmssSSS'Z'"
+        let base = "\(directory)/\(namePrefix)\(formatter.string(from: Date()))"
+        var path = base + SnapshotArchive.fileExtension
+        var n = 1
+        while FileManager.default.fileExists(atPath: path) {
+            n += 1
+            path = "\(base)-\(n)\(SnapshotArchive.fileExtension)"
+        }
+        return path
+    }
+
+    /// Removes the server's own archives beyond the newest `keep`; returns their names.
+    func prune() -> [String] {
+        let own = SnapshotArchive.list(directory).map(\.name).filter { $0.hasPrefix(Self.namePrefix) }
+        guard own.count > keep else { return [] }
+        var removed: [String] = []
+        for name in own[keep...] {
+            do {
+                try FileManager.default.removeItem(atPath: "\(directory)/\(name)")
+                removed.append(name)
+            } catch {
+                logger.warning("cannot remove an old snapshot", metadata: ["name": "\(name)", "error": "\(error)"])
+            }
+        }
+        return removed
+    }
+
+    /// Every archive in the directory, newest first.
+    func list() -> [JSONValue] {
+        SnapshotArchive.list(directory).map { $0.json() }
+    }
+
+    /// The path of the archive `name`, which must be a plain archive name in the directory.
+    func path(of name: String) throws -> String {
+        guard name.hasSuffix(SnapshotArchive.fileExtension), !name.hasPrefix("."), !name.contains("/"), name.utf8.count <= 255 else {
+            throw APIError.invalid("a snapshot name is a file name ending in \(SnapshotArchive.fileExtension), as GET /v1/admin/snapshots lists them", field: "name")
+        }
+        let path = "\(directory)/\(name)"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw APIError(.notFound, "not found", detail: "no snapshot \(name) in the snapshot directory").naming("name")
+        }
+        return path
+    }
+}
+
+/// Maintenance runs as events in the `banyan.maintenance` stream: `banyan.<kind>.started`, then
+/// `banyan.<kind>.finished` or `.failed` with the started event as parent, so the history is a
+/// query away. Only a node that takes writes records them; elsewhere (a follower) the job runs
+/// unrecorded and its answer says so (`events` null).
+struct MaintenanceRecord: Sendable {
+    let store: EventStore
+    let logger: Logger
+
+    static let stream = "banyan.maintenance"
+
+    func started(_ job: MaintenanceJobs.Job) async -> EventID? {
+        await append("banyan.\(job.kind).started", parent: nil, payload: .members([
+            "job": .string(job.id), "kind": .string(job.kind), "requested_by": .string(job.requestedBy),
+        ]))
+    }
+
+    func finished(_ job: MaintenanceJobs.Job, after start: EventID?, payload: JSONValue) async -> EventID? {
+        await append("banyan.\(job.kind).finished", parent: start, payload: payload)
+    }
+
+    func failed(_ job: MaintenanceJobs.Job, after start: EventID?, reason: String) async -> EventID? {
+        await append("banyan.\(job.kind).failed", parent: start, payload: .members(["job": .string(job.id), "error": .string(reason)]))
+    }
+
+    private func append(_ type: String, parent: EventID?, payload: JSONValue) async -> EventID? {
+        guard store.role == .leader else { return nil }
+        do {
+            let receipt = try await store.append([AppendRequest(type: type, parents: parent.map { [$0] } ?? [], stream: Self.stream, payload: payload)])
+            return receipt.results.first?.id
+        } catch {
+            // The job's own outcome matters more than its record; a fenced leader cannot write.
+            logger.warning("cannot record a maintenance event", metadata: ["type": "\(type)", "error": "\(error)"])
+            return nil
+        }
+    }
+}

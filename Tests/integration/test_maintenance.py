@@ -1,0 +1,200 @@
+"""Snapshots with real processes (docs/OPERATIONS.md, "Backup and restore"): a snapshot taken by a
+running server while clients append, downloaded with `banyan snapshot --url`, verified and
+restored with the CLI into a store whose export equals the source's up to S; retention, the
+schedule, one job at a time, the `banyan.maintenance` stream, and bad input refused with nothing
+left behind.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from test_replication import JSON, expect_error, export
+from test_v1_api import wait_until
+
+ADMIN = {"Authorization": "Bearer adm"}
+
+
+def append_batches(url: str, prefix: str, batches: int, size: int = 200, headers: dict | None = None) -> list[int]:
+    ids: list[int] = []
+    for b in range(batches):
+        events = [{"type": "build" if i % 3 else "test", "key": f"{prefix}-{b}-{i}", "stream": f"s{i % 4}",
+                   "parents": [1], "payload": {"b": b, "i": i}} for i in range(size)]
+        r = requests.post(url + "/v1/events", json=events, headers={**JSON, **(headers or {})}, timeout=30)
+        assert r.status_code == 200, r.text
+        ids += [e["id"] for e in r.json()["results"]]
+    return ids
+
+
+def lines_through(jsonl: bytes, last: int) -> list[bytes]:
+    return [line for line in jsonl.splitlines() if line and json.loads(line)["id"] <= last]
+
+
+def maintenance_events(url: str, headers: dict | None = None) -> list[dict]:
+    r = requests.post(url + "/v1/query", json={"query": 'events where stream = "banyan.maintenance"'}, headers={**JSON, **(headers or {})}, timeout=10)
+    assert r.status_code == 200, r.text
+    events = []
+    for hit in r.json()["results"]:
+        got = requests.get(f"{url}/v1/events/{hit['id']}", headers=headers or {}, timeout=10)
+        assert got.status_code == 200, got.text
+        events.append(got.json())
+    return events
+
+
+def test_snapshot_during_ingest_restores_to_the_source_up_to_s(server, run_banyan, verify, tmp_path):
+    append_batches(server.url, "pre", 10)
+    stop = threading.Event()
+    written: list[int] = []
+    errors: list[str] = []
+
+    def writer():
+        n = 0
+        while not stop.is_set():
+            try:
+                written.extend(append_batches(server.url, f"during{n}", 1, 100))
+            except AssertionError as e:
+                errors.append(str(e))
+                return
+            n += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(0.3)
+        archive = tmp_path / "s.bsnap"
+        r = run_banyan("snapshot", "--url", server.url, "--output", str(archive))
+        assert r.returncode == 0, r.describe()
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        t.join(30)
+    assert not errors, errors
+    assert written, "no appends ran during the snapshot"
+    listing = requests.get(server.url + "/v1/admin/snapshots", timeout=10).json()
+    assert len(listing["snapshots"]) == 1
+    entry = listing["snapshots"][0]
+    s = entry["snapshot_id"]
+    assert min(written) <= s < max(written), f"S={s} is not inside the appends that ran meanwhile"
+    assert archive.stat().st_size == entry["archive_bytes"]
+
+    r = run_banyan("snapshot", "verify", str(archive))
+    assert r.returncode == 0 and "snapshot verify: ok" in r.stdout, r.describe()
+
+    restored = tmp_path / "restored"
+    r = run_banyan("restore", str(archive), "--data-dir", str(restored))
+    assert r.returncode == 0, r.describe()
+    assert verify(restored).ok
+    source = export(run_banyan, server)
+    out = tmp_path / "restored.jsonl"
+    r = run_banyan("export", "--data-dir", str(restored), "--output", str(out))
+    assert r.returncode == 0, r.describe()
+    copy = out.read_bytes().splitlines()
+    assert len(copy) == s
+    assert copy == lines_through(source, s)
+
+    # The run is in the maintenance stream: started, then finished with the started one as parent.
+    events = maintenance_events(server.url)
+    assert [e["type"] for e in events] == ["banyan.snapshot.started", "banyan.snapshot.finished"]
+    started, finished = events
+    assert finished["parents"] == [started["id"]]
+    assert finished["payload"]["snapshot_id"] == s and finished["payload"]["name"] == entry["name"]
+    assert started["payload"]["requested_by"] == "anonymous"
+    assert started["id"] <= s < finished["id"], "the archive holds the started event and not the finished one"
+
+
+def test_retention_keeps_the_newest_and_jobs_report_them(server_factory):
+    srv = server_factory(extra_args=["--snapshot-keep", "2"])
+    names = []
+    for i in range(3):
+        append_batches(srv.url, f"r{i}", 1, 10)
+        r = requests.post(srv.url + "/v1/admin/snapshots", timeout=60)
+        assert r.status_code == 201, r.text
+        names.append(r.json()["snapshot"]["name"])
+        assert r.json()["removed"] == ([] if i < 2 else [names[0]])
+    listed = [e["name"] for e in requests.get(srv.url + "/v1/admin/snapshots", timeout=10).json()["snapshots"]]
+    assert listed == [names[2], names[1]]
+    assert sorted(p.name for p in (srv.data_dir / "snapshots").iterdir()) == sorted(names[1:]), "no checkpoint or partial file left"
+    jobs = requests.get(srv.url + "/v1/admin/jobs", timeout=10).json()
+    assert jobs["running"] is None
+    assert [j["state"] for j in jobs["recent"]] == ["finished"] * 3
+    assert jobs["recent"][0]["result"]["name"] == names[2]
+    metrics = requests.get(srv.url + "/metrics", timeout=10).text
+    assert 'banyan_maintenance_jobs_total{kind="snapshot",outcome="finished"} 3' in metrics, metrics
+
+
+def test_scheduled_snapshots_run_and_record_who_asked(server_factory, tmp_path):
+    snapdir = tmp_path / "elsewhere"
+    srv = server_factory(extra_args=["--snapshot-every", "1s", "--snapshot-dir", str(snapdir), "--snapshot-keep", "5"])
+    append_batches(srv.url, "x", 1, 10)
+    wait_until(lambda: len(list(snapdir.glob("*.bsnap"))) >= 2, 20, "two scheduled snapshots")
+    events = maintenance_events(srv.url)
+    starts = [e for e in events if e["type"] == "banyan.snapshot.started"]
+    assert len(starts) >= 2 and all(e["payload"]["requested_by"] == "schedule" for e in starts)
+
+
+def test_admin_role_token_names_and_refusals(server_factory, run_banyan, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("adm admin ops-oncall\nwr write\n")
+    srv = server_factory(extra_args=["--tokens-file", str(tokens)])
+    expect_error(requests.post(srv.url + "/v1/admin/snapshots", timeout=10), 401)
+    expect_error(requests.post(srv.url + "/v1/admin/snapshots", headers={"Authorization": "Bearer wr"}, timeout=10), 403)
+    r = requests.post(srv.url + "/v1/admin/snapshots", headers=ADMIN, timeout=60)
+    assert r.status_code == 201, r.text
+    name = r.json()["snapshot"]["name"]
+    started = [e for e in maintenance_events(srv.url, ADMIN) if e["type"] == "banyan.snapshot.started"]
+    assert started[0]["payload"]["requested_by"] == "ops-oncall"
+
+    # Download: the bytes on disk; a bad or unknown name is refused.
+    got = requests.get(srv.url + "/v1/admin/snapshots/" + name, headers=ADMIN, timeout=30)
+    assert got.status_code == 200 and got.headers["Content-Type"] == "application/zstd"
+    assert got.content == (srv.data_dir / "snapshots" / name).read_bytes()
+    expect_error(requests.get(srv.url + "/v1/admin/snapshots/nope.bsnap", headers=ADMIN, timeout=10), 404, field="name")
+    expect_error(requests.get(srv.url + "/v1/admin/snapshots/..%2Fx", headers=ADMIN, timeout=10), 400, field="name")
+
+    # The CLI names the token problem and the data directory in use.
+    out = tmp_path / "a.bsnap"
+    r = run_banyan("snapshot", "--url", srv.url, "--output", str(out))
+    assert r.returncode == 1 and "401" in r.stderr and not out.exists(), r.describe()
+    r = run_banyan("snapshot", "--data-dir", str(srv.data_dir), "--output", str(out))
+    assert r.returncode == 1 and "in use by a running server" in r.stderr and not out.exists(), r.describe()
+
+
+def test_bad_archives_and_targets_are_refused_with_nothing_left_behind(server, run_banyan, tmp_path):
+    append_batches(server.url, "b", 2, 50)
+    archive = tmp_path / "good.bsnap"
+    assert run_banyan("snapshot", "--url", server.url, "--output", str(archive)).returncode == 0
+    r = run_banyan("snapshot", "--url", server.url, "--output", str(archive))
+    assert r.returncode != 0 and "already exists" in r.stderr, r.describe()
+
+    data = bytearray(archive.read_bytes())
+    cases = {
+        "truncated.bsnap": bytes(data[: len(data) // 2]),
+        "flipped.bsnap": bytes(data[:100]) + bytes([data[100] ^ 0x40]) + bytes(data[101:]),
+        "text.bsnap": b"not an archive\n",
+    }
+    for name, content in cases.items():
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        r = run_banyan("snapshot", "verify", str(bad))
+        assert r.returncode == 1 and ("corrupt" in r.stderr or "truncated" in r.stderr), (name, r.describe())
+        target = tmp_path / f"restore-{name}"
+        r = run_banyan("restore", str(bad), "--data-dir", str(target))
+        assert r.returncode == 1, (name, r.describe())
+        assert not target.exists()
+        assert not list(tmp_path.glob(f"restore-{name}.restoring-*")), "a staging directory was left behind"
+
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "mine").write_text("keep me")
+    r = run_banyan("restore", str(archive), "--data-dir", str(occupied))
+    assert r.returncode == 1 and "not empty" in r.stderr, r.describe()
+    assert [p.name for p in occupied.iterdir()] == ["mine"]
+
+    r = run_banyan("serve", "--snapshot-every", "soon", "--data-dir", str(tmp_path / "x"))
+    assert r.returncode == 64 and "--snapshot-every" in r.stderr, r.describe()
+    r = run_banyan("serve", "--snapshot-keep", "0", "--data-dir", str(tmp_path / "x"))
+    assert r.returncode == 64 and "--snapshot-keep" in r.stderr, r.describe()
