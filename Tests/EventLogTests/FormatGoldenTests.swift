@@ -39,6 +39,18 @@ struct FormatGoldenTests {
         #expect(try Self.golden("record") == expected)
     }
 
+    /// The golden record compacted: skeleton with flags | compacted, payload size and CRC-32C,
+    /// own checksum, then the original checksum.
+    @Test func theCompactedRecordIsItsDocumentedLayout() throws {
+        let original = RecordCodec.encode(Self.event)
+        let payload = Array(#"{"a":1}"#.utf8)
+        let skeleton: [UInt8] = [1, 0b1_1001] + Self.varint(1) + Self.varint(2_000) + Self.bytes("t")
+            + Self.varint(2) + Self.varint(2) + Self.varint(1) + Self.bytes("k") + Self.varint(UInt64(payload.count)) + Self.be32(CRC32C.checksum(payload))
+        let expected = skeleton + Self.crc(5, skeleton) + Array(original.suffix(4))
+        #expect(RecordCodec.compacted(id: 5, original, event: Self.event) == expected)
+        #expect(try Self.golden("compacted record") == expected)
+    }
+
     @Test func theIndexBlockIsItsDocumentedLayout() throws {
         let block = IndexBlock(first: 7, entries: [
             .init(type: 1, stream: 0, parents: [6]), .init(type: 2, stream: 3, parents: [1, 7]),

@@ -40,6 +40,69 @@ struct RecordCodecTests {
         #expect(throws: StorageError.self) { try RecordCodec.decode(id: 77, Array(encoded.dropLast(5))) }
     }
 
+    /// Compaction keeps the skeleton, the sizes and checksums of what it drops, the original
+    /// size (segment accounting) and the original checksum as the last 4 bytes (the segment
+    /// chain), and decoding proves that checksum from what it kept.
+    @Test func compactedRecordsKeepTheSkeletonAndProveTheOriginalChecksum() throws {
+        var rng = SeededRandom(seed: SeededRandom.seed("RecordCodecTests.compactedRecords"))
+        var compactedCount = 0
+        for id in EventID(1)...2_000 {
+            let event = Self.randomEvent(&rng, id: id)
+            let original = RecordCodec.encode(event)
+            guard let compact = RecordCodec.compacted(id: id, original, event: event) else {
+                #expect(event.message == nil && event.payload == nil)
+                continue
+            }
+            compactedCount += 1
+            let decoded = try RecordCodec.decode(id: id, compact)
+            var skeleton = event
+            skeleton.message = nil
+            skeleton.payload = nil
+            skeleton.compaction = decoded.compaction
+            #expect(decoded == skeleton)
+            #expect(decoded.compaction?.matches(message: event.message, payload: event.payload) == true)
+            if let message = event.message {
+                #expect(decoded.compaction?.matches(message: message + "!", payload: event.payload) == false)
+            } else {
+                #expect(decoded.compaction?.matches(message: nil, payload: event.payload.map { $0 + [0x20] }) == false)
+            }
+            #expect(Array(compact.suffix(4)) == Array(original.suffix(4)))
+            #expect(RecordCodec.originalSize(of: compact) == UInt64(original.count))
+            #expect(RecordCodec.checksumMatches(id: id, compact[...]))
+            #expect(RecordCodec.compacted(id: id, compact, event: decoded) == nil, "compacting twice changes nothing")
+        }
+        #expect(compactedCount > 1_000)
+    }
+
+    @Test func aCompactedRecordCannotClaimAnotherSkeleton() throws {
+        var rng = SeededRandom(seed: 7)
+        var event = Self.randomEvent(&rng, id: 77)
+        event.payload = Array(#"{"x":1}"#.utf8)
+        let original = RecordCodec.encode(event)
+        let compact = try #require(RecordCodec.compacted(id: 77, original, event: event))
+        for index in compact.indices {
+            var damaged = compact
+            damaged[index] ^= 0x40
+            #expect(throws: StorageError.self) { try RecordCodec.decode(id: 77, damaged) }
+        }
+        // A forged skeleton with a correct own checksum still fails: the original checksum it
+        // carries is not the one its skeleton and dropped parts prove.
+        var forged = event
+        forged.type += "x"
+        let other = try #require(RecordCodec.compacted(id: 77, RecordCodec.encode(forged), event: forged))
+        let spliced = Array(other.dropLast(4)) + Array(compact.suffix(4))
+        #expect(throws: StorageError.self) { try RecordCodec.decode(id: 77, spliced) }
+    }
+
+    @Test func crc32cCombineEqualsTheChecksumOfTheConcatenation() {
+        var rng = SeededRandom(seed: 11)
+        for _ in 0..<200 {
+            let a = (0..<Int.random(in: 0...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let b = (0..<Int.random(in: 0...3_000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            #expect(CRC32C.combine(CRC32C.checksum(a), CRC32C.checksum(b), lengthB: UInt64(b.count)) == CRC32C.checksum(a + b))
+        }
+    }
+
     @Test func crc32cMatchesTheStandardCheckValue() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
         let long = [UInt8](repeating: 0xAB, count: 1_000)

@@ -139,6 +139,10 @@ struct QueryAPI: Sendable {
             w.writeRaw(",\"stats\":")
             w.write(.members([
                 "visited": .int(result.visited), "snapshot": .int(page.snapshot), "reason": result.reason.map(JSONValue.string) ?? .null,
+                "compacted": .int(result.compacted),
+                "horizon": result.compacted == 0
+                    ? .null
+                    : .string("\(result.compacted) compacted events met a condition on message or payload; their content was dropped by compaction, so the condition could not match them"),
             ]))
             w.writeRaw("}")
             return w

@@ -1,6 +1,7 @@
 /// The one place an event becomes JSON. Two layouts:
 /// - `wire`, the HTTP shape, CelestialTree's field order first:
-///   `{"id","time_unix_nano","type","parents","message"?,"payload"?,"key"?,"stream"?}`;
+///   `{"id","time_unix_nano","type","parents","message"?,"payload"?,"key"?,"stream"?}`, and for a
+///   compacted event `"compacted":true,"dropped":{…}` at the end instead of message and payload;
 /// - `export`, a JSONL line that `banyan import` reads back into the same ids:
 ///   `{"id","key"?,"type","ts","stream"?,"message"?,"payload"?,"parents"}`.
 /// Optional members are omitted when absent; `payload` is the stored compact JSON spliced in
@@ -53,6 +54,7 @@ public enum EventJSON {
             if fields.contains(.payload) { w.writeOptionalRaw(",\"payload\":", event.payload) }
             if fields.contains(.key) { w.writeOptional(",\"key\":", event.key) }
             if fields.contains(.stream) { w.writeOptional(",\"stream\":", event.stream) }
+            if fields.contains(.payload), let dropped = event.compaction { writeCompaction(dropped, into: &w) }
         case .export:
             w.writeOptional(",\"key\":", event.key)
             w.writeRaw(",\"type\":")
@@ -65,6 +67,23 @@ public enum EventJSON {
             w.writeRaw(",\"parents\":")
             w.writeIDs(event.parents)
         }
+    }
+
+    /// `"compacted":true` and what was dropped: `"dropped":{"message_bytes","message_crc32c",
+    /// "payload_bytes","payload_crc32c"}` (members of what the event had).
+    static func writeCompaction(_ dropped: Event.Compaction, into w: inout JSONWriter) {
+        w.writeRaw(",\"compacted\":true,\"dropped\":{")
+        var first = true
+        for (name, value) in [("message_bytes", dropped.messageBytes), ("message_crc32c", dropped.messageCRC.map(UInt64.init)),
+                              ("payload_bytes", dropped.payloadBytes), ("payload_crc32c", dropped.payloadCRC.map(UInt64.init))] {
+            guard let value else { continue }
+            if !first { w.writeRaw(",") }
+            first = false
+            w.writeString(name)
+            w.writeRaw(":")
+            w.writeUInt(value)
+        }
+        w.writeRaw("}")
     }
 
     /// One event in the wire layout, in a writer of its own.

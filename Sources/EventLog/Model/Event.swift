@@ -21,6 +21,34 @@ public struct Event: Sendable, Hashable {
     public var message: String?
     /// Compact JSON text of the payload, spliced into responses as-is.
     public var payload: [UInt8]?
+    /// Set when compaction dropped the message and payload (docs/OPERATIONS.md, Compaction):
+    /// what they were, by size and checksum. `message` and `payload` are then nil.
+    public var compaction: Compaction?
+
+    /// What a compacted event had: the UTF-8 bytes of its message and the compact JSON bytes of
+    /// its payload, with their CRC-32C (nil: it had none).
+    public struct Compaction: Sendable, Hashable {
+        public var messageBytes: UInt64?
+        public var messageCRC: UInt32?
+        public var payloadBytes: UInt64?
+        public var payloadCRC: UInt32?
+
+        public init(messageBytes: UInt64? = nil, messageCRC: UInt32? = nil, payloadBytes: UInt64? = nil, payloadCRC: UInt32? = nil) {
+            self.messageBytes = messageBytes
+            self.messageCRC = messageCRC
+            self.payloadBytes = payloadBytes
+            self.payloadCRC = payloadCRC
+        }
+
+        /// Whether `message` and `payload` are what was dropped.
+        public func matches(message: String?, payload: [UInt8]?) -> Bool {
+            func same(_ bytes: [UInt8]?, _ size: UInt64?, _ crc: UInt32?) -> Bool {
+                guard let bytes else { return size == nil }
+                return size == UInt64(bytes.count) && crc == CRC32C.checksum(bytes)
+            }
+            return same(message.map { Array($0.utf8) }, messageBytes, messageCRC) && same(payload, payloadBytes, payloadCRC)
+        }
+    }
 
     public init(
         id: EventID, epoch: UInt64, timeUnixNano: Int64, type: String, parents: [EventID],

@@ -16,6 +16,11 @@
 /// ```
 /// The id is inside the checksum so a record copied under the wrong key is detected.
 /// Decoding checks the version, every length, the checksum and the parent rule.
+///
+/// A compacted record (flag bit4; docs/STORAGE.md) keeps everything up to the stream, replaces
+/// the message and payload by their sizes and CRC-32C, and ends with its own checksum followed by
+/// the original record's: the last 4 bytes stay the segment chain's link, and decoding proves
+/// that link from the kept bytes and the dropped parts' checksums (`CRC32C.combine`).
 enum RecordCodec {
     static let version: UInt8 = 1
 
@@ -24,6 +29,8 @@ enum RecordCodec {
         static let stream: UInt8 = 2
         static let message: UInt8 = 4
         static let payload: UInt8 = 8
+        static let compacted: UInt8 = 16
+        static let known: UInt8 = 31
     }
 
     static func encode(_ event: Event) -> [UInt8] {
@@ -57,8 +64,11 @@ enum RecordCodec {
 
     static func decode(id: EventID, _ bytes: [UInt8]) throws(StorageError) -> Event {
         guard bytes.count >= 6 else { throw StorageError(.corruption, "record \(id): \(bytes.count) bytes is too short") }
-        let body = bytes[0..<(bytes.count - 4)]
-        let stored = ByteReaderTail.be32(bytes)
+        let compacted = bytes[1] & Flag.compacted != 0
+        let tail = compacted ? 8 : 4
+        guard bytes.count >= 2 + tail else { throw StorageError(.corruption, "record \(id): \(bytes.count) bytes is too short") }
+        let body = bytes[0..<(bytes.count - tail)]
+        let stored = UInt32(bigEndianBytes: bytes[(bytes.count - tail)..<(bytes.count - tail + 4)])
         let computed = checksum(id: id, body)
         guard stored == computed else {
             throw StorageError(.corruption, "record \(id): checksum mismatch (stored \(stored), computed \(computed))")
@@ -69,18 +79,118 @@ enum RecordCodec {
             throw StorageError(.corruption, "record \(id): unknown record format version \(version)")
         }
         let flags = try r.byte()
+        guard flags & ~Flag.known == 0 else { throw StorageError(.corruption, "record \(id): unknown flags \(flags)") }
         let epoch = try r.varint()
         let time = try r.zigzag()
         let type = try r.string()
         let parents = try readParents(&r, id: id)
         let key = flags & Flag.key != 0 ? try r.string() : nil
         let stream = flags & Flag.stream != 0 ? try r.string() : nil
-        let message = flags & Flag.message != 0 ? try r.string() : nil
-        let payload = flags & Flag.payload != 0 ? Array(try r.lengthPrefixed()) : nil
-        guard r.isAtEnd else { throw StorageError(.corruption, "record \(id): \(r.bytes.count - r.offset) trailing bytes") }
-        return Event(
-            id: id, epoch: epoch, timeUnixNano: time, type: type, parents: parents,
-            key: key, stream: stream, message: message, payload: payload)
+        var event = Event(id: id, epoch: epoch, timeUnixNano: time, type: type, parents: parents, key: key, stream: stream)
+        if compacted {
+            let skeletonEnd = r.offset
+            var dropped = Event.Compaction()
+            if flags & Flag.message != 0 { (dropped.messageBytes, dropped.messageCRC) = (try r.varint(), try r.be32()) }
+            if flags & Flag.payload != 0 { (dropped.payloadBytes, dropped.payloadCRC) = (try r.varint(), try r.be32()) }
+            guard r.isAtEnd else { throw StorageError(.corruption, "record \(id): \(r.bytes.count - r.offset) trailing bytes") }
+            let link = UInt32(bigEndianBytes: bytes.suffix(4))
+            let original = originalChecksum(id: id, skeleton: body[0..<skeletonEnd], dropped)
+            guard link == original else {
+                throw StorageError(.corruption, "record \(id): the compacted record does not prove its original checksum (link \(link), proven \(original))")
+            }
+            event.compaction = dropped
+        } else {
+            event.message = flags & Flag.message != 0 ? try r.string() : nil
+            event.payload = flags & Flag.payload != 0 ? Array(try r.lengthPrefixed()) : nil
+            guard r.isAtEnd else { throw StorageError(.corruption, "record \(id): \(r.bytes.count - r.offset) trailing bytes") }
+        }
+        return event
+    }
+
+    /// The compacted form of a record: its skeleton, the sizes and checksums of its message and
+    /// payload, its own checksum and the original's. Nil when there is nothing to drop (no
+    /// message or payload, or already compacted). `record` must be sound (decoded before).
+    static func compacted(id: EventID, _ record: [UInt8], event: Event) -> [UInt8]? {
+        guard event.compaction == nil, event.message != nil || event.payload != nil else { return nil }
+        var skeleton = event
+        skeleton.message = nil
+        skeleton.payload = nil
+        var w = ByteWriter(capacity: record.count)
+        encode(skeleton, into: &w)
+        w.bytes.removeLast(4)
+        w.bytes[1] |= Flag.compacted | (event.message != nil ? Flag.message : 0) | (event.payload != nil ? Flag.payload : 0)
+        if let message = event.message {
+            w.putVarint(UInt64(message.utf8.count))
+            w.putBE32(CRC32C.checksum(Array(message.utf8)))
+        }
+        if let payload = event.payload {
+            w.putVarint(UInt64(payload.count))
+            w.putBE32(CRC32C.checksum(payload))
+        }
+        w.putBE32(checksum(id: id, w.bytes[...]))
+        w.bytes += record.suffix(4)
+        return w.bytes
+    }
+
+    /// The checksum the record had before compaction, from its skeleton (flags as compacted) and
+    /// what was dropped: CRC(id ++ skeleton with the original flags ++ message ++ payload), the
+    /// dropped bytes entering through `CRC32C.combine`.
+    private static func originalChecksum(id: EventID, skeleton: ArraySlice<UInt8>, _ dropped: Event.Compaction) -> UInt32 {
+        var prefix = Array(skeleton)
+        prefix[1] &= ~Flag.compacted
+        var crc = checksum(id: id, prefix[...])
+        func add(_ size: UInt64, _ partCRC: UInt32) {
+            var w = ByteWriter(capacity: 10)
+            w.putVarint(size)
+            crc = CRC32C.combine(CRC32C.update(crc, w.bytes), partCRC, lengthB: size)
+        }
+        if let size = dropped.messageBytes, let partCRC = dropped.messageCRC { add(size, partCRC) }
+        if let size = dropped.payloadBytes, let partCRC = dropped.payloadCRC { add(size, partCRC) }
+        return crc
+    }
+
+    /// The size the record had before compaction (what segment accounting counts, so seals and
+    /// `verify` agree before and after): its own size when it is not compacted.
+    static func originalSize(of record: some RandomAccessCollection<UInt8>) -> UInt64 {
+        guard isCompacted(record), let size = try? decodeSkeletonSizes(Array(record)) else { return UInt64(record.count) }
+        return size
+    }
+
+    static func isCompacted(_ record: some RandomAccessCollection<UInt8>) -> Bool {
+        record.count >= 2 && record[record.index(after: record.startIndex)] & Flag.compacted != 0
+    }
+
+    /// Original size of a compacted record: skeleton + each dropped part as it was encoded
+    /// (varint length + bytes) + the checksum.
+    private static func decodeSkeletonSizes(_ bytes: [UInt8]) throws(StorageError) -> UInt64 {
+        var r = ByteReader(Array(bytes.dropLast(8)))
+        _ = try r.byte()
+        let flags = try r.byte()
+        _ = try r.varint()
+        _ = try r.varint()
+        _ = try r.lengthPrefixed()
+        let parents = try r.varint()
+        for _ in 0..<parents { _ = try r.varint() }
+        if flags & Flag.key != 0 { _ = try r.lengthPrefixed() }
+        if flags & Flag.stream != 0 { _ = try r.lengthPrefixed() }
+        var size = UInt64(r.offset) + 4
+        for present in [flags & Flag.message != 0, flags & Flag.payload != 0] where present {
+            let length = try r.varint()
+            _ = try r.be32()
+            var w = ByteWriter(capacity: 10)
+            w.putVarint(length)
+            size += UInt64(w.bytes.count) + length
+        }
+        return size
+    }
+
+    /// Whether a record's own checksum matches (either form); decoding checks the rest.
+    static func checksumMatches(id: EventID, _ record: ArraySlice<UInt8>) -> Bool {
+        guard record.count >= 6 else { return false }
+        let tail = isCompacted(record) ? 8 : 4
+        guard record.count >= 2 + tail else { return false }
+        let end = record.endIndex - tail
+        return checksum(id: id, record[record.startIndex..<end]) == UInt32(bigEndianBytes: record[end..<(end + 4)])
     }
 
     /// The epoch and key of an encoded record, read without decoding the rest (nil if it is

@@ -64,7 +64,7 @@ struct OpenSegment: Sendable, Hashable {
         if isEmpty { firstTimeUnixNano = timeUnixNano }
         last = id
         lastTimeUnixNano = timeUnixNano
-        bytes += UInt64(record.count)
+        bytes += RecordCodec.originalSize(of: record)
         checksum = CRC32C.update(checksum, record.suffix(4))
     }
 

@@ -205,7 +205,7 @@ extension CommitGroup {
         group.recordEnds.reserveCapacity(Int(count))
         for offset in 0..<count {
             let record = try r.lengthPrefixed()
-            guard record.count >= 6, RecordCodec.checksum(id: first + offset, record.dropLast(4)) == UInt32(bigEndianBytes: record.suffix(4)) else {
+            guard RecordCodec.checksumMatches(id: first + offset, record) else {
                 throw StorageError(.corruption, "commit group: record \(first + offset) fails its checksum")
             }
             group.records.append(contentsOf: record)

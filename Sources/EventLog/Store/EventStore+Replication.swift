@@ -127,7 +127,7 @@ extension EventStore {
                 it.seekToFirst()
                 while it.isValid {
                     let key = it.key
-                    if !(family == .meta && key == MetaKey.confirmedID) {
+                    if !(family == .meta && MetaKey.nodeLocal.contains(key)) {
                         entries += 1
                         keys = CRC32C.update(keys, [UInt8(family.rawValue)] + ByteWriter.be32(UInt32(key.count)) + key)
                         values = CRC32C.update(values, ByteWriter.be32(UInt32(it.value.count)) + it.value)
@@ -244,6 +244,12 @@ extension EventStore {
                 }
                 batch.put(metaFamily, MetaKey.stats, kept.encodedStats())
                 batch.put(metaFamily, MetaKey.epochHistory, kept.encodedEpochHistory())
+                // A compaction whose control event is cut off is the leader's to ask for again
+                // (or not): the next control event may get an id at or below the one cut.
+                if compactionDone > last { batch.put(metaFamily, MetaKey.compactionDone, ByteWriter.be64(last)) }
+                if let progress = try storage.meta(MetaKey.compactionProgress), progress.count == 16, progress.be64(at: 0) > last {
+                    batch.delete(metaFamily, MetaKey.compactionProgress)
+                }
                 try storage.db.write(batch, sync: true)
             }
             shippingReaders.withLock { $0.removeAll() }

@@ -125,9 +125,11 @@ extension Sequencer {
 
     /// A retry with the same key is a duplicate when everything the client chose is equal.
     /// The server-stamped time is not compared; an explicit (imported) time is.
+    /// A compacted event compares by the size and checksum of what it dropped.
     static func sameContent(_ e: Event, _ r: AppendRequest, _ parents: [EventID]) -> Bool {
-        e.type == r.type && e.parents == parents && e.stream == r.stream && e.message == r.message
-            && e.payload == r.payload && (r.timeUnixNano == nil || r.timeUnixNano == e.timeUnixNano)
+        let sameContent = e.compaction.map { $0.matches(message: r.message, payload: r.payload) } ?? (e.message == r.message && e.payload == r.payload)
+        return e.type == r.type && e.parents == parents && e.stream == r.stream && sameContent
+            && (r.timeUnixNano == nil || r.timeUnixNano == e.timeUnixNano)
     }
 
     private func put(_ event: Event, into stage: inout GroupStage) throws(LogError) {

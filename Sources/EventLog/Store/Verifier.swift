@@ -6,6 +6,8 @@ public struct VerifyReport: Sendable {
     public var heads: UInt64 = 0
     public var keyed: UInt64 = 0
     public var streamed: UInt64 = 0
+    /// Events whose message and payload compaction dropped (their proofs checked).
+    public var compacted: UInt64 = 0
     public var sealedSegments = 0
     /// The first problems found, at most `problemsMax`.
     public var problems: [String] = []
@@ -85,6 +87,7 @@ struct Verifier {
             let record = it.value
             do {
                 let event = try RecordCodec.decode(id: id, record)
+                if event.compaction != nil { report.compacted += 1 }
                 try check(event)
                 segment.add(id: id, timeUnixNano: event.timeUnixNano, record: record)
             } catch {

@@ -11,6 +11,8 @@ public struct Executor {
     /// answer, which each re-run it) stay out of it.
     let last: EventID
     private(set) var visited = 0
+    /// Compacted events a content condition met (`QueryResult.compacted`).
+    private(set) var compactedMet = 0
     private(set) var stop: String?
 
     public init(store: EventStore, budget: QueryBudget = QueryBudget(), snapshot: EventID? = nil) {
@@ -28,7 +30,13 @@ public struct Executor {
 
     public mutating func run(_ plan: LogicalPlan) throws -> QueryResult {
         let answer = try evaluate(plan)
-        return QueryResult(answer: answer, truncated: stop != nil, reason: stop, visited: visited)
+        return QueryResult(answer: answer, truncated: stop != nil, reason: stop, visited: visited, compacted: compactedMet)
+    }
+
+    /// `predicate` on `event`, counting a compacted event a content condition cannot judge.
+    private mutating func matches(_ predicate: Predicate, _ event: Event) -> Bool {
+        if event.compaction != nil, predicate.readsContent { compactedMet += 1 }
+        return predicate.matches(event)
     }
 
     /// Counts `units` of work (a visited event, or one id of a path in the answer); false once a
@@ -75,7 +83,7 @@ public struct Executor {
                 guard zip(ids, ids.dropFirst()).allSatisfy({ $0 < $1 }) else {
                     for id in ids {
                         guard timeLeft() else { break }
-                        if try store.event(id).map(predicate.matches) ?? false { kept.append(id) }
+                        if let event = try store.event(id), matches(predicate, event) { kept.append(id) }
                     }
                     return .ids(kept)
                 }
@@ -83,7 +91,7 @@ public struct Executor {
                 do {
                     try store.forEachEvent(ascending: ids) { event in
                         guard ContinuousClock.now <= deadline else { throw Spent() }
-                        if predicate.matches(event) { kept.append(event.id) }
+                        if matches(predicate, event) { kept.append(event.id) }
                     }
                 } catch is Spent {
                     _ = timeLeft()
@@ -94,7 +102,7 @@ public struct Executor {
                 var kept: [[EventID]] = []
                 for path in paths {
                     guard timeLeft() else { break }
-                    if try path.allSatisfy({ id in try store.event(id).map(predicate.matches) ?? false }) { kept.append(path) }
+                    if try path.allSatisfy({ id in try store.event(id).map { matches(predicate, $0) } ?? false }) { kept.append(path) }
                 }
                 return .paths(kept)
             case .count(let n): return .count(n)

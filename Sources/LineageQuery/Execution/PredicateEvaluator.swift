@@ -3,6 +3,18 @@ import EventLog
 /// Evaluates a checked predicate against one event. Missing fields compare equal only to `null`;
 /// payload numbers compare numerically, strings by their UTF-8 text.
 extension Predicate {
+    /// Whether it reads the message or the payload, which compaction drops: on a compacted
+    /// event such a condition cannot tell, and the answer says how many it met (`compacted`).
+    public var readsContent: Bool {
+        switch self {
+        case .and(let a, let b), .or(let a, let b): return a.readsContent || b.readsContent
+        case .not(let p): return p.readsContent
+        case .compare(let field, _, _), .isIn(let field, _), .contains(let field, _), .exists(let field):
+            if case .payload = field { return true }
+            return field == .message
+        }
+    }
+
     public func matches(_ event: Event) -> Bool {
         var payload: JSONValue?? = .none  // parsed at most once, and only if a payload field is used
         return evaluate(event, &payload)

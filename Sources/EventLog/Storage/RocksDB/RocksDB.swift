@@ -257,6 +257,24 @@ final class RocksDB: @unchecked Sendable {
         try withErrorPointer { rocksdb_checkpoint_create(checkpoint, directory, 0, $0) }
     }
 
+    /// Compacts `family`'s keys in `start..<limit` down to the bottom level, so rewritten values
+    /// free their old space. Not exclusive: automatic compactions (and so appends) go on.
+    func compactRange(_ family: Family, start: [UInt8], limit: [UInt8]) throws(StorageError) {
+        let db = try handle()
+        let options = rocksdb_compactoptions_create()
+        defer { rocksdb_compactoptions_destroy(options) }
+        rocksdb_compactoptions_set_exclusive_manual_compaction(options, 0)
+        start.withUnsafeBufferPointer { s in
+            limit.withUnsafeBufferPointer { l in
+                s.withMemoryRebound(to: CChar.self) { sc in
+                    l.withMemoryRebound(to: CChar.self) { lc in
+                        rocksdb_compact_range_cf_opt(db, family.handle, options, sc.baseAddress, sc.count, lc.baseAddress, lc.count)
+                    }
+                }
+            }
+        }
+    }
+
     func syncWAL() throws(StorageError) {
         let db = try handle()
         try withErrorPointer { rocksdb_flush_wal(db, 1, $0) }
