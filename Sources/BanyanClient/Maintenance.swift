@@ -13,6 +13,14 @@ extension BanyanHTTPClient {
         return try await client.exchange(path: "/v1/admin/snapshots", method: .POST, headers: [:], body: nil).body
     }
 
+    /// `POST /v1/admin/compactions` with `body` (`{"before": ID}` or `{"older_than": "30d"}`,
+    /// optionally `stream` and `type`); answers when the leader has carried it out.
+    public func compact(_ body: [UInt8], timeout: TimeAmount = .hours(6)) async throws -> [UInt8] {
+        var client = self
+        client.timeout = timeout
+        return try await client.exchange(path: "/v1/admin/compactions", method: .POST, headers: ["Content-Type": "application/json"], body: body).body
+    }
+
     /// `GET /v1/admin/snapshots`, as JSON text.
     public func snapshots() async throws -> [UInt8] {
         try await exchange(path: "/v1/admin/snapshots", method: .GET, headers: [:], body: nil).body

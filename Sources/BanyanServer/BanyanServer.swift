@@ -37,7 +37,7 @@ public struct BanyanServer: Sendable {
         let native = NativeAPI(store: store, config: config, streams: streams, replication: replication)
         let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams, replication: replication)
         let replicationAPI = ReplicationAPI(store: store, replication: replication, config: config, logger: logger)
-        let maintenanceAPI = MaintenanceAPI(snapshots: snapshots, jobs: jobs, access: config.access)
+        let maintenanceAPI = MaintenanceAPI(snapshots: snapshots, compactions: compactions, jobs: jobs, access: config.access, limits: store.limits)
         let (metrics, store, streams, connections, replication) = (self.metrics, self.store, self.streams, self.connections, self.replication)
         let metricsRoute = Route(.get, "/metrics", role: .read) { _, _ in
             let bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication)
@@ -58,6 +58,11 @@ public struct BanyanServer: Sendable {
             record: MaintenanceRecord(store: store, logger: logger), metrics: metrics, logger: logger)
     }
 
+    var compactions: Compactions {
+        Compactions(
+            store: store, jobs: jobs, record: MaintenanceRecord(store: store, logger: logger), replication: replication, metrics: metrics, logger: logger)
+    }
+
     /// The application: HTTP/1.1 with the connection timeouts, and the listener guarded by the
     /// connection limit and the accept back-off (`ListenerGuard`).
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
@@ -65,6 +70,17 @@ public struct BanyanServer: Sendable {
         var services: [any Service] = []
         if let leader = config.follow, store.role == .follower {
             services.append(Follower(store: store, replication: replication, client: BanyanHTTPClient(baseURL: leader, token: config.leaderToken), logger: logger))
+        }
+        if store.role != nil {
+            services.append(MaintenanceWorker(store: store, compactions: compactions, logger: logger))
+        }
+        if let every = config.compactEvery, let olderThan = config.compactOlderThan {
+            let request = Compactions.Request(olderThan: olderThan)
+            services.append(MaintenanceSchedule(every: every, kind: "compaction", logger: logger) { [compactions, replication] in
+                // Only the leader asks; followers carry out what it asked.
+                guard replication.role == .leader else { return }
+                _ = try await compactions.create(request, requestedBy: "schedule")
+            })
         }
         if let every = config.snapshotEvery {
             services.append(MaintenanceSchedule(every: every, kind: "snapshot", logger: logger) { [snapshots] in _ = try await snapshots.create(requestedBy: "schedule") })

@@ -48,6 +48,10 @@ public struct ServerConfiguration: Sendable {
     public var snapshotKeep = 3
     /// Take a snapshot this often (`--snapshot-every`); nil: only when asked.
     public var snapshotEvery: Duration?
+    /// Compact events older than this (`--compact-older-than`), every `compactEvery`
+    /// (`--compact-every`); both or neither.
+    public var compactOlderThan: Duration?
+    public var compactEvery: Duration?
 
     public init() {}
 

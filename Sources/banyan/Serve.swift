@@ -51,6 +51,8 @@ extension Banyan {
         @Option(help: "Directory of snapshots (default: snapshots in the data directory).") var snapshotDir: String?
         @Option(help: "Snapshots to keep: after each new one the server removes its oldest beyond this many.") var snapshotKeep = 3
         @Option(help: "Take a snapshot this often, e.g. 6h, 1d, 90m (default: only when asked, POST /v1/admin/snapshots).") var snapshotEvery: String?
+        @Option(help: "Compact events older than this (drop their payloads and messages, keep their lineage), e.g. 30d; with --compact-every.") var compactOlderThan: String?
+        @Option(help: "How often to run --compact-older-than, e.g. 1d.") var compactEvery: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
         @Flag(help: "Open a store whose write-ahead log is damaged: keep the events before the damage and mark each id after it lost (a banyan.lost event), instead of refusing to start. docs/OPERATIONS.md, \"A damaged write-ahead log\".")
         var acceptWALLoss = false
@@ -94,6 +96,17 @@ extension Banyan {
             try check("replica-timeout-ms", replicaTimeoutMs, Bounds.replicaTimeoutMs)
             try check("read-wait-ms", readWaitMs, Bounds.readWaitMs)
             try check("snapshot-keep", snapshotKeep, Bounds.snapshotKeep)
+            func duration(_ flag: String, _ text: String?) throws {
+                guard let text else { return }
+                guard let value = Duration.parse(text), Bounds.maintenanceEverySeconds.contains(Int(value.inSeconds)) else {
+                    throw ValidationError("--\(flag) takes a duration of 1s to 366d like 6h, 90m or 30d, not \"\(text)\"")
+                }
+            }
+            try duration("compact-older-than", compactOlderThan)
+            try duration("compact-every", compactEvery)
+            guard (compactOlderThan == nil) == (compactEvery == nil) else {
+                throw ValidationError("--compact-older-than and --compact-every go together: what to compact, and how often")
+            }
             if let snapshotEvery {
                 guard let every = Duration.parse(snapshotEvery), Bounds.maintenanceEverySeconds.contains(Int(every.inSeconds)) else {
                     throw ValidationError("--snapshot-every takes a duration of 1s to 366d like 6h, 90m or 1d, not \"\(snapshotEvery)\"")
@@ -165,6 +178,8 @@ extension Banyan {
                 config.snapshotDir = snapshotDir
                 config.snapshotKeep = snapshotKeep
                 config.snapshotEvery = snapshotEvery.flatMap(Duration.parse)
+                config.compactOlderThan = compactOlderThan.flatMap(Duration.parse)
+                config.compactEvery = compactEvery.flatMap(Duration.parse)
                 options.role = follow == nil ? .leader : .follower
                 config.access = try AccessControl.load(file: tokensFile, environment: ProcessInfo.processInfo.environment["BANYAN_TOKENS"])
                 if !config.access.isEnabled && !config.isLoopback {

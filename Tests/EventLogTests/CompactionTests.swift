@@ -143,4 +143,36 @@ struct CompactionTests {
         #expect(try follower.verify().ok)
         #expect(try follower.event(150)?.compaction != nil)
     }
+
+    /// An export says which events are compacted; importing it back into the same store changes
+    /// nothing, and into a new store gives the events without their content.
+    @Test func exportsOfCompactedStoresImport() async throws {
+        let (path, other) = (try TempDir.make("compactionExport"), try TempDir.make("compactionImport"))
+        defer { for p in [path, other] { try? FileManager.default.removeItem(atPath: p) } }
+        let store = try await Self.open(path)
+        defer { store.close() }
+        try await Self.fill(store)
+        _ = try store.compact(CompactionSpec(before: 100, through: store.lastID), control: 0)
+        var bytes: [UInt8] = []
+        _ = try store.exportJSONL { bytes += $0 }
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        #expect(lines[49].contains(#""compacted":true,"dropped":{"message_bytes":"#) && !lines[49].contains("payload\":"))
+        let file = path + ".jsonl"
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let again = try await store.importJSONL(path: file)
+        #expect(again.appended == 0 && again.duplicates == Int(store.lastID))
+
+        var options = StoreOptions()
+        options.durability = .never
+        options.createGenesis = false
+        let copy = try await EventStore.open(at: other, options: options)
+        defer { copy.close() }
+        let summary = try await copy.importJSONL(path: file)
+        #expect(summary.appended == Int(store.lastID))
+        let imported = try #require(try copy.event(50))
+        #expect(imported.payload == nil && imported.message == nil && imported.compaction == nil)
+        #expect(try copy.event(100)?.payload == store.event(100)?.payload)
+        #expect(try copy.verify().ok)
+    }
 }

@@ -198,3 +198,152 @@ def test_bad_archives_and_targets_are_refused_with_nothing_left_behind(server, r
     assert r.returncode == 64 and "--snapshot-every" in r.stderr, r.describe()
     r = run_banyan("serve", "--snapshot-keep", "0", "--data-dir", str(tmp_path / "x"))
     assert r.returncode == 64 and "--snapshot-keep" in r.stderr, r.describe()
+
+
+# ---------------------------------------------------------------------------------- compaction
+
+LINEAGE_QUERIES = [
+    "count(ancestors(400))", "ancestors(350)", "descendants(3) limit 500", "count(descendants(2))", "roots(ancestors(420))",
+    "heads(descendants(2))", "path(2, 420)", "count(between(5, 400))", 'count(events where type = "build")',
+    'events where stream = "s1" limit 300', 'events where key = "c-1-7"', "count(events where id < 450 and time > 0)",
+]
+
+
+def lineage_answers(url: str) -> list:
+    answers = []
+    for q in LINEAGE_QUERIES:
+        r = requests.post(url + "/v1/query", json={"query": q}, headers=JSON, timeout=30)
+        assert r.status_code == 200, (q, r.text)
+        body = r.json()
+        answers.append((q, body.get("results"), body.get("count"), body.get("paths"), body["truncated"]))
+    return answers
+
+
+def chained_batches(url: str, batches: int, size: int = 100) -> None:
+    """Events that each name the previous one and an older one, with keys, streams, messages and payloads."""
+    for b in range(batches):
+        last = requests.get(url + "/v1/status", timeout=10).json()["last_id"]
+        events = [{"type": "build" if i % 3 else "test", "key": f"c-{b}-{i}", "stream": f"s{i % 4}", "message": f"step {i}",
+                   "parents": [last + i] + ([last + i - 7] if i >= 7 else []), "payload": {"b": b, "i": i, "pad": "x" * 200}}
+                  for i in range(size)]
+        r = requests.post(url + "/v1/events", json=events, headers=JSON, timeout=30)
+        assert r.status_code == 200, r.text
+
+
+def test_compaction_is_replicated_and_keeps_every_lineage_answer(server_factory, run_banyan, verify):
+    leader = server_factory(name="leader")
+    followers = [server_factory(name=f"f{n}", extra_args=["--follow", leader.url]) for n in (1, 2)]
+    chained_batches(leader.url, 5)
+    last = requests.get(leader.url + "/v1/status", timeout=10).json()["last_id"]
+    wait_until(lambda: all(requests.get(f.url + "/v1/status", timeout=5).json()["applied_id"] >= last for f in followers), 30, "followers caught up")
+    before = lineage_answers(leader.url)
+    assert before == lineage_answers(followers[0].url)
+
+    horizon = last * 9 // 10
+    r = run_banyan("compact", "--url", leader.url, "--before", str(horizon))
+    assert r.returncode == 0, r.describe()
+    answer = json.loads(r.stdout)
+    assert answer["compacted"] == horizon - 1 and answer["spec"]["before"] == horizon
+    control = answer["control"]
+
+    def compacted_everywhere():
+        return all(requests.get(f"{n.url}/v1/events/{horizon - 1}", timeout=5).json().get("compacted") for n in [leader, *followers])
+    wait_until(compacted_everywhere, 30, "every node carried out the compaction")
+    for node in [leader, *followers]:
+        assert lineage_answers(node.url) == before, node.url
+        event = requests.get(f"{node.url}/v1/events/10", timeout=5).json()
+        assert event["compacted"] is True and "payload" not in event and "message" not in event
+        assert event["dropped"]["payload_bytes"] > 200
+        assert requests.get(f"{node.url}/v1/events/{horizon}", timeout=5).json().get("payload") is not None
+        # CelestialTree's routes keep its shapes: the event without message and payload.
+        ct = requests.get(f"{node.url}/event/10", timeout=5).json()
+        assert set(ct) == {"id", "time_unix_nano", "type", "parents", "key", "stream"}, ct
+        r = requests.post(node.url + "/v1/query", json={"query": "count(events where payload.i = 3)"}, headers=JSON, timeout=10).json()
+        assert r["count"] == 5 - (horizon - 2) // 100 - (1 if (horizon - 2) % 100 > 4 else 0) or r["stats"]["compacted"] > 0
+        assert r["stats"]["compacted"] == horizon - 1 and "compaction" in r["stats"]["horizon"]
+    # The followers ran it from the log; the leader recorded start and finish.
+    jobs = requests.get(followers[0].url + "/v1/admin/jobs", timeout=5).json()["recent"]
+    assert jobs[0]["kind"] == "compaction" and jobs[0]["requested_by"] == "log" and jobs[0]["result"]["control"] == control
+    events = maintenance_events(leader.url)
+    assert [e["type"] for e in events] == ["banyan.compaction.started", "banyan.compaction.finished"]
+    assert events[1]["parents"] == [control]
+
+    # A keyed retry of a compacted event is a duplicate, not a conflict.
+    retry = {"type": "test", "key": "c-0-0", "stream": "s0", "message": "step 0", "parents": [1], "payload": {"b": 0, "i": 0, "pad": "x" * 200}}
+    first = requests.get(leader.url + "/v1/events/by-key/c-0-0", timeout=5).json()
+    retry["parents"] = first["parents"]
+    r = requests.post(leader.url + "/v1/events", json=[retry], headers=JSON, timeout=10)
+    assert r.status_code == 200 and r.json()["results"] == [{"id": first["id"], "duplicate": True}], r.text
+    retry["payload"]["i"] = 1
+    assert requests.post(leader.url + "/v1/events", json=[retry], headers=JSON, timeout=10).status_code == 409
+
+    for node in [leader, *followers]:
+        node.terminate()
+    exports = [export(run_banyan, node) for node in [leader, *followers]]
+    assert exports[0] == exports[1] == exports[2]
+    for node in [leader, *followers]:
+        result = verify(node.data_dir)
+        assert result.ok and result.report["compacted"] == horizon - 1, result.describe()
+
+
+def test_compaction_cut_by_kill_9_resumes_after_restart(server_factory, run_banyan, verify):
+    srv = server_factory()
+    chained_batches(srv.url, 60, 500)
+    last = requests.get(srv.url + "/v1/status", timeout=10).json()["last_id"]
+
+    def ask():
+        try:
+            requests.post(srv.url + "/v1/admin/compactions", json={"older_than": "1ms"}, headers=JSON, timeout=60)
+        except requests.RequestException:
+            pass
+
+    t = threading.Thread(target=ask)
+    t.start()
+    def rewriting():
+        running = requests.get(srv.url + "/v1/admin/jobs", timeout=5).json()["running"]
+        return running is not None and running["done"] > 0
+    wait_until(rewriting, 20, "the compaction to have rewritten a first batch")
+    srv.kill9()
+    t.join(30)
+    assert verify(srv.data_dir).ok, "consistent after kill -9 mid-compaction"
+    srv.restart()
+    wait_until(lambda: requests.get(f"{srv.url}/v1/events/{last}", timeout=5).json().get("compacted") is True, 60, "the restarted server to finish it")
+    wait_until(lambda: len(maintenance_events(srv.url)) == 2, 30, "the finish to be recorded")
+    resumed = requests.get(srv.url + "/v1/admin/jobs", timeout=5).json()["recent"]
+    assert resumed and resumed[0]["requested_by"] == "log", f"the restart resumed the cut-off run: {resumed}"
+    assert resumed[0]["result"]["examined"] < last, "it resumed from its progress mark rather than from the start"
+    started, finished = maintenance_events(srv.url)
+    assert finished["type"] == "banyan.compaction.finished" and finished["parents"] == [started["id"]]
+    for i in (2, last // 2, last):
+        assert requests.get(f"{srv.url}/v1/events/{i}", timeout=5).json().get("compacted") is True
+    srv.terminate()
+    result = verify(srv.data_dir)
+    assert result.ok and result.report["compacted"] == last, result.describe()
+
+
+def test_compaction_refusals(server_factory, run_banyan, tmp_path):
+    leader = server_factory(name="leader")
+    follower = server_factory(name="f", extra_args=["--follow", leader.url])
+    chained_batches(leader.url, 1, 20)
+    post = lambda url, body: requests.post(url + "/v1/admin/compactions", json=body, headers=JSON, timeout=30)
+    expect_error(post(leader.url, {"before": 10_000}), 400, field="before")
+    expect_error(post(leader.url, {"before": 1}), 400, field="before")
+    expect_error(post(leader.url, {}), 400)
+    expect_error(post(leader.url, {"before": 5, "older_than": "1d"}), 400)
+    expect_error(post(leader.url, {"older_than": "soon"}), 400, field="older_than")
+    expect_error(post(leader.url, {"before": 5, "colour": "red"}), 400)
+    expect_error(post(follower.url, {"before": 5}), 409, "not the leader")
+    expect_error(requests.post(leader.url + "/v1/events", json=[{"type": "banyan.compaction.started"}], headers=JSON, timeout=10), 400, field="type")
+    expect_error(requests.post(leader.url + "/emit", json={"type": "banyan.epoch"}, timeout=10), 400)
+    assert maintenance_events(leader.url) == [], "nothing was recorded"
+    r = run_banyan("compact", "--url", leader.url)
+    assert r.returncode == 64 and "exactly one" in r.stderr, r.describe()
+    r = run_banyan("compact", "--data-dir", str(leader.data_dir), "--before", "5")
+    assert r.returncode == 1 and "in use by a running server" in r.stderr, r.describe()
+
+    # A stopped store is compacted alone, nothing recorded.
+    leader.terminate()
+    r = run_banyan("compact", "--data-dir", str(leader.data_dir), "--before", "10", "--stream", "s1")
+    assert r.returncode == 0 and "compacted" in r.stdout, r.describe()
+    r = run_banyan("get", "--data-dir", str(leader.data_dir), "7")
+    assert r.returncode == 0 and '"compacted":true' in r.stdout, r.describe()

@@ -79,6 +79,7 @@ struct CelestialTreeAPI: Sendable {
         let append = AppendRequest(type: type, parents: parents, message: message, payload: payload)
         let receipt: AppendReceipt
         do {
+            try append.refuseReservedType()
             receipt = try await store.append([append])
         } catch let error as LogError {
             throw APIError.from(error, summary: "emit failed", withIndex: false)
@@ -96,7 +97,7 @@ struct CelestialTreeAPI: Sendable {
     private func event(_ id: EventID) async throws -> Response {
         // A point read is a few microseconds against the block cache: a thread hop would cost more.
         guard let event = try store.event(id) else { throw APIError.notFound }
-        return JSONResponse.make(EventJSON.encode(event))
+        return JSONResponse.make(EventJSON.encode(event, fields: .celestialTree))
     }
 
     private func children(_ id: EventID) async throws -> Response {

@@ -7,11 +7,17 @@ import NIOCore
 /// - `POST /v1/admin/snapshots`: take a snapshot now (201), 409 while another job runs;
 /// - `GET /v1/admin/snapshots`: the archives in the snapshot directory, newest first;
 /// - `GET /v1/admin/snapshots/{name}`: download one (`application/zstd`);
+/// - `POST /v1/admin/compactions`: drop the payloads and messages below a horizon (201);
 /// - `GET /v1/admin/jobs`: the running job with its progress, and the recent outcomes.
 struct MaintenanceAPI: Sendable {
     let snapshots: Snapshots
+    let compactions: Compactions
     let jobs: MaintenanceJobs
     let access: AccessControl
+    let limits: Limits
+
+    static let compactionFields: Set<String> = ["before", "older_than", "stream", "type"]
+    static let compactionBodyBytesMax = 4_096
 
     static let downloadChunkBytes = 1 << 20
 
@@ -23,6 +29,7 @@ struct MaintenanceAPI: Sendable {
             },
             Route(.get, "/v1/admin/snapshots/{name}", role: .admin) { _, context in try download(String(context.parameter)) },
             Route(.get, "/v1/admin/jobs", role: .admin) { _, _ in JSONResponse.make(jobs.json()) },
+            Route(.post, "/v1/admin/compactions", role: .admin) { request, _ in try await compact(request) },
         ]
     }
 
@@ -32,6 +39,45 @@ struct MaintenanceAPI: Sendable {
         } catch let busy as MaintenanceJobs.Busy {
             throw Self.busy(busy)
         }
+    }
+
+    private func compact(_ request: Request) async throws -> Response {
+        _ = try RequestBody.requireJSON(request)
+        let body = try await RequestBody.bytes(request, bytesMax: Self.compactionBodyBytesMax)
+        let object = try RequestBody.object(body, allowed: Self.compactionFields, depthMax: 4)
+        let wanted = try Self.compactionRequest(object, limits: limits)
+        do {
+            return JSONResponse.make(try await compactions.create(wanted, requestedBy: access.identity(request)), status: .created)
+        } catch let busy as MaintenanceJobs.Busy {
+            throw Self.busy(busy)
+        }
+    }
+
+    /// One horizon (`before`: an id, or `older_than`: a duration such as "30d"), and
+    /// optionally a stream and a type.
+    static func compactionRequest(_ object: JSONValue, limits: Limits) throws -> Compactions.Request {
+        var wanted = Compactions.Request()
+        if let value = object["before"], !value.isNull {
+            guard let id = value.uint64Value, id >= 2 else { throw APIError.invalid("before must be an event id of at least 2 (events below it are compacted)", field: "before") }
+            wanted.before = id
+        }
+        if let text = try RequestBody.string(object, "older_than") {
+            guard let duration = Duration.parse(text) else {
+                throw APIError.invalid("older_than must be a duration such as 90s, 12h, 30d or 1h30m (units ms s m h d w), not \"\(text.prefix(64))\"", field: "older_than")
+            }
+            wanted.olderThan = duration
+        }
+        guard (wanted.before == nil) != (wanted.olderThan == nil) else {
+            throw APIError.invalid("give exactly one horizon: before (an id) or older_than (a duration)", field: wanted.before == nil ? "before" : "older_than")
+        }
+        wanted.stream = try RequestBody.string(object, "stream")
+        wanted.type = try RequestBody.string(object, "type")
+        for (name, value) in [("stream", wanted.stream), ("type", wanted.type)] {
+            if let value, value.isEmpty || value.utf8.count > limits.typeBytesMax {
+                throw APIError.invalid("\(name) must be 1...\(limits.typeBytesMax) bytes", field: name)
+            }
+        }
+        return wanted
     }
 
     static func busy(_ busy: MaintenanceJobs.Busy) -> APIError {

@@ -12,8 +12,10 @@ final class MaintenanceJobs: Sendable {
         let requestedBy: String
         let startedAt: Date
         var phase = "starting"
-        var bytesDone: UInt64 = 0
-        var bytesTotal: UInt64 = 0
+        /// Progress: `done` of `total` `unit`s (bytes for a snapshot, ids for a compaction).
+        var done: UInt64 = 0
+        var total: UInt64 = 0
+        var unit = "bytes"
         /// The `banyan.maintenance` event that recorded the start, when this node records them.
         var startEvent: EventID?
 
@@ -21,7 +23,7 @@ final class MaintenanceJobs: Sendable {
             .members([
                 "id": .string(id), "kind": .string(kind), "state": .string("running"), "requested_by": .string(requestedBy),
                 "started_at": .string(MaintenanceJobs.timestamp(startedAt)), "phase": .string(phase),
-                "bytes_done": .int(bytesDone), "bytes_total": .int(bytesTotal),
+                "done": .int(done), "total": .int(total), "unit": .string(unit),
                 "start_event": startEvent.map { .int($0) } ?? .null,
             ])
         }

@@ -69,7 +69,7 @@ struct Snapshots: Sendable {
             return try store.snapshot(to: path, createdBy: "banyan \(BanyanVersion.version)") { done, total in
                 // Called per megabyte: update the shared record only when something visible changes.
                 if phase == "checkpoint" { phase = "archive" }
-                jobs.update(job.id) { $0.phase = phase; $0.bytesDone = done; $0.bytesTotal = total }
+                jobs.update(job.id) { $0.phase = phase; $0.done = done; $0.total = total }
             }
         }
     }

@@ -148,6 +148,13 @@ public final class ServerMetrics: StoreObserver, Sendable {
         CoreMetrics.Gauge(label: "banyan_snapshot_bytes", factory: factory).record(Int64(clamping: bytes))
     }
 
+    /// A compaction's work: `banyan_compaction_events_total` (events rewritten) and
+    /// `banyan_compaction_bytes_reclaimed_total` (the log family's SST bytes freed).
+    func compacted(_ result: CompactionResult) {
+        CoreMetrics.Counter(label: "banyan_compaction_events_total", factory: factory).increment(by: Int64(clamping: result.compacted))
+        CoreMetrics.Counter(label: "banyan_compaction_bytes_reclaimed_total", factory: factory).increment(by: max(0, result.bytesReclaimed))
+    }
+
     /// Records one HTTP request under its route pattern (never the raw path: ids would explode the label space).
     func request(route: String, method: String, status: Int, duration: Duration) {
         let key = "\(route) \(method) \(status)"

@@ -50,6 +50,7 @@ struct NativeAPI: Sendable {
         let requests = try BatchDecoder.decode(body, ndjson: ndjson, limits: store.limits)
         let receipt: AppendReceipt
         do {
+            for (index, request) in requests.enumerated() { try request.refuseReservedType(index: index) }
             receipt = try await store.append(requests, durability: durability)
         } catch let error as LogError {
             throw APIError.fromBatch(error)

@@ -21,7 +21,7 @@ struct QueryAPI: Sendable {
     static let fields: Set<String> = ["query", "cursor", "page_size", "include", "budget"]
     static let budgetFields: Set<String> = ["nodes_max", "time_max_ms"]
     /// What `include` may add to the fields every query result has (id, key, type, time).
-    static let includable: [String: EventJSON.Fields] = ["message": .message, "payload": .payload, "parents": .parents, "stream": .stream]
+    static let includable: [String: EventJSON.Fields] = ["message": [.message, .compaction], "payload": [.payload, .compaction], "parents": .parents, "stream": .stream]
     static let resultFields: EventJSON.Fields = [.key, .type, .time]
 
     func run(_ request: Request) async throws -> Response {

@@ -18,13 +18,15 @@ enum EventStream {
         var greeting: String?
         /// The SSE `event:` name of event frames.
         var eventName: StaticString
+        /// The members of each event (CelestialTree's `/subscribe` keeps its shape).
+        var fields: EventJSON.Fields = .all
     }
 
     /// CelestialTree's `/subscribe`: a `hello` frame, then `event: emit` frames from the end of
     /// the log (or after `Last-Event-ID` when the client sends one).
     static func celestialTree(_ request: Request, store: EventStore, streams: StreamRegistry, config: ServerConfiguration, client: ClientConnection) throws -> Response {
         let start = try resumeID(request) ?? store.lastID
-        let format = Format(greeting: "event: hello\ndata: {\"message\":\"subscribed\"}\n\n", eventName: "emit")
+        let format = Format(greeting: "event: hello\ndata: {\"message\":\"subscribed\"}\n\n", eventName: "emit", fields: .celestialTree)
         return try open(from: start, filter: LogFilter(), format: format, store: store, streams: streams, config: config, client: client)
     }
 
@@ -107,7 +109,7 @@ enum EventStream {
                     w.writeRaw("\nevent: ")
                     w.writeRaw(format.eventName)
                     w.writeRaw("\ndata: ")
-                    EventJSON.write(event, into: &w)
+                    EventJSON.write(event, fields: format.fields, into: &w)
                     w.writeRaw("\n\n")
                 }
                 try await emit(page.next, page.events.isEmpty ? nil : w.bytes)

@@ -67,7 +67,7 @@ extension EventStore {
             }
             if let pinned = record.id {
                 if pinned < nextID - UInt64(batch.count) {
-                    try checkPinned(pinned, record.request, path: path, line: reader.lineNumber)
+                    try checkPinned(pinned, record.request, dropped: record.dropped, path: path, line: reader.lineNumber)
                     summary.duplicates += 1
                     continue
                 }
@@ -102,7 +102,7 @@ extension EventStore {
         return nil
     }
 
-    private func checkPinned(_ id: EventID, _ request: AppendRequest, path: String, line: Int) throws(LogError) {
+    private func checkPinned(_ id: EventID, _ request: AppendRequest, dropped: Event.Compaction?, path: String, line: Int) throws(LogError) {
         guard let stored = try event(id) else { throw LogError(.notFound, "\(path): line \(line): event \(id) is missing") }
         var parents = request.parents
         for key in request.parentKeys {
@@ -112,8 +112,11 @@ extension EventStore {
             parents.append(parent)
         }
         let sameTime = request.timeUnixNano == nil || request.timeUnixNano == stored.timeUnixNano
+        // A compacted line matches the compacted event it was exported from by what was dropped.
+        let sameContent = dropped != nil || stored.compaction != nil
+            ? stored.compaction == dropped : stored.message == request.message && stored.payload == request.payload
         guard stored.type == request.type, stored.parents == parents, stored.key == request.key, stored.stream == request.stream,
-            stored.message == request.message, stored.payload == request.payload, sameTime
+            sameContent, sameTime
         else {
             throw LogError(.conflict, "\(path): line \(line): id \(id) exists with different content", field: "id")
         }

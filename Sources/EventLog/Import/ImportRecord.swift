@@ -11,13 +11,18 @@
 /// - `ts` (or `time_unix_nano`) keeps the original time; without it the writer stamps the time.
 /// - `id`, written by `export`, pins the id the event must get: an id already in the store is
 ///   checked against the stored event and skipped, so re-running an import is idempotent.
+/// - `compacted` and `dropped`, written by `export` for a compacted event: it is imported without
+///   message and payload (they are gone), and a re-import into the compacted store it came from
+///   matches by `dropped`.
 /// Unknown fields are an error, so a typo never silently drops data.
 struct ImportRecord {
     var request: AppendRequest
     var id: EventID?
+    /// What the exported event's compaction dropped (nil: not compacted).
+    var dropped: Event.Compaction?
 
     static let fields: Set<String> = [
-        "id", "key", "type", "ts", "time_unix_nano", "message", "payload", "parents", "parent_keys", "stream",
+        "id", "key", "type", "ts", "time_unix_nano", "message", "payload", "parents", "parent_keys", "stream", "compacted", "dropped",
     ]
 
     static func parse(_ line: [UInt8], depthMax: Int) throws(LogError) -> ImportRecord {
@@ -64,6 +69,26 @@ struct ImportRecord {
         let request = AppendRequest(
             type: type, parents: parents, parentKeys: parentKeys, key: try string("key"), stream: try string("stream"),
             message: try string("message"), payload: payload, timeUnixNano: time)
-        return ImportRecord(request: request, id: id)
+        var dropped: Event.Compaction?
+        if value["compacted"]?.boolValue == true {
+            guard request.message == nil, request.payload == nil else {
+                throw LogError(.invalidArgument, "a compacted event has no message or payload", field: "compacted")
+            }
+            let parts = value["dropped"] ?? .object([])
+            func number(_ name: String) throws(LogError) -> UInt64? {
+                guard let v = parts[name], !v.isNull else { return nil }
+                guard let n = v.uint64Value else { throw LogError(.invalidArgument, "dropped.\(name) must be an unsigned integer", field: "dropped") }
+                return n
+            }
+            func crc(_ name: String) throws(LogError) -> UInt32? {
+                guard let n = try number(name) else { return nil }
+                guard n <= UInt64(UInt32.max) else { throw LogError(.invalidArgument, "dropped.\(name) is not a CRC-32C", field: "dropped") }
+                return UInt32(n)
+            }
+            dropped = Event.Compaction(
+                messageBytes: try number("message_bytes"), messageCRC: try crc("message_crc32c"),
+                payloadBytes: try number("payload_bytes"), payloadCRC: try crc("payload_crc32c"))
+        }
+        return ImportRecord(request: request, id: id, dropped: dropped)
     }
 }

@@ -3,7 +3,7 @@
 ///   `{"id","time_unix_nano","type","parents","message"?,"payload"?,"key"?,"stream"?}`, and for a
 ///   compacted event `"compacted":true,"dropped":{…}` at the end instead of message and payload;
 /// - `export`, a JSONL line that `banyan import` reads back into the same ids:
-///   `{"id","key"?,"type","ts","stream"?,"message"?,"payload"?,"parents"}`.
+///   `{"id","key"?,"type","ts","stream"?,"message"?,"payload"?,"compacted"?,"dropped"?,"parents"}`.
 /// Optional members are omitted when absent; `payload` is the stored compact JSON spliced in
 /// as-is. `fields` leaves members out (query answers without payloads, tree nodes); `id` is
 /// always written.
@@ -18,7 +18,12 @@ public enum EventJSON {
         public static let payload = Fields(rawValue: 1 << 4)
         public static let key = Fields(rawValue: 1 << 5)
         public static let stream = Fields(rawValue: 1 << 6)
-        public static let all: Fields = [.time, .type, .parents, .message, .payload, .key, .stream]
+        /// `"compacted":true,"dropped":{…}` on a compacted event.
+        public static let compaction = Fields(rawValue: 1 << 7)
+        public static let all: Fields = [.time, .type, .parents, .message, .payload, .key, .stream, .compaction]
+        /// CelestialTree's routes keep its shapes exactly: a compacted event shows there as one
+        /// without message and payload.
+        public static let celestialTree: Fields = [.time, .type, .parents, .message, .payload, .key, .stream]
     }
 
     public enum Layout: Sendable {
@@ -54,7 +59,7 @@ public enum EventJSON {
             if fields.contains(.payload) { w.writeOptionalRaw(",\"payload\":", event.payload) }
             if fields.contains(.key) { w.writeOptional(",\"key\":", event.key) }
             if fields.contains(.stream) { w.writeOptional(",\"stream\":", event.stream) }
-            if fields.contains(.payload), let dropped = event.compaction { writeCompaction(dropped, into: &w) }
+            if fields.contains(.compaction), let dropped = event.compaction { writeCompaction(dropped, into: &w) }
         case .export:
             w.writeOptional(",\"key\":", event.key)
             w.writeRaw(",\"type\":")
@@ -64,6 +69,7 @@ public enum EventJSON {
             w.writeOptional(",\"stream\":", event.stream)
             w.writeOptional(",\"message\":", event.message)
             w.writeOptionalRaw(",\"payload\":", event.payload)
+            if let dropped = event.compaction { writeCompaction(dropped, into: &w) }
             w.writeRaw(",\"parents\":")
             w.writeIDs(event.parents)
         }
@@ -87,9 +93,9 @@ public enum EventJSON {
     }
 
     /// One event in the wire layout, in a writer of its own.
-    public static func encode(_ event: Event) -> JSONWriter {
+    public static func encode(_ event: Event, fields: Fields = .all) -> JSONWriter {
         var w = JSONWriter(capacity: 128 + (event.payload?.count ?? 0))
-        write(event, into: &w)
+        write(event, fields: fields, into: &w)
         return w
     }
 }

@@ -94,6 +94,8 @@ extension EventStore {
         let started = ContinuousClock.now
         let last = min(spec.last, lastID)
         var result = CompactionResult()
+        // Flushed first, so "before" counts the records as files hold them, like "after".
+        try storageCall { () throws(StorageError) in try storage.db.flushAll() }
         result.logBytesBefore = logFamilyBytes()
         var next = try compactionResumePoint(control: control)
         while next <= last {
@@ -177,12 +179,13 @@ extension EventStore {
     /// `banyan.compaction.started` event in the `banyan.maintenance` stream after
     /// `compactionDone`, with the spec its payload holds (one whose payload does not parse is
     /// skipped, and says so in `problem`).
-    public func pendingCompactions(stream: String = "banyan.maintenance") throws(LogError) -> [(control: EventID, spec: CompactionSpec?)] {
+    /// `after` skips ids a caller has looked at already (it never goes below `compactionDone`).
+    public func pendingCompactions(after: EventID = 0, stream: String = "banyan.maintenance") throws(LogError) -> [(control: EventID, spec: CompactionSpec?)] {
         guard let type = try dictionaryID(MetaKey.type(Self.compactionEventType)) else { return [] }
         let streamID = try dictionaryID(MetaKey.stream(stream))
         guard let streamID else { return [] }
         var found: [(EventID, CompactionSpec?)] = []
-        var after = compactionDone
+        var after = max(after, compactionDone)
         let upTo = lastID
         while after < upTo {
             let (ids, next) = index.scan(type: type, stream: streamID, after: after, upTo: upTo, limit: 64, scanMax: 1 << 20)

@@ -74,6 +74,17 @@ public struct Event: Sendable, Hashable {
 
 /// What a client asks to append. Validated by the writer against `Limits` and the store.
 public struct AppendRequest: Sendable, Hashable {
+    /// Types starting with this are the server's own (`banyan.epoch`, `banyan.lost`, the
+    /// maintenance events); clients may not append them over HTTP, because some are acted on
+    /// (a `banyan.compaction.started` event makes every node compact). `banyan import` may.
+    public static let reservedTypePrefix = "banyan."
+
+    /// Refuses a type of the server's own (`reservedTypePrefix`).
+    public func refuseReservedType(index: Int? = nil) throws(LogError) {
+        guard type.hasPrefix(Self.reservedTypePrefix) else { return }
+        throw LogError(.invalidArgument, "types starting with \(Self.reservedTypePrefix) are reserved for the server's own events", field: "type", index: index)
+    }
+
     public var type: String
     /// Parent ids; 0 and repeats are dropped (order kept), as CelestialTree does.
     public var parents: [EventID]

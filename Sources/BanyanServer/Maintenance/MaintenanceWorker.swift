@@ -1,0 +1,52 @@
+import EventLog
+import Logging
+import ServiceLifecycle
+
+/// Carries out the compactions the log asks for (`EventStore.pendingCompactions`) on every node:
+/// a follower once it has applied a `banyan.compaction.started` event, a leader that restarted
+/// with one unfinished (it then resumes from the run's progress mark). Wakes on every commit and
+/// at least once per `interval`; while another job runs it waits for the next wake.
+struct MaintenanceWorker: Service {
+    let store: EventStore
+    let compactions: Compactions
+    let logger: Logger
+    var interval: Duration = .seconds(2)
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            var seen = store.compactionDone
+            var truncations = store.truncation(since: 0).count
+            while !Task.isCancelled {
+                // A truncation may cut ids already looked at; new control events can take them.
+                let (count, cut) = store.truncation(since: truncations)
+                truncations = count
+                if let cut { seen = min(seen, cut) }
+                let upTo = store.lastID
+                do {
+                    try await carryOutPending(after: seen)
+                    seen = upTo
+                } catch is MaintenanceJobs.Busy {
+                    // Another job runs; look again at the next wake.
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.error("a pending compaction failed; retrying at the next wake", metadata: ["error": "\(error)"])
+                }
+                _ = await store.notifier.wait(after: store.lastID, timeout: interval)
+            }
+        }
+        try? await gracefulShutdown()
+    }
+
+    private func carryOutPending(after: EventID) async throws {
+        for (control, spec) in try store.pendingCompactions(after: after) {
+            guard let spec else {
+                logger.error("a compaction control event has no spec this build reads; skipped", metadata: ["control": "\(control)"])
+                try store.skipCompaction(control: control)
+                continue
+            }
+            logger.notice("carrying out a compaction from the log", metadata: ["control": "\(control)"])
+            try await compactions.run(control: control, spec: spec, requestedBy: "log")
+        }
+    }
+}
