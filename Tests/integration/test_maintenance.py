@@ -7,10 +7,12 @@ left behind.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from test_replication import JSON, expect_error, export
@@ -347,3 +349,35 @@ def test_compaction_refusals(server_factory, run_banyan, tmp_path):
     assert r.returncode == 0 and "compacted" in r.stdout, r.describe()
     r = run_banyan("get", "--data-dir", str(leader.data_dir), "7")
     assert r.returncode == 0 and '"compacted":true' in r.stdout, r.describe()
+
+
+def mount_tmpfs(path: Path, options: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root and mount rights): {r.stderr.strip()}")
+
+
+def test_a_full_or_read_only_snapshot_directory_fails_cleanly(server_factory, verify, tmp_path):
+    full, readonly = tmp_path / "full", tmp_path / "readonly"
+    mount_tmpfs(full, "size=64k")
+    try:
+        mount_tmpfs(readonly, "ro,size=1m")
+        try:
+            for snapdir, reason in ((full, "No space left"), (readonly, "Read-only file system")):
+                srv = server_factory(name=f"srv-{snapdir.name}", extra_args=["--snapshot-dir", str(snapdir)])
+                chained_batches(srv.url, 10)  # an image of about 200 KB
+                r = requests.post(srv.url + "/v1/admin/snapshots", timeout=60)
+                assert r.status_code == 500 and reason in r.text, r.text
+                assert list(snapdir.iterdir()) == [], "nothing half-written left behind"
+                jobs = requests.get(srv.url + "/v1/admin/jobs", timeout=10).json()
+                assert jobs["running"] is None and jobs["recent"][0]["state"] == "failed" and reason in jobs["recent"][0]["error"]
+                types = [e["type"] for e in maintenance_events(srv.url)]
+                assert types == ["banyan.snapshot.started", "banyan.snapshot.failed"], types
+                append_batches(srv.url, "after", 1, 10)  # the live store takes writes as before
+                srv.terminate()
+                assert verify(srv.data_dir).ok
+        finally:
+            subprocess.run(["umount", str(readonly)], check=False)
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
