@@ -40,16 +40,7 @@ extension Banyan {
                     Console.write(try await client.compact(JSONValue.object(members).serialized()) + [0x0A])
                     return
                 }
-                guard FileManager.default.fileExists(atPath: data.dataDir + "/CURRENT") else { throw LogError(.notFound, "no Banyan store in \(data.dataDir)") }
-                var options = StoreOptions()
-                options.role = .follower
-                options.createGenesis = false
-                let store: EventStore
-                do {
-                    store = try await EventStore.open(at: data.dataDir, options: options)
-                } catch let error as LogError where error.cause?.code == .locked {
-                    throw LogError(.invalidArgument, "\(data.dataDir) is in use by a running server; ask it instead: banyan compact --url http://HOST:PORT ...")
-                }
+                let store = try await Store.openForMaintenance(data.dataDir, instead: "banyan compact --url http://HOST:PORT ...")
                 defer { store.close() }
                 if let before, before > store.lastID + 1 {
                     throw LogError(.invalidArgument, "--before \(before) is above the last id + 1 (\(store.lastID + 1))", field: "before")

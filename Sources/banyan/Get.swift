@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import EventLog
 
@@ -38,5 +39,20 @@ enum Store {
         options.readOnly = true
         options.walDamage = walDamage
         return try await EventStore.open(at: path, options: options)
+    }
+
+    /// An existing store opened for a maintenance job without a server: writable, but as a
+    /// follower, so nothing is appended (no genesis, no lost-id markers). A store a server has
+    /// open is refused with `instead`, the command that asks the server.
+    static func openForMaintenance(_ path: String, instead: String) async throws -> EventStore {
+        guard FileManager.default.fileExists(atPath: path + "/CURRENT") else { throw LogError(.notFound, "no Banyan store in \(path)") }
+        var options = StoreOptions()
+        options.role = .follower
+        options.createGenesis = false
+        do {
+            return try await EventStore.open(at: path, options: options)
+        } catch let error as LogError where error.cause?.code == .locked {
+            throw LogError(.invalidArgument, "\(path) is in use by a running server; ask it instead: \(instead)")
+        }
     }
 }

@@ -27,19 +27,7 @@ extension Banyan {
                         throw ValidationError("--output \(output) already exists; a snapshot never overwrites a file")
                     }
                     if let url { return try await fromServer(url) }
-                    guard FileManager.default.fileExists(atPath: data.dataDir + "/CURRENT") else {
-                        throw LogError(.notFound, "no Banyan store in \(data.dataDir)")
-                    }
-                    var options = StoreOptions()
-                    // A follower's open: nothing is appended (no genesis, no lost-id markers).
-                    options.role = .follower
-                    options.createGenesis = false
-                    let store: EventStore
-                    do {
-                        store = try await EventStore.open(at: data.dataDir, options: options)
-                    } catch let error as LogError where error.cause?.code == .locked {
-                        throw LogError(.invalidArgument, "\(data.dataDir) is in use by a running server; ask it instead: banyan snapshot --url http://HOST:PORT --output \(output)")
-                    }
+                    let store = try await Store.openForMaintenance(data.dataDir, instead: "banyan snapshot --url http://HOST:PORT --output \(output)")
                     defer { store.close() }
                     let progress = Console.ByteProgress("snapshot: archived")
                     let result = try store.snapshot(to: output, createdBy: "banyan \(BanyanVersion.version)") { progress.report($0, of: $1) }

@@ -11,15 +11,21 @@ enum Blocking {
         try await NIOThreadPool.singleton.runIfActive(body)
     }
 
-    /// Work that may take minutes (a snapshot): a thread of its own, so that neither pool is
-    /// held for its length.
+    /// Work that may take minutes (a snapshot, a compaction): a thread of its own, so that
+    /// neither pool is held for its length, at a lower CPU priority (`maintenanceNice`), so that
+    /// on a busy machine it yields to the appends and reads it runs beside.
     static func runLong<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
+                // Linux keeps a nice value per thread; PRIO_PROCESS with 0 sets the caller's own.
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, maintenanceNice)
                 continuation.resume(with: Result { try body() })
             }
         }
     }
+
+    /// The nice value of maintenance threads (0 normal, 19 lowest).
+    static let maintenanceNice: Int32 = 10
 
     static func runHeavy<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await heavyPool.runIfActive(body)

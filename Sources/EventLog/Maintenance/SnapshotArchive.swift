@@ -119,9 +119,9 @@ public enum SnapshotArchive {
     static let manifestBytesMax = 16 << 20
     static let filesMax = 100_000
     static let fileNameBytesMax = 255
-    /// zstd level: SST files are already compressed, so a higher level buys little and costs the
-    /// CPU that ingestion needs while a snapshot runs.
-    public static let compressionLevel: Int32 = 3
+    /// zstd level: SST files are already compressed (LZ4, zstd at the bottom level), so a higher
+    /// level buys little and costs the CPU that ingestion needs while a snapshot runs.
+    public static let compressionLevel: Int32 = 1
     private static let chunkBytes = 1 << 20
 
     /// RocksDB's file names (000012.sst, MANIFEST-000005, CURRENT, ...): no separators, no dot
