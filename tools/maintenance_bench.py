@@ -259,6 +259,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=8.0, help="the no-maintenance and snapshot windows (default 8)")
     ap.add_argument("--no-postgres", dest="postgres", action="store_false")
+    ap.add_argument("--only-ingest", action="store_true", help="skip the archive comparisons: one snapshot of the gen_dag store, then the ingest and space figures")
     ap.add_argument("--workdir", default="/tmp/banyan-maintenance-bench")
     args = ap.parse_args()
     if not os.access(args.banyan, os.X_OK):
@@ -273,9 +274,15 @@ def main() -> int:
     space: list = []
     started = time.monotonic()
     try:
-        archives(args, procs, args.workdir, "git/git", GIT, rows)
+        if not args.only_ingest:
+            archives(args, procs, args.workdir, "git/git", GIT, rows)
         synthetic = dataset.generate(REPO, args.workdir, args.events, 7).path
-        archive = archives(args, procs, args.workdir, f"gen_dag {args.events:,}", synthetic, rows)
+        if args.only_ingest:
+            data, archive = os.path.join(args.workdir, "gen-data"), os.path.join(args.workdir, "gen.bsnap")
+            run([args.banyan, "import", synthetic, "--data-dir", data])
+            run([args.banyan, "snapshot", "--data-dir", data, "--output", archive])
+        else:
+            archive = archives(args, procs, args.workdir, f"gen_dag {args.events:,}", synthetic, rows)
         online(args, procs, args.workdir, archive, args.events + 1, rows, space)
         reclaimed(args, procs, args.workdir, archive, args.events + 1, space)
     finally:

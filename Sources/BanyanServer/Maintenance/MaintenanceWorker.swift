@@ -25,14 +25,18 @@ struct MaintenanceWorker: Service {
                 do {
                     try await carryOutPending(after: seen)
                     seen = upTo
+                    _ = await store.notifier.wait(after: store.lastID, timeout: interval)
                 } catch is MaintenanceJobs.Busy {
-                    // Another job runs; look again at the next wake.
+                    // Another job runs (on a leader, often the very compaction found pending):
+                    // look again after a pause, not at every commit, which would rescan the
+                    // same ids hundreds of times a second.
+                    try await Task.sleep(for: interval)
                 } catch is CancellationError {
                     return
                 } catch {
-                    logger.error("a pending compaction failed; retrying at the next wake", metadata: ["error": "\(error)"])
+                    logger.error("a pending compaction failed; retrying after a pause", metadata: ["error": "\(error)"])
+                    try await Task.sleep(for: interval)
                 }
-                _ = await store.notifier.wait(after: store.lastID, timeout: interval)
             }
         }
         try? await gracefulShutdown()

@@ -114,11 +114,15 @@ extension EventStore {
         return result
     }
 
-    /// One batch, written with its progress mark, excluding truncation (`shipping`) so a
-    /// follower never writes back a record its leader made it drop.
+    /// One batch, written with its progress mark. The records are read and rewritten outside
+    /// `shipping`, which a follower holds to apply each shipped group; only the write takes it,
+    /// and a truncation since the read (which may have dropped some of these records) makes the
+    /// batch start over, so a follower never writes back a record its leader made it drop.
     func compactBatch(_ spec: CompactionSpec, ids: ClosedRange<EventID>, control: EventID, into result: inout CompactionResult) throws(LogError) {
-        try shipping.withLock { _ throws(LogError) in
-            try storageCall { () throws(StorageError) in
+        while true {
+            let truncations = truncation(since: 0).count
+            var batchResult = CompactionResult()
+            let batch = try storageCall { () throws(StorageError) -> RocksWriteBatch in
                 let batch = RocksWriteBatch()
                 let it = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(ids.lowerBound), upper: KeySpace.id(ids.upperBound + 1), fillCache: false)
                 it.seekToFirst()
@@ -126,12 +130,12 @@ extension EventStore {
                     let id = it.key.be64(at: 0)
                     let record = it.value
                     let event = try RecordCodec.decode(id: id, record)
-                    result.examined += 1
+                    batchResult.examined += 1
                     if spec.matches(event), let compact = RecordCodec.compacted(id: id, record, event: event) {
                         batch.put(storage.cf(.log), KeySpace.id(id), compact)
-                        result.compacted += 1
-                        result.recordBytesBefore += UInt64(record.count)
-                        result.recordBytesAfter += UInt64(compact.count)
+                        batchResult.compacted += 1
+                        batchResult.recordBytesBefore += UInt64(record.count)
+                        batchResult.recordBytesAfter += UInt64(compact.count)
                     }
                     it.next()
                 }
@@ -140,8 +144,19 @@ extension EventStore {
                 w.putBE64(control)
                 w.putBE64(ids.upperBound)
                 batch.put(storage.cf(.meta), MetaKey.compactionProgress, w.bytes)
-                try storage.db.write(batch, sync: false)
+                return batch
             }
+            let written = try shipping.withLock { _ throws(LogError) -> Bool in
+                guard truncation(since: 0).count == truncations else { return false }
+                try storageCall { () throws(StorageError) in try storage.db.write(batch, sync: false) }
+                return true
+            }
+            guard written else { continue }
+            result.examined += batchResult.examined
+            result.compacted += batchResult.compacted
+            result.recordBytesBefore += batchResult.recordBytesBefore
+            result.recordBytesAfter += batchResult.recordBytesAfter
+            return
         }
     }
 
