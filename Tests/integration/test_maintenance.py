@@ -381,3 +381,22 @@ def test_a_full_or_read_only_snapshot_directory_fails_cleanly(server_factory, ve
             subprocess.run(["umount", str(readonly)], check=False)
     finally:
         subprocess.run(["umount", str(full)], check=False)
+
+
+def test_a_follower_takes_snapshots_without_recording_them(server_factory, run_banyan, verify, tmp_path):
+    leader = server_factory(name="leader")
+    follower = server_factory(name="f", extra_args=["--follow", leader.url])
+    append_batches(leader.url, "fs", 3, 50)
+    last = requests.get(leader.url + "/v1/status", timeout=10).json()["last_id"]
+    wait_until(lambda: requests.get(follower.url + "/v1/status", timeout=5).json()["applied_id"] >= last, 30, "the follower to catch up")
+    r = requests.post(follower.url + "/v1/admin/snapshots", timeout=60)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["events"] == {"started": None, "finished": None}
+    assert body["snapshot"]["snapshot_id"] == last
+    archive = tmp_path / "from-follower.bsnap"
+    assert run_banyan("snapshot", "--url", follower.url, "--output", str(archive)).returncode == 0
+    restored = tmp_path / "restored"
+    assert run_banyan("restore", str(archive), "--data-dir", str(restored)).returncode == 0
+    assert verify(restored).ok
+    assert maintenance_events(leader.url) == [] and requests.get(leader.url + "/v1/status", timeout=5).json()["last_id"] == last
