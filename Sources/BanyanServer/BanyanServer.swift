@@ -30,6 +30,8 @@ public struct BanyanServer: Sendable {
         self.logger = logger
         connections = ConnectionRegistry(connectionsMax: config.connectionsMax)
         replication = ReplicationState(store: store, leader: config.follow, advertise: config.advertisedURL(port: config.port))
+        let swept = EventStore.sweepLeftovers(in: config.snapshotDirectory(dataDir: store.path))
+        if !swept.isEmpty { logger.notice("removed what interrupted snapshots left behind", metadata: ["names": "\(swept)"]) }
     }
 
     /// The responder, usable without a socket in tests.

@@ -170,9 +170,37 @@ struct CompactionTests {
         defer { copy.close() }
         let summary = try await copy.importJSONL(path: file)
         #expect(summary.appended == Int(store.lastID))
+        let rerun = try await copy.importJSONL(path: file)
+        #expect(rerun.appended == 0 && rerun.duplicates == Int(store.lastID), "re-running the import changes nothing")
         let imported = try #require(try copy.event(50))
         #expect(imported.payload == nil && imported.message == nil && imported.compaction == nil)
         #expect(try copy.event(100)?.payload == store.event(100)?.payload)
         #expect(try copy.verify().ok)
+    }
+
+    /// A failover that cuts a compaction's control event off a follower stops that compaction:
+    /// the new leader never asked for it.
+    @Test func aTruncationThatCutsTheControlEventStopsTheRun() async throws {
+        let (lp, fp) = (try TempDir.make("cutLeader"), try TempDir.make("cutFollower"))
+        defer { for p in [lp, fp] { try? FileManager.default.removeItem(atPath: p) } }
+        let leader = try await Self.open(lp)
+        let follower = try await Self.open(fp, role: .follower)
+        defer { leader.close(); follower.close() }
+        try await Self.fill(leader)
+        let spec = CompactionSpec(before: 300, through: leader.lastID)
+        let control = try await leader.append([
+            AppendRequest(type: EventStore.compactionEventType, stream: "banyan.maintenance", payload: .object([JSONMember(key: "spec", value: spec.json())]))
+        ]).results[0].id
+        try ReplicationStoreTests.ship(from: leader, to: follower)
+        let start = follower.truncation(since: 0).count
+        var partial = CompactionResult()
+        try follower.compactBatch(spec, ids: 1...100, control: control, truncations: start, into: &partial)
+        #expect(partial.compacted == 100)
+        _ = try follower.truncate(after: control - 1)
+        #expect(throws: LogError.self) { try follower.compactBatch(spec, ids: 101...200, control: control, truncations: start, into: &partial) }
+        #expect(throws: LogError.self) { _ = try follower.compact(spec, control: control) }
+        #expect(try follower.event(150)?.compaction == nil, "nothing past the cut was rewritten")
+        #expect(follower.compactionDone < control)
+        #expect(try follower.verify().ok)
     }
 }

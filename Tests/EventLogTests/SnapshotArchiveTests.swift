@@ -139,18 +139,22 @@ struct SnapshotArchiveTests {
         let store = t.store
         let writer = Task {
             var n = 0
-            while !Task.isCancelled && n < 400 {
+            while !Task.isCancelled && n < 100_000 {
                 try await store.append([AppendRequest(type: "during", parents: [1], key: "d\(n)")])
                 n += 1
             }
         }
         let scratch = try TempDir.make("snapshots")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
+        // Appends before the snapshot, and after it: S must fall strictly between.
+        var waits = 0  // bounded: a writer that died must fail the test, not hang it
+        while t.store.lastID < before + 20, waits < 30_000 { try await Task.sleep(for: .milliseconds(1)); waits += 1 }
         let result = try t.store.snapshot(to: scratch + "/s.bsnap", createdBy: "test")
+        let s = result.manifest.snapshotID
+        while t.store.lastID <= s + 20, waits < 60_000 { try await Task.sleep(for: .milliseconds(1)); waits += 1 }
         writer.cancel()
         try await writer.value
-        let s = result.manifest.snapshotID
-        #expect(s >= before && s <= t.store.lastID)
+        #expect(s > before && s < t.store.lastID)
         #expect(result.manifest.epochHistory == [.init(epoch: 1, firstID: 1)])
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch) == ["s.bsnap"], "no checkpoint or partial file left")
 
@@ -225,5 +229,22 @@ struct SnapshotArchiveTests {
             if (try? SnapshotArchive.unpack(bad, into: nil)) != nil { undetected.append(i) }
         }
         #expect(undetected.isEmpty, "undetected positions \(undetected) of \(good.count)")
+    }
+
+    /// What a crash left (checkpoint hard links, a partial archive, a verify copy, a restore's
+    /// staging directory) is removed once the process that made it is gone, and only then.
+    @Test func leftoversOfDeadProcessesAreSwept() throws {
+        let directory = try TempDir.make("sweep")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let dead: Int32 = 4_194_303  // above any pid this machine hands out
+        let mine = getpid()
+        let names = [
+            ".checkpoint-\(dead)-1", ".snapshot-x.bsnap.partial-\(dead)-2", ".banyan-verify-\(dead)-3", "data.restoring-\(dead)",
+            ".checkpoint-\(mine)-4", "data.restoring-\(mine)", "keep.bsnap", "notes.restoring-later",
+        ]
+        for name in names { try FileManager.default.createDirectory(atPath: "\(directory)/\(name)", withIntermediateDirectories: false) }
+        let removed = EventStore.sweepLeftovers(in: directory)
+        #expect(Set(removed) == Set(names.prefix(4)))
+        #expect(try Set(FileManager.default.contentsOfDirectory(atPath: directory)) == Set(names.suffix(4)))
     }
 }

@@ -57,13 +57,15 @@ struct Compactions: Sendable {
     }
 
     /// Carries out a control event found in the log (a follower, or a leader resuming one).
-    func run(control: EventID, spec: CompactionSpec, requestedBy: String) async throws {
+    /// `recordFailure`: append `banyan.compaction.failed` if it fails (the worker records only a
+    /// control event's first failure).
+    func run(control: EventID, spec: CompactionSpec, requestedBy: String, recordFailure: Bool = true) async throws {
         let job = try jobs.begin("compaction", requestedBy: requestedBy)
         jobs.update(job.id) { $0.startEvent = control }
-        _ = try await carryOut(job, control: control, spec: spec)
+        _ = try await carryOut(job, control: control, spec: spec, recordFailure: recordFailure)
     }
 
-    private func carryOut(_ job: MaintenanceJobs.Job, control: EventID, spec: CompactionSpec) async throws -> JSONValue {
+    private func carryOut(_ job: MaintenanceJobs.Job, control: EventID, spec: CompactionSpec, recordFailure: Bool = true) async throws -> JSONValue {
         let started = ContinuousClock.now
         jobs.update(job.id) { $0.phase = "rewrite"; $0.unit = "ids" }
         let (store, jobs) = (self.store, self.jobs)
@@ -84,7 +86,7 @@ struct Compactions: Sendable {
             return .object((summary.objectValue ?? []) + [JSONMember(key: "events", value: .members(["started": .int(control), "finished": finished.map { .int($0) } ?? .null]))])
         } catch {
             let reason = (error as? LogError)?.message ?? "\(error)"
-            _ = await record.failed(job, after: control, reason: reason)
+            if recordFailure { _ = await record.failed(job, after: control, reason: reason) }
             jobs.end(job.id, failed: true, result: .string(reason))
             metrics.maintenanceJob(kind: job.kind, failed: true, duration: ContinuousClock.now - started)
             logger.error("compaction failed", metadata: ["job": "\(job.id)", "control": "\(control)", "error": "\(reason)"])

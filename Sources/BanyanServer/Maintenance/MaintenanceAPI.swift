@@ -25,7 +25,9 @@ struct MaintenanceAPI: Sendable {
         [
             Route(.post, "/v1/admin/snapshots", role: .admin) { request, _ in try await create(request) },
             Route(.get, "/v1/admin/snapshots", role: .admin) { _, _ in
-                JSONResponse.make(.members(["snapshot_dir": .string(snapshots.directory), "keep": .int(snapshots.keep), "snapshots": .array(snapshots.list())]))
+                // Reading each archive's manifest is file I/O: off the executor.
+                let listing = try await Blocking.run { [snapshots] in snapshots.list() }
+                return JSONResponse.make(.members(["snapshot_dir": .string(snapshots.directory), "keep": .int(snapshots.keep), "snapshots": .array(listing)]))
             },
             Route(.get, "/v1/admin/snapshots/{name}", role: .admin) { _, context in try download(String(context.parameter)) },
             Route(.get, "/v1/admin/jobs", role: .admin) { _, _ in JSONResponse.make(jobs.json()) },

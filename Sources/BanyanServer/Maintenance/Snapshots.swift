@@ -26,7 +26,7 @@ struct Snapshots: Sendable {
         jobs.update(job.id) { $0.startEvent = startEvent; $0.phase = "checkpoint" }
         do {
             let result = try await snapshot(job)
-            let removed = prune()
+            let removed = try await Blocking.run { [self] in prune() }
             let summary = JSONValue.members([
                 "job": .string(job.id), "name": .string(result.listing.name),
                 "snapshot_id": .int(result.manifest.snapshotID), "epoch": .int(result.manifest.epoch),

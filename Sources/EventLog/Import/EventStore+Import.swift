@@ -112,9 +112,16 @@ extension EventStore {
             parents.append(parent)
         }
         let sameTime = request.timeUnixNano == nil || request.timeUnixNano == stored.timeUnixNano
-        // A compacted line matches the compacted event it was exported from by what was dropped.
-        let sameContent = dropped != nil || stored.compaction != nil
-            ? stored.compaction == dropped : stored.message == request.message && stored.payload == request.payload
+        let sameContent: Bool
+        switch (stored.compaction, dropped) {
+        case (nil, nil): sameContent = stored.message == request.message && stored.payload == request.payload
+        // A whole line against a compacted event: by the size and checksum of what was dropped.
+        case (let compaction?, nil): sameContent = compaction.matches(message: request.message, payload: request.payload)
+        // A compacted line imported before became an event without content.
+        case (nil, _?): sameContent = stored.message == nil && stored.payload == nil
+        // The compacted event the line was exported from.
+        case (let compaction?, let line?): sameContent = compaction == line
+        }
         guard stored.type == request.type, stored.parents == parents, stored.key == request.key, stored.stream == request.stream,
             sameContent, sameTime
         else {

@@ -97,10 +97,16 @@ extension EventStore {
         // Flushed first, so "before" counts the records as files hold them, like "after".
         try storageCall { () throws(StorageError) in try storage.db.flushAll() }
         result.logBytesBefore = logFamilyBytes()
+        let truncations = truncation(since: 0).count
+        if control > 0 {
+            guard let event = try event(control), event.type == Self.compactionEventType else {
+                throw LogError(.conflict, "compaction \(control): its control event is no longer in the log (a truncation removed it)")
+            }
+        }
         var next = try compactionResumePoint(control: control)
         while next <= last {
             let end = min(last, next + EventID(Self.compactionBatchEvents) - 1)
-            try compactBatch(spec, ids: next...end, control: control, into: &result)
+            try compactBatch(spec, ids: next...end, control: control, truncations: truncations, into: &result)
             progress?(end, last)
             next = end + 1
         }
@@ -109,7 +115,10 @@ extension EventStore {
             try storage.db.compactRange(storage.cf(.log), start: KeySpace.id(1), limit: KeySpace.id(last + 1))
         }
         result.logBytesAfter = logFamilyBytes()
-        try finishCompaction(control: control)
+        try shipping.withLock { _ throws(LogError) in
+            try requireControl(control, since: truncations)
+            try finishCompaction(control: control)
+        }
         result.duration = ContinuousClock.now - started
         return result
     }
@@ -118,7 +127,9 @@ extension EventStore {
     /// `shipping`, which a follower holds to apply each shipped group; only the write takes it,
     /// and a truncation since the read (which may have dropped some of these records) makes the
     /// batch start over, so a follower never writes back a record its leader made it drop.
-    func compactBatch(_ spec: CompactionSpec, ids: ClosedRange<EventID>, control: EventID, into result: inout CompactionResult) throws(LogError) {
+    func compactBatch(
+        _ spec: CompactionSpec, ids: ClosedRange<EventID>, control: EventID, truncations runStart: Int = 0, into result: inout CompactionResult
+    ) throws(LogError) {
         while true {
             let truncations = truncation(since: 0).count
             var batchResult = CompactionResult()
@@ -147,6 +158,7 @@ extension EventStore {
                 return batch
             }
             let written = try shipping.withLock { _ throws(LogError) -> Bool in
+                try requireControl(control, since: runStart)
                 guard truncation(since: 0).count == truncations else { return false }
                 try storageCall { () throws(StorageError) in try storage.db.write(batch, sync: false) }
                 return true
@@ -158,6 +170,13 @@ extension EventStore {
             result.recordBytesAfter += batchResult.recordBytesAfter
             return
         }
+    }
+
+    /// Stops a run whose control event a truncation (a failover) cut off since it started: the
+    /// new leader never asked for it, and may reuse its id for other events. Under `shipping`.
+    private func requireControl(_ control: EventID, since runStart: Int) throws(LogError) {
+        guard control > 0, let cut = truncation(since: runStart).cut, cut < control else { return }
+        throw LogError(.conflict, "compaction \(control) stopped: a truncation after id \(cut) removed its control event (a new leader does not ask for it)")
     }
 
     /// The first id a run for `control` still has to do: after its progress mark, or 1.

@@ -38,6 +38,7 @@ extension EventStore {
         guard !FileManager.default.fileExists(atPath: archivePath) else {
             throw LogError(.invalidArgument, "\(archivePath) already exists; a snapshot never overwrites a file", field: "output")
         }
+        Self.sweepLeftovers(in: directory)
         let unique = "\(getpid())-\(UInt64.random(in: 0...UInt64.max) & 0xFFFF_FFFF)"
         let checkpoint = "\(directory)/.checkpoint-\(unique)"
         let partial = "\(directory)/.\(target.lastPathComponent).partial-\(unique)"
@@ -54,7 +55,8 @@ extension EventStore {
             files: try SnapshotArchive.describe(directory: checkpoint))
         let total = manifest.imageBytes
         let bytes = try SnapshotArchive.write(manifest, from: checkpoint, to: partial) { progress?($0, total) }
-        guard rename(partial, archivePath) == 0 else {
+        // link() fails if the name exists (rename would replace it): never overwrite a file.
+        guard link(partial, archivePath) == 0 else {
             throw LogError(.storage, "cannot move the snapshot into \(archivePath): \(String(cString: strerror(errno)))")
         }
         try SnapshotArchive.syncDirectory(directory)
@@ -64,6 +66,7 @@ extension EventStore {
     /// Checks every checksum of an archive, unpacks it into a scratch directory under `scratch`,
     /// opens the image read-only and verifies it (`verify`), then removes the scratch copy.
     public static func verifySnapshot(_ archivePath: String, scratch: String, progress: ((_ done: UInt64, _ total: UInt64) -> Void)? = nil) async throws -> RestoreResult {
+        sweepLeftovers(in: scratch)
         let staging = "\(scratch)/.banyan-verify-\(getpid())-\(UInt64.random(in: 0...UInt64.max) & 0xFFFF_FFFF)"
         defer { try? FileManager.default.removeItem(atPath: staging) }
         return try await unpackAndCheck(archivePath, into: staging, progress: progress)
@@ -83,14 +86,13 @@ extension EventStore {
                 throw LogError(.invalidArgument, "\(dataDir) is not empty (\(entries.count) entries); restore only into an empty or new directory", field: "data_dir")
             }
         }
+        sweepLeftovers(in: URL(fileURLWithPath: target).deletingLastPathComponent().path)
         let staging = "\(target).restoring-\(getpid())"
         var keep = false
         defer { if !keep { try? FileManager.default.removeItem(atPath: staging) } }
         try? FileManager.default.removeItem(atPath: staging)
         let result = try await unpackAndCheck(archivePath, into: staging, progress: progress)
-        if exists, rmdir(target) != 0 {
-            throw LogError(.storage, "cannot replace the empty directory \(dataDir): \(String(cString: strerror(errno)))")
-        }
+        // rename() replaces an empty directory atomically, and fails on one that is no longer empty.
         guard rename(staging, target) == 0 else {
             throw LogError(.storage, "cannot move the restored store into \(dataDir): \(String(cString: strerror(errno)))")
         }
@@ -139,6 +141,31 @@ extension EventStore {
             guard let meta = try StoreMeta.load(storage) else { throw StorageError(.corruption, "the checkpoint holds no store meta") }
             return (lastID, meta)
         }
+    }
+
+    /// Removes what a snapshot, verify or restore cut short by a crash left in `directory`: a
+    /// checkpoint (hard links that would pin old SST files), a partial archive, a verify scratch
+    /// copy, a restore's staging directory, each named with the process id that made it, and only
+    /// when that process is gone. Returns the names removed.
+    @discardableResult
+    public static func sweepLeftovers(in directory: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        var removed: [String] = []
+        for name in names {
+            let pidText: Substring
+            if name.hasPrefix(".checkpoint-") || name.hasPrefix(".banyan-verify-") {
+                pidText = name.split(separator: "-").dropFirst(name.hasPrefix(".checkpoint-") ? 1 : 2).first ?? ""
+            } else if name.hasPrefix("."), let range = name.range(of: ".partial-") {
+                pidText = name[range.upperBound...].split(separator: "-").first ?? ""
+            } else if let range = name.range(of: ".restoring-") {
+                pidText = name[range.upperBound...]
+            } else {
+                continue
+            }
+            guard let pid = Int32(pidText), pid > 0, kill(pid, 0) != 0, errno == ESRCH else { continue }
+            if (try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")) != nil { removed.append(name) }
+        }
+        return removed
     }
 
     static func rfc3339(_ date: Date) -> String {

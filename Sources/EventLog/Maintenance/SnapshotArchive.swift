@@ -39,7 +39,7 @@ public struct SnapshotManifest: Sendable, Hashable {
 
     public var epoch: UInt64 { epochHistory.last?.epoch ?? 0 }
     /// Bytes of the image's files, uncompressed.
-    public var imageBytes: UInt64 { files.reduce(0) { $0 + $1.size } }
+    public var imageBytes: UInt64 { files.reduce(0) { $0 &+ $1.size } }
 
     public func json() -> JSONValue {
         .members([
@@ -88,6 +88,13 @@ public struct SnapshotManifest: Sendable, Hashable {
             guard names.insert(name).inserted else { throw bad("file \(name) is listed twice") }
             entries.append(SnapshotFile(name: name, size: try uint(entry["size"], "files.size"), crc32c: try u32(entry["crc32c"], "files.crc32c")))
         }
+        var total: UInt64 = 0
+        for file in entries {
+            guard file.size <= SnapshotArchive.imageBytesMax - total else {
+                throw bad("the files add up to more than \(SnapshotArchive.imageBytesMax) bytes")
+            }
+            total += file.size
+        }
         let manifest = SnapshotManifest(
             formatVersion: try u32(value["format_version"], "format_version"),
             snapshotID: try uint(value["snapshot_id"], "snapshot_id"),
@@ -118,6 +125,8 @@ public enum SnapshotArchive {
     /// without end.
     static let manifestBytesMax = 16 << 20
     static let filesMax = 100_000
+    /// The most an image may hold (16 TiB); unpacking also checks the free space first.
+    static let imageBytesMax: UInt64 = 16 << 40
     static let fileNameBytesMax = 255
     /// zstd level: SST files are already compressed (LZ4, zstd at the bottom level), so a higher
     /// level buys little and costs the CPU that ingestion needs while a snapshot runs.
@@ -160,12 +169,17 @@ public enum SnapshotArchive {
     /// Writes the archive of `directory` (whose files `manifest.files` describes) to `path`,
     /// which must not exist. The caller renames it into place. Returns its size.
     static func write(_ manifest: SnapshotManifest, from directory: String, to path: String, progress: ((UInt64) -> Void)? = nil) throws(LogError) -> UInt64 {
+        // The reader's bounds, checked here too: an archive it would refuse is not a backup.
+        guard manifest.files.count <= filesMax, manifest.imageBytes <= imageBytesMax else {
+            throw LogError(.storage, "the image has \(manifest.files.count) files of \(manifest.imageBytes) bytes, more than an archive holds (\(filesMax) files, \(imageBytesMax) bytes)")
+        }
         let writer = try ZstdFileWriter(path: path, level: compressionLevel)
         var header = ByteWriter(capacity: 1024)
         header.bytes += startMagic
         header.putBE32(manifest.formatVersion)
         var json = JSONWriter()
         json.write(manifest.json())
+        guard json.bytes.count <= manifestBytesMax else { throw LogError(.storage, "the manifest is \(json.bytes.count) bytes, more than \(manifestBytesMax)") }
         header.putBE32(UInt32(json.bytes.count))
         header.bytes += json.bytes
         header.putBE32(CRC32C.checksum(json.bytes))
@@ -226,6 +240,17 @@ public enum SnapshotArchive {
     static func unpack(_ path: String, into directory: String?, progress: ((UInt64) -> Void)? = nil) throws(LogError) -> SnapshotManifest {
         let reader = try ZstdFileReader(path: path)
         let manifest = try readManifest(reader)
+        if let directory {
+            // What the manifest claims must fit before a byte is written (a hostile archive of
+            // repeated bytes expands by thousands).
+            var fs = statvfs()
+            if statvfs(directory, &fs) == 0 {
+                let free = UInt64(fs.f_bavail) &* UInt64(fs.f_frsize)
+                guard manifest.imageBytes <= free else {
+                    throw LogError(.storage, "\(path) unpacks to \(manifest.imageBytes) bytes, more than the \(free) free in \(directory)")
+                }
+            }
+        }
         var done: UInt64 = 0
         for file in manifest.files {
             var crc: UInt32 = 0

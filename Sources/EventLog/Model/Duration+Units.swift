@@ -29,9 +29,9 @@ extension Duration {
             guard let scale = units.first(where: { $0.0 == unit })?.1 else { return nil }
             rest = rest.dropFirst(unit.count)
             let (product, overflow) = value.multipliedReportingOverflow(by: scale)
-            guard !overflow else { return nil }
+            let limit: Int64 = 100 * 366 * 86_400_000
+            guard !overflow, product <= limit - total else { return nil }
             total += product
-            guard total <= 100 * 366 * 86_400_000 else { return nil }
         }
         return .milliseconds(total)
     }

@@ -90,8 +90,8 @@ enum RecordCodec {
         if compacted {
             let skeletonEnd = r.offset
             var dropped = Event.Compaction()
-            if flags & Flag.message != 0 { (dropped.messageBytes, dropped.messageCRC) = (try r.varint(), try r.be32()) }
-            if flags & Flag.payload != 0 { (dropped.payloadBytes, dropped.payloadCRC) = (try r.varint(), try r.be32()) }
+            if flags & Flag.message != 0 { (dropped.messageBytes, dropped.messageCRC) = (try droppedLength(&r, id), try r.be32()) }
+            if flags & Flag.payload != 0 { (dropped.payloadBytes, dropped.payloadCRC) = (try droppedLength(&r, id), try r.be32()) }
             guard r.isAtEnd else { throw StorageError(.corruption, "record \(id): \(r.bytes.count - r.offset) trailing bytes") }
             let link = UInt32(bigEndianBytes: bytes.suffix(4))
             let original = originalChecksum(id: id, skeleton: body[0..<skeletonEnd], dropped)
@@ -175,13 +175,23 @@ enum RecordCodec {
         if flags & Flag.stream != 0 { _ = try r.lengthPrefixed() }
         var size = UInt64(r.offset) + 4
         for present in [flags & Flag.message != 0, flags & Flag.payload != 0] where present {
-            let length = try r.varint()
+            let length = try droppedLength(&r, 0)
             _ = try r.be32()
             var w = ByteWriter(capacity: 10)
             w.putVarint(length)
             size += UInt64(w.bytes.count) + length
         }
         return size
+    }
+
+    /// The most a dropped message or payload can have been: no record is larger than this, and
+    /// the bound keeps the size arithmetic of a hostile record from overflowing.
+    static let droppedBytesMax: UInt64 = 1 << 40
+
+    private static func droppedLength(_ r: inout ByteReader, _ id: EventID) throws(StorageError) -> UInt64 {
+        let length = try r.varint()
+        guard length <= droppedBytesMax else { throw StorageError(.corruption, "record \(id): a dropped length of \(length) bytes") }
+        return length
     }
 
     /// Whether a record's own checksum matches (either form); decoding checks the rest.

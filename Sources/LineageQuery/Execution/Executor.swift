@@ -33,10 +33,12 @@ public struct Executor {
         return QueryResult(answer: answer, truncated: stop != nil, reason: stop, visited: visited, compacted: compactedMet)
     }
 
-    /// `predicate` on `event`, counting a compacted event a content condition cannot judge.
+    /// `predicate` on `event`, counting a compacted event whose verdict depends on dropped content.
     private mutating func matches(_ predicate: Predicate, _ event: Event) -> Bool {
-        if event.compaction != nil, predicate.readsContent { compactedMet += 1 }
-        return predicate.matches(event)
+        guard event.compaction != nil, predicate.readsContent else { return predicate.matches(event) }
+        let verdict = predicate.judge(event)
+        if verdict == nil { compactedMet += 1 }
+        return verdict == true
     }
 
     /// Counts `units` of work (a visited event, or one id of a path in the answer); false once a

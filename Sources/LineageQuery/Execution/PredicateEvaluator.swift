@@ -16,23 +16,46 @@ extension Predicate {
     }
 
     public func matches(_ event: Event) -> Bool {
+        judge(event) == true
+    }
+
+    /// The condition on `event`: true, false, or nil when it depends on content compaction
+    /// dropped (three-valued, as SQL treats NULL: `not` of unknown is unknown, `and` is false
+    /// if either side is false, `or` is true if either side is true). An unknown is not a match.
+    public func judge(_ event: Event) -> Bool? {
         var payload: JSONValue?? = .none  // parsed at most once, and only if a payload field is used
         return evaluate(event, &payload)
     }
 
-    private func evaluate(_ event: Event, _ payload: inout JSONValue??) -> Bool {
+    private func evaluate(_ event: Event, _ payload: inout JSONValue??) -> Bool? {
         switch self {
-        case .and(let a, let b): return a.evaluate(event, &payload) && b.evaluate(event, &payload)
-        case .or(let a, let b): return a.evaluate(event, &payload) || b.evaluate(event, &payload)
-        case .not(let p): return !p.evaluate(event, &payload)
-        case .compare(let field, let op, let value): return Self.compare(field.value(of: event, &payload), op, value)
+        case .and(let a, let b):
+            let left = a.evaluate(event, &payload)
+            if left == false { return false }
+            let right = b.evaluate(event, &payload)
+            if right == false { return false }
+            return left == nil || right == nil ? nil : true
+        case .or(let a, let b):
+            let left = a.evaluate(event, &payload)
+            if left == true { return true }
+            let right = b.evaluate(event, &payload)
+            if right == true { return true }
+            return left == nil || right == nil ? nil : false
+        case .not(let p): return p.evaluate(event, &payload).map { !$0 }
+        case .compare(let field, let op, let value):
+            if field.isDropped(from: event) { return nil }
+            return Self.compare(field.value(of: event, &payload), op, value)
         case .isIn(let field, let values):
+            if field.isDropped(from: event) { return nil }
             let actual = field.value(of: event, &payload)
             return values.contains { Self.compare(actual, .equal, $0) }
         case .contains(let field, let needle):
+            if field.isDropped(from: event) { return nil }
             guard case .string(let text)? = field.value(of: event, &payload) else { return false }
             return text.contains(needle)
-        case .exists(let field): return field.value(of: event, &payload) != nil
+        case .exists(let field):
+            if field.isDropped(from: event) { return nil }
+            return field.value(of: event, &payload) != nil
         }
     }
 
@@ -63,6 +86,16 @@ extension Predicate {
 }
 
 extension FieldRef {
+    /// Whether compaction dropped this field's value from `event` (its message or payload).
+    func isDropped(from event: Event) -> Bool {
+        guard let dropped = event.compaction else { return false }
+        switch self {
+        case .message: return dropped.messageBytes != nil
+        case .payload: return dropped.payloadBytes != nil
+        default: return false
+        }
+    }
+
     /// The field's value on `event`; nil when absent.
     func value(of event: Event, _ payload: inout JSONValue??) -> Value? {
         switch self {

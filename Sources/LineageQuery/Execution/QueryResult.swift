@@ -33,7 +33,7 @@ public struct QueryResult: Sendable {
     public var reason: String?
     /// Events visited.
     public var visited = 0
-    /// Compacted events a condition on the message or payload met: it could not match them,
-    /// their content being gone (docs/QUERY_LANGUAGE.md, Compacted events).
+    /// Compacted events whose verdict depended on their dropped message or payload: unknown,
+    /// so not matched (docs/QUERY_LANGUAGE.md, Compacted events).
     public var compacted = 0
 }
