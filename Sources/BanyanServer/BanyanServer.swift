@@ -1,4 +1,5 @@
 import BanyanClient
+import Foundation
 import EventLog
 import Hummingbird
 import NIOCore
@@ -110,6 +111,20 @@ public struct BanyanServer: Sendable {
 
     /// Serves until a shutdown signal.
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        // The service group shuts services down one after another, the HTTP server (which waits
+        // for in-flight requests, such as a compaction asked over HTTP) before the maintenance
+        // worker: so running jobs are told to stop on the signal itself.
+        let jobs = self.jobs
+        let sources = [SIGTERM, SIGINT].map { number in
+            // A signal source needs the default action off; the service group, which also
+            // handles these two, turns it off as well.
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { jobs.requestStop() }
+            source.resume()
+            return source
+        }
+        defer { sources.forEach { $0.cancel() } }
         try await application(onServerRunning: onServerRunning).runService()
     }
 }

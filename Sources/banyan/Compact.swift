@@ -47,9 +47,9 @@ extension Banyan {
                 }
                 let olderThanNanos = olderThan.flatMap(Duration.parse).map { StoreOptions.wallClockNanos() - Int64($0.inMilliseconds) * 1_000_000 }
                 let spec = CompactionSpec(before: before, olderThanUnixNano: olderThanNanos, through: store.lastID, stream: stream, type: type)
-                let result = try store.compact(spec, control: 0) { done, last in
+                let result = try store.compact(spec, control: 0, progress: { done, last in
                     if done % 262_144 < 2_048 || done == last { Console.progress("compact: \(done) of \(last) ids") }
-                }
+                })
                 Console.error("")
                 Console.out(
                     "compact: \(result.compacted) of \(result.examined) events compacted; record bytes \(result.recordBytesBefore) -> \(result.recordBytesAfter); log family \(result.logBytesBefore) -> \(result.logBytesAfter) bytes (\(result.bytesReclaimed) reclaimed) in \(result.duration.inMilliseconds) ms")

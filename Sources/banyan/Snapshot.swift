@@ -30,7 +30,7 @@ extension Banyan {
                     let store = try await Store.openForMaintenance(data.dataDir, instead: "banyan snapshot --url http://HOST:PORT --output \(output)")
                     defer { store.close() }
                     let progress = Console.ByteProgress("snapshot: archived")
-                    let result = try store.snapshot(to: output, createdBy: "banyan \(BanyanVersion.version)") { progress.report($0, of: $1) }
+                    let result = try store.snapshot(to: output, createdBy: "banyan \(BanyanVersion.version)", progress: { progress.report($0, of: $1) })
                     Console.error("")
                     Console.out(
                         "snapshot: \(output): events 1...\(result.manifest.snapshotID), epoch \(result.manifest.epoch), \(result.manifest.files.count) files, \(result.manifest.imageBytes) bytes in \(result.archiveBytes) archived, \(result.duration.inMilliseconds) ms")

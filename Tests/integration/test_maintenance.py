@@ -403,3 +403,29 @@ def test_a_follower_takes_snapshots_without_recording_them(server_factory, run_b
     assert run_banyan("restore", str(archive), "--data-dir", str(restored)).returncode == 0
     assert verify(restored).ok
     assert maintenance_events(leader.url) == [] and requests.get(leader.url + "/v1/status", timeout=5).json()["last_id"] == last
+
+
+def test_sigterm_stops_a_running_compaction_which_resumes_at_the_next_start(server_factory, verify):
+    srv = server_factory()
+    chained_batches(srv.url, 60, 500)
+    last = requests.get(srv.url + "/v1/status", timeout=10).json()["last_id"]
+    t = threading.Thread(target=lambda: requests.post(srv.url + "/v1/admin/compactions", json={"older_than": "1ms"}, headers=JSON, timeout=120))
+    t.start()
+
+    def rewriting():
+        running = requests.get(srv.url + "/v1/admin/jobs", timeout=5).json()["running"]
+        return running is not None and running["done"] > 0
+    wait_until(rewriting, 20, "the compaction to have rewritten a first batch")
+    started = time.monotonic()
+    srv.terminate()
+    stopped_in = time.monotonic() - started
+    t.join(30)
+    assert stopped_in < 10, f"the shutdown waited {stopped_in:.1f} s for the compaction"
+    assert verify(srv.data_dir).ok
+    srv.restart()
+    wait_until(lambda: requests.get(f"{srv.url}/v1/events/{last}", timeout=5).json().get("compacted") is True, 60, "the restarted server to finish it")
+    wait_until(lambda: maintenance_events(srv.url)[-1]["type"] == "banyan.compaction.finished", 30, "the finish to be recorded")
+    types = [e["type"] for e in maintenance_events(srv.url)]
+    assert types[0] == "banyan.compaction.started", types
+    resumed = wait_until(lambda: requests.get(srv.url + "/v1/admin/jobs", timeout=5).json()["recent"], 30, "the resumed job to end")
+    assert resumed and resumed[0]["requested_by"] == "log" and resumed[0]["result"]["examined"] < last, f"it was cut and resumed: {resumed}"

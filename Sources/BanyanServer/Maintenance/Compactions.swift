@@ -71,7 +71,7 @@ struct Compactions: Sendable {
         let (store, jobs) = (self.store, self.jobs)
         do {
             let result = try await Blocking.runLong {
-                try store.compact(spec, control: control) { done, last in
+                try store.compact(spec, control: control, shouldStop: { jobs.isStopping }) { done, last in
                     jobs.update(job.id) { $0.done = done; $0.total = last }
                 }
             }

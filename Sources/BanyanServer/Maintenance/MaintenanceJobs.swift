@@ -54,12 +54,24 @@ final class MaintenanceJobs: Sendable {
 
     static let recentMax = 20
     private let state = Mutex<(running: Job?, recent: [Outcome], sequence: UInt64)>((nil, [], 0))
+    /// Set when the server shuts down: a running job ends at its next check (a compaction keeps
+    /// its progress mark and resumes at the next start), and no new one begins.
+    private let stopping = Atomic(false)
+
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    func requestStop() {
+        stopping.store(true, ordering: .releasing)
+    }
 
     /// Starts a job of `kind`, or throws `Busy` with the one running.
     func begin(_ kind: String, requestedBy: String) throws(Busy) -> Job {
         let now = Date()
         let result: Result<Job, Busy> = state.withLock { state in
             if let running = state.running { return .failure(Busy(running: running)) }
+            if stopping.load(ordering: .acquiring) {
+                return .failure(Busy(running: Job(id: "shutdown", kind: "shutdown", requestedBy: "server", startedAt: now)))
+            }
             state.sequence += 1
             let job = Job(id: "\(kind)-\(Int64(now.timeIntervalSince1970 * 1000))-\(state.sequence)", kind: kind, requestedBy: requestedBy, startedAt: now)
             state.running = job

@@ -46,6 +46,9 @@ struct MaintenanceWorker: Service {
                 }
             }
         }
+        // Shutting down (or cancelled): a running snapshot or compaction ends at its next check
+        // instead of holding the shutdown for its whole length.
+        compactions.jobs.requestStop()
         try? await gracefulShutdown()
     }
 

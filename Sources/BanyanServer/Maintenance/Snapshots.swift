@@ -66,7 +66,7 @@ struct Snapshots: Sendable {
         return try await Blocking.runLong {
             let path = Self.freshPath(in: directory)
             var phase = "checkpoint"
-            return try store.snapshot(to: path, createdBy: "banyan \(BanyanVersion.version)") { done, total in
+            return try store.snapshot(to: path, createdBy: "banyan \(BanyanVersion.version)", shouldStop: { jobs.isStopping }) { done, total in
                 // Called per megabyte: update the shared record only when something visible changes.
                 if phase == "checkpoint" { phase = "archive" }
                 jobs.update(job.id) { $0.phase = phase; $0.done = done; $0.total = total }

@@ -89,7 +89,11 @@ extension EventStore {
     /// range in RocksDB to free the space. `control` is the id of the `banyan.compaction.started`
     /// event this run carries out (0: none, a CLI run on a stopped store); once done it becomes
     /// this node's `compaction_done`.
-    public func compact(_ spec: CompactionSpec, control: EventID, progress: ((_ done: EventID, _ last: EventID) -> Void)? = nil) throws(LogError) -> CompactionResult {
+    /// `shouldStop` is asked between batches: when it says so (a shutdown), the run ends with
+    /// `.closed`, its progress mark kept, and the next run for `control` resumes there.
+    public func compact(
+        _ spec: CompactionSpec, control: EventID, shouldStop: (() -> Bool)? = nil, progress: ((_ done: EventID, _ last: EventID) -> Void)? = nil
+    ) throws(LogError) -> CompactionResult {
         guard applier != nil else { throw LogError(.invalidArgument, "the store is open read-only") }
         let started = ContinuousClock.now
         let last = min(spec.last, lastID)
@@ -105,6 +109,7 @@ extension EventStore {
         }
         var next = try compactionResumePoint(control: control)
         while next <= last {
+            if shouldStop?() == true { throw LogError(.closed, "compaction \(control) stopped by shutdown at id \(next - 1); it resumes there") }
             let end = min(last, next + EventID(Self.compactionBatchEvents) - 1)
             try compactBatch(spec, ids: next...end, control: control, truncations: truncations, into: &result)
             progress?(end, last)

@@ -31,7 +31,11 @@ extension EventStore {
     /// removed. Appends go on meanwhile; the archive holds the events 1...S, S being the last
     /// group written before the checkpoint's flush. The archive appears under its name only when
     /// complete and fsynced; on failure nothing is left behind.
-    public func snapshot(to archivePath: String, createdBy: String, progress: ((_ done: UInt64, _ total: UInt64) -> Void)? = nil) throws(LogError) -> SnapshotResult {
+    /// `shouldStop` is asked per megabyte archived: when it says so (a shutdown), the run ends
+    /// with `.closed` and leaves nothing behind.
+    public func snapshot(
+        to archivePath: String, createdBy: String, shouldStop: (() -> Bool)? = nil, progress: ((_ done: UInt64, _ total: UInt64) -> Void)? = nil
+    ) throws(LogError) -> SnapshotResult {
         let started = ContinuousClock.now
         let target = URL(fileURLWithPath: archivePath)
         let directory = target.deletingLastPathComponent().path
@@ -54,7 +58,7 @@ extension EventStore {
             storeFormatVersion: StoreMeta.formatVersion, createdAt: Self.rfc3339(Date()), createdBy: createdBy,
             files: try SnapshotArchive.describe(directory: checkpoint))
         let total = manifest.imageBytes
-        let bytes = try SnapshotArchive.write(manifest, from: checkpoint, to: partial) { progress?($0, total) }
+        let bytes = try SnapshotArchive.write(manifest, from: checkpoint, to: partial, shouldStop: shouldStop) { progress?($0, total) }
         // link() fails if the name exists (rename would replace it): never overwrite a file.
         guard link(partial, archivePath) == 0 else {
             throw LogError(.storage, "cannot move the snapshot into \(archivePath): \(String(cString: strerror(errno)))")

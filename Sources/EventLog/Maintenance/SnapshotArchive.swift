@@ -168,7 +168,9 @@ public enum SnapshotArchive {
 
     /// Writes the archive of `directory` (whose files `manifest.files` describes) to `path`,
     /// which must not exist. The caller renames it into place. Returns its size.
-    static func write(_ manifest: SnapshotManifest, from directory: String, to path: String, progress: ((UInt64) -> Void)? = nil) throws(LogError) -> UInt64 {
+    static func write(
+        _ manifest: SnapshotManifest, from directory: String, to path: String, shouldStop: (() -> Bool)? = nil, progress: ((UInt64) -> Void)? = nil
+    ) throws(LogError) -> UInt64 {
         // The reader's bounds, checked here too: an archive it would refuse is not a backup.
         guard manifest.files.count <= filesMax, manifest.imageBytes <= imageBytesMax else {
             throw LogError(.storage, "the image has \(manifest.files.count) files of \(manifest.imageBytes) bytes, more than an archive holds (\(filesMax) files, \(imageBytesMax) bytes)")
@@ -188,6 +190,7 @@ public enum SnapshotArchive {
         for file in manifest.files {
             var crc: UInt32 = 0
             let size = try readFile("\(directory)/\(file.name)") { (chunk) throws(LogError) in
+                if shouldStop?() == true { throw LogError(.closed, "the snapshot was stopped by shutdown") }
                 crc = CRC32C.update(crc, chunk)
                 try writer.write(chunk)
                 done += UInt64(chunk.count)
