@@ -9,9 +9,11 @@ import Testing
 /// The CelestialTree-compatible routes through the real responder (no socket). The Python
 /// suite in Tests/integration drives the same routes with the real `celestialtree` client.
 struct CelestialTreeRoutesTests {
-    static func withServer(
+    /// A server on a fresh store in a temporary directory, for the body's requests; the server
+    /// itself is handed over (its store, its maintenance jobs).
+    static func withBanyanServer(
         _ name: String = #function, treeNodesMax: Int = Limits().treeNodesMax, limits configureLimits: (inout Limits) -> Void = { _ in },
-        _ body: @Sendable (EventStore, any TestClientProtocol) async throws -> Void
+        _ body: @Sendable (BanyanServer, any TestClientProtocol) async throws -> Void
     ) async throws {
         let path = NSTemporaryDirectory() + "banyan-server-test-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))"
         var options = StoreOptions()
@@ -26,7 +28,14 @@ struct CelestialTreeRoutesTests {
         var config = ServerConfiguration()
         config.port = 0
         let server = try BanyanServer(store: store, config: config, logger: Logger(label: "test"))
-        try await server.application().test(.router) { client in try await body(store, client) }
+        try await server.application().test(.router) { client in try await body(server, client) }
+    }
+
+    static func withServer(
+        _ name: String = #function, treeNodesMax: Int = Limits().treeNodesMax, limits configureLimits: (inout Limits) -> Void = { _ in },
+        _ body: @Sendable (EventStore, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        try await withBanyanServer(name, treeNodesMax: treeNodesMax, limits: configureLimits) { server, client in try await body(server.store, client) }
     }
 
     static func post(_ client: any TestClientProtocol, _ uri: String, _ json: String) async throws -> TestResponse {

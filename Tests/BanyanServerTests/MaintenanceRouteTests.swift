@@ -2,7 +2,6 @@ import EventLog
 import Foundation
 import Hummingbird
 import HummingbirdTesting
-import Logging
 import Testing
 @testable import BanyanServer
 
@@ -10,26 +9,16 @@ struct MaintenanceRouteTests {
     /// One job at a time: while one runs, a snapshot request is 409 naming it, and nothing is
     /// written or recorded; once it ends the next one runs.
     @Test func aSecondJobIsRefusedWithTheRunningOne() async throws {
-        let path = NSTemporaryDirectory() + "banyan-maintenance-test-\(UUID().uuidString.prefix(8))"
-        var options = StoreOptions()
-        options.durability = .never
-        let store = try await EventStore.open(at: path, options: options)
-        defer {
-            store.close()
-            try? FileManager.default.removeItem(atPath: path)
-        }
-        var config = ServerConfiguration()
-        config.port = 0
-        let server = try BanyanServer(store: store, config: config, logger: Logger(label: "test"))
-        let running = try server.jobs.begin("snapshot", requestedBy: "someone else")
-        try await server.application().test(.router) { client in
+        try await CelestialTreeRoutesTests.withBanyanServer { server, client in
+            let store = server.store
+            let running = try server.jobs.begin("snapshot", requestedBy: "someone else")
             let refused = try await client.execute(uri: "/v1/admin/snapshots", method: .post)
             #expect(refused.status == .conflict)
             let body = try #require(try JSONSerialization.jsonObject(with: Data(buffer: refused.body)) as? [String: Any])
             #expect(body["error"] as? String == "job running")
             #expect((body["job"] as? [String: Any])?["id"] as? String == running.id)
             #expect(store.lastID == 1, "nothing recorded")
-            #expect(!FileManager.default.fileExists(atPath: path + "/snapshots"), "nothing written")
+            #expect(!FileManager.default.fileExists(atPath: store.path + "/snapshots"), "nothing written")
 
             server.jobs.end(running.id, failed: true, result: .string("test"))
             let taken = try await client.execute(uri: "/v1/admin/snapshots", method: .post)

@@ -22,7 +22,7 @@ final class MaintenanceJobs: Sendable {
         func json() -> JSONValue {
             .members([
                 "id": .string(id), "kind": .string(kind), "state": .string("running"), "requested_by": .string(requestedBy),
-                "started_at": .string(MaintenanceJobs.timestamp(startedAt)), "phase": .string(phase),
+                "started_at": .string(startedAt.rfc3339(milliseconds: true)), "phase": .string(phase),
                 "done": .int(done), "total": .int(total), "unit": .string(unit),
                 "start_event": startEvent.map { .int($0) } ?? .null,
             ])
@@ -39,8 +39,8 @@ final class MaintenanceJobs: Sendable {
         func json() -> JSONValue {
             .members([
                 "id": .string(job.id), "kind": .string(job.kind), "state": .string(failed ? "failed" : "finished"),
-                "requested_by": .string(job.requestedBy), "started_at": .string(MaintenanceJobs.timestamp(job.startedAt)),
-                "finished_at": .string(MaintenanceJobs.timestamp(finishedAt)),
+                "requested_by": .string(job.requestedBy), "started_at": .string(job.startedAt.rfc3339(milliseconds: true)),
+                "finished_at": .string(finishedAt.rfc3339(milliseconds: true)),
                 "duration_ms": .int(Int((finishedAt.timeIntervalSince(job.startedAt) * 1000).rounded())),
                 failed ? "error" : "result": result,
             ])
@@ -104,12 +104,5 @@ final class MaintenanceJobs: Sendable {
     func json() -> JSONValue {
         let (running, recent) = state.withLock { ($0.running, $0.recent) }
         return .members(["running": running?.json() ?? .null, "recent": .array(recent.map { $0.json() })])
-    }
-
-    static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
     }
 }

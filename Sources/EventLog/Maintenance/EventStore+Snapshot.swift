@@ -55,7 +55,7 @@ extension EventStore {
         let image = try Self.settleImage(checkpoint)
         let manifest = SnapshotManifest(
             snapshotID: image.lastID, epochHistory: image.meta.epochHistory.map { .init(epoch: $0.epoch, firstID: $0.firstID) },
-            storeFormatVersion: StoreMeta.formatVersion, createdAt: Self.rfc3339(Date()), createdBy: createdBy,
+            storeFormatVersion: StoreMeta.formatVersion, createdAt: Date().rfc3339(), createdBy: createdBy,
             files: try SnapshotArchive.describe(directory: checkpoint))
         let total = manifest.imageBytes
         let bytes = try SnapshotArchive.write(manifest, from: checkpoint, to: partial, shouldStop: shouldStop) { progress?($0, total) }
@@ -170,12 +170,5 @@ extension EventStore {
             if (try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")) != nil { removed.append(name) }
         }
         return removed
-    }
-
-    static func rfc3339(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
     }
 }

@@ -63,12 +63,10 @@ enum RecordCodec {
     }
 
     static func decode(id: EventID, _ bytes: [UInt8]) throws(StorageError) -> Event {
-        guard bytes.count >= 6 else { throw StorageError(.corruption, "record \(id): \(bytes.count) bytes is too short") }
-        let compacted = bytes[1] & Flag.compacted != 0
-        let tail = compacted ? 8 : 4
-        guard bytes.count >= 2 + tail else { throw StorageError(.corruption, "record \(id): \(bytes.count) bytes is too short") }
-        let body = bytes[0..<(bytes.count - tail)]
-        let stored = UInt32(bigEndianBytes: bytes[(bytes.count - tail)..<(bytes.count - tail + 4)])
+        guard let end = ownChecksumStart(bytes[...]) else { throw StorageError(.corruption, "record \(id): \(bytes.count) bytes is too short") }
+        let compacted = isCompacted(bytes)
+        let body = bytes[0..<end]
+        let stored = UInt32(bigEndianBytes: bytes[end..<(end + 4)])
         let computed = checksum(id: id, body)
         guard stored == computed else {
             throw StorageError(.corruption, "record \(id): checksum mismatch (stored \(stored), computed \(computed))")
@@ -196,11 +194,17 @@ enum RecordCodec {
 
     /// Whether a record's own checksum matches (either form); decoding checks the rest.
     static func checksumMatches(id: EventID, _ record: ArraySlice<UInt8>) -> Bool {
-        guard record.count >= 6 else { return false }
-        let tail = isCompacted(record) ? 8 : 4
-        guard record.count >= 2 + tail else { return false }
-        let end = record.endIndex - tail
+        guard let end = ownChecksumStart(record) else { return false }
         return checksum(id: id, record[record.startIndex..<end]) == UInt32(bigEndianBytes: record[end..<(end + 4)])
+    }
+
+    /// Where a record's own checksum starts: its last 4 bytes, or for a compacted record the 4
+    /// before the original's. Nil when the record is too short to hold one.
+    private static func ownChecksumStart(_ record: ArraySlice<UInt8>) -> Int? {
+        guard record.count >= 6 else { return nil }
+        let tail = isCompacted(record) ? 8 : 4
+        guard record.count >= 2 + tail else { return nil }
+        return record.endIndex - tail
     }
 
     /// The epoch and key of an encoded record, read without decoding the rest (nil if it is
