@@ -83,6 +83,17 @@ struct FormatGoldenTests {
         #expect(try Self.golden("epoch history") == meta.encodedEpochHistory())
     }
 
+    @Test func thePrunedPrefixIsItsDocumentedLayout() throws {
+        let prefix = PrunedPrefix(firstID: 201, edgesBelow: 350, keysBelow: 149, typesBelow: 3, streamsBelow: 4, snapshot: "snap-230.bsnap")
+        let expected = Self.be64(201) + Self.be64(350) + Self.be64(149) + Self.be32(3) + Self.be32(4) + Array("snap-230.bsnap".utf8)
+        #expect(prefix.encoded() == expected)
+        #expect(try Self.golden("pruned prefix") == expected)
+        #expect(try PrunedPrefix.decode(expected) == prefix)
+        #expect(MetaKey.prunedPrefix == Array("pruned_prefix".utf8))
+        #expect(throws: StorageError.self) { try PrunedPrefix.decode(Array(expected.prefix(31))) }
+        #expect(throws: StorageError.self) { try PrunedPrefix.decode(Self.be64(1) + Array(expected.dropFirst(8))) }
+    }
+
     @Test func theConfirmedWatermarkIsItsDocumentedLayout() async throws {
         let temp = try await TempStore.make()
         defer { temp.remove() }

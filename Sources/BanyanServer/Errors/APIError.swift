@@ -99,6 +99,9 @@ struct APIError: Error, HTTPResponseError, Sendable {
             return error
         case .closed:
             return APIError(.serviceUnavailable, summary, detail: detail)
+        case .pruned:
+            // Gone for good from this store, unlike a 404's id that may exist later.
+            return APIError(.gone, "pruned", detail: detail)
         case .notLeader:
             // A write racing a role change (the node was fenced or demoted meanwhile).
             var error = APIError(.serviceUnavailable, "not the leader", detail: detail)

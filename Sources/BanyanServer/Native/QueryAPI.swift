@@ -140,14 +140,25 @@ struct QueryAPI: Sendable {
             w.write(.members([
                 "visited": .int(result.visited), "snapshot": .int(page.snapshot), "reason": result.reason.map(JSONValue.string) ?? .null,
                 "compacted": .int(result.compacted),
-                "horizon": result.compacted == 0
-                    ? .null
-                    : .string("\(result.compacted) compacted events met a condition on message or payload; their content was dropped by compaction, so the condition could not match them"),
+                "pruned_below": result.prunedBelow.map { .int(Int($0)) } ?? .null,
+                "horizon": Self.horizon(result),
             ]))
             w.writeRaw("}")
             return w
         }
         return JSONResponse.make(body)
+    }
+
+    /// What limits the answer's reach, in words: compacted content a condition met, and a pruned prefix.
+    static func horizon(_ result: QueryResult) -> JSONValue {
+        var parts: [String] = []
+        if result.compacted > 0 {
+            parts.append("\(result.compacted) compacted events met a condition on message or payload; their content was dropped by compaction, so the condition could not match them")
+        }
+        if let first = result.prunedBelow {
+            parts.append("events below \(first) were pruned from this store: walks and scans stop there")
+        }
+        return parts.isEmpty ? .null : .string(parts.joined(separator: "; "))
     }
 
     /// Writes results `page.offset ..< count` separated by commas until the page holds

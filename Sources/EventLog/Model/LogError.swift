@@ -2,7 +2,7 @@
 public struct LogError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Hashable, Sendable {
-            case invalidArgument, notFound, conflict, overloaded, limitExceeded, closed, storage, notLeader
+            case invalidArgument, notFound, conflict, overloaded, limitExceeded, closed, storage, notLeader, pruned
         }
         private let value: Value
         /// Bad input: nothing was stored.
@@ -21,6 +21,8 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
         public static let storage = Code(value: .storage)
         /// This store follows a leader: appends go to the leader.
         public static let notLeader = Code(value: .notLeader)
+        /// The event lies below the store's pruned prefix: only the snapshot it was pruned below holds it.
+        public static let pruned = Code(value: .pruned)
         public var description: String { value.rawValue }
     }
 

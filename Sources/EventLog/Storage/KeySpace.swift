@@ -66,6 +66,7 @@ enum KeySpace {
 /// | `confirmed_id`              | u64be; this node's own, never shipped (replication)       |
 /// | `compaction_progress`       | control id u64be, last id done u64be; node-local          |
 /// | `compaction_done`           | u64be: the last compaction control event carried out here  |
+/// | `pruned_prefix`             | `PrunedPrefix`: what a prune removed; node-local          |
 enum MetaKey {
     static let formatVersion = Array("format_version".utf8)
     static let epochHistory = Array("epoch_history".utf8)
@@ -73,8 +74,9 @@ enum MetaKey {
     static let confirmedID = Array("confirmed_id".utf8)
     static let compactionProgress = Array("compaction_progress".utf8)
     static let compactionDone = Array("compaction_done".utf8)
+    static let prunedPrefix = Array("pruned_prefix".utf8)
     /// Keys each node keeps for itself: never shipped, left out of `replicatedDigest`.
-    static let nodeLocal = [confirmedID, compactionProgress, compactionDone]
+    static let nodeLocal = [confirmedID, compactionProgress, compactionDone, prunedPrefix]
     static let typePrefix = Array("type/".utf8)
     static let streamPrefix = Array("stream/".utf8)
     static let segmentPrefix = Array("segment/".utf8)

@@ -24,7 +24,7 @@
 enum RecordCodec {
     static let version: UInt8 = 1
 
-    private enum Flag {
+    enum Flag {
         static let key: UInt8 = 1
         static let stream: UInt8 = 2
         static let message: UInt8 = 4

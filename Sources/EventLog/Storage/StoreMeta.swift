@@ -71,3 +71,57 @@ struct StoreMeta: Sendable, Hashable {
         return meta
     }
 }
+
+/// What a prune removed (docs/STORAGE.md, "The pruned prefix"): the events `1..<firstID` are gone
+/// from `log` and `index` (their keys stay, for idempotency), and these totals stand in for them
+/// where the store and `verify` count the whole history. Node-local: each node prunes its own log.
+public struct PrunedPrefix: Sendable, Hashable {
+    /// The lowest id the store still holds.
+    public var firstID: EventID
+    /// Parent links of the pruned events.
+    public var edgesBelow: UInt64
+    /// Keyed pruned events (their `keys` entries remain).
+    public var keysBelow: UInt64
+    /// Type and stream dictionary ids first used by the pruned events (`LogIndex.dictionaryIDs`).
+    public var typesBelow: UInt32
+    public var streamsBelow: UInt32
+    /// The snapshot the prefix was pruned below: the one file that still holds those events.
+    public var snapshot: String
+
+    static let fixedBytes = 32
+
+    func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: Self.fixedBytes + snapshot.utf8.count)
+        w.putBE64(firstID)
+        w.putBE64(edgesBelow)
+        w.putBE64(keysBelow)
+        w.putBE32(typesBelow)
+        w.putBE32(streamsBelow)
+        w.bytes += Array(snapshot.utf8)
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws(StorageError) -> PrunedPrefix {
+        guard bytes.count >= fixedBytes else { throw StorageError(.corruption, "meta: pruned prefix is \(bytes.count) bytes") }
+        var r = ByteReader(bytes)
+        let prefix = PrunedPrefix(
+            firstID: try r.be64(), edgesBelow: try r.be64(), keysBelow: try r.be64(), typesBelow: try r.be32(), streamsBelow: try r.be32(),
+            snapshot: String(decoding: bytes[fixedBytes...], as: UTF8.self))
+        guard prefix.firstID >= 2 else { throw StorageError(.corruption, "meta: pruned prefix starts at \(prefix.firstID)") }
+        return prefix
+    }
+
+    static func load(_ storage: LogStorage) throws(StorageError) -> PrunedPrefix? {
+        try storage.meta(MetaKey.prunedPrefix).map { bytes throws(StorageError) in try decode(bytes) }
+    }
+
+    /// The error every read below the prefix answers.
+    func error(_ id: EventID) -> LogError {
+        LogError(.pruned, "event \(id) was pruned: this store holds ids from \(firstID); restore snapshot \(snapshot) to read it")
+    }
+
+    /// The error of a read of the log from `after` that would silently skip pruned events.
+    func error(after: EventID) -> LogError {
+        LogError(.pruned, "events \(after + 1)...\(firstID - 1) were pruned: read after \(firstID - 1), or restore snapshot \(snapshot) to read them")
+    }
+}

@@ -47,6 +47,7 @@ extension EventStore {
         // A cursor past the end (from a store that was since restored, say) comes back as the end,
         // so "read until next == last_id" always terminates.
         guard after < last else { return LogPage(events: [], next: last, lastID: last) }
+        try checkNotPruned(after: after)
         var typeID: UInt32?
         var streamID: UInt32?
         if let type = filter.type {

@@ -7,6 +7,7 @@ extension EventStore {
 
     /// The event with `id`, or nil if there is none (0, or past the last committed id).
     public func event(_ id: EventID) throws(LogError) -> Event? {
+        try checkNotPruned(id)
         guard id >= 1, id <= lastID else { return nil }
         return try read { () throws(StorageError) in try storage.event(id) }
     }
@@ -55,6 +56,7 @@ extension EventStore {
     public func events(after: EventID, limit: Int) throws(LogError) -> [Event] {
         let last = lastID
         guard after < last else { return [] }
+        try checkNotPruned(after: after)
         let count = min(Int(min(last - after, UInt64(Int.max))), max(0, min(limit, limits.readEventsMax)))
         return try read { () throws(StorageError) -> [Event] in
             let it = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(after + 1), upper: KeySpace.id(last + 1))
@@ -76,6 +78,7 @@ extension EventStore {
 
     /// Events of `stream` with ids greater than `after`, oldest first.
     public func events(stream: String, after: EventID = 0, limit: Int) throws(LogError) -> [Event] {
+        try checkNotPruned(after: after)
         guard let streamID = try dictionaryID(MetaKey.stream(stream)) else { return [] }
         let bound = max(0, min(limit, limits.readEventsMax))
         let ids = index.scan(type: nil, stream: streamID, after: after, upTo: lastID, limit: bound, scanMax: limits.columnScanIDsMax).ids
@@ -105,6 +108,7 @@ extension EventStore {
 
     /// Parent ids of `id` in the event's own order; nil if the event does not exist.
     public func parents(of id: EventID) throws(LogError) -> [EventID]? {
+        try checkNotPruned(id)
         guard id >= 1, id <= lastID else { return nil }
         return index.parents(of: id)
     }
@@ -114,6 +118,7 @@ extension EventStore {
     /// nil if the event does not exist. Throws `.limitExceeded` past `limit` (default `Limits.listIDsMax`).
     public func children(of id: EventID, limit: Int? = nil, upTo: EventID? = nil) throws(LogError) -> [EventID]? {
         let last = min(upTo ?? lastID, lastID)
+        try checkNotPruned(id)
         guard id >= 1, id <= last else { return nil }
         let bound = limit ?? limits.listIDsMax
         let ids = index.children(of: id, upTo: last, limit: bound == Int.max ? bound : bound + 1)

@@ -30,6 +30,7 @@ extension EventStore {
     public func shippableGroups(after: EventID, bytesMax: Int) throws(LogError) -> [[UInt8]] {
         let last = lastID
         guard after < last else { return [] }
+        try checkNotPruned(after: after)
         var reader = try storageCall { () throws(StorageError) -> GroupReader in
             if let cached = shippingReaders.withLock({ $0.removeValue(forKey: after) }) { return cached }
             return try GroupReader(storage: storage, index: index, after: after)
@@ -190,6 +191,9 @@ extension EventStore {
             guard sequencer.withLock({ $0 }) == nil else { throw LogError(.conflict, "a leader does not truncate its log") }
             let old = applier.lastApplied
             guard last < old else { return 0 }
+            guard last + 1 >= index.firstID else {
+                throw LogError(.pruned, "cannot cut the log after \(last): this store was pruned below \(index.firstID); start this node afresh from a snapshot")
+            }
             if !applier.isDurable { applier.syncNow() }
             let meta = applier.appliedMeta
             let (types, streams) = index.dictionaryIDs(through: last)
@@ -254,7 +258,7 @@ extension EventStore {
             }
             shippingReaders.withLock { $0.removeAll() }
             index.truncate(after: last)
-            let segment = try Recovery.openSegment(storage, lastID: last)
+            let segment = try Recovery.openSegment(storage, firstID: index.firstID, lastID: last)
             applier.reset(lastID: last, meta: kept, segment: segment)
             truncationCuts.withLock { t in
                 t.count += 1

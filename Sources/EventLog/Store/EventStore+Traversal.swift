@@ -13,6 +13,7 @@ extension EventStore {
     }
 
     private func collect(_ direction: Traversal.Direction, from id: EventID, nodesMax: Int?) throws(LogError) -> [EventID]? {
+        try checkNotPruned(id)
         guard id >= 1, id <= lastID else { return nil }
         let budget = nodesMax ?? limits.traversalNodesMax
         var walk = traversal(direction, from: id)
@@ -32,6 +33,7 @@ extension EventStore {
     /// `[id]` when `id` is itself a root. nil if `id` does not exist. This is CelestialTree's
     /// `/ancestors/{id}`.
     public func reachableRoots(of id: EventID, nodesMax: Int? = nil) throws(LogError) -> [EventID]? {
+        try checkNotPruned(id)
         guard id >= 1, id <= lastID else { return nil }
         let budget = nodesMax ?? limits.traversalNodesMax
         var walk = traversal(.ancestors, from: id)

@@ -30,6 +30,8 @@ public final class EventStore: Sendable {
     let startMeta: StoreMeta
     /// Links, types and streams of every event, in memory (`LogIndex`).
     let index: LogIndex
+    /// What a prune removed, nil if the store was never pruned (`firstID` is 1).
+    let prunedPrefix: Mutex<PrunedPrefix?>
     public let startedAt: ContinuousClock.Instant = .now
     /// The damage of an accepted damaged write-ahead log (`WALDamagePolicy.accept`), nil when it was sound.
     public let walDamage: WALDamage?
@@ -120,14 +122,21 @@ public final class EventStore: Sendable {
             return try reader.be64()
         }
         confirmedMark = Atomic(confirmed)
-        let index = try storageCall { () throws(StorageError) in try LogIndex.load(storage, lastID: lastID) }
+        let pruned = try storageCall { () throws(StorageError) in try PrunedPrefix.load(storage) }
+        prunedPrefix = Mutex(pruned)
+        let index = try storageCall { () throws(StorageError) in try LogIndex.load(storage, lastID: lastID, pruned: pruned) }
         self.index = index
+        if let pruned, !options.readOnly {
+            // A prune cut short by a crash left records below its cut: finish it.
+            let removed = try storageCall { () throws(StorageError) in try Self.removePrunedRecords(storage, below: pruned.firstID) }
+            if removed > 0 { logger?.notice("removed \(removed) records below the pruned prefix (\(pruned.firstID)) a prune left behind") }
+        }
         if options.readOnly {
             sequencer = Mutex(nil)
             applier = nil
             notifier = CommitNotifier(last: lastID)
         } else {
-            let segment = try Recovery.openSegment(storage, lastID: lastID)
+            let segment = try Recovery.openSegment(storage, firstID: index.firstID, lastID: lastID)
             let applier = Applier(
                 storage: storage, index: index, lastID: lastID, meta: meta, segment: segment, policy: options.durability,
                 syncInterval: options.syncInterval, observer: options.observer, logger: logger,
@@ -185,6 +194,25 @@ public final class EventStore: Sendable {
 
     /// The id of the last committed event (0 for an empty store).
     public var lastID: EventID { notifier.lastCommitted }
+
+    /// The lowest id the store holds: 1 unless it was pruned (`prune(below:snapshot:)`).
+    public var firstID: EventID { index.firstID }
+
+    /// What the last prune removed, nil if the store was never pruned.
+    public var pruned: PrunedPrefix? { prunedPrefix.withLock { $0 } }
+
+    /// Throws the pruned-prefix error for an id below the first id.
+    public func checkNotPruned(_ id: EventID) throws(LogError) {
+        guard id >= 1, id < index.firstID, let pruned else { return }
+        throw pruned.error(id)
+    }
+
+    /// Throws the pruned-prefix error for a read of the log after `after` that would skip
+    /// pruned events (a reader starting at 0 on a pruned store must say where it resumes).
+    func checkNotPruned(after: EventID) throws(LogError) {
+        guard after + 1 < index.firstID, let pruned else { return }
+        throw pruned.error(after: after)
+    }
 
     /// Appends one batch atomically: either every event gets an id (or its original id, for a
     /// known key) or the batch is rejected with the index and field of the first bad event and

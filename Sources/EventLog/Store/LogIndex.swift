@@ -30,6 +30,11 @@ import Darwin
 /// then publishes with a release store (`published`, and each `childHead` store); readers load
 /// with acquire and only touch what was published before.
 ///
+/// A pruned store (docs/STORAGE.md, "The pruned prefix") loads only the events from its first id:
+/// the slots below stay zero (calloc'd pages that are never touched cost no memory), `firstLive`
+/// keeps every scan and count above them, and a live event's link to a pruned parent stays in its
+/// parent list (so a walk sees where the horizon cut it) without counting that parent as a head.
+///
 /// Thread-safety: one writer (the store's writer thread, or `load` before the store is shared),
 /// any number of readers.
 @usableFromInline
@@ -48,8 +53,12 @@ final class LogIndex: @unchecked Sendable {
     private let published = Atomic<Int>(0)
     private let roots = Atomic<Int>(0)
     private let heads = Atomic<Int>(0)
-    /// Applier-side edge count.
+    /// Applier-side edge count (of the loaded events: a pruned prefix's links are `edgeBase`).
     private(set) var edgeCount = 0
+    /// Parent links of the events pruned before this index was loaded.
+    private var edgeBase = 0
+    /// The lowest id that is not pruned.
+    private let firstLive = Atomic<Int>(1)
     /// The event that first used each type and stream id (index `id - 1`): dictionary ids are
     /// allocated in order as events first use a name, so the highest id used through event x is
     /// a binary search here (`dictionaryIDs(through:)`, for reading commit groups back).
@@ -66,6 +75,8 @@ final class LogIndex: @unchecked Sendable {
 
     /// The last id whose entries are readable.
     var lastID: EventID { EventID(published.load(ordering: .acquiring)) }
+    /// The lowest id that is not pruned (1 for a store that never pruned).
+    var firstID: EventID { EventID(firstLive.load(ordering: .acquiring)) }
     /// Events without parents, and without children, among `1...lastID` (read `lastID` first).
     var rootCount: Int { roots.load(ordering: .acquiring) }
     var headCount: Int { heads.load(ordering: .acquiring) }
@@ -103,7 +114,7 @@ final class LogIndex: @unchecked Sendable {
                 parentList[e] = UInt32(parent)
                 edgeChild[e] = UInt32(id)
                 let head = childHead.slot(Int(parent)).pointee.load(ordering: .relaxed)
-                if head == 0 { headsAdded -= 1 }
+                if head == 0, Int(parent) >= firstLive.load(ordering: .relaxed) { headsAdded -= 1 }
                 edgeNext[e] = head
                 edgeCount += 1
                 childHead.slot(Int(parent)).pointee.store(UInt32(edgeCount), ordering: .releasing)
@@ -138,10 +149,11 @@ final class LogIndex: @unchecked Sendable {
                 let parent = Int(parentList[e])
                 let next = edgeNext[e]
                 childHead.slot(parent).pointee.store(next, ordering: .releasing)
-                if next == 0 { headsDelta += 1 }
+                if next == 0, parent >= firstLive.load(ordering: .relaxed) { headsDelta += 1 }
             }
         }
         edgeCount = Int(parentEnd[keep])
+        precondition(keep + 1 >= firstLive.load(ordering: .relaxed), "truncation below the pruned prefix")
         roots.store(roots.load(ordering: .relaxed) - rootsRemoved, ordering: .releasing)
         heads.store(heads.load(ordering: .relaxed) + headsDelta, ordering: .releasing)
         firstUse.withLock { uses in
@@ -179,9 +191,9 @@ final class LogIndex: @unchecked Sendable {
         }
     }
 
-    /// Parent links of the events `1...id` (`id` in `0...lastID`).
+    /// Parent links of the events `1...id` (`id` in `firstID - 1 ... lastID`).
     func edges(through id: EventID) -> Int {
-        Int(parentEnd[Int(id)])
+        edgeBase + Int(parentEnd[Int(id)])
     }
 
     func hasParents(_ id: EventID) -> Bool {
@@ -223,7 +235,7 @@ final class LogIndex: @unchecked Sendable {
     /// `limit` of them, examining at most `scanMax` ids. `next` is the last id examined.
     func scan(type: UInt32?, stream: UInt32?, after: EventID, upTo: EventID, limit: Int, scanMax: Int) -> (ids: [EventID], next: EventID) {
         var ids: [EventID] = []
-        var id = after
+        var id = max(after, firstID - 1)
         var examined = 0
         while id < upTo, ids.count < limit, examined < scanMax {
             id += 1
@@ -235,12 +247,13 @@ final class LogIndex: @unchecked Sendable {
         return (ids, id)
     }
 
-    /// The same, newest first: ids in `before-1` down to 1.
+    /// The same, newest first: ids in `before-1` down to the first id.
     func scanBackward(type: UInt32?, stream: UInt32?, before: EventID, limit: Int, scanMax: Int) -> [EventID] {
         var ids: [EventID] = []
         var id = before
         var examined = 0
-        while id > 1, ids.count < limit, examined < scanMax {
+        let first = firstID
+        while id > first, ids.count < limit, examined < scanMax {
             id -= 1
             examined += 1
             if let type, typeOf[Int(id)] != type { continue }
@@ -254,22 +267,60 @@ final class LogIndex: @unchecked Sendable {
     /// most `limit`. A scan of the columns: about 2 ms per million events.
     func boundary(roots: Bool, upTo: EventID, limit: Int) -> [EventID] {
         var ids: [EventID] = []
-        guard upTo >= 1 else { return ids }
-        for id in 1...upTo where ids.count < limit {
+        let first = firstID
+        guard upTo >= first else { return ids }
+        for id in first...upTo where ids.count < limit {
             if roots ? !hasParents(id) : !hasChildren(id, upTo: upTo) { ids.append(id) }
         }
         return ids
     }
 
-    /// Rebuilds the index from the `index` family, whose blocks must tile `1...lastID` exactly.
-    static func load(_ storage: LogStorage, lastID: EventID) throws(StorageError) -> LogIndex {
+    /// Drops the events below `first` from every count and scan (a prune): they stop being roots
+    /// or heads. Their slots keep what they held, which no reader looks at any more. The caller
+    /// holds the store's maintenance turn, so no truncation runs meanwhile.
+    func prune(below first: EventID) {
+        let old = firstLive.load(ordering: .relaxed)
+        guard Int(first) > old else { return }
+        var rootsRemoved = 0
+        var headsRemoved = 0
+        for id in old ..< Int(first) {
+            if !hasParents(EventID(id)) { rootsRemoved += 1 }
+            if childHead.slot(id).pointee.load(ordering: .acquiring) == 0 { headsRemoved += 1 }
+        }
+        firstLive.store(Int(first), ordering: .releasing)
+        roots.subtract(rootsRemoved, ordering: .releasing)
+        heads.subtract(headsRemoved, ordering: .releasing)
+    }
+
+    /// Rebuilds the index from the `index` family, whose blocks must tile `firstID...lastID`
+    /// exactly (`firstID` is 1 unless the store was pruned).
+    static func load(_ storage: LogStorage, lastID: EventID, pruned: PrunedPrefix? = nil) throws(StorageError) -> LogIndex {
         guard lastID <= EventID(capacity) else {
             throw StorageError(.invalidArgument, "the store holds \(lastID) events, more than the \(capacity) one store can index")
         }
         let index = LogIndex()
-        let it = try storage.db.iterator(storage.cf(.index), fillCache: false)
-        it.seekToFirst()
         var next: EventID = 1
+        if let pruned {
+            guard pruned.firstID <= lastID + 1 else {
+                throw StorageError(.corruption, "meta: the pruned prefix ends at \(pruned.firstID - 1), past the log's last id \(lastID)")
+            }
+            next = pruned.firstID
+            let below = Int(next - 1)
+            for chunks in [index.parentEnd, index.typeOf, index.streamOf] { chunks.ensure(below) }
+            index.childHead.ensure(below)
+            index.edgeBase = Int(pruned.edgesBelow)
+            index.firstLive.store(Int(next), ordering: .relaxed)
+            // First uses below the prefix are not known by id any more, only by count.
+            index.firstUse.withLock { uses in
+                uses.types = Array(repeating: next - 1, count: Int(pruned.typesBelow))
+                uses.streams = Array(repeating: next - 1, count: Int(pruned.streamsBelow))
+            }
+            index.typesUsed = pruned.typesBelow
+            index.streamsUsed = pruned.streamsBelow
+            index.published.store(below, ordering: .releasing)
+        }
+        let it = try storage.db.iterator(storage.cf(.index), fillCache: false)
+        it.seek(KeySpace.id(next))
         while it.isValid {
             let first = it.withKey { k in LogStorage.be64(k, at: 0) }
             guard first == next else {
@@ -286,7 +337,7 @@ final class LogIndex: @unchecked Sendable {
         }
         try it.checkStatus()
         guard next == lastID + 1 else {
-            throw StorageError(.corruption, "index: blocks cover 1...\(next - 1) but the log ends at \(lastID)")
+            throw StorageError(.corruption, "index: blocks end at \(next - 1) but the log ends at \(lastID)")
         }
         return index
     }

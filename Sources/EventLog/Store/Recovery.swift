@@ -1,11 +1,11 @@
 /// Checks on open that the segment manifest agrees with the log, and rebuilds the open segment.
 enum Recovery {
-    /// Sealed segments must tile 1...k without gaps or overlap and end at or before the log's end;
+    /// Sealed segments must tile firstID...k (firstID: 1 unless pruned) without gaps or overlap and end at or before the log's end;
     /// the records after the last sealed segment form the open segment (re-read, checksums checked).
-    static func openSegment(_ storage: LogStorage, lastID: EventID) throws(LogError) -> OpenSegment {
+    static func openSegment(_ storage: LogStorage, firstID: EventID, lastID: EventID) throws(LogError) -> OpenSegment {
         try storageCall { () throws(StorageError) -> OpenSegment in
             let sealed = try storage.segments()
-            var expected: EventID = 1
+            var expected: EventID = firstID
             for entry in sealed {
                 guard entry.first == expected else {
                     throw StorageError(.corruption, "segment manifest: segment starting at \(entry.first), expected \(expected)")

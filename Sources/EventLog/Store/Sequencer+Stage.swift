@@ -3,7 +3,10 @@ extension Sequencer {
     func stageEvent(_ request: AppendRequest, into stage: inout GroupStage) throws(LogError) -> AppendResult {
         try validateShape(request)
         let parents = try resolveParents(request, stage)
-        if let key = request.key, let existing = try existingEvent(forKey: key, stage) {
+        if let key = request.key, let owner = try existingEvent(forKey: key, stage) {
+            // A pruned event's content is gone from this store: its key alone must decide, or a
+            // retry would append it a second time (docs/OPERATIONS.md, Pruning).
+            guard case .event(let existing) = owner else { return AppendResult(id: owner.id, duplicate: true) }
             guard Self.sameContent(existing, request, parents) else {
                 throw LogError(.conflict, "key \"\(key)\" already names event \(existing.id) with different content", field: "key")
             }
@@ -112,14 +115,29 @@ extension Sequencer {
         return try storageCall { () throws(StorageError) in try storage.id(forKey: key) }
     }
 
-    private func existingEvent(forKey key: String, _ stage: GroupStage) throws(LogError) -> Event? {
-        if let staged = stage.keyed[key] ?? inFlightEvent(forKey: key) { return staged }
-        return try storageCall { () throws(StorageError) -> Event? in
+    /// Who holds a key: an event, or one pruned from this store (only its id is left).
+    enum KeyOwner {
+        case event(Event)
+        case pruned(EventID)
+
+        var id: EventID {
+            switch self {
+            case .event(let e): e.id
+            case .pruned(let id): id
+            }
+        }
+    }
+
+    private func existingEvent(forKey key: String, _ stage: GroupStage) throws(LogError) -> KeyOwner? {
+        if let staged = stage.keyed[key] ?? inFlightEvent(forKey: key) { return .event(staged) }
+        let firstID = applier.index.firstID
+        return try storageCall { () throws(StorageError) -> KeyOwner? in
             guard let id = try storage.id(forKey: key) else { return nil }
+            if id < firstID { return .pruned(id) }
             guard let event = try storage.event(id) else {
                 throw StorageError(.corruption, "keys: \"\(key)\" names event \(id), which is missing")
             }
-            return event
+            return .event(event)
         }
     }
 

@@ -88,13 +88,14 @@ public struct Traversal {
 }
 
 extension EventStore {
-    /// A walk from `start` (which must exist, `<= upTo`) over the events up to `upTo` (default:
-    /// the last committed id), optionally kept to ids `>= lower` (for walks between two events).
+    /// A walk from `start` (which must exist, `<= upTo`, and not be pruned) over the events up to
+    /// `upTo` (default: the last committed id), optionally kept to ids `>= lower` (for walks
+    /// between two events). It never enters a pruned prefix: `lower` is at least `firstID`.
     public func traversal(_ direction: Traversal.Direction, from start: EventID, lower: EventID = 1, upTo: EventID? = nil) -> Traversal {
         let last = min(upTo ?? lastID, lastID)
         switch direction {
         case .ancestors:
-            return Traversal(index: index, direction: direction, start: start, lower: max(1, lower), upper: start)
+            return Traversal(index: index, direction: direction, start: start, lower: max(firstID, lower), upper: start)
         case .descendants:
             return Traversal(index: index, direction: direction, start: start, lower: start, upper: max(start, last))
         }

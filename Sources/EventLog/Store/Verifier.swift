@@ -9,6 +9,8 @@ public struct VerifyReport: Sendable {
     /// Events whose message and payload compaction dropped (their proofs checked).
     public var compacted: UInt64 = 0
     public var sealedSegments = 0
+    /// The first id of a pruned store (nil: never pruned); the counts above cover ids from it.
+    public var prunedBelow: EventID?
     /// The first problems found, at most `problemsMax`.
     public var problems: [String] = []
     /// All problems found, including those not listed.
@@ -30,7 +32,9 @@ public struct VerifyReport: Sendable {
 /// blocks tile the log and each entry agrees with its record (parents, type and stream through
 /// the dictionaries); `keys` agrees with the records in both directions (per event, and by
 /// count); the stats counter equals the edge count; sealed segments tile the log and their
-/// checksums match the records.
+/// checksums match the records. A pruned store is checked from its first id: nothing may remain
+/// below it but the keys of pruned events, and the totals the prune recorded (`PrunedPrefix`)
+/// make up the counters.
 ///
 /// Memory: one bit per event (which events have children), one decoded index block, and small
 /// dictionaries.
@@ -38,6 +42,8 @@ struct Verifier {
     let storage: LogStorage
     let lastID: EventID
     let meta: StoreMeta
+    let pruned: PrunedPrefix?
+    let firstID: EventID
     let problemsMax: Int
     var report = VerifyReport()
     var hasChildren: IDBitset
@@ -51,8 +57,11 @@ struct Verifier {
         self.storage = storage
         self.lastID = lastID
         self.meta = meta
+        pruned = try PrunedPrefix.load(storage)
+        firstID = pruned?.firstID ?? 1
         self.problemsMax = problemsMax
-        hasChildren = IDBitset(lower: 1, upper: max(lastID, 1))
+        report.prunedBelow = pruned?.firstID
+        hasChildren = IDBitset(lower: firstID, upper: max(lastID, firstID))
         blocks = try storage.db.iterator(storage.cf(.index), fillCache: false)
     }
 
@@ -65,10 +74,23 @@ struct Verifier {
         let segments = try storage.segments()
         report.sealedSegments = segments.count
         var segmentIndex = 0
-        var segment = OpenSegment(first: 1)
-        let it = try storage.db.iterator(storage.cf(.log), fillCache: false)
+        var segment = OpenSegment(first: firstID)
+        if pruned != nil {
+            let below = try storage.db.iterator(storage.cf(.log), upper: KeySpace.id(firstID), fillCache: false)
+            below.seekToFirst()
+            var left = 0
+            while below.isValid {
+                left += 1
+                below.next()
+            }
+            try below.checkStatus()
+            if left > 0 {
+                report.notes.append("\(left) records below the pruned prefix (\(firstID)) remain from a prune cut short; the next writable open removes them")
+            }
+        }
+        let it = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(firstID), fillCache: false)
         it.seekToFirst()
-        var expected: EventID = 1
+        var expected = firstID
         while it.isValid {
             let key = it.key
             guard key.count == 8 else {
@@ -124,7 +146,7 @@ struct Verifier {
         if epoch != event.epoch { problem("event \(id): epoch \(event.epoch), the epoch history says \(epoch.map(String.init) ?? "none")") }
         for parent in event.parents {
             report.edges += 1
-            if parent <= lastID { hasChildren.insert(parent) }
+            if parent <= lastID, parent >= firstID { hasChildren.insert(parent) }
         }
         if event.parents.isEmpty { report.roots += 1 }
         if let entry = try indexEntry(id) {
@@ -151,7 +173,7 @@ struct Verifier {
         if let block, id >= block.first, id < block.first + EventID(block.entries.count) {
             return block.entries[Int(id - block.first)]
         }
-        if block == nil { blocks.seekToFirst() } else { blocks.next() }
+        if block == nil { blocks.seek(KeySpace.id(firstID)) } else { blocks.next() }
         if blocks.isValid, blocks.withKey({ LogStorage.be64($0, at: 0) }) != id {
             // Out of step (a missing or extra block): find the block that should hold `id`.
             blocks.seekForPrev(KeySpace.id(id))
@@ -187,9 +209,24 @@ struct Verifier {
 
     /// The per-event checks prove every record has its entries; equal totals prove there are no extra ones.
     private mutating func checkTotals() throws(StorageError) {
-        if meta.edges != report.edges { problem("stats: \(meta.edges) edges recorded, \(report.edges) found") }
+        let edgesBelow = pruned?.edgesBelow ?? 0
+        if meta.edges != edgesBelow + report.edges {
+            problem("stats: \(meta.edges) edges recorded, \(report.edges) found\(pruned == nil ? "" : " plus \(edgesBelow) pruned")")
+        }
         let keys = try count(.keys)
-        if keys != report.keyed { problem("keys entries: \(keys) stored, \(report.keyed) expected") }
+        let keysBelow = pruned?.keysBelow ?? 0
+        if keys != report.keyed + keysBelow {
+            problem("keys entries: \(keys) stored, \(report.keyed + keysBelow) expected\(pruned == nil ? "" : " (\(keysBelow) of pruned events)")")
+        }
+        if let pruned {
+            blocks.seekToFirst()
+            if blocks.isValid, blocks.withKey({ LogStorage.be64($0, at: 0) }) < pruned.firstID {
+                problem("index: a block starts at \(blocks.withKey { LogStorage.be64($0, at: 0) }), below the pruned prefix's end \(pruned.firstID)")
+            }
+            if let segment = try storage.segments().first, segment.first < pruned.firstID {
+                problem("segment manifest: a segment starts at \(segment.first), below the pruned prefix's end \(pruned.firstID)")
+            }
+        }
         // Blocks past the last one used would describe events that do not exist.
         if let block {
             blocks.seek(KeySpace.id(block.first))
@@ -201,7 +238,7 @@ struct Verifier {
         }
         try blocks.checkStatus()
         var heads: UInt64 = 0
-        if lastID > 0 { for id in 1...lastID where !hasChildren.contains(id) { heads += 1 } }
+        if lastID >= firstID { for id in firstID...lastID where !hasChildren.contains(id) { heads += 1 } }
         report.heads = heads
     }
 

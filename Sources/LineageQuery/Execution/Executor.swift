@@ -30,7 +30,10 @@ public struct Executor {
 
     public mutating func run(_ plan: LogicalPlan) throws -> QueryResult {
         let answer = try evaluate(plan)
-        return QueryResult(answer: answer, truncated: stop != nil, reason: stop, visited: visited, compacted: compactedMet)
+        let first = store.firstID
+        return QueryResult(
+            answer: answer, truncated: stop != nil, reason: stop, visited: visited, compacted: compactedMet,
+            prunedBelow: first > 1 ? first : nil)
     }
 
     /// `predicate` on `event`, counting a compacted event whose verdict depends on dropped content.
@@ -140,9 +143,11 @@ public struct Executor {
         switch start {
         case .id(let id, let range):
             guard id <= last else { throw QueryError(.analysis, "event \(id) does not exist", range: range) }
+            try store.checkNotPruned(id)
             return id
         case .key(let key, let range):
             guard let id = try store.id(forKey: key), id <= last else { throw QueryError(.analysis, "no event has key \(key.debugDescription)", range: range) }
+            try store.checkNotPruned(id)
             return id
         }
     }

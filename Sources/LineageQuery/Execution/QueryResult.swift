@@ -36,4 +36,7 @@ public struct QueryResult: Sendable {
     /// Compacted events whose verdict depended on their dropped message or payload: unknown,
     /// so not matched (docs/QUERY_LANGUAGE.md, Compacted events).
     public var compacted = 0
+    /// The store's first id when it was pruned: the answer covers ids from there only
+    /// (docs/QUERY_LANGUAGE.md, Pruned stores). nil for a store that holds its whole log.
+    public var prunedBelow: EventID?
 }

@@ -80,6 +80,13 @@ final class RocksIterator {
         return body(UnsafeRawBufferPointer(start: pointer, count: length))
     }
 
+    /// Reads the current value in place.
+    func withValue<T>(_ body: (UnsafeRawBufferPointer) -> T) -> T {
+        var length = 0
+        let pointer = rocksdb_iter_value(handle, &length)
+        return body(UnsafeRawBufferPointer(start: pointer, count: length))
+    }
+
     /// Throws if the iteration stopped because of an error rather than the end of the range.
     func checkStatus() throws(StorageError) {
         try withErrorPointer { rocksdb_iter_get_error(handle, $0) }
