@@ -7,10 +7,13 @@ import NIOHTTP1
 extension BanyanHTTPClient {
     /// `POST /v1/admin/snapshots`: the server takes a snapshot and answers when it is written
     /// (so this waits up to `timeout`); its JSON answer.
-    public func createSnapshot(timeout: TimeAmount = .hours(2)) async throws -> [UInt8] {
+    /// With `prune`, the server then prunes its store below the snapshot.
+    public func createSnapshot(prune: Bool = false, timeout: TimeAmount = .hours(2)) async throws -> [UInt8] {
         var client = self
         client.timeout = timeout
-        return try await client.exchange(path: "/v1/admin/snapshots", method: .POST, headers: [:], body: nil).body
+        let body: [UInt8]? = prune ? Array(#"{"prune":true}"#.utf8) : nil
+        return try await client.exchange(
+            path: "/v1/admin/snapshots", method: .POST, headers: prune ? ["Content-Type": "application/json"] : [:], body: body).body
     }
 
     /// `POST /v1/admin/compactions` with `body` (`{"before": ID}` or `{"older_than": "30d"}`,
@@ -34,11 +37,22 @@ extension BanyanHTTPClient {
     /// Downloads the archive `name` to `path` (which must not exist): written to a partial file
     /// beside it, fsynced, then renamed, so `path` never holds part of an archive. Returns its size.
     public func downloadSnapshot(_ name: String, to path: String, timeout: TimeAmount = .hours(2), progress: ((UInt64) -> Void)? = nil) async throws -> UInt64 {
+        let escaped = name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? name
+        return try await download("/v1/admin/snapshots/" + escaped, to: path, timeout: timeout, progress: progress).bytes
+    }
+
+    /// Downloads the leader's newest archive (`Replication.snapshotPath`, the write role a
+    /// follower has) to `path`, like `downloadSnapshot`; returns its name and size.
+    public func downloadLatestSnapshot(to path: String, timeout: TimeAmount = .hours(2), progress: ((UInt64) -> Void)? = nil) async throws -> (name: String, bytes: UInt64) {
+        let (bytes, headers) = try await download(Replication.snapshotPath, to: path, timeout: timeout, progress: progress)
+        return (headers.first(name: Replication.Header.snapshotName) ?? "?", bytes)
+    }
+
+    private func download(_ urlPath: String, to path: String, timeout: TimeAmount, progress: ((UInt64) -> Void)?) async throws -> (bytes: UInt64, headers: HTTPHeaders) {
         guard !FileManager.default.fileExists(atPath: path) else {
             throw BanyanClientError(status: 0, error: "\(path) already exists", detail: "a download never overwrites a file")
         }
-        let escaped = name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? name
-        var request = HTTPClientRequest(url: baseURL + "/v1/admin/snapshots/" + escaped)
+        var request = HTTPClientRequest(url: baseURL + urlPath)
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         let response: HTTPClientResponse
         do {
@@ -75,6 +89,6 @@ extension BanyanHTTPClient {
             try? FileManager.default.removeItem(atPath: partial)
             throw error
         }
-        return written
+        return (written, response.headers)
     }
 }

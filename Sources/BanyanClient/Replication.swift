@@ -14,6 +14,8 @@ public enum Replication {
     public static let contentType = "application/vnd.banyan.commit-groups"
     public static let path = "/v1/replication/groups"
     public static let epochPath = "/v1/replication/epoch"
+    /// The newest snapshot, for a follower bootstrapping below the leader's pruned prefix.
+    public static let snapshotPath = "/v1/replication/snapshot"
     /// The commit-group wire format both sides must speak (`CommitGroup` version byte).
     public static let formatVersion = 1
 
@@ -30,6 +32,8 @@ public enum Replication {
         /// The highest id the leader knows a follower holds durably (its confirmed watermark).
         public static let confirmedID = "Banyan-Confirmed-Id"
         public static let format = "Banyan-Format"
+        /// The name of the archive `snapshotPath` sent.
+        public static let snapshotName = "Banyan-Snapshot-Name"
     }
 
     /// Frames `groups` for the wire.

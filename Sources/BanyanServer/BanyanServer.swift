@@ -86,7 +86,9 @@ public struct BanyanServer: Sendable {
             })
         }
         if let every = config.snapshotEvery {
-            services.append(MaintenanceSchedule(every: every, kind: "snapshot", logger: logger) { [snapshots] in _ = try await snapshots.create(requestedBy: "schedule") })
+            services.append(MaintenanceSchedule(every: every, kind: "snapshot", logger: logger) { [snapshots, prune = config.snapshotPrune] in
+                _ = try await snapshots.create(requestedBy: "schedule", prune: prune)
+            })
         }
         return Application(
             responder: responder,

@@ -48,6 +48,8 @@ public struct ServerConfiguration: Sendable {
     public var snapshotKeep = 3
     /// Take a snapshot this often (`--snapshot-every`); nil: only when asked.
     public var snapshotEvery: Duration?
+    /// Scheduled snapshots prune the store below themselves (`--snapshot-prune`).
+    public var snapshotPrune = false
     /// Compact events older than this (`--compact-older-than`), every `compactEvery`
     /// (`--compact-every`); both or neither.
     public var compactOlderThan: Duration?

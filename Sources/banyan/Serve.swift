@@ -51,6 +51,7 @@ extension Banyan {
         @Option(help: "Directory of snapshots (default: snapshots in the data directory).") var snapshotDir: String?
         @Option(help: "Snapshots to keep: after each new one the server removes its oldest beyond this many.") var snapshotKeep = 3
         @Option(help: "Take a snapshot this often, e.g. 6h, 1d, 90m (default: only when asked, POST /v1/admin/snapshots).") var snapshotEvery: String?
+        @Flag(help: "Scheduled snapshots also prune the store below themselves once verified (docs/OPERATIONS.md, Pruning).") var snapshotPrune = false
         @Option(help: "Compact events older than this (drop their payloads and messages, keep their lineage), e.g. 30d; with --compact-every.") var compactOlderThan: String?
         @Option(help: "How often to run --compact-older-than, e.g. 1d.") var compactEvery: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
@@ -106,6 +107,9 @@ extension Banyan {
             try duration("compact-every", compactEvery)
             guard (compactOlderThan == nil) == (compactEvery == nil) else {
                 throw ValidationError("--compact-older-than and --compact-every go together: what to compact, and how often")
+            }
+            if snapshotPrune, snapshotEvery == nil {
+                throw ValidationError("--snapshot-prune prunes below scheduled snapshots: give --snapshot-every too")
             }
             if let snapshotEvery {
                 guard let every = Duration.parse(snapshotEvery), Bounds.maintenanceEverySeconds.contains(Int(every.inSeconds)) else {
@@ -178,6 +182,7 @@ extension Banyan {
                 config.snapshotDir = snapshotDir
                 config.snapshotKeep = snapshotKeep
                 config.snapshotEvery = snapshotEvery.flatMap(Duration.parse)
+                config.snapshotPrune = snapshotPrune
                 config.compactOlderThan = compactOlderThan.flatMap(Duration.parse)
                 config.compactEvery = compactEvery.flatMap(Duration.parse)
                 options.role = follow == nil ? .leader : .follower
@@ -197,6 +202,11 @@ extension Banyan {
                 options.limits.treeNodesMax = treeNodesMax
                 options.observer = metrics
                 options.walDamage = acceptWALLoss ? .accept : .refuse
+                if let leader = config.follow {
+                    if let restored = try await FollowerBootstrap.prepare(dataDir: data.dataDir, leader: leader, token: config.leaderToken, logger: logger) {
+                        Console.error("banyan: bootstrapped from the leader's snapshot: events up to \(restored.manifest.snapshotID)")
+                    }
+                }
                 let store = try await EventStore.open(at: data.dataDir, options: options, logger: logger)
                 defer { store.close() }
                 let server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)

@@ -20,6 +20,8 @@ extension Banyan {
             @Option(help: "The archive to write; it must not exist.") var output: String
             @Option(help: "Ask the server at this URL (POST /v1/admin/snapshots, then download it). Uses BANYAN_TOKEN, an admin token, when the server has tokens.")
             var url: String?
+            @Flag(help: "Then prune the store below the snapshot, once the archive has verified: whole sealed segments up to its id leave the store (docs/OPERATIONS.md, Pruning).")
+            var prune = false
 
             func run() async throws {
                 try await Banyan.reportingErrors {
@@ -33,13 +35,28 @@ extension Banyan {
                     let result = try store.snapshot(to: output, createdBy: "banyan \(BanyanVersion.version)", progress: { progress.report($0, of: $1) })
                     Console.error("")
                     Console.out(
-                        "snapshot: \(output): events 1...\(result.manifest.snapshotID), epoch \(result.manifest.epoch), \(result.manifest.files.count) files, \(result.manifest.imageBytes) bytes in \(result.archiveBytes) archived, \(result.duration.inMilliseconds) ms")
+                        "snapshot: \(output): events \(store.firstID)...\(result.manifest.snapshotID), epoch \(result.manifest.epoch), \(result.manifest.files.count) files, \(result.manifest.imageBytes) bytes in \(result.archiveBytes) archived, \(result.duration.inMilliseconds) ms")
+                    guard prune else { return }
+                    let archive = URL(fileURLWithPath: output).standardizedFileURL
+                    let verify = Console.ByteProgress("prune: verified")
+                    _ = try await EventStore.verifySnapshot(archive.path, scratch: archive.deletingLastPathComponent().path) { verify.report($0, of: $1) }
+                    Console.error("")
+                    Self.report(try store.prune(below: result.manifest.snapshotID, snapshot: archive.path))
+                }
+            }
+
+            static func report(_ pruned: PruneResult) {
+                if let note = pruned.note {
+                    Console.out("prune: nothing pruned: \(note)")
+                } else {
+                    Console.out(
+                        "prune: the store now holds ids from \(pruned.firstID): \(pruned.eventsRemoved) events in \(pruned.segmentsRemoved) segments removed, \(pruned.bytesBefore) -> \(pruned.bytesAfter) bytes")
                 }
             }
 
             private func fromServer(_ url: String) async throws {
                 let client = BanyanHTTPClient(baseURL: url, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"])
-                let answer = try JSONParser.parse(try await client.createSnapshot())
+                let answer = try JSONParser.parse(try await client.createSnapshot(prune: prune))
                 guard let name = answer["snapshot"]?["name"]?.stringValue else {
                     throw LogError(.storage, "the server's answer names no snapshot: \(String(decoding: answer.serialized(), as: UTF8.self))")
                 }
@@ -47,7 +64,11 @@ extension Banyan {
                 let bytes = try await client.downloadSnapshot(name, to: output) { progress.report($0) }
                 Console.error("")
                 let id = answer["snapshot"]?["snapshot_id"]?.uint64Value ?? 0
-                Console.out("snapshot: \(output): \(name) from \(url), events 1...\(id), \(bytes) bytes")
+                Console.out("snapshot: \(output): \(name) from \(url), events up to \(id), \(bytes) bytes")
+                if let pruned = answer["pruned"], !pruned.isNull {
+                    let first = pruned["first_id"]?.uint64Value ?? 0
+                    Console.out(pruned["note"]?.stringValue.map { "prune: nothing pruned: \($0)" } ?? "prune: the server's store now holds ids from \(first)")
+                }
             }
         }
 

@@ -27,13 +27,13 @@ extension Banyan {
                     w.write(JSONValue.members([
                         "ok": .bool(report.ok), "events": .int(report.events), "edges": .int(report.edges),
                         "roots": .int(report.roots), "heads": .int(report.heads), "keyed": .int(report.keyed), "compacted": .int(report.compacted),
-                        "sealed_segments": .int(report.sealedSegments), "problem_count": .int(report.problemCount),
+                        "pruned_below": report.prunedBelow.map { .int($0) } ?? .null, "sealed_segments": .int(report.sealedSegments), "problem_count": .int(report.problemCount),
                         "problems": .array(report.problems.map(JSONValue.string)), "notes": .array(report.notes.map(JSONValue.string)),
                     ]))
                     Console.write(w.bytes + [0x0A])
                 } else {
                     Console.error("")
-                    Console.out("verify: \(report.ok ? "ok" : "FAILED"): \(report.events) events, \(report.edges) edges, \(report.roots) roots, \(report.heads) heads, \(report.keyed) keyed, \(report.compacted) compacted, \(report.sealedSegments) sealed segments, \(report.problemCount) problems")
+                    Console.out("verify: \(report.ok ? "ok" : "FAILED"): \(report.events) events, \(report.edges) edges, \(report.roots) roots, \(report.heads) heads, \(report.keyed) keyed, \(report.compacted) compacted, \(report.sealedSegments) sealed segments\(report.prunedBelow.map { ", ids from \($0) (pruned below)" } ?? ""), \(report.problemCount) problems")
                     for p in report.problems { Console.out("  - \(p)") }
                     for n in report.notes { Console.out("  note: \(n)") }
                 }

@@ -429,3 +429,106 @@ def test_sigterm_stops_a_running_compaction_which_resumes_at_the_next_start(serv
     assert types[0] == "banyan.compaction.started", types
     resumed = wait_until(lambda: requests.get(srv.url + "/v1/admin/jobs", timeout=5).json()["recent"], 30, "the resumed job to end")
     assert resumed and resumed[0]["requested_by"] == "log" and resumed[0]["result"]["examined"] < last, f"it was cut and resumed: {resumed}"
+
+
+# ---- pruning below a snapshot ------------------------------------------------------------------
+
+SEGMENT = 65_536  # Limits.segmentEventsMax: the prune cuts at sealed-segment boundaries
+
+
+def fill_past_a_segment(url: str, prefix: str) -> int:
+    """Genesis plus 70,000 keyed events: segment 1...65,536 seals, the log goes on past it."""
+    ids = append_batches(url, prefix, 7, 10_000)
+    return ids[-1]
+
+
+def test_prune_below_a_snapshot_answers_gone_below_and_keeps_the_rest(server_factory, run_banyan, verify, tmp_path):
+    server = server_factory(extra_args=["--snapshot-keep", "1"])
+    last = fill_past_a_segment(server.url, "p")
+    before = requests.get(server.url + f"/v1/events?after={SEGMENT}&limit=1000", timeout=30).json()["events"]
+    r = requests.post(server.url + "/v1/admin/snapshots", json={"prune": True}, timeout=300)
+    assert r.status_code == 201, r.text
+    pruned = r.json()["pruned"]
+    archive = server.data_dir / "snapshots" / r.json()["snapshot"]["name"]
+    assert pruned["first_id"] == SEGMENT + 1 and pruned["events_removed"] == SEGMENT and pruned["segments_removed"] == 1, pruned
+    assert pruned["snapshot"] == str(archive) and pruned["bytes_after"] < pruned["bytes_before"], pruned
+    st = requests.get(server.url + "/v1/status", timeout=10).json()
+    assert st["first_id"] == SEGMENT + 1 and st["pruned"] == {"first_id": SEGMENT + 1, "snapshot": str(archive)}, st
+
+    # Below the cut: a clear 410 naming the first id and the snapshot, on every kind of read.
+    gone = expect_error(requests.get(server.url + "/v1/events/100", timeout=10), 410, "pruned")
+    assert f"holds ids from {SEGMENT + 1}" in gone["detail"] and str(archive) in gone["detail"], gone
+    expect_error(requests.get(server.url + "/v1/events?after=0", timeout=10), 410, "pruned")
+    expect_error(requests.get(server.url + "/v1/events/by-key/p-0-5", timeout=10), 410, "pruned")
+    expect_error(requests.post(server.url + "/v1/query", json={"query": "ancestors(100)"}, headers=JSON, timeout=10), 410, "pruned")
+    assert requests.get(server.url + "/event/100", timeout=10).status_code == 410
+    # Above it: what was there before, and walks that report where they stop.
+    assert requests.get(server.url + f"/v1/events?after={SEGMENT}&limit=1000", timeout=30).json()["events"] == before
+    q = requests.post(server.url + "/v1/query", json={"query": f"ancestors({last})"}, headers=JSON, timeout=10).json()
+    assert q["results"] == [] and q["stats"]["pruned_below"] == SEGMENT + 1 and "pruned" in q["stats"]["horizon"], q
+    # A retried keyed append of a pruned event is still a duplicate, never a second copy.
+    retry = requests.post(server.url + "/v1/events", json=[{"type": "test", "key": "p-0-3", "stream": "s3", "parents": [1], "payload": {"b": 0, "i": 3}}],
+                          headers=JSON, timeout=10)
+    assert retry.status_code == 200 and retry.json()["results"][0]["duplicate"] is True and retry.json()["results"][0]["id"] == 5, retry.text
+
+    # Retention never removes the archive the store was pruned below.
+    for _ in range(2):
+        assert requests.post(server.url + "/v1/admin/snapshots", timeout=300).status_code == 201
+    names = [s["name"] for s in requests.get(server.url + "/v1/admin/snapshots", timeout=10).json()["snapshots"]]
+    assert len(names) == 2 and archive.name in names, names
+    runs = [e for e in maintenance_events(server.url) if e["type"] == "banyan.snapshot.finished"]
+    assert runs[0]["payload"]["pruned"]["first_id"] == SEGMENT + 1 and runs[-1]["payload"]["pruned"] is None, runs
+
+    final = requests.get(server.url + "/v1/status", timeout=10).json()["last_id"]
+    server.terminate()
+    res = verify(server.data_dir)
+    assert res.ok and res.report["pruned_below"] == SEGMENT + 1 and res.report["events"] == final - SEGMENT, res.describe()
+    exported = tmp_path / "after.jsonl"
+    assert run_banyan("export", "--data-dir", str(server.data_dir), "--output", str(exported)).returncode == 1
+    r = run_banyan("export", "--data-dir", str(server.data_dir), "--after", str(SEGMENT), "--output", str(exported))
+    assert r.returncode == 0, r.describe()
+    # The pruned archive restores the whole log up to its id.
+    restored = tmp_path / "restored"
+    r = run_banyan("restore", str(archive), "--data-dir", str(restored))
+    assert r.returncode == 0, r.describe()
+    whole = verify(restored)
+    assert whole.ok and whole.report["pruned_below"] is None and whole.report["events"] >= last, whole.describe()
+    server.start()
+    assert requests.get(server.url + "/v1/status", timeout=10).json()["first_id"] == SEGMENT + 1
+
+
+def test_cli_prunes_a_stopped_store_and_a_follower_bootstraps_from_the_leaders_snapshot(server_factory, run_banyan, verify, tmp_path):
+    leader = server_factory(name="leader")
+    early = server_factory(name="early", extra_args=["--follow", leader.url])
+    append_batches(leader.url, "e", 1, 100)
+    wait_until(lambda: requests.get(early.url + "/v1/status", timeout=10).json()["applied_id"] >= 101, 30, "the early follower to catch up")
+    early.terminate()
+    fill_past_a_segment(leader.url, "f")
+    r = requests.post(leader.url + "/v1/admin/snapshots", json={"prune": True}, timeout=300)
+    assert r.status_code == 201 and r.json()["pruned"]["first_id"] == SEGMENT + 1, r.text
+    s = r.json()["snapshot"]["snapshot_id"]
+    append_batches(leader.url, "after", 3, 100)
+
+    # A new follower with an empty data directory restores the leader's newest snapshot, then ships from it.
+    fresh = server_factory(name="fresh", extra_args=["--follow", leader.url])
+    assert "bootstrapped from the leader's snapshot" in fresh.log(), fresh.log()
+    last = requests.get(leader.url + "/v1/status", timeout=10).json()["last_id"]
+    wait_until(lambda: requests.get(fresh.url + "/v1/status", timeout=10).json()["applied_id"] >= last, 60, "the bootstrapped follower to catch up")
+    # It holds the snapshot's whole log (the leader pruned after taking it), and the same events after it.
+    assert requests.get(fresh.url + "/v1/events/100", timeout=10).status_code == 200
+    page = f"/v1/events?after={s - 50}&limit=1000"
+    assert requests.get(fresh.url + page, timeout=30).json()["events"] == requests.get(leader.url + page, timeout=30).json()["events"]
+
+    # A follower whose own log ends below the leader's first id is refused, its data untouched.
+    early._spawn()  # not start(): it must exit, not become healthy
+    assert early.proc.wait(timeout=60) != 0
+    assert "pruned below" in early.log() and "Move" in early.log(), early.log()
+    assert verify(early.data_dir).report["events"] == 101
+
+    # The CLI prunes a stopped store below an archive it writes.
+    fresh.terminate()
+    archive = tmp_path / "cli.bsnap"
+    r = run_banyan("snapshot", "--data-dir", str(fresh.data_dir), "--output", str(archive), "--prune", timeout=300)
+    assert r.returncode == 0 and f"now holds ids from {SEGMENT + 1}" in r.stdout, r.describe()
+    res = verify(fresh.data_dir)
+    assert res.ok and res.report["pruned_below"] == SEGMENT + 1, res.describe()

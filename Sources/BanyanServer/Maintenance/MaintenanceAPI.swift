@@ -1,14 +1,19 @@
+import BanyanClient
 import EventLog
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 
 /// Maintenance over HTTP (admin role; docs/HTTP_API.md, "Maintenance"):
-/// - `POST /v1/admin/snapshots`: take a snapshot now (201), 409 while another job runs;
+/// - `POST /v1/admin/snapshots`: take a snapshot now (201), 409 while another job runs; with
+///   `{"prune": true}`, then prune the store below it;
 /// - `GET /v1/admin/snapshots`: the archives in the snapshot directory, newest first;
 /// - `GET /v1/admin/snapshots/{name}`: download one (`application/zstd`);
 /// - `POST /v1/admin/compactions`: drop the payloads and messages below a horizon (201);
-/// - `GET /v1/admin/jobs`: the running job with its progress, and the recent outcomes.
+/// - `GET /v1/admin/jobs`: the running job with its progress, and the recent outcomes;
+/// - `GET /v1/replication/snapshot` (write role, a follower's): the newest archive, for a
+///   follower bootstrapping below a leader's pruned prefix.
 struct MaintenanceAPI: Sendable {
     let snapshots: Snapshots
     let compactions: Compactions
@@ -18,6 +23,7 @@ struct MaintenanceAPI: Sendable {
 
     static let compactionFields: Set<String> = ["before", "older_than", "stream", "type"]
     static let compactionBodyBytesMax = 4_096
+    static let snapshotFields: Set<String> = ["prune"]
 
     static let downloadChunkBytes = 1 << 20
 
@@ -32,12 +38,24 @@ struct MaintenanceAPI: Sendable {
             Route(.get, "/v1/admin/snapshots/{name}", role: .admin) { _, context in try download(String(context.parameter)) },
             Route(.get, "/v1/admin/jobs", role: .admin) { _, _ in JSONResponse.make(jobs.json()) },
             Route(.post, "/v1/admin/compactions", role: .admin) { request, _ in try await compact(request) },
+            Route(.get, Replication.snapshotPath, role: .write) { _, _ in try await latest() },
         ]
     }
 
     private func create(_ request: Request) async throws -> Response {
+        // The body is optional: none (or an empty one) takes a plain snapshot.
+        let body = try await RequestBody.bytes(request, bytesMax: Self.compactionBodyBytesMax)
+        var prune = false
+        if !body.isEmpty {
+            _ = try RequestBody.requireJSON(request)
+            let object = try RequestBody.object(body, allowed: Self.snapshotFields, depthMax: 2)
+            if let value = object["prune"], !value.isNull {
+                guard let flag = value.boolValue else { throw APIError.invalid("prune must be true or false", field: "prune") }
+                prune = flag
+            }
+        }
         do {
-            return JSONResponse.make(try await snapshots.create(requestedBy: access.identity(request)), status: .created)
+            return JSONResponse.make(try await snapshots.create(requestedBy: access.identity(request), prune: prune), status: .created)
         } catch let busy as MaintenanceJobs.Busy {
             throw Self.busy(busy)
         }
@@ -86,6 +104,17 @@ struct MaintenanceAPI: Sendable {
         var error = APIError(.conflict, "job running", detail: "maintenance job \(busy.running.id) (\(busy.running.kind)) is running; one runs at a time")
         error.members = [("job", busy.running.json())]
         return error
+    }
+
+    /// The newest archive: what a follower bootstraps from. 404 when the leader has none.
+    private func latest() async throws -> Response {
+        let listing = try await Blocking.run { [snapshots] in SnapshotArchive.list(snapshots.directory) }
+        guard let newest = listing.first(where: { $0.manifest != nil }) else {
+            throw APIError(.notFound, "no snapshot", detail: "the leader holds no snapshot in its snapshot directory; take one with POST /v1/admin/snapshots")
+        }
+        var response = try download(newest.name)
+        response.headers[HTTPField.Name.known(Replication.Header.snapshotName)] = newest.name
+        return response
     }
 
     private func download(_ name: String) throws -> Response {

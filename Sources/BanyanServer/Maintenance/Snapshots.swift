@@ -4,8 +4,10 @@ import Logging
 
 /// The server's snapshots (docs/OPERATIONS.md, "Backup and restore"): archives written under
 /// the snapshot directory by `POST /v1/admin/snapshots` and `--snapshot-every`, listed, served
-/// for download (a follower's bootstrap, `banyan snapshot --url`), and pruned to the newest
-/// `keep`. Each run is a maintenance job, recorded as `banyan.maintenance` events on a leader.
+/// for download (a follower's bootstrap, `banyan snapshot --url`), and thinned to the newest
+/// `keep` (never removing the one the store was pruned below). A run may also prune the store
+/// below the snapshot it wrote, once that archive has been verified. Each run is a maintenance
+/// job, recorded as `banyan.maintenance` events on a leader.
 struct Snapshots: Sendable {
     let store: EventStore
     let directory: String
@@ -18,22 +20,24 @@ struct Snapshots: Sendable {
         /// Names the server gives its own archives; retention only ever removes these.
     static let namePrefix = "snapshot-"
 
-    /// Takes a snapshot now; throws `MaintenanceJobs.Busy` when another job runs.
-    func create(requestedBy: String) async throws -> JSONValue {
+    /// Takes a snapshot now and, with `prune`, prunes the store below it; throws
+    /// `MaintenanceJobs.Busy` when another job runs.
+    func create(requestedBy: String, prune: Bool = false) async throws -> JSONValue {
         let job = try jobs.begin("snapshot", requestedBy: requestedBy)
         let started = ContinuousClock.now
         let startEvent = await record.started(job)
         jobs.update(job.id) { $0.startEvent = startEvent; $0.phase = "checkpoint" }
         do {
             let result = try await snapshot(job)
-            let removed = try await Blocking.run { [self] in prune() }
+            let pruned = prune ? try await pruneBelow(result, job) : nil
+            let removed = try await Blocking.run { [self] in removeOld() }
             let summary = JSONValue.members([
                 "job": .string(job.id), "name": .string(result.listing.name),
                 "snapshot_id": .int(result.manifest.snapshotID), "epoch": .int(result.manifest.epoch),
                 "archive_bytes": .int(result.archiveBytes), "image_bytes": .int(result.manifest.imageBytes),
                 "files": .int(result.manifest.files.count),
                 "checkpoint_ms": .int(result.checkpointDuration.inMilliseconds), "duration_ms": .int(result.duration.inMilliseconds),
-                "removed": .array(removed.map(JSONValue.string)),
+                "removed": .array(removed.map(JSONValue.string)), "pruned": pruned.map(Self.json) ?? .null,
             ])
             let finishEvent = await record.finished(job, after: startEvent, payload: summary)
             jobs.end(job.id, failed: false, result: summary)
@@ -43,7 +47,7 @@ struct Snapshots: Sendable {
             return .members([
                 "job": .string(job.id), "snapshot": result.listing.json(),
                 "checkpoint_ms": .int(result.checkpointDuration.inMilliseconds), "duration_ms": .int(result.duration.inMilliseconds),
-                "removed": .array(removed.map(JSONValue.string)),
+                "removed": .array(removed.map(JSONValue.string)), "pruned": pruned.map(Self.json) ?? .null,
                 "events": .members(["started": startEvent.map { .int($0) } ?? .null, "finished": finishEvent.map { .int($0) } ?? .null]),
             ])
         } catch {
@@ -74,6 +78,34 @@ struct Snapshots: Sendable {
         }
     }
 
+    /// Verifies the archive just written (every checksum, then the image opened and checked),
+    /// and only then prunes the store below it: a prune must never leave the only copy of what
+    /// it removed in an archive that cannot be restored.
+    private func pruneBelow(_ snapshot: SnapshotResult, _ job: MaintenanceJobs.Job) async throws -> PruneResult {
+        jobs.update(job.id) { $0.phase = "verify"; $0.done = 0; $0.total = 0 }
+        let (store, jobs, directory) = (self.store, self.jobs, self.directory)
+        _ = try await EventStore.verifySnapshot(snapshot.path, scratch: directory) { done, total in
+            jobs.update(job.id) { $0.done = done; $0.total = total }
+        }
+        jobs.update(job.id) { $0.phase = "prune"; $0.done = 0; $0.total = 0 }
+        let name = snapshot.path
+        let result = try await Blocking.runLong { try store.prune(below: snapshot.manifest.snapshotID, snapshot: name) }
+        metrics.pruned(result)
+        logger.info("store pruned", metadata: [
+            "job": "\(job.id)", "first_id": "\(result.firstID)", "events": "\(result.eventsRemoved)", "snapshot": "\(name)",
+        ])
+        return result
+    }
+
+    static func json(_ result: PruneResult) -> JSONValue {
+        .members([
+            "first_id": .int(result.firstID), "snapshot_id": .int(result.snapshotID), "snapshot": .string(result.snapshot),
+            "events_removed": .int(result.eventsRemoved), "segments_removed": .int(result.segmentsRemoved),
+            "bytes_before": .int(result.bytesBefore), "bytes_after": .int(result.bytesAfter),
+            "note": result.note.map(JSONValue.string) ?? .null,
+        ])
+    }
+
     /// A name no archive has yet: the time to the millisecond, then a counter.
     private static func freshPath(in directory: String) -> String {
         let formatter = DateFormatter()
@@ -90,12 +122,14 @@ struct Snapshots: Sendable {
         return path
     }
 
-    /// Removes the server's own archives beyond the newest `keep`; returns their names.
-    func prune() -> [String] {
+    /// Removes the server's own archives beyond the newest `keep`, except the one the store was
+    /// pruned below (the only copy of the pruned events); returns their names.
+    func removeOld() -> [String] {
         let own = SnapshotArchive.list(directory).map(\.name).filter { $0.hasPrefix(Self.namePrefix) }
         guard own.count > keep else { return [] }
+        let pinned = store.pruned?.snapshot
         var removed: [String] = []
-        for name in own[keep...] {
+        for name in own[keep...] where "\(directory)/\(name)" != pinned {
             do {
                 try FileManager.default.removeItem(atPath: "\(directory)/\(name)")
                 removed.append(name)

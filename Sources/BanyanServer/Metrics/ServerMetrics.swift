@@ -148,6 +148,15 @@ public final class ServerMetrics: StoreObserver, Sendable {
         CoreMetrics.Gauge(label: "banyan_snapshot_bytes", factory: factory).record(Int64(clamping: bytes))
     }
 
+    /// A prune: `banyan_store_first_id` (the lowest id the store holds),
+    /// `banyan_prune_events_total` and `banyan_prune_bytes_reclaimed_total`.
+    func pruned(_ result: PruneResult) {
+        CoreMetrics.Gauge(label: "banyan_store_first_id", factory: factory).record(Int64(clamping: result.firstID))
+        CoreMetrics.Counter(label: "banyan_prune_events_total", factory: factory).increment(by: Int64(clamping: result.eventsRemoved))
+        CoreMetrics.Counter(label: "banyan_prune_bytes_reclaimed_total", factory: factory)
+            .increment(by: max(0, Int64(clamping: result.bytesBefore) - Int64(clamping: result.bytesAfter)))
+    }
+
     /// A compaction's work: `banyan_compaction_events_total` (events rewritten) and
     /// `banyan_compaction_bytes_reclaimed_total` (the log family's SST bytes freed).
     func compacted(_ result: CompactionResult) {

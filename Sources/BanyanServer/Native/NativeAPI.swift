@@ -125,7 +125,9 @@ struct NativeAPI: Sendable {
         let uptime = ContinuousClock.now - store.startedAt
         let members: KeyValuePairs<String, JSONValue> = [
             "role": .string(replication.role.rawValue), "epoch": .int(stats.epoch), "leader": replication.leader.map(JSONValue.string) ?? .null,
-            "last_id": .int(stats.events), "edges": .int(stats.edges), "roots": .int(stats.roots), "heads": .int(stats.heads),
+            "last_id": .int(stats.events), "first_id": .int(store.firstID),
+            "pruned": store.pruned.map { .members(["first_id": .int($0.firstID), "snapshot": .string($0.snapshot)]) } ?? .null,
+            "edges": .int(stats.edges), "roots": .int(stats.roots), "heads": .int(stats.heads),
             "segments": .members(["sealed": .int(stats.sealedSegments), "events_max": .int(store.limits.segmentEventsMax)]),
             "disk_bytes": .int(stats.diskBytes), "durability": .string(store.options.durability.rawValue),
             "uptime_seconds": Self.seconds(uptime), "streams": .int(streams.count), "version": .string(BanyanVersion.version),

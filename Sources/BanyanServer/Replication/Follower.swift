@@ -87,6 +87,18 @@ struct Follower: Service {
                 if Task.isCancelled { return }
                 if let error = error as? BanyanClientError, error.status == 409 { reconciledAt = nil }
                 if replication.role != .follower { break }
+                if let error = error as? BanyanClientError, error.status == 410 {
+                    // Behind the leader's pruned prefix: no retry can fix it, only a bootstrap.
+                    if !failing {
+                        logger.error("replication: this follower is behind the leader's pruned prefix; stop it, move its data directory aside and start it again to bootstrap from the leader's newest snapshot", metadata: [
+                            "leader": "\(client.baseURL)", "last_id": "\(store.lastID)", "detail": "\(error.detail ?? "")",
+                        ])
+                    }
+                    failing = true
+                    backoff = Self.backoffMax
+                    try? await Task.sleep(for: backoff)
+                    continue
+                }
                 if !failing || backoff == Self.backoffMax {
                     logger.warning("replication: pull failed", metadata: ["leader": "\(client.baseURL)", "error": "\(error)"])
                 }

@@ -1,0 +1,55 @@
+import BanyanClient
+import EventLog
+import Foundation
+import Logging
+
+/// A new follower of a leader that pruned its log cannot get the pruned events by shipping: the
+/// leader no longer has them. Before its store opens, it restores the leader's newest snapshot
+/// (downloaded over HTTP, every checksum checked, the image verified) into its empty data
+/// directory, and then follows from the snapshot's id like any follower (docs/REPLICATION.md,
+/// "Bootstrapping from a snapshot"). A follower that has a store of its own that ends below the
+/// leader's first id is refused with what to do: its data is never removed for it.
+public enum FollowerBootstrap {
+    /// Restores the leader's newest snapshot into `dataDir` when this follower needs it; returns
+    /// what it restored (nil: not needed, or the leader could not be asked, and the follower's
+    /// own retries will tell).
+    public static func prepare(dataDir: String, leader: String, token: String?, logger: Logger) async throws -> RestoreResult? {
+        let client = BanyanHTTPClient(baseURL: leader, token: token)
+        let first: EventID
+        do {
+            let status = try JSONParser.parse(try await client.status())
+            first = status["first_id"]?.uint64Value ?? 1
+        } catch {
+            logger.warning("bootstrap: cannot ask the leader for its first id; following without", metadata: ["leader": "\(leader)", "error": "\(error)"])
+            return nil
+        }
+        guard first > 1 else { return nil }
+        if FileManager.default.fileExists(atPath: dataDir + "/CURRENT") {
+            var options = StoreOptions()
+            options.readOnly = true
+            let store = try await EventStore.open(at: dataDir, options: options)
+            let last = store.lastID
+            store.close()
+            guard last + 1 < first else { return nil }
+            throw LogError(
+                .pruned,
+                "this follower's log ends at \(last), but the leader at \(leader) was pruned below \(first): shipping cannot fill the gap. Move \(dataDir) aside and start again: a follower with an empty data directory bootstraps from the leader's newest snapshot")
+        }
+        let archive = "\(dataDir).bootstrap-\(getpid())\(SnapshotArchive.fileExtension)"
+        defer { try? FileManager.default.removeItem(atPath: archive) }
+        try? FileManager.default.removeItem(atPath: archive)
+        logger.notice("bootstrap: the leader was pruned below \(first); restoring its newest snapshot", metadata: ["leader": "\(leader)"])
+        let (name, bytes) = try await client.downloadLatestSnapshot(to: archive)
+        let result = try await EventStore.restore(archive, into: dataDir)
+        guard result.manifest.snapshotID + 1 >= first else {
+            throw LogError(
+                .pruned,
+                "the leader's newest snapshot \(name) ends at \(result.manifest.snapshotID), below its first id \(first); take a new snapshot on the leader, empty \(dataDir) and start again")
+        }
+        logger.notice("bootstrap: restored the leader's snapshot", metadata: [
+            "snapshot": "\(name)", "bytes": "\(bytes)", "snapshot_id": "\(result.manifest.snapshotID)",
+            "duration_ms": "\(result.duration.inMilliseconds)",
+        ])
+        return result
+    }
+}
