@@ -2,6 +2,7 @@ import BanyanClient
 import EventLog
 import Foundation
 import Logging
+import NIOCore
 
 /// A new follower of a leader that pruned its log cannot get the pruned events by shipping: the
 /// leader no longer has them. Before its store opens, it restores the leader's newest snapshot
@@ -10,6 +11,8 @@ import Logging
 /// "Bootstrapping from a snapshot"). A follower that has a store of its own that ends below the
 /// leader's first id is refused with what to do: its data is never removed for it.
 public enum FollowerBootstrap {
+    static let probeTimeout: TimeAmount = .seconds(2)
+
     /// Restores the leader's newest snapshot into `dataDir` when this follower needs it; returns
     /// what it restored (nil: not needed, or the leader could not be asked, and the follower's
     /// own retries will tell).
@@ -17,7 +20,10 @@ public enum FollowerBootstrap {
         let client = BanyanHTTPClient(baseURL: leader, token: token)
         let first: EventID
         do {
-            let status = try JSONParser.parse(try await client.status())
+            // A leader that is down must not hold up the start: the follower retries by itself.
+            var probe = client
+            probe.timeout = probeTimeout
+            let status = try JSONParser.parse(try await probe.status())
             first = status["first_id"]?.uint64Value ?? 1
         } catch {
             logger.warning("bootstrap: cannot ask the leader for its first id; following without", metadata: ["leader": "\(leader)", "error": "\(error)"])
