@@ -16,6 +16,10 @@
    the baseline), and the slowest append in the window (how long appends stall).
 3. Space: the compaction's answer (the log family's SST bytes before and after) and the data
    directory's size before and after.
+4. Pruning and follower start: on a restored copy, `POST /v1/admin/snapshots {"prune": true}`
+   (snapshot, verify, prune; the data directory's size before and after), then a new follower with
+   an empty data directory, which bootstraps from that snapshot, against a new follower of an
+   unpruned copy, which ships the whole log; both timed from start to caught up, alternated.
 
 Needs PostgreSQL 15 (postgresql package) for the pg_basebackup row; runs as root (PostgreSQL runs
 as the postgres user). Everything stays on loopback under --workdir, removed at the end.
@@ -252,6 +256,40 @@ def reclaimed(args, procs: Processes, work: str, archive: str, store_events: int
         shutil.rmtree(data, ignore_errors=True)
 
 
+def pruning(args, procs: Processes, work: str, archive: str, rows: list, prunes: list) -> None:
+    """Snapshot-and-prune of a restored copy, then a follower bootstrapped from it against a
+    follower of an unpruned copy catching up by shipping."""
+    starts: dict[str, list[float]] = {"bootstrap": [], "shipping": []}
+    for r in range(args.rounds):
+        for mode in (("bootstrap", "shipping") if r % 2 == 0 else ("shipping", "bootstrap")):
+            data = os.path.join(work, f"leader-{mode}-{r}")
+            run([args.banyan, "restore", archive, "--data-dir", data])
+            leader = Server(procs, args.banyan, data, data + ".log")
+            if mode == "bootstrap":
+                before = du(data)
+                t = time.monotonic()
+                code, answer = leader.request("POST", "/v1/admin/snapshots", b'{"prune": true}')
+                if code != 201 or not answer.get("pruned") or answer["pruned"].get("note"):
+                    raise RuntimeError(f"snapshot with prune: HTTP {code} {answer}")
+                job = time.monotonic() - t
+                snapshots = du(os.path.join(data, "snapshots"))
+                prunes.append((answer, job, before, du(data) - snapshots))
+            last = leader.last_id()
+            follower_data = os.path.join(work, f"follower-{mode}-{r}")
+            t = time.monotonic()
+            follower = Server(procs, args.banyan, follower_data, follower_data + ".log", extra=("--follow", f"http://127.0.0.1:{leader.port}"))
+            wait_until(lambda: follower.request("GET", "/v1/status")[1].get("applied_id", 0) >= last, 600, f"{mode} follower", follower.proc)
+            starts[mode].append(time.monotonic() - t)
+            follower.stop()
+            leader.stop()
+            for d in (data, follower_data):
+                shutil.rmtree(d, ignore_errors=True)
+                os.remove(d + ".log")
+    for mode in ("bootstrap", "shipping"):
+        rows.append(("follower start", "from the leader's snapshot" if mode == "bootstrap" else "by shipping the whole log", "",
+                     med(starts[mode], lambda x: f"{x:.2f} s"), "start to caught up (empty data directory)"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--banyan", default=os.path.join(REPO, ".build", "release", "banyan"))
@@ -260,6 +298,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0, help="the no-maintenance and snapshot windows (default 8)")
     ap.add_argument("--no-postgres", dest="postgres", action="store_false")
     ap.add_argument("--only-ingest", action="store_true", help="skip the archive comparisons: one snapshot of the gen_dag store, then the ingest and space figures")
+    ap.add_argument("--only-prune", action="store_true", help="only the pruning and follower-start figures (on a gen_dag store)")
     ap.add_argument("--workdir", default="/tmp/banyan-maintenance-bench")
     args = ap.parse_args()
     if not os.access(args.banyan, os.X_OK):
@@ -272,19 +311,22 @@ def main() -> int:
     procs = Processes()
     rows: list = []
     space: list = []
+    prunes: list = []
     started = time.monotonic()
     try:
-        if not args.only_ingest:
+        if not args.only_ingest and not args.only_prune:
             archives(args, procs, args.workdir, "git/git", GIT, rows)
         synthetic = dataset.generate(REPO, args.workdir, args.events, 7).path
-        if args.only_ingest:
+        if args.only_ingest or args.only_prune:
             data, archive = os.path.join(args.workdir, "gen-data"), os.path.join(args.workdir, "gen.bsnap")
             run([args.banyan, "import", synthetic, "--data-dir", data])
             run([args.banyan, "snapshot", "--data-dir", data, "--output", archive])
         else:
             archive = archives(args, procs, args.workdir, f"gen_dag {args.events:,}", synthetic, rows)
-        online(args, procs, args.workdir, archive, args.events + 1, rows, space)
-        reclaimed(args, procs, args.workdir, archive, args.events + 1, space)
+        if not args.only_prune:
+            online(args, procs, args.workdir, archive, args.events + 1, rows, space)
+            reclaimed(args, procs, args.workdir, archive, args.events + 1, space)
+        pruning(args, procs, args.workdir, archive, rows, prunes)
     finally:
         procs.stop_all()
     info = machine()
@@ -294,11 +336,17 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print("\nCompacting 90% (before id {:,}) of a restored copy, nothing else running:".format((args.events + 1) * 9 // 10))
+    if space:
+        print("\nCompacting 90% (before id {:,}) of a restored copy, nothing else running:".format((args.events + 1) * 9 // 10))
     for answer, before, after in space:
         print(f"- compacted {answer.get('compacted', 0):,} events in {answer.get('duration_ms', 0) / 1000:.1f} s; record bytes "
               f"{mib(answer.get('record_bytes_before', 0))} -> {mib(answer.get('record_bytes_after', 0))}; log family "
               f"{mib(answer.get('log_bytes_before', 0))} -> {mib(answer.get('log_bytes_after', 0))}; data directory {mib(before)} -> {mib(after)}")
+    print("\nSnapshot with prune of a restored copy (the job: snapshot, verify, prune), nothing else running:")
+    for answer, job, before, after in prunes:
+        p = answer["pruned"]
+        print(f"- {job:.1f} s in all; pruned {p['events_removed']:,} events ({p['segments_removed']} segments), first id now {p['first_id']:,}; "
+              f"database {mib(p['bytes_before'])} -> {mib(p['bytes_after'])}; data directory without snapshots {mib(before)} -> {mib(after)}")
     shutil.rmtree(args.workdir, ignore_errors=True)
     return 0
 

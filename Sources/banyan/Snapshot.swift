@@ -41,7 +41,7 @@ extension Banyan {
                     let verify = Console.ByteProgress("prune: verified")
                     _ = try await EventStore.verifySnapshot(archive.path, scratch: archive.deletingLastPathComponent().path) { verify.report($0, of: $1) }
                     Console.error("")
-                    Self.report(try store.prune(below: result.manifest.snapshotID, snapshot: archive.path))
+                    Self.report(try store.prune(below: result.manifest.snapshotID, snapshot: archive.lastPathComponent))
                 }
             }
 
@@ -103,7 +103,7 @@ extension Banyan {
                             Console.out("  \(name)  unreadable: \(error)")
                         } else {
                             Console.out(
-                                "  \(name)  events 1...\(entry["snapshot_id"]?.uint64Value ?? 0)  epoch \(entry["epoch"]?.uint64Value ?? 0)  \(entry["archive_bytes"]?.uint64Value ?? 0) bytes  \(entry["created_at"]?.stringValue ?? "")"
+                                "  \(name)  events \(entry["first_id"]?.uint64Value ?? 1)...\(entry["snapshot_id"]?.uint64Value ?? 0)  epoch \(entry["epoch"]?.uint64Value ?? 0)  \(entry["archive_bytes"]?.uint64Value ?? 0) bytes  \(entry["created_at"]?.stringValue ?? "")"
                             )
                         }
                     }
@@ -126,7 +126,7 @@ extension Banyan {
                     Console.error("")
                     let m = result.manifest
                     Console.out(
-                        "snapshot verify: ok: \(file): events 1...\(m.snapshotID), epoch \(m.epoch), \(m.files.count) files, \(m.imageBytes) bytes, made \(m.createdAt) by \(m.createdBy); \(result.report.events) events, \(result.report.edges) edges checked"
+                        "snapshot verify: ok: \(file): events \(m.firstID)...\(m.snapshotID), epoch \(m.epoch), \(m.files.count) files, \(m.imageBytes) bytes, made \(m.createdAt) by \(m.createdBy); \(result.report.events) events, \(result.report.edges) edges checked"
                     )
                 }
             }
@@ -146,7 +146,7 @@ extension Banyan {
                 let result = try await EventStore.restore(file, into: dataDir) { progress.report($0, of: $1) }
                 Console.error("")
                 Console.out(
-                    "restore: \(dataDir): events 1...\(result.manifest.snapshotID), epoch \(result.manifest.epoch), verified (\(result.report.events) events, \(result.report.edges) edges) in \(result.duration.inMilliseconds) ms"
+                    "restore: \(dataDir): events \(result.manifest.firstID)...\(result.manifest.snapshotID), epoch \(result.manifest.epoch), verified (\(result.report.events) events, \(result.report.edges) edges) in \(result.duration.inMilliseconds) ms"
                 )
             }
         }

@@ -84,14 +84,22 @@ struct FormatGoldenTests {
     }
 
     @Test func thePrunedPrefixIsItsDocumentedLayout() throws {
-        let prefix = PrunedPrefix(firstID: 201, edgesBelow: 350, keysBelow: 149, typesBelow: 3, streamsBelow: 4, snapshot: "snap-230.bsnap")
-        let expected = Self.be64(201) + Self.be64(350) + Self.be64(149) + Self.be32(3) + Self.be32(4) + Array("snap-230.bsnap".utf8)
+        let prefix = PrunedPrefix(
+            firstID: 201, edgesBelow: 350, keysBelow: 149, typesBelow: 3, streamsBelow: 4,
+            archives: [.init(firstID: 101, name: "a.bsnap"), .init(firstID: 201, name: "snap-230.bsnap")])
+        let expected = Self.be64(201) + Self.be64(350) + Self.be64(149) + Self.be32(3) + Self.be32(4)
+            + Self.be64(101) + Self.be32(7) + Array("a.bsnap".utf8) + Self.be64(201) + Self.be32(14) + Array("snap-230.bsnap".utf8)
         #expect(prefix.encoded() == expected)
         #expect(try Self.golden("pruned prefix") == expected)
         #expect(try PrunedPrefix.decode(expected) == prefix)
         #expect(MetaKey.prunedPrefix == Array("pruned_prefix".utf8))
         #expect(throws: StorageError.self) { try PrunedPrefix.decode(Array(expected.prefix(31))) }
         #expect(throws: StorageError.self) { try PrunedPrefix.decode(Self.be64(1) + Array(expected.dropFirst(8))) }
+        #expect(throws: StorageError.self) { try PrunedPrefix.decode(Array(expected.dropLast(1))) }
+        #expect(throws: StorageError.self, "archives out of order") {
+            try PrunedPrefix.decode(Array(expected.prefix(32)) + Self.be64(201) + Self.be32(1) + [0x61] + Self.be64(101) + Self.be32(1) + [0x62])
+        }
+        #expect(prefix.archive(holding: 5) == "a.bsnap" && prefix.archive(holding: 100) == "a.bsnap" && prefix.archive(holding: 101) == "snap-230.bsnap")
     }
 
     @Test func theConfirmedWatermarkIsItsDocumentedLayout() async throws {

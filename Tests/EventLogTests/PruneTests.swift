@@ -49,6 +49,17 @@ struct PruneTests {
         let error = try #require(throws: LogError.self) { try store.event(200) }
         #expect(error.code == .pruned)
         #expect(error.message.contains("holds ids from 201") && error.message.contains("snap-230.bsnap"), "\(error.message)")
+        #expect(throws: LogError.self) { try store.events(type: "build", before: 150, limit: 10) }
+        for direction in [Traversal.Direction.ancestors, .descendants] {
+            // A walk from a pruned id goes nowhere (and does not trap).
+            var walk = store.traversal(direction, from: 100)
+            var reached = 0
+            walk.breadthFirst { _, _ in
+                reached += 1
+                return .follow
+            }
+            #expect(reached == 0, "\(direction)")
+        }
         #expect(throws: LogError.self) { try store.events(after: 0, limit: 10) }
         #expect(throws: LogError.self) { try store.ancestors(of: 10) }
         #expect(throws: LogError.self) { try store.shippableGroups(after: 0, bytesMax: 1 << 16) }
@@ -85,10 +96,61 @@ struct PruneTests {
         #expect(second.firstID == 351 && second.eventsRemoved == 150)
         try Self.expectCountsAgree(store, "second prune")
         #expect(store.pruned?.keysBelow == 349, "keys k0...k348 name ids 2...350; genesis has none")
+        #expect(store.pruned?.archives == [.init(firstID: 201, name: "snap-230.bsnap"), .init(firstID: 351, name: "snap-360.bsnap")])
+        // Each pruned id names the archive that holds it.
+        let inFirst = try #require(throws: LogError.self) { try store.event(150) }
+        let inSecond = try #require(throws: LogError.self) { try store.event(300) }
+        #expect(inFirst.message.contains("snap-230.bsnap") && inSecond.message.contains("snap-360.bsnap"), "\(inFirst.message) / \(inSecond.message)")
         store.close()
         store = try await CompactionTests.open(path)
         try Self.expectCountsAgree(store, "second reopen")
         store.close()
+    }
+
+    /// Appends keep running while a prune moves the first id: the root and head counters the two
+    /// both change stay exact (they share the index's change lock).
+    @Test func appendsDuringAPruneKeepTheCountersExact() async throws {
+        let path = try TempDir.make("prune-concurrent")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try await CompactionTests.open(path)
+        defer { store.close() }
+        try await CompactionTests.fill(store)
+        let seed = SeededRandom.seed("appendsDuringAPruneKeepTheCountersExact")
+        let appends = Task {
+            var rng = SeededRandom(seed: seed)
+            for batch in 0..<200 {
+                // Parents anywhere, pruned or not: links to parents about to be pruned race the prune.
+                let parents = (0..<3).map { _ in EventID(1 + rng.next() % 400) }
+                try await store.append([AppendRequest(type: "racing", parents: Array(Set(parents)), key: "r\(batch)")])
+            }
+        }
+        for cut in [100, 200, 300] { _ = try store.prune(below: EventID(cut), snapshot: "s\(cut).bsnap") }
+        try await appends.value
+        #expect(store.firstID == 301)
+        try Self.expectCountsAgree(store, "after racing appends")
+    }
+
+    /// A pruned follower may be cut back to its first id, never into the pruned prefix: the log
+    /// must keep an event to keep its last id.
+    @Test func truncationStopsAtTheFirstID() async throws {
+        let path = try TempDir.make("prune-truncate")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let leaderPath = try TempDir.make("prune-truncate-leader")
+        defer { try? FileManager.default.removeItem(atPath: leaderPath) }
+        let leader = try await CompactionTests.open(leaderPath)
+        defer { leader.close() }
+        try await CompactionTests.fill(leader)
+        var follower = try await CompactionTests.open(path, role: .follower)
+        try ReplicationStoreTests.ship(from: leader, to: follower)
+        #expect(try follower.prune(below: 300, snapshot: "f.bsnap").firstID == 301)
+        let error = try #require(throws: LogError.self) { try follower.truncate(after: 300) }
+        #expect(error.code == .pruned)
+        #expect(try follower.truncate(after: 301) == 100)
+        follower.close()
+        follower = try await CompactionTests.open(path, role: .follower)
+        defer { follower.close() }
+        #expect(follower.lastID == 301 && follower.firstID == 301)
+        try Self.expectCountsAgree(follower, "after truncation")
     }
 
     /// A crash after the prune's first write leaves records below the cut: `verify` says so (a

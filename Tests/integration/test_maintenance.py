@@ -451,14 +451,20 @@ def test_prune_below_a_snapshot_answers_gone_below_and_keeps_the_rest(server_fac
     pruned = r.json()["pruned"]
     archive = server.data_dir / "snapshots" / r.json()["snapshot"]["name"]
     assert pruned["first_id"] == SEGMENT + 1 and pruned["events_removed"] == SEGMENT and pruned["segments_removed"] == 1, pruned
-    assert pruned["snapshot"] == str(archive) and pruned["bytes_after"] < pruned["bytes_before"], pruned
+    assert pruned["snapshot"] == archive.name and pruned["bytes_after"] < pruned["bytes_before"], pruned
     st = requests.get(server.url + "/v1/status", timeout=10).json()
-    assert st["first_id"] == SEGMENT + 1 and st["pruned"] == {"first_id": SEGMENT + 1, "snapshot": str(archive)}, st
+    assert st["first_id"] == SEGMENT + 1 and st["pruned"] == {"first_id": SEGMENT + 1, "archives": [{"first_id": SEGMENT + 1, "name": archive.name}]}, st
+    assert f"banyan_store_first_id {SEGMENT + 1}" in requests.get(server.url + "/metrics", timeout=10).text
 
     # Below the cut: a clear 410 naming the first id and the snapshot, on every kind of read.
     gone = expect_error(requests.get(server.url + "/v1/events/100", timeout=10), 410, "pruned")
-    assert f"holds ids from {SEGMENT + 1}" in gone["detail"] and str(archive) in gone["detail"], gone
+    assert f"holds ids from {SEGMENT + 1}" in gone["detail"] and archive.name in gone["detail"], gone
     expect_error(requests.get(server.url + "/v1/events?after=0", timeout=10), 410, "pruned")
+    for route in ("/provenance/100", "/descendants/100", "/provenance/100?view=meta"):
+        assert requests.get(server.url + route, timeout=10).status_code == 410, route
+    assert requests.get(server.url + "/v1/stream", headers={"Last-Event-ID": "10"}, timeout=10, stream=True).status_code == 410
+    assert requests.get(server.url + "/v1/stream?after=0", timeout=10, stream=True).status_code == 410
+    assert requests.get(server.url + "/healthz", timeout=10).status_code == 200, "the server survived every read below the cut"
     expect_error(requests.get(server.url + "/v1/events/by-key/p-0-5", timeout=10), 410, "pruned")
     expect_error(requests.post(server.url + "/v1/query", json={"query": "ancestors(100)"}, headers=JSON, timeout=10), 410, "pruned")
     assert requests.get(server.url + "/event/100", timeout=10).status_code == 410
@@ -471,30 +477,42 @@ def test_prune_below_a_snapshot_answers_gone_below_and_keeps_the_rest(server_fac
                           headers=JSON, timeout=10)
     assert retry.status_code == 200 and retry.json()["results"][0]["duplicate"] is True and retry.json()["results"][0]["id"] == 5, retry.text
 
-    # Retention never removes the archive the store was pruned below.
+    # A second prune: the store keeps both archives, each naming the ids it holds.
+    fill_past_a_segment(server.url, "q")
+    r = requests.post(server.url + "/v1/admin/snapshots", json={"prune": True}, timeout=300)
+    assert r.status_code == 201 and r.json()["pruned"]["first_id"] == 2 * SEGMENT + 1, r.text
+    second = server.data_dir / "snapshots" / r.json()["snapshot"]["name"]
+    assert r.json()["snapshot"]["first_id"] == SEGMENT + 1, "the second image starts where the first prune left the store"
+    assert archive.name in expect_error(requests.get(server.url + "/v1/events/100", timeout=10), 410, "pruned")["detail"]
+    assert second.name in expect_error(requests.get(server.url + f"/v1/events/{SEGMENT + 100}", timeout=10), 410, "pruned")["detail"]
+    # Retention (--snapshot-keep 1) never removes an archive the store was pruned below.
     for _ in range(2):
         assert requests.post(server.url + "/v1/admin/snapshots", timeout=300).status_code == 201
     names = [s["name"] for s in requests.get(server.url + "/v1/admin/snapshots", timeout=10).json()["snapshots"]]
-    assert len(names) == 2 and archive.name in names, names
+    assert len(names) == 3 and archive.name in names and second.name in names, names
     runs = [e for e in maintenance_events(server.url) if e["type"] == "banyan.snapshot.finished"]
-    assert runs[0]["payload"]["pruned"]["first_id"] == SEGMENT + 1 and runs[-1]["payload"]["pruned"] is None, runs
+    # The first run's events were themselves pruned by the second; the rest are there.
+    assert runs[0]["payload"]["pruned"]["first_id"] == 2 * SEGMENT + 1 and runs[-1]["payload"]["pruned"] is None, runs
 
     final = requests.get(server.url + "/v1/status", timeout=10).json()["last_id"]
     server.terminate()
     res = verify(server.data_dir)
-    assert res.ok and res.report["pruned_below"] == SEGMENT + 1 and res.report["events"] == final - SEGMENT, res.describe()
+    assert res.ok and res.report["pruned_below"] == 2 * SEGMENT + 1 and res.report["events"] == final - 2 * SEGMENT, res.describe()
     exported = tmp_path / "after.jsonl"
     assert run_banyan("export", "--data-dir", str(server.data_dir), "--output", str(exported)).returncode == 1
-    r = run_banyan("export", "--data-dir", str(server.data_dir), "--after", str(SEGMENT), "--output", str(exported))
+    r = run_banyan("export", "--data-dir", str(server.data_dir), "--after", str(2 * SEGMENT), "--output", str(exported))
     assert r.returncode == 0, r.describe()
-    # The pruned archive restores the whole log up to its id.
+    # The first archive restores the whole log up to its id; the second, the ids from the first cut up to its own.
     restored = tmp_path / "restored"
     r = run_banyan("restore", str(archive), "--data-dir", str(restored))
     assert r.returncode == 0, r.describe()
     whole = verify(restored)
     assert whole.ok and whole.report["pruned_below"] is None and whole.report["events"] >= last, whole.describe()
+    r = run_banyan("restore", str(second), "--data-dir", str(tmp_path / "restored2"))
+    assert r.returncode == 0 and f"events {SEGMENT + 1}..." in r.stdout, r.describe()
+    assert verify(tmp_path / "restored2").report["pruned_below"] == SEGMENT + 1
     server.start()
-    assert requests.get(server.url + "/v1/status", timeout=10).json()["first_id"] == SEGMENT + 1
+    assert requests.get(server.url + "/v1/status", timeout=10).json()["first_id"] == 2 * SEGMENT + 1
 
 
 def test_cli_prunes_a_stopped_store_and_a_follower_bootstraps_from_the_leaders_snapshot(server_factory, run_banyan, verify, tmp_path):
@@ -509,8 +527,13 @@ def test_cli_prunes_a_stopped_store_and_a_follower_bootstraps_from_the_leaders_s
     s = r.json()["snapshot"]["snapshot_id"]
     append_batches(leader.url, "after", 3, 100)
 
-    # A new follower with an empty data directory restores the leader's newest snapshot, then ships from it.
-    fresh = server_factory(name="fresh", extra_args=["--follow", leader.url])
+    # A new follower with an empty data directory restores the leader's newest snapshot, then ships
+    # from it; also when its first start, with the leader out of reach, left an empty store.
+    fresh = server_factory(name="fresh", extra_args=["--follow", "http://127.0.0.1:9"])
+    fresh.terminate()
+    assert (fresh.data_dir / "CURRENT").exists()
+    fresh.extra_args = ("--follow", leader.url)
+    fresh.start()
     assert "bootstrapped from the leader's snapshot" in fresh.log(), fresh.log()
     last = requests.get(leader.url + "/v1/status", timeout=10).json()["last_id"]
     wait_until(lambda: requests.get(fresh.url + "/v1/status", timeout=10).json()["applied_id"] >= last, 60, "the bootstrapped follower to catch up")

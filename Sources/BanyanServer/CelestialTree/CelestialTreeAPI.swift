@@ -167,6 +167,7 @@ struct CelestialTreeAPI: Sendable {
                 guard id >= 1, id <= encoder.last else {
                     throw APIError(.notFound, summary, detail: "invalid id \(id): event not found")
                 }
+                try store.checkNotPruned(id)
                 if i > 0 { w.writeRaw(",") }
                 do {
                     try encoder.write(id, into: &w)

@@ -106,11 +106,15 @@ struct MaintenanceAPI: Sendable {
         return error
     }
 
-    /// The newest archive: what a follower bootstraps from. 404 when the leader has none.
+    /// The newest archive: what a follower bootstraps from. 404 when the leader has none that
+    /// reaches its first id (a follower could not ship on from it).
     private func latest() async throws -> Response {
         let listing = try await Blocking.run { [snapshots] in SnapshotArchive.list(snapshots.directory) }
-        guard let newest = listing.first(where: { $0.manifest != nil }) else {
-            throw APIError(.notFound, "no snapshot", detail: "the leader holds no snapshot in its snapshot directory; take one with POST /v1/admin/snapshots")
+        let first = snapshots.store.firstID
+        guard let newest = listing.first(where: { ($0.manifest?.snapshotID ?? 0) + 1 >= first }) else {
+            throw APIError(
+                .notFound, "no snapshot",
+                detail: "the snapshot directory holds no archive that reaches this store's first id \(first); take one with POST /v1/admin/snapshots")
         }
         var response = try download(newest.name)
         response.headers[HTTPField.Name.known(Replication.Header.snapshotName)] = newest.name

@@ -88,7 +88,7 @@ struct Snapshots: Sendable {
             jobs.update(job.id) { $0.done = done; $0.total = total }
         }
         jobs.update(job.id) { $0.phase = "prune"; $0.done = 0; $0.total = 0 }
-        let name = snapshot.path
+        let name = snapshot.listing.name
         let result = try await Blocking.runLong { try store.prune(below: snapshot.manifest.snapshotID, snapshot: name) }
         metrics.pruned(result)
         logger.info("store pruned", metadata: [
@@ -122,14 +122,14 @@ struct Snapshots: Sendable {
         return path
     }
 
-    /// Removes the server's own archives beyond the newest `keep`, except the one the store was
-    /// pruned below (the only copy of the pruned events); returns their names.
+    /// Removes the server's own archives beyond the newest `keep`, except those the store was
+    /// pruned below (together the only copy of the pruned events); returns their names.
     func removeOld() -> [String] {
         let own = SnapshotArchive.list(directory).map(\.name).filter { $0.hasPrefix(Self.namePrefix) }
         guard own.count > keep else { return [] }
-        let pinned = store.pruned?.snapshot
+        let pinned = Set(store.pruned?.archives.map(\.name) ?? [])
         var removed: [String] = []
-        for name in own[keep...] where "\(directory)/\(name)" != pinned {
+        for name in own[keep...] where !pinned.contains(name) {
             do {
                 try FileManager.default.removeItem(atPath: "\(directory)/\(name)")
                 removed.append(name)

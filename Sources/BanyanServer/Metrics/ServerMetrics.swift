@@ -148,10 +148,9 @@ public final class ServerMetrics: StoreObserver, Sendable {
         CoreMetrics.Gauge(label: "banyan_snapshot_bytes", factory: factory).record(Int64(clamping: bytes))
     }
 
-    /// A prune: `banyan_store_first_id` (the lowest id the store holds),
-    /// `banyan_prune_events_total` and `banyan_prune_bytes_reclaimed_total`.
+    /// A prune: `banyan_prune_events_total` and `banyan_prune_bytes_reclaimed_total`
+    /// (`banyan_store_first_id`, the lowest id the store holds, is sampled with the other gauges).
     func pruned(_ result: PruneResult) {
-        CoreMetrics.Gauge(label: "banyan_store_first_id", factory: factory).record(Int64(clamping: result.firstID))
         CoreMetrics.Counter(label: "banyan_prune_events_total", factory: factory).increment(by: Int64(clamping: result.eventsRemoved))
         CoreMetrics.Counter(label: "banyan_prune_bytes_reclaimed_total", factory: factory)
             .increment(by: max(0, Int64(clamping: result.bytesBefore) - Int64(clamping: result.bytesAfter)))
@@ -195,6 +194,7 @@ public final class ServerMetrics: StoreObserver, Sendable {
         }
         let last = store.lastID
         lastID.record(Int64(last))
+        CoreMetrics.Gauge(label: "banyan_store_first_id", factory: factory).record(Int64(clamping: store.firstID))
         streamsOpen.record(Int64(streams.count))
         let lag = streams.lag(behind: last)
         streamLagMax.record(Int64(lag.max))

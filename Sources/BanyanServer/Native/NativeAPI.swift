@@ -126,7 +126,12 @@ struct NativeAPI: Sendable {
         let members: KeyValuePairs<String, JSONValue> = [
             "role": .string(replication.role.rawValue), "epoch": .int(stats.epoch), "leader": replication.leader.map(JSONValue.string) ?? .null,
             "last_id": .int(stats.events), "first_id": .int(store.firstID),
-            "pruned": store.pruned.map { .members(["first_id": .int($0.firstID), "snapshot": .string($0.snapshot)]) } ?? .null,
+            "pruned": store.pruned.map { pruned in
+                .members([
+                    "first_id": .int(pruned.firstID),
+                    "archives": .array(pruned.archives.map { .members(["first_id": .int($0.firstID), "name": .string($0.name)]) }),
+                ])
+            } ?? .null,
             "edges": .int(stats.edges), "roots": .int(stats.roots), "heads": .int(stats.heads),
             "segments": .members(["sealed": .int(stats.sealedSegments), "events_max": .int(store.limits.segmentEventsMax)]),
             "disk_bytes": .int(stats.diskBytes), "durability": .string(store.options.durability.rawValue),

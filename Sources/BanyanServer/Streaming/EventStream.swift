@@ -48,6 +48,8 @@ enum EventStream {
         from start: EventID, filter: LogFilter, format: Format, store: EventStore, streams: StreamRegistry, config: ServerConfiguration,
         client: ClientConnection
     ) throws -> Response {
+        // A resume point below a pruned prefix would skip events: 410 before the stream starts.
+        try store.checkNotPruned(after: start)
         guard let token = streams.open(at: start, max: store.limits.streamsMax) else {
             var error = APIError(.serviceUnavailable, "too many streams", detail: "\(store.limits.streamsMax) streams are open (--streams-max)")
             error.headers[.retryAfter] = "5"
@@ -100,7 +102,15 @@ enum EventStream {
                 lastWrite = .now
             }
             let after = cursor
-            let page = try await Blocking.run { try store.page(after: after, limit: store.limits.streamReadEventsMax, filter: filter) }
+            let page: LogPage
+            do {
+                page = try await Blocking.run { try store.page(after: after, limit: store.limits.streamReadEventsMax, filter: filter) }
+            } catch let error as LogError where error.code == .pruned {
+                // A prune passed this slow reader: the events it has not read are gone here. Say
+                // so and end; a reconnect from the same id gets 410 with the same words.
+                try await emit(cursor, prunedFrame(after: cursor, firstID: store.firstID, detail: error.message))
+                return
+            }
             if page.next > cursor {
                 var w = JSONWriter(capacity: page.events.count * 200)
                 for event in page.events {
@@ -131,6 +141,16 @@ extension EventStream {
     /// void.
     static func truncatedFrame(after cut: EventID) -> [UInt8] {
         Array("id: \(cut)\nevent: truncated\ndata: {\"after\":\(cut)}\n\n".utf8)
+    }
+}
+
+extension EventStream {
+    /// `event: pruned`, `data: {"after":N,"first_id":F,"detail":...}`: the events after N that
+    /// this stream has not sent were pruned; the stream ends.
+    static func prunedFrame(after cursor: EventID, firstID: EventID, detail: String) -> [UInt8] {
+        var w = JSONWriter()
+        w.write(.members(["after": .int(cursor), "first_id": .int(firstID), "detail": .string(detail)]))
+        return Array("event: pruned\ndata: ".utf8) + w.bytes + Array("\n\n".utf8)
     }
 }
 

@@ -184,13 +184,15 @@ extension EventStore {
         throw LogError(.conflict, "compaction \(control) stopped: a truncation after id \(cut) removed its control event (a new leader does not ask for it)")
     }
 
-    /// The first id a run for `control` still has to do: after its progress mark, or 1.
+    /// The first id a run for `control` still has to do: after its progress mark, or the
+    /// store's first id (1 unless pruned).
     private func compactionResumePoint(control: EventID) throws(LogError) -> EventID {
-        try storageCall { () throws(StorageError) -> EventID in
-            guard let bytes = try storage.meta(MetaKey.compactionProgress), bytes.count == 16 else { return 1 }
+        let first = firstID
+        return try storageCall { () throws(StorageError) -> EventID in
+            guard let bytes = try storage.meta(MetaKey.compactionProgress), bytes.count == 16 else { return first }
             var r = ByteReader(bytes)
             let (mark, done) = (try r.be64(), try r.be64())
-            return mark == control ? done + 1 : 1
+            return mark == control ? max(done + 1, first) : first
         }
     }
 

@@ -2,7 +2,7 @@
 public struct PruneResult: Sendable, Hashable {
     /// The store's first id after the prune (as before when nothing could go).
     public var firstID: EventID
-    /// The snapshot id the prune was asked to stay below, and the snapshot's name.
+    /// The snapshot id the prune was asked to stay below, and the archive's file name.
     public var snapshotID: EventID
     public var snapshot: String
     public var eventsRemoved: UInt64
@@ -20,19 +20,23 @@ public struct PruneResult: Sendable, Hashable {
 /// record keeps its checksum chain; the keys of pruned events stay, so a retried keyed append of
 /// one is still answered as a duplicate.
 extension EventStore {
-    /// Removes every sealed segment that ends at or below `snapshotID` (the id of the snapshot
-    /// named `snapshot`, which the caller has written and verified), except one holding the last
-    /// event: the log keeps its last id by holding it. One synced write records the `PrunedPrefix`
-    /// and removes the index blocks (rewriting a block that straddles the cut to start at it) and
-    /// the manifest entries; readers see the new first id before it, so none reads a record being
-    /// removed. The records follow in bounded batches (`removePrunedRecords`, which the next
-    /// writable open finishes if a crash cut it short), then RocksDB compacts the removed ranges.
+    /// Removes every sealed segment that ends at or below `snapshotID` (the id of the archive
+    /// named `snapshot`, a file name, which the caller has written and verified), except one
+    /// holding the last event: the log keeps its last id by holding it. One synced write records
+    /// the `PrunedPrefix` (with this archive added to the earlier prunes' ones) and removes the
+    /// index blocks (rewriting a block that straddles the cut to start at it) and the manifest
+    /// entries. Only then do readers see the new first id (a failed write changes nothing), and
+    /// only after that do the records go, in bounded batches (`removePrunedRecords`, which the next
+    /// writable open finishes if a crash cut it short), so no reader looks for a record being
+    /// removed. Then RocksDB compacts the removed ranges.
     ///
     /// Refused while a compaction is under way or asked for by a control event below the cut
     /// (it could never be carried out). The caller runs one maintenance job at a time.
     public func prune(below snapshotID: EventID, snapshot: String) throws(LogError) -> PruneResult {
         guard applier != nil else { throw LogError(.invalidArgument, "the store is open read-only") }
-        guard !snapshot.isEmpty else { throw LogError(.invalidArgument, "prune needs the snapshot it prunes below", field: "snapshot") }
+        guard !snapshot.isEmpty, !snapshot.contains("/"), snapshot.utf8.count <= PrunedPrefix.archiveNameBytesMax else {
+            throw LogError(.invalidArgument, "prune needs the file name of the archive it prunes below", field: "snapshot")
+        }
         let last = lastID
         guard snapshotID >= 1, snapshotID <= last else {
             throw LogError(.invalidArgument, "snapshot id \(snapshotID) is not in this store's log (1...\(last))", field: "snapshot_id")
@@ -59,12 +63,11 @@ extension EventStore {
         let (types, streams) = index.dictionaryIDs(through: first - 1)
         let prefix = PrunedPrefix(
             firstID: first, edgesBelow: UInt64(index.edges(through: first - 1)), keysBelow: keysBelow,
-            typesBelow: types, streamsBelow: streams, snapshot: snapshot)
+            typesBelow: types, streamsBelow: streams,
+            archives: (previous?.archives ?? []) + [PrunedPrefix.Archive(firstID: first, name: snapshot)])
         try shipping.withLock { _ throws(LogError) in
             // A truncation (on a follower) may have cut the log since the plan was made.
             guard lastID >= first else { throw LogError(.conflict, "the log was cut below \(first) meanwhile; nothing was pruned") }
-            index.prune(below: first)
-            prunedPrefix.withLock { $0 = prefix }
             try storageCall { () throws(StorageError) in
                 let batch = RocksWriteBatch()
                 let (indexFamily, metaFamily) = (storage.cf(.index), storage.cf(.meta))
@@ -86,6 +89,9 @@ extension EventStore {
                 batch.put(metaFamily, MetaKey.prunedPrefix, prefix.encoded())
                 try storage.db.write(batch, sync: true)
             }
+            // The records are all still there: readers switch to the new first id before any goes.
+            index.prune(below: first)
+            prunedPrefix.withLock { $0 = prefix }
         }
         shippingReaders.withLock { $0.removeAll() }
         try storageCall { () throws(StorageError) in

@@ -54,7 +54,7 @@ extension EventStore {
         let checkpointDuration = ContinuousClock.now - started
         let image = try Self.settleImage(checkpoint)
         let manifest = SnapshotManifest(
-            snapshotID: image.lastID, epochHistory: image.meta.epochHistory.map { .init(epoch: $0.epoch, firstID: $0.firstID) },
+            snapshotID: image.lastID, firstID: image.firstID, epochHistory: image.meta.epochHistory.map { .init(epoch: $0.epoch, firstID: $0.firstID) },
             storeFormatVersion: StoreMeta.formatVersion, createdAt: Date().rfc3339(), createdBy: createdBy,
             files: try SnapshotArchive.describe(directory: checkpoint))
         let total = manifest.imageBytes
@@ -119,10 +119,10 @@ extension EventStore {
         let store = try await EventStore.open(at: staging, options: options)
         defer { store.close() }
         let history = store.writerMeta.epochHistory.map { SnapshotManifest.EpochStart(epoch: $0.epoch, firstID: $0.firstID) }
-        guard store.lastID == manifest.snapshotID, history == manifest.epochHistory else {
+        guard store.lastID == manifest.snapshotID, store.firstID == manifest.firstID, history == manifest.epochHistory else {
             throw LogError(
                 .invalidArgument,
-                "\(archivePath): the image holds events up to \(store.lastID) in epochs \(history.map(\.epoch)), but its manifest says \(manifest.snapshotID) in \(manifest.epochHistory.map(\.epoch))")
+                "\(archivePath): the image holds events \(store.firstID)...\(store.lastID) in epochs \(history.map(\.epoch)), but its manifest says \(manifest.firstID)...\(manifest.snapshotID) in \(manifest.epochHistory.map(\.epoch))")
         }
         let report = try store.verify()
         guard report.ok else {
@@ -136,14 +136,14 @@ extension EventStore {
     /// such an image fails an assertion. So the image is opened once, writable (it is a private
     /// copy; its SSTs are hard links, which RocksDB never rewrites), flushed and closed like a
     /// store at a clean shutdown: what it holds is then all in SST files, and any open works.
-    private static func settleImage(_ path: String) throws(LogError) -> (lastID: EventID, meta: StoreMeta) {
+    private static func settleImage(_ path: String) throws(LogError) -> (lastID: EventID, firstID: EventID, meta: StoreMeta) {
         try storageCall { () throws(StorageError) in
             let storage = try LogStorage(path: path, readOnly: false, blockCacheBytes: 1 << 20)
             defer { storage.close() }
             try storage.db.flushAll()
             let lastID = try storage.lastID()
             guard let meta = try StoreMeta.load(storage) else { throw StorageError(.corruption, "the checkpoint holds no store meta") }
-            return (lastID, meta)
+            return (lastID, try PrunedPrefix.load(storage)?.firstID ?? 1, meta)
         }
     }
 

@@ -14,10 +14,13 @@ public struct SnapshotFile: Sendable, Hashable {
 }
 
 /// What a snapshot holds, written at the start of its archive (docs/STORAGE.md, "Snapshot
-/// archives"). `snapshotID` is S: the image holds exactly the events 1...S.
+/// archives"). `snapshotID` is S: the image holds exactly the events `firstID...S` (`firstID` is 1
+/// unless the store was pruned).
 public struct SnapshotManifest: Sendable, Hashable {
     public var formatVersion: UInt32 = SnapshotArchive.formatVersion
     public var snapshotID: EventID
+    /// The image's first id; written to the manifest only when it is not 1 (a pruned store).
+    public var firstID: EventID = 1
     /// (epoch, first id of that epoch), ascending, as the store held them at S.
     public var epochHistory: [EpochStart]
     /// The store format of the image (`StoreMeta.formatVersion`).
@@ -42,16 +45,18 @@ public struct SnapshotManifest: Sendable, Hashable {
     public var imageBytes: UInt64 { files.reduce(0) { $0 &+ $1.size } }
 
     public func json() -> JSONValue {
-        .members([
-            "format_version": .int(formatVersion),
-            "snapshot_id": .int(snapshotID),
-            "epoch": .int(epoch),
-            "epoch_history": .array(epochHistory.map { .members(["epoch": .int($0.epoch), "first_id": .int($0.firstID)]) }),
-            "store_format_version": .int(storeFormatVersion),
-            "created_at": .string(createdAt),
-            "created_by": .string(createdBy),
-            "files": .array(files.map { .members(["name": .string($0.name), "size": .int($0.size), "crc32c": .int($0.crc32c)]) }),
-        ])
+        var members: [JSONMember] = [JSONMember(key: "format_version", value: .int(formatVersion)), JSONMember(key: "snapshot_id", value: .int(snapshotID))]
+        // Only a pruned store's image says where it starts, so archives of whole stores keep their bytes.
+        if firstID > 1 { members.append(JSONMember(key: "first_id", value: .int(firstID))) }
+        members += [
+            JSONMember(key: "epoch", value: .int(epoch)),
+            JSONMember(key: "epoch_history", value: .array(epochHistory.map { .members(["epoch": .int($0.epoch), "first_id": .int($0.firstID)]) })),
+            JSONMember(key: "store_format_version", value: .int(storeFormatVersion)),
+            JSONMember(key: "created_at", value: .string(createdAt)),
+            JSONMember(key: "created_by", value: .string(createdBy)),
+            JSONMember(key: "files", value: .array(files.map { .members(["name": .string($0.name), "size": .int($0.size), "crc32c": .int($0.crc32c)]) })),
+        ]
+        return .object(members)
     }
 
     /// Parses and checks a manifest: known fields of the right types, file names that stay
@@ -95,9 +100,15 @@ public struct SnapshotManifest: Sendable, Hashable {
             }
             total += file.size
         }
+        let snapshotID = try uint(value["snapshot_id"], "snapshot_id")
+        var firstID: EventID = 1
+        if let first = value["first_id"] {
+            firstID = try uint(first, "first_id")
+            guard firstID >= 2, firstID <= snapshotID else { throw bad("first_id must be 2...snapshot_id") }
+        }
         let manifest = SnapshotManifest(
             formatVersion: try u32(value["format_version"], "format_version"),
-            snapshotID: try uint(value["snapshot_id"], "snapshot_id"),
+            snapshotID: snapshotID, firstID: firstID,
             epochHistory: epochs,
             storeFormatVersion: try u32(value["store_format_version"], "store_format_version"),
             createdAt: try string(value["created_at"], "created_at"),
@@ -349,7 +360,7 @@ public struct SnapshotListing: Sendable {
             return .members(["name": .string(name), "archive_bytes": .int(archiveBytes), "error": .string(error ?? "unreadable")])
         }
         return .members([
-            "name": .string(name), "snapshot_id": .int(manifest.snapshotID), "epoch": .int(manifest.epoch),
+            "name": .string(name), "snapshot_id": .int(manifest.snapshotID), "first_id": .int(manifest.firstID), "epoch": .int(manifest.epoch),
             "created_at": .string(manifest.createdAt), "created_by": .string(manifest.createdBy),
             "format_version": .int(manifest.formatVersion), "archive_bytes": .int(archiveBytes), "image_bytes": .int(manifest.imageBytes),
             "files": .int(manifest.files.count),

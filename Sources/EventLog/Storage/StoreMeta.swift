@@ -76,6 +76,20 @@ struct StoreMeta: Sendable, Hashable {
 /// from `log` and `index` (their keys stay, for idempotency), and these totals stand in for them
 /// where the store and `verify` count the whole history. Node-local: each node prunes its own log.
 public struct PrunedPrefix: Sendable, Hashable {
+    /// One prune's archive: it holds the events from the previous prune's first id (1 for the
+    /// first prune) up to its snapshot id, which reaches at least `firstID - 1`.
+    public struct Archive: Sendable, Hashable {
+        /// The store's first id after that prune.
+        public var firstID: EventID
+        /// The archive's file name.
+        public var name: String
+
+        public init(firstID: EventID, name: String) {
+            self.firstID = firstID
+            self.name = name
+        }
+    }
+
     /// The lowest id the store still holds.
     public var firstID: EventID
     /// Parent links of the pruned events.
@@ -85,29 +99,52 @@ public struct PrunedPrefix: Sendable, Hashable {
     /// Type and stream dictionary ids first used by the pruned events (`LogIndex.dictionaryIDs`).
     public var typesBelow: UInt32
     public var streamsBelow: UInt32
-    /// The snapshot the prefix was pruned below: the one file that still holds those events.
-    public var snapshot: String
+    /// Every prune's archive, oldest first: together they hold every pruned event.
+    public var archives: [Archive]
 
     static let fixedBytes = 32
+    /// Each archive's name is at most this long (a file name).
+    static let archiveNameBytesMax = 255
+
+    /// The archive that holds `id` (below `firstID`).
+    public func archive(holding id: EventID) -> String {
+        (archives.first { id < $0.firstID } ?? archives.last)?.name ?? "?"
+    }
 
     func encoded() -> [UInt8] {
-        var w = ByteWriter(capacity: Self.fixedBytes + snapshot.utf8.count)
+        var w = ByteWriter(capacity: Self.fixedBytes + archives.reduce(0) { $0 + 12 + $1.name.utf8.count })
         w.putBE64(firstID)
         w.putBE64(edgesBelow)
         w.putBE64(keysBelow)
         w.putBE32(typesBelow)
         w.putBE32(streamsBelow)
-        w.bytes += Array(snapshot.utf8)
+        for archive in archives {
+            w.putBE64(archive.firstID)
+            w.putBE32(UInt32(archive.name.utf8.count))
+            w.bytes += Array(archive.name.utf8)
+        }
         return w.bytes
     }
 
     static func decode(_ bytes: [UInt8]) throws(StorageError) -> PrunedPrefix {
         guard bytes.count >= fixedBytes else { throw StorageError(.corruption, "meta: pruned prefix is \(bytes.count) bytes") }
         var r = ByteReader(bytes)
-        let prefix = PrunedPrefix(
+        var prefix = PrunedPrefix(
             firstID: try r.be64(), edgesBelow: try r.be64(), keysBelow: try r.be64(), typesBelow: try r.be32(), streamsBelow: try r.be32(),
-            snapshot: String(decoding: bytes[fixedBytes...], as: UTF8.self))
-        guard prefix.firstID >= 2 else { throw StorageError(.corruption, "meta: pruned prefix starts at \(prefix.firstID)") }
+            archives: [])
+        var previous: EventID = 1
+        while !r.isAtEnd {
+            let first = try r.be64()
+            let length = try r.be32()
+            guard length <= archiveNameBytesMax, first > previous else {
+                throw StorageError(.corruption, "meta: pruned prefix: archive entry \(prefix.archives.count) is malformed")
+            }
+            prefix.archives.append(Archive(firstID: first, name: String(decoding: try r.bytes(count: Int(length)), as: UTF8.self)))
+            previous = first
+        }
+        guard prefix.firstID >= 2, prefix.archives.last?.firstID == prefix.firstID else {
+            throw StorageError(.corruption, "meta: pruned prefix starts at \(prefix.firstID) but its archives end at \(prefix.archives.last?.firstID ?? 1)")
+        }
         return prefix
     }
 
@@ -117,11 +154,11 @@ public struct PrunedPrefix: Sendable, Hashable {
 
     /// The error every read below the prefix answers.
     func error(_ id: EventID) -> LogError {
-        LogError(.pruned, "event \(id) was pruned: this store holds ids from \(firstID); restore snapshot \(snapshot) to read it")
+        LogError(.pruned, "event \(id) was pruned: this store holds ids from \(firstID); restore snapshot \(archive(holding: id)) to read it")
     }
 
     /// The error of a read of the log from `after` that would silently skip pruned events.
     func error(after: EventID) -> LogError {
-        LogError(.pruned, "events \(after + 1)...\(firstID - 1) were pruned: read after \(firstID - 1), or restore snapshot \(snapshot) to read them")
+        LogError(.pruned, "events \(after + 1)...\(firstID - 1) were pruned: read after \(firstID - 1), or restore snapshot \(archive(holding: after + 1)) to read them")
     }
 }

@@ -75,6 +75,7 @@ extension EventStore {
                     return LogPage(events: events, next: position, lastID: last)
                 }
                 guard let record = try read({ () throws(StorageError) in try storage.record(id) }) else {
+                    try checkNotPruned(id)  // pruned meanwhile
                     throw LogError(.storage, "log: event \(id) is indexed but missing")
                 }
                 let event = try read { () throws(StorageError) in try RecordCodec.decode(id: id, record) }

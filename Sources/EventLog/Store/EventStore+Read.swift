@@ -9,7 +9,10 @@ extension EventStore {
     public func event(_ id: EventID) throws(LogError) -> Event? {
         try checkNotPruned(id)
         guard id >= 1, id <= lastID else { return nil }
-        return try read { () throws(StorageError) in try storage.event(id) }
+        let event = try read { () throws(StorageError) in try storage.event(id) }
+        // A prune that started after the check above may have removed it since.
+        if event == nil { try checkNotPruned(id) }
+        return event
     }
 
     public func id(forKey key: String) throws(LogError) -> EventID? {
@@ -87,6 +90,7 @@ extension EventStore {
 
     /// Events of `type` with ids below `before` (or all), newest first.
     public func events(type: String, before: EventID? = nil, limit: Int) throws(LogError) -> [Event] {
+        if let before, before >= 2 { try checkNotPruned(before - 1) }
         guard let typeID = try dictionaryID(MetaKey.type(type)) else { return [] }
         let bound = max(0, min(limit, limits.readEventsMax))
         let ids = index.scanBackward(type: typeID, stream: nil, before: min(before ?? .max, lastID + 1), limit: bound, scanMax: limits.columnScanIDsMax)

@@ -191,8 +191,9 @@ extension EventStore {
             guard sequencer.withLock({ $0 }) == nil else { throw LogError(.conflict, "a leader does not truncate its log") }
             let old = applier.lastApplied
             guard last < old else { return 0 }
-            guard last + 1 >= index.firstID else {
-                throw LogError(.pruned, "cannot cut the log after \(last): this store was pruned below \(index.firstID); start this node afresh from a snapshot")
+            // A pruned store keeps at least its first event: with none, it would lose its last id.
+            guard last >= index.firstID else {
+                throw LogError(.pruned, "cannot cut the log after \(last): this store was pruned below \(index.firstID) and must keep an event from there; start this node afresh from a snapshot")
             }
             if !applier.isDurable { applier.syncNow() }
             let meta = applier.appliedMeta

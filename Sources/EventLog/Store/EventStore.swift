@@ -209,7 +209,7 @@ public final class EventStore: Sendable {
 
     /// Throws the pruned-prefix error for a read of the log after `after` that would skip
     /// pruned events (a reader starting at 0 on a pruned store must say where it resumes).
-    func checkNotPruned(after: EventID) throws(LogError) {
+    public func checkNotPruned(after: EventID) throws(LogError) {
         guard after + 1 < index.firstID, let pruned else { return }
         throw pruned.error(after: after)
     }

@@ -59,6 +59,10 @@ final class LogIndex: @unchecked Sendable {
     private var edgeBase = 0
     /// The lowest id that is not pruned.
     private let firstLive = Atomic<Int>(1)
+    /// Held by every change (append, truncate, prune): a prune runs on a maintenance thread
+    /// while the applier appends, and both move the root and head counters. Uncontended but for
+    /// a prune, so appends pay one lock per commit group.
+    private let changing = Mutex(())
     /// The event that first used each type and stream id (index `id - 1`): dictionary ids are
     /// allocated in order as events first use a name, so the highest id used through event x is
     /// a binary search here (`dictionaryIDs(through:)`, for reading commit groups back).
@@ -84,6 +88,10 @@ final class LogIndex: @unchecked Sendable {
     /// Appends the next events (ids `lastID + 1` onwards, in order). The applier only; the
     /// sequencer checks `capacity` before it stages an event.
     func append<S: Sequence>(_ entries: S) where S.Element == IndexBlock.Entry {
+        changing.withLock { _ in appendLocked(entries) }
+    }
+
+    private func appendLocked<S: Sequence>(_ entries: S) where S.Element == IndexBlock.Entry {
         var id = published.load(ordering: .relaxed)
         var rootsAdded = 0
         var headsAdded = 0
@@ -133,6 +141,10 @@ final class LogIndex: @unchecked Sendable {
     /// see a mix of old and new entries for the dropped ids (chunks never move, so never invalid
     /// memory); docs/REPLICATION.md says what a truncation means for readers.
     func truncate(after last: EventID) {
+        changing.withLock { _ in truncateLocked(after: last) }
+    }
+
+    private func truncateLocked(after last: EventID) {
         let old = published.load(ordering: .relaxed)
         let keep = Int(last)
         guard keep < old else { return }
@@ -153,7 +165,7 @@ final class LogIndex: @unchecked Sendable {
             }
         }
         edgeCount = Int(parentEnd[keep])
-        precondition(keep + 1 >= firstLive.load(ordering: .relaxed), "truncation below the pruned prefix")
+        precondition(keep >= firstLive.load(ordering: .relaxed), "truncation into the pruned prefix")
         roots.store(roots.load(ordering: .relaxed) - rootsRemoved, ordering: .releasing)
         heads.store(heads.load(ordering: .relaxed) + headsDelta, ordering: .releasing)
         firstUse.withLock { uses in
@@ -276,9 +288,12 @@ final class LogIndex: @unchecked Sendable {
     }
 
     /// Drops the events below `first` from every count and scan (a prune): they stop being roots
-    /// or heads. Their slots keep what they held, which no reader looks at any more. The caller
-    /// holds the store's maintenance turn, so no truncation runs meanwhile.
+    /// or heads. Their slots keep what they held, which no reader looks at any more.
     func prune(below first: EventID) {
+        changing.withLock { _ in pruneLocked(below: first) }
+    }
+
+    private func pruneLocked(below first: EventID) {
         let old = firstLive.load(ordering: .relaxed)
         guard Int(first) > old else { return }
         var rootsRemoved = 0

@@ -130,11 +130,14 @@ extension Sequencer {
 
     private func existingEvent(forKey key: String, _ stage: GroupStage) throws(LogError) -> KeyOwner? {
         if let staged = stage.keyed[key] ?? inFlightEvent(forKey: key) { return .event(staged) }
-        let firstID = applier.index.firstID
+        let index = applier.index
         return try storageCall { () throws(StorageError) -> KeyOwner? in
             guard let id = try storage.id(forKey: key) else { return nil }
-            if id < firstID { return .pruned(id) }
+            // Read after the key, and again when the record is gone: a prune moves the first id
+            // before it removes records.
+            if id < index.firstID { return .pruned(id) }
             guard let event = try storage.event(id) else {
+                if id < index.firstID { return .pruned(id) }
                 throw StorageError(.corruption, "keys: \"\(key)\" names event \(id), which is missing")
             }
             return .event(event)

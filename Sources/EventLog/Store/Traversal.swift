@@ -90,12 +90,17 @@ public struct Traversal {
 extension EventStore {
     /// A walk from `start` (which must exist, `<= upTo`, and not be pruned) over the events up to
     /// `upTo` (default: the last committed id), optionally kept to ids `>= lower` (for walks
-    /// between two events). It never enters a pruned prefix: `lower` is at least `firstID`.
+    /// between two events). It never enters a pruned prefix: `lower` is at least `firstID`, and a
+    /// start below it (callers check with `checkNotPruned` first) walks nowhere.
     public func traversal(_ direction: Traversal.Direction, from start: EventID, lower: EventID = 1, upTo: EventID? = nil) -> Traversal {
         let last = min(upTo ?? lastID, lastID)
+        let first = firstID
+        if start < first {
+            return Traversal(index: index, direction: direction, start: start, lower: start, upper: start)
+        }
         switch direction {
         case .ancestors:
-            return Traversal(index: index, direction: direction, start: start, lower: max(firstID, lower), upper: start)
+            return Traversal(index: index, direction: direction, start: start, lower: max(first, lower), upper: start)
         case .descendants:
             return Traversal(index: index, direction: direction, start: start, lower: start, upper: max(start, last))
         }
