@@ -192,7 +192,7 @@ extension EventStore {
             let old = applier.lastApplied
             guard last < old else { return 0 }
             // A pruned store keeps at least its first event: with none, it would lose its last id.
-            guard last >= index.firstID else {
+            guard index.firstID == 1 || last >= index.firstID else {
                 throw LogError(.pruned, "cannot cut the log after \(last): this store was pruned below \(index.firstID) and must keep an event from there; start this node afresh from a snapshot")
             }
             if !applier.isDurable { applier.syncNow() }

@@ -165,7 +165,8 @@ final class LogIndex: @unchecked Sendable {
             }
         }
         edgeCount = Int(parentEnd[keep])
-        precondition(keep >= firstLive.load(ordering: .relaxed), "truncation into the pruned prefix")
+        let first = firstLive.load(ordering: .relaxed)
+        precondition(first == 1 || keep >= first, "truncation into the pruned prefix")
         roots.store(roots.load(ordering: .relaxed) - rootsRemoved, ordering: .releasing)
         heads.store(heads.load(ordering: .relaxed) + headsDelta, ordering: .releasing)
         firstUse.withLock { uses in
