@@ -212,7 +212,9 @@ extension Banyan {
                 let server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)
                 let auth = config.access.isEnabled ? "\(config.access.tokens.count) tokens" : "no authentication (loopback only)"
                 let connections = config.connectionsMax
+                defer { ServerMark.remove(dataDir: data.dataDir) }
                 try await server.run { port in
+                    ServerMark.write(dataDir: data.dataDir, host: host, port: port)
                     let role = follow.map { "follower of \($0)" } ?? "leader"
                     Console.error("banyan: listening on http://\(host):\(port) (data dir \(data.dataDir), \(role), epoch \(store.epoch), fsync \(fsync.rawValue), \(auth), last id \(store.lastID), at most \(connections) connections)")
                 }

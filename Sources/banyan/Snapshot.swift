@@ -14,7 +14,7 @@ extension Banyan {
         struct Create: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
                 commandName: "create",
-                abstract: "Write a snapshot archive to --output: from the data directory (no server may have it open), or with --url asked of a running server, which goes on taking writes.")
+                abstract: "Write a snapshot archive to --output: from the data directory, or with --url asked of a running server, which goes on taking writes. A data directory a running server has open is asked of that server.")
 
             @OptionGroup var data: DataDirOptions
             @Option(help: "The archive to write; it must not exist.") var output: String
@@ -29,6 +29,10 @@ extension Banyan {
                         throw ValidationError("--output \(output) already exists; a snapshot never overwrites a file")
                     }
                     if let url { return try await fromServer(url) }
+                    if let running = ServerMark.running(dataDir: data.dataDir) {
+                        Console.error("snapshot: \(data.dataDir) is open by the server at \(running); asking it")
+                        return try await fromServer(running)
+                    }
                     let store = try await Store.openForMaintenance(data.dataDir, instead: "banyan snapshot --url http://HOST:PORT --output \(output)")
                     defer { store.close() }
                     let progress = Console.ByteProgress("snapshot: archived")

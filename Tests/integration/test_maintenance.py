@@ -138,7 +138,7 @@ def test_scheduled_snapshots_run_and_record_who_asked(server_factory, tmp_path):
     assert len(starts) >= 2 and all(e["payload"]["requested_by"] == "schedule" for e in starts)
 
 
-def test_admin_role_token_names_and_refusals(server_factory, run_banyan, tmp_path):
+def test_admin_role_token_names_and_refusals(server_factory, run_banyan, tmp_path, monkeypatch):
     tokens = tmp_path / "tokens"
     tokens.write_text("adm admin ops-oncall\nwr write\n")
     srv = server_factory(extra_args=["--tokens-file", str(tokens)])
@@ -161,8 +161,19 @@ def test_admin_role_token_names_and_refusals(server_factory, run_banyan, tmp_pat
     out = tmp_path / "a.bsnap"
     r = run_banyan("snapshot", "--url", srv.url, "--output", str(out))
     assert r.returncode == 1 and "401" in r.stderr and not out.exists(), r.describe()
+    # Given the data directory of a running server, the CLI asks that server (here without a token: 401).
     r = run_banyan("snapshot", "--data-dir", str(srv.data_dir), "--output", str(out))
-    assert r.returncode == 1 and "in use by a running server" in r.stderr and not out.exists(), r.describe()
+    assert r.returncode == 1 and f"open by the server at http://127.0.0.1:{srv.port}" in r.stderr and "401" in r.stderr and not out.exists(), r.describe()
+    monkeypatch.setenv("BANYAN_TOKEN", "adm")
+    r = run_banyan("snapshot", "--data-dir", str(srv.data_dir), "--output", str(out))
+    assert r.returncode == 0 and out.exists(), r.describe()
+    assert run_banyan("snapshot", "verify", str(out)).returncode == 0
+    # Once it stops, the mark it left is gone and the data directory is read directly.
+    srv.terminate()
+    assert not (srv.data_dir / "banyan-server.json").exists()
+    direct = tmp_path / "direct.bsnap"
+    r = run_banyan("snapshot", "--data-dir", str(srv.data_dir), "--output", str(direct))
+    assert r.returncode == 0 and "asking" not in r.stderr, r.describe()
 
 
 def test_bad_archives_and_targets_are_refused_with_nothing_left_behind(server, run_banyan, tmp_path):
