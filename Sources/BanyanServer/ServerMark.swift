@@ -13,7 +13,7 @@ public enum ServerMark {
         let reachable = ["0.0.0.0", "::", ""].contains(host) ? "127.0.0.1" : host
         let url = reachable.contains(":") ? "http://[\(reachable)]:\(port)" : "http://\(reachable):\(port)"
         let body = JSONValue.members(["pid": .int(Int(getpid())), "url": .string(url)]).serialized()
-        FileManager.default.createFile(atPath: path(dataDir), contents: Data(body))
+        _ = FileManager.default.createFile(atPath: path(dataDir), contents: Data(body))
     }
 
     public static func remove(dataDir: String) {
