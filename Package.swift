@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "LineageQuery", targets: ["LineageQuery"]),
         .library(name: "BanyanClient", targets: ["BanyanClient"]),
         .library(name: "BanyanServer", targets: ["BanyanServer"]),
+        .library(name: "Workflow", targets: ["Workflow"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // The C boundary: modulemap + shim.h only. Imported by EventLog/Storage/RocksDB/ alone.
@@ -60,6 +62,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The workflow engine: a client of the log, through BanyanClient only (never EventLog).
+        .target(name: "Workflow", dependencies: ["BanyanClient", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "banyan",
             dependencies: [
@@ -67,6 +71,7 @@ let package = Package(
                 "LineageQuery",
                 "BanyanClient",
                 "BanyanServer",
+                "Workflow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -75,6 +80,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["EventLog"], path: "Tests/TestSupport"),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LineageQueryTests", dependencies: ["LineageQuery", "EventLog"]),
+        .testTarget(name: "WorkflowTests", dependencies: ["Workflow", "BanyanClient"]),
         .testTarget(
             name: "BanyanServerTests",
             dependencies: [

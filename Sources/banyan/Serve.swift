@@ -1,4 +1,5 @@
 import ArgumentParser
+import BanyanClient
 import BanyanServer
 import EventLog
 import Foundation

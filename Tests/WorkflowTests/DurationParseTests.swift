@@ -1,5 +1,5 @@
 import Testing
-@testable import EventLog
+import BanyanClient
 
 struct DurationParseTests {
     @Test func operatorDurationsParse() {

@@ -1,0 +1,118 @@
+/// A workflow as its YAML definition states it, validated (docs/WORKFLOWS.md). Built by
+/// `DefinitionParser`; every field here passed its checks, so the engine never re-checks them.
+public struct WorkflowDefinition: Sendable, Hashable {
+    public var name: String
+    public var inputs: [InputSpec]
+    /// In the order written; ids are unique and the `needs`/`start_when` graph has no cycle.
+    public var tasks: [TaskSpec]
+
+    public func task(_ id: String) -> TaskSpec? { tasks.first { $0.id == id } }
+}
+
+/// One declared input: `inputs: {target: {type: string, default: all}}`.
+public struct InputSpec: Sendable, Hashable {
+    public enum ValueType: String, Sendable, Hashable, CaseIterable {
+        case string, number, boolean, object, array
+    }
+
+    public var name: String
+    public var type: ValueType
+    /// Nil: the input is required.
+    public var defaultValue: WorkflowValue?
+}
+
+/// One task. `kind` carries what the kind needs; the rest applies to every kind.
+public struct TaskSpec: Sendable, Hashable {
+    public var id: String
+    public var kind: TaskKind
+    /// Tasks that must have completed first.
+    public var needs: [String]
+    /// A condition over the run's events and outputs that must hold before it starts.
+    public var startWhen: Condition?
+    /// Values passed to the task, bound from inputs and earlier outputs (`{{ ... }}` templates).
+    public var inputs: [String: WorkflowValue]
+    public var retry: RetryPolicy
+    public var timeout: Duration?
+    /// Run, in reverse completion order, when the run fails after this task completed (SAGA).
+    public indirect enum Compensation: Sendable, Hashable {
+        case task(TaskSpec)
+    }
+    public var compensate: Compensation?
+    public var onFailure: FailurePolicy
+
+    /// The tasks this one waits for: its `needs` and the tasks its `start_when` names.
+    public var dependencies: Set<String> { Set(needs).union(startWhen?.taskReferences ?? []) }
+}
+
+public enum FailurePolicy: String, Sendable, Hashable, CaseIterable {
+    /// The run fails (and compensates) when this task has failed for good.
+    case fail
+    /// The run goes on; tasks that need this one are skipped.
+    case `continue`
+}
+
+/// What a task does.
+public enum TaskKind: Sendable, Hashable {
+    /// `run` (argv), `env`, `cwd`; `output: json` parses stdout as the task's output.
+    case shell(run: [WorkflowValue], env: [String: WorkflowValue], cwd: WorkflowValue?, output: OutputFormat)
+    /// `request: {method, url, headers, body, expect}`.
+    case http(HTTPRequestSpec)
+    /// `duration`: a durable timer.
+    case sleep(Duration)
+    /// `signal`: waits for a signal of that name sent to the run; its payload is the output.
+    case waitForSignal(String)
+    /// `workflow` (a definition's name) and the task's `inputs` as the child's inputs.
+    case subWorkflow(String)
+    /// `function`: a Swift closure registered with the engine under this name.
+    case swift(String)
+
+    public var name: String {
+        switch self {
+        case .shell: "shell"
+        case .http: "http"
+        case .sleep: "sleep"
+        case .waitForSignal: "wait_for_signal"
+        case .subWorkflow: "sub_workflow"
+        case .swift: "swift"
+        }
+    }
+
+    public static let names = ["shell", "http", "sleep", "wait_for_signal", "sub_workflow", "swift"]
+}
+
+public enum OutputFormat: String, Sendable, Hashable, CaseIterable {
+    /// stdout (its tail) as a string.
+    case text
+    /// stdout parsed as JSON.
+    case json
+}
+
+public struct HTTPRequestSpec: Sendable, Hashable {
+    public var method: String
+    public var url: WorkflowValue
+    public var headers: [String: WorkflowValue]
+    public var body: WorkflowValue?
+    /// Statuses that count as success (default: 200...299).
+    public var expect: [Int]
+}
+
+/// `retry: {max_attempts, backoff: {initial, multiplier, max}, jitter}`.
+public struct RetryPolicy: Sendable, Hashable {
+    public var maxAttempts: Int
+    public var initial: Duration
+    public var multiplier: Double
+    public var max: Duration
+    public var jitter: Bool
+
+    /// One attempt, no retry.
+    public static let none = RetryPolicy(maxAttempts: 1, initial: .milliseconds(100), multiplier: 2, max: .seconds(60), jitter: false)
+
+    /// The pause before attempt `attempt` (2, 3, ...), without jitter: initial × multiplier^(attempt-2), at most `max`.
+    public func backoff(before attempt: Int) -> Duration {
+        guard attempt >= 2 else { return .zero }
+        var delay = Double(initial.components.seconds) + Double(initial.components.attoseconds) / 1e18
+        let cap = Double(max.components.seconds) + Double(max.components.attoseconds) / 1e18
+        for _ in 2..<attempt where delay < cap { delay *= multiplier }
+        return .milliseconds(Int64((Swift.min(delay, cap) * 1000).rounded()))
+    }
+}

@@ -1,0 +1,21 @@
+/// Every bound on what a workflow definition may hold, in one place (docs/WORKFLOWS.md, "Limits").
+public struct WorkflowLimits: Sendable, Hashable {
+    /// A definition file.
+    public var definitionBytesMax = 1 << 20
+    public var tasksMax = 10_000
+    public var inputsMax = 1_000
+    /// `needs` of one task.
+    public var needsMax = 1_000
+    /// A `start_when` condition, and one template's text.
+    public var expressionBytesMax = 4_096
+    /// Parentheses and `!` inside one condition.
+    public var expressionDepthMax = 64
+    /// Nesting of a value (a request body, an input's default).
+    public var valueDepthMax = 32
+    /// `retry.max_attempts`.
+    public var attemptsMax = 100
+    /// A task id, input name or workflow name.
+    public var nameBytesMax = 128
+
+    public init() {}
+}
