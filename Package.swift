@@ -37,7 +37,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "LineageQuery", dependencies: ["EventLog"]),
+        .target(name: "LineageQuery", dependencies: ["EventLog", "BanyanClient"]),
         .target(
             name: "BanyanClient",
             dependencies: [

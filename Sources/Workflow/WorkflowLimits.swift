@@ -16,6 +16,15 @@ public struct WorkflowLimits: Sendable, Hashable {
     public var attemptsMax = 100
     /// A task id, input name or workflow name.
     public var nameBytesMax = 128
+    /// Entries of a shell task's `run` (argv).
+    public var argvMax = 4_096
+    /// Statuses of an http task's `expect`.
+    public var expectedStatusesMax = 100
 
     public init() {}
+
+    /// The bytes of a name: letters, digits, `_` and `-`.
+    public static func isNameByte(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2D
+    }
 }

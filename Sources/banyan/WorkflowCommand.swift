@@ -17,12 +17,12 @@ extension Banyan {
 
             func run() async throws {
                 try await Banyan.reportingErrors {
-                    let text: String
-                    do {
-                        text = try String(contentsOfFile: file, encoding: .utf8)
-                    } catch {
-                        throw ValidationError("cannot read \(file): \(error.localizedDescription)")
-                    }
+                    // One byte past the limit is enough to refuse (and /dev/zero must not hang).
+                    let limit = WorkflowLimits().definitionBytesMax
+                    guard let handle = FileHandle(forReadingAtPath: file) else { throw ValidationError("cannot read \(file)") }
+                    defer { try? handle.close() }
+                    let data = try handle.read(upToCount: limit + 1) ?? Data()
+                    guard let text = String(data: data, encoding: .utf8) else { throw ValidationError("\(file) is not UTF-8 text") }
                     do {
                         let definition = try DefinitionParser.parse(text)
                         let inputs = definition.inputs.map { $0.defaultValue == nil ? "\($0.name) (required)" : $0.name }

@@ -56,8 +56,11 @@ struct DefinitionParserTests {
         #expect(try ConditionParser.parse("{{ inputs.flag == true }}", limits: limits) == .test(.reference(.input("flag")), .init(op: .eq, right: .literal(.bool(true)))))
         var deep = WorkflowLimits()
         deep.expressionDepthMax = 3
-        #expect(throws: SyntaxError.self) { try ConditionParser.parse("!!!!event:a.completed", limits: deep) }
-        #expect(throws: SyntaxError.self) { try ConditionParser.parse(String(repeating: "(", count: 5000), limits: limits) }
+        #expect(try ConditionParser.parse("!!event:a.completed", limits: deep) == .not(.not(.event(task: "a", state: .completed))))
+        let tooDeep = try #require(throws: SyntaxError.self) { try ConditionParser.parse("!!!!event:a.completed", limits: deep) }
+        #expect(tooDeep.message == "the condition nests deeper than 3")
+        let parens = String(repeating: "(", count: 1000) + "event:a.completed" + String(repeating: ")", count: 1000)
+        #expect(try #require(throws: SyntaxError.self) { try ConditionParser.parse(parens, limits: limits) }.message == "the condition nests deeper than 64")
     }
 
     /// A task list around one line under test: the problem must be reported on that line.
@@ -87,13 +90,13 @@ struct DefinitionParserTests {
     static let cases: [Case] = [
         Case(yaml: base + "\n    colour: red", at: "colour", field: "tasks[1].colour", message: "unknown field \"colour\" for a shell task"),
         Case(yaml: base + "\n    signal: go", at: "signal", field: "tasks[1].signal", message: "unknown field", hint: "signal belongs to wait_for_signal tasks"),
-        Case(yaml: base.replacingOccurrences(of: "needs: [fetch]", with: "needs: [fetsh]"), at: "[fetsh]", field: "tasks[1].needs", message: "no task has id \"fetsh\"", hint: "did you mean \"fetch\"?"),
-        Case(yaml: base.replacingOccurrences(of: "run: [\"true\"]", with: "run: [\"true\"]\n    needs: [build]"), at: "id: ", field: "tasks", message: "cycle: fetch -> build -> fetch"),
+        Case(yaml: base.replacingOccurrences(of: "needs: [fetch]", with: "needs: [fetsh]"), at: "fetsh", field: "tasks[1].needs[0]", message: "no task has id \"fetsh\"", hint: "did you mean \"fetch\"?"),
+        Case(yaml: base.replacingOccurrences(of: "run: [\"true\"]", with: "run: [\"true\"]\n    needs: [build]"), at: "id: fetch", field: "tasks[0]", message: "cycle: fetch -> build -> fetch"),
         Case(yaml: base + "\n    start_when: \"event:fetch.done\"", at: "done", field: "tasks[1].start_when", message: "unknown task state \"done\""),
         Case(yaml: base + "\n    start_when: \"event:fetch.completed && {{ tasks.fetch.output.n >> 1 }}\"", at: "> 1 }}", field: "tasks[1].start_when", message: "expected a reference but found \"> 1 }}\""),
         Case(yaml: base.replacingOccurrences(of: "run: [\"make\"]", with: "run: [\"make\", \"{{ input.target }}\"]"), at: "input.target", field: "tasks[1].run[1]", message: "unknown name \"input\""),
-        Case(yaml: base.replacingOccurrences(of: "run: [\"make\"]", with: "run: [\"make\", \"{{ inputs.targte }}\"]"), at: "id: build", field: "tasks[1]", message: "inputs.targte is not a declared input", hint: "did you mean \"target\"?"),
-        Case(yaml: base.replacingOccurrences(of: "run: [\"true\"]", with: "run: [\"echo\", \"{{ tasks.build.output }}\"]"), at: "id: fetch", field: "tasks[0]", message: "fetch reads tasks.build.output but does not depend on build"),
+        Case(yaml: base.replacingOccurrences(of: "run: [\"make\"]", with: "run: [\"make\", \"{{ inputs.targte }}\"]"), at: "\"{{ inputs.targte }}\"", field: "tasks[1].run[1]", message: "inputs.targte is not a declared input", hint: "did you mean \"target\"?"),
+        Case(yaml: base.replacingOccurrences(of: "run: [\"true\"]", with: "run: [\"echo\", \"{{ tasks.build.output }}\"]"), at: "\"{{ tasks.build.output }}\"", field: "tasks[0].run[1]", message: "fetch reads tasks.build.output but does not depend on build"),
         Case(yaml: base + "\n    retry: {max_attempts: 0}", at: "0}", field: "tasks[1].retry.max_attempts", message: "max_attempts is 1...100"),
         Case(yaml: base + "\n    timeout: 10 minutes", at: "10 minutes", field: "tasks[1].timeout", message: "must be a duration"),
         Case(yaml: base.replacingOccurrences(of: "id: build", with: "id: fetch"), at: "fetch", field: "tasks[1].id", message: "task id \"fetch\" is used twice"),
@@ -102,6 +105,18 @@ struct DefinitionParserTests {
         Case(yaml: base + "\n    retry: {max_attempts: 2, backof: {initial: 1s}}", at: "backof", field: "tasks[1].retry.backof", message: "unknown field", hint: "did you mean \"backoff\"?"),
         Case(yaml: base + "\n   bad: indentation", at: "bad", field: "", message: "invalid YAML"),
         Case(yaml: base.replacingOccurrences(of: "run: [\"make\"]", with: "run: []"), at: "[]", field: "tasks[1].run", message: "run needs at least the program"),
+        Case(yaml: base + "\n    inputs: {x: &big [1, 2]}\n    env: {A: *big}", at: "&big", field: "", message: "anchors and aliases are not supported"),
+        Case(yaml: base + "\n    inputs: {a: 1, a: 2}", at: "a: 1", field: "", message: "\"a\" twice"),
+        Case(yaml: base + "\n    inputs: {<<: {a: 1}}", at: "<<", field: "tasks[1].inputs", message: "merge keys"),
+        Case(yaml: base.replacingOccurrences(of: "run: [\"make\"]", with: "run: [sleep, 10]"), at: "10]", field: "tasks[1].run[1]", message: "run is a list of strings", hint: "quote it: \"10\""),
+        Case(yaml: base.replacingOccurrences(of: "run: [\"true\"]", with: "run: [\"echo\", \"{{ tasks.fetch.output }}\"]"), at: "\"{{ tasks.fetch.output }}\"", field: "tasks[0].run[1]", message: "fetch reads its own output"),
+        Case(yaml: base + "\n    compensate: {kind: shell, run: [\"undo\"], needs: [fetch]}", at: "needs: [fetch]}", field: "tasks[1].compensate.needs", message: "a compensate step has no needs"),
+        Case(yaml: base + "\n    tiemout: 1s", at: "tiemout", field: "tasks[1].tiemout", message: "unknown field", hint: "did you mean \"timeout\"?"),
+        Case(yaml: base + "\n    cwd: [a]", at: "[a]", field: "tasks[1].cwd", message: "cwd is a string"),
+        Case(yaml: base + "\n    env: {1BAD: x}", at: "1BAD", field: "tasks[1].env.1BAD", message: "not an environment variable name"),
+        Case(yaml: base.replacingOccurrences(of: "run: [\"make\"]", with: "run: [\"make\", \"{{ inputs.target\"]"), at: "{{ inputs", field: "tasks[1].run[1]", message: "{{ is not closed"),
+        Case(yaml: base + "\n    start_when: \"événement:fetch.done\"", at: "événement", field: "tasks[1].start_when", message: "expected a condition"),
+        Case(yaml: base + "\n    start_when: \"event:fetch.completed && \\t{{ nope }}\"", at: "\"event:fetch", field: "tasks[1].start_when", message: "unknown name \"nope\""),
     ]
 
     @Test(arguments: cases) func badDefinitionsAreRefusedWhereTheProblemIs(_ c: Case) {
@@ -115,8 +130,8 @@ struct DefinitionParserTests {
             guard error.line >= 1, error.line <= lines.count else { Issue.record("no line: \(error)"); return }
             let line = lines[error.line - 1]
             #expect(line.contains(marker), "line \(error.line) is \"\(line)\", expected the one with \"\(marker)\": \(error)")
-            if c.message.contains("invalid YAML") || c.message.hasPrefix("cycle: ") {
-                // Where libyaml noticed; at whichever task the cycle walk met twice.
+            if c.message.contains("invalid YAML") {
+                // Where libyaml noticed.
             } else if let range = line.range(of: marker) {
                 let expected = line.distance(from: line.startIndex, to: range.lowerBound) + 1
                 #expect(error.column == expected, "column \(error.column), expected \(expected): \(error)")
@@ -131,6 +146,61 @@ struct DefinitionParserTests {
             if let hint = c.hint { #expect(error.hint?.contains(hint) == true, "\(error)") }
             #expect(error.description.contains("^"), "the caret display: \(error)")
         }
+    }
+
+    @Test func windowsLineEndingsKeepLinesAndColumns() {
+        let crlf = Self.base.replacingOccurrences(of: "\n", with: "\r\n") + "\r\n    colour: red"
+        do {
+            _ = try DefinitionParser.parse(crlf)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.line == 11 && error.column == 5 && error.sourceLine == "    colour: red", "\(error)")
+        }
+    }
+
+    @Test func blockScalarsMayHoldWhatLooksLikeAnAnchorAndLiteralBracesAreWritable() throws {
+        let yaml = Self.base + """
+
+                env:
+                  SCRIPT: |
+                    make all
+                    &&not-an-anchor
+                inputs:
+                  fmt: '{{ "{{" }}.State.Running}}'
+            """
+        let d = try DefinitionParser.parse(yaml)
+        #expect(d.tasks[1].inputs["fmt"] == .string(Template(parts: [.text("{{.State.Running}}")])))
+        guard case .shell(_, let env, _, _) = d.tasks[1].kind else { Issue.record("kind"); return }
+        #expect(env["SCRIPT"] == .string(Template(parts: [.text("make all\n&&not-an-anchor\n")])))
+    }
+
+    @Test func yaml11ScalarsAreStringsAndOnlyJSONNumbersAreNumbers() throws {
+        let yaml = """
+            name: scalars
+            inputs:
+              a: {type: string, default: yes}
+              b: {type: string, default: 0x1F}
+              c: {type: string, default: .inf}
+              d: {type: number, default: -1.5e3}
+              e: {type: string, default: 1_000}
+            tasks: [{id: t, kind: shell, run: ["true"]}]
+            """
+        let d = try DefinitionParser.parse(yaml)
+        func text(_ s: String) -> WorkflowValue { .string(Template(parts: [.text(s)])) }
+        #expect(d.inputs.map(\.defaultValue) == [text("yes"), text("0x1F"), text(".inf"), .number("-1.5e3"), text("1_000")])
+    }
+
+    @Test func aTaskMayReadItsOwnOutputOnlyInItsCompensation() throws {
+        let yaml = """
+            name: own
+            tasks:
+              - id: create
+                kind: shell
+                run: ["create"]
+                output: json
+                compensate: {kind: shell, run: ["delete", "{{ tasks.create.output.id }}"]}
+            """
+        #expect(try DefinitionParser.parse(yaml).tasks.count == 1)
     }
 
     @Test func quotedScalarsStayStringsAndValuesKeepTheirShape() throws {
@@ -152,19 +222,24 @@ struct DefinitionParserTests {
         #expect(r.body == .object([(key: "a", value: .array([.number("1"), .string(Template(parts: [.text("2")])), .null, .bool(false)]))]))
     }
 
-    @Test func limitsBoundTheDefinition() {
+    @Test func limitsBoundTheDefinition() throws {
+        func refusal(_ yaml: String, _ limits: WorkflowLimits = WorkflowLimits()) throws -> String {
+            try #require(throws: DefinitionError.self) { try DefinitionParser.parse(yaml, limits: limits) }.message
+        }
         var limits = WorkflowLimits()
         limits.tasksMax = 1
-        #expect(throws: DefinitionError.self) { try DefinitionParser.parse(Self.base, limits: limits) }
+        #expect(try refusal(Self.base, limits) == "2 tasks, more than 1")
         limits = WorkflowLimits()
         limits.definitionBytesMax = 10
-        #expect(throws: DefinitionError.self) { try DefinitionParser.parse(Self.base, limits: limits) }
+        #expect(try refusal(Self.base, limits).hasPrefix("the definition is"))
         limits = WorkflowLimits()
         limits.valueDepthMax = 2
-        let nested = Self.base + "\n    env: {A: \"x\"}\n    inputs: {deep: [[[[1]]]]}"
-        #expect(throws: DefinitionError.self) { try DefinitionParser.parse(nested, limits: limits) }
-        #expect(throws: DefinitionError.self) { try DefinitionParser.parse("") }
-        #expect(throws: DefinitionError.self) { try DefinitionParser.parse("- just a list") }
+        #expect(try refusal(Self.base + "\n    inputs: {deep: [[[[1]]]]}", limits) == "the value nests deeper than 2")
+        limits = WorkflowLimits()
+        limits.expressionBytesMax = 8
+        #expect(try refusal(Self.base.replacingOccurrences(of: "run: [\"make\"]", with: "run: [\"{{ inputs.target }}\"]"), limits).hasPrefix("a template is longer than 8 bytes"))
+        #expect(try refusal("") == "the definition is empty")
+        #expect(try refusal("- just a list") == "the definition must be a mapping")
     }
 
     @Test func backoffGrowsToItsCap() {

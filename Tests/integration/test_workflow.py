@@ -20,8 +20,8 @@ def test_a_bad_definition_is_refused_where_it_is_wrong(run_banyan, tmp_path):
     bad.write_text((EXAMPLES / "nightly-build.yaml").read_text().replace("needs: [report]", "needs: [reprot]"))
     r = run_banyan("workflow", "validate", str(bad))
     lines = r.stderr.splitlines()
-    assert r.returncode == 1 and lines[0] == f'{bad}:23:12: tasks[3].needs: no task has id "reprot"', r.describe()
-    assert lines[1].strip() == "needs: [reprot]" and lines[2].index("^") == lines[1].index("["), r.describe()
+    assert r.returncode == 1 and lines[0] == f'{bad}:23:13: tasks[3].needs[0]: no task has id "reprot"', r.describe()
+    assert lines[1].strip() == "needs: [reprot]" and lines[2].index("^") == lines[1].index("reprot"), r.describe()
     assert 'did you mean "report"?' in r.stderr
     r = run_banyan("workflow", "validate", str(tmp_path / "missing.yaml"))
     assert r.returncode == 1 and "cannot read" in r.stderr, r.describe()

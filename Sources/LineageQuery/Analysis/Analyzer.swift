@@ -1,3 +1,4 @@
+import BanyanClient
 import EventLog
 import Foundation
 

@@ -1,3 +1,4 @@
+import BanyanClient
 import EventLog
 /// Recursive-descent parser over the token list. Nesting (parentheses, nested set operations) is
 /// bounded by `depthMax`, and every loop consumes a token, so any input ends in a tree or a

@@ -96,38 +96,62 @@ struct ConditionParser {
         return condition
     }
 
-    /// The `{{ reference }}` placeholders of a string value.
+    /// The `{{ reference }}` placeholders of a string value, in one pass over its bytes. A
+    /// placeholder holding a quoted string is that text: `{{ "{{" }}` writes a literal `{{`.
     static func template(_ text: String, limits: WorkflowLimits) throws(SyntaxError) -> Template {
+        let bytes = Array(text.utf8)
         var parts: [Template.Part] = []
-        var rest = Substring(text)
-        var offset = 0
-        while let open = rest.range(of: "{{") {
-            let before = rest[..<open.lowerBound]
-            if !before.isEmpty { parts.append(.text(String(before))) }
-            let afterOpen = rest[open.upperBound...]
-            guard let close = afterOpen.range(of: "}}") else {
-                throw SyntaxError(offset: offset + before.utf8.count, message: "{{ is not closed", hint: "write {{ inputs.name }} or {{ tasks.id.output.key }}")
+        var textStart = 0
+        var i = 0
+        func flush(_ end: Int) {
+            if end > textStart { parts.append(.text(String(decoding: bytes[textStart..<end], as: UTF8.self))) }
+        }
+        while i + 1 < bytes.count {
+            guard bytes[i] == UInt8(ascii: "{"), bytes[i + 1] == UInt8(ascii: "{") else {
+                i += 1
+                continue
             }
-            let inner = String(afterOpen[..<close.lowerBound])
-            let innerOffset = offset + before.utf8.count + 2
-            var parser = ConditionParser(inner, limits: limits)
+            flush(i)
+            let innerStart = i + 2
+            var close = innerStart
+            while close + 1 < bytes.count, !(bytes[close] == UInt8(ascii: "}") && bytes[close + 1] == UInt8(ascii: "}")) {
+                guard close - innerStart < limits.expressionBytesMax else {
+                    throw SyntaxError(offset: i, message: "a template is longer than \(limits.expressionBytesMax) bytes, or its {{ is not closed")
+                }
+                close += 1
+            }
+            guard close + 1 < bytes.count else {
+                throw SyntaxError(offset: i, message: "{{ is not closed", hint: "write {{ inputs.name }} or {{ tasks.id.output.key }}; a literal {{ is {{ \"{{\" }}")
+            }
+            var parser = ConditionParser(String(decoding: bytes[innerStart..<close], as: UTF8.self), limits: limits)
             parser.skipSpace()
-            let reference: Reference
             do {
-                reference = try parser.reference()
+                if parser.at < parser.bytes.count, parser.bytes[parser.at] == UInt8(ascii: "\"") || parser.bytes[parser.at] == UInt8(ascii: "'") {
+                    parts.append(.text(try parser.quoted(parser.bytes[parser.at])))
+                } else {
+                    parts.append(.reference(try parser.reference()))
+                }
             } catch {
-                throw SyntaxError(offset: innerOffset + error.offset, message: error.message, hint: error.hint)
+                throw SyntaxError(offset: innerStart + error.offset, message: error.message, hint: error.hint)
             }
             parser.skipSpace()
             guard parser.at == parser.bytes.count else {
-                throw SyntaxError(offset: innerOffset + parser.at, message: "a template holds one reference, not \(parser.describeHere())", hint: "comparisons belong in start_when")
+                throw SyntaxError(offset: innerStart + parser.at, message: "a template holds one reference, not \(parser.describeHere())", hint: "comparisons belong in start_when")
             }
-            parts.append(.reference(reference))
-            offset += before.utf8.count + 2 + inner.utf8.count + 2
-            rest = afterOpen[close.upperBound...]
+            i = close + 2
+            textStart = i
         }
-        if !rest.isEmpty { parts.append(.text(String(rest))) }
-        return Template(parts: parts)
+        flush(bytes.count)
+        // Adjacent text parts (around a literal) read as one.
+        var merged: [Template.Part] = []
+        for part in parts {
+            if case .text(let b) = part, case .text(let a)? = merged.last {
+                merged[merged.count - 1] = .text(a + b)
+            } else {
+                merged.append(part)
+            }
+        }
+        return Template(parts: merged)
     }
 
     // MARK: grammar
@@ -256,15 +280,10 @@ struct ConditionParser {
         return nil
     }
 
-    /// Letters, digits, `_` and `-` (task ids may hold dashes).
+    /// Letters, digits, `_` and `-` (task ids may hold dashes): `WorkflowLimits.isNameByte`.
     private mutating func identifier() -> String {
         let start = at
-        while at < bytes.count {
-            let c = bytes[at]
-            let ok = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2D
-            guard ok else { break }
-            at += 1
-        }
+        while at < bytes.count, WorkflowLimits.isNameByte(bytes[at]) { at += 1 }
         return String(decoding: bytes[start..<at], as: UTF8.self)
     }
 
@@ -277,7 +296,7 @@ struct ConditionParser {
         return text
     }
 
-    private mutating func quoted(_ quote: UInt8) throws(SyntaxError) -> String {
+    mutating func quoted(_ quote: UInt8) throws(SyntaxError) -> String {
         let start = at
         at += 1
         var out: [UInt8] = []
@@ -291,7 +310,7 @@ struct ConditionParser {
         return String(decoding: out, as: UTF8.self)
     }
 
-    private func describeHere() -> String {
+    func describeHere() -> String {
         guard at < bytes.count else { return "the end" }
         let end = min(bytes.count, at + 12)
         return "\"\(String(decoding: bytes[at..<end], as: UTF8.self))\""

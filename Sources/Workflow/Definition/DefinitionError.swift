@@ -24,7 +24,15 @@ public struct DefinitionError: Error, Sendable, CustomStringConvertible {
         var text = line > 0 ? "\(line):\(column): " : ""
         text += field.isEmpty ? message : "\(field): \(message)"
         if let sourceLine, line > 0 {
-            text += "\n  \(sourceLine)\n  \(String(repeating: " ", count: max(0, column - 1)))^"
+            // A window of the line around the column (a definition may be one long line); tabs
+            // kept in the padding so the caret lines up under them.
+            let scalars = Array(sourceLine.unicodeScalars)
+            let at = min(max(0, column - 1), scalars.count)
+            let start = max(0, at - 60)
+            let end = min(scalars.count, at + 60)
+            let shown = String(String.UnicodeScalarView(scalars[start..<end]))
+            let pad = String(String.UnicodeScalarView(scalars[start..<at].map { $0 == "\t" ? "\t" : " " }))
+            text += "\n  \(start > 0 ? "..." : "")\(shown)\(end < scalars.count ? "..." : "")\n  \(start > 0 ? "   " : "")\(pad)^"
         }
         if let hint { text += "\n  hint: \(hint)" }
         return text

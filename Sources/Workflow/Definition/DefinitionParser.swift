@@ -8,9 +8,27 @@ import Yams
 public struct DefinitionParser {
     private let lines: [Substring]
     private let limits: WorkflowLimits
+    /// Where each template and condition reference was written, for the checks that need the
+    /// whole definition (declared inputs, dependencies) to point at the value itself.
+    private let sites = Sites()
+
+    final class Sites {
+        struct Site {
+            var task: Int
+            var reference: Reference
+            var node: Node
+            var field: String
+            /// In a `compensate` step, which may read its own task's output.
+            var compensation: Bool
+        }
+        var all: [Site] = []
+        var task = 0
+        var compensation = false
+    }
 
     private init(_ text: String, limits: WorkflowLimits) {
-        lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        // libyaml's line breaks: \n, \r\n, \r (and Unicode's), so marks and lines agree.
+        lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         self.limits = limits
     }
 
@@ -19,6 +37,13 @@ public struct DefinitionParser {
             throw DefinitionError(line: 0, column: 0, field: "", message: "the definition is \(text.utf8.count) bytes, more than \(limits.definitionBytesMax)")
         }
         let parser = DefinitionParser(text, limits: limits)
+        if let (line, column) = anchorPosition(text) {
+            // Refused before composing: Yams expands every alias, so a few lines could make
+            // billions of nodes (or hash them, for complex keys) before any check of ours runs.
+            throw DefinitionError(
+                line: line, column: column, field: "", message: "YAML anchors and aliases are not supported in definitions",
+                hint: "write the value out where it is needed", sourceLine: parser.source(line))
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -59,6 +84,7 @@ public struct DefinitionParser {
         var tasks: [TaskSpec] = []
         var marks: [String: Node] = [:]
         for (i, node) in sequence.enumerated() {
+            sites.task = i
             let task = try self.task(node, "tasks[\(i)]", compensation: false)
             if marks[task.id] != nil { throw fail(field(node, "id") ?? node, "tasks[\(i)].id", "task id \"\(task.id)\" is used twice") }
             marks[task.id] = node
@@ -114,10 +140,14 @@ public struct DefinitionParser {
         var allowed = Self.commonTaskFields.union(kindFields)
         if compensation { allowed.subtract(["id", "needs", "start_when", "compensate", "on_failure"]) }
         for (key, keyNode, _) in entries where !allowed.contains(key) {
+            if compensation, Self.commonTaskFields.contains(key) {
+                throw fail(keyNode, "\(field).\(key)", "a compensate step has no \(key)", hint: "it runs when the run fails after its task completed; it takes kind, its kind's fields, inputs, retry and timeout")
+            }
             let wrongKind = Self.kindFields.first { $0.value.contains(key) }?.key
             throw fail(
                 keyNode, "\(field).\(key)", "unknown field \"\(key)\" for a \(kindName) task",
-                hint: wrongKind.map { "\(key) belongs to \($0) tasks" } ?? "fields here: \(allowed.sorted().joined(separator: ", "))")
+                hint: wrongKind.map { "\(key) belongs to \($0) tasks" }
+                    ?? Suggest.nearest(key, in: allowed.sorted()).map { "did you mean \"\($0)\"?" } ?? "fields here: \(allowed.sorted().joined(separator: ", "))")
         }
         let fields = Dictionary(entries.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         var id = ""
@@ -142,6 +172,8 @@ public struct DefinitionParser {
         let timeout = try fields["timeout"].map { n throws(DefinitionError) in try duration(n, field + ".timeout") }
         var compensate: TaskSpec.Compensation?
         if let c = fields["compensate"] {
+            sites.compensation = true
+            defer { sites.compensation = false }
             var spec = try task(c, field + ".compensate", compensation: true)
             spec.id = id + ".compensate"
             compensate = .task(spec)
@@ -166,21 +198,28 @@ public struct DefinitionParser {
         switch name {
         case "shell":
             let runNode = try required("run", hint: "run: [\"make\", \"all\"] (argv, no shell unless you run one)")
-            let run = try list(runNode, field + ".run", countMax: 4_096).map { (n, i) throws(DefinitionError) -> WorkflowValue in
+            let run = try list(runNode, field + ".run", countMax: limits.argvMax).map { (n, i) throws(DefinitionError) -> WorkflowValue in
                 let v = try value(n, "\(field).run[\(i)]", depth: 0)
-                guard case .string = v else { throw fail(n, "\(field).run[\(i)]", "run is a list of strings (argv)") }
+                guard case .string = v else {
+                    throw fail(n, "\(field).run[\(i)]", "run is a list of strings (argv)", hint: "quote it: \"\(Self.scalarText(n))\"")
+                }
                 return v
             }
             guard !run.isEmpty else { throw fail(runNode, field + ".run", "run needs at least the program") }
             var env: [String: WorkflowValue] = [:]
             if let e = fields["env"] {
-                for (key, _, v) in try pairs(e, field + ".env") {
+                for (key, keyNode, v) in try pairs(e, field + ".env") {
+                    guard Self.isEnvName(key) else { throw fail(keyNode, "\(field).env.\(key)", "\"\(key.prefix(64))\" is not an environment variable name", hint: "letters, digits and _, not starting with a digit") }
                     let value = try value(v, "\(field).env.\(key)", depth: 0)
                     guard case .string = value else { throw fail(v, "\(field).env.\(key)", "environment values are strings") }
                     env[key] = value
                 }
             }
-            let cwd = try fields["cwd"].map { n throws(DefinitionError) in try value(n, field + ".cwd", depth: 0) }
+            let cwd = try fields["cwd"].map { n throws(DefinitionError) -> WorkflowValue in
+                let v = try value(n, field + ".cwd", depth: 0)
+                guard case .string = v else { throw fail(n, field + ".cwd", "cwd is a string (a directory)") }
+                return v
+            }
             var output = OutputFormat.text
             if let o = fields["output"] {
                 let text = try string(o, field + ".output")
@@ -203,13 +242,22 @@ public struct DefinitionParser {
             }
             var headers: [String: WorkflowValue] = [:]
             if let h = request["headers"] {
-                for (key, _, v) in try pairs(h, field + ".request.headers") { headers[key] = try value(v, "\(field).request.headers.\(key)", depth: 0) }
+                for (key, keyNode, v) in try pairs(h, field + ".request.headers") {
+                    guard !key.isEmpty, key.utf8.allSatisfy(Self.isHeaderNameByte) else {
+                        throw fail(keyNode, "\(field).request.headers.\(key)", "\"\(key.prefix(64))\" is not an HTTP header name")
+                    }
+                    let value = try value(v, "\(field).request.headers.\(key)", depth: 0)
+                    guard case .string = value else { throw fail(v, "\(field).request.headers.\(key)", "header values are strings") }
+                    headers[key] = value
+                }
             }
             let body = try request["body"].map { n throws(DefinitionError) in try value(n, field + ".request.body", depth: 0) }
             var expect: [Int] = []
             if let e = request["expect"] {
-                expect = try list(e, field + ".request.expect", countMax: 100).map { (n, i) throws(DefinitionError) -> Int in
-                    guard let status = n.int, (100...599).contains(status) else { throw fail(n, "\(field).request.expect[\(i)]", "a status is 100...599") }
+                expect = try list(e, field + ".request.expect", countMax: limits.expectedStatusesMax).map { (n, i) throws(DefinitionError) -> Int in
+                    guard case .number(let text) = Self.scalar(n), let status = Int(text), (100...599).contains(status) else {
+                        throw fail(n, "\(field).request.expect[\(i)]", "a status is 100...599")
+                    }
                     return status
                 }
             }
@@ -229,7 +277,7 @@ public struct DefinitionParser {
         let fields = try self.fields(node, field, allowed: ["max_attempts", "backoff", "jitter"])
         var policy = RetryPolicy.none
         if let m = fields["max_attempts"] {
-            guard let n = m.int, (1...limits.attemptsMax).contains(n) else {
+            guard case .number(let text) = Self.scalar(m), let n = Int(text), (1...limits.attemptsMax).contains(n) else {
                 throw fail(m, field + ".max_attempts", "max_attempts is 1...\(limits.attemptsMax)")
             }
             policy.maxAttempts = n
@@ -239,13 +287,15 @@ public struct DefinitionParser {
             if let i = backoff["initial"] { policy.initial = try duration(i, field + ".backoff.initial") }
             if let x = backoff["max"] { policy.max = try duration(x, field + ".backoff.max") }
             if let m = backoff["multiplier"] {
-                guard let v = m.float ?? m.int.map(Double.init), v >= 1, v <= 100 else { throw fail(m, field + ".backoff.multiplier", "multiplier is a number 1...100") }
+                guard case .number(let text) = Self.scalar(m), let v = Double(text), v >= 1, v <= 100 else {
+                    throw fail(m, field + ".backoff.multiplier", "multiplier is a number 1...100")
+                }
                 policy.multiplier = v
             }
             guard policy.initial <= policy.max else { throw fail(b, field + ".backoff", "initial is longer than max") }
         }
         if let j = fields["jitter"] {
-            guard case .scalar(let scalar) = j, scalar.style == .plain, let v = j.bool else { throw fail(j, field + ".jitter", "jitter is true or false") }
+            guard case .bool(let v) = Self.scalar(j) else { throw fail(j, field + ".jitter", "jitter is true or false") }
             policy.jitter = v
         }
         return policy
@@ -255,65 +305,78 @@ public struct DefinitionParser {
 
     private func check(_ definition: WorkflowDefinition, marks: [String: Node], sequence: [Node]) throws(DefinitionError) {
         let ids = Set(definition.tasks.map(\.id))
+        let sortedIDs = ids.sorted()
         let inputs = Set(definition.inputs.map(\.name))
         for (i, task) in definition.tasks.enumerated() {
             let node = sequence[i]
-            for need in task.needs {
-                guard ids.contains(need) else { throw fail(field(node, "needs") ?? node, "tasks[\(i)].needs", "no task has id \"\(need)\"", hint: Self.suggest(need, in: ids)) }
-                guard need != task.id else { throw fail(field(node, "needs") ?? node, "tasks[\(i)].needs", "task \(task.id) needs itself") }
+            let needNodes: [Node]
+            if let n = field(node, "needs"), case .sequence(let items) = n { needNodes = Array(items) } else { needNodes = [] }
+            for (j, need) in task.needs.enumerated() {
+                let at = j < needNodes.count ? needNodes[j] : node
+                guard ids.contains(need) else { throw fail(at, "tasks[\(i)].needs[\(j)]", "no task has id \"\(need)\"", hint: Self.didYouMean(need, sortedIDs)) }
+                guard need != task.id else { throw fail(at, "tasks[\(i)].needs[\(j)]", "task \(task.id) needs itself") }
             }
-            for name in task.startWhen?.taskReferences ?? [] where !ids.contains(name) {
-                throw fail(field(node, "start_when") ?? node, "tasks[\(i)].start_when", "no task has id \"\(name)\"", hint: Self.suggest(name, in: ids))
+            for name in (task.startWhen?.taskReferences ?? []).sorted() where !ids.contains(name) {
+                throw fail(field(node, "start_when") ?? node, "tasks[\(i)].start_when", "no task has id \"\(name)\"", hint: Self.didYouMean(name, sortedIDs))
             }
         }
-        // Cycles, over needs and the tasks start_when names: depth first, colouring.
-        var state: [String: Int] = [:]  // 1: on the path, 2: done
-        let byID = Dictionary(definition.tasks.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        for task in definition.tasks where state[task.id] == nil {
-            var stack: [(id: String, next: [String])] = [(task.id, byID[task.id]!.dependencies.sorted())]
-            state[task.id] = 1
-            while !stack.isEmpty {
-                if let dep = stack[stack.count - 1].next.popLast() {
-                    switch state[dep] {
-                    case 1?:
-                        let path = stack.map(\.id)
-                        let cycle = path[(path.firstIndex(of: dep) ?? 0)...] + [dep]
-                        throw fail(marks[dep] ?? sequence[0], "tasks", "the tasks depend on each other in a cycle: \(cycle.joined(separator: " -> "))", hint: "needs and start_when must form a DAG")
-                    case nil:
+        // Tasks as indexes, dependencies as index lists: linear work below, whatever the shape.
+        let index = Dictionary(definition.tasks.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let deps = definition.tasks.map { $0.dependencies.compactMap { index[$0] }.sorted() }
+        // Cycles: depth first, colouring; the order tasks finish in is a topological order.
+        var state = [UInt8](repeating: 0, count: deps.count)  // 1: on the path, 2: done
+        var order: [Int] = []
+        order.reserveCapacity(deps.count)
+        for root in deps.indices where state[root] == 0 {
+            var stack: [(task: Int, next: Int)] = [(root, 0)]
+            state[root] = 1
+            while let top = stack.last {
+                if top.next < deps[top.task].count {
+                    stack[stack.count - 1].next += 1
+                    let dep = deps[top.task][top.next]
+                    if state[dep] == 1 {
+                        let path = stack.map { definition.tasks[$0.task].id }
+                        let from = path.firstIndex(of: definition.tasks[dep].id) ?? 0
+                        let cycle = path[from...] + [definition.tasks[dep].id]
+                        throw fail(sequence[dep], "tasks[\(dep)]", "the tasks depend on each other in a cycle: \(cycle.joined(separator: " -> "))", hint: "needs and start_when must form a DAG")
+                    }
+                    if state[dep] == 0 {
                         state[dep] = 1
-                        stack.append((dep, byID[dep]!.dependencies.sorted()))
-                    default: break
+                        stack.append((dep, 0))
                     }
                 } else {
-                    state[stack.removeLast().id] = 2
+                    state[top.task] = 2
+                    order.append(top.task)
+                    stack.removeLast()
                 }
             }
         }
-        // What a task reads must exist before it starts: declared inputs, outputs of tasks it depends on.
-        var ancestors: [String: Set<String>] = [:]
-        func upstream(_ id: String) -> Set<String> {
-            if let known = ancestors[id] { return known }
-            var seen = Set<String>()
-            var work = Array(byID[id]!.dependencies)
-            while let next = work.popLast() {
-                if seen.insert(next).inserted { work += byID[next]!.dependencies }
+        // What a task reads must exist before it starts: declared inputs, outputs of tasks it
+        // depends on (directly or not). Reachability as one bitset per task, built in
+        // topological order: tasks × tasks / 8 bytes (12.5 MB at the 10,000-task limit).
+        let words = (deps.count + 63) / 64
+        var upstream = [[UInt64]](repeating: [], count: deps.count)
+        for t in order {
+            var bits = [UInt64](repeating: 0, count: words)
+            for d in deps[t] {
+                bits[d / 64] |= 1 << UInt64(d % 64)
+                for w in 0..<words { bits[w] |= upstream[d][w] }
             }
-            ancestors[id] = seen
-            return seen
+            upstream[t] = bits
         }
-        for (i, task) in definition.tasks.enumerated() {
-            var references = task.inputs.values.flatMap(\.references) + (task.startWhen?.references ?? []) + Self.references(of: task.kind)
-            if case .task(let c)? = task.compensate { references += c.inputs.values.flatMap(\.references) + Self.references(of: c.kind) }
-            for reference in references {
-                switch reference {
-                case .input(let name) where !inputs.contains(name):
-                    throw fail(sequence[i], "tasks[\(i)]", "\(reference) is not a declared input", hint: Self.suggest(name, in: inputs) ?? "declare it under inputs:")
-                case .output(let source, _) where !ids.contains(source):
-                    throw fail(sequence[i], "tasks[\(i)]", "\(reference) names no task", hint: Self.suggest(source, in: ids))
-                case .output(let source, _) where source != task.id && !upstream(task.id).contains(source) && !(task.startWhen?.taskReferences.contains(source) ?? false):
-                    throw fail(sequence[i], "tasks[\(i)]", "\(task.id) reads \(reference) but does not depend on \(source)", hint: "add \(source) to its needs")
-                default: break
+        for site in sites.all {
+            let task = definition.tasks[site.task]
+            switch site.reference {
+            case .input(let name) where !inputs.contains(name):
+                throw fail(site.node, site.field, "\(site.reference) is not a declared input", hint: Self.didYouMean(name, inputs.sorted()) ?? "declare it under inputs:")
+            case .output(let source, _):
+                guard let s = index[source] else { throw fail(site.node, site.field, "\(site.reference) names no task", hint: Self.didYouMean(source, sortedIDs)) }
+                if s == site.task {
+                    guard site.compensation else { throw fail(site.node, site.field, "\(task.id) reads its own output", hint: "only its compensate step may, after it completed") }
+                } else if upstream[site.task][s / 64] & (1 << UInt64(s % 64)) == 0 {
+                    throw fail(site.node, site.field, "\(task.id) reads \(site.reference) but does not depend on \(source)", hint: "add \(source) to its needs")
                 }
+            default: break
             }
         }
     }
@@ -326,29 +389,9 @@ public struct DefinitionParser {
         }
     }
 
-    /// "did you mean" for a misspelt id: the known one closest by edit distance, if close.
-    static func suggest(_ name: String, in known: Set<String>) -> String? {
-        func distance(_ a: [Character], _ b: [Character]) -> Int {
-            var row = Array(0...b.count)
-            for (i, ca) in a.enumerated() {
-                var previous = row[0]
-                row[0] = i + 1
-                for (j, cb) in b.enumerated() {
-                    let current = row[j + 1]
-                    row[j + 1] = min(row[j + 1] + 1, row[j] + 1, previous + (ca == cb ? 0 : 1))
-                    previous = current
-                }
-            }
-            return row[b.count]
-        }
-        guard name.count <= 128 else { return nil }
-        var best: (name: String, distance: Int)?
-        for candidate in known.sorted() where candidate.count <= 128 {
-            let d = distance(Array(name), Array(candidate))
-            if best == nil || d < best!.distance { best = (candidate, d) }
-        }
-        guard let best, best.distance <= max(2, name.count / 3) else { return nil }
-        return "did you mean \"\(best.name)\"?"
+    /// "did you mean" for a misspelt name (the query language's rule: `Suggest`).
+    static func didYouMean(_ name: String, _ known: [String]) -> String? {
+        Suggest.nearest(name, in: known).map { "did you mean \"\($0)\"?" }
     }
 
     // MARK: values
@@ -357,13 +400,12 @@ public struct DefinitionParser {
         guard depth <= limits.valueDepthMax else { throw fail(node, field, "the value nests deeper than \(limits.valueDepthMax)") }
         switch node {
         case .scalar(let scalar):
-            // Only plain scalars are nulls, booleans and numbers: "true" in quotes is a string.
-            if scalar.style == .plain {
-                if node.null != nil { return .null }
-                if let b = node.bool { return .bool(b) }
-                if node.int != nil || node.float != nil { return .number(scalar.string) }
+            switch Self.scalar(node) {
+            case .null: return .null
+            case .bool(let b): return .bool(b)
+            case .number(let n): return .number(n)
+            case .string: return .string(try template(node, scalar, field))
             }
-            return .string(try template(node, scalar, field))
         case .sequence(let sequence):
             var items: [WorkflowValue] = []
             for (i, item) in sequence.enumerated() { items.append(try value(item, "\(field)[\(i)]", depth: depth + 1)) }
@@ -377,32 +419,111 @@ public struct DefinitionParser {
         }
     }
 
+    enum Scalar: Equatable {
+        case null, bool(Bool), number(String), string(String)
+    }
+
+    /// A scalar as YAML 1.2's JSON schema reads it, which is what JSON payloads will hold: only
+    /// plain `null`, `~` or nothing is null, only `true`/`false` are booleans, only JSON
+    /// numbers are numbers. Everything else is a string (YAML 1.1's `yes`, `on`, `0x1F`, `1_000`
+    /// and `.inf` included), and so is anything quoted.
+    static func scalar(_ node: Node) -> Scalar {
+        guard case .scalar(let scalar) = node else { return .string("") }
+        let text = scalar.string
+        guard scalar.style == .plain else { return .string(text) }
+        switch text {
+        case "", "~", "null", "Null", "NULL": return .null
+        case "true", "True", "TRUE": return .bool(true)
+        case "false", "False", "FALSE": return .bool(false)
+        default: return isJSONNumber(text) ? .number(text) : .string(text)
+        }
+    }
+
+    static func isJSONNumber(_ text: String) -> Bool {
+        var b = Array(text.utf8)[...]
+        func digits() -> Int {
+            let n = b.prefix { $0 >= 0x30 && $0 <= 0x39 }.count
+            b = b.dropFirst(n)
+            return n
+        }
+        if b.first == UInt8(ascii: "-") { b = b.dropFirst() }
+        if b.first == UInt8(ascii: "0") {
+            b = b.dropFirst()
+        } else if digits() == 0 {
+            return false
+        }
+        if b.first == UInt8(ascii: ".") {
+            b = b.dropFirst()
+            if digits() == 0 { return false }
+        }
+        if b.first == UInt8(ascii: "e") || b.first == UInt8(ascii: "E") {
+            b = b.dropFirst()
+            if b.first == UInt8(ascii: "+") || b.first == UInt8(ascii: "-") { b = b.dropFirst() }
+            if digits() == 0 { return false }
+        }
+        return b.isEmpty
+    }
+
+    static func scalarText(_ node: Node) -> String {
+        if case .scalar(let s) = node { return String(s.string.prefix(64)) }
+        return ""
+    }
+
+    static func isEnvName(_ name: String) -> Bool {
+        guard let first = name.utf8.first, !(first >= 0x30 && first <= 0x39), name.utf8.count <= 256 else { return false }
+        return name.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F }
+    }
+
+    /// RFC 9110's token characters.
+    static func isHeaderNameByte(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || "!#$%&'*+-.^_`|~".utf8.contains(c)
+    }
+
     private func template(_ node: Node, _ scalar: Node.Scalar, _ field: String) throws(DefinitionError) -> Template {
+        let template: Template
         do {
-            return try ConditionParser.template(scalar.string, limits: limits)
+            template = try ConditionParser.template(scalar.string, limits: limits)
         } catch {
             throw syntax(error, node, scalar, field)
         }
+        record(template.references, node, field)
+        return template
     }
 
     private func condition(_ node: Node, _ field: String) throws(DefinitionError) -> Condition {
-        guard case .scalar(let scalar) = node else { throw fail(node, field, "start_when is a condition written as a string") }
+        guard case .scalar(let scalar) = node, case .string = Self.scalar(node) else { throw fail(node, field, "start_when is a condition written as a string") }
+        let condition: Condition
         do {
-            return try ConditionParser.parse(scalar.string, limits: limits)
+            condition = try ConditionParser.parse(scalar.string, limits: limits)
         } catch {
             throw syntax(error, node, scalar, field)
         }
+        record(condition.references, node, field)
+        return condition
     }
 
-    /// A syntax error inside a scalar, placed at its line and column: exact for a scalar on one
-    /// line (plain or quoted), the scalar's start otherwise.
+    private func record(_ references: [Reference], _ node: Node, _ field: String) {
+        for reference in references {
+            sites.all.append(Sites.Site(task: sites.task, reference: reference, node: node, field: field, compensation: sites.compensation))
+        }
+    }
+
+    /// A syntax error inside a scalar, placed at its line and column: exact when the source line
+    /// holds the scalar's text as it is (plain, or quoted without escapes, on one line); the
+    /// scalar's start otherwise (escapes, folded lines, block scalars). Columns count Unicode
+    /// scalars, as libyaml's marks do.
     private func syntax(_ error: SyntaxError, _ node: Node, _ scalar: Node.Scalar, _ field: String) -> DefinitionError {
         let mark = node.mark
         var column = mark?.column ?? 0
-        if let mark, !scalar.string.contains("\n"), mark.line >= 1, mark.line <= lines.count {
+        if let mark, mark.line >= 1, mark.line <= lines.count {
             let quote = scalar.style == .singleQuoted || scalar.style == .doubleQuoted ? 1 : 0
-            let prefix = String(decoding: Array(scalar.string.utf8).prefix(error.offset), as: UTF8.self)
-            column += quote + prefix.count
+            let line = Array(lines[mark.line - 1].unicodeScalars)
+            let raw = Array(scalar.string.unicodeScalars)
+            let start = mark.column - 1 + quote
+            if scalar.style == .plain || quote == 1, start >= 0, start + raw.count <= line.count, Array(line[start..<(start + raw.count)]) == raw {
+                let prefix = String(decoding: Array(scalar.string.utf8).prefix(error.offset), as: UTF8.self)
+                column += quote + prefix.unicodeScalars.count
+            }
         }
         return DefinitionError(
             line: mark?.line ?? 0, column: column, field: field, message: error.message, hint: error.hint, sourceLine: source(mark?.line ?? 0))
@@ -416,6 +537,7 @@ public struct DefinitionParser {
         var result: [(String, Node, Node)] = []
         for (key, value) in mapping {
             guard case .scalar(let k) = key else { throw fail(key, field, "keys are plain names") }
+            if k.string == "<<", k.style == .plain { throw fail(key, field, "YAML merge keys (<<) are not supported in definitions", hint: "write the fields out") }
             guard seen.insert(k.string).inserted else { throw fail(key, field.isEmpty ? k.string : "\(field).\(k.string)", "\"\(k.string)\" is given twice") }
             result.append((k.string, key, value))
         }
@@ -427,7 +549,7 @@ public struct DefinitionParser {
         for (key, keyNode, value) in try pairs(node, field) {
             guard allowed.contains(key) else {
                 let path = field.isEmpty ? key : "\(field).\(key)"
-                throw fail(keyNode, path, "unknown field \"\(key)\"", hint: Self.suggest(key, in: allowed) ?? "fields here: \(allowed.sorted().joined(separator: ", "))")
+                throw fail(keyNode, path, "unknown field \"\(key)\"", hint: Self.didYouMean(key, allowed.sorted()) ?? "fields here: \(allowed.sorted().joined(separator: ", "))")
             }
             fields[key] = value
         }
@@ -441,10 +563,8 @@ public struct DefinitionParser {
     }
 
     private func string(_ node: Node, _ field: String) throws(DefinitionError) -> String {
-        guard case .scalar(let scalar) = node, scalar.style != .plain || (node.null == nil && node.bool == nil && node.int == nil && node.float == nil) else {
-            throw fail(node, field, "\(field) must be a string")
-        }
-        return scalar.string
+        guard case .string(let text) = Self.scalar(node), case .scalar = node else { throw fail(node, field, "\(field) must be a string") }
+        return text
     }
 
     private func identifier(_ node: Node, _ field: String) throws(DefinitionError) -> String {
@@ -455,7 +575,7 @@ public struct DefinitionParser {
 
     private func checkName(_ text: String, _ node: Node, _ field: String) throws(DefinitionError) {
         let ok = !text.isEmpty && text.utf8.count <= limits.nameBytesMax
-            && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F || $0 == 0x2D }
+            && text.utf8.allSatisfy(WorkflowLimits.isNameByte)
         guard ok else {
             throw fail(node, field, "\"\(text.prefix(64))\" is not a name", hint: "names are 1...\(limits.nameBytesMax) letters, digits, _ and -")
         }
@@ -479,17 +599,83 @@ public struct DefinitionParser {
         return DefinitionError(line: mark?.line ?? 0, column: mark?.column ?? 0, field: field, message: message, hint: hint, sourceLine: source(mark?.line ?? 0))
     }
 
-    private func source(_ line: Int) -> String? {
+    func source(_ line: Int) -> String? {
         guard line >= 1, line <= lines.count else { return nil }
-        return String(lines[line - 1].prefix(200))
+        return String(lines[line - 1])
     }
 
     private func yamlError(_ error: YamlError) -> DefinitionError {
         switch error {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
             return DefinitionError(line: mark.line, column: mark.column, field: "", message: "invalid YAML: \(problem)", sourceLine: source(mark.line))
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            // The context's text is the whole document: only its mark is worth showing.
+            return DefinitionError(
+                line: context.mark.line, column: context.mark.column, field: "",
+                message: "the mapping here gives \(duplicates.prefix(3).map { "\"\($0.prefix(64))\"" }.joined(separator: ", ")) twice", sourceLine: source(context.mark.line))
+        case .reader(let problem, let offset, _, let yaml):
+            let (line, column) = offset.map { Self.position(of: $0, in: yaml) } ?? (0, 0)
+            return DefinitionError(line: line, column: column, field: "", message: "invalid YAML: \(problem)", sourceLine: source(line))
         default:
-            return DefinitionError(line: 0, column: 0, field: "", message: "invalid YAML: \(error)")
+            return DefinitionError(line: 0, column: 0, field: "", message: "invalid YAML")
         }
+    }
+
+    /// Line and column (Unicode scalars) of a byte offset.
+    static func position(of offset: Int, in text: String) -> (Int, Int) {
+        var line = 1
+        var column = 1
+        var seen = 0
+        for scalar in text.unicodeScalars {
+            guard seen < offset else { break }
+            seen += String(scalar).utf8.count
+            if scalar == "\n" {
+                line += 1
+                column = 1
+            } else {
+                column += 1
+            }
+        }
+        return (line, column)
+    }
+
+    /// Where the first anchor (`&name`) is, if any: an `&` that starts a node, outside quotes,
+    /// comments and block scalars. An alias needs an anchor, so none can be expanded then.
+    static func anchorPosition(_ text: String) -> (Int, Int)? {
+        var blockIndent: Int?
+        for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let scalars = Array(line.unicodeScalars)
+            let indent = scalars.prefix { $0 == " " }.count
+            if let b = blockIndent {
+                if indent > b || scalars.allSatisfy({ $0 == " " }) { continue }
+                blockIndent = nil
+            }
+            var quote: Unicode.Scalar?
+            var previous: Unicode.Scalar = " "
+            var lastSignificant: Unicode.Scalar?
+            var end = scalars.count
+            var i = 0
+            while i < scalars.count {
+                let c = scalars[i]
+                if let q = quote {
+                    if c == "\\" && q == "\"" { i += 2; continue }
+                    if c == q { quote = nil }
+                } else if c == "\"" || c == "'" {
+                    if previous == " " || "[{,:-?".unicodeScalars.contains(previous) { quote = c }
+                } else if c == "#" && (previous == " " || i == 0) {
+                    end = i
+                    break
+                } else if c == "&", lastSignificant == nil || "-:?[{,".unicodeScalars.contains(lastSignificant!), previous == " " || "[{,".unicodeScalars.contains(previous) || i == 0 {
+                    return (n + 1, i + 1)
+                }
+                if c != " " && c != "\t" { lastSignificant = c }
+                previous = c
+                i += 1
+            }
+            // A block scalar header (`key: |`, `- >-`): its content is the more indented lines below.
+            let content = String(String.UnicodeScalarView(scalars[..<end]))
+            if let last = content.split(separator: " ").last, ["|", "|-", "|+", ">", ">-", ">+"].contains(String(last)) { blockIndent = indent }
+        }
+        return nil
     }
 }

@@ -112,7 +112,10 @@ public struct RetryPolicy: Sendable, Hashable {
         guard attempt >= 2 else { return .zero }
         var delay = Double(initial.components.seconds) + Double(initial.components.attoseconds) / 1e18
         let cap = Double(max.components.seconds) + Double(max.components.attoseconds) / 1e18
-        for _ in 2..<attempt where delay < cap { delay *= multiplier }
+        for _ in 2..<attempt {
+            guard delay < cap else { break }
+            delay *= multiplier
+        }
         return .milliseconds(Int64((Swift.min(delay, cap) * 1000).rounded()))
     }
 }

@@ -1,6 +1,8 @@
 /// "Did you mean": the closest candidate by edit distance, if it is close enough to be a typo.
-enum Suggest {
-    static func nearest(_ word: String, in candidates: [String]) -> String? {
+/// Shared by every error that names a wrong word: query fields and functions, workflow fields,
+/// task ids and inputs.
+public enum Suggest {
+    public static func nearest(_ word: String, in candidates: [String]) -> String? {
         let target = Array(word.lowercased().utf8.prefix(64))
         var best: (String, Int)?
         for candidate in candidates {
@@ -12,7 +14,7 @@ enum Suggest {
 
     /// Optimal string alignment distance: Levenshtein plus adjacent transpositions, the most
     /// common typo ("tpye"). Full matrix; inputs are short names (the word is cut at 64 bytes).
-    static func distance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    public static func distance(_ a: [UInt8], _ b: [UInt8]) -> Int {
         if a.isEmpty { return b.count }
         if b.isEmpty { return a.count }
         var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
