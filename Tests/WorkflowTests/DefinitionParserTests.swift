@@ -106,6 +106,8 @@ struct DefinitionParserTests {
         Case(yaml: base + "\n   bad: indentation", at: "bad", field: "", message: "invalid YAML"),
         Case(yaml: base.replacingOccurrences(of: "run: [\"make\"]", with: "run: []"), at: "[]", field: "tasks[1].run", message: "run needs at least the program"),
         Case(yaml: base + "\n    inputs: {x: &big [1, 2]}\n    env: {A: *big}", at: "&big", field: "", message: "anchors and aliases are not supported"),
+        Case(yaml: base + "\n    inputs: {x: !!str &a foo, y: *a}", at: "&a", field: "", message: "anchors and aliases are not supported"),
+        Case(yaml: base + "\n    inputs:\n      - &a [1, 2]", at: "&a", field: "", message: "anchors and aliases are not supported"),
         Case(yaml: base + "\n    inputs: {a: 1, a: 2}", at: "a: 1", field: "", message: "\"a\" twice"),
         Case(yaml: base + "\n    inputs: {<<: {a: 1}}", at: "<<", field: "tasks[1].inputs", message: "merge keys"),
         Case(yaml: base.replacingOccurrences(of: "run: [\"make\"]", with: "run: [sleep, 10]"), at: "10]", field: "tasks[1].run[1]", message: "run is a list of strings", hint: "quote it: \"10\""),

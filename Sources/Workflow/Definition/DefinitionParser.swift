@@ -639,41 +639,53 @@ public struct DefinitionParser {
         return (line, column)
     }
 
-    /// Where the first anchor (`&name`) is, if any: an `&` that starts a node, outside quotes,
-    /// comments and block scalars. An alias needs an anchor, so none can be expanded then.
+    /// Where the first anchor (`&name`) is, if any: an `&` where a node starts (at a line's
+    /// start, after `- `, `: `, `? `, `[`, `{`, `,`, or after the node's tag), outside quotes,
+    /// comments and block scalars. An alias needs an anchor, so none can be expanded then. (Yams
+    /// keeps anchors only weakly, so a composed tree no longer shows them: this scan is the check.)
     static func anchorPosition(_ text: String) -> (Int, Int)? {
         var blockIndent: Int?
         for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            let scalars = Array(line.unicodeScalars)
-            let indent = scalars.prefix { $0 == " " }.count
+            let c = Array(line.unicodeScalars)
+            let indent = c.prefix { $0 == " " }.count
             if let b = blockIndent {
-                if indent > b || scalars.allSatisfy({ $0 == " " }) { continue }
+                if indent > b || c.allSatisfy({ $0 == " " }) { continue }
                 blockIndent = nil
             }
+            func spaceAfter(_ i: Int) -> Bool { i + 1 >= c.count || c[i + 1] == " " || c[i + 1] == "\t" }
+            var nodeStart = true
             var quote: Unicode.Scalar?
-            var previous: Unicode.Scalar = " "
-            var lastSignificant: Unicode.Scalar?
-            var end = scalars.count
+            var end = c.count
             var i = 0
-            while i < scalars.count {
-                let c = scalars[i]
+            while i < c.count {
+                let ch = c[i]
                 if let q = quote {
-                    if c == "\\" && q == "\"" { i += 2; continue }
-                    if c == q { quote = nil }
-                } else if c == "\"" || c == "'" {
-                    if previous == " " || "[{,:-?".unicodeScalars.contains(previous) { quote = c }
-                } else if c == "#" && (previous == " " || i == 0) {
+                    if ch == "\\" && q == "\"" {
+                        i += 2
+                        continue
+                    }
+                    if ch == q { quote = nil }
+                } else if ch == " " || ch == "\t" {
+                    // Spaces keep whatever the last token left.
+                } else if ch == "#" && (i == 0 || c[i - 1] == " " || c[i - 1] == "\t") {
                     end = i
                     break
-                } else if c == "&", lastSignificant == nil || "-:?[{,".unicodeScalars.contains(lastSignificant!), previous == " " || "[{,".unicodeScalars.contains(previous) || i == 0 {
+                } else if nodeStart && ch == "&" {
                     return (n + 1, i + 1)
+                } else if nodeStart && ch == "!" {
+                    while i + 1 < c.count, c[i + 1] != " " { i += 1 }  // a tag: the node starts after it
+                } else if nodeStart && (ch == "\"" || ch == "'") {
+                    quote = ch
+                    nodeStart = false
+                } else if ch == "[" || ch == "{" || ch == "," || ((ch == "-" || ch == ":" || ch == "?") && spaceAfter(i)) {
+                    nodeStart = true
+                } else {
+                    nodeStart = false
                 }
-                if c != " " && c != "\t" { lastSignificant = c }
-                previous = c
                 i += 1
             }
             // A block scalar header (`key: |`, `- >-`): its content is the more indented lines below.
-            let content = String(String.UnicodeScalarView(scalars[..<end]))
+            let content = String(String.UnicodeScalarView(c[..<end]))
             if let last = content.split(separator: " ").last, ["|", "|-", "|+", ">", ">-", ">+"].contains(String(last)) { blockIndent = indent }
         }
         return nil
