@@ -63,7 +63,7 @@ public struct BanyanHTTPClient: Sendable {
     }
 
     /// `s` as a JSON string literal, quotes included.
-    static func quote(_ s: String) -> String {
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

@@ -25,3 +25,139 @@ def test_a_bad_definition_is_refused_where_it_is_wrong(run_banyan, tmp_path):
     assert 'did you mean "report"?' in r.stderr
     r = run_banyan("workflow", "validate", str(tmp_path / "missing.yaml"))
     assert r.returncode == 1 and "cannot read" in r.stderr, r.describe()
+
+
+# ---- running workflows against a real server -------------------------------------------------
+
+import subprocess
+import time
+
+import requests
+
+from test_v1_api import wait_until
+
+
+def run_events(url: str, run: str) -> list[dict]:
+    r = requests.get(url + "/v1/events", params={"stream": f"job_events:{run}", "limit": 1000}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["events"]
+
+
+def by_key(url: str, key: str) -> dict | None:
+    r = requests.get(url + "/v1/events/by-key/" + requests.utils.quote(key, safe=""), timeout=10)
+    return r.json() if r.status_code == 200 else None
+
+
+def ancestors(url: str, key: str) -> list[str]:
+    r = requests.post(url + "/v1/query", json={"query": f'ancestors(key "{key}")', "page_size": 1000}, timeout=10)
+    assert r.status_code == 200, r.text
+    return [e.get("key") for e in r.json()["results"]]
+
+
+def test_a_diamond_passes_outputs_along_and_records_every_transition(server, run_banyan):
+    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=5")
+    assert r.returncode == 0, r.describe()
+    run, outcome = r.stdout.splitlines()[:2]
+    assert outcome == "completed"
+    join = by_key(server.url, f"run/{run}/task/join/attempt/1/completed")
+    assert join["payload"]["output"] == {"sum": 16}, join  # (5 + 1) + 5 * 2
+    events = run_events(server.url, run)
+    types = [e["type"] for e in events]
+    assert types[0] == "workflow.run.requested" and types[-1] == "workflow.run.completed"
+    assert types.count("workflow.task.completed") == 4 and types.count("workflow.task.started") == 4
+    assert all(e["stream"] == f"job_events:{run}" for e in events)
+    # The join's lineage reaches both branches and the split, and the run's request.
+    lineage = ancestors(server.url, f"run/{run}/task/join/attempt/1/completed")
+    for task in ("split", "left", "right"):
+        assert f"run/{run}/task/{task}/attempt/1/completed" in lineage, lineage
+    assert f"run/{run}/requested" in lineage
+    # Starting the same run id again is the same run: nothing is recorded twice.
+    again = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=5", "--run", run)
+    assert again.returncode == 0 and len(run_events(server.url, run)) == len(events), again.describe()
+
+
+def test_a_flaky_task_is_retried_with_backoff_and_its_success_remembers_the_failures(server, run_banyan, tmp_path):
+    counter = tmp_path / "count"
+    flaky = tmp_path / "flaky.yaml"
+    flaky.write_text(f"""
+name: flaky
+tasks:
+  - id: flaky
+    kind: shell
+    run: ["sh", "-c", "n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; [ $n -ge 3 ]"]
+    retry: {{max_attempts: 3, backoff: {{initial: 200ms, multiplier: 2, max: 1s}}}}
+""")
+    r = run_banyan("workflow", "run", str(flaky), "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    run = r.stdout.splitlines()[0]
+    assert counter.read_text().strip() == "3"
+    key = lambda n, state: f"run/{run}/task/flaky/attempt/{n}/{state}"
+    failed1, started2, failed2, started3 = (by_key(server.url, key(*k)) for k in [(1, "failed"), (2, "started"), (2, "failed"), (3, "started")])
+    assert failed1["payload"]["exit_code"] == 1 and "exit code 1" in failed1["payload"]["error"]
+    assert (started2["time_unix_nano"] - failed1["time_unix_nano"]) >= 200_000_000, "the first backoff was respected"
+    assert (started3["time_unix_nano"] - failed2["time_unix_nano"]) >= 400_000_000, "the second backoff doubled"
+    lineage = ancestors(server.url, key(3, "completed"))
+    assert key(1, "failed") in lineage and key(2, "failed") in lineage and key(2, "retrying") in lineage, lineage
+
+
+def test_a_failing_run_compensates_in_reverse_completion_order(server, run_banyan, tmp_path):
+    log = tmp_path / "undo.log"
+    saga = tmp_path / "saga.yaml"
+    saga.write_text(f"""
+name: saga
+tasks:
+  - {{id: reserve, kind: shell, run: ["true"], compensate: {{kind: shell, run: ["sh", "-c", "echo release >> {log}"]}}}}
+  - {{id: charge, kind: shell, needs: [reserve], run: ["true"], compensate: {{kind: shell, run: ["sh", "-c", "echo refund >> {log}"]}}}}
+  - {{id: ship, kind: shell, needs: [charge], run: ["sh", "-c", "echo no truck >&2; exit 3"]}}
+""")
+    r = run_banyan("workflow", "run", str(saga), "--server", server.url)
+    assert r.returncode == 1 and "failed: ship: exit code 3" in r.stdout, r.describe()
+    run = r.stdout.splitlines()[0]
+    assert log.read_text().split() == ["refund", "release"]
+    types = [(e["type"], e["payload"].get("task")) for e in run_events(server.url, run)]
+    assert types[-5:] == [("workflow.task.compensating", "charge"), ("workflow.task.compensated", "charge"),
+                          ("workflow.task.compensating", "reserve"), ("workflow.task.compensated", "reserve"),
+                          ("workflow.run.failed", "ship")], types
+    failed = by_key(server.url, f"run/{run}/task/ship/attempt/1/failed")
+    assert failed["payload"]["exit_code"] == 3 and "no truck" in failed["payload"]["stderr"]
+
+
+def test_a_run_resumed_after_kill_9_runs_no_completed_task_again(server, run_banyan, banyan_bin, tmp_path):
+    effects = tmp_path / "effects"
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(f"""
+name: chain
+tasks:
+  - {{id: first, kind: shell, run: ["sh", "-c", "echo first >> {effects}"]}}
+  - {{id: slow, kind: shell, needs: [first], run: ["sh", "-c", "echo slow >> {effects}; sleep 3"], retry: {{max_attempts: 2, backoff: {{initial: 100ms}}}}}}
+  - {{id: last, kind: shell, needs: [slow], run: ["sh", "-c", "echo last >> {effects}"]}}
+""")
+    proc = subprocess.Popen([str(banyan_bin), "workflow", "run", str(chain), "--server", server.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    run = proc.stdout.readline().strip()
+    wait_until(lambda: by_key(server.url, f"run/{run}/task/slow/attempt/1/started") is not None, 30, "the slow task to start")
+    proc.kill()
+    proc.wait(10)
+    r = run_banyan("workflow", "resume", run, "--server", server.url, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "completed", r.describe()
+    lines = effects.read_text().split()
+    assert lines.count("first") == 1 and lines.count("last") == 1, lines
+    stopped = by_key(server.url, f"run/{run}/task/slow/attempt/1/failed")
+    assert stopped["payload"]["error"] == "the engine stopped during this attempt"
+    assert by_key(server.url, f"run/{run}/task/slow/attempt/2/completed") is not None
+    completed = [e["payload"]["task"] for e in run_events(server.url, run) if e["type"] == "workflow.task.completed"]
+    assert sorted(completed) == ["first", "last", "slow"], completed
+    # Resuming a finished run changes nothing.
+    before = len(run_events(server.url, run))
+    assert run_banyan("workflow", "resume", run, "--server", server.url).returncode == 0
+    assert len(run_events(server.url, run)) == before
+
+
+def test_bad_runs_are_refused_before_anything_is_recorded(server, run_banyan, tmp_path):
+    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=many")
+    assert r.returncode == 1 and "input base: must be a number" in r.stderr, r.describe()
+    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "colour=red")
+    assert r.returncode == 1 and "no such input" in r.stderr, r.describe()
+    r = run_banyan("workflow", "resume", "nope", "--server", server.url)
+    assert r.returncode == 1 and "no run nope" in r.stderr, r.describe()
+    assert requests.get(server.url + "/v1/events", params={"after": 1}, timeout=10).json()["events"] == []

@@ -1,3 +1,5 @@
+import BanyanClient
+
 /// What a run knows when it decides whether a task may start and fills in its templates: the
 /// run's inputs, the outputs of completed tasks, and the states each task has reached (any
 /// attempt). The engine builds it from the run's events.
@@ -172,21 +174,7 @@ extension WorkflowValue {
     }
 
     private static func writeString(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
+        out += BanyanHTTPClient.quote(s)
     }
 }
 

@@ -1,0 +1,299 @@
+import BanyanClient
+import Foundation
+
+/// Runs workflows as a client of the log (docs/WORKFLOWS.md, "The engine"). It keeps nothing of
+/// its own: `start` records the run's request (with the definition and inputs), and `drive`
+/// reads the run's stream, folds it into a `RunState`, records the next transitions and runs the
+/// tasks, until the run ends. A run driven again after a crash continues from its events:
+/// completed tasks are not run again; an attempt that was started but never finished is
+/// recorded as failed and retried under its policy (at least once for side effects).
+///
+/// This first engine runs `shell` tasks; the other kinds fail their task with a clear error.
+public struct Engine: Sendable {
+    public let client: BanyanHTTPClient
+    /// Tasks of one run running at once.
+    public var concurrentTasksMax = 8
+    /// Says what happened, a line at a time (the CLI prints them).
+    public var log: @Sendable (String) -> Void = { _ in }
+
+    public init(client: BanyanHTTPClient) {
+        self.client = client
+    }
+
+    public enum EngineError: Error, Sendable, CustomStringConvertible {
+        case definition(DefinitionError)
+        case inputs(InputError)
+        case unknownRun(String)
+        case log(String)
+
+        public var description: String {
+            switch self {
+            case .definition(let e): "the definition: \(e)"
+            case .inputs(let e): "\(e)"
+            case .unknownRun(let run): "no run \(run) in the log (no workflow.run.requested event with key run/\(run)/requested)"
+            case .log(let why): "the run's events cannot be read: \(why)"
+            }
+        }
+    }
+
+    /// Validates `definition` and `inputs` and records the run's request. Returns the run id
+    /// (`run` if given: starting the same run id twice is one run).
+    public func start(definition text: String, inputs given: [String: WorkflowValue], run: String? = nil) async throws -> String {
+        let definition: WorkflowDefinition
+        do { definition = try DefinitionParser.parse(text) } catch { throw EngineError.definition(error) }
+        let inputs: [String: WorkflowValue]
+        do { inputs = try definition.runInputs(given) } catch { throw EngineError.inputs(error) }
+        let runID = run ?? Self.newRunID()
+        let id = RunEvents.RunID(run: runID, workflow: definition.name, version: RunEvents.version(of: text))
+        try await record([RunEvents.requested(id, definition: text, inputs: inputs)])
+        return runID
+    }
+
+    static func newRunID() -> String {
+        let bytes = (0..<10).map { _ in UInt8.random(in: 0...255) }
+        return bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+
+    /// Drives the run until it ends; returns how it ended.
+    public func drive(run: String) async throws -> RunState.Outcome {
+        var reader = RunReader(client: client, run: run)
+        guard let request = try await reader.request() else { throw EngineError.unknownRun(run) }
+        let text = request.payload["definition"]?.stringValue ?? ""
+        let definition: WorkflowDefinition
+        do { definition = try DefinitionParser.parse(text) } catch { throw EngineError.definition(error) }
+        var inputs: [String: WorkflowValue] = [:]
+        if case .object(let members)? = request.payload["inputs"] { for (k, v) in members { inputs[k] = v } }
+        let id = RunEvents.RunID(run: run, workflow: definition.name, version: request.payload["version"]?.stringValue ?? "")
+        var state = RunState(definition: definition, inputs: inputs)
+        var keys = Keys()
+        var finished: Set<String> = []  // run-level events already recorded
+
+        return try await withThrowingTaskGroup(of: String.self) { group in
+            var running: Set<String> = []
+            var recovered = false
+            while true {
+                for event in try await reader.next() {
+                    keys.note(event)
+                    if let t = RunEvents.transition(event) { state.apply(t) }
+                    if event.type.hasPrefix("workflow.run.") { finished.insert(String(event.type.dropFirst("workflow.run.".count))) }
+                }
+                state.settle()
+                if !recovered {
+                    // Attempts started before this engine drove the run never finished here.
+                    recovered = true
+                    var drafts: [RunEvents.Draft] = []
+                    for task in definition.tasks where state.tasks[task.id]?.state == .started {
+                        let attempt = state.tasks[task.id]?.attempts ?? 1
+                        drafts.append(RunEvents.task(
+                            id, task.id, attempt: attempt, .failed, causes: keys.latest(task.id).map { [$0] } ?? [],
+                            extra: [(key: "error", value: .text("the engine stopped during this attempt"))]))
+                    }
+                    if !drafts.isEmpty {
+                        log("recovered \(drafts.count) attempts an engine started but never finished")
+                        try await record(drafts)
+                        continue
+                    }
+                }
+                if let outcome = state.outcome, running.isEmpty {
+                    try await finish(id, state, outcome, keys: keys, finished: finished)
+                    return outcome
+                }
+                // Failed attempts with retries left: the pause, then the next attempt.
+                for task in definition.tasks where !running.contains(task.id) && state.tasks[task.id]?.state == .failed && state.outcome == nil {
+                    guard case .retry(let attempt, let pause) = state.retryDecision(for: task.id) else { continue }
+                    running.insert(task.id)
+                    let failedKey = keys.latest(task.id)
+                    let jittered = task.retry.jitter ? pause * Double.random(in: 0.5...1.0) : pause
+                    let snapshot = state
+                    group.addTask {
+                        try await Task.sleep(for: jittered)
+                        try await self.record([RunEvents.task(id, task.id, attempt: attempt, .retrying, causes: failedKey.map { [$0] } ?? [])])
+                        try await self.attempt(id, task, attempt: attempt, cause: RunEvents.taskKey(id.run, task.id, attempt: attempt, .retrying), state: snapshot)
+                        return task.id
+                    }
+                }
+                // Scheduled or retrying, not started (the engine stopped in between): start the attempt.
+                for task in definition.tasks where !running.contains(task.id) && state.outcome == nil {
+                    let p = state.tasks[task.id]
+                    guard p?.state == .scheduled || p?.state == .retrying else { continue }
+                    let attempt = (p?.attempts ?? 0) + 1
+                    running.insert(task.id)
+                    let cause = RunEvents.taskKey(id.run, task.id, attempt: attempt, p?.state == .scheduled ? .scheduled : .retrying)
+                    let snapshot = state
+                    group.addTask {
+                        try await self.attempt(id, task, attempt: attempt, cause: cause, state: snapshot)
+                        return task.id
+                    }
+                }
+                for taskID in state.ready where !running.contains(taskID) && running.count < concurrentTasksMax {
+                    guard let task = definition.task(taskID) else { continue }
+                    running.insert(taskID)
+                    let causes = [RunEvents.runKey(id.run, "requested")] + task.dependencies.sorted().compactMap { keys.completed[$0] }
+                    try await record([RunEvents.task(id, taskID, attempt: 1, .scheduled, causes: causes)])
+                    let scheduledKey = RunEvents.taskKey(id.run, taskID, attempt: 1, .scheduled)
+                    let snapshot = state
+                    group.addTask {
+                        try await self.attempt(id, task, attempt: 1, cause: scheduledKey, state: snapshot)
+                        return taskID
+                    }
+                }
+                if running.isEmpty {
+                    if state.outcome == nil, state.ready.isEmpty {
+                        // Nothing runs, nothing can: only tasks this engine cannot run are left.
+                        throw EngineError.log("the run cannot go on: no task is ready or running, and it has not ended")
+                    }
+                    continue
+                }
+                if let done = try await group.next() { running.remove(done) }
+            }
+        }
+    }
+
+    /// One attempt of `task`: `started`, the work, then `completed` or `failed`.
+    private func attempt(_ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, cause: String, state: RunState) async throws {
+        let startedKey = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
+        try await record([RunEvents.task(id, task.id, attempt: attempt, .started, causes: [cause])])
+        let began = ContinuousClock.now
+        let result: Swift.Result<WorkflowValue, TaskFailure>
+        do {
+            result = .success(try await execute(task, id: id, attempt: attempt, context: state.context))
+        } catch let failure as TaskFailure {
+            result = .failure(failure)
+        }
+        let ms = WorkflowValue.number(String((ContinuousClock.now - began).components.seconds * 1000 + (ContinuousClock.now - began).components.attoseconds / 1_000_000_000_000_000))
+        switch result {
+        case .success(let output):
+            log("\(task.id): completed (attempt \(attempt))")
+            try await record([RunEvents.task(id, task.id, attempt: attempt, .completed, causes: [startedKey], extra: [(key: "output", value: output), (key: "duration_ms", value: ms)])])
+        case .failure(let failure):
+            log("\(task.id): failed (attempt \(attempt)): \(failure.message)")
+            try await record([RunEvents.task(id, task.id, attempt: attempt, .failed, causes: [startedKey], extra: [(key: "error", value: .text(failure.message)), (key: "duration_ms", value: ms)] + failure.details)])
+        }
+    }
+
+    struct TaskFailure: Error {
+        var message: String
+        var details: [(key: String, value: WorkflowValue)] = []
+    }
+
+    /// The task's work; its output, or why it failed.
+    private func execute(_ task: TaskSpec, id: RunEvents.RunID, attempt: Int, context: RunContext) async throws -> WorkflowValue {
+        func render(_ v: WorkflowValue) throws -> WorkflowValue {
+            do { return try v.rendered(in: context) } catch { throw TaskFailure(message: "\(error)") }
+        }
+        switch task.kind {
+        case .shell(let run, let env, let cwd, let output):
+            let argv = try run.map { try render($0).text }
+            var environment: [String: String] = [:]
+            for (k, v) in env { environment[k] = try render(v).text }
+            environment["BANYAN_RUN_ID"] = id.run
+            environment["BANYAN_ATTEMPT_KEY"] = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
+            let shell = ShellTask(argv: argv, env: environment, cwd: try cwd.map { try render($0).text }, timeout: task.timeout)
+            let result: ShellTask.Result
+            do { result = try await shell.run() } catch { throw TaskFailure(message: "cannot start \(argv.first ?? "?"): \(error)") }
+            let details: [(key: String, value: WorkflowValue)] = [
+                (key: "exit_code", value: .number(String(result.exitCode))), (key: "stderr", value: .text(String(decoding: result.stderr, as: UTF8.self))),
+            ]
+            if result.timedOut { throw TaskFailure(message: "timed out after \(task.timeout.map { "\($0)" } ?? "?") and was killed", details: details) }
+            guard result.exitCode == 0 else { throw TaskFailure(message: "exit code \(result.exitCode)", details: details) }
+            switch output {
+            case .text:
+                var text = String(decoding: result.stdout, as: UTF8.self)
+                if text.hasSuffix("\n") { text.removeLast() }
+                return .text(text)
+            case .json:
+                do { return try JSONText.parse(result.stdout) } catch { throw TaskFailure(message: "its output is not JSON: \(error)", details: details) }
+            }
+        default:
+            throw TaskFailure(message: "this engine does not run \(task.kind.name) tasks yet")
+        }
+    }
+
+    /// Records how the run ended: the compensations of a failed run (latest completion first),
+    /// then `workflow.run.completed` or `.failed`.
+    private func finish(_ id: RunEvents.RunID, _ state: RunState, _ outcome: RunState.Outcome, keys: Keys, finished: Set<String>) async throws {
+        switch outcome {
+        case .completed:
+            guard !finished.contains("completed") else { return }
+            let causes = Array(state.completionOrder.compactMap { keys.completed[$0] }.suffix(64))
+            try await record([RunEvents.finished(id, "completed", causes: causes)])
+            log("run \(id.run): completed")
+        case .failed(let task, let error):
+            guard !finished.contains("failed") else { return }
+            var last = keys.latest(task)
+            for done in state.compensationOrder {
+                guard case .task(let step)? = state.definition.task(done)?.compensate else { continue }
+                let compensating = RunEvents.taskKey(id.run, done, attempt: 1, .compensating)
+                try await record([RunEvents.task(id, done, attempt: 1, .compensating, causes: [last, keys.completed[done]].compactMap { $0 })])
+                do {
+                    _ = try await execute(step, id: id, attempt: 1, context: state.context)
+                    try await record([RunEvents.task(id, done, attempt: 1, .compensated, causes: [compensating])])
+                    last = RunEvents.taskKey(id.run, done, attempt: 1, .compensated)
+                    log("\(done): compensated")
+                } catch let failure as TaskFailure {
+                    // Reported, never dropped: the run's failure names it too.
+                    try await record([RunEvents.task(id, done, attempt: 1, .failed, causes: [compensating], extra: [(key: "error", value: .text("compensation failed: \(failure.message)"))])])
+                    last = RunEvents.taskKey(id.run, done, attempt: 1, .failed)
+                    log("\(done): compensation failed: \(failure.message)")
+                }
+            }
+            try await record([RunEvents.finished(id, "failed", causes: [last].compactMap { $0 }, extra: [(key: "task", value: .text(task)), (key: "error", value: .text(error))])])
+            log("run \(id.run): failed at \(task): \(error)")
+        }
+    }
+
+    /// Appends `drafts` in one batch. A key already recorded with the same content is a
+    /// duplicate; with other content (another engine recorded that transition first) a 409,
+    /// which also means the transition is recorded: the log decides.
+    func record(_ drafts: [RunEvents.Draft]) async throws {
+        let body = WorkflowValue.array(drafts.map(\.json)).json
+        do {
+            _ = try await client.append(batch: Array(body.utf8))
+        } catch let error as BanyanClientError where error.status == 409 {
+            log("a transition was already recorded by another engine: \(error.detail ?? "")")
+        }
+    }
+
+    /// The keys of the latest event of each task, and of each completed task's completion.
+    struct Keys {
+        var completed: [String: String] = [:]
+        var last: [String: String] = [:]
+
+        mutating func note(_ event: RunEvents.Recorded) {
+            guard let key = event.key, let task = event.payload["task"]?.stringValue, event.type.hasPrefix("workflow.task.") else { return }
+            last[task] = key
+            if event.type == "workflow.task.completed", completed[task] == nil { completed[task] = key }
+        }
+
+        func latest(_ task: String) -> String? { last[task] }
+    }
+}
+
+/// Reads a run's stream from the log, page by page, remembering where it got to.
+struct RunReader {
+    let client: BanyanHTTPClient
+    let run: String
+    var after: UInt64 = 0
+
+    mutating func request() async throws -> RunEvents.Recorded? {
+        guard let bytes = try await client.event(key: RunEvents.runKey(run, "requested")) else { return nil }
+        let value: WorkflowValue
+        do { value = try JSONText.parse(bytes) } catch { throw Engine.EngineError.log("\(error)") }
+        guard let type = value["type"]?.stringValue, type == "workflow.run.requested" else { return nil }
+        return RunEvents.Recorded(id: 0, type: type, key: value["key"]?.stringValue, payload: value["payload"] ?? .null)
+    }
+
+    /// The run's events appended since the last call, in log order.
+    mutating func next() async throws -> [RunEvents.Recorded] {
+        var events: [RunEvents.Recorded] = []
+        while true {
+            let bytes = try await client.page(after: after, limit: 1_000, stream: RunEvents.stream(run))
+            let page: (events: [RunEvents.Recorded], next: UInt64, last: UInt64)
+            do { page = try RunEvents.page(bytes) } catch { throw Engine.EngineError.log("\(error)") }
+            events += page.events
+            guard page.next > after else { return events }
+            after = page.next
+            if page.next >= page.last { return events }
+        }
+    }
+}

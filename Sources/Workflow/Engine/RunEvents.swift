@@ -1,0 +1,105 @@
+/// The events of a run (docs/WORKFLOWS.md, "Events"): their types, deterministic keys, streams,
+/// causes and payloads, and the way back from the log to `RunState` transitions. Every state
+/// change is one event whose key names it exactly, so a retried append is a duplicate and two
+/// engines can never record the same transition twice.
+public enum RunEvents {
+    public static func stream(_ run: String) -> String { "job_events:\(run)" }
+    public static func runKey(_ run: String, _ state: String) -> String { "run/\(run)/\(state)" }
+    public static func taskKey(_ run: String, _ task: String, attempt: Int, _ state: TaskState) -> String {
+        "run/\(run)/task/\(task)/attempt/\(attempt)/\(state.rawValue)"
+    }
+
+    /// One event to append.
+    public struct Draft: Sendable {
+        public var type: String
+        public var key: String
+        public var stream: String
+        public var parentKeys: [String]
+        public var payload: WorkflowValue
+
+        /// The event as `POST /v1/events` takes it.
+        public var json: WorkflowValue {
+            .object([
+                (key: "type", value: .text(type)), (key: "key", value: .text(key)), (key: "stream", value: .text(stream)),
+                (key: "parent_keys", value: .array(parentKeys.map(WorkflowValue.text))), (key: "payload", value: payload),
+            ])
+        }
+    }
+
+    /// What identifies a run in every payload.
+    public struct RunID: Sendable, Hashable {
+        public var run: String
+        public var workflow: String
+        public var version: String
+
+        var members: [(key: String, value: WorkflowValue)] {
+            [(key: "run", value: .text(run)), (key: "workflow", value: .text(workflow)), (key: "version", value: .text(version))]
+        }
+    }
+
+    public static func requested(_ id: RunID, definition: String, inputs: [String: WorkflowValue]) -> Draft {
+        let inputMembers = inputs.keys.sorted().map { (key: $0, value: inputs[$0]!) }
+        return Draft(
+            type: "workflow.run.requested", key: runKey(id.run, "requested"), stream: stream(id.run), parentKeys: [],
+            payload: .object(id.members + [(key: "definition", value: .text(definition)), (key: "inputs", value: .object(inputMembers))]))
+    }
+
+    public static func task(
+        _ id: RunID, _ task: String, attempt: Int, _ state: TaskState, causes: [String], extra: [(key: String, value: WorkflowValue)] = []
+    ) -> Draft {
+        Draft(
+            type: "workflow.task.\(state.rawValue)", key: taskKey(id.run, task, attempt: attempt, state), stream: stream(id.run),
+            parentKeys: causes,
+            payload: .object(id.members + [(key: "task", value: .text(task)), (key: "attempt", value: .number(String(attempt)))] + extra))
+    }
+
+    public static func finished(_ id: RunID, _ state: String, causes: [String], extra: [(key: String, value: WorkflowValue)] = []) -> Draft {
+        Draft(type: "workflow.run.\(state)", key: runKey(id.run, state), stream: stream(id.run), parentKeys: causes, payload: .object(id.members + extra))
+    }
+
+    /// A run's event read back: its type and payload.
+    public struct Recorded: Sendable {
+        public var id: UInt64
+        public var type: String
+        public var key: String?
+        public var payload: WorkflowValue
+    }
+
+    /// The transition a recorded task event stands for (nil for run events and states the
+    /// decision core does not follow, like compensation).
+    public static func transition(_ event: Recorded) -> RunState.Transition? {
+        guard event.type.hasPrefix("workflow.task."), let task = event.payload["task"]?.stringValue else { return nil }
+        switch TaskState(rawValue: String(event.type.dropFirst("workflow.task.".count))) {
+        case .scheduled: return .scheduled(task)
+        case .started: return .started(task)
+        case .completed: return .completed(task, output: event.payload["output"] ?? .null)
+        case .failed: return .failed(task, error: event.payload["error"]?.stringValue ?? "failed")
+        case .retrying: return .retrying(task)
+        case .cancelled: return .cancelled(task)
+        default: return nil
+        }
+    }
+
+    /// A page of `GET /v1/events` read into events, with `next` and `last_id`.
+    public static func page(_ bytes: [UInt8]) throws(JSONText.Error) -> (events: [Recorded], next: UInt64, last: UInt64) {
+        let page = try JSONText.parse(bytes)
+        var events: [Recorded] = []
+        for e in page["events"]?.arrayValue ?? [] {
+            guard let id = e["id"].flatMap({ v -> UInt64? in if case .number(let n) = v { UInt64(n) } else { nil } }), let type = e["type"]?.stringValue else { continue }
+            events.append(Recorded(id: id, type: type, key: e["key"]?.stringValue, payload: e["payload"] ?? .null))
+        }
+        func uint(_ v: WorkflowValue?) -> UInt64 { if case .number(let n)? = v { UInt64(n) ?? 0 } else { 0 } }
+        return (events, uint(page["next"]), uint(page["last_id"]))
+    }
+
+    /// A short, stable version of a definition's text (FNV-1a, 64 bits, hex).
+    public static func version(of definition: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in definition.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
