@@ -161,3 +161,42 @@ def test_bad_runs_are_refused_before_anything_is_recorded(server, run_banyan, tm
     r = run_banyan("workflow", "resume", "nope", "--server", server.url)
     assert r.returncode == 1 and "no run nope" in r.stderr, r.describe()
     assert requests.get(server.url + "/v1/events", params={"after": 1}, timeout=10).json()["events"] == []
+
+
+def test_the_etl_example_starts_load_on_its_condition_and_skips_the_alert(server, run_banyan):
+    r = run_banyan("workflow", "run", str(EXAMPLES / "etl.yaml"), "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    run = r.stdout.splitlines()[0]
+    tasks = {(e["type"], e["payload"].get("task")) for e in run_events(server.url, run)}
+    assert ("workflow.task.completed", "load") in tasks and ("workflow.task.completed", "report") in tasks
+    assert not any(task == "alert" for _, task in tasks), "alert's condition never held"
+    report = by_key(server.url, f"run/{run}/task/report/attempt/1/completed")
+    assert report["payload"]["output"] == "report: loaded 3 rows into orders"
+    # The load's scheduling names what satisfied its condition.
+    assert f"run/{run}/task/extract/attempt/1/completed" in ancestors(server.url, f"run/{run}/task/load/attempt/1/scheduled")
+    # With no rows, load can never start: it and what needs it are skipped, and the run completes.
+    r = run_banyan("workflow", "run", str(EXAMPLES / "etl.yaml"), "--server", server.url, "--input", "rows=0")
+    assert r.returncode == 0, r.describe()
+    run = r.stdout.splitlines()[0]
+    assert {e["payload"].get("task") for e in run_events(server.url, run) if e["type"] == "workflow.task.completed"} == {"extract"}
+
+
+def test_the_order_saga_example_compensates_what_completed(server, run_banyan, tmp_path):
+    log = tmp_path / "order.log"
+    r = run_banyan("workflow", "run", str(EXAMPLES / "order-saga.yaml"), "--server", server.url, "--input", "fail_at=ship", "--input", f"log={log}")
+    assert r.returncode == 1 and "failed: ship" in r.stdout, r.describe()
+    assert log.read_text().split() == ["reserved", "charged", "refunded", "released"]
+    log.unlink()
+    r = run_banyan("workflow", "run", str(EXAMPLES / "order-saga.yaml"), "--server", server.url, "--input", f"log={log}")
+    assert r.returncode == 0 and log.read_text().split() == ["reserved", "charged", "shipped"], r.describe()
+
+
+def test_a_task_past_its_timeout_is_killed_and_recorded(server, run_banyan, tmp_path):
+    slow = tmp_path / "slow.yaml"
+    slow.write_text('name: slow\ntasks:\n  - {id: nap, kind: shell, run: ["sleep", "30"], timeout: 300ms}\n')
+    started = time.monotonic()
+    r = run_banyan("workflow", "run", str(slow), "--server", server.url, timeout=20)
+    assert r.returncode == 1 and time.monotonic() - started < 15, r.describe()
+    run = r.stdout.splitlines()[0]
+    failed = by_key(server.url, f"run/{run}/task/nap/attempt/1/failed")
+    assert failed["payload"]["error"].startswith("timed out after") and failed["payload"]["duration_ms"] < 5000, failed
