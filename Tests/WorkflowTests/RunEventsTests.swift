@@ -11,7 +11,7 @@ struct RunEventsTests {
         let requested = RunEvents.requested(Self.id, definition: "name: w", inputs: ["b": .number("2"), "a": .text("x")])
         #expect(requested.json.json == #"{"type":"workflow.run.requested","key":"run/r1/requested","stream":"job_events:r1","parent_keys":[],"payload":{"run":"r1","workflow":"w","version":"v","definition":"name: w","inputs":{"a":"x","b":2}}}"#)
         #expect(RunEvents.finished(Self.id, "completed", causes: []).key == "run/r1/completed")
-        #expect(RunEvents.version(of: "name: w") == RunEvents.version(of: "name: w") && RunEvents.version(of: "name: w").count == 16)
+        #expect(RunEvents.version(of: "name: w") == "18f9cfc067ffc2f1", "FNV-1a 64 of the text, as docs/WORKFLOWS.md says")
         #expect(RunEvents.version(of: "name: w") != RunEvents.version(of: "name: x"))
     }
 
@@ -33,5 +33,11 @@ struct RunEventsTests {
         #expect(RunEvents.transition(read.events[1]) == .failed("b", error: "exit code 1"))
         #expect(RunEvents.transition(read.events[2]) == nil)
         #expect(throws: JSONText.Error.self) { try JSONText.parse(Array(#"{"a": &x 1}"#.utf8)) }
+        // What YAML would refuse or misread is plain JSON text here.
+        let odd = try JSONText.parse(Array("{\"e\":\"[&](int x) \u{7F}\u{85} a, &b\",\"k\":\"\\u00e9\\ud83d\\ude00\"}".utf8))
+        #expect(odd == .object([(key: "e", value: .text("[&](int x) \u{7F}\u{85} a, &b")), (key: "k", value: .text("é😀"))]))
+        for bad in ["{\"a\":1,}", "[1 2]", "\"\u{1}\"", "01", "{\"a\"}", "\"\\ud800\"", "[" + String(repeating: "[", count: 70) + String(repeating: "]", count: 71)] {
+            #expect(throws: JSONText.Error.self, "\(bad)") { try JSONText.parse(Array(bad.utf8)) }
+        }
     }
 }

@@ -63,7 +63,7 @@ def test_a_diamond_passes_outputs_along_and_records_every_transition(server, run
     assert join["payload"]["output"] == {"sum": 16}, join  # (5 + 1) + 5 * 2
     events = run_events(server.url, run)
     types = [e["type"] for e in events]
-    assert types[0] == "workflow.run.requested" and types[-1] == "workflow.run.completed"
+    assert types[:2] == ["workflow.run.requested", "workflow.run.started"] and types[-1] == "workflow.run.completed"
     assert types.count("workflow.task.completed") == 4 and types.count("workflow.task.started") == 4
     assert all(e["stream"] == f"job_events:{run}" for e in events)
     # The join's lineage reaches both branches and the split, and the run's request.
@@ -155,12 +155,59 @@ tasks:
 
 def test_bad_runs_are_refused_before_anything_is_recorded(server, run_banyan, tmp_path):
     r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=many")
-    assert r.returncode == 1 and "input base: must be a number" in r.stderr, r.describe()
+    assert r.returncode == 1 and "--input base: number inputs are JSON" in r.stderr, r.describe()
     r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "colour=red")
     assert r.returncode == 1 and "no such input" in r.stderr, r.describe()
     r = run_banyan("workflow", "resume", "nope", "--server", server.url)
     assert r.returncode == 1 and "no run nope" in r.stderr, r.describe()
-    assert requests.get(server.url + "/v1/events", params={"after": 1}, timeout=10).json()["events"] == []
+    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--run", "a/b")
+    assert r.returncode == 1 and "is not a run id" in r.stderr, r.describe()
+    page = requests.get(server.url + "/v1/events", params={"after": 0}, timeout=10).json()
+    assert [e["type"] for e in page["events"]] == ["genesis"], page
+
+
+def test_a_run_id_reused_with_other_inputs_is_refused(server, run_banyan):
+    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--run", "same", "--input", "base=1")
+    assert r.returncode == 0, r.describe()
+    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--run", "same", "--input", "base=2")
+    assert r.returncode == 1 and "run same exists with another definition or other inputs" in r.stderr, r.describe()
+
+
+def test_a_failing_compensation_is_recorded_and_the_next_one_still_runs(server, run_banyan, tmp_path):
+    log = tmp_path / "undo.log"
+    saga = tmp_path / "saga.yaml"
+    saga.write_text(f"""
+name: stuck
+tasks:
+  - {{id: a, kind: shell, run: ["true"], compensate: {{kind: shell, run: ["sh", "-c", "echo undo-a >> {log}"]}}}}
+  - {{id: b, kind: shell, needs: [a], run: ["true"], compensate: {{kind: shell, run: ["sh", "-c", "echo nope >&2; exit 4"], retry: {{max_attempts: 2, backoff: {{initial: 50ms}}}}}}}}
+  - {{id: c, kind: shell, needs: [b], run: ["false"]}}
+""")
+    r = run_banyan("workflow", "run", str(saga), "--server", server.url)
+    assert r.returncode == 1, r.describe()
+    run = r.stdout.splitlines()[0]
+    assert log.read_text().split() == ["undo-a"]
+    failed = by_key(server.url, f"run/{run}/task/b/compensation/compensation_failed")
+    assert failed["type"] == "workflow.task.compensation_failed" and failed["payload"]["exit_code"] == 4 and "nope" in failed["payload"]["stderr"], failed
+    assert by_key(server.url, f"run/{run}/task/a/compensation/compensated") is not None
+    end = by_key(server.url, f"run/{run}/failed")
+    assert end["payload"]["task"] == "c" and end["payload"]["compensations_failed"] == ["b"], end
+
+
+def test_odd_output_and_a_lingering_child_do_not_break_a_run(server, run_banyan, tmp_path):
+    odd = tmp_path / "odd.yaml"
+    # stderr with what YAML would misread, and a background child that would hold the pipes open.
+    odd.write_text('name: odd\ntasks:\n'
+                   '  - {id: noisy, kind: shell, run: ["sh", "-c", "printf \'[&](int x) a, &b \\\\177\' >&2; exit 1"], on_failure: continue}\n'
+                   '  - {id: linger, kind: shell, run: ["sh", "-c", "sleep 30 & echo started"]}\n')
+    started = time.monotonic()
+    r = run_banyan("workflow", "run", str(odd), "--server", server.url, timeout=25)
+    assert r.returncode == 0 and time.monotonic() - started < 20, r.describe()
+    run = r.stdout.splitlines()[0]
+    noisy = by_key(server.url, f"run/{run}/task/noisy/attempt/1/failed")
+    assert "[&](int x) a, &b" in noisy["payload"]["stderr"], noisy
+    assert by_key(server.url, f"run/{run}/task/linger/attempt/1/completed")["payload"]["output"] == "started"
+    assert run_banyan("workflow", "resume", run, "--server", server.url).returncode == 0, "the log reads back"
 
 
 def test_the_etl_example_starts_load_on_its_condition_and_skips_the_alert(server, run_banyan):

@@ -1,5 +1,6 @@
 import BanyanClient
 import Foundation
+import Synchronization
 
 /// Runs workflows as a client of the log (docs/WORKFLOWS.md, "The engine"). It keeps nothing of
 /// its own: `start` records the run's request (with the definition and inputs), and `drive`
@@ -20,11 +21,21 @@ public struct Engine: Sendable {
         self.client = client
     }
 
+    /// A task's output, JSON-encoded, is kept to this (a larger one is cut, and says so): the
+    /// event must fit the server's payload limit with room to spare.
+    public static let outputBytesMax = 256 << 10
+    /// Causes named per event (the server takes up to 1,024 parents).
+    public static let causesMax = 64
+    /// Tries of one append when the server is overloaded or out of reach.
+    public static let appendTries = 8
+
     public enum EngineError: Error, Sendable, CustomStringConvertible {
         case definition(DefinitionError)
         case inputs(InputError)
         case unknownRun(String)
         case log(String)
+        case runExists(String)
+        case badRunID(String)
 
         public var description: String {
             switch self {
@@ -32,6 +43,8 @@ public struct Engine: Sendable {
             case .inputs(let e): "\(e)"
             case .unknownRun(let run): "no run \(run) in the log (no workflow.run.requested event with key run/\(run)/requested)"
             case .log(let why): "the run's events cannot be read: \(why)"
+            case .runExists(let run): "run \(run) exists with another definition or other inputs"
+            case .badRunID(let run): "\"\(run.prefix(80))\" is not a run id: 1-64 letters, digits, _ and -"
             }
         }
     }
@@ -44,8 +57,15 @@ public struct Engine: Sendable {
         let inputs: [String: WorkflowValue]
         do { inputs = try definition.runInputs(given) } catch { throw EngineError.inputs(error) }
         let runID = run ?? Self.newRunID()
+        guard runID.utf8.count <= 64, !runID.isEmpty, runID.utf8.allSatisfy(WorkflowLimits.isNameByte) else { throw EngineError.badRunID(runID) }
         let id = RunEvents.RunID(run: runID, workflow: definition.name, version: RunEvents.version(of: text))
-        try await record([RunEvents.requested(id, definition: text, inputs: inputs)])
+        // Not `record`: here a conflict is the caller's mistake, not another engine's progress.
+        let body = WorkflowValue.array([RunEvents.requested(id, definition: text, inputs: inputs).json]).json
+        do {
+            _ = try await append(Array(body.utf8))
+        } catch let error as BanyanClientError where error.status == 409 {
+            throw EngineError.runExists(runID)
+        }
         return runID
     }
 
@@ -67,6 +87,9 @@ public struct Engine: Sendable {
         var state = RunState(definition: definition, inputs: inputs)
         var keys = Keys()
         var finished: Set<String> = []  // run-level events already recorded
+        let limit = max(1, concurrentTasksMax)
+        let stop = StopFlag()
+        try await record([RunEvents.finished(id, "started", causes: [RunEvents.runKey(run, "requested")])])
 
         return try await withThrowingTaskGroup(of: String.self) { group in
             var running: Set<String> = []
@@ -86,7 +109,7 @@ public struct Engine: Sendable {
                         let attempt = state.tasks[task.id]?.attempts ?? 1
                         drafts.append(RunEvents.task(
                             id, task.id, attempt: attempt, .failed, causes: keys.latest(task.id).map { [$0] } ?? [],
-                            extra: [(key: "error", value: .text("the engine stopped during this attempt"))]))
+                            extra: [(key: "error", value: .text("the engine stopped during this attempt")), (key: "duration_ms", value: .null)]))
                     }
                     if !drafts.isEmpty {
                         log("recovered \(drafts.count) attempts an engine started but never finished")
@@ -94,12 +117,17 @@ public struct Engine: Sendable {
                         continue
                     }
                 }
-                if let outcome = state.outcome, running.isEmpty {
-                    try await finish(id, state, outcome, keys: keys, finished: finished)
-                    return outcome
+                let outcome = state.outcome
+                if let outcome {
+                    // Retries still sleeping through their backoff give up; running attempts finish.
+                    stop.set()
+                    if running.isEmpty {
+                        try await finish(id, state, outcome, keys: keys, finished: finished)
+                        return outcome
+                    }
                 }
                 // Failed attempts with retries left: the pause, then the next attempt.
-                for task in definition.tasks where !running.contains(task.id) && state.tasks[task.id]?.state == .failed && state.outcome == nil {
+                for task in definition.tasks where outcome == nil && running.count < limit && !running.contains(task.id) && state.tasks[task.id]?.state == .failed {
                     guard case .retry(let attempt, let pause) = state.retryDecision(for: task.id) else { continue }
                     running.insert(task.id)
                     let failedKey = keys.latest(task.id)
@@ -107,13 +135,14 @@ public struct Engine: Sendable {
                     let snapshot = state
                     group.addTask {
                         try await Task.sleep(for: jittered)
+                        guard !stop.isSet else { return task.id }
                         try await self.record([RunEvents.task(id, task.id, attempt: attempt, .retrying, causes: failedKey.map { [$0] } ?? [])])
                         try await self.attempt(id, task, attempt: attempt, cause: RunEvents.taskKey(id.run, task.id, attempt: attempt, .retrying), state: snapshot)
                         return task.id
                     }
                 }
                 // Scheduled or retrying, not started (the engine stopped in between): start the attempt.
-                for task in definition.tasks where !running.contains(task.id) && state.outcome == nil {
+                for task in definition.tasks where outcome == nil && running.count < limit && !running.contains(task.id) {
                     let p = state.tasks[task.id]
                     guard p?.state == .scheduled || p?.state == .retrying else { continue }
                     let attempt = (p?.attempts ?? 0) + 1
@@ -125,10 +154,11 @@ public struct Engine: Sendable {
                         return task.id
                     }
                 }
-                for taskID in state.ready where !running.contains(taskID) && running.count < concurrentTasksMax {
+                for taskID in state.ready where !running.contains(taskID) && running.count < limit {
                     guard let task = definition.task(taskID) else { continue }
                     running.insert(taskID)
-                    let causes = [RunEvents.runKey(id.run, "requested")] + task.dependencies.sorted().compactMap { keys.completed[$0] }
+                    // Its causes: what completed (or, for `event:x.failed`, failed) so that it could start.
+                    let causes = Array(([RunEvents.runKey(id.run, "requested")] + task.dependencies.sorted().compactMap { keys.completed[$0] ?? keys.latest($0) }).prefix(Self.causesMax))
                     try await record([RunEvents.task(id, taskID, attempt: 1, .scheduled, causes: causes)])
                     let scheduledKey = RunEvents.taskKey(id.run, taskID, attempt: 1, .scheduled)
                     let snapshot = state
@@ -187,22 +217,37 @@ public struct Engine: Sendable {
             var environment: [String: String] = [:]
             for (k, v) in env { environment[k] = try render(v).text }
             environment["BANYAN_RUN_ID"] = id.run
+            // Per attempt, and per task across attempts (what makes a side effect idempotent).
             environment["BANYAN_ATTEMPT_KEY"] = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
-            let shell = ShellTask(argv: argv, env: environment, cwd: try cwd.map { try render($0).text }, timeout: task.timeout)
+            environment["BANYAN_TASK_KEY"] = "run/\(id.run)/task/\(task.id)"
+            var inputMembers: [(key: String, value: WorkflowValue)] = []
+            for key in task.inputs.keys.sorted() { inputMembers.append((key, try render(task.inputs[key]!))) }
+            environment["BANYAN_TASK_INPUTS"] = WorkflowValue.object(inputMembers).json
+            var shell = ShellTask(argv: argv, env: environment, cwd: try cwd.map { try render($0).text }, timeout: task.timeout)
+            shell.stdoutBytesMax = Self.outputBytesMax
             let result: ShellTask.Result
             do { result = try await shell.run() } catch { throw TaskFailure(message: "cannot start \(argv.first ?? "?"): \(error)") }
             let details: [(key: String, value: WorkflowValue)] = [
                 (key: "exit_code", value: .number(String(result.exitCode))), (key: "stderr", value: .text(String(decoding: result.stderr, as: UTF8.self))),
             ]
             if result.timedOut { throw TaskFailure(message: "timed out after \(task.timeout.map { "\($0)" } ?? "?") and was killed", details: details) }
+            if result.signaled { throw TaskFailure(message: "killed by signal \(result.exitCode)", details: details) }
             guard result.exitCode == 0 else { throw TaskFailure(message: "exit code \(result.exitCode)", details: details) }
             switch output {
             case .text:
                 var text = String(decoding: result.stdout, as: UTF8.self)
                 if text.hasSuffix("\n") { text.removeLast() }
+                // JSON escaping can make text up to 6x longer: keep its tail within the limit.
+                let encoded = WorkflowValue.text(text).json.utf8.count
+                if encoded > Self.outputBytesMax || result.truncated {
+                    let keep = max(0, text.unicodeScalars.count * Self.outputBytesMax / max(encoded, 1) - 16)
+                    text = "[output truncated] " + String(String.UnicodeScalarView(text.unicodeScalars.suffix(keep)))
+                }
                 return .text(text)
             case .json:
-                do { return try JSONText.parse(result.stdout) } catch { throw TaskFailure(message: "its output is not JSON: \(error)", details: details) }
+                guard !result.truncated else { throw TaskFailure(message: "its JSON output is larger than \(Self.outputBytesMax) bytes", details: details) }
+                // Outputs sit 4 levels deep in an event page: keep room for that.
+                do { return try JSONText.parse(result.stdout, depthMax: 56) } catch { throw TaskFailure(message: "its output is not JSON: \(error)", details: details) }
             }
         default:
             throw TaskFailure(message: "this engine does not run \(task.kind.name) tasks yet")
@@ -221,23 +266,41 @@ public struct Engine: Sendable {
         case .failed(let task, let error):
             guard !finished.contains("failed") else { return }
             var last = keys.latest(task)
+            var unfinished: [String] = []
             for done in state.compensationOrder {
                 guard case .task(let step)? = state.definition.task(done)?.compensate else { continue }
-                let compensating = RunEvents.taskKey(id.run, done, attempt: 1, .compensating)
-                try await record([RunEvents.task(id, done, attempt: 1, .compensating, causes: [last, keys.completed[done]].compactMap { $0 })])
-                do {
-                    _ = try await execute(step, id: id, attempt: 1, context: state.context)
-                    try await record([RunEvents.task(id, done, attempt: 1, .compensated, causes: [compensating])])
-                    last = RunEvents.taskKey(id.run, done, attempt: 1, .compensated)
-                    log("\(done): compensated")
-                } catch let failure as TaskFailure {
-                    // Reported, never dropped: the run's failure names it too.
-                    try await record([RunEvents.task(id, done, attempt: 1, .failed, causes: [compensating], extra: [(key: "error", value: .text("compensation failed: \(failure.message)"))])])
-                    last = RunEvents.taskKey(id.run, done, attempt: 1, .failed)
+                let key = { (state: String) in RunEvents.compensationKey(id.run, done, state) }
+                if keys.all.contains(key("compensated")) {
+                    last = key("compensated")  // done before a crash
+                    continue
+                }
+                try await record([RunEvents.compensation(id, done, "compensating", causes: [last, keys.completed[done]].compactMap { $0 })])
+                var failure: TaskFailure?
+                for attempt in 1...max(1, step.retry.maxAttempts) {
+                    if attempt > 1 { try await Task.sleep(for: step.retry.backoff(before: attempt)) }
+                    do {
+                        _ = try await execute(step, id: id, attempt: attempt, context: state.context)
+                        failure = nil
+                        break
+                    } catch let f as TaskFailure {
+                        failure = f
+                    }
+                }
+                if let failure {
+                    // Reported, never dropped: recorded, named in the run's failure, and the next one still runs.
+                    try await record([RunEvents.compensation(id, done, "compensation_failed", causes: [key("compensating")], extra: [(key: "error", value: .text(failure.message))] + failure.details)])
+                    last = key("compensation_failed")
+                    unfinished.append(done)
                     log("\(done): compensation failed: \(failure.message)")
+                } else {
+                    try await record([RunEvents.compensation(id, done, "compensated", causes: [key("compensating")])])
+                    last = key("compensated")
+                    log("\(done): compensated")
                 }
             }
-            try await record([RunEvents.finished(id, "failed", causes: [last].compactMap { $0 }, extra: [(key: "task", value: .text(task)), (key: "error", value: .text(error))])])
+            try await record([RunEvents.finished(
+                id, "failed", causes: [last].compactMap { $0 },
+                extra: [(key: "task", value: .text(task)), (key: "error", value: .text(error)), (key: "compensations_failed", value: .array(unfinished.map(WorkflowValue.text)))])])
             log("run \(id.run): failed at \(task): \(error)")
         }
     }
@@ -248,19 +311,52 @@ public struct Engine: Sendable {
     func record(_ drafts: [RunEvents.Draft]) async throws {
         let body = WorkflowValue.array(drafts.map(\.json)).json
         do {
-            _ = try await client.append(batch: Array(body.utf8))
+            _ = try await append(Array(body.utf8))
         } catch let error as BanyanClientError where error.status == 409 {
-            log("a transition was already recorded by another engine: \(error.detail ?? "")")
+            // The server refuses the whole batch for one conflict: record the rest one by one.
+            if drafts.count > 1 {
+                for draft in drafts { try await record([draft]) }
+            } else {
+                log("\(drafts.first?.key ?? "?") was already recorded, with other content (another engine): \(error.detail ?? "")")
+            }
         }
+    }
+
+    /// One append, tried again (the keys make that safe) while the server is overloaded, not
+    /// the leader for a moment, or out of reach: up to `appendTries` times, waiting 50 ms to 2 s.
+    func append(_ body: [UInt8]) async throws {
+        var pause = Duration.milliseconds(50)
+        for attempt in 1...Self.appendTries {
+            do {
+                _ = try await client.append(batch: body)
+                return
+            } catch let error as BanyanClientError where (error.status == 0 || error.status == 503) && attempt < Self.appendTries {
+                log("append failed (\(error)); trying again in \(pause)")
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(2))
+            }
+        }
+    }
+
+    /// Set once the run has an outcome: retries waiting through their backoff then give up.
+    final class StopFlag: Sendable {
+        private let flag = Atomic(false)
+        func set() { flag.store(true, ordering: .releasing) }
+        var isSet: Bool { flag.load(ordering: .acquiring) }
     }
 
     /// The keys of the latest event of each task, and of each completed task's completion.
     struct Keys {
         var completed: [String: String] = [:]
         var last: [String: String] = [:]
+        /// Every key of the run recorded so far.
+        var all: Set<String> = []
 
         mutating func note(_ event: RunEvents.Recorded) {
-            guard let key = event.key, let task = event.payload["task"]?.stringValue, event.type.hasPrefix("workflow.task.") else { return }
+            if let key = event.key { all.insert(key) }
+            guard let key = event.key, let task = event.payload["task"]?.stringValue, event.type.hasPrefix("workflow.task."),
+                event.payload["compensation"] == nil
+            else { return }
             last[task] = key
             if event.type == "workflow.task.completed", completed[task] == nil { completed[task] = key }
         }

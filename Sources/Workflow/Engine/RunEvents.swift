@@ -53,6 +53,19 @@ public enum RunEvents {
             payload: .object(id.members + [(key: "task", value: .text(task)), (key: "attempt", value: .number(String(attempt)))] + extra))
     }
 
+    /// A compensation step of a completed task: `workflow.task.compensating`, `.compensated` or
+    /// `.compensation_failed`, keyed `run/<run>/task/<id>/compensation/<state>`, with
+    /// `"compensation": true` in the payload (the decision core does not fold these).
+    public static func compensationKey(_ run: String, _ task: String, _ state: String) -> String {
+        "run/\(run)/task/\(task)/compensation/\(state)"
+    }
+
+    public static func compensation(_ id: RunID, _ task: String, _ state: String, causes: [String], extra: [(key: String, value: WorkflowValue)] = []) -> Draft {
+        Draft(
+            type: "workflow.task.\(state)", key: compensationKey(id.run, task, state), stream: stream(id.run), parentKeys: causes,
+            payload: .object(id.members + [(key: "task", value: .text(task)), (key: "compensation", value: .bool(true))] + extra))
+    }
+
     public static func finished(_ id: RunID, _ state: String, causes: [String], extra: [(key: String, value: WorkflowValue)] = []) -> Draft {
         Draft(type: "workflow.run.\(state)", key: runKey(id.run, state), stream: stream(id.run), parentKeys: causes, payload: .object(id.members + extra))
     }
@@ -68,7 +81,7 @@ public enum RunEvents {
     /// The transition a recorded task event stands for (nil for run events and states the
     /// decision core does not follow, like compensation).
     public static func transition(_ event: Recorded) -> RunState.Transition? {
-        guard event.type.hasPrefix("workflow.task."), let task = event.payload["task"]?.stringValue else { return nil }
+        guard event.type.hasPrefix("workflow.task."), let task = event.payload["task"]?.stringValue, event.payload["compensation"] == nil else { return nil }
         switch TaskState(rawValue: String(event.type.dropFirst("workflow.task.".count))) {
         case .scheduled: return .scheduled(task)
         case .started: return .started(task)

@@ -1,9 +1,10 @@
 import Foundation
 
-/// Runs one `shell` task attempt: argv through `/usr/bin/env` (so `run: [make]` is found on
-/// PATH), the task's environment on top of the engine's plus `BANYAN_RUN_ID` and
-/// `BANYAN_ATTEMPT_KEY` (so a task can make itself idempotent), stdout and stderr kept as bounded
-/// tails, and a timeout that kills the process.
+/// Runs one `shell` task attempt: the program found on PATH (argv[0] without a `/`), in a
+/// process group of its own (Foundation's `Process` makes each child a group leader), with the task's environment over the
+/// engine's (less `BANYAN_TOKEN`), stdout and stderr kept as bounded tails. At the timeout, and
+/// when the program ends, the whole process group is killed: nothing it started outlives the
+/// attempt or holds its pipes open.
 struct ShellTask {
     var argv: [String]
     var env: [String: String]
@@ -15,6 +16,8 @@ struct ShellTask {
 
     struct Result {
         var exitCode: Int32
+        /// Ended by a signal (`exitCode` is the signal's number).
+        var signaled: Bool
         var stdout: [UInt8]
         var stderr: [UInt8]
         var timedOut: Bool
@@ -23,10 +26,16 @@ struct ShellTask {
     }
 
     func run() async throws -> Result {
+        guard let program = argv.first, !program.isEmpty else { throw Failure(message: "run names no program") }
+        guard let path = Self.resolve(program, env["PATH"] ?? ProcessInfo.processInfo.environment["PATH"]) else {
+            throw Failure(message: "\(program): no such program on PATH")
+        }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["--"] + argv
-        process.environment = ProcessInfo.processInfo.environment.merging(env) { _, new in new }
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = Array(argv.dropFirst())
+        var environment = ProcessInfo.processInfo.environment
+        environment["BANYAN_TOKEN"] = nil
+        process.environment = environment.merging(env) { _, new in new }
         if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         let out = Pipe()
         let err = Pipe()
@@ -41,14 +50,28 @@ struct ShellTask {
         process.terminationHandler = { _ in finished.continuation.finish() }
         try process.run()
         let pid = process.processIdentifier
+        // The child leads its own process group: its pid is the group's id.
         let killer: Task<Bool, Never>? = timeout.map { limit in
             Task {
                 do { try await Task.sleep(for: limit) } catch { return false }
                 guard process.isRunning else { return false }
-                kill(pid, SIGKILL)
+                kill(-pid, SIGKILL)
                 return true
             }
         }
+        // Foundation reports the end only once the pipes close, which a child left running in
+        // the background would hold off: watch the program itself, then end its group.
+        await withTaskCancellationHandler {
+            var pause = Duration.milliseconds(1)
+            while !Self.exited(pid) {
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(50))
+                if Task.isCancelled { break }
+            }
+        } onCancel: {
+            kill(-pid, SIGKILL)
+        }
+        kill(-pid, SIGKILL)  // what it left running in its group
         for await _ in finished.stream {}
         process.waitUntilExit()
         killer?.cancel()
@@ -57,7 +80,30 @@ struct ShellTask {
         err.fileHandleForReading.readabilityHandler = nil
         stdout.append(out.fileHandleForReading.readDataToEndOfFile())
         stderr.append(err.fileHandleForReading.readDataToEndOfFile())
-        return Result(exitCode: process.terminationStatus, stdout: stdout.bytes, stderr: stderr.bytes, timedOut: timedOut, truncated: stdout.cut)
+        return Result(
+            exitCode: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal, stdout: stdout.bytes, stderr: stderr.bytes,
+            timedOut: timedOut, truncated: stdout.cut)
+    }
+
+    /// Whether process `pid` has ended: gone, or a zombie waiting to be reaped (Linux `/proc`).
+    static func exited(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.range(of: ") ", options: .backwards) else { return true }
+        return stat[close.upperBound...].first == "Z"
+    }
+
+    struct Failure: Error {
+        var message: String
+    }
+
+    /// `program`'s path: as given when it holds a `/`, else the first executable of that name
+    /// on `PATH`.
+    static func resolve(_ program: String, _ path: String?) -> String? {
+        if program.contains("/") { return FileManager.default.isExecutableFile(atPath: program) ? program : nil }
+        for dir in (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
     }
 
     /// The last `max` bytes written to a pipe.

@@ -4,6 +4,8 @@
 /// I/O, so replaying the same events gives the same decisions on any engine.
 public struct RunState: Sendable {
     public let definition: WorkflowDefinition
+    /// The tasks by id (the definition's list, indexed: decisions look tasks up constantly).
+    private let byID: [String: TaskSpec]
     public private(set) var context: RunContext
     public private(set) var tasks: [String: Progress]
     /// Completed tasks, in completion order (compensation runs them backwards).
@@ -46,6 +48,7 @@ public struct RunState: Sendable {
 
     public init(definition: WorkflowDefinition, inputs: [String: WorkflowValue]) {
         self.definition = definition
+        byID = Dictionary(definition.tasks.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var values: [String: WorkflowValue] = [:]
         for input in definition.inputs { values[input.name] = inputs[input.name] ?? input.defaultValue }
         context = RunContext(inputs: values)
@@ -81,7 +84,7 @@ public struct RunState: Sendable {
 
     /// Failed with no attempt left.
     public func failedForGood(_ id: String) -> Bool {
-        guard let p = tasks[id], let task = definition.task(id) else { return false }
+        guard let p = tasks[id], let task = byID[id] else { return false }
         return p.state == .failed && p.attempts >= task.retry.maxAttempts
     }
 
@@ -94,7 +97,7 @@ public struct RunState: Sendable {
     /// After a failed attempt: the next attempt and its pause (backoff without jitter; the
     /// engine adds jitter), or give up.
     public func retryDecision(for id: String) -> RetryDecision {
-        guard let p = tasks[id], let task = definition.task(id), p.state == .failed else { return .giveUp }
+        guard let p = tasks[id], let task = byID[id], p.state == .failed else { return .giveUp }
         guard p.attempts < task.retry.maxAttempts else { return .giveUp }
         return .retry(attempt: p.attempts + 1, after: task.retry.backoff(before: p.attempts + 1))
     }
@@ -149,7 +152,7 @@ public struct RunState: Sendable {
 
     /// The completed tasks that have a `compensate` step, latest completion first (SAGA order).
     public var compensationOrder: [String] {
-        completionOrder.reversed().filter { definition.task($0)?.compensate != nil }
+        completionOrder.reversed().filter { byID[$0]?.compensate != nil }
     }
 }
 
