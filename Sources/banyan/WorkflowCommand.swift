@@ -8,7 +8,7 @@ extension Banyan {
         static let configuration = CommandConfiguration(
             commandName: "workflow",
             abstract: "Workflows (docs/WORKFLOWS.md): check a definition, run it against a server, resume a run.",
-            subcommands: [Validate.self, Run.self, Resume.self])
+            subcommands: [Validate.self, Run.self, Resume.self, Status.self])
 
         /// Reads a definition file, at most the size limit plus one byte (/dev/zero must not hang).
         static func read(_ file: String) throws -> String {
@@ -73,6 +73,30 @@ extension Banyan {
                     let runID = try await engine.start(definition: text, inputs: given, run: run)
                     Console.out(runID)
                     try await WorkflowCommand.drive(engine, run: runID)
+                }
+            }
+        }
+
+        struct Status: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Where a run stands, from its events: its state, and each task's state, attempts, duration and error. Records nothing.")
+
+            @Argument(help: "The run id.") var run: String
+            @Option(help: "Server address.") var server = "http://127.0.0.1:7777"
+
+            func run() async throws {
+                try await Banyan.reportingErrors {
+                    let status = try await WorkflowCommand.engine(server: server).status(run: run)
+                    Console.out("run \(status.run)  workflow \(status.workflow) (version \(status.version))  \(status.state)")
+                    let width = max(4, status.tasks.map(\.id.count).max() ?? 4)
+                    func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
+                    Console.out("\(pad("task", width))  \(pad("state", 12))  attempts  duration")
+                    for task in status.tasks {
+                        let duration = task.durationMs.map { "\($0) ms" } ?? "-"
+                        var line = "\(pad(task.id, width))  \(pad(task.state, 12))  \(pad(String(task.attempts), 8))  \(duration)"
+                        if let error = task.error { line += "  \(error)" }
+                        Console.out(line)
+                    }
                 }
             }
         }

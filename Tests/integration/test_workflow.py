@@ -76,6 +76,20 @@ def test_a_diamond_passes_outputs_along_and_records_every_transition(server, run
     assert again.returncode == 0 and len(run_events(server.url, run)) == len(events), again.describe()
 
 
+def test_status_shows_each_task_from_the_log(server, run_banyan, tmp_path):
+    r = run_banyan("workflow", "run", str(EXAMPLES / "etl.yaml"), "--server", server.url, "--input", "rows=0")
+    assert r.returncode == 0, r.describe()
+    run = r.stdout.splitlines()[0]
+    r = run_banyan("workflow", "status", run, "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"run {run}  workflow etl (version ") and lines[0].endswith("completed"), lines
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert rows["extract"].split()[1:3] == ["completed", "1"] and rows["extract"].rstrip().endswith("ms"), rows
+    assert "skipped (its start_when does not hold" in rows["load"] and "skipped (load was skipped)" in rows["report"], rows
+    assert run_banyan("workflow", "status", "nope", "--server", server.url).returncode == 1
+
+
 def test_a_flaky_task_is_retried_with_backoff_and_its_success_remembers_the_failures(server, run_banyan, tmp_path):
     counter = tmp_path / "count"
     flaky = tmp_path / "flaky.yaml"

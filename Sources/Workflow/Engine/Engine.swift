@@ -393,3 +393,53 @@ struct RunReader {
         }
     }
 }
+
+/// Where a run stands, read from its events (`banyan workflow status`).
+public struct RunStatus: Sendable {
+    public var run: String
+    public var workflow: String
+    public var version: String
+    /// `completed`, `failed` (its run-level events), or `running` when neither is recorded yet.
+    public var state: String
+    public struct Task: Sendable {
+        public var id: String
+        /// The latest state recorded, `skipped` with its reason, or `pending`.
+        public var state: String
+        public var attempts: Int
+        /// Of the latest finished attempt, when recorded.
+        public var durationMs: Int?
+        public var error: String?
+    }
+    public var tasks: [Task]
+}
+
+extension Engine {
+    /// Reads a run's events and says where it stands; nothing is recorded.
+    public func status(run: String) async throws -> RunStatus {
+        var reader = RunReader(client: client, run: run)
+        guard let request = try await reader.request() else { throw EngineError.unknownRun(run) }
+        let definition: WorkflowDefinition
+        do { definition = try DefinitionParser.parse(request.payload["definition"]?.stringValue ?? "") } catch { throw EngineError.definition(error) }
+        var inputs: [String: WorkflowValue] = [:]
+        if case .object(let members)? = request.payload["inputs"] { for (k, v) in members { inputs[k] = v } }
+        var state = RunState(definition: definition, inputs: inputs)
+        var durations: [String: Int] = [:]
+        var runState = "running"
+        for event in try await reader.next() {
+            if let t = RunEvents.transition(event) { state.apply(t) }
+            if let task = event.payload["task"]?.stringValue, event.payload["compensation"] == nil, let ms = event.payload["duration_ms"]?.intValue {
+                durations[task] = ms
+            }
+            if event.type == "workflow.run.completed" { runState = "completed" }
+            if event.type == "workflow.run.failed" { runState = "failed" }
+        }
+        state.settle()
+        let tasks = definition.tasks.map { task -> RunStatus.Task in
+            let p = state.tasks[task.id] ?? RunState.Progress()
+            let shown = p.skipped != nil ? "skipped (\(p.skipped!))" : p.state?.rawValue ?? "pending"
+            return RunStatus.Task(id: task.id, state: shown, attempts: p.attempts, durationMs: durations[task.id], error: p.state == .failed ? p.error : nil)
+        }
+        return RunStatus(
+            run: run, workflow: definition.name, version: request.payload["version"]?.stringValue ?? "", state: runState, tasks: tasks)
+    }
+}
