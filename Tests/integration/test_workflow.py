@@ -261,3 +261,29 @@ def test_a_task_past_its_timeout_is_killed_and_recorded(server, run_banyan, tmp_
     run = r.stdout.splitlines()[0]
     failed = by_key(server.url, f"run/{run}/task/nap/attempt/1/failed")
     assert failed["payload"]["error"].startswith("timed out after") and failed["payload"]["duration_ms"] < 5000, failed
+
+
+def test_a_durable_sleep_fires_on_time_across_a_kill_9(server, run_banyan, banyan_bin, tmp_path):
+    nap = tmp_path / "nap.yaml"
+    nap.write_text('name: nap\ntasks:\n  - {id: wait, kind: sleep, duration: 3s}\n  - {id: after, kind: shell, needs: [wait], run: ["echo", "woke"]}\n')
+    proc = subprocess.Popen([str(banyan_bin), "workflow", "run", str(nap), "--server", server.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    run = proc.stdout.readline().strip()
+    wait_until(lambda: by_key(server.url, f"run/{run}/task/wait/attempt/1/started") is not None, 30, "the timer to start")
+    time.sleep(1)
+    proc.kill()
+    proc.wait(10)
+    r = run_banyan("workflow", "resume", run, "--server", server.url, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "completed", r.describe()
+    started = by_key(server.url, f"run/{run}/task/wait/attempt/1/started")
+    done = by_key(server.url, f"run/{run}/task/wait/attempt/1/completed")
+    waited = (done["time_unix_nano"] - started["time_unix_nano"]) / 1e9
+    assert 2.9 <= waited < 4.5, f"fired {waited:.2f} s after it started: on time, not a whole sleep after the restart"
+    assert by_key(server.url, f"run/{run}/task/wait/attempt/1/failed") is None, "the timer was not counted as a failed attempt"
+    assert by_key(server.url, f"run/{run}/task/after/attempt/1/completed")["payload"]["output"] == "woke"
+    short = tmp_path / "short.yaml"
+    short.write_text('name: short\ntasks:\n  - {id: wait, kind: sleep, duration: 300ms}\n')
+    r = run_banyan("workflow", "run", str(short), "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    run = r.stdout.splitlines()[0]
+    assert by_key(server.url, f"run/{run}/task/wait/attempt/1/completed")["payload"]["output"] == {"slept_ms": 300}

@@ -107,6 +107,16 @@ public struct Engine: Sendable {
                     var drafts: [RunEvents.Draft] = []
                     for task in definition.tasks where state.tasks[task.id]?.state == .started {
                         let attempt = state.tasks[task.id]?.attempts ?? 1
+                        if case .sleep(let duration) = task.kind, let started = keys.startedAt[task.id] {
+                            // A durable timer: it fires when it was due, not a whole sleep after the restart.
+                            running.insert(task.id)
+                            let startedKey = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
+                            group.addTask {
+                                try await self.finishSleep(id, task, attempt: attempt, duration: duration, startedUnixNano: started, startedKey: startedKey)
+                                return task.id
+                            }
+                            continue
+                        }
                         drafts.append(RunEvents.task(
                             id, task.id, attempt: attempt, .failed, causes: keys.latest(task.id).map { [$0] } ?? [],
                             extra: [(key: "error", value: .text("the engine stopped during this attempt")), (key: "duration_ms", value: .null)]))
@@ -249,9 +259,28 @@ public struct Engine: Sendable {
                 // Outputs sit 4 levels deep in an event page: keep room for that.
                 do { return try JSONText.parse(result.stdout, depthMax: 56) } catch { throw TaskFailure(message: "its output is not JSON: \(error)", details: details) }
             }
+        case .sleep(let duration):
+            try await Task.sleep(for: duration)
+            return .object([(key: "slept_ms", value: .number(String(Self.milliseconds(duration))))])
         default:
             throw TaskFailure(message: "this engine does not run \(task.kind.name) tasks yet")
         }
+    }
+
+    /// Completes a `sleep` attempt an earlier engine started: when it is due (its `started`
+    /// time plus its duration, by the wall clock), at once if that has passed.
+    private func finishSleep(_ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, duration: Duration, startedUnixNano: Int64, startedKey: String) async throws {
+        let dueUnixNano = startedUnixNano + Self.milliseconds(duration) * 1_000_000
+        let nowUnixNano = Int64(Date().timeIntervalSince1970 * 1e9)
+        if dueUnixNano > nowUnixNano { try await Task.sleep(for: .nanoseconds(dueUnixNano - nowUnixNano)) }
+        log("\(task.id): completed (attempt \(attempt), a timer started before a restart)")
+        try await record([RunEvents.task(
+            id, task.id, attempt: attempt, .completed, causes: [startedKey],
+            extra: [(key: "output", value: .object([(key: "slept_ms", value: .number(String(Self.milliseconds(duration))))])), (key: "duration_ms", value: .number(String(Self.milliseconds(duration))))])])
+    }
+
+    static func milliseconds(_ d: Duration) -> Int64 {
+        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 
     /// Records how the run ended: the compensations of a failed run (latest completion first),
@@ -351,6 +380,8 @@ public struct Engine: Sendable {
         var last: [String: String] = [:]
         /// Every key of the run recorded so far.
         var all: Set<String> = []
+        /// When each task's latest attempt started (Unix nanoseconds).
+        var startedAt: [String: Int64] = [:]
 
         mutating func note(_ event: RunEvents.Recorded) {
             if let key = event.key { all.insert(key) }
@@ -359,6 +390,7 @@ public struct Engine: Sendable {
             else { return }
             last[task] = key
             if event.type == "workflow.task.completed", completed[task] == nil { completed[task] = key }
+            if event.type == "workflow.task.started" { startedAt[task] = event.timeUnixNano }
         }
 
         func latest(_ task: String) -> String? { last[task] }

@@ -76,6 +76,8 @@ public enum RunEvents {
         public var type: String
         public var key: String?
         public var payload: WorkflowValue
+        /// When the server recorded it (Unix nanoseconds; 0 when not read from a page).
+        public var timeUnixNano: Int64 = 0
     }
 
     /// The transition a recorded task event stands for (nil for run events and states the
@@ -99,7 +101,9 @@ public enum RunEvents {
         var events: [Recorded] = []
         for e in page["events"]?.arrayValue ?? [] {
             guard let id = e["id"].flatMap({ v -> UInt64? in if case .number(let n) = v { UInt64(n) } else { nil } }), let type = e["type"]?.stringValue else { continue }
-            events.append(Recorded(id: id, type: type, key: e["key"]?.stringValue, payload: e["payload"] ?? .null))
+            var time: Int64 = 0
+            if case .number(let n)? = e["time_unix_nano"] { time = Int64(n) ?? 0 }
+            events.append(Recorded(id: id, type: type, key: e["key"]?.stringValue, payload: e["payload"] ?? .null, timeUnixNano: time))
         }
         func uint(_ v: WorkflowValue?) -> UInt64 { if case .number(let n)? = v { UInt64(n) ?? 0 } else { 0 } }
         return (events, uint(page["next"]), uint(page["last_id"]))
