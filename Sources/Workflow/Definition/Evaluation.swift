@@ -203,6 +203,6 @@ extension Template {
                 out += value.text
             }
         }
-        return .string(Template(parts: out.isEmpty ? [] : [.text(out)]))
+        return .text(out)
     }
 }

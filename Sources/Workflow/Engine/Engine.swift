@@ -77,14 +77,9 @@ public struct Engine: Sendable {
     /// Drives the run until it ends; returns how it ended.
     public func drive(run: String) async throws -> RunState.Outcome {
         var reader = RunReader(client: client, run: run)
-        guard let request = try await reader.request() else { throw EngineError.unknownRun(run) }
-        let text = request.payload["definition"]?.stringValue ?? ""
-        let definition: WorkflowDefinition
-        do { definition = try DefinitionParser.parse(text) } catch { throw EngineError.definition(error) }
-        var inputs: [String: WorkflowValue] = [:]
-        if case .object(let members)? = request.payload["inputs"] { for (k, v) in members { inputs[k] = v } }
-        let id = RunEvents.RunID(run: run, workflow: definition.name, version: request.payload["version"]?.stringValue ?? "")
-        var state = RunState(definition: definition, inputs: inputs)
+        let (id, initial) = try await reader.load()
+        let definition = initial.definition
+        var state = initial
         var keys = Keys()
         var finished: Set<String> = []  // run-level events already recorded
         let limit = max(1, concurrentTasksMax)
@@ -200,7 +195,7 @@ public struct Engine: Sendable {
         } catch let failure as TaskFailure {
             result = .failure(failure)
         }
-        let ms = WorkflowValue.number(String((ContinuousClock.now - began).components.seconds * 1000 + (ContinuousClock.now - began).components.attoseconds / 1_000_000_000_000_000))
+        let ms = WorkflowValue.number(String(Self.milliseconds(ContinuousClock.now - began)))
         switch result {
         case .success(let output):
             log("\(task.id): completed (attempt \(attempt))")
@@ -403,6 +398,18 @@ struct RunReader {
     let run: String
     var after: UInt64 = 0
 
+    /// The run's identity and its state before any transition: the definition and inputs its
+    /// request recorded.
+    mutating func load() async throws -> (RunEvents.RunID, RunState) {
+        guard let request = try await request() else { throw Engine.EngineError.unknownRun(run) }
+        let definition: WorkflowDefinition
+        do { definition = try DefinitionParser.parse(request.payload["definition"]?.stringValue ?? "") } catch { throw Engine.EngineError.definition(error) }
+        var inputs: [String: WorkflowValue] = [:]
+        if case .object(let members)? = request.payload["inputs"] { for (k, v) in members { inputs[k] = v } }
+        let id = RunEvents.RunID(run: run, workflow: definition.name, version: request.payload["version"]?.stringValue ?? "")
+        return (id, RunState(definition: definition, inputs: inputs))
+    }
+
     mutating func request() async throws -> RunEvents.Recorded? {
         guard let bytes = try await client.event(key: RunEvents.runKey(run, "requested")) else { return nil }
         let value: WorkflowValue
@@ -449,12 +456,9 @@ extension Engine {
     /// Reads a run's events and says where it stands; nothing is recorded.
     public func status(run: String) async throws -> RunStatus {
         var reader = RunReader(client: client, run: run)
-        guard let request = try await reader.request() else { throw EngineError.unknownRun(run) }
-        let definition: WorkflowDefinition
-        do { definition = try DefinitionParser.parse(request.payload["definition"]?.stringValue ?? "") } catch { throw EngineError.definition(error) }
-        var inputs: [String: WorkflowValue] = [:]
-        if case .object(let members)? = request.payload["inputs"] { for (k, v) in members { inputs[k] = v } }
-        var state = RunState(definition: definition, inputs: inputs)
+        let (id, initial) = try await reader.load()
+        let definition = initial.definition
+        var state = initial
         var durations: [String: Int] = [:]
         var runState = "running"
         for event in try await reader.next() {
@@ -471,7 +475,6 @@ extension Engine {
             let shown = p.skipped != nil ? "skipped (\(p.skipped!))" : p.state?.rawValue ?? "pending"
             return RunStatus.Task(id: task.id, state: shown, attempts: p.attempts, durationMs: durations[task.id], error: p.state == .failed ? p.error : nil)
         }
-        return RunStatus(
-            run: run, workflow: definition.name, version: request.payload["version"]?.stringValue ?? "", state: runState, tasks: tasks)
+        return RunStatus(run: run, workflow: id.workflow, version: id.version, state: runState, tasks: tasks)
     }
 }
