@@ -63,7 +63,11 @@ let package = Package(
             ]
         ),
         // The workflow engine: a client of the log, through BanyanClient only (never EventLog).
-        .target(name: "Workflow", dependencies: ["BanyanClient", .product(name: "Yams", package: "Yams")]),
+        .target(
+            name: "Workflow",
+            dependencies: [
+                "BanyanClient", .product(name: "Yams", package: "Yams"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]),
         .executableTarget(
             name: "banyan",
             dependencies: [

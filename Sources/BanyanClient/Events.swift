@@ -43,10 +43,11 @@ extension BanyanHTTPClient {
         }
     }
 
-    /// `GET /v1/events?after=&limit=[&stream=]`: one page, `{"events": [...], "next", "last_id"}`.
-    public func page(after: UInt64, limit: Int, stream: String? = nil) async throws -> [UInt8] {
+    /// `GET /v1/events?after=&limit=[&stream=][&type=]`: one page, `{"events": [...], "next", "last_id"}`.
+    public func page(after: UInt64, limit: Int, stream: String? = nil, type: String? = nil) async throws -> [UInt8] {
         var path = "/v1/events?after=\(after)&limit=\(limit)"
         if let stream { path += "&stream=" + (stream.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? stream) }
+        if let type { path += "&type=" + (type.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? type) }
         return try await get(path: path)
     }
 

@@ -5,6 +5,8 @@ import EventLog
 import Foundation
 import LineageQuery
 import Logging
+import Synchronization
+import Workflow
 
 extension Banyan {
     struct Serve: AsyncParsableCommand {
@@ -58,6 +60,9 @@ extension Banyan {
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
         @Flag(help: "Open a store whose write-ahead log is damaged: keep the events before the damage and mark each id after it lost (a banyan.lost event), instead of refusing to start. docs/OPERATIONS.md, \"A damaged write-ahead log\".")
         var acceptWALLoss = false
+        @Flag(help: "Also run a workflow engine in this process (as banyan workflow engine does, through the HTTP API on this port; uses BANYAN_TOKEN when the server has tokens). docs/WORKFLOWS.md.")
+        var workflows = false
+        @Option(help: "With --workflows: task attempts doing work at once across all runs.") var workflowsMaxConcurrentTasks = 16
 
         /// Each flag against its range (`ServerConfiguration.Bounds`), naming the flag on failure.
         func validate() throws {
@@ -67,6 +72,8 @@ extension Banyan {
                 }
             }
             guard !host.isEmpty else { throw ValidationError("--host must not be empty") }
+            try check("workflows-max-concurrent-tasks", workflowsMaxConcurrentTasks, 1...4_096)
+            if workflows, follow != nil { throw ValidationError("--workflows runs on the leader: a follower takes no writes") }
             for name in Self.list(allowedHosts) where name != "*" {
                 guard name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") }) else {
                     throw ValidationError("--allowed-hosts takes host names (printable ASCII, no spaces or slashes), not \"\(name)\"")
@@ -214,7 +221,27 @@ extension Banyan {
                 let auth = config.access.isEnabled ? "\(config.access.tokens.count) tokens" : "no authentication (loopback only)"
                 let connections = config.connectionsMax
                 defer { ServerMark.remove(dataDir: data.dataDir) }
+                let token = ProcessInfo.processInfo.environment["BANYAN_TOKEN"]
+                if workflows, config.access.isEnabled, token == nil {
+                    throw ValidationError("--workflows on a server with tokens needs BANYAN_TOKEN (a token with the write role) for its engine")
+                }
+                let engineTask = Mutex<Task<Void, Never>?>(nil)
+                let engineLogger = logger
+                defer { engineTask.withLock { $0?.cancel() } }
                 try await server.run { port in
+                    if workflows {
+                        // Through the HTTP API like any engine (the engine is a client of the log).
+                        let address = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host.contains(":") ? "[\(host)]" : host
+                        var engine = Engine(client: BanyanHTTPClient(baseURL: "http://\(address):\(port)", token: token), tasksMax: workflowsMaxConcurrentTasks)
+                        engine.functions = Engine.builtinFunctions
+                        engine.log = { engineLogger.info("workflow: \($0)") }
+                        let service = EngineService(engine: engine)
+                        engineTask.withLock {
+                            $0 = Task {
+                                do { try await service.run() } catch { engineLogger.error("workflow engine stopped: \(error)") }
+                            }
+                        }
+                    }
                     ServerMark.write(dataDir: data.dataDir, host: host, port: port)
                     let role = follow.map { "follower of \($0)" } ?? "leader"
                     Console.error("banyan: listening on http://\(host):\(port) (data dir \(data.dataDir), \(role), epoch \(store.epoch), fsync \(fsync.rawValue), \(auth), last id \(store.lastID), at most \(connections) connections)")

@@ -7,8 +7,8 @@ extension Banyan {
     struct WorkflowCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "workflow",
-            abstract: "Workflows (docs/WORKFLOWS.md): check a definition, run it against a server, resume a run.",
-            subcommands: [Validate.self, Run.self, Resume.self, Status.self])
+            abstract: "Workflows (docs/WORKFLOWS.md): check a definition, start a run, drive runs, signal and inspect them.",
+            subcommands: [Validate.self, Run.self, EngineCommand.self, Signal.self, Status.self, Resume.self])
 
         /// Reads a definition file, at most the size limit plus one byte (/dev/zero must not hang).
         static func read(_ file: String) throws -> String {
@@ -31,21 +31,52 @@ extension Banyan {
             }
         }
 
-        static func engine(server: String) -> Engine {
-            var engine = Engine(client: BanyanHTTPClient(baseURL: server, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"]))
+        static func engine(server: String, tasksMax: Int = 16) -> Engine {
+            var engine = Engine(client: BanyanHTTPClient(baseURL: server, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"]), tasksMax: tasksMax)
+            engine.functions = Engine.builtinFunctions
             engine.log = { Console.error("workflow: \($0)") }
             return engine
         }
 
+        /// Follows a run an engine drives, printing each task's changes, until it ends; exit code
+        /// 0 only if it completed.
+        static func watch(_ engine: Engine, run: String) async throws {
+            var shown: [String: String] = [:]
+            var pause = Duration.milliseconds(20)
+            while true {
+                let status = try await engine.status(run: run)
+                for task in status.tasks {
+                    let line = task.state + (task.attempts > 1 ? " (attempt \(task.attempts))" : "") + (task.error.map { ": \($0)" } ?? "")
+                    if shown[task.id] != line, task.state != "pending" {
+                        Console.out("\(task.id): \(line)")
+                        shown[task.id] = line
+                    }
+                }
+                switch status.state {
+                case "completed":
+                    Console.out("completed")
+                    return
+                case "failed":
+                    Console.out("failed" + (status.error.map { ": \($0)" } ?? ""))
+                    throw ExitCode.failure
+                default:
+                    try await Task.sleep(for: pause)
+                    pause = min(pause * 2, .milliseconds(500))
+                }
+            }
+        }
+
         struct Run: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
-                abstract: "Start a run of a definition on the server and drive it to its end: prints the run id first, then how it ended; exit code 0 only if it completed. Uses BANYAN_TOKEN.")
+                abstract: "Start a run of a definition on the server: prints the run id. An engine (banyan workflow engine, banyan serve --workflows) drives it; --wait follows it to its end, --drive drives it in this process. Uses BANYAN_TOKEN.")
 
             @Argument(help: "The definition file.") var file: String
             @Option(help: "Server address.") var server = "http://127.0.0.1:7777"
             @Option(name: .customLong("input"), help: "An input as name=value (a string, or JSON for number, boolean, object and array inputs); repeat for several.")
             var inputs: [String] = []
             @Option(help: "The run id (default: a new random one); starting the same id again is the same run.") var run: String?
+            @Flag(help: "Follow the run, printing each task's changes, until it ends; exit code 0 only if it completed.") var wait = false
+            @Flag(help: "Drive the run in this process, no engine needed (implies --wait).") var drive = false
 
             func run() async throws {
                 try await Banyan.reportingErrors {
@@ -72,7 +103,11 @@ extension Banyan {
                     let engine = WorkflowCommand.engine(server: server)
                     let runID = try await engine.start(definition: text, inputs: given, run: run)
                     Console.out(runID)
-                    try await WorkflowCommand.drive(engine, run: runID)
+                    if drive {
+                        try await WorkflowCommand.drive(engine, run: runID)
+                    } else if wait {
+                        try await WorkflowCommand.watch(engine, run: runID)
+                    }
                 }
             }
         }
@@ -97,6 +132,50 @@ extension Banyan {
                         if let error = task.error { line += "  \(error)" }
                         Console.out(line)
                     }
+                }
+            }
+        }
+
+        struct EngineCommand: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "engine",
+                abstract: "The long-running engine: drives every run in the log that has not ended, then every run requested later, until stopped. Several may run against one server (docs/WORKFLOWS.md). Uses BANYAN_TOKEN.")
+
+            @Option(help: "Server address.") var server = "http://127.0.0.1:7777"
+            @Option(help: "Runs driven at once.") var maxConcurrentRuns = 64
+            @Option(help: "Task attempts doing work (shell, http, swift) at once across all runs; timers and waits for signals hold none.")
+            var maxConcurrentTasks = 16
+            @Option(help: "How often to look for new runs, e.g. 100ms.") var pollInterval = "100ms"
+
+            func run() async throws {
+                try await Banyan.reportingErrors {
+                    guard maxConcurrentRuns >= 1, maxConcurrentTasks >= 1 else { throw ValidationError("--max-concurrent-runs and --max-concurrent-tasks are at least 1") }
+                    guard let poll = Duration.parse(pollInterval), poll > .zero else { throw ValidationError("--poll-interval: \"\(pollInterval)\" is not a duration like 100ms") }
+                    var service = EngineService(engine: WorkflowCommand.engine(server: server, tasksMax: maxConcurrentTasks))
+                    service.runsMax = maxConcurrentRuns
+                    service.pollInterval = poll
+                    try await service.run()
+                }
+            }
+        }
+
+        struct Signal: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Send a signal to a run: its wait_for_signal task of that name completes with the payload as its output. Sending it again is a no-op. Uses BANYAN_TOKEN.")
+
+            @Argument(help: "The run id.") var run: String
+            @Argument(help: "The signal's name.") var name: String
+            @Option(help: "The payload, JSON (default: null).") var payload: String?
+            @Option(help: "Server address.") var server = "http://127.0.0.1:7777"
+
+            func run() async throws {
+                try await Banyan.reportingErrors {
+                    var value = WorkflowValue.null
+                    if let payload {
+                        do { value = try JSONText.parse(Array(payload.utf8)) } catch { throw ValidationError("--payload is JSON: \(error)") }
+                    }
+                    try await WorkflowCommand.engine(server: server).signal(run: run, name: name, payload: value)
+                    Console.out("sent \(name) to run \(run)")
                 }
             }
         }

@@ -55,7 +55,7 @@ def ancestors(url: str, key: str) -> list[str]:
 
 
 def test_a_diamond_passes_outputs_along_and_records_every_transition(server, run_banyan):
-    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=5")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=5")
     assert r.returncode == 0, r.describe()
     run, outcome = r.stdout.splitlines()[:2]
     assert outcome == "completed"
@@ -72,12 +72,12 @@ def test_a_diamond_passes_outputs_along_and_records_every_transition(server, run
         assert f"run/{run}/task/{task}/attempt/1/completed" in lineage, lineage
     assert f"run/{run}/requested" in lineage
     # Starting the same run id again is the same run: nothing is recorded twice.
-    again = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=5", "--run", run)
+    again = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=5", "--run", run)
     assert again.returncode == 0 and len(run_events(server.url, run)) == len(events), again.describe()
 
 
 def test_status_shows_each_task_from_the_log(server, run_banyan, tmp_path):
-    r = run_banyan("workflow", "run", str(EXAMPLES / "etl.yaml"), "--server", server.url, "--input", "rows=0")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "etl.yaml"), "--server", server.url, "--input", "rows=0")
     assert r.returncode == 0, r.describe()
     run = r.stdout.splitlines()[0]
     r = run_banyan("workflow", "status", run, "--server", server.url)
@@ -101,7 +101,7 @@ tasks:
     run: ["sh", "-c", "n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; [ $n -ge 3 ]"]
     retry: {{max_attempts: 3, backoff: {{initial: 200ms, multiplier: 2, max: 1s}}}}
 """)
-    r = run_banyan("workflow", "run", str(flaky), "--server", server.url)
+    r = run_banyan("workflow", "run", "--drive", str(flaky), "--server", server.url)
     assert r.returncode == 0, r.describe()
     run = r.stdout.splitlines()[0]
     assert counter.read_text().strip() == "3"
@@ -124,7 +124,7 @@ tasks:
   - {{id: charge, kind: shell, needs: [reserve], run: ["true"], compensate: {{kind: shell, run: ["sh", "-c", "echo refund >> {log}"]}}}}
   - {{id: ship, kind: shell, needs: [charge], run: ["sh", "-c", "echo no truck >&2; exit 3"]}}
 """)
-    r = run_banyan("workflow", "run", str(saga), "--server", server.url)
+    r = run_banyan("workflow", "run", "--drive", str(saga), "--server", server.url)
     assert r.returncode == 1 and "failed: ship: exit code 3" in r.stdout, r.describe()
     run = r.stdout.splitlines()[0]
     assert log.read_text().split() == ["refund", "release"]
@@ -146,7 +146,7 @@ tasks:
   - {{id: slow, kind: shell, needs: [first], run: ["sh", "-c", "echo slow >> {effects}; sleep 3"], retry: {{max_attempts: 2, backoff: {{initial: 100ms}}}}}}
   - {{id: last, kind: shell, needs: [slow], run: ["sh", "-c", "echo last >> {effects}"]}}
 """)
-    proc = subprocess.Popen([str(banyan_bin), "workflow", "run", str(chain), "--server", server.url],
+    proc = subprocess.Popen([str(banyan_bin), "workflow", "run", "--drive", str(chain), "--server", server.url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     run = proc.stdout.readline().strip()
     wait_until(lambda: by_key(server.url, f"run/{run}/task/slow/attempt/1/started") is not None, 30, "the slow task to start")
@@ -168,22 +168,22 @@ tasks:
 
 
 def test_bad_runs_are_refused_before_anything_is_recorded(server, run_banyan, tmp_path):
-    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=many")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=many")
     assert r.returncode == 1 and "--input base: number inputs are JSON" in r.stderr, r.describe()
-    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "colour=red")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "colour=red")
     assert r.returncode == 1 and "no such input" in r.stderr, r.describe()
     r = run_banyan("workflow", "resume", "nope", "--server", server.url)
     assert r.returncode == 1 and "no run nope" in r.stderr, r.describe()
-    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--run", "a/b")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--run", "a/b")
     assert r.returncode == 1 and "is not a run id" in r.stderr, r.describe()
     page = requests.get(server.url + "/v1/events", params={"after": 0}, timeout=10).json()
     assert [e["type"] for e in page["events"]] == ["genesis"], page
 
 
 def test_a_run_id_reused_with_other_inputs_is_refused(server, run_banyan):
-    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--run", "same", "--input", "base=1")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--run", "same", "--input", "base=1")
     assert r.returncode == 0, r.describe()
-    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--run", "same", "--input", "base=2")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--run", "same", "--input", "base=2")
     assert r.returncode == 1 and "run same exists with another definition or other inputs" in r.stderr, r.describe()
 
 
@@ -197,7 +197,7 @@ tasks:
   - {{id: b, kind: shell, needs: [a], run: ["true"], compensate: {{kind: shell, run: ["sh", "-c", "echo nope >&2; exit 4"], retry: {{max_attempts: 2, backoff: {{initial: 50ms}}}}}}}}
   - {{id: c, kind: shell, needs: [b], run: ["false"]}}
 """)
-    r = run_banyan("workflow", "run", str(saga), "--server", server.url)
+    r = run_banyan("workflow", "run", "--drive", str(saga), "--server", server.url)
     assert r.returncode == 1, r.describe()
     run = r.stdout.splitlines()[0]
     assert log.read_text().split() == ["undo-a"]
@@ -215,7 +215,7 @@ def test_odd_output_and_a_lingering_child_do_not_break_a_run(server, run_banyan,
                    '  - {id: noisy, kind: shell, run: ["sh", "-c", "printf \'[&](int x) a, &b \\\\177\' >&2; exit 1"], on_failure: continue}\n'
                    '  - {id: linger, kind: shell, run: ["sh", "-c", "sleep 30 & echo started"]}\n')
     started = time.monotonic()
-    r = run_banyan("workflow", "run", str(odd), "--server", server.url, timeout=25)
+    r = run_banyan("workflow", "run", "--drive", str(odd), "--server", server.url, timeout=25)
     assert r.returncode == 0 and time.monotonic() - started < 20, r.describe()
     run = r.stdout.splitlines()[0]
     noisy = by_key(server.url, f"run/{run}/task/noisy/attempt/1/failed")
@@ -225,7 +225,7 @@ def test_odd_output_and_a_lingering_child_do_not_break_a_run(server, run_banyan,
 
 
 def test_the_etl_example_starts_load_on_its_condition_and_skips_the_alert(server, run_banyan):
-    r = run_banyan("workflow", "run", str(EXAMPLES / "etl.yaml"), "--server", server.url)
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "etl.yaml"), "--server", server.url)
     assert r.returncode == 0, r.describe()
     run = r.stdout.splitlines()[0]
     tasks = {(e["type"], e["payload"].get("task")) for e in run_events(server.url, run)}
@@ -236,7 +236,7 @@ def test_the_etl_example_starts_load_on_its_condition_and_skips_the_alert(server
     # The load's scheduling names what satisfied its condition.
     assert f"run/{run}/task/extract/attempt/1/completed" in ancestors(server.url, f"run/{run}/task/load/attempt/1/scheduled")
     # With no rows, load can never start: it and what needs it are skipped, and the run completes.
-    r = run_banyan("workflow", "run", str(EXAMPLES / "etl.yaml"), "--server", server.url, "--input", "rows=0")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "etl.yaml"), "--server", server.url, "--input", "rows=0")
     assert r.returncode == 0, r.describe()
     run = r.stdout.splitlines()[0]
     assert {e["payload"].get("task") for e in run_events(server.url, run) if e["type"] == "workflow.task.completed"} == {"extract"}
@@ -244,11 +244,11 @@ def test_the_etl_example_starts_load_on_its_condition_and_skips_the_alert(server
 
 def test_the_order_saga_example_compensates_what_completed(server, run_banyan, tmp_path):
     log = tmp_path / "order.log"
-    r = run_banyan("workflow", "run", str(EXAMPLES / "order-saga.yaml"), "--server", server.url, "--input", "fail_at=ship", "--input", f"log={log}")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "order-saga.yaml"), "--server", server.url, "--input", "fail_at=ship", "--input", f"log={log}")
     assert r.returncode == 1 and "failed: ship" in r.stdout, r.describe()
     assert log.read_text().split() == ["reserved", "charged", "refunded", "released"]
     log.unlink()
-    r = run_banyan("workflow", "run", str(EXAMPLES / "order-saga.yaml"), "--server", server.url, "--input", f"log={log}")
+    r = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "order-saga.yaml"), "--server", server.url, "--input", f"log={log}")
     assert r.returncode == 0 and log.read_text().split() == ["reserved", "charged", "shipped"], r.describe()
 
 
@@ -256,7 +256,7 @@ def test_a_task_past_its_timeout_is_killed_and_recorded(server, run_banyan, tmp_
     slow = tmp_path / "slow.yaml"
     slow.write_text('name: slow\ntasks:\n  - {id: nap, kind: shell, run: ["sleep", "30"], timeout: 300ms}\n')
     started = time.monotonic()
-    r = run_banyan("workflow", "run", str(slow), "--server", server.url, timeout=20)
+    r = run_banyan("workflow", "run", "--drive", str(slow), "--server", server.url, timeout=20)
     assert r.returncode == 1 and time.monotonic() - started < 15, r.describe()
     run = r.stdout.splitlines()[0]
     failed = by_key(server.url, f"run/{run}/task/nap/attempt/1/failed")
@@ -266,7 +266,7 @@ def test_a_task_past_its_timeout_is_killed_and_recorded(server, run_banyan, tmp_
 def test_a_durable_sleep_fires_on_time_across_a_kill_9(server, run_banyan, banyan_bin, tmp_path):
     nap = tmp_path / "nap.yaml"
     nap.write_text('name: nap\ntasks:\n  - {id: wait, kind: sleep, duration: 3s}\n  - {id: after, kind: shell, needs: [wait], run: ["echo", "woke"]}\n')
-    proc = subprocess.Popen([str(banyan_bin), "workflow", "run", str(nap), "--server", server.url],
+    proc = subprocess.Popen([str(banyan_bin), "workflow", "run", "--drive", str(nap), "--server", server.url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     run = proc.stdout.readline().strip()
     wait_until(lambda: by_key(server.url, f"run/{run}/task/wait/attempt/1/started") is not None, 30, "the timer to start")
@@ -283,7 +283,7 @@ def test_a_durable_sleep_fires_on_time_across_a_kill_9(server, run_banyan, banya
     assert by_key(server.url, f"run/{run}/task/after/attempt/1/completed")["payload"]["output"] == "woke"
     short = tmp_path / "short.yaml"
     short.write_text('name: short\ntasks:\n  - {id: wait, kind: sleep, duration: 300ms}\n')
-    r = run_banyan("workflow", "run", str(short), "--server", server.url)
+    r = run_banyan("workflow", "run", "--drive", str(short), "--server", server.url)
     assert r.returncode == 0, r.describe()
     run = r.stdout.splitlines()[0]
     assert by_key(server.url, f"run/{run}/task/wait/attempt/1/completed")["payload"]["output"] == {"slept_ms": 300}

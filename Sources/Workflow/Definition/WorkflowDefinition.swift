@@ -78,6 +78,15 @@ public enum TaskKind: Sendable, Hashable {
     }
 
     public static let names = ["shell", "http", "sleep", "wait_for_signal", "sub_workflow", "swift"]
+
+    /// A timer or a wait for a signal: no work, so it holds no task permit, and an engine that
+    /// resumes a run goes on waiting rather than counting the attempt as failed.
+    public var waits: Bool {
+        switch self {
+        case .sleep, .waitForSignal: true
+        default: false
+        }
+    }
 }
 
 public enum OutputFormat: String, Sendable, Hashable, CaseIterable {

@@ -9,17 +9,51 @@ import Synchronization
 /// completed tasks are not run again; an attempt that was started but never finished is
 /// recorded as failed and retried under its policy (at least once for side effects).
 ///
-/// This first engine runs `shell` tasks; the other kinds fail their task with a clear error.
+/// Each engine has an id of its own, recorded in the `started` events it claims: when two engines
+/// drive one run, the log takes one claim per attempt and the other engine leaves that attempt
+/// alone (docs/WORKFLOWS.md, "Several engines").
 public struct Engine: Sendable {
     public let client: BanyanHTTPClient
+    /// Recorded in the attempts and compensations this engine claims.
+    public let engineID: String
     /// Tasks of one run running at once.
     public var concurrentTasksMax = 8
+    /// Swift closures `swift` tasks name (`function: <name>`).
+    public var functions: [String: Function] = [:]
+    /// How often a `wait_for_signal` attempt looks for its signal, and a run whose attempts
+    /// another engine holds looks for their outcome.
+    public var pollInterval: Duration = .milliseconds(100)
     /// Says what happened, a line at a time (the CLI prints them).
     public var log: @Sendable (String) -> Void = { _ in }
+    /// Bounds the attempts doing work (shell, http, swift) across every run this engine drives;
+    /// timers and waits for signals hold none.
+    let permits: Permits
 
-    public init(client: BanyanHTTPClient) {
+    /// `tasksMax`: attempts doing work at once across all runs (`--max-concurrent-tasks`).
+    public init(client: BanyanHTTPClient, tasksMax: Int = 16) {
         self.client = client
+        engineID = Self.newRunID()
+        permits = Permits(max(1, tasksMax))
     }
+
+    /// What a `swift` task's closure gets.
+    public struct FunctionCall: Sendable {
+        public var run: String
+        public var task: String
+        public var attempt: Int
+        /// The attempt's `started` key (the same role as `BANYAN_ATTEMPT_KEY`).
+        public var attemptKey: String
+        /// The task's `inputs`, rendered: an object.
+        public var inputs: WorkflowValue
+    }
+
+    /// A closure a `swift` task runs: its result is the task's output; an error it throws fails
+    /// the attempt, its description the recorded error.
+    public typealias Function = @Sendable (FunctionCall) async throws -> WorkflowValue
+
+    /// Functions every engine the CLI starts has: `noop` completes at once with its inputs as
+    /// its output (passing values along, and measuring the engine itself).
+    public static let builtinFunctions: [String: Function] = ["noop": { $0.inputs }]
 
     /// A task's output, JSON-encoded, is kept to this (a larger one is cut, and says so): the
     /// event must fit the server's payload limit with room to spare.
@@ -89,6 +123,7 @@ public struct Engine: Sendable {
         return try await withThrowingTaskGroup(of: String.self) { group in
             var running: Set<String> = []
             var recovered = false
+            var inherited: Set<String> = []  // recorded before this engine drove the run
             while true {
                 for event in try await reader.next() {
                     keys.note(event)
@@ -97,17 +132,19 @@ public struct Engine: Sendable {
                 }
                 state.settle()
                 if !recovered {
+                    inherited = keys.all
                     // Attempts started before this engine drove the run never finished here.
                     recovered = true
                     var drafts: [RunEvents.Draft] = []
                     for task in definition.tasks where state.tasks[task.id]?.state == .started {
                         let attempt = state.tasks[task.id]?.attempts ?? 1
-                        if case .sleep(let duration) = task.kind, let started = keys.startedAt[task.id] {
-                            // A durable timer: it fires when it was due, not a whole sleep after the restart.
+                        if task.kind.waits, let started = keys.startedAt[task.id] {
+                            // A durable timer fires when it was due, not a whole sleep after the
+                            // restart; a wait for a signal goes on waiting, within its timeout.
                             running.insert(task.id)
-                            let startedKey = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
+                            let snapshot = state
                             group.addTask {
-                                try await self.finishSleep(id, task, attempt: attempt, duration: duration, startedUnixNano: started, startedKey: startedKey)
+                                try await self.attempt(id, task, attempt: attempt, cause: nil, state: snapshot, resumedStartedAt: started)
                                 return task.id
                             }
                             continue
@@ -127,7 +164,7 @@ public struct Engine: Sendable {
                     // Retries still sleeping through their backoff give up; running attempts finish.
                     stop.set()
                     if running.isEmpty {
-                        try await finish(id, state, outcome, keys: keys, finished: finished)
+                        try await finish(id, state, outcome, keys: keys, inherited: inherited, finished: finished)
                         return outcome
                     }
                 }
@@ -174,8 +211,8 @@ public struct Engine: Sendable {
                 }
                 if running.isEmpty {
                     if state.outcome == nil, state.ready.isEmpty {
-                        // Nothing runs, nothing can: only tasks this engine cannot run are left.
-                        throw EngineError.log("the run cannot go on: no task is ready or running, and it has not ended")
+                        // Nothing runs here: another engine holds the attempts left. Read on.
+                        try await Task.sleep(for: pollInterval)
                     }
                     continue
                 }
@@ -184,27 +221,44 @@ public struct Engine: Sendable {
         }
     }
 
-    /// One attempt of `task`: `started`, the work, then `completed` or `failed`.
-    private func attempt(_ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, cause: String, state: RunState) async throws {
+    /// One attempt of `task`: `started` (this engine's claim; when another engine's claim is
+    /// recorded the attempt is theirs and nothing runs here), the work, then `completed` or
+    /// `failed`. `resumedStartedAt`: a timer or a wait an earlier engine started (Unix
+    /// nanoseconds of its `started`), continued without a new claim.
+    private func attempt(_ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, cause: String?, state: RunState, resumedStartedAt: Int64? = nil) async throws {
         let startedKey = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
-        try await record([RunEvents.task(id, task.id, attempt: attempt, .started, causes: [cause])])
-        let began = ContinuousClock.now
-        let result: Swift.Result<WorkflowValue, TaskFailure>
+        if resumedStartedAt == nil {
+            let claim = RunEvents.task(id, task.id, attempt: attempt, .started, causes: cause.map { [$0] } ?? [], extra: [(key: "engine", value: .text(engineID))])
+            guard try await record([claim]).isEmpty else { return }
+        }
+        let startedUnixNano = resumedStartedAt ?? Self.nowUnixNano()
+        let result: Swift.Result<TaskResult, TaskFailure>
         do {
-            result = .success(try await execute(task, id: id, attempt: attempt, context: state.context))
+            let call = { () async throws -> TaskResult in try await self.execute(task, id: id, attempt: attempt, context: state.context, startedUnixNano: startedUnixNano) }
+            result = .success(task.kind.waits ? try await call() : try await permits.holding(call))
         } catch let failure as TaskFailure {
             result = .failure(failure)
         }
-        let ms = WorkflowValue.number(String(Self.milliseconds(ContinuousClock.now - began)))
+        let ms = WorkflowValue.number(String((Self.nowUnixNano() - startedUnixNano) / 1_000_000))
         switch result {
-        case .success(let output):
+        case .success(let done):
             log("\(task.id): completed (attempt \(attempt))")
-            try await record([RunEvents.task(id, task.id, attempt: attempt, .completed, causes: [startedKey], extra: [(key: "output", value: output), (key: "duration_ms", value: ms)])])
+            try await record([RunEvents.task(
+                id, task.id, attempt: attempt, .completed, causes: [startedKey] + done.causes, extra: [(key: "output", value: done.output), (key: "duration_ms", value: ms)])])
         case .failure(let failure):
             log("\(task.id): failed (attempt \(attempt)): \(failure.message)")
             try await record([RunEvents.task(id, task.id, attempt: attempt, .failed, causes: [startedKey], extra: [(key: "error", value: .text(failure.message)), (key: "duration_ms", value: ms)] + failure.details)])
         }
     }
+
+    /// A task's output, and the events besides its `started` that caused its completion (the
+    /// signal a wait received).
+    struct TaskResult {
+        var output: WorkflowValue
+        var causes: [String] = []
+    }
+
+    static func nowUnixNano() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
 
     struct TaskFailure: Error {
         var message: String
@@ -212,7 +266,7 @@ public struct Engine: Sendable {
     }
 
     /// The task's work; its output, or why it failed.
-    private func execute(_ task: TaskSpec, id: RunEvents.RunID, attempt: Int, context: RunContext) async throws -> WorkflowValue {
+    private func execute(_ task: TaskSpec, id: RunEvents.RunID, attempt: Int, context: RunContext, startedUnixNano: Int64) async throws -> TaskResult {
         func render(_ v: WorkflowValue) throws -> WorkflowValue {
             do { return try v.rendered(in: context) } catch { throw TaskFailure(message: "\(error)") }
         }
@@ -248,30 +302,80 @@ public struct Engine: Sendable {
                     let keep = max(0, text.unicodeScalars.count * Self.outputBytesMax / max(encoded, 1) - 16)
                     text = "[output truncated] " + String(String.UnicodeScalarView(text.unicodeScalars.suffix(keep)))
                 }
-                return .text(text)
+                return TaskResult(output: .text(text))
             case .json:
                 guard !result.truncated else { throw TaskFailure(message: "its JSON output is larger than \(Self.outputBytesMax) bytes", details: details) }
                 // Outputs sit 4 levels deep in an event page: keep room for that.
-                do { return try JSONText.parse(result.stdout, depthMax: 56) } catch { throw TaskFailure(message: "its output is not JSON: \(error)", details: details) }
+                do { return TaskResult(output: try JSONText.parse(result.stdout, depthMax: 56)) } catch { throw TaskFailure(message: "its output is not JSON: \(error)", details: details) }
             }
+        case .http(let spec):
+            var headers: [(String, String)] = []
+            for name in spec.headers.keys.sorted() { headers.append((name, try render(spec.headers[name]!).text)) }
+            // What lets the receiver do the work once across attempts and engines.
+            for (name, value) in [("Banyan-Task-Key", "run/\(id.run)/task/\(task.id)"), ("Banyan-Attempt-Key", RunEvents.taskKey(id.run, task.id, attempt: attempt, .started))]
+            where !spec.headers.keys.contains(where: { $0.lowercased() == name.lowercased() }) {
+                headers.append((name, value))
+            }
+            let http = HTTPTask(
+                method: spec.method, url: try render(spec.url).text, headers: headers, body: try spec.body.map { try render($0).json }, expect: spec.expect,
+                timeout: task.timeout ?? Self.httpTimeoutDefault, bodyBytesMax: Self.outputBytesMax)
+            return TaskResult(output: try http.output(try await http.send()))
         case .sleep(let duration):
-            try await Task.sleep(for: duration)
-            return .object([(key: "slept_ms", value: .number(String(Self.milliseconds(duration))))])
-        default:
+            // Due `duration` after the attempt's `started`, by the wall clock (durable across restarts).
+            let remaining = startedUnixNano + Self.milliseconds(duration) * 1_000_000 - Self.nowUnixNano()
+            if remaining > 0 { try await Task.sleep(for: .nanoseconds(remaining)) }
+            return TaskResult(output: .object([(key: "slept_ms", value: .number(String(Self.milliseconds(duration))))]))
+        case .waitForSignal(let name):
+            let key = RunEvents.signalKey(id.run, name)
+            let deadline = task.timeout.map { startedUnixNano + Self.milliseconds($0) * 1_000_000 }
+            while true {
+                if let bytes = try await client.event(key: key) {
+                    let event: WorkflowValue
+                    do { event = try JSONText.parse(bytes) } catch { throw TaskFailure(message: "signal \(name): \(error)") }
+                    return TaskResult(output: event["payload"]?["payload"] ?? .null, causes: [key])
+                }
+                if let deadline, Self.nowUnixNano() >= deadline {
+                    throw TaskFailure(message: "no signal \(name) within \(task.timeout!)")
+                }
+                try await Task.sleep(for: pollInterval)
+            }
+        case .swift(let name):
+            guard let function = functions[name] else {
+                throw TaskFailure(message: "this engine has no function \(name) (it has: \(functions.keys.sorted().joined(separator: ", ")))")
+            }
+            var inputMembers: [(key: String, value: WorkflowValue)] = []
+            for key in task.inputs.keys.sorted() { inputMembers.append((key, try render(task.inputs[key]!))) }
+            let call = FunctionCall(
+                run: id.run, task: task.id, attempt: attempt, attemptKey: RunEvents.taskKey(id.run, task.id, attempt: attempt, .started), inputs: .object(inputMembers))
+            do {
+                return TaskResult(output: try await Self.within(task.timeout) { try await function(call) })
+            } catch let failure as TaskFailure {
+                throw failure
+            } catch {
+                throw TaskFailure(message: "\(error)")
+            }
+        case .subWorkflow:
             throw TaskFailure(message: "this engine does not run \(task.kind.name) tasks yet")
         }
     }
 
-    /// Completes a `sleep` attempt an earlier engine started: when it is due (its `started`
-    /// time plus its duration, by the wall clock), at once if that has passed.
-    private func finishSleep(_ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, duration: Duration, startedUnixNano: Int64, startedKey: String) async throws {
-        let dueUnixNano = startedUnixNano + Self.milliseconds(duration) * 1_000_000
-        let nowUnixNano = Int64(Date().timeIntervalSince1970 * 1e9)
-        if dueUnixNano > nowUnixNano { try await Task.sleep(for: .nanoseconds(dueUnixNano - nowUnixNano)) }
-        log("\(task.id): completed (attempt \(attempt), a timer started before a restart)")
-        try await record([RunEvents.task(
-            id, task.id, attempt: attempt, .completed, causes: [startedKey],
-            extra: [(key: "output", value: .object([(key: "slept_ms", value: .number(String(Self.milliseconds(duration))))])), (key: "duration_ms", value: .number(String(Self.milliseconds(duration))))])])
+    /// An http task's answer must come within this when the task names no `timeout`.
+    public static let httpTimeoutDefault = Duration.seconds(30)
+
+    /// `body`, cancelled (cooperatively: a closure that ignores cancellation runs on) and failed
+    /// at `timeout`.
+    static func within(_ timeout: Duration?, _ body: @escaping @Sendable () async throws -> WorkflowValue) async throws -> WorkflowValue {
+        guard let timeout else { return try await body() }
+        return try await withThrowingTaskGroup(of: WorkflowValue?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw TaskFailure(message: "timed out after \(timeout)") }
+            return value
+        }
     }
 
     static func milliseconds(_ d: Duration) -> Int64 {
@@ -280,7 +384,10 @@ public struct Engine: Sendable {
 
     /// Records how the run ended: the compensations of a failed run (latest completion first),
     /// then `workflow.run.completed` or `.failed`.
-    private func finish(_ id: RunEvents.RunID, _ state: RunState, _ outcome: RunState.Outcome, keys: Keys, finished: Set<String>) async throws {
+    /// A compensation step is claimed like an attempt (`compensating` names this engine): one
+    /// whose claim another engine recorded while this one drove the run is theirs, and this
+    /// engine stops there; one recorded before (`inherited`: that engine stopped) is run again.
+    private func finish(_ id: RunEvents.RunID, _ state: RunState, _ outcome: RunState.Outcome, keys: Keys, inherited: Set<String>, finished: Set<String>) async throws {
         switch outcome {
         case .completed:
             guard !finished.contains("completed") else { return }
@@ -298,12 +405,24 @@ public struct Engine: Sendable {
                     last = key("compensated")  // done before a crash
                     continue
                 }
-                try await record([RunEvents.compensation(id, done, "compensating", causes: [last, keys.completed[done]].compactMap { $0 })])
+                if keys.all.contains(key("compensation_failed")) {
+                    last = key("compensation_failed")
+                    unfinished.append(done)
+                    continue
+                }
+                if !inherited.contains(key("compensating")) {
+                    let claim = RunEvents.compensation(
+                        id, done, "compensating", causes: [last, keys.completed[done]].compactMap { $0 }, extra: [(key: "engine", value: .text(engineID))])
+                    guard try await record([claim]).isEmpty else {
+                        log("run \(id.run): another engine is compensating it; leaving the rest to it")
+                        return
+                    }
+                }
                 var failure: TaskFailure?
                 for attempt in 1...max(1, step.retry.maxAttempts) {
                     if attempt > 1 { try await Task.sleep(for: step.retry.backoff(before: attempt)) }
                     do {
-                        _ = try await execute(step, id: id, attempt: attempt, context: state.context)
+                        _ = try await permits.holding { try await self.execute(step, id: id, attempt: attempt, context: state.context, startedUnixNano: Self.nowUnixNano()) }
                         failure = nil
                         break
                     } catch let f as TaskFailure {
@@ -331,18 +450,22 @@ public struct Engine: Sendable {
 
     /// Appends `drafts` in one batch. A key already recorded with the same content is a
     /// duplicate; with other content (another engine recorded that transition first) a 409,
-    /// which also means the transition is recorded: the log decides.
-    func record(_ drafts: [RunEvents.Draft]) async throws {
+    /// which also means the transition is recorded: the log decides. Returns the keys refused so.
+    @discardableResult
+    func record(_ drafts: [RunEvents.Draft]) async throws -> Set<String> {
         let body = WorkflowValue.array(drafts.map(\.json)).json
         do {
             _ = try await append(Array(body.utf8))
+            return []
         } catch let error as BanyanClientError where error.status == 409 {
             // The server refuses the whole batch for one conflict: record the rest one by one.
             if drafts.count > 1 {
-                for draft in drafts { try await record([draft]) }
-            } else {
-                log("\(drafts.first?.key ?? "?") was already recorded, with other content (another engine): \(error.detail ?? "")")
+                var refused: Set<String> = []
+                for draft in drafts { refused.formUnion(try await record([draft])) }
+                return refused
             }
+            log("\(drafts.first?.key ?? "?") was already recorded, with other content (another engine): \(error.detail ?? "")")
+            return Set(drafts.map(\.key))
         }
     }
 
@@ -440,6 +563,8 @@ public struct RunStatus: Sendable {
     public var version: String
     /// `completed`, `failed` (its run-level events), or `running` when neither is recorded yet.
     public var state: String
+    /// A failed run's failure: the task and its error.
+    public var error: String?
     public struct Task: Sendable {
         public var id: String
         /// The latest state recorded, `skipped` with its reason, or `pending`.
@@ -461,13 +586,17 @@ extension Engine {
         var state = initial
         var durations: [String: Int] = [:]
         var runState = "running"
+        var runError: String?
         for event in try await reader.next() {
             if let t = RunEvents.transition(event) { state.apply(t) }
             if let task = event.payload["task"]?.stringValue, event.payload["compensation"] == nil, let ms = event.payload["duration_ms"]?.intValue {
                 durations[task] = ms
             }
             if event.type == "workflow.run.completed" { runState = "completed" }
-            if event.type == "workflow.run.failed" { runState = "failed" }
+            if event.type == "workflow.run.failed" {
+                runState = "failed"
+                runError = "\(event.payload["task"]?.stringValue ?? "?"): \(event.payload["error"]?.stringValue ?? "?")"
+            }
         }
         state.settle()
         let tasks = definition.tasks.map { task -> RunStatus.Task in
@@ -475,6 +604,41 @@ extension Engine {
             let shown = p.skipped != nil ? "skipped (\(p.skipped!))" : p.state?.rawValue ?? "pending"
             return RunStatus.Task(id: task.id, state: shown, attempts: p.attempts, durationMs: durations[task.id], error: p.state == .failed ? p.error : nil)
         }
-        return RunStatus(run: run, workflow: id.workflow, version: id.version, state: runState, tasks: tasks)
+        return RunStatus(run: run, workflow: id.workflow, version: id.version, state: runState, error: runError, tasks: tasks)
+    }
+}
+
+extension Engine {
+    public enum SignalError: Error, Sendable, CustomStringConvertible {
+        case runEnded(String, String)
+        case alreadySent(String, String)
+
+        public var description: String {
+            switch self {
+            case .runEnded(let run, let state): "run \(run) has already \(state): no task of it waits for a signal any more"
+            case .alreadySent(let name, let run): "signal \(name) was already sent to run \(run) with another payload (one signal of a name per run)"
+            }
+        }
+    }
+
+    /// Records signal `name` with `payload` for `run`: a `wait_for_signal` task waiting for that
+    /// name completes with the payload as its output (one waiting later completes at once).
+    /// Sending the same signal again is a duplicate; refused for an unknown or ended run, and for a
+    /// name already sent with another payload.
+    public func signal(run: String, name: String, payload: WorkflowValue) async throws {
+        guard !name.isEmpty, name.utf8.count <= WorkflowLimits().nameBytesMax, name.utf8.allSatisfy(WorkflowLimits.isNameByte) else {
+            throw EngineError.log("\"\(name.prefix(80))\" is not a signal name: 1-\(WorkflowLimits().nameBytesMax) letters, digits, _ and -")
+        }
+        var reader = RunReader(client: client, run: run)
+        let (id, _) = try await reader.load()
+        for state in ["completed", "failed"] where try await client.event(key: RunEvents.runKey(run, state)) != nil {
+            throw SignalError.runEnded(run, state)
+        }
+        let body = WorkflowValue.array([RunEvents.signal(id, name, payload: payload).json]).json
+        do {
+            try await append(Array(body.utf8))
+        } catch let error as BanyanClientError where error.status == 409 {
+            throw SignalError.alreadySent(name, run)
+        }
     }
 }

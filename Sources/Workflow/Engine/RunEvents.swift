@@ -66,6 +66,17 @@ public enum RunEvents {
             payload: .object(id.members + [(key: "task", value: .text(task)), (key: "compensation", value: .bool(true))] + extra))
     }
 
+    /// A signal sent to a run (`banyan workflow signal`): one per name, keyed
+    /// `run/<run>/signal/<name>`, caused by the run's request; a `wait_for_signal` task's output
+    /// is its `payload`.
+    public static func signalKey(_ run: String, _ name: String) -> String { "run/\(run)/signal/\(name)" }
+
+    public static func signal(_ id: RunID, _ name: String, payload: WorkflowValue) -> Draft {
+        Draft(
+            type: "workflow.run.signaled", key: signalKey(id.run, name), stream: stream(id.run), parentKeys: [runKey(id.run, "requested")],
+            payload: .object(id.members + [(key: "signal", value: .text(name)), (key: "payload", value: payload)]))
+    }
+
     public static func finished(_ id: RunID, _ state: String, causes: [String], extra: [(key: String, value: WorkflowValue)] = []) -> Draft {
         Draft(type: "workflow.run.\(state)", key: runKey(id.run, state), stream: stream(id.run), parentKeys: causes, payload: .object(id.members + extra))
     }

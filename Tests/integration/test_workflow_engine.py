@@ -1,0 +1,290 @@
+"""The workflow engine as a process (docs/WORKFLOWS.md, "The engine process"): `banyan workflow
+engine` and `banyan serve --workflows` drive runs that `banyan workflow run` only starts; http
+tasks, approvals by signal, two engines racing on the same runs, and kill -9 of an engine in the
+middle of a 50-task run."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import free_port
+from test_v1_api import wait_until
+from test_workflow import EXAMPLES, by_key, run_events
+
+
+class Engine:
+    """A `banyan workflow engine` process, its log in a file."""
+
+    def __init__(self, banyan_bin: Path, url: str, log: Path, *args: str):
+        self.log_path = log
+        self._log = open(log, "w")
+        self.proc = subprocess.Popen([str(banyan_bin), "workflow", "engine", "--server", url, *args],
+                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._log.close()
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def engines(banyan_bin, tmp_path):
+    started: list[Engine] = []
+
+    def make(url: str, *args: str) -> Engine:
+        e = Engine(banyan_bin, url, tmp_path / f"engine{len(started)}.log", *args)
+        started.append(e)
+        return e
+
+    yield make
+    for e in started:
+        e.stop()
+
+
+def run_state(url: str, run: str) -> str:
+    for state in ("completed", "failed"):
+        if by_key(url, f"run/{run}/{state}") is not None:
+            return state
+    return "running"
+
+
+def test_an_engine_process_drives_runs_that_run_only_starts(server, engines, run_banyan):
+    engine = engines(server.url)
+    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=5")
+    assert r.returncode == 0 and len(r.stdout.split()) == 1, r.describe()
+    run = r.stdout.strip()
+    wait_until(lambda: run_state(server.url, run) == "completed", 30, "the engine to complete the run")
+    assert by_key(server.url, f"run/{run}/task/join/attempt/1/completed")["payload"]["output"] == {"sum": 16}
+    # --wait follows a run to its end, printing each task's changes.
+    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=1", "--wait", timeout=60)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[-1] == "completed", r.describe()
+    assert "join: completed" in lines, lines
+    # A run failing for good: --wait exits 1 and says where it failed.
+    failing = server.data_dir.parent / "failing.yaml"
+    failing.write_text('name: failing\ntasks:\n  - {id: boom, kind: shell, run: ["sh", "-c", "exit 3"]}\n')
+    r = run_banyan("workflow", "run", str(failing), "--server", server.url, "--wait", timeout=60)
+    assert r.returncode == 1 and r.stdout.splitlines()[-1] == "failed: boom: exit code 3", r.describe()
+    assert engine.proc.poll() is None, engine.text()
+
+
+def test_serve_with_workflows_runs_an_engine_in_the_server(server_factory, run_banyan):
+    srv = server_factory(["--workflows"])
+    r = run_banyan("workflow", "run", str(EXAMPLES / "etl.yaml"), "--server", srv.url, "--wait", timeout=60)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "completed", r.describe() + srv.log()
+    run = r.stdout.splitlines()[0]
+    assert by_key(srv.url, f"run/{run}/task/load/attempt/1/completed") is not None
+    # Restarted, the server's engine finds a run requested while nothing drove it.
+    srv.terminate()
+    plain = server_factory(data_dir=srv.data_dir, name="plain")
+    r = run_banyan("workflow", "run", str(EXAMPLES / "diamond.yaml"), "--server", plain.url, "--input", "base=2")
+    run = r.stdout.strip()
+    time.sleep(0.5)
+    assert run_state(plain.url, run) == "running" and len(run_events(plain.url, run)) == 1
+    plain.terminate()
+    srv = server_factory(["--workflows"], data_dir=srv.data_dir, name="again")
+    wait_until(lambda: run_state(srv.url, run) == "completed", 30, "the restarted server's engine to complete the run")
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Hook.received.append({"path": self.path, "body": json.loads(body), "auth": self.headers.get("X-Token"),
+                              "task": self.headers.get("Banyan-Task-Key")})
+        status = 500 if self.path == "/broken" else 201
+        out = json.dumps({"accepted": True, "path": self.path}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hook():
+    Hook.received = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_http_tasks_send_their_request_and_capture_the_answer(server, run_banyan, tmp_path, hook):
+    closed = free_port()
+    flow = tmp_path / "http.yaml"
+    flow.write_text(f"""
+name: hooks
+tasks:
+  - {{id: count, kind: shell, run: ["echo", '{{"files": 3}}'], output: json}}
+  - id: report
+    kind: http
+    start_when: "event:count.completed && {{{{ tasks.count.output.files > 0 }}}}"
+    request:
+      method: POST
+      url: "{hook}/hook"
+      headers: {{X-Token: "t-{{{{ tasks.count.output.files }}}}"}}
+      body: {{files: "{{{{ tasks.count.output.files }}}}", note: "n={{{{ tasks.count.output.files }}}}"}}
+      expect: [201]
+  - id: echo
+    kind: shell
+    needs: [report]
+    run: ["echo", "{{{{ tasks.report.output.body.path }}}}"]
+""")
+    r = run_banyan("workflow", "run", "--drive", str(flow), "--server", server.url, timeout=60)
+    assert r.returncode == 0, r.describe()
+    run = r.stdout.splitlines()[0]
+    assert Hook.received[0] == {"path": "/hook", "body": {"files": 3, "note": "n=3"}, "auth": "t-3", "task": f"run/{run}/task/report"}
+    report = by_key(server.url, f"run/{run}/task/report/attempt/1/completed")["payload"]["output"]
+    assert report == {"status": 201, "content_type": "application/json", "body": {"accepted": True, "path": "/hook"}}, report
+    assert by_key(server.url, f"run/{run}/task/echo/attempt/1/completed")["payload"]["output"] == "/hook"
+    # An unexpected status and a closed port fail the task, saying why.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"""
+name: bad-hooks
+tasks:
+  - {{id: broken, kind: http, request: {{method: POST, url: "{hook}/broken", body: {{}}}}, on_failure: continue}}
+  - {{id: closed, kind: http, request: {{url: "http://127.0.0.1:{closed}/x"}}, timeout: 5s}}
+""")
+    r = run_banyan("workflow", "run", "--drive", str(bad), "--server", server.url, timeout=60)
+    assert r.returncode == 1, r.describe()
+    run = r.stdout.splitlines()[0]
+    broken = by_key(server.url, f"run/{run}/task/broken/attempt/1/failed")["payload"]
+    assert broken["error"] == f"POST {hook}/broken answered 500 (expected 2xx)" and broken["status"] == 500, broken
+    assert json.loads(broken["response"]) == {"accepted": True, "path": "/broken"}
+    closed_failed = by_key(server.url, f"run/{run}/task/closed/attempt/1/failed")["payload"]["error"]
+    assert closed_failed.startswith(f"GET http://127.0.0.1:{closed}/x: ") and "refused" in closed_failed.lower(), closed_failed
+
+
+APPROVAL = """
+name: approval
+tasks:
+  - {id: build, kind: shell, run: ["echo", "built"]}
+  - {id: approve, kind: wait_for_signal, needs: [build], signal: approval}
+  - {id: ship, kind: shell, needs: [approve], run: ["echo", "shipped by {{ tasks.approve.output.by }}"]}
+"""
+
+
+def test_an_approval_waits_for_its_signal_across_an_engine_restart(server, engines, run_banyan, tmp_path):
+    flow = tmp_path / "approval.yaml"
+    flow.write_text(APPROVAL)
+    engine = engines(server.url)
+    r = run_banyan("workflow", "run", str(flow), "--server", server.url)
+    run = r.stdout.strip()
+    wait_until(lambda: by_key(server.url, f"run/{run}/task/approve/attempt/1/started") is not None, 30, "the approval to wait")
+    time.sleep(0.5)
+    assert run_state(server.url, run) == "running"
+    # The wait survives the engine: a new engine goes on waiting, without a failed attempt.
+    engine.kill9()
+    engines(server.url)
+    # Signals for a run that does not exist, or with a bad name, are refused.
+    r = run_banyan("workflow", "signal", "no-such-run", "approval", "--server", server.url)
+    assert r.returncode == 1 and "no run no-such-run" in r.stderr, r.describe()
+    r = run_banyan("workflow", "signal", run, "bad/name", "--server", server.url)
+    assert r.returncode == 1 and "not a signal name" in r.stderr, r.describe()
+    r = run_banyan("workflow", "signal", run, "approval", "--payload", '{"by": "ana"}', "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    wait_until(lambda: run_state(server.url, run) == "completed", 30, "the run to complete after the signal")
+    assert by_key(server.url, f"run/{run}/task/approve/attempt/1/failed") is None
+    approved = by_key(server.url, f"run/{run}/task/approve/attempt/1/completed")
+    assert approved["payload"]["output"] == {"by": "ana"}
+    signal_event = by_key(server.url, f"run/{run}/signal/approval")
+    assert signal_event["id"] in approved["parents"], "the signal is among the completion's causes"
+    assert by_key(server.url, f"run/{run}/task/ship/attempt/1/completed")["payload"]["output"] == "shipped by ana"
+    # Sent again: a no-op; with another payload, or to an ended run: refused.
+    r = run_banyan("workflow", "signal", run, "approval", "--payload", '{"by": "bo"}', "--server", server.url)
+    assert r.returncode == 1 and "has already completed" in r.stderr, r.describe()
+
+
+def test_an_approval_times_out(server, run_banyan, tmp_path):
+    flow = tmp_path / "approval.yaml"
+    flow.write_text(APPROVAL.replace("signal: approval}", "signal: approval, timeout: 1s}"))
+    r = run_banyan("workflow", "run", "--drive", str(flow), "--server", server.url, timeout=60)
+    assert r.returncode == 1 and r.stdout.splitlines()[-1] == "failed: approve: no signal approval within 1.0 seconds", r.describe()
+
+
+def wide(n: int, effects: Path, pause: str, key: str = "BANYAN_TASK_KEY") -> str:
+    lines = ["name: wide", "tasks:"]
+    for i in range(n):
+        lines.append(f'  - {{id: t{i:02d}, kind: shell, run: ["sh", "-c", "sleep {pause}; echo ${key} >> {effects}"],'
+                     ' retry: {max_attempts: 3, backoff: {initial: 50ms}}}')
+    return "\n".join(lines) + "\n"
+
+
+def test_two_engines_racing_record_each_transition_once_and_run_each_attempt_once(server, engines, run_banyan, tmp_path):
+    effects = tmp_path / "effects"
+    flow = tmp_path / "wide.yaml"
+    flow.write_text(wide(20, effects, "0.02", key="BANYAN_ATTEMPT_KEY"))
+    first = engines(server.url)
+    second = engines(server.url)
+    runs = [run_banyan("workflow", "run", str(flow), "--server", server.url).stdout.strip() for _ in range(4)]
+    for run in runs:
+        wait_until(lambda: run_state(server.url, run) == "completed", 60, f"run {run} to complete")
+    claims = Counter()
+    attempts = set()
+    for run in runs:
+        events = run_events(server.url, run)
+        keys = [e["key"] for e in events]
+        assert len(keys) == len(set(keys)), "each transition once"
+        for task in range(20):
+            assert any(k.startswith(f"run/{run}/task/t{task:02d}/") and k.endswith("/completed") for k in keys)
+        started = [e for e in events if e["type"] == "workflow.task.started"]
+        claims.update(e["payload"]["engine"] for e in started)
+        attempts.update(e["key"] for e in started)
+    # Each attempt's work ran once, on the engine whose claim the log took. (An engine that
+    # begins driving a run while the other runs an attempt of it takes that attempt for stopped
+    # and starts the next one: no leases yet, docs/WORKFLOWS.md, "Several engines".)
+    done = Counter(effects.read_text().split())
+    assert set(done) == attempts and set(done.values()) == {1}, [k for k, v in done.items() if v != 1]
+    print(f"attempts claimed per engine: {dict(claims)}, attempts: {len(attempts)} for 80 tasks")
+    assert first.proc.poll() is None and second.proc.poll() is None
+
+
+def test_kill_9_of_an_engine_in_a_50_task_run_runs_no_completed_task_again(server, engines, run_banyan, tmp_path):
+    effects = tmp_path / "effects"
+    flow = tmp_path / "wide.yaml"
+    flow.write_text(wide(50, effects, "0.2"))
+    engine = engines(server.url, "--max-concurrent-tasks", "6")
+    run = run_banyan("workflow", "run", str(flow), "--server", server.url).stdout.strip()
+
+    def completed() -> set[str]:
+        return {e["payload"]["task"] for e in run_events(server.url, run) if e["type"] == "workflow.task.completed"}
+
+    wait_until(lambda: len(completed()) >= 15, 60, "15 tasks to complete")
+    engine.kill9()
+    before = completed()
+    assert len(before) < 50
+    engines(server.url, "--max-concurrent-tasks", "6")
+    wait_until(lambda: run_state(server.url, run) == "completed", 90, "the restarted engine to complete the run")
+    events = run_events(server.url, run)
+    completions = Counter(e["payload"]["task"] for e in events if e["type"] == "workflow.task.completed")
+    assert len(completions) == 50 and set(completions.values()) == {1}, "every task completed exactly once in the log"
+    done = Counter(line.split("/")[3] for line in effects.read_text().split())
+    assert all(done[task] == 1 for task in before), {t: done[t] for t in before if done[t] != 1}
+    assert set(done) == set(completions), "every task's work ran"
+    stopped = [e for e in events if e["type"] == "workflow.task.failed"]
+    assert all(e["payload"]["error"] == "the engine stopped during this attempt" for e in stopped), stopped
