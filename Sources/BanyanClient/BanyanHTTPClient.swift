@@ -64,6 +64,8 @@ public struct BanyanHTTPClient: Sendable {
 
     /// `s` as a JSON string literal, quotes included.
     public static func quote(_ s: String) -> String {
+        // Most strings need no escape: copied whole, not scalar by scalar.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) { return "\"" + s + "\"" }
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

@@ -232,13 +232,17 @@ extension Banyan {
                     if workflows {
                         // Through the HTTP API like any engine (the engine is a client of the log).
                         let address = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host.contains(":") ? "[\(host)]" : host
-                        var engine = Engine(client: BanyanHTTPClient(baseURL: "http://\(address):\(port)", token: token), tasksMax: workflowsMaxConcurrentTasks)
+                        var engine = Engine(
+                            client: BanyanHTTPClient(baseURL: "http://\(address):\(port)", token: token), tasksMax: workflowsMaxConcurrentTasks,
+                            // One server per data directory (RocksDB's lock): a name that is its own,
+                            // so a restarted server takes over its engine's attempts at once.
+                            engineID: "serve-" + RunEvents.version(of: URL(fileURLWithPath: data.dataDir).standardizedFileURL.path),
+                            log: { engineLogger.info("workflow: \($0)") })
                         engine.functions = Engine.builtinFunctions
-                        engine.log = { engineLogger.info("workflow: \($0)") }
                         let service = EngineService(engine: engine)
                         engineTask.withLock {
                             $0 = Task {
-                                do { try await service.run() } catch { engineLogger.error("workflow engine stopped: \(error)") }
+                                do { try await service.run() } catch is CancellationError {} catch { engineLogger.error("workflow engine stopped: \(error)") }
                             }
                         }
                     }

@@ -31,10 +31,11 @@ extension Banyan {
             }
         }
 
-        static func engine(server: String, tasksMax: Int = 16) -> Engine {
-            var engine = Engine(client: BanyanHTTPClient(baseURL: server, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"]), tasksMax: tasksMax)
+        static func engine(server: String, tasksMax: Int = 16, pollInterval: Duration = .milliseconds(100), engineID: String? = nil) -> Engine {
+            var engine = Engine(
+                client: BanyanHTTPClient(baseURL: server, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"]), tasksMax: tasksMax, pollInterval: pollInterval, engineID: engineID,
+                log: { Console.error("workflow: \($0)") })
             engine.functions = Engine.builtinFunctions
-            engine.log = { Console.error("workflow: \($0)") }
             return engine
         }
 
@@ -43,8 +44,14 @@ extension Banyan {
         static func watch(_ engine: Engine, run: String) async throws {
             var shown: [String: String] = [:]
             var pause = Duration.milliseconds(20)
+            let began = ContinuousClock.now
+            var hinted = false
             while true {
                 let status = try await engine.status(run: run)
+                if !hinted, status.state == "running", !status.started, ContinuousClock.now - began > .seconds(5) {
+                    hinted = true
+                    Console.error("workflow: no engine has started run \(run) yet: is `banyan workflow engine --server URL` or `banyan serve --workflows` running? (--drive drives it here)")
+                }
                 for task in status.tasks {
                     let line = task.state + (task.attempts > 1 ? " (attempt \(task.attempts))" : "") + (task.error.map { ": \($0)" } ?? "")
                     if shown[task.id] != line, task.state != "pending" {
@@ -122,7 +129,7 @@ extension Banyan {
             func run() async throws {
                 try await Banyan.reportingErrors {
                     let status = try await WorkflowCommand.engine(server: server).status(run: run)
-                    Console.out("run \(status.run)  workflow \(status.workflow) (version \(status.version))  \(status.state)")
+                    Console.out("run \(status.run)  workflow \(status.workflow) (version \(status.version))  \(status.state)" + (status.error.map { ": \($0)" } ?? ""))
                     let width = max(4, status.tasks.map(\.id.count).max() ?? 4)
                     func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
                     Console.out("\(pad("task", width))  \(pad("state", 12))  attempts  duration")
@@ -142,18 +149,27 @@ extension Banyan {
                 abstract: "The long-running engine: drives every run in the log that has not ended, then every run requested later, until stopped. Several may run against one server (docs/WORKFLOWS.md). Uses BANYAN_TOKEN.")
 
             @Option(help: "Server address.") var server = "http://127.0.0.1:7777"
-            @Option(help: "Runs driven at once.") var maxConcurrentRuns = 64
+            @Option(help: "Runs driven at once, those waiting on timers and signals included; the others wait in a queue.") var maxConcurrentRuns = 1_000
             @Option(help: "Task attempts doing work (shell, http, swift) at once across all runs; timers and waits for signals hold none.")
             var maxConcurrentTasks = 16
-            @Option(help: "How often to look for new runs, e.g. 100ms.") var pollInterval = "100ms"
+            @Option(help: "How often to look for new runs and signals, e.g. 100ms.") var pollInterval = "100ms"
+            @Option(help: "An engine whose heartbeats stop for this long is taken for stopped, and other engines take over its attempts; it records one every third of it. E.g. 15s.")
+            var heartbeatTTL = "15s"
+            @Option(help: "This engine's name, recorded in its claims (default: a new random one). One that stays the same across restarts takes over its own unfinished attempts at once instead of after --heartbeat-ttl; never run two engines with the same name at once.")
+            var engineID: String?
 
             func run() async throws {
                 try await Banyan.reportingErrors {
                     guard maxConcurrentRuns >= 1, maxConcurrentTasks >= 1 else { throw ValidationError("--max-concurrent-runs and --max-concurrent-tasks are at least 1") }
                     guard let poll = Duration.parse(pollInterval), poll > .zero else { throw ValidationError("--poll-interval: \"\(pollInterval)\" is not a duration like 100ms") }
-                    var service = EngineService(engine: WorkflowCommand.engine(server: server, tasksMax: maxConcurrentTasks))
+                    if let engineID, engineID.isEmpty || engineID.utf8.count > 64 || !engineID.utf8.allSatisfy(WorkflowLimits.isNameByte) {
+                        throw ValidationError("--engine-id: 1-64 letters, digits, _ and -")
+                    }
+                    var service = EngineService(engine: WorkflowCommand.engine(server: server, tasksMax: maxConcurrentTasks, pollInterval: poll, engineID: engineID))
                     service.runsMax = maxConcurrentRuns
                     service.pollInterval = poll
+                    guard let ttl = Duration.parse(heartbeatTTL), ttl >= .seconds(1) else { throw ValidationError("--heartbeat-ttl: \"\(heartbeatTTL)\" is not a duration of at least 1s") }
+                    service.heartbeatTTL = ttl
                     try await service.run()
                 }
             }
@@ -174,8 +190,8 @@ extension Banyan {
                     if let payload {
                         do { value = try JSONText.parse(Array(payload.utf8)) } catch { throw ValidationError("--payload is JSON: \(error)") }
                     }
-                    try await WorkflowCommand.engine(server: server).signal(run: run, name: name, payload: value)
-                    Console.out("sent \(name) to run \(run)")
+                    let sent = try await WorkflowCommand.engine(server: server).signal(run: run, name: name, payload: value)
+                    Console.out(sent ? "sent \(name) to run \(run)" : "\(name) was already sent to run \(run) with this payload")
                 }
             }
         }

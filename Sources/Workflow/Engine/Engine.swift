@@ -20,20 +20,37 @@ public struct Engine: Sendable {
     public var concurrentTasksMax = 8
     /// Swift closures `swift` tasks name (`function: <name>`).
     public var functions: [String: Function] = [:]
-    /// How often a `wait_for_signal` attempt looks for its signal, and a run whose attempts
-    /// another engine holds looks for their outcome.
-    public var pollInterval: Duration = .milliseconds(100)
+    /// How often signals are read while attempts wait for them, and a run whose attempts
+    /// another engine holds is read for their outcome.
+    public let pollInterval: Duration
     /// Says what happened, a line at a time (the CLI prints them).
-    public var log: @Sendable (String) -> Void = { _ in }
+    public let log: @Sendable (String) -> Void
     /// Bounds the attempts doing work (shell, http, swift) across every run this engine drives;
     /// timers and waits for signals hold none.
     let permits: Permits
+    /// One reader of signals for every waiting attempt.
+    let signals: SignalWatcher
+    /// Batches the appends of every run this engine drives.
+    let appender: Appender
+    /// Which engines are alive (set by `EngineService`, which records this engine's heartbeats);
+    /// nil: this engine takes over the unfinished attempts it finds when it begins a drive.
+    var liveness: Liveness?
 
     /// `tasksMax`: attempts doing work at once across all runs (`--max-concurrent-tasks`).
-    public init(client: BanyanHTTPClient, tasksMax: Int = 16) {
+    /// `engineID`: a name that stays the same across restarts lets a restarted engine take over
+    /// its own earlier attempts at once, without waiting out its heartbeats; two engines running
+    /// at once must never share one. Default: a new random id.
+    public init(
+        client: BanyanHTTPClient, tasksMax: Int = 16, pollInterval: Duration = .milliseconds(100), engineID: String? = nil,
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.client = client
-        engineID = Self.newRunID()
+        self.engineID = engineID ?? Self.newRunID()
         permits = Permits(max(1, tasksMax))
+        self.pollInterval = pollInterval
+        self.log = log
+        signals = SignalWatcher(client: client, interval: pollInterval, log: log)
+        appender = Appender(send: { body in try await Self.append(body, client: client, log: log) }, log: log)
     }
 
     /// What a `swift` task's closure gets.
@@ -108,7 +125,20 @@ public struct Engine: Sendable {
         return bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
     }
 
+    /// What a child of a drive did: the events it recorded (applied at once, not read back),
+    /// and whether the log refused one of them (another engine's; then the run is read).
+    struct Step: Sendable {
+        var task: String
+        var recorded: [RunEvents.Recorded] = []
+        var refused = false
+    }
+
     /// Drives the run until it ends; returns how it ended.
+    ///
+    /// The run's stream is read at the start, after the log refused something this engine
+    /// recorded, and while this engine waits for another one; what this engine records itself is
+    /// applied as it is recorded (the log holds exactly that), so a run of many small tasks is not
+    /// a read per task.
     public func drive(run: String) async throws -> RunState.Outcome {
         var reader = RunReader(client: client, run: run)
         let (id, initial) = try await reader.load()
@@ -118,54 +148,82 @@ public struct Engine: Sendable {
         var finished: Set<String> = []  // run-level events already recorded
         let limit = max(1, concurrentTasksMax)
         let stop = StopFlag()
-        try await record([RunEvents.finished(id, "started", causes: [RunEvents.runKey(run, "requested")])])
 
-        return try await withThrowingTaskGroup(of: String.self) { group in
+        func apply(_ events: [RunEvents.Recorded]) {
+            for event in events {
+                // Recorded here and applied, then read back: once is enough.
+                if let key = event.key, keys.all.contains(key) { continue }
+                keys.note(event)
+                if let t = RunEvents.transition(event) { state.apply(t) }
+                if event.type.hasPrefix("workflow.run.") { finished.insert(String(event.type.dropFirst("workflow.run.".count))) }
+            }
+        }
+
+        return try await withThrowingTaskGroup(of: Step.self) { group in
             var running: Set<String> = []
             var recovered = false
             var inherited: Set<String> = []  // recorded before this engine drove the run
+            var mustRead = true
+            /// Records `drafts` and applies what the log took; false if it refused any.
+            func recordApplying(_ drafts: [RunEvents.Draft]) async throws -> Bool {
+                let refused = try await record(drafts)
+                apply(drafts.filter { !refused.contains($0.key) }.map(RunEvents.recorded))
+                if !refused.isEmpty { mustRead = true }
+                return refused.isEmpty
+            }
             while true {
-                for event in try await reader.next() {
-                    keys.note(event)
-                    if let t = RunEvents.transition(event) { state.apply(t) }
-                    if event.type.hasPrefix("workflow.run.") { finished.insert(String(event.type.dropFirst("workflow.run.".count))) }
+                let read = mustRead
+                if mustRead {
+                    mustRead = false
+                    apply(try await reader.next())
                 }
                 state.settle()
                 if !recovered {
-                    inherited = keys.all
-                    // Attempts started before this engine drove the run never finished here.
                     recovered = true
-                    var drafts: [RunEvents.Draft] = []
-                    for task in definition.tasks where state.tasks[task.id]?.state == .started {
-                        let attempt = state.tasks[task.id]?.attempts ?? 1
-                        if task.kind.waits, let started = keys.startedAt[task.id] {
-                            // A durable timer fires when it was due, not a whole sleep after the
-                            // restart; a wait for a signal goes on waiting, within its timeout.
-                            running.insert(task.id)
-                            let snapshot = state
-                            group.addTask {
-                                try await self.attempt(id, task, attempt: attempt, cause: nil, state: snapshot, resumedStartedAt: started)
-                                return task.id
-                            }
-                            continue
-                        }
-                        drafts.append(RunEvents.task(
-                            id, task.id, attempt: attempt, .failed, causes: keys.latest(task.id).map { [$0] } ?? [],
-                            extra: [(key: "error", value: .text("the engine stopped during this attempt")), (key: "duration_ms", value: .null)]))
+                    inherited = keys.all
+                    if !finished.contains("started") {
+                        _ = try await recordApplying([RunEvents.finished(id, "started", causes: [RunEvents.runKey(run, "requested")])])
                     }
-                    if !drafts.isEmpty {
-                        log("recovered \(drafts.count) attempts an engine started but never finished")
-                        try await record(drafts)
+                }
+                // Attempts another engine claimed and will never finish: it stopped.
+                var drafts: [RunEvents.Draft] = []
+                for task in definition.tasks where state.tasks[task.id]?.state == .started && !running.contains(task.id) {
+                    let attempt = state.tasks[task.id]?.attempts ?? 1
+                    guard try await stopped(claimant: keys.claimant[task.id], key: RunEvents.taskKey(id.run, task.id, attempt: attempt, .started), inherited: inherited) else { continue }
+                    if task.kind.waits, let started = keys.startedAt[task.id] {
+                        // A durable timer fires when it was due, not a whole sleep after the
+                        // restart; a wait for a signal goes on waiting, within its timeout.
+                        running.insert(task.id)
+                        let snapshot = state
+                        group.addTask {
+                            try await self.attempt(id, task, attempt: attempt, cause: nil, state: snapshot, resumedStartedAt: started)
+                        }
                         continue
                     }
+                    drafts.append(RunEvents.task(
+                        id, task.id, attempt: attempt, .failed, causes: keys.latest(task.id).map { [$0] } ?? [],
+                        extra: [(key: "error", value: .text("the engine stopped during this attempt")), (key: "duration_ms", value: .null)]))
+                }
+                if !drafts.isEmpty {
+                    log("recovered \(drafts.count) attempts an engine started but never finished")
+                    _ = try await recordApplying(drafts)
+                    continue
                 }
                 let outcome = state.outcome
                 if let outcome {
                     // Retries still sleeping through their backoff give up; running attempts finish.
                     stop.set()
                     if running.isEmpty {
-                        try await finish(id, state, outcome, keys: keys, inherited: inherited, finished: finished)
-                        return outcome
+                        // Decided from the log as it is now, not only from what this engine recorded.
+                        guard read else {
+                            mustRead = true
+                            continue
+                        }
+                        if try await finish(id, state, outcome, keys: keys, inherited: inherited, finished: finished) { return outcome }
+                        // Another engine compensates: read on until it is done, or stops.
+                        try await Task.sleep(for: pollInterval)
+                        mustRead = true
+                        continue
                     }
                 }
                 // Failed attempts with retries left: the pause, then the next attempt.
@@ -177,10 +235,12 @@ public struct Engine: Sendable {
                     let snapshot = state
                     group.addTask {
                         try await Task.sleep(for: jittered)
-                        guard !stop.isSet else { return task.id }
-                        try await self.record([RunEvents.task(id, task.id, attempt: attempt, .retrying, causes: failedKey.map { [$0] } ?? [])])
-                        try await self.attempt(id, task, attempt: attempt, cause: RunEvents.taskKey(id.run, task.id, attempt: attempt, .retrying), state: snapshot)
-                        return task.id
+                        guard !stop.isSet else { return Step(task: task.id) }
+                        let retrying = RunEvents.task(id, task.id, attempt: attempt, .retrying, causes: failedKey.map { [$0] } ?? [])
+                        guard try await self.record([retrying]).isEmpty else { return Step(task: task.id, refused: true) }
+                        var step = try await self.attempt(id, task, attempt: attempt, cause: retrying.key, state: snapshot)
+                        step.recorded.insert(RunEvents.recorded(retrying), at: 0)
+                        return step
                     }
                 }
                 // Scheduled or retrying, not started (the engine stopped in between): start the attempt.
@@ -193,62 +253,110 @@ public struct Engine: Sendable {
                     let snapshot = state
                     group.addTask {
                         try await self.attempt(id, task, attempt: attempt, cause: cause, state: snapshot)
-                        return task.id
                     }
                 }
+                // The ready tasks: each attempt records its `scheduled` with its claim, in one append.
                 for taskID in state.ready where !running.contains(taskID) && running.count < limit {
                     guard let task = definition.task(taskID) else { continue }
-                    running.insert(taskID)
                     // Its causes: what completed (or, for `event:x.failed`, failed) so that it could start.
                     let causes = Array(([RunEvents.runKey(id.run, "requested")] + task.dependencies.sorted().compactMap { keys.completed[$0] ?? keys.latest($0) }).prefix(Self.causesMax))
-                    try await record([RunEvents.task(id, taskID, attempt: 1, .scheduled, causes: causes)])
-                    let scheduledKey = RunEvents.taskKey(id.run, taskID, attempt: 1, .scheduled)
+                    let scheduled = RunEvents.task(id, taskID, attempt: 1, .scheduled, causes: causes)
+                    running.insert(taskID)
                     let snapshot = state
                     group.addTask {
-                        try await self.attempt(id, task, attempt: 1, cause: scheduledKey, state: snapshot)
-                        return taskID
+                        try await self.attempt(id, task, attempt: 1, cause: scheduled.key, state: snapshot, scheduling: scheduled)
                     }
                 }
                 if running.isEmpty {
                     if state.outcome == nil, state.ready.isEmpty {
                         // Nothing runs here: another engine holds the attempts left. Read on.
-                        try await Task.sleep(for: pollInterval)
+                        if read { try await Task.sleep(for: pollInterval) }
+                        mustRead = true
                     }
                     continue
                 }
-                if let done = try await group.next() { running.remove(done) }
+                if let step = try await group.next() {
+                    running.remove(step.task)
+                    apply(step.recorded)
+                    if step.refused { mustRead = true }
+                }
             }
         }
+    }
+
+    /// Whether the engine that claimed an attempt or a compensation (`key`) has stopped: its
+    /// heartbeats ended (`liveness`), or, for an engine without heartbeats (`banyan workflow
+    /// resume`, `run --drive`), the claim was recorded before this drive began: taking over
+    /// what it finds is what those commands are for.
+    func stopped(claimant: String?, key: String, inherited: Set<String>) async throws -> Bool {
+        // Its own claim from an earlier drive (one that ended in an error) is over.
+        if claimant == engineID { return inherited.contains(key) }
+        guard let liveness else { return inherited.contains(key) }
+        if let claimant, !liveness.knows(claimant) {
+            // An engine that began after the last read of heartbeats: read them now.
+            try await liveness.refresh(client)
+        }
+        return !liveness.isAlive(claimant)
     }
 
     /// One attempt of `task`: `started` (this engine's claim; when another engine's claim is
     /// recorded the attempt is theirs and nothing runs here), the work, then `completed` or
     /// `failed`. `resumedStartedAt`: a timer or a wait an earlier engine started (Unix
     /// nanoseconds of its `started`), continued without a new claim.
-    private func attempt(_ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, cause: String?, state: RunState, resumedStartedAt: Int64? = nil) async throws {
+    /// `scheduling`: the task's `scheduled` event, recorded in the same append as the claim, once
+    /// the attempt has its permit (one durable write from "ready" to "started").
+    private func attempt(
+        _ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, cause: String?, state: RunState, resumedStartedAt: Int64? = nil, scheduling: RunEvents.Draft? = nil
+    ) async throws -> Step {
         let startedKey = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
-        if resumedStartedAt == nil {
-            let claim = RunEvents.task(id, task.id, attempt: attempt, .started, causes: cause.map { [$0] } ?? [], extra: [(key: "engine", value: .text(engineID))])
-            guard try await record([claim]).isEmpty else { return }
+        var step = Step(task: task.id)
+        // The permit first, then the claim: an attempt waiting for a permit is not `started`.
+        let claimedAndDone = { () async throws -> (claim: [RunEvents.Draft], startedUnixNano: Int64, result: Swift.Result<TaskResult, TaskFailure>)? in
+            var claim: [RunEvents.Draft] = []
+            if resumedStartedAt == nil {
+                let draft = RunEvents.task(id, task.id, attempt: attempt, .started, causes: cause.map { [$0] } ?? [], extra: [(key: "engine", value: .text(self.engineID))])
+                claim = (scheduling.map { [$0] } ?? []) + [draft]
+                // The claim is the `started`: a `scheduled` another engine recorded first (with
+                // other causes) does not matter, a `started` it recorded first does.
+                let refused = try await self.record(claim)
+                guard !refused.contains(draft.key) else { return nil }
+                claim.removeAll { refused.contains($0.key) }
+            }
+            let startedUnixNano = resumedStartedAt ?? Self.nowUnixNano()
+            do {
+                let done = try await self.execute(task, id: id, attempt: attempt, context: state.context, startedUnixNano: startedUnixNano)
+                // Every output within the limit, whatever produced it: an event must fit the server's payload limit.
+                let bytes = done.output.json.utf8.count
+                guard bytes <= Self.outputBytesMax else {
+                    throw TaskFailure(message: "its output is \(bytes) bytes as JSON, over the \(Self.outputBytesMax)-byte limit")
+                }
+                return (claim, startedUnixNano, .success(done))
+            } catch let failure as TaskFailure {
+                return (claim, startedUnixNano, .failure(failure))
+            }
         }
-        let startedUnixNano = resumedStartedAt ?? Self.nowUnixNano()
-        let result: Swift.Result<TaskResult, TaskFailure>
-        do {
-            let call = { () async throws -> TaskResult in try await self.execute(task, id: id, attempt: attempt, context: state.context, startedUnixNano: startedUnixNano) }
-            result = .success(task.kind.waits ? try await call() : try await permits.holding(call))
-        } catch let failure as TaskFailure {
-            result = .failure(failure)
+        guard let (claim, startedUnixNano, result) = try await (task.kind.waits ? claimedAndDone() : permits.holding(claimedAndDone)) else {
+            step.refused = true  // another engine's attempt
+            return step
         }
+        step.recorded += claim.map { RunEvents.recorded($0, timeUnixNano: startedUnixNano) }
         let ms = WorkflowValue.number(String((Self.nowUnixNano() - startedUnixNano) / 1_000_000))
+        let outcome: RunEvents.Draft
         switch result {
         case .success(let done):
             log("\(task.id): completed (attempt \(attempt))")
-            try await record([RunEvents.task(
-                id, task.id, attempt: attempt, .completed, causes: [startedKey] + done.causes, extra: [(key: "output", value: done.output), (key: "duration_ms", value: ms)])])
+            outcome = RunEvents.task(
+                id, task.id, attempt: attempt, .completed, causes: [startedKey] + done.causes, extra: [(key: "output", value: done.output), (key: "duration_ms", value: ms)])
         case .failure(let failure):
             log("\(task.id): failed (attempt \(attempt)): \(failure.message)")
-            try await record([RunEvents.task(id, task.id, attempt: attempt, .failed, causes: [startedKey], extra: [(key: "error", value: .text(failure.message)), (key: "duration_ms", value: ms)] + failure.details)])
+            outcome = RunEvents.task(id, task.id, attempt: attempt, .failed, causes: [startedKey], extra: [(key: "error", value: .text(failure.message)), (key: "duration_ms", value: ms)] + failure.details)
         }
+        if try await record([outcome]).isEmpty {
+            step.recorded.append(RunEvents.recorded(outcome))
+        } else {
+            step.refused = true
+        }
+        return step
     }
 
     /// A task's output, and the events besides its `started` that caused its completion (the
@@ -296,30 +404,24 @@ public struct Engine: Sendable {
             case .text:
                 var text = String(decoding: result.stdout, as: UTF8.self)
                 if text.hasSuffix("\n") { text.removeLast() }
-                // JSON escaping can make text up to 6x longer: keep its tail within the limit.
-                let encoded = WorkflowValue.text(text).json.utf8.count
-                if encoded > Self.outputBytesMax || result.truncated {
-                    let keep = max(0, text.unicodeScalars.count * Self.outputBytesMax / max(encoded, 1) - 16)
-                    text = "[output truncated] " + String(String.UnicodeScalarView(text.unicodeScalars.suffix(keep)))
-                }
-                return TaskResult(output: .text(text))
+                return TaskResult(output: .text(Self.capped(text, truncated: result.truncated, keep: .tail)))
             case .json:
                 guard !result.truncated else { throw TaskFailure(message: "its JSON output is larger than \(Self.outputBytesMax) bytes", details: details) }
                 // Outputs sit 4 levels deep in an event page: keep room for that.
                 do { return TaskResult(output: try JSONText.parse(result.stdout, depthMax: 56)) } catch { throw TaskFailure(message: "its output is not JSON: \(error)", details: details) }
             }
         case .http(let spec):
-            var headers: [(String, String)] = []
-            for name in spec.headers.keys.sorted() { headers.append((name, try render(spec.headers[name]!).text)) }
+            var headers: [HTTPTask.HeaderField] = []
+            for name in spec.headers.keys.sorted() { headers.append(.init(name: name, value: try render(spec.headers[name]!).text)) }
             // What lets the receiver do the work once across attempts and engines.
             for (name, value) in [("Banyan-Task-Key", "run/\(id.run)/task/\(task.id)"), ("Banyan-Attempt-Key", RunEvents.taskKey(id.run, task.id, attempt: attempt, .started))]
             where !spec.headers.keys.contains(where: { $0.lowercased() == name.lowercased() }) {
-                headers.append((name, value))
+                headers.append(.init(name: name, value: value))
             }
             let http = HTTPTask(
                 method: spec.method, url: try render(spec.url).text, headers: headers, body: try spec.body.map { try render($0).json }, expect: spec.expect,
                 timeout: task.timeout ?? Self.httpTimeoutDefault, bodyBytesMax: Self.outputBytesMax)
-            return TaskResult(output: try http.output(try await http.send()))
+            return TaskResult(output: try http.output(try await Self.within(http.timeout, "the request") { try await http.send() }))
         case .sleep(let duration):
             // Due `duration` after the attempt's `started`, by the wall clock (durable across restarts).
             let remaining = startedUnixNano + Self.milliseconds(duration) * 1_000_000 - Self.nowUnixNano()
@@ -328,17 +430,11 @@ public struct Engine: Sendable {
         case .waitForSignal(let name):
             let key = RunEvents.signalKey(id.run, name)
             let deadline = task.timeout.map { startedUnixNano + Self.milliseconds($0) * 1_000_000 }
-            while true {
-                if let bytes = try await client.event(key: key) {
-                    let event: WorkflowValue
-                    do { event = try JSONText.parse(bytes) } catch { throw TaskFailure(message: "signal \(name): \(error)") }
-                    return TaskResult(output: event["payload"]?["payload"] ?? .null, causes: [key])
-                }
-                if let deadline, Self.nowUnixNano() >= deadline {
-                    throw TaskFailure(message: "no signal \(name) within \(task.timeout!)")
-                }
-                try await Task.sleep(for: pollInterval)
+            guard let signal = try await signals.wait(for: key, deadlineUnixNano: deadline) else {
+                try Task.checkCancellation()
+                throw TaskFailure(message: "no signal \(name) within \(task.timeout!)")
             }
+            return TaskResult(output: signal["payload"] ?? .null, causes: [key])
         case .swift(let name):
             guard let function = functions[name] else {
                 throw TaskFailure(message: "this engine has no function \(name) (it has: \(functions.keys.sorted().joined(separator: ", ")))")
@@ -348,7 +444,7 @@ public struct Engine: Sendable {
             let call = FunctionCall(
                 run: id.run, task: task.id, attempt: attempt, attemptKey: RunEvents.taskKey(id.run, task.id, attempt: attempt, .started), inputs: .object(inputMembers))
             do {
-                return TaskResult(output: try await Self.within(task.timeout) { try await function(call) })
+                return TaskResult(output: try await Self.within(task.timeout, "the function") { try await function(call) })
             } catch let failure as TaskFailure {
                 throw failure
             } catch {
@@ -359,23 +455,59 @@ public struct Engine: Sendable {
         }
     }
 
+    enum Keep { case head, tail }
+
+    /// `text` as an output: when it was cut already, or is over the limit once JSON-encoded
+    /// (escaping can make text up to 6x longer), its head or tail within the limit, marked.
+    static func capped(_ text: String, truncated: Bool, keep: Keep) -> String {
+        let encoded = WorkflowValue.text(text).json.utf8.count
+        guard encoded > outputBytesMax || truncated else { return text }
+        let count = max(0, text.unicodeScalars.count * outputBytesMax / max(encoded, 1) - 32)
+        let scalars = keep == .tail ? text.unicodeScalars.suffix(count) : text.unicodeScalars.prefix(count)
+        return "[output truncated] " + String(String.UnicodeScalarView(scalars))
+    }
+
     /// An http task's answer must come within this when the task names no `timeout`.
     public static let httpTimeoutDefault = Duration.seconds(30)
 
-    /// `body`, cancelled (cooperatively: a closure that ignores cancellation runs on) and failed
-    /// at `timeout`.
-    static func within(_ timeout: Duration?, _ body: @escaping @Sendable () async throws -> WorkflowValue) async throws -> WorkflowValue {
+    /// `body`'s result, or a failure at `timeout`: then `body` is cancelled, and the attempt
+    /// fails at once even when `body` ignores cancellation (it then runs on, detached, and what
+    /// it returns is dropped).
+    static func within<T: Sendable>(_ timeout: Duration?, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let timeout else { return try await body() }
-        return try await withThrowingTaskGroup(of: WorkflowValue?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
+        let race = Race()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
+                let work = Task {
+                    let outcome: Swift.Result<T, Error>
+                    do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+                    guard race.claim() else { return }
+                    race.timer.withLock { $0?.cancel() }  // no sleeper left behind per attempt
+                    c.resume(with: outcome)
+                }
+                race.work.withLock { $0 = work }
+                let timer = Task {
+                    try? await Task.sleep(for: timeout)
+                    guard race.claim() else { return }
+                    work.cancel()
+                    c.resume(throwing: TaskFailure(message: "\(what) timed out after \(timeout)"))
+                }
+                race.timer.withLock { $0 = timer }
+                if race.claimed { timer.cancel() }  // the work ended before the timer was stored
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else { throw TaskFailure(message: "timed out after \(timeout)") }
-            return value
+        } onCancel: {
+            race.work.withLock { $0?.cancel() }
         }
+    }
+
+    /// Who ends a `within` first: the work or the timer.
+    final class Race: Sendable {
+        private let flag = Atomic(false)
+        let work = Mutex<Task<Void, Never>?>(nil)
+        let timer = Mutex<Task<Void, Never>?>(nil)
+        /// True for the first caller only.
+        func claim() -> Bool { flag.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged }
+        var claimed: Bool { flag.load(ordering: .acquiring) }
     }
 
     static func milliseconds(_ d: Duration) -> Int64 {
@@ -387,15 +519,16 @@ public struct Engine: Sendable {
     /// A compensation step is claimed like an attempt (`compensating` names this engine): one
     /// whose claim another engine recorded while this one drove the run is theirs, and this
     /// engine stops there; one recorded before (`inherited`: that engine stopped) is run again.
-    private func finish(_ id: RunEvents.RunID, _ state: RunState, _ outcome: RunState.Outcome, keys: Keys, inherited: Set<String>, finished: Set<String>) async throws {
+    /// Returns false when another engine holds a compensation: the caller reads on and calls again.
+    private func finish(_ id: RunEvents.RunID, _ state: RunState, _ outcome: RunState.Outcome, keys: Keys, inherited: Set<String>, finished: Set<String>) async throws -> Bool {
         switch outcome {
         case .completed:
-            guard !finished.contains("completed") else { return }
+            guard !finished.contains("completed") else { return true }
             let causes = Array(state.completionOrder.compactMap { keys.completed[$0] }.suffix(64))
             try await record([RunEvents.finished(id, "completed", causes: causes)])
             log("run \(id.run): completed")
         case .failed(let task, let error):
-            guard !finished.contains("failed") else { return }
+            guard !finished.contains("failed") else { return true }
             var last = keys.latest(task)
             var unfinished: [String] = []
             for done in state.compensationOrder {
@@ -410,12 +543,15 @@ public struct Engine: Sendable {
                     unfinished.append(done)
                     continue
                 }
-                if !inherited.contains(key("compensating")) {
+                if keys.all.contains(key("compensating")) {
+                    // Claimed before: by an engine that stopped (take it over), or one still at it.
+                    guard try await stopped(claimant: keys.compensationClaimant[done], key: key("compensating"), inherited: inherited) else { return false }
+                } else {
                     let claim = RunEvents.compensation(
                         id, done, "compensating", causes: [last, keys.completed[done]].compactMap { $0 }, extra: [(key: "engine", value: .text(engineID))])
                     guard try await record([claim]).isEmpty else {
-                        log("run \(id.run): another engine is compensating it; leaving the rest to it")
-                        return
+                        log("run \(id.run): another engine is compensating it")
+                        return false
                     }
                 }
                 var failure: TaskFailure?
@@ -446,38 +582,31 @@ public struct Engine: Sendable {
                 extra: [(key: "task", value: .text(task)), (key: "error", value: .text(error)), (key: "compensations_failed", value: .array(unfinished.map(WorkflowValue.text)))])])
             log("run \(id.run): failed at \(task): \(error)")
         }
+        return true
     }
 
-    /// Appends `drafts` in one batch. A key already recorded with the same content is a
-    /// duplicate; with other content (another engine recorded that transition first) a 409,
-    /// which also means the transition is recorded: the log decides. Returns the keys refused so.
+    /// Appends `drafts` (batched with what other runs record meanwhile, `Appender`). A key
+    /// already recorded with the same content is a duplicate; with other content (another engine
+    /// recorded that transition first) a 409, which also means the transition is recorded: the
+    /// log decides. Returns the keys refused so.
     @discardableResult
     func record(_ drafts: [RunEvents.Draft]) async throws -> Set<String> {
-        let body = WorkflowValue.array(drafts.map(\.json)).json
-        do {
-            _ = try await append(Array(body.utf8))
-            return []
-        } catch let error as BanyanClientError where error.status == 409 {
-            // The server refuses the whole batch for one conflict: record the rest one by one.
-            if drafts.count > 1 {
-                var refused: Set<String> = []
-                for draft in drafts { refused.formUnion(try await record([draft])) }
-                return refused
-            }
-            log("\(drafts.first?.key ?? "?") was already recorded, with other content (another engine): \(error.detail ?? "")")
-            return Set(drafts.map(\.key))
-        }
+        try await appender.record(drafts)
+    }
+
+    func append(_ body: [UInt8]) async throws {
+        try await Self.append(body, client: client, log: log)
     }
 
     /// One append, tried again (the keys make that safe) while the server is overloaded, not
     /// the leader for a moment, or out of reach: up to `appendTries` times, waiting 50 ms to 2 s.
-    func append(_ body: [UInt8]) async throws {
+    static func append(_ body: [UInt8], client: BanyanHTTPClient, log: @Sendable (String) -> Void) async throws {
         var pause = Duration.milliseconds(50)
-        for attempt in 1...Self.appendTries {
+        for attempt in 1...appendTries {
             do {
                 _ = try await client.append(batch: body)
                 return
-            } catch let error as BanyanClientError where (error.status == 0 || error.status == 503) && attempt < Self.appendTries {
+            } catch let error as BanyanClientError where (error.status == 0 || error.status == 503) && attempt < appendTries {
                 log("append failed (\(error)); trying again in \(pause)")
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, .seconds(2))
@@ -500,23 +629,49 @@ public struct Engine: Sendable {
         var all: Set<String> = []
         /// When each task's latest attempt started (Unix nanoseconds).
         var startedAt: [String: Int64] = [:]
+        /// The engine that claimed each task's latest attempt, and each compensation.
+        var claimant: [String: String] = [:]
+        var compensationClaimant: [String: String] = [:]
 
         mutating func note(_ event: RunEvents.Recorded) {
             if let key = event.key { all.insert(key) }
-            guard let key = event.key, let task = event.payload["task"]?.stringValue, event.type.hasPrefix("workflow.task."),
-                event.payload["compensation"] == nil
-            else { return }
+            guard let key = event.key, let task = event.payload["task"]?.stringValue, event.type.hasPrefix("workflow.task.") else { return }
+            if event.payload["compensation"] != nil {
+                if event.type == "workflow.task.compensating" { compensationClaimant[task] = event.payload["engine"]?.stringValue }
+                return
+            }
             last[task] = key
             if event.type == "workflow.task.completed", completed[task] == nil { completed[task] = key }
-            if event.type == "workflow.task.started" { startedAt[task] = event.timeUnixNano }
+            if event.type == "workflow.task.started" {
+                startedAt[task] = event.timeUnixNano
+                claimant[task] = event.payload["engine"]?.stringValue
+            }
         }
 
         func latest(_ task: String) -> String? { last[task] }
     }
 }
 
+/// Definitions already parsed, by their text: runs of one workflow share it, and parsing YAML is
+/// most of the cost of loading a run. At most `entriesMax` are kept (then the cache starts over).
+final class DefinitionCache: Sendable {
+    static let entriesMax = 256
+    private let entries = Mutex<[String: WorkflowDefinition]>([:])
+
+    func parse(_ text: String) throws(DefinitionError) -> WorkflowDefinition {
+        if let hit = entries.withLock({ $0[text] }) { return hit }
+        let definition = try DefinitionParser.parse(text)
+        entries.withLock { e in
+            if e.count >= Self.entriesMax { e.removeAll() }
+            e[text] = definition
+        }
+        return definition
+    }
+}
+
 /// Reads a run's stream from the log, page by page, remembering where it got to.
 struct RunReader {
+    static let definitions = DefinitionCache()
     let client: BanyanHTTPClient
     let run: String
     var after: UInt64 = 0
@@ -526,7 +681,7 @@ struct RunReader {
     mutating func load() async throws -> (RunEvents.RunID, RunState) {
         guard let request = try await request() else { throw Engine.EngineError.unknownRun(run) }
         let definition: WorkflowDefinition
-        do { definition = try DefinitionParser.parse(request.payload["definition"]?.stringValue ?? "") } catch { throw Engine.EngineError.definition(error) }
+        do { definition = try Self.definitions.parse(request.payload["definition"]?.stringValue ?? "") } catch { throw Engine.EngineError.definition(error) }
         var inputs: [String: WorkflowValue] = [:]
         if case .object(let members)? = request.payload["inputs"] { for (k, v) in members { inputs[k] = v } }
         let id = RunEvents.RunID(run: run, workflow: definition.name, version: request.payload["version"]?.stringValue ?? "")
@@ -563,8 +718,10 @@ public struct RunStatus: Sendable {
     public var version: String
     /// `completed`, `failed` (its run-level events), or `running` when neither is recorded yet.
     public var state: String
-    /// A failed run's failure: the task and its error.
+    /// A failed run's failure: the task and its error, and the compensations that failed.
     public var error: String?
+    /// An engine has recorded `workflow.run.started`.
+    public var started: Bool
     public struct Task: Sendable {
         public var id: String
         /// The latest state recorded, `skipped` with its reason, or `pending`.
@@ -587,15 +744,19 @@ extension Engine {
         var durations: [String: Int] = [:]
         var runState = "running"
         var runError: String?
+        var started = false
         for event in try await reader.next() {
             if let t = RunEvents.transition(event) { state.apply(t) }
             if let task = event.payload["task"]?.stringValue, event.payload["compensation"] == nil, let ms = event.payload["duration_ms"]?.intValue {
                 durations[task] = ms
             }
             if event.type == "workflow.run.completed" { runState = "completed" }
+            if event.type == "workflow.run.started" { started = true }
             if event.type == "workflow.run.failed" {
                 runState = "failed"
                 runError = "\(event.payload["task"]?.stringValue ?? "?"): \(event.payload["error"]?.stringValue ?? "?")"
+                let uncompensated = event.payload["compensations_failed"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                if !uncompensated.isEmpty { runError! += " (compensations failed: \(uncompensated.joined(separator: ", ")))" }
             }
         }
         state.settle()
@@ -604,17 +765,19 @@ extension Engine {
             let shown = p.skipped != nil ? "skipped (\(p.skipped!))" : p.state?.rawValue ?? "pending"
             return RunStatus.Task(id: task.id, state: shown, attempts: p.attempts, durationMs: durations[task.id], error: p.state == .failed ? p.error : nil)
         }
-        return RunStatus(run: run, workflow: id.workflow, version: id.version, state: runState, error: runError, tasks: tasks)
+        return RunStatus(run: run, workflow: id.workflow, version: id.version, state: runState, error: runError, started: started, tasks: tasks)
     }
 }
 
 extension Engine {
     public enum SignalError: Error, Sendable, CustomStringConvertible {
+        case badName(String)
         case runEnded(String, String)
         case alreadySent(String, String)
 
         public var description: String {
             switch self {
+            case .badName(let name): "\"\(name.prefix(80))\" is not a signal name: 1-\(WorkflowLimits().nameBytesMax) letters, digits, _ and -"
             case .runEnded(let run, let state): "run \(run) has already \(state): no task of it waits for a signal any more"
             case .alreadySent(let name, let run): "signal \(name) was already sent to run \(run) with another payload (one signal of a name per run)"
             }
@@ -623,22 +786,30 @@ extension Engine {
 
     /// Records signal `name` with `payload` for `run`: a `wait_for_signal` task waiting for that
     /// name completes with the payload as its output (one waiting later completes at once).
-    /// Sending the same signal again is a duplicate; refused for an unknown or ended run, and for a
-    /// name already sent with another payload.
-    public func signal(run: String, name: String, payload: WorkflowValue) async throws {
+    /// Sending the same signal again is a no-op (returns false), also once the run has ended;
+    /// refused for an unknown or ended run, and for a name already sent with another payload.
+    @discardableResult
+    public func signal(run: String, name: String, payload: WorkflowValue) async throws -> Bool {
         guard !name.isEmpty, name.utf8.count <= WorkflowLimits().nameBytesMax, name.utf8.allSatisfy(WorkflowLimits.isNameByte) else {
-            throw EngineError.log("\"\(name.prefix(80))\" is not a signal name: 1-\(WorkflowLimits().nameBytesMax) letters, digits, _ and -")
+            throw SignalError.badName(name)
         }
         var reader = RunReader(client: client, run: run)
         let (id, _) = try await reader.load()
-        for state in ["completed", "failed"] where try await client.event(key: RunEvents.runKey(run, state)) != nil {
-            throw SignalError.runEnded(run, state)
+        let draft = RunEvents.signal(id, name, payload: payload)
+        if let bytes = try await client.event(key: draft.key) {
+            let sent: WorkflowValue
+            do { sent = try JSONText.parse(bytes) } catch { throw EngineError.log("\(error)") }
+            guard sent["payload"]?["payload"] == payload else { throw SignalError.alreadySent(name, run) }
+            return false
         }
-        let body = WorkflowValue.array([RunEvents.signal(id, name, payload: payload).json]).json
+        for state in ["completed", "failed"] {
+            if try await client.event(key: RunEvents.runKey(run, state)) != nil { throw SignalError.runEnded(run, state) }
+        }
         do {
-            try await append(Array(body.utf8))
+            try await append(Array(WorkflowValue.array([draft.json]).json.utf8))
         } catch let error as BanyanClientError where error.status == 409 {
             throw SignalError.alreadySent(name, run)
         }
+        return true
     }
 }

@@ -1,4 +1,5 @@
 import BanyanClient
+import Synchronization
 
 /// The long-running engine (`banyan workflow engine`, `banyan serve --workflows`): it finds the
 /// runs in the log that have not ended and drives them, then every run requested later, until it
@@ -6,8 +7,9 @@ import BanyanClient
 /// own: a restarted service finds the same unfinished runs from the log.
 public struct EngineService: Sendable {
     public var engine: Engine
-    /// Runs driven at once (`--max-concurrent-runs`); the others wait in the queue.
-    public var runsMax = 64
+    /// Runs driven at once (`--max-concurrent-runs`), those waiting on a timer or a signal
+    /// included (they cost memory, not work); the others wait in the queue.
+    public var runsMax = 1_000
     /// Runs known and waiting to be driven; new requests are read from the log only while fewer
     /// wait, so a burst of requests costs memory for at most this many.
     public var queueMax = 100_000
@@ -22,38 +24,60 @@ public struct EngineService: Sendable {
         self.engine = engine
     }
 
+    /// An engine whose latest heartbeat is older than this is taken for stopped: other engines
+    /// then take over the attempts it claimed. It records one every `heartbeatTTL / 3`.
+    public var heartbeatTTL: Duration = .seconds(15)
+
     /// Log pages are read this many events at a time (the server's largest page).
     static let pageEventsMax = 10_000
 
-    /// Runs until cancelled (or the log cannot be read at all at the start).
+    /// Runs until cancelled. A server out of reach at the start is tried again (1 s doubling to
+    /// 30 s), as is any later read.
     public func run() async throws {
+        let liveness = Liveness(ttl: heartbeatTTL)
+        let engine = { var e = self.engine; e.liveness = liveness; return e }()
+        let beat = Heartbeat(engine: engine, liveness: liveness, ttl: heartbeatTTL)
+        try await retrying("recording this engine's first heartbeat") { try await beat.once() }
         var queue = RunQueue()
-        // Runs that ended, read once before the requests so none of them is driven again.
         var ended: Set<String> = []
-        for type in ["workflow.run.completed", "workflow.run.failed"] {
-            var after: UInt64 = 0
-            while true {
-                let page = try await readRuns(type: type, after: after)
-                ended.formUnion(page.runs)
-                guard page.next > after else { break }
-                after = page.next
-            }
-        }
         var cursor: UInt64 = 0
+        var startupEnd: UInt64 = 0
+        try await retrying("reading the unfinished runs") {
+            // A pruned store holds nothing below its first id.
+            let first = try JSONText.parse(try await engine.client.get(path: "/v1/status"))["first_id"]?.intValue ?? 1
+            let start = UInt64(max(first, 1) - 1)
+            ended = []
+            // Runs that ended, read before the requests so none of them is driven again.
+            for type in ["workflow.run.completed", "workflow.run.failed"] {
+                var after = start
+                while true {
+                    let page = try await readRuns(engine, type: type, after: after)
+                    ended.formUnion(page.runs)
+                    startupEnd = max(startupEnd, page.last)
+                    guard page.next > after, page.next < page.last else { break }
+                    after = page.next
+                }
+            }
+            cursor = start
+        }
+        /// New requests, while the queue has room; `ended` is only needed up to where the log
+        /// ended at the start (later requests are runs this service sees end).
         func readRequests() async throws {
             while queue.count < queueMax {
-                let page = try await readRuns(type: "workflow.run.requested", after: cursor)
+                let page = try await readRuns(engine, type: "workflow.run.requested", after: cursor)
                 for run in page.runs where !ended.contains(run) { queue.add(run) }
-                guard page.next > cursor else { return }
+                guard page.next > cursor else { break }
                 cursor = page.next
+                if page.next >= page.last { break }
             }
+            if cursor >= startupEnd { ended = [] }
         }
-        try await readRequests()
-        ended = []  // later requests are new runs; runs this service drives it sees end
+        try await retrying("reading the unfinished runs") { try await readRequests() }
         engine.log("engine \(engine.engineID): \(queue.count) unfinished runs in the log")
 
         enum Done: Sendable {
             case tick
+            case beat
             case drove(String, failed: Bool)
         }
         var failures: [String: Int] = [:]
@@ -63,6 +87,10 @@ public struct EngineService: Sendable {
             group.addTask {
                 try await Task.sleep(for: pollInterval)
                 return .tick
+            }
+            group.addTask {
+                try await Task.sleep(for: heartbeatTTL / 3)
+                return .beat
             }
             while !Task.isCancelled {
                 while active < runsMax, let run = queue.next() {
@@ -95,6 +123,12 @@ public struct EngineService: Sendable {
                         try await Task.sleep(for: pollInterval)
                         return .tick
                     }
+                case .beat?:
+                    group.addTask {
+                        do { try await beat.once() } catch { engine.log("heartbeat: \(error)") }
+                        try await Task.sleep(for: heartbeatTTL / 3)
+                        return .beat
+                    }
                 case .drove(let run, let failed)?:
                     active -= 1
                     queue.finished(run)
@@ -113,12 +147,50 @@ public struct EngineService: Sendable {
         }
     }
 
+    /// `body`, tried again after a failure (1 s doubling to 30 s) until it succeeds or the task
+    /// is cancelled.
+    func retrying(_ what: String, _ body: () async throws -> Void) async throws {
+        var pause = retryPause
+        while true {
+            do {
+                try await body()
+                return
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                engine.log("\(what): \(error); trying again in \(pause)")
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, retryPauseMax)
+            }
+        }
+    }
+
+    /// This engine's heartbeats, and the reading of everyone's.
+    final class Heartbeat: Sendable {
+        let engine: Engine
+        let liveness: Liveness
+        let ttl: Duration
+        let sequence = Atomic<UInt64>(0)
+
+        init(engine: Engine, liveness: Liveness, ttl: Duration) {
+            self.engine = engine
+            self.liveness = liveness
+            self.ttl = ttl
+        }
+
+        func once() async throws {
+            let n = sequence.add(1, ordering: .relaxed).newValue
+            try await engine.record([Liveness.heartbeat(engine: engine.engineID, sequence: n, ttl: ttl)])
+            try await liveness.refresh(engine.client)
+        }
+    }
+
     /// The run ids of one page of events of `type`.
-    func readRuns(type: String, after: UInt64) async throws -> (runs: [String], next: UInt64) {
+    func readRuns(_ engine: Engine, type: String, after: UInt64) async throws -> (runs: [String], next: UInt64, last: UInt64) {
         let bytes = try await engine.client.page(after: after, limit: Self.pageEventsMax, type: type)
         let page: (events: [RunEvents.Recorded], next: UInt64, last: UInt64)
         do { page = try RunEvents.page(bytes) } catch { throw Engine.EngineError.log("\(error)") }
-        return (page.events.compactMap { $0.payload["run"]?.stringValue }, page.next)
+        return (page.events.compactMap { $0.payload["run"]?.stringValue }, page.next, page.last)
     }
 
     /// Runs waiting to be driven, in the order requested, each once: a run already queued or

@@ -6,11 +6,16 @@ import NIOHTTP1
 /// Runs one `http` task attempt: the rendered request, its answer captured as the task's output
 /// (`status`, `content_type`, `body`: parsed when it is JSON, text otherwise), a status outside
 /// `expect` a failure. The answer's body is read up to a bound and cut beyond it, so a huge or
-/// endless answer cannot exhaust the engine.
-struct HTTPTask {
+/// endless answer cannot exhaust the engine; the caller bounds the whole exchange, body
+/// included, by the task's timeout (`Engine.within`).
+struct HTTPTask: Sendable {
     var method: String
     var url: String
-    var headers: [(String, String)]
+    var headers: [HeaderField]
+    struct HeaderField: Sendable {
+        var name: String
+        var value: String
+    }
     /// JSON text; sent with `Content-Type: application/json` unless a header says otherwise.
     var body: String?
     var expect: [Int]
@@ -30,15 +35,14 @@ struct HTTPTask {
         }
         var request = HTTPClientRequest(url: url)
         request.method = HTTPMethod(rawValue: method)
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        for header in headers { request.headers.add(name: header.name, value: header.value) }
         if let body {
             if !request.headers.contains(name: "Content-Type") { request.headers.add(name: "Content-Type", value: "application/json") }
             request.body = .bytes(ByteBuffer(string: body))
         }
-        let milliseconds = Engine.milliseconds(timeout)
-        let deadline = NIODeadline.now() + .milliseconds(milliseconds)
+        let deadline = NIODeadline.now() + .milliseconds(Engine.milliseconds(timeout))
         do {
-            let response = try await HTTPClient.shared.execute(request, deadline: deadline)
+            let response = try await Self.client.execute(request, deadline: deadline)
             var bytes: [UInt8] = []
             var truncated = false
             for try await chunk in response.body {
@@ -58,9 +62,18 @@ struct HTTPTask {
     }
 
     /// The answer as the task's output, or the failure an unexpected status is.
+    /// One client for every http task: redirects followed at most 5 times, no cycles; a
+    /// connection that cannot be made fails the attempt at once (the task's `retry` decides what
+    /// next), where AsyncHTTPClient would otherwise try again until the deadline.
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .follow(max: 5, allowCycles: false), timeout: .init(connect: .seconds(10)))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     func output(_ answer: Answer) throws(Engine.TaskFailure) -> WorkflowValue {
         let text = String(decoding: answer.body, as: UTF8.self)
-        var body: WorkflowValue = .text(answer.truncated ? "[output truncated] " + text : text)
+        var body: WorkflowValue = .text(Engine.capped(text, truncated: answer.truncated, keep: .head))
         if !answer.truncated, answer.contentType?.lowercased().contains("json") == true, let parsed = try? JSONText.parse(answer.body, depthMax: 56) {
             body = parsed
         }
@@ -73,7 +86,7 @@ struct HTTPTask {
             let expected = expect == Array(200...299) ? "2xx" : expect.map(String.init).joined(separator: ", ")
             throw Engine.TaskFailure(
                 message: "\(method) \(url.prefix(200)) answered \(answer.status) (expected \(expected))",
-                details: [(key: "status", value: .number(String(answer.status))), (key: "response", value: .text(String(text.suffix(4_096))))])
+                details: [(key: "status", value: .number(String(answer.status))), (key: "response", value: .text(String(text.prefix(4_096))))])
         }
         return output
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The events of a run (docs/WORKFLOWS.md, "Events"): their types, deterministic keys, streams,
 /// causes and payloads, and the way back from the log to `RunState` transitions. Every state
 /// change is one event whose key names it exactly, so a retried append is a duplicate and two
@@ -89,6 +91,16 @@ public enum RunEvents {
         public var payload: WorkflowValue
         /// When the server recorded it (Unix nanoseconds; 0 when not read from a page).
         public var timeUnixNano: Int64 = 0
+    }
+
+    /// A draft as the log holds it once recorded (its id unknown: 0; its time this engine's
+    /// clock unless given), applied by the engine that recorded it without reading it back.
+    public static func recorded(_ draft: Draft) -> Recorded {
+        recorded(draft, timeUnixNano: Int64(Date().timeIntervalSince1970 * 1e9))
+    }
+
+    public static func recorded(_ draft: Draft, timeUnixNano: Int64) -> Recorded {
+        Recorded(id: 0, type: draft.type, key: draft.key, payload: draft.payload, timeUnixNano: timeUnixNano)
     }
 
     /// The transition a recorded task event stands for (nil for run events and states the

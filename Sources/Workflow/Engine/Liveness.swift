@@ -1,0 +1,82 @@
+import BanyanClient
+import Synchronization
+
+/// Which engines are alive, read from their heartbeats in the log (docs/WORKFLOWS.md, "Several
+/// engines"). Each engine process (`EngineService`) records `workflow.engine.alive` every
+/// `ttl / 3`; an engine is alive while its latest heartbeat is less than `ttl` older than the
+/// newest heartbeat seen from any engine. Times are the server's (`time_unix_nano`), so the
+/// engines' own clocks never enter the decision.
+final class Liveness: Sendable {
+    let ttl: Duration
+    private struct State {
+        var last: [String: Int64] = [:]
+        var newest: Int64 = 0
+        var cursor: UInt64?
+    }
+
+    private let state = Mutex(State())
+
+    init(ttl: Duration) {
+        self.ttl = ttl
+    }
+
+    static let stream = "workflow_engines"
+    static let type = "workflow.engine.alive"
+    /// Heartbeats are looked for in this many ids before the log's end when an engine starts:
+    /// far more than a ttl's worth of events at any rate the server takes.
+    static let lookBackIDs: UInt64 = 5_000_000
+
+    static func heartbeat(engine: String, sequence: UInt64, ttl: Duration) -> RunEvents.Draft {
+        RunEvents.Draft(
+            type: type, key: "engine/\(engine)/alive/\(sequence)", stream: stream, parentKeys: [],
+            payload: .object([(key: "engine", value: .text(engine)), (key: "ttl_ms", value: .number(String(Engine.milliseconds(ttl))))]))
+    }
+
+    /// Whether `engine`'s latest heartbeat is within the ttl. An engine never seen is not alive.
+    func isAlive(_ engine: String?) -> Bool {
+        guard let engine else { return false }
+        return state.withLock { s in
+            guard let last = s.last[engine] else { return false }
+            return s.newest - last < Engine.milliseconds(ttl) * 1_000_000
+        }
+    }
+
+    func knows(_ engine: String) -> Bool {
+        state.withLock { $0.last[engine] != nil }
+    }
+
+    /// Reads the heartbeats recorded since the last call (the first call looks back
+    /// `lookBackIDs` ids).
+    func refresh(_ client: BanyanHTTPClient) async throws {
+        var after = state.withLock { $0.cursor } ?? 0
+        if state.withLock({ $0.cursor == nil }) {
+            let end = try RunEvents.page(try await client.page(after: UInt64.max >> 1, limit: 1)).last
+            after = end > Self.lookBackIDs ? end - Self.lookBackIDs : 0
+            // A pruned store holds nothing below its first id.
+            if let first = try JSONText.parse(try await client.get(path: "/v1/status"))["first_id"]?.intValue, first > 0 {
+                after = max(after, UInt64(first) - 1)
+            }
+        }
+        while true {
+            let page = try RunEvents.page(try await client.page(after: after, limit: 10_000, type: Self.type))
+            record(page.events)
+            guard page.next > after else { break }
+            after = page.next
+            if page.next >= page.last { break }
+        }
+        state.withLock { $0.cursor = after }
+    }
+
+    func record(_ events: [RunEvents.Recorded]) {
+        state.withLock { s in
+            for event in events {
+                guard let engine = event.payload["engine"]?.stringValue else { continue }
+                s.last[engine] = max(s.last[engine] ?? 0, event.timeUnixNano)
+                s.newest = max(s.newest, event.timeUnixNano)
+            }
+            // Engines gone for long are forgotten (each process has an id of its own).
+            let horizon = s.newest - Engine.milliseconds(ttl) * 100_000_000
+            if s.last.count > 1_000 { s.last = s.last.filter { $0.value >= horizon } }
+        }
+    }
+}
