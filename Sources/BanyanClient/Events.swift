@@ -33,6 +33,12 @@ extension BanyanHTTPClient {
         return try JSONDecoder().decode(AppendAnswer.self, from: Data(body)).results
     }
 
+    /// `append(batch:)` for a caller that needs only to know the batch is stored (the workflow
+    /// engine: its events have keys): the answer's body is not decoded.
+    public func appendStored(batch: [UInt8]) async throws {
+        _ = try await exchange(path: "/v1/events", method: .POST, headers: ["Content-Type": "application/json"], body: batch)
+    }
+
     /// `GET /v1/events/by-key/{key}`: the event's JSON, nil when no event has the key.
     public func event(key: String) async throws -> [UInt8]? {
         let escaped = key.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? key

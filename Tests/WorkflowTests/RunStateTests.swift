@@ -141,4 +141,24 @@ struct RunStateTests {
         #expect(first.retryDecision(for: "c") == .retry(attempt: 2, after: .seconds(1)))
         #expect(first.ready.isEmpty, "b is scheduled, c waits for its retry")
     }
+
+    @Test func aCompletedTaskStaysCompletedWhateverComesAfter() throws {
+        var run = RunState(definition: try Self.definition(Self.diamond), inputs: [:])
+        run.apply(.scheduled("a"))
+        run.apply(.started("a"))
+        run.apply(.completed("a", output: .number("1")))
+        // Another engine took the attempt for stopped and recorded its failure after the
+        // completion; then a late `scheduled`: neither moves the task back.
+        run.apply(.failed("a", error: "the engine stopped during this attempt"))
+        run.apply(.scheduled("a"))
+        run.apply(.completed("a", output: .number("2")))
+        #expect(run.tasks["a"]?.state == .completed && run.tasks["a"]?.attempts == 1)
+        #expect(run.context.outputs["a"] == .number("1"), "the first completion decides the output")
+        #expect(run.completionOrder == ["a"] && run.ready == ["b", "c"])
+        // `scheduled` after an attempt started is ignored too.
+        run.apply(.scheduled("b"))
+        run.apply(.started("b"))
+        run.apply(.scheduled("b"))
+        #expect(run.tasks["b"]?.state == .started)
+    }
 }

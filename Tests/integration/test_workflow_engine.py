@@ -206,15 +206,16 @@ tasks:
 def test_an_approval_waits_for_its_signal_across_an_engine_restart(server, engines, run_banyan, tmp_path):
     flow = tmp_path / "approval.yaml"
     flow.write_text(APPROVAL)
-    engine = engines(server.url)
+    engine = engines(server.url, "--heartbeat-ttl", "2s")
     r = run_banyan("workflow", "run", str(flow), "--server", server.url)
     run = r.stdout.strip()
     wait_until(lambda: by_key(server.url, f"run/{run}/task/approve/attempt/1/started") is not None, 30, "the approval to wait")
     time.sleep(0.5)
     assert run_state(server.url, run) == "running"
-    # The wait survives the engine: a new engine goes on waiting, without a failed attempt.
+    # The wait survives the engine: a new engine goes on waiting (once the first one's heartbeats
+    # are overdue), without a failed attempt.
     engine.kill9()
-    engines(server.url)
+    engines(server.url, "--heartbeat-ttl", "2s")
     # Signals for a run that does not exist, or with a bad name, are refused.
     r = run_banyan("workflow", "signal", "no-such-run", "approval", "--server", server.url)
     assert r.returncode == 1 and "no run no-such-run" in r.stderr, r.describe()
@@ -257,12 +258,15 @@ def wide(n: int, effects: Path, pause: str, attempts: int = 3) -> str:
 def test_two_engines_racing_record_each_transition_once_and_run_each_task_once(server, engines, run_banyan, tmp_path):
     effects = tmp_path / "effects"
     flow = tmp_path / "wide.yaml"
-    flow.write_text(wide(20, effects, "0.3", attempts=1))
+    flow.write_text(wide(20, effects, "0.5", attempts=1))
     first = engines(server.url)
     runs = [run_banyan("workflow", "run", str(flow), "--server", server.url).stdout.strip() for _ in range(3)]
     # The second engine joins while the first runs attempts of every run: it must leave them alone.
     wait_until(lambda: all(by_key(server.url, f"run/{run}/task/t00/attempt/1/started") for run in runs), 30, "the first engine to claim")
     second = engines(server.url)
+    alive = lambda: {e["payload"]["engine"] for e in requests.get(server.url + "/v1/events", params={"type": "workflow.engine.alive", "limit": 1000}, timeout=10).json()["events"]}
+    wait_until(lambda: len(alive()) == 2, 30, "the second engine's first heartbeat")
+    assert any(run_state(server.url, run) == "running" for run in runs), "the second engine joined while runs were still running"
     for run in runs:
         wait_until(lambda: run_state(server.url, run) != "running", 60, f"run {run} to end")
     claims = Counter()

@@ -6,7 +6,8 @@ import Synchronization
 /// next one (at most `batchEventsMax` events and `batchBytesMax` bytes), with at most
 /// `inFlightMax` batches in flight. One request, and one durable write on the server, then
 /// carries the transitions of many runs. A batch the server refuses for a conflicting key (409)
-/// is recorded again call by call, so each caller learns which of its own keys were refused.
+/// or a bad event (400, 413) is split in halves down to the callers concerned, so each learns
+/// which of its own keys were refused and one bad event fails only its own caller.
 final class Appender: Sendable {
     static let batchEventsMax = 1_000
     static let batchBytesMax = 4 << 20
@@ -76,10 +77,17 @@ final class Appender: Sendable {
     }
 
     private func send(_ batch: [Pending]) async {
+        await deliver(batch[...])
+    }
+
+    /// Sends callers' drafts as one batch. One refused key (409), or one bad event (400, 413),
+    /// sinks the whole batch: then the halves are sent apart, down to the callers whose own
+    /// drafts are refused, so the others' events still go out in few requests.
+    private func deliver(_ group: ArraySlice<Pending>) async {
         var body = "["
-        body.reserveCapacity(batch.reduce(2) { $0 + $1.bytes })
+        body.reserveCapacity(group.reduce(2) { $0 + $1.bytes })
         var first = true
-        for pending in batch {
+        for pending in group {
             for json in pending.json {
                 if !first { body += "," }
                 first = false
@@ -89,18 +97,20 @@ final class Appender: Sendable {
         body += "]"
         do {
             try await send(Array(body.utf8))
-            for pending in batch { pending.continuation.resume(returning: .success([])) }
+            for pending in group { pending.continuation.resume(returning: .success([])) }
+        } catch let error as BanyanClientError where [400, 409, 413].contains(error.status) && group.count > 1 {
+            let middle = group.startIndex + group.count / 2
+            await deliver(group[..<middle])
+            await deliver(group[middle...])
         } catch let error as BanyanClientError where error.status == 409 {
-            // One key refused sinks the whole batch: record each caller's drafts alone, then event by event.
-            for pending in batch {
-                do {
-                    pending.continuation.resume(returning: .success(try await alone(pending.drafts)))
-                } catch {
-                    pending.continuation.resume(returning: .failure(error))
-                }
+            let pending = group[group.startIndex]
+            do {
+                pending.continuation.resume(returning: .success(try await alone(pending.drafts)))
+            } catch {
+                pending.continuation.resume(returning: .failure(error))
             }
         } catch {
-            for pending in batch { pending.continuation.resume(returning: .failure(error)) }
+            for pending in group { pending.continuation.resume(returning: .failure(error)) }
         }
     }
 

@@ -143,6 +143,8 @@ public struct Engine: Sendable {
         var reader = RunReader(client: client, run: run)
         let (id, initial) = try await reader.load()
         let definition = initial.definition
+        let taskIDs = definition.tasks.map(\.id)
+        let taskIndex = Dictionary(taskIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         var state = initial
         var keys = Keys()
         var finished: Set<String> = []  // run-level events already recorded
@@ -164,6 +166,7 @@ public struct Engine: Sendable {
             var recovered = false
             var inherited: Set<String> = []  // recorded before this engine drove the run
             var mustRead = true
+            var ticking = false  // a poll-interval child is pending
             /// Records `drafts` and applies what the log took; false if it refused any.
             func recordApplying(_ drafts: [RunEvents.Draft]) async throws -> Bool {
                 let refused = try await record(drafts)
@@ -187,7 +190,9 @@ public struct Engine: Sendable {
                 }
                 // Attempts another engine claimed and will never finish: it stopped.
                 var drafts: [RunEvents.Draft] = []
-                for task in definition.tasks where state.tasks[task.id]?.state == .started && !running.contains(task.id) {
+                // (By index: a whole TaskSpec is copied only for the tasks that pass.)
+                for i in taskIDs.indices where state.tasks[taskIDs[i]]?.state == .started && !running.contains(taskIDs[i]) {
+                    let task = definition.tasks[i]
                     let attempt = state.tasks[task.id]?.attempts ?? 1
                     guard try await stopped(claimant: keys.claimant[task.id], key: RunEvents.taskKey(id.run, task.id, attempt: attempt, .started), inherited: inherited) else { continue }
                     if task.kind.waits, let started = keys.startedAt[task.id] {
@@ -195,8 +200,9 @@ public struct Engine: Sendable {
                         // restart; a wait for a signal goes on waiting, within its timeout.
                         running.insert(task.id)
                         let snapshot = state
+                        let signal = keys.signal(for: task)
                         group.addTask {
-                            try await self.attempt(id, task, attempt: attempt, cause: nil, state: snapshot, resumedStartedAt: started)
+                            try await self.attempt(id, task, attempt: attempt, cause: nil, state: snapshot, resumedStartedAt: started, signal: signal)
                         }
                         continue
                     }
@@ -209,8 +215,9 @@ public struct Engine: Sendable {
                     _ = try await recordApplying(drafts)
                     continue
                 }
-                let outcome = state.outcome
-                if let outcome {
+                var outcome = state.outcome
+                if outcome == nil { stop.clear() }
+                if outcome != nil {
                     // Retries still sleeping through their backoff give up; running attempts finish.
                     stop.set()
                     if running.isEmpty {
@@ -219,7 +226,15 @@ public struct Engine: Sendable {
                             mustRead = true
                             continue
                         }
-                        if try await finish(id, state, outcome, keys: keys, inherited: inherited, finished: finished) { return outcome }
+                        var decided = (state: state, keys: keys)
+                        if case .failed? = outcome {
+                            // Compensations go latest completion first as the log orders them:
+                            // the run folded again from a whole read.
+                            decided = try await refold(run)
+                            outcome = decided.state.outcome ?? outcome
+                        }
+                        group.cancelAll()  // a pending tick
+                        if try await finish(id, decided.state, outcome!, keys: decided.keys, inherited: inherited, finished: finished) { return outcome! }
                         // Another engine compensates: read on until it is done, or stops.
                         try await Task.sleep(for: pollInterval)
                         mustRead = true
@@ -227,44 +242,50 @@ public struct Engine: Sendable {
                     }
                 }
                 // Failed attempts with retries left: the pause, then the next attempt.
-                for task in definition.tasks where outcome == nil && running.count < limit && !running.contains(task.id) && state.tasks[task.id]?.state == .failed {
+                for i in taskIDs.indices where outcome == nil && running.count < limit && !running.contains(taskIDs[i]) && state.tasks[taskIDs[i]]?.state == .failed {
+                    let task = definition.tasks[i]
                     guard case .retry(let attempt, let pause) = state.retryDecision(for: task.id) else { continue }
                     running.insert(task.id)
                     let failedKey = keys.latest(task.id)
                     let jittered = task.retry.jitter ? pause * Double.random(in: 0.5...1.0) : pause
                     let snapshot = state
+                    let signal = keys.signal(for: task)
                     group.addTask {
                         try await Task.sleep(for: jittered)
                         guard !stop.isSet else { return Step(task: task.id) }
                         let retrying = RunEvents.task(id, task.id, attempt: attempt, .retrying, causes: failedKey.map { [$0] } ?? [])
                         guard try await self.record([retrying]).isEmpty else { return Step(task: task.id, refused: true) }
-                        var step = try await self.attempt(id, task, attempt: attempt, cause: retrying.key, state: snapshot)
+                        var step = try await self.attempt(id, task, attempt: attempt, cause: retrying.key, state: snapshot, signal: signal)
                         step.recorded.insert(RunEvents.recorded(retrying), at: 0)
                         return step
                     }
                 }
                 // Scheduled or retrying, not started (the engine stopped in between): start the attempt.
-                for task in definition.tasks where outcome == nil && running.count < limit && !running.contains(task.id) {
-                    let p = state.tasks[task.id]
+                for i in taskIDs.indices where outcome == nil && running.count < limit && !running.contains(taskIDs[i]) {
+                    let p = state.tasks[taskIDs[i]]
                     guard p?.state == .scheduled || p?.state == .retrying else { continue }
+                    let task = definition.tasks[i]
                     let attempt = (p?.attempts ?? 0) + 1
                     running.insert(task.id)
                     let cause = RunEvents.taskKey(id.run, task.id, attempt: attempt, p?.state == .scheduled ? .scheduled : .retrying)
                     let snapshot = state
+                    let signal = keys.signal(for: task)
                     group.addTask {
-                        try await self.attempt(id, task, attempt: attempt, cause: cause, state: snapshot)
+                        try await self.attempt(id, task, attempt: attempt, cause: cause, state: snapshot, signal: signal)
                     }
                 }
                 // The ready tasks: each attempt records its `scheduled` with its claim, in one append.
                 for taskID in state.ready where !running.contains(taskID) && running.count < limit {
-                    guard let task = definition.task(taskID) else { continue }
+                    guard let i = taskIndex[taskID] else { continue }
+                    let task = definition.tasks[i]
                     // Its causes: what completed (or, for `event:x.failed`, failed) so that it could start.
                     let causes = Array(([RunEvents.runKey(id.run, "requested")] + task.dependencies.sorted().compactMap { keys.completed[$0] ?? keys.latest($0) }).prefix(Self.causesMax))
                     let scheduled = RunEvents.task(id, taskID, attempt: 1, .scheduled, causes: causes)
                     running.insert(taskID)
                     let snapshot = state
+                    let signal = keys.signal(for: task)
                     group.addTask {
-                        try await self.attempt(id, task, attempt: 1, cause: scheduled.key, state: snapshot, scheduling: scheduled)
+                        try await self.attempt(id, task, attempt: 1, cause: scheduled.key, state: snapshot, scheduling: scheduled, signal: signal)
                     }
                 }
                 if running.isEmpty {
@@ -275,13 +296,38 @@ public struct Engine: Sendable {
                     }
                     continue
                 }
+                // Attempts another engine holds: read the run every poll interval meanwhile, to
+                // take them over if that engine stops, and to go on with what they make ready.
+                if !ticking, state.outcome == nil,
+                    taskIDs.contains(where: { state.tasks[$0]?.state == .started && !running.contains($0) })
+                {
+                    ticking = true
+                    group.addTask {
+                        try? await Task.sleep(for: self.pollInterval)
+                        return Step(task: "", refused: true)
+                    }
+                }
                 if let step = try await group.next() {
+                    if step.task.isEmpty { ticking = false }
                     running.remove(step.task)
                     apply(step.recorded)
                     if step.refused { mustRead = true }
                 }
             }
         }
+    }
+
+    /// The run folded from a whole read of its stream, in log order.
+    private func refold(_ run: String) async throws -> (state: RunState, keys: Keys) {
+        var reader = RunReader(client: client, run: run)
+        var (_, state) = try await reader.load()
+        var keys = Keys()
+        for event in try await reader.next() {
+            keys.note(event)
+            if let t = RunEvents.transition(event) { state.apply(t) }
+        }
+        state.settle()
+        return (state, keys)
     }
 
     /// Whether the engine that claimed an attempt or a compensation (`key`) has stopped: its
@@ -306,12 +352,14 @@ public struct Engine: Sendable {
     /// `scheduling`: the task's `scheduled` event, recorded in the same append as the claim, once
     /// the attempt has its permit (one durable write from "ready" to "started").
     private func attempt(
-        _ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, cause: String?, state: RunState, resumedStartedAt: Int64? = nil, scheduling: RunEvents.Draft? = nil
+        _ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, cause: String?, state: RunState, resumedStartedAt: Int64? = nil, scheduling: RunEvents.Draft? = nil,
+        signal: WorkflowValue? = nil
     ) async throws -> Step {
         let startedKey = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
         var step = Step(task: task.id)
         // The permit first, then the claim: an attempt waiting for a permit is not `started`.
-        let claimedAndDone = { () async throws -> (claim: [RunEvents.Draft], startedUnixNano: Int64, result: Swift.Result<TaskResult, TaskFailure>)? in
+        let claimedAndDone = { () async throws -> (claim: [RunEvents.Draft], partlyRefused: Bool, startedUnixNano: Int64, result: Swift.Result<TaskResult, TaskFailure>)? in
+            var partlyRefused = false
             var claim: [RunEvents.Draft] = []
             if resumedStartedAt == nil {
                 let draft = RunEvents.task(id, task.id, attempt: attempt, .started, causes: cause.map { [$0] } ?? [], extra: [(key: "engine", value: .text(self.engineID))])
@@ -321,25 +369,27 @@ public struct Engine: Sendable {
                 let refused = try await self.record(claim)
                 guard !refused.contains(draft.key) else { return nil }
                 claim.removeAll { refused.contains($0.key) }
+                partlyRefused = !refused.isEmpty
             }
             let startedUnixNano = resumedStartedAt ?? Self.nowUnixNano()
             do {
-                let done = try await self.execute(task, id: id, attempt: attempt, context: state.context, startedUnixNano: startedUnixNano)
+                let done = try await self.execute(task, id: id, attempt: attempt, context: state.context, startedUnixNano: startedUnixNano, signal: signal)
                 // Every output within the limit, whatever produced it: an event must fit the server's payload limit.
                 let bytes = done.output.json.utf8.count
                 guard bytes <= Self.outputBytesMax else {
                     throw TaskFailure(message: "its output is \(bytes) bytes as JSON, over the \(Self.outputBytesMax)-byte limit")
                 }
-                return (claim, startedUnixNano, .success(done))
+                return (claim, partlyRefused, startedUnixNano, .success(done))
             } catch let failure as TaskFailure {
-                return (claim, startedUnixNano, .failure(failure))
+                return (claim, partlyRefused, startedUnixNano, .failure(failure))
             }
         }
-        guard let (claim, startedUnixNano, result) = try await (task.kind.waits ? claimedAndDone() : permits.holding(claimedAndDone)) else {
+        guard let (claim, partlyRefused, startedUnixNano, result) = try await (task.kind.waits ? claimedAndDone() : permits.holding(claimedAndDone)) else {
             step.refused = true  // another engine's attempt
             return step
         }
         step.recorded += claim.map { RunEvents.recorded($0, timeUnixNano: startedUnixNano) }
+        step.refused = partlyRefused
         let ms = WorkflowValue.number(String((Self.nowUnixNano() - startedUnixNano) / 1_000_000))
         let outcome: RunEvents.Draft
         switch result {
@@ -349,7 +399,10 @@ public struct Engine: Sendable {
                 id, task.id, attempt: attempt, .completed, causes: [startedKey] + done.causes, extra: [(key: "output", value: done.output), (key: "duration_ms", value: ms)])
         case .failure(let failure):
             log("\(task.id): failed (attempt \(attempt)): \(failure.message)")
-            outcome = RunEvents.task(id, task.id, attempt: attempt, .failed, causes: [startedKey], extra: [(key: "error", value: .text(failure.message)), (key: "duration_ms", value: ms)] + failure.details)
+            // Errors are kept to 4 KiB (a thrown error's description can be anything).
+            outcome = RunEvents.task(
+                id, task.id, attempt: attempt, .failed, causes: [startedKey],
+                extra: [(key: "error", value: .text(String(failure.message.utf8.prefix(4_096)) ?? String(failure.message.prefix(1_024)))), (key: "duration_ms", value: ms)] + failure.details)
         }
         if try await record([outcome]).isEmpty {
             step.recorded.append(RunEvents.recorded(outcome))
@@ -374,7 +427,9 @@ public struct Engine: Sendable {
     }
 
     /// The task's work; its output, or why it failed.
-    private func execute(_ task: TaskSpec, id: RunEvents.RunID, attempt: Int, context: RunContext, startedUnixNano: Int64) async throws -> TaskResult {
+    /// `signal`: for a `wait_for_signal` task, the payload of its signal when the run's events
+    /// already hold it (no look-up, no wait).
+    private func execute(_ task: TaskSpec, id: RunEvents.RunID, attempt: Int, context: RunContext, startedUnixNano: Int64, signal known: WorkflowValue? = nil) async throws -> TaskResult {
         func render(_ v: WorkflowValue) throws -> WorkflowValue {
             do { return try v.rendered(in: context) } catch { throw TaskFailure(message: "\(error)") }
         }
@@ -429,6 +484,7 @@ public struct Engine: Sendable {
             return TaskResult(output: .object([(key: "slept_ms", value: .number(String(Self.milliseconds(duration))))]))
         case .waitForSignal(let name):
             let key = RunEvents.signalKey(id.run, name)
+            if let known { return TaskResult(output: known, causes: [key]) }
             let deadline = task.timeout.map { startedUnixNano + Self.milliseconds($0) * 1_000_000 }
             guard let signal = try await signals.wait(for: key, deadlineUnixNano: deadline) else {
                 try Task.checkCancellation()
@@ -486,6 +542,7 @@ public struct Engine: Sendable {
                     c.resume(with: outcome)
                 }
                 race.work.withLock { $0 = work }
+                if Task.isCancelled { work.cancel() }  // cancelled before the handler could see it
                 let timer = Task {
                     try? await Task.sleep(for: timeout)
                     guard race.claim() else { return }
@@ -604,7 +661,7 @@ public struct Engine: Sendable {
         var pause = Duration.milliseconds(50)
         for attempt in 1...appendTries {
             do {
-                _ = try await client.append(batch: body)
+                try await client.appendStored(batch: body)
                 return
             } catch let error as BanyanClientError where (error.status == 0 || error.status == 503) && attempt < appendTries {
                 log("append failed (\(error)); trying again in \(pause)")
@@ -618,6 +675,7 @@ public struct Engine: Sendable {
     final class StopFlag: Sendable {
         private let flag = Atomic(false)
         func set() { flag.store(true, ordering: .releasing) }
+        func clear() { flag.store(false, ordering: .releasing) }
         var isSet: Bool { flag.load(ordering: .acquiring) }
     }
 
@@ -629,12 +687,17 @@ public struct Engine: Sendable {
         var all: Set<String> = []
         /// When each task's latest attempt started (Unix nanoseconds).
         var startedAt: [String: Int64] = [:]
+        /// The signals the run has received: their payloads, by name.
+        var signals: [String: WorkflowValue] = [:]
         /// The engine that claimed each task's latest attempt, and each compensation.
         var claimant: [String: String] = [:]
         var compensationClaimant: [String: String] = [:]
 
         mutating func note(_ event: RunEvents.Recorded) {
             if let key = event.key { all.insert(key) }
+            if event.type == "workflow.run.signaled", let name = event.payload["signal"]?.stringValue {
+                signals[name] = event.payload["payload"] ?? .null
+            }
             guard let key = event.key, let task = event.payload["task"]?.stringValue, event.type.hasPrefix("workflow.task.") else { return }
             if event.payload["compensation"] != nil {
                 if event.type == "workflow.task.compensating" { compensationClaimant[task] = event.payload["engine"]?.stringValue }
@@ -649,6 +712,11 @@ public struct Engine: Sendable {
         }
 
         func latest(_ task: String) -> String? { last[task] }
+
+        /// The payload of the signal a `wait_for_signal` task waits for, if the run has it.
+        func signal(for task: TaskSpec) -> WorkflowValue? {
+            if case .waitForSignal(let name) = task.kind { signals[name] } else { nil }
+        }
     }
 }
 
@@ -680,6 +748,9 @@ struct RunReader {
     /// request recorded.
     mutating func load() async throws -> (RunEvents.RunID, RunState) {
         guard let request = try await request() else { throw Engine.EngineError.unknownRun(run) }
+        // The request is the run's first event: its stream is read from there, not from the
+        // start of the log.
+        if request.id > 0 { after = max(after, request.id - 1) }
         let definition: WorkflowDefinition
         do { definition = try Self.definitions.parse(request.payload["definition"]?.stringValue ?? "") } catch { throw Engine.EngineError.definition(error) }
         var inputs: [String: WorkflowValue] = [:]
@@ -693,7 +764,9 @@ struct RunReader {
         let value: WorkflowValue
         do { value = try JSONText.parse(bytes) } catch { throw Engine.EngineError.log("\(error)") }
         guard let type = value["type"]?.stringValue, type == "workflow.run.requested" else { return nil }
-        return RunEvents.Recorded(id: 0, type: type, key: value["key"]?.stringValue, payload: value["payload"] ?? .null)
+        var id: UInt64 = 0
+        if case .number(let n)? = value["id"] { id = UInt64(n) ?? 0 }
+        return RunEvents.Recorded(id: id, type: type, key: value["key"]?.stringValue, payload: value["payload"] ?? .null)
     }
 
     /// The run's events appended since the last call, in log order.

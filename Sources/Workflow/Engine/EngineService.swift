@@ -178,9 +178,14 @@ public struct EngineService: Sendable {
             self.ttl = ttl
         }
 
+        let incarnation = Engine.newRunID()
+
+        /// Straight to the server, not through the shared batches: a heartbeat must not wait
+        /// behind other runs' appends.
         func once() async throws {
             let n = sequence.add(1, ordering: .relaxed).newValue
-            try await engine.record([Liveness.heartbeat(engine: engine.engineID, sequence: n, ttl: ttl)])
+            let draft = Liveness.heartbeat(engine: engine.engineID, incarnation: incarnation, sequence: n, ttl: ttl)
+            try await engine.append(Array(WorkflowValue.array([draft.json]).json.utf8))
             try await liveness.refresh(engine.client)
         }
     }

@@ -3,13 +3,15 @@ import Synchronization
 
 /// Which engines are alive, read from their heartbeats in the log (docs/WORKFLOWS.md, "Several
 /// engines"). Each engine process (`EngineService`) records `workflow.engine.alive` every
-/// `ttl / 3`; an engine is alive while its latest heartbeat is less than `ttl` older than the
-/// newest heartbeat seen from any engine. Times are the server's (`time_unix_nano`), so the
-/// engines' own clocks never enter the decision.
+/// `ttl / 3`; an engine is alive while its latest heartbeat is less than its own `ttl` (the
+/// `ttl_ms` its heartbeats carry) older than the newest heartbeat seen from any engine. Times are
+/// the server's (`time_unix_nano`), so the engines' own clocks never enter the decision.
 final class Liveness: Sendable {
     let ttl: Duration
     private struct State {
         var last: [String: Int64] = [:]
+        /// Each engine's own ttl, in nanoseconds, from its heartbeats.
+        var ttl: [String: Int64] = [:]
         var newest: Int64 = 0
         var cursor: UInt64?
     }
@@ -26,9 +28,11 @@ final class Liveness: Sendable {
     /// far more than a ttl's worth of events at any rate the server takes.
     static let lookBackIDs: UInt64 = 5_000_000
 
-    static func heartbeat(engine: String, sequence: UInt64, ttl: Duration) -> RunEvents.Draft {
+    /// `incarnation`: random per process, so an engine restarted under the same name records new
+    /// heartbeats, not duplicates of its earlier ones.
+    static func heartbeat(engine: String, incarnation: String, sequence: UInt64, ttl: Duration) -> RunEvents.Draft {
         RunEvents.Draft(
-            type: type, key: "engine/\(engine)/alive/\(sequence)", stream: stream, parentKeys: [],
+            type: type, key: "engine/\(engine)/alive/\(incarnation)/\(sequence)", stream: stream, parentKeys: [],
             payload: .object([(key: "engine", value: .text(engine)), (key: "ttl_ms", value: .number(String(Engine.milliseconds(ttl))))]))
     }
 
@@ -37,7 +41,7 @@ final class Liveness: Sendable {
         guard let engine else { return false }
         return state.withLock { s in
             guard let last = s.last[engine] else { return false }
-            return s.newest - last < Engine.milliseconds(ttl) * 1_000_000
+            return s.newest - last < s.ttl[engine] ?? Engine.milliseconds(ttl) * 1_000_000
         }
     }
 
@@ -72,11 +76,15 @@ final class Liveness: Sendable {
             for event in events {
                 guard let engine = event.payload["engine"]?.stringValue else { continue }
                 s.last[engine] = max(s.last[engine] ?? 0, event.timeUnixNano)
+                if let ms = event.payload["ttl_ms"]?.intValue, ms > 0 { s.ttl[engine] = Int64(ms) * 1_000_000 }
                 s.newest = max(s.newest, event.timeUnixNano)
             }
             // Engines gone for long are forgotten (each process has an id of its own).
             let horizon = s.newest - Engine.milliseconds(ttl) * 100_000_000
-            if s.last.count > 1_000 { s.last = s.last.filter { $0.value >= horizon } }
+            if s.last.count > 1_000 {
+                s.last = s.last.filter { $0.value >= horizon }
+                s.ttl = s.ttl.filter { s.last[$0.key] != nil }
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ final class SignalWatcher: Sendable {
         var reading = false
         /// Where the reader goes on from (nil: not started yet).
         var cursor: UInt64?
+        var timers: [UInt64: Task<Void, Never>] = [:]
     }
 
     private let state = Mutex(State())
@@ -57,16 +58,20 @@ final class SignalWatcher: Sendable {
                     if let found = try? await self.lookUp(key) { self.deliver(key, found) }
                 }
                 if let deadlineUnixNano {
-                    Task {
+                    let timer = Task {
                         let remaining = deadlineUnixNano - Engine.nowUnixNano()
                         if remaining > 0 { try? await Task.sleep(for: .nanoseconds(remaining)) }
+                        guard !Task.isCancelled else { return }
                         self.resume(key, token, nil)
                     }
+                    state.withLock { $0.timers[token] = timer }
                 }
             }
         } onCancel: {
             self.resume(key, token, nil)
         }
+        // No sleeper left behind once the wait is over.
+        state.withLock { $0.timers.removeValue(forKey: token) }?.cancel()
         return result
     }
 
@@ -123,10 +128,17 @@ final class SignalWatcher: Sendable {
                 return s.cursor
             }
             guard let cursor else { return }
+            // To the log's end each time: after a quiet stretch the cursor may be far behind.
+            var after = cursor
             do {
-                let page = try RunEvents.page(try await client.page(after: cursor, limit: 1_000, type: "workflow.run.signaled"))
-                for event in page.events { if let key = event.key { deliver(key, event.payload) } }
-                state.withLock { $0.cursor = max($0.cursor ?? 0, page.next) }
+                while true {
+                    let page = try RunEvents.page(try await client.page(after: after, limit: 1_000, type: "workflow.run.signaled"))
+                    for event in page.events { if let key = event.key { deliver(key, event.payload) } }
+                    let next = page.next
+                    state.withLock { $0.cursor = max($0.cursor ?? 0, next) }
+                    guard next > after, next < page.last else { break }
+                    after = next
+                }
             } catch {
                 log("reading signals: \(error)")
             }

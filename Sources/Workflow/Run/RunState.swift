@@ -4,8 +4,9 @@
 /// I/O, so replaying the same events gives the same decisions on any engine.
 public struct RunState: Sendable {
     public let definition: WorkflowDefinition
-    /// The tasks by id (the definition's list, indexed: decisions look tasks up constantly).
-    private let byID: [String: TaskSpec]
+    /// What decisions read of each task, by its index in the definition, so they neither look
+    /// tasks up by name nor copy whole `TaskSpec`s (an engine decides after every transition).
+    private let plan: Plan
     public private(set) var context: RunContext
     public private(set) var tasks: [String: Progress]
     /// Completed tasks, in completion order (compensation runs them backwards).
@@ -46,9 +47,35 @@ public struct RunState: Sendable {
         case giveUp
     }
 
+    private struct Plan: Sendable {
+        var index: [String: Int] = [:]
+        var ids: [String] = []
+        var needs: [[String]] = []
+        var dependencies: [Set<String>] = []
+        var startWhen: [Condition?] = []
+        var failsRun: [Bool] = []
+        var maxAttempts: [Int] = []
+        var compensates: [Bool] = []
+        var retry: [RetryPolicy] = []
+
+        init(_ tasks: [TaskSpec]) {
+            for task in tasks where index[task.id] == nil {
+                index[task.id] = ids.count
+                ids.append(task.id)
+                needs.append(task.needs)
+                dependencies.append(task.dependencies)
+                startWhen.append(task.startWhen)
+                failsRun.append(task.onFailure == .fail)
+                maxAttempts.append(task.retry.maxAttempts)
+                compensates.append(task.compensate != nil)
+                retry.append(task.retry)
+            }
+        }
+    }
+
     public init(definition: WorkflowDefinition, inputs: [String: WorkflowValue]) {
         self.definition = definition
-        byID = Dictionary(definition.tasks.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        plan = Plan(definition.tasks)
         var values: [String: WorkflowValue] = [:]
         for input in definition.inputs { values[input.name] = inputs[input.name] ?? input.defaultValue }
         context = RunContext(inputs: values)
@@ -56,8 +83,26 @@ public struct RunState: Sendable {
     }
 
     /// Records a transition. Ones for unknown tasks are ignored (a definition's version decides
-    /// its tasks; the engine never records those).
+    /// its tasks; the engine never records those). A completed or cancelled task stays so (the
+    /// first completion decides, also when an engine that took over an attempt for stopped records
+    /// its failure later), and `scheduled` after a task has moved on is ignored: so engines that
+    /// apply transitions in different orders still agree.
     public mutating func apply(_ transition: Transition) {
+        let id: String
+        switch transition {
+        case .scheduled(let t), .started(let t), .retrying(let t), .cancelled(let t): id = t
+        case .completed(let t, _), .failed(let t, _): id = t
+        }
+        guard let current = tasks[id]?.state else {
+            applyInOrder(transition)
+            return
+        }
+        if current == .completed || current == .cancelled { return }
+        if case .scheduled = transition { return }
+        applyInOrder(transition)
+    }
+
+    private mutating func applyInOrder(_ transition: Transition) {
         switch transition {
         case .scheduled(let id): note(id, .scheduled)
         case .started(let id):
@@ -84,8 +129,8 @@ public struct RunState: Sendable {
 
     /// Failed with no attempt left.
     public func failedForGood(_ id: String) -> Bool {
-        guard let p = tasks[id], let task = byID[id] else { return false }
-        return p.state == .failed && p.attempts >= task.retry.maxAttempts
+        guard let p = tasks[id], let i = plan.index[id] else { return false }
+        return p.state == .failed && p.attempts >= plan.maxAttempts[i]
     }
 
     /// Completed, skipped, cancelled or failed for good: nothing more will happen to it.
@@ -97,9 +142,9 @@ public struct RunState: Sendable {
     /// After a failed attempt: the next attempt and its pause (backoff without jitter; the
     /// engine adds jitter), or give up.
     public func retryDecision(for id: String) -> RetryDecision {
-        guard let p = tasks[id], let task = byID[id], p.state == .failed else { return .giveUp }
-        guard p.attempts < task.retry.maxAttempts else { return .giveUp }
-        return .retry(attempt: p.attempts + 1, after: task.retry.backoff(before: p.attempts + 1))
+        guard let p = tasks[id], let i = plan.index[id], p.state == .failed else { return .giveUp }
+        guard p.attempts < plan.maxAttempts[i] else { return .giveUp }
+        return .retry(attempt: p.attempts + 1, after: plan.retry[i].backoff(before: p.attempts + 1))
     }
 
     /// Marks the tasks that can never run as skipped, to a fixed point: those needing a task that
@@ -109,20 +154,21 @@ public struct RunState: Sendable {
         var changed = true
         while changed {
             changed = false
-            for task in definition.tasks where tasks[task.id]?.state == nil && tasks[task.id]?.skipped == nil {
+            for i in plan.ids.indices where tasks[plan.ids[i]]?.state == nil && tasks[plan.ids[i]]?.skipped == nil {
+                let id = plan.ids[i]
                 var reason: String?
-                for need in task.needs where need != task.id {
+                for need in plan.needs[i] where need != id {
                     let p = tasks[need]
                     if p?.skipped != nil { reason = "\(need) was skipped" }
                     else if p?.state == .cancelled { reason = "\(need) was cancelled" }
                     else if failedForGood(need) { reason = "\(need) failed" }
                     if reason != nil { break }
                 }
-                if reason == nil, let condition = task.startWhen, task.dependencies.allSatisfy(isDone), !condition.holds(in: context) {
+                if reason == nil, let condition = plan.startWhen[i], plan.dependencies[i].allSatisfy(isDone), !condition.holds(in: context) {
                     reason = "its start_when does not hold and can no longer change"
                 }
                 if let reason {
-                    tasks[task.id]?.skipped = reason
+                    tasks[id]?.skipped = reason
                     changed = true
                 }
             }
@@ -133,26 +179,26 @@ public struct RunState: Sendable {
     /// task they need completed, their `start_when` holds. None once the run has an outcome.
     public var ready: [String] {
         guard outcome == nil else { return [] }
-        return definition.tasks.compactMap { task in
-            guard let p = tasks[task.id], p.state == nil, p.skipped == nil else { return nil }
-            guard task.needs.allSatisfy({ tasks[$0]?.state == .completed }) else { return nil }
-            if let condition = task.startWhen, !condition.holds(in: context) { return nil }
-            return task.id
+        return plan.ids.indices.compactMap { i in
+            guard let p = tasks[plan.ids[i]], p.state == nil, p.skipped == nil else { return nil }
+            guard plan.needs[i].allSatisfy({ tasks[$0]?.state == .completed }) else { return nil }
+            if let condition = plan.startWhen[i], !condition.holds(in: context) { return nil }
+            return plan.ids[i]
         }
     }
 
     /// How the run ends, once it does: failed as soon as a task fails for good under
     /// `on_failure: fail`; completed when every task is done.
     public var outcome: Outcome? {
-        for task in definition.tasks where task.onFailure == .fail && failedForGood(task.id) {
-            return .failed(task: task.id, error: tasks[task.id]?.error ?? "failed")
+        for i in plan.ids.indices where plan.failsRun[i] && failedForGood(plan.ids[i]) {
+            return .failed(task: plan.ids[i], error: tasks[plan.ids[i]]?.error ?? "failed")
         }
-        return definition.tasks.allSatisfy({ isDone($0.id) }) ? .completed : nil
+        return plan.ids.allSatisfy(isDone) ? .completed : nil
     }
 
     /// The completed tasks that have a `compensate` step, latest completion first (SAGA order).
     public var compensationOrder: [String] {
-        completionOrder.reversed().filter { byID[$0]?.compensate != nil }
+        completionOrder.reversed().filter { plan.index[$0].map { plan.compensates[$0] } ?? false }
     }
 }
 
