@@ -20,6 +20,19 @@ extension Banyan {
             return text
         }
 
+        /// The definitions `text`'s sub_workflow tasks name, and theirs: `<name>.yaml` (or `.yml`)
+        /// beside `file`.
+        static func children(of text: String, beside file: String) throws -> [String: String] {
+            let directory = URL(fileURLWithPath: file).deletingLastPathComponent()
+            return try Engine.children(of: text) { name in
+                for ext in ["yaml", "yml"] {
+                    let path = directory.appendingPathComponent("\(name).\(ext)").path
+                    if FileManager.default.fileExists(atPath: path) { return try read(path) }
+                }
+                return nil
+            }
+        }
+
         /// Drives a run to its end, printing what happens; exit code 0 only if it completed.
         static func drive(_ engine: Engine, run: String) async throws {
             switch try await engine.drive(run: run) {
@@ -108,7 +121,8 @@ extension Banyan {
                         }
                     }
                     let engine = WorkflowCommand.engine(server: server)
-                    let runID = try await engine.start(definition: text, inputs: given, run: run)
+                    let children = try WorkflowCommand.children(of: text, beside: file)
+                    let runID = try await engine.start(definition: text, inputs: given, run: run, children: children)
                     Console.out(runID)
                     if drive {
                         try await WorkflowCommand.drive(engine, run: runID)
@@ -221,9 +235,11 @@ extension Banyan {
                     let text = try WorkflowCommand.read(file)
                     do {
                         let definition = try DefinitionParser.parse(text)
+                        let children = try WorkflowCommand.children(of: text, beside: file)
                         let inputs = definition.inputs.map { $0.defaultValue == nil ? "\($0.name) (required)" : $0.name }
                         Console.out(
-                            "workflow validate: ok: \(file): \(definition.name), \(definition.tasks.count) tasks (\(definition.tasks.map(\.id).joined(separator: ", "))), inputs: \(inputs.isEmpty ? "none" : inputs.joined(separator: ", "))")
+                            "workflow validate: ok: \(file): \(definition.name), \(definition.tasks.count) tasks (\(definition.tasks.map(\.id).joined(separator: ", "))), inputs: \(inputs.isEmpty ? "none" : inputs.joined(separator: ", "))"
+                                + (children.isEmpty ? "" : ", sub-workflows: \(children.keys.sorted().joined(separator: ", "))"))
                     } catch {
                         // file:line:column: as compilers write it, so editors can jump there.
                         Console.error("\(file):\(error)")

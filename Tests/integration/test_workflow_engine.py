@@ -334,3 +334,51 @@ def test_kill_9_of_an_engine_in_a_50_task_run_runs_no_completed_task_again(serve
     assert set(done) == set(completions), "every task's work ran"
     stopped = [e for e in events if e["type"] == "workflow.task.failed"]
     assert all(e["payload"]["error"] == "the engine stopped during this attempt" for e in stopped), stopped
+
+
+CHILD = """
+name: child
+inputs: {n: {type: number}}
+tasks:
+  - {id: double, kind: shell, run: ["sh", "-c", "echo {\\\\\\"value\\\\\\": $(( {{ inputs.n }} * 2 ))}"], output: json}
+  - {id: check, kind: shell, needs: [double], run: ["sh", "-c", "test {{ tasks.double.output.value }} -lt 100"]}
+"""
+
+PARENT = """
+name: parent
+inputs: {n: {type: number, default: 4}}
+tasks:
+  - {id: prepare, kind: shell, run: ["sh", "-c", "echo {\\\\\\"n\\\\\\": {{ inputs.n }}}"], output: json}
+  - {id: sub, kind: sub_workflow, workflow: child, needs: [prepare], inputs: {n: "{{ tasks.prepare.output.n }}"}}
+  - {id: report, kind: shell, needs: [sub], run: ["echo", "{{ tasks.sub.output.outputs.double.value }}"]}
+"""
+
+
+def test_a_sub_workflow_runs_as_a_child_run_and_passes_its_outputs_back(server, engines, run_banyan, tmp_path):
+    (tmp_path / "child.yaml").write_text(CHILD)
+    parent = tmp_path / "parent.yaml"
+    parent.write_text(PARENT)
+    r = run_banyan("workflow", "validate", str(parent))
+    assert r.returncode == 0 and r.stdout.endswith("sub-workflows: child\n"), r.describe()
+    r = run_banyan("workflow", "run", "--drive", str(parent), "--server", server.url, timeout=60)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "completed", r.describe()
+    run = r.stdout.splitlines()[0]
+    assert by_key(server.url, f"run/{run}/task/report/attempt/1/completed")["payload"]["output"] == "8"
+    sub = by_key(server.url, f"run/{run}/task/sub/attempt/1/completed")
+    child = sub["payload"]["output"]["run"]
+    assert sub["payload"]["output"]["outputs"]["double"] == {"value": 8}
+    request = by_key(server.url, f"run/{child}/requested")
+    assert request["payload"]["parent"] == f"run/{run}/task/sub/attempt/1/started" and request["stream"] == f"job_events:{child}"
+    assert by_key(server.url, f"run/{child}/completed")["id"] in sub["parents"], "the child's end caused the task's completion"
+    # Through an engine process too; a child that fails fails its task, saying where.
+    engines(server.url)
+    r = run_banyan("workflow", "run", str(parent), "--server", server.url, "--input", "n=60", "--wait", timeout=60)
+    assert r.returncode == 1 and r.stdout.splitlines()[-1].startswith("failed: sub: sub-workflow child (run sub-"), r.describe()
+    assert "failed at check: exit code 1" in r.stdout.splitlines()[-1]
+    # A child whose definition is not beside the parent, and a workflow that runs itself, are refused before anything is recorded.
+    (tmp_path / "child.yaml").unlink()
+    r = run_banyan("workflow", "run", str(parent), "--server", server.url)
+    assert r.returncode == 1 and "task sub runs workflow child, whose definition was not given" in r.stderr, r.describe()
+    (tmp_path / "child.yaml").write_text(CHILD.replace("tasks:\n", "tasks:\n  - {id: again, kind: sub_workflow, workflow: parent}\n"))
+    r = run_banyan("workflow", "run", str(parent), "--server", server.url)
+    assert r.returncode == 1 and "workflow parent runs itself through parent -> child -> parent" in r.stderr, r.describe()

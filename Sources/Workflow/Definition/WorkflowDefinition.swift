@@ -79,11 +79,12 @@ public enum TaskKind: Sendable, Hashable {
 
     public static let names = ["shell", "http", "sleep", "wait_for_signal", "sub_workflow", "swift"]
 
-    /// A timer or a wait for a signal: no work, so it holds no task permit, and an engine that
-    /// resumes a run goes on waiting rather than counting the attempt as failed.
+    /// A timer, a wait for a signal, or a child run: no work of its own (a child's tasks take
+    /// their permits), so it holds no task permit, and an engine that resumes a run goes on
+    /// waiting rather than counting the attempt as failed.
     public var waits: Bool {
         switch self {
-        case .sleep, .waitForSignal: true
+        case .sleep, .waitForSignal, .subWorkflow: true
         default: false
         }
     }

@@ -87,6 +87,7 @@ public struct Engine: Sendable {
         case log(String)
         case runExists(String)
         case badRunID(String)
+        case subWorkflow(String)
 
         public var description: String {
             switch self {
@@ -96,28 +97,66 @@ public struct Engine: Sendable {
             case .log(let why): "the run's events cannot be read: \(why)"
             case .runExists(let run): "run \(run) exists with another definition or other inputs"
             case .badRunID(let run): "\"\(run.prefix(80))\" is not a run id: 1-64 letters, digits, _ and -"
+            case .subWorkflow(let why): "sub-workflows: \(why)"
             }
         }
     }
 
     /// Validates `definition` and `inputs` and records the run's request. Returns the run id
-    /// (`run` if given: starting the same run id twice is one run).
-    public func start(definition text: String, inputs given: [String: WorkflowValue], run: String? = nil) async throws -> String {
+    /// (`run` if given: starting the same run id twice is one run). `children`: the definitions
+    /// its `sub_workflow` tasks name, and theirs, by name (`children(of:resolve:)`).
+    public func start(
+        definition text: String, inputs given: [String: WorkflowValue], run: String? = nil, children: [String: String] = [:], parent: String? = nil
+    ) async throws -> String {
         let definition: WorkflowDefinition
         do { definition = try DefinitionParser.parse(text) } catch { throw EngineError.definition(error) }
         let inputs: [String: WorkflowValue]
         do { inputs = try definition.runInputs(given) } catch { throw EngineError.inputs(error) }
+        let needed = try Self.children(of: text, resolve: { children[$0] })
         let runID = run ?? Self.newRunID()
         guard runID.utf8.count <= 64, !runID.isEmpty, runID.utf8.allSatisfy(WorkflowLimits.isNameByte) else { throw EngineError.badRunID(runID) }
         let id = RunEvents.RunID(run: runID, workflow: definition.name, version: RunEvents.version(of: text))
         // Not `record`: here a conflict is the caller's mistake, not another engine's progress.
-        let body = WorkflowValue.array([RunEvents.requested(id, definition: text, inputs: inputs).json]).json
+        let body = WorkflowValue.array([RunEvents.requested(id, definition: text, inputs: inputs, children: needed, parent: parent).json]).json
         do {
             _ = try await append(Array(body.utf8))
         } catch let error as BanyanClientError where error.status == 409 {
             throw EngineError.runExists(runID)
         }
         return runID
+    }
+
+    /// How deep sub-workflows may nest.
+    public static let childDepthMax = 8
+
+    /// The definitions `text`'s `sub_workflow` tasks name, and theirs, by name, found with
+    /// `resolve`. Refuses a name `resolve` does not know, a definition whose `name` is not the
+    /// one asked for, a workflow that is its own descendant, and nesting deeper than
+    /// `childDepthMax`.
+    public static func children(of text: String, resolve: (String) throws -> String?) throws -> [String: String] {
+        var found: [String: String] = [:]
+        func visit(_ text: String, path: [String]) throws {
+            let definition: WorkflowDefinition
+            do { definition = try RunReader.definitions.parse(text) } catch { throw EngineError.definition(error) }
+            for task in definition.tasks {
+                guard case .subWorkflow(let name) = task.kind else { continue }
+                if path.contains(name) || name == definition.name {
+                    throw EngineError.subWorkflow("workflow \(name) runs itself through \((path + [definition.name, name]).joined(separator: " -> "))")
+                }
+                guard path.count < childDepthMax else { throw EngineError.subWorkflow("sub-workflows nest deeper than \(childDepthMax) levels at \(name)") }
+                if found[name] != nil { continue }
+                guard let child = try resolve(name) else {
+                    throw EngineError.subWorkflow("task \(task.id) runs workflow \(name), whose definition was not given")
+                }
+                let childName: String
+                do { childName = try RunReader.definitions.parse(child).name } catch { throw EngineError.subWorkflow("the definition of \(name): \(error)") }
+                guard childName == name else { throw EngineError.subWorkflow("the definition found for workflow \(name) is named \(childName)") }
+                found[name] = child
+                try visit(child, path: path + [definition.name])
+            }
+        }
+        try visit(text, path: [])
+        return found
     }
 
     static func newRunID() -> String {
@@ -373,7 +412,8 @@ public struct Engine: Sendable {
             }
             let startedUnixNano = resumedStartedAt ?? Self.nowUnixNano()
             do {
-                let done = try await self.execute(task, id: id, attempt: attempt, context: state.context, startedUnixNano: startedUnixNano, signal: signal)
+                let done = try await self.execute(
+                    task, id: id, attempt: attempt, context: state.context, startedUnixNano: startedUnixNano, signal: signal, children: state.children)
                 // Every output within the limit, whatever produced it: an event must fit the server's payload limit.
                 let bytes = done.output.json.utf8.count
                 guard bytes <= Self.outputBytesMax else {
@@ -429,7 +469,10 @@ public struct Engine: Sendable {
     /// The task's work; its output, or why it failed.
     /// `signal`: for a `wait_for_signal` task, the payload of its signal when the run's events
     /// already hold it (no look-up, no wait).
-    private func execute(_ task: TaskSpec, id: RunEvents.RunID, attempt: Int, context: RunContext, startedUnixNano: Int64, signal known: WorkflowValue? = nil) async throws -> TaskResult {
+    private func execute(
+        _ task: TaskSpec, id: RunEvents.RunID, attempt: Int, context: RunContext, startedUnixNano: Int64, signal known: WorkflowValue? = nil,
+        children: [String: String] = [:]
+    ) async throws -> TaskResult {
         func render(_ v: WorkflowValue) throws -> WorkflowValue {
             do { return try v.rendered(in: context) } catch { throw TaskFailure(message: "\(error)") }
         }
@@ -506,8 +549,30 @@ public struct Engine: Sendable {
             } catch {
                 throw TaskFailure(message: "\(error)")
             }
-        case .subWorkflow:
-            throw TaskFailure(message: "this engine does not run \(task.kind.name) tasks yet")
+        case .subWorkflow(let name):
+            guard let text = children[name] else { throw TaskFailure(message: "the run holds no definition of workflow \(name)") }
+            var inputs: [String: WorkflowValue] = [:]
+            for key in task.inputs.keys.sorted() { inputs[key] = try render(task.inputs[key]!) }
+            // One child run per attempt, its id derived from the attempt: starting it again (a
+            // resumed attempt) is the same run, which this drive continues from its events.
+            let attemptKey = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
+            let child = "sub-" + RunEvents.version(of: attemptKey)
+            do {
+                _ = try await start(definition: text, inputs: inputs, run: child, children: children, parent: attemptKey)
+            } catch let error as EngineError {
+                throw TaskFailure(message: "sub-workflow \(name): \(error)")
+            }
+            log("\(task.id): runs sub-workflow \(name) as run \(child)")
+            switch try await drive(run: child) {
+            case .completed:
+                let outputs = try await refold(child).state
+                var members: [(key: String, value: WorkflowValue)] = []
+                for t in outputs.definition.tasks { if let output = outputs.context.outputs[t.id] { members.append((t.id, output)) } }
+                return TaskResult(output: .object([(key: "run", value: .text(child)), (key: "outputs", value: .object(members))]), causes: [RunEvents.runKey(child, "completed")])
+            case .failed(let failedTask, let error):
+                throw TaskFailure(
+                    message: "sub-workflow \(name) (run \(child)) failed at \(failedTask): \(error)", details: [(key: "child_run", value: .text(child))])
+            }
         }
     }
 
@@ -615,7 +680,9 @@ public struct Engine: Sendable {
                 for attempt in 1...max(1, step.retry.maxAttempts) {
                     if attempt > 1 { try await Task.sleep(for: step.retry.backoff(before: attempt)) }
                     do {
-                        _ = try await permits.holding { try await self.execute(step, id: id, attempt: attempt, context: state.context, startedUnixNano: Self.nowUnixNano()) }
+                        _ = try await permits.holding {
+                            try await self.execute(step, id: id, attempt: attempt, context: state.context, startedUnixNano: Self.nowUnixNano(), children: state.children)
+                        }
                         failure = nil
                         break
                     } catch let f as TaskFailure {
@@ -756,7 +823,11 @@ struct RunReader {
         var inputs: [String: WorkflowValue] = [:]
         if case .object(let members)? = request.payload["inputs"] { for (k, v) in members { inputs[k] = v } }
         let id = RunEvents.RunID(run: run, workflow: definition.name, version: request.payload["version"]?.stringValue ?? "")
-        return (id, RunState(definition: definition, inputs: inputs))
+        var state = RunState(definition: definition, inputs: inputs)
+        if case .object(let members)? = request.payload["children"] {
+            for (name, text) in members { state.children[name] = text.stringValue }
+        }
+        return (id, state)
     }
 
     mutating func request() async throws -> RunEvents.Recorded? {

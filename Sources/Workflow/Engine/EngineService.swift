@@ -102,7 +102,7 @@ public struct EngineService: Sendable {
                         } catch let error as Engine.EngineError {
                             engine.log("run \(run): \(error)")
                             switch error {
-                            case .definition, .unknownRun, .inputs, .badRunID, .runExists: return .drove(run, failed: false)
+                            case .definition, .unknownRun, .inputs, .badRunID, .runExists, .subWorkflow: return .drove(run, failed: false)
                             case .log: return .drove(run, failed: true)
                             }
                         } catch is CancellationError {
@@ -195,7 +195,8 @@ public struct EngineService: Sendable {
         let bytes = try await engine.client.page(after: after, limit: Self.pageEventsMax, type: type)
         let page: (events: [RunEvents.Recorded], next: UInt64, last: UInt64)
         do { page = try RunEvents.page(bytes) } catch { throw Engine.EngineError.log("\(error)") }
-        return (page.events.compactMap { $0.payload["run"]?.stringValue }, page.next, page.last)
+        // Child runs are driven by their parent's attempt (which an engine takes over with the parent).
+        return (page.events.compactMap { $0.payload["parent"] == nil ? $0.payload["run"]?.stringValue : nil }, page.next, page.last)
     }
 
     /// Runs waiting to be driven, in the order requested, each once: a run already queued or

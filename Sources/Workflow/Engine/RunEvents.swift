@@ -39,11 +39,17 @@ public enum RunEvents {
         }
     }
 
-    public static func requested(_ id: RunID, definition: String, inputs: [String: WorkflowValue]) -> Draft {
+    /// `children`: the definitions its `sub_workflow` tasks name (and theirs), by name, so the
+    /// run holds everything an engine needs. `parent`: for a child run, the `started` key of the
+    /// parent's attempt that started it (also its cause).
+    public static func requested(_ id: RunID, definition: String, inputs: [String: WorkflowValue], children: [String: String] = [:], parent: String? = nil) -> Draft {
         let inputMembers = inputs.keys.sorted().map { (key: $0, value: inputs[$0]!) }
+        var members = id.members + [(key: "definition", value: .text(definition)), (key: "inputs", value: .object(inputMembers))]
+        if !children.isEmpty { members.append((key: "children", value: .object(children.keys.sorted().map { (key: $0, value: .text(children[$0]!)) }))) }
+        if let parent { members.append((key: "parent", value: .text(parent))) }
         return Draft(
-            type: "workflow.run.requested", key: runKey(id.run, "requested"), stream: stream(id.run), parentKeys: [],
-            payload: .object(id.members + [(key: "definition", value: .text(definition)), (key: "inputs", value: .object(inputMembers))]))
+            type: "workflow.run.requested", key: runKey(id.run, "requested"), stream: stream(id.run), parentKeys: parent.map { [$0] } ?? [],
+            payload: .object(members))
     }
 
     public static func task(

@@ -8,6 +8,8 @@ public struct RunState: Sendable {
     /// tasks up by name nor copy whole `TaskSpec`s (an engine decides after every transition).
     private let plan: Plan
     public private(set) var context: RunContext
+    /// The definitions the run's `sub_workflow` tasks name, by name, as its request recorded them.
+    public var children: [String: String] = [:]
     public private(set) var tasks: [String: Progress]
     /// Completed tasks, in completion order (compensation runs them backwards).
     public private(set) var completionOrder: [String] = []
