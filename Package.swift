@@ -80,6 +80,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A workflow written in Swift (docs/WORKFLOWS.md), run by the integration tests.
+        .executableTarget(name: "banyan-workflow-example", dependencies: ["Workflow", "BanyanClient"], path: "examples/swift"),
         // Temporary stores and seeded randomness for the test targets.
         .target(name: "TestSupport", dependencies: ["EventLog"], path: "Tests/TestSupport"),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "TestSupport"], exclude: ["Fixtures"]),

@@ -114,6 +114,14 @@ public struct RetryPolicy: Sendable, Hashable {
     public var max: Duration
     public var jitter: Bool
 
+    public init(maxAttempts: Int, initial: Duration, multiplier: Double, max: Duration, jitter: Bool) {
+        self.maxAttempts = maxAttempts
+        self.initial = initial
+        self.multiplier = multiplier
+        self.max = max
+        self.jitter = jitter
+    }
+
     /// One attempt, no retry.
     public static let none = RetryPolicy(maxAttempts: 1, initial: .milliseconds(100), multiplier: 2, max: .seconds(60), jitter: false)
 

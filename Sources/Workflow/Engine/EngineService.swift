@@ -196,7 +196,8 @@ public struct EngineService: Sendable {
         let page: (events: [RunEvents.Recorded], next: UInt64, last: UInt64)
         do { page = try RunEvents.page(bytes) } catch { throw Engine.EngineError.log("\(error)") }
         // Child runs are driven by their parent's attempt (which an engine takes over with the parent).
-        return (page.events.compactMap { $0.payload["parent"] == nil ? $0.payload["run"]?.stringValue : nil }, page.next, page.last)
+        // Code workflows run in the process that holds their Swift code (`CodeRunner`).
+        return (page.events.compactMap { $0.payload["parent"] == nil && $0.payload["code"] == nil ? $0.payload["run"]?.stringValue : nil }, page.next, page.last)
     }
 
     /// Runs waiting to be driven, in the order requested, each once: a run already queued or

@@ -1,0 +1,261 @@
+import BanyanClient
+import Foundation
+import Synchronization
+
+/// A workflow written in Swift (docs/WORKFLOWS.md, "Workflows in Swift"): a closure over a
+/// `WorkflowContext` and a typed input. Every step, sleep and child run it goes through is an
+/// event in the log, with the same keys and types as a YAML run's tasks; running the same run
+/// again replays it: completed steps are not executed again, their recorded outputs are returned.
+/// The closure must be deterministic apart from its steps (the same steps, with the same names,
+/// in the same order, for the same input and step outputs).
+public struct CodeWorkflow<Input: Codable & Sendable, Output: Codable & Sendable>: Sendable {
+    public let name: String
+    let body: @Sendable (WorkflowContext, Input) async throws -> Output
+
+    public init(_ name: String, _ body: @escaping @Sendable (WorkflowContext, Input) async throws -> Output) {
+        self.name = name
+        self.body = body
+    }
+}
+
+public enum CodeWorkflowError: Error, Sendable, CustomStringConvertible {
+    case badName(String)
+    case duplicateStep(String)
+    case notThisWorkflow(run: String, recorded: String, given: String)
+    case stepFailed(step: String, error: String)
+    case runFailed(run: String, error: String)
+    case encoding(String)
+    case heldElsewhere(run: String, step: String)
+
+    public var description: String {
+        switch self {
+        case .badName(let name): "\"\(name.prefix(80))\" is not a step or workflow name: 1-128 letters, digits, _ and -"
+        case .duplicateStep(let name): "step \(name) ran twice in one execution of the run: step names are unique in a run"
+        case .notThisWorkflow(let run, let recorded, let given): "run \(run) is a run of \(recorded), not of \(given)"
+        case .stepFailed(let step, let error): "step \(step) failed: \(error)"
+        case .runFailed(let run, let error): "run \(run) failed: \(error)"
+        case .encoding(let why): "a value cannot be recorded: \(why)"
+        case .heldElsewhere(let run, let step): "another engine runs step \(step) of run \(run): run a code workflow's run in one process at a time"
+        }
+    }
+}
+
+/// Starts and runs `CodeWorkflow`s against a server, through an `Engine`'s client and claims.
+public struct CodeRunner: Sendable {
+    public let engine: Engine
+
+    public init(engine: Engine) {
+        self.engine = engine
+    }
+
+    /// Records the run's request (`workflow.run.requested` with `code` naming the workflow and
+    /// the input as JSON); returns the run id. Starting the same id with the same input is one run.
+    public func start<I, O>(_ workflow: CodeWorkflow<I, O>, input: I, run: String? = nil, parent: String? = nil) async throws -> String {
+        try WorkflowContext.check(workflow.name)
+        let runID = run ?? Engine.newRunID()
+        guard runID.utf8.count <= 64, !runID.isEmpty, runID.utf8.allSatisfy(WorkflowLimits.isNameByte) else { throw Engine.EngineError.badRunID(runID) }
+        let id = RunEvents.RunID(run: runID, workflow: workflow.name, version: "code")
+        var members = id.members + [(key: "code", value: .bool(true)), (key: "input", value: try WorkflowContext.encode(input))]
+        if let parent { members.append((key: "parent", value: .text(parent))) }
+        let draft = RunEvents.Draft(
+            type: "workflow.run.requested", key: RunEvents.runKey(runID, "requested"), stream: RunEvents.stream(runID), parentKeys: parent.map { [$0] } ?? [],
+            payload: .object(members))
+        do {
+            try await engine.append(Array(WorkflowValue.array([draft.json]).json.utf8))
+        } catch let error as BanyanClientError where error.status == 409 {
+            throw Engine.EngineError.runExists(runID)
+        }
+        return runID
+    }
+
+    /// Runs (or resumes, or reads the result of) run `run` of `workflow` in this process; its
+    /// output, or `CodeWorkflowError.runFailed`.
+    public func run<I, O>(_ workflow: CodeWorkflow<I, O>, id run: String) async throws -> O {
+        guard let bytes = try await engine.client.event(key: RunEvents.runKey(run, "requested")) else { throw Engine.EngineError.unknownRun(run) }
+        let request: WorkflowValue
+        do { request = try JSONText.parse(bytes) } catch { throw Engine.EngineError.log("\(error)") }
+        let payload = request["payload"] ?? .null
+        guard payload["code"] == .bool(true), let recorded = payload["workflow"]?.stringValue, recorded == workflow.name else {
+            throw CodeWorkflowError.notThisWorkflow(run: run, recorded: payload["workflow"]?.stringValue ?? "?", given: workflow.name)
+        }
+        let input: I = try WorkflowContext.decode(payload["input"] ?? .null)
+        var reader = RunReader(client: engine.client, run: run)
+        if case .number(let n)? = request["id"], let first = UInt64(n), first > 0 { reader.after = first - 1 }
+        let events = try await reader.next()
+        let id = RunEvents.RunID(run: run, workflow: workflow.name, version: "code")
+        for event in events {
+            if event.type == "workflow.run.completed" { return try WorkflowContext.decode(event.payload["output"] ?? .null) }
+            if event.type == "workflow.run.failed" { throw CodeWorkflowError.runFailed(run: run, error: event.payload["error"]?.stringValue ?? "failed") }
+        }
+        let context = WorkflowContext(runner: self, id: id, events: events)
+        if !events.contains(where: { $0.type == "workflow.run.started" }) {
+            try await engine.record([RunEvents.finished(id, "started", causes: [RunEvents.runKey(run, "requested")])])
+        }
+        do {
+            let output = try await workflow.body(context, input)
+            try await engine.record([RunEvents.finished(id, "completed", causes: context.lastKeys, extra: [(key: "output", value: try WorkflowContext.encode(output))])])
+            return output
+        } catch let error as CodeWorkflowError {
+            if case .stepFailed = error {
+                try await engine.record([RunEvents.finished(id, "failed", causes: context.lastKeys, extra: [(key: "error", value: .text("\(error)"))])])
+                throw CodeWorkflowError.runFailed(run: run, error: "\(error)")
+            }
+            throw error
+        }
+    }
+}
+
+/// What a `CodeWorkflow`'s closure works through. Thread-safe: steps may run at once
+/// (`parallel`, or `async let` over `step`).
+public final class WorkflowContext: Sendable {
+    public var run: String { id.run }
+    let runner: CodeRunner
+    let id: RunEvents.RunID
+
+    struct Replay {
+        /// Completed steps' outputs, by name.
+        var completed: [String: WorkflowValue] = [:]
+        /// Attempts started per step, and when the latest started (server time).
+        var attempts: [String: Int] = [:]
+        var startedAt: [String: Int64] = [:]
+        var finishedAttempts: Set<String> = []
+        /// Names used in this execution, and how many sleeps and children it has asked for.
+        var used: Set<String> = []
+        var sleeps = 0
+        /// The latest completions: the causes of what comes next.
+        var last: [String] = []
+    }
+
+    private let replay: Mutex<Replay>
+
+    init(runner: CodeRunner, id: RunEvents.RunID, events: [RunEvents.Recorded]) {
+        self.runner = runner
+        self.id = id
+        var r = Replay()
+        for event in events {
+            guard let step = event.payload["task"]?.stringValue, let key = event.key else { continue }
+            switch event.type {
+            case "workflow.task.started":
+                r.attempts[step] = max(r.attempts[step] ?? 0, event.payload["attempt"]?.intValue ?? 1)
+                r.startedAt[step] = event.timeUnixNano
+            case "workflow.task.completed":
+                if r.completed[step] == nil { r.completed[step] = event.payload["output"] ?? .null }
+                r.finishedAttempts.insert(key.replacingOccurrences(of: "/completed", with: ""))
+            case "workflow.task.failed":
+                r.finishedAttempts.insert(key.replacingOccurrences(of: "/failed", with: ""))
+            default: break
+            }
+        }
+        replay = Mutex(r)
+    }
+
+    var lastKeys: [String] { replay.withLock { Array($0.last.suffix(Engine.causesMax)) } }
+
+    static func check(_ name: String) throws {
+        guard !name.isEmpty, name.utf8.count <= WorkflowLimits().nameBytesMax, name.utf8.allSatisfy(WorkflowLimits.isNameByte) else {
+            throw CodeWorkflowError.badName(name)
+        }
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> WorkflowValue {
+        do { return try JSONText.parse(Array(try JSONEncoder().encode(value))) } catch { throw CodeWorkflowError.encoding("\(error)") }
+    }
+
+    static func decode<T: Decodable>(_ value: WorkflowValue) throws -> T {
+        do { return try JSONDecoder().decode(T.self, from: Data(value.json.utf8)) } catch { throw CodeWorkflowError.encoding("\(error)") }
+    }
+
+    /// Runs `body` as step `name` once: recorded as the attempts of task `name` (`started`, then
+    /// `completed` with the output or `failed`), retried under `retry`; in a replay a completed
+    /// step returns its recorded output without running. An attempt started and never finished
+    /// (the process died) is recorded failed and the step runs again (at least once).
+    public func step<T: Codable & Sendable>(_ name: String, retry: RetryPolicy = .none, _ body: @Sendable () async throws -> T) async throws -> T {
+        try Self.check(name)
+        let (done, earlier) = try replay.withLock { r throws(CodeWorkflowError) -> (WorkflowValue?, Int) in
+            guard r.used.insert(name).inserted else { throw CodeWorkflowError.duplicateStep(name) }
+            return (r.completed[name], r.attempts[name] ?? 0)
+        }
+        if let done { return try Self.decode(done) }
+        let engine = runner.engine
+        var attempt = earlier
+        if earlier > 0, !replay.withLock({ $0.finishedAttempts.contains(RunEvents.taskKey(id.run, name, attempt: earlier, .started).replacingOccurrences(of: "/started", with: "")) }) {
+            try await engine.record([RunEvents.task(
+                id, name, attempt: earlier, .failed, causes: [RunEvents.taskKey(id.run, name, attempt: earlier, .started)],
+                extra: [(key: "error", value: .text("the engine stopped during this attempt")), (key: "duration_ms", value: .null)])])
+        }
+        while true {
+            attempt += 1
+            let cause = attempt == 1 ? lastKeys.last ?? RunEvents.runKey(id.run, "requested") : RunEvents.taskKey(id.run, name, attempt: attempt - 1, .failed)
+            let started = RunEvents.task(id, name, attempt: attempt, .started, causes: [cause], extra: [(key: "engine", value: .text(engine.engineID))])
+            guard try await engine.record([started]).isEmpty else { throw CodeWorkflowError.heldElsewhere(run: id.run, step: name) }
+            let began = Engine.nowUnixNano()
+            do {
+                let value = try await body()
+                let output = try Self.encode(value)
+                let completed = RunEvents.task(
+                    id, name, attempt: attempt, .completed, causes: [started.key],
+                    extra: [(key: "output", value: output), (key: "duration_ms", value: .number(String((Engine.nowUnixNano() - began) / 1_000_000)))])
+                try await engine.record([completed])
+                replay.withLock { $0.last.append(completed.key) }
+                return value
+            } catch let error as CancellationError {
+                throw error
+            } catch {
+                let failed = RunEvents.task(
+                    id, name, attempt: attempt, .failed, causes: [started.key],
+                    extra: [(key: "error", value: .text(String("\(error)".prefix(4_096)))), (key: "duration_ms", value: .number(String((Engine.nowUnixNano() - began) / 1_000_000)))])
+                try await engine.record([failed])
+                guard attempt < retry.maxAttempts else { throw CodeWorkflowError.stepFailed(step: name, error: "\(error)") }
+                let pause = retry.backoff(before: attempt + 1)
+                try await Task.sleep(for: retry.jitter ? pause * Double.random(in: 0.5...1.0) : pause)
+                try await engine.record([RunEvents.task(id, name, attempt: attempt + 1, .retrying, causes: [failed.key])])
+            }
+        }
+    }
+
+    /// Steps at once, their results in the order given.
+    public func parallel<T: Codable & Sendable>(_ steps: [(name: String, body: @Sendable () async throws -> T)]) async throws -> [T] {
+        try await withThrowingTaskGroup(of: (Int, T).self) { group in
+            for (i, step) in steps.enumerated() {
+                group.addTask { (i, try await self.step(step.name, step.body)) }
+            }
+            var results = [T?](repeating: nil, count: steps.count)
+            for try await (i, value) in group { results[i] = value }
+            return results.map { $0! }
+        }
+    }
+
+    /// A durable sleep: step `sleep-<n>` (the n-th sleep of the run) completes `duration` after
+    /// its first `started`, by the wall clock, however often the run is resumed meanwhile.
+    public func sleep(for duration: Duration) async throws {
+        let n = replay.withLock { r -> Int in
+            r.sleeps += 1
+            return r.sleeps
+        }
+        let name = "sleep-\(n)"
+        let startedAt = replay.withLock { $0.startedAt[name] }
+        let _: Int64 = try await step(name) {
+            let due = (startedAt ?? Engine.nowUnixNano()) + Engine.milliseconds(duration) * 1_000_000
+            let remaining = due - Engine.nowUnixNano()
+            if remaining > 0 { try await Task.sleep(for: .nanoseconds(remaining)) }
+            return Engine.milliseconds(duration)
+        }
+    }
+
+    /// Runs `workflow` as a child run (its id derived from this run and `name`, its request
+    /// naming this step's attempt as its parent) in this process, as step `name`: in a replay the
+    /// child's recorded output is returned; a resumed child continues from its own events.
+    public func child<I, O>(_ name: String, _ workflow: CodeWorkflow<I, O>, _ input: I) async throws -> O {
+        let runner = self.runner
+        let run = "sub-" + RunEvents.version(of: "run/\(id.run)/task/\(name)")
+        let parent = id.run
+        return try await step(name) {
+            do {
+                _ = try await runner.start(workflow, input: input, run: run, parent: RunEvents.taskKey(parent, name, attempt: 1, .started))
+            } catch Engine.EngineError.runExists {
+                // Started before this attempt (and its input is this one's: the same step replayed).
+            }
+            return try await runner.run(workflow, id: run)
+        }
+    }
+}
