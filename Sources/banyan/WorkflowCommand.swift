@@ -8,7 +8,7 @@ extension Banyan {
         static let configuration = CommandConfiguration(
             commandName: "workflow",
             abstract: "Workflows (docs/WORKFLOWS.md): check a definition, start a run, drive runs, signal and inspect them.",
-            subcommands: [Validate.self, Run.self, EngineCommand.self, Signal.self, Status.self, Resume.self])
+            subcommands: [Validate.self, Run.self, EngineCommand.self, Signal.self, Cancel.self, Status.self, Resume.self])
 
         /// Reads a definition file, at most the size limit plus one byte (/dev/zero must not hang).
         static func read(_ file: String) throws -> String {
@@ -40,6 +40,9 @@ extension Banyan {
                 Console.out("completed")
             case .failed(let task, let error):
                 Console.out("failed: \(task): \(error)")
+                throw ExitCode.failure
+            case .cancelled(let reason):
+                Console.out("cancelled" + (reason.isEmpty ? "" : ": \(reason)"))
                 throw ExitCode.failure
             }
         }
@@ -76,8 +79,8 @@ extension Banyan {
                 case "completed":
                     Console.out("completed")
                     return
-                case "failed":
-                    Console.out("failed" + (status.error.map { ": \($0)" } ?? ""))
+                case "failed", "cancelled":
+                    Console.out(status.state + (status.error.map { $0.isEmpty ? "" : ": \($0)" } ?? ""))
                     throw ExitCode.failure
                 default:
                     try await Task.sleep(for: pause)
@@ -206,6 +209,22 @@ extension Banyan {
                     }
                     let sent = try await WorkflowCommand.engine(server: server).signal(run: run, name: name, payload: value)
                     Console.out(sent ? "sent \(name) to run \(run)" : "\(name) was already sent to run \(run) with this payload")
+                }
+            }
+        }
+
+        struct Cancel: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Cancel a run: the engine driving it stops its running attempts (their processes killed), records them cancelled, compensates what completed, and records the run cancelled. Asking again is a no-op. Uses BANYAN_TOKEN.")
+
+            @Argument(help: "The run id.") var run: String
+            @Option(help: "Why (recorded with the request and the run's end).") var reason = ""
+            @Option(help: "Server address.") var server = "http://127.0.0.1:7777"
+
+            func run() async throws {
+                try await Banyan.reportingErrors {
+                    let new = try await WorkflowCommand.engine(server: server).cancel(run: run, reason: reason)
+                    Console.out(new ? "asked to cancel run \(run)" : "run \(run) was already asked to cancel")
                 }
             }
         }

@@ -382,3 +382,46 @@ def test_a_sub_workflow_runs_as_a_child_run_and_passes_its_outputs_back(server, 
     (tmp_path / "child.yaml").write_text(CHILD.replace("tasks:\n", "tasks:\n  - {id: again, kind: sub_workflow, workflow: parent}\n"))
     r = run_banyan("workflow", "run", str(parent), "--server", server.url)
     assert r.returncode == 1 and "workflow parent runs itself through parent -> child -> parent" in r.stderr, r.describe()
+
+
+def test_cancelling_a_run_kills_its_attempts_compensates_and_ends_it(server, engines, run_banyan, tmp_path):
+    log = tmp_path / "log"
+    flow = tmp_path / "long.yaml"
+    flow.write_text(f"""
+name: long
+tasks:
+  - {{id: book, kind: shell, run: ["sh", "-c", "echo book >> {log}"], compensate: {{kind: shell, run: ["sh", "-c", "echo unbook >> {log}"]}}}}
+  - {{id: work, kind: shell, needs: [book], run: ["sh", "-c", "echo working >> {log}; sleep 30; echo finished >> {log}"]}}
+  - {{id: approve, kind: wait_for_signal, needs: [book], signal: go}}
+""")
+    engines(server.url)
+    run = run_banyan("workflow", "run", str(flow), "--server", server.url).stdout.strip()
+    wait_until(lambda: log.exists() and "working" in log.read_text().split(), 30, "the long task to start")
+    r = run_banyan("workflow", "cancel", run, "--reason", "changed my mind", "--server", server.url)
+    assert r.returncode == 0 and r.stdout.strip() == f"asked to cancel run {run}", r.describe()
+    wait_until(lambda: run_state_any(server.url, run) == "cancelled", 30, "the run to be cancelled")
+    ended = by_key(server.url, f"run/{run}/cancelled")
+    assert ended["payload"]["reason"] == "changed my mind" and ended["payload"]["compensations_failed"] == []
+    for task in ("work", "approve"):
+        cancelled = by_key(server.url, f"run/{run}/task/{task}/attempt/1/cancelled")
+        assert cancelled is not None, task
+        assert by_key(server.url, f"run/{run}/task/{task}/attempt/1/failed") is None, "cancelled, not counted as a failure"
+    time.sleep(1)
+    assert log.read_text().split() == ["book", "working", "unbook"], "the long task was killed; what completed was compensated"
+    r = run_banyan("workflow", "status", run, "--server", server.url)
+    assert r.stdout.splitlines()[0].endswith("cancelled: changed my mind"), r.describe()
+    # Asking again is a no-op; a run that ended cannot be cancelled; nor can an unknown one.
+    r = run_banyan("workflow", "cancel", run, "--server", server.url)
+    assert r.returncode == 0 and "already asked" in r.stdout, r.describe()
+    done = run_banyan("workflow", "run", "--drive", str(EXAMPLES / "diamond.yaml"), "--server", server.url, "--input", "base=1").stdout.split()[0]
+    r = run_banyan("workflow", "cancel", done, "--server", server.url)
+    assert r.returncode == 1 and f"run {done} has already completed" in r.stderr, r.describe()
+    r = run_banyan("workflow", "cancel", "nope", "--server", server.url)
+    assert r.returncode == 1 and "no run nope" in r.stderr, r.describe()
+
+
+def run_state_any(url: str, run: str) -> str:
+    for state in ("completed", "failed", "cancelled"):
+        if by_key(url, f"run/{run}/{state}") is not None:
+            return state
+    return "running"

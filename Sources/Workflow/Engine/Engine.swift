@@ -28,8 +28,10 @@ public struct Engine: Sendable {
     /// Bounds the attempts doing work (shell, http, swift) across every run this engine drives;
     /// timers and waits for signals hold none.
     let permits: Permits
-    /// One reader of signals for every waiting attempt.
+    /// One reader of signals for every waiting attempt, and one of cancel requests for every
+    /// run being driven.
     let signals: SignalWatcher
+    let cancels: SignalWatcher
     /// Batches the appends of every run this engine drives.
     let appender: Appender
     /// Which engines are alive (set by `EngineService`, which records this engine's heartbeats);
@@ -49,7 +51,8 @@ public struct Engine: Sendable {
         permits = Permits(max(1, tasksMax))
         self.pollInterval = pollInterval
         self.log = log
-        signals = SignalWatcher(client: client, interval: pollInterval, log: log)
+        signals = SignalWatcher(client: client, type: "workflow.run.signaled", interval: pollInterval, log: log)
+        cancels = SignalWatcher(client: client, type: "workflow.run.cancel_requested", interval: pollInterval, log: log)
         appender = Appender(send: { body in try await Self.append(body, client: client, log: log) }, log: log)
     }
 
@@ -170,6 +173,8 @@ public struct Engine: Sendable {
         var task: String
         var recorded: [RunEvents.Recorded] = []
         var refused = false
+        /// The run's cancel request arrived (the child that waits for it).
+        var cancel: WorkflowValue?
     }
 
     /// Drives the run until it ends; returns how it ended.
@@ -181,6 +186,8 @@ public struct Engine: Sendable {
     public func drive(run: String) async throws -> RunState.Outcome {
         var reader = RunReader(client: client, run: run)
         let (id, initial) = try await reader.load()
+        // Before the first read: a cancel request recorded after it is read by the watcher.
+        try await cancels.prepare()
         let definition = initial.definition
         let taskIDs = definition.tasks.map(\.id)
         let taskIndex = Dictionary(taskIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
@@ -223,6 +230,14 @@ public struct Engine: Sendable {
                 if !recovered {
                     recovered = true
                     inherited = keys.all
+                    if keys.cancelRequest == nil {
+                        let key = RunEvents.runKey(run, "cancel_requested")
+                        group.addTask {
+                            // nil: the drive ended and cancelled this wait.
+                            let request = try await self.cancels.wait(for: key, deadlineUnixNano: nil, lookUp: false)
+                            return Step(task: Self.cancelWaiter, cancel: request)
+                        }
+                    }
                     if !finished.contains("started") {
                         _ = try await recordApplying([RunEvents.finished(id, "started", causes: [RunEvents.runKey(run, "requested")])])
                     }
@@ -255,6 +270,32 @@ public struct Engine: Sendable {
                     continue
                 }
                 var outcome = state.outcome
+                // A cancel request ends the run cancelled, unless it ended first; the tasks it
+                // cancelled count as done, which must not read as the run's completion.
+                if let request = keys.cancelRequest, !finished.contains("completed"), !finished.contains("failed"),
+                    outcome == nil || taskIDs.contains(where: { state.tasks[$0]?.state == .cancelled })
+                {
+                    outcome = .cancelled(reason: request["reason"]?.stringValue ?? "")
+                    // The attempts running stop here: their processes are killed, their waits end.
+                    if !running.isEmpty || ticking {
+                        group.cancelAll()
+                        while !group.isEmpty { _ = try? await group.next() }
+                        running.removeAll()
+                        ticking = false
+                        mustRead = true
+                        continue
+                    }
+                    let cancelled = taskIDs.compactMap { taskID -> RunEvents.Draft? in
+                        guard let p = state.tasks[taskID], let s = p.state, s == .started || s == .scheduled || s == .retrying else { return nil }
+                        let attempt = max(1, p.attempts)
+                        return RunEvents.task(
+                            id, taskID, attempt: attempt, .cancelled, causes: [RunEvents.runKey(run, "cancel_requested")] + (keys.latest(taskID).map { [$0] } ?? []))
+                    }
+                    if !cancelled.isEmpty {
+                        _ = try await recordApplying(cancelled)
+                        continue
+                    }
+                }
                 if outcome == nil { stop.clear() }
                 if outcome != nil {
                     // Retries still sleeping through their backoff give up; running attempts finish.
@@ -347,6 +388,10 @@ public struct Engine: Sendable {
                     }
                 }
                 if let step = try await group.next() {
+                    if let request = step.cancel {
+                        keys.cancelRequest = request
+                        continue
+                    }
                     if step.task.isEmpty { ticking = false }
                     running.remove(step.task)
                     apply(step.recorded)
@@ -430,6 +475,8 @@ public struct Engine: Sendable {
         }
         step.recorded += claim.map { RunEvents.recorded($0, timeUnixNano: startedUnixNano) }
         step.refused = partlyRefused
+        // Cancelled with its run: the run records the attempt `cancelled`, not its kill as a failure.
+        if Task.isCancelled { return step }
         let ms = WorkflowValue.number(String((Self.nowUnixNano() - startedUnixNano) / 1_000_000))
         let outcome: RunEvents.Draft
         switch result {
@@ -458,6 +505,9 @@ public struct Engine: Sendable {
         var output: WorkflowValue
         var causes: [String] = []
     }
+
+    /// The task name of a drive's child that waits for the run's cancel request.
+    static let cancelWaiter = "\u{0}cancel"
 
     static func nowUnixNano() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
 
@@ -572,6 +622,8 @@ public struct Engine: Sendable {
             case .failed(let failedTask, let error):
                 throw TaskFailure(
                     message: "sub-workflow \(name) (run \(child)) failed at \(failedTask): \(error)", details: [(key: "child_run", value: .text(child))])
+            case .cancelled(let reason):
+                throw TaskFailure(message: "sub-workflow \(name) (run \(child)) was cancelled: \(reason)", details: [(key: "child_run", value: .text(child))])
             }
         }
     }
@@ -649,9 +701,19 @@ public struct Engine: Sendable {
             let causes = Array(state.completionOrder.compactMap { keys.completed[$0] }.suffix(64))
             try await record([RunEvents.finished(id, "completed", causes: causes)])
             log("run \(id.run): completed")
-        case .failed(let task, let error):
-            guard !finished.contains("failed") else { return true }
-            var last = keys.latest(task)
+        case .failed, .cancelled:
+            // Both undo what completed, latest completion first (SAGA).
+            let end: String
+            var last: String?
+            switch outcome {
+            case .failed(let task, _):
+                end = "failed"
+                last = keys.latest(task)
+            default:
+                end = "cancelled"
+                last = RunEvents.runKey(id.run, "cancel_requested")
+            }
+            guard !finished.contains(end) else { return true }
             var unfinished: [String] = []
             for done in state.compensationOrder {
                 guard case .task(let step)? = state.definition.task(done)?.compensate else { continue }
@@ -701,10 +763,17 @@ public struct Engine: Sendable {
                     log("\(done): compensated")
                 }
             }
-            try await record([RunEvents.finished(
-                id, "failed", causes: [last].compactMap { $0 },
-                extra: [(key: "task", value: .text(task)), (key: "error", value: .text(error)), (key: "compensations_failed", value: .array(unfinished.map(WorkflowValue.text)))])])
-            log("run \(id.run): failed at \(task): \(error)")
+            let compensations = (key: "compensations_failed", value: WorkflowValue.array(unfinished.map(WorkflowValue.text)))
+            switch outcome {
+            case .failed(let task, let error):
+                try await record([RunEvents.finished(
+                    id, "failed", causes: [last].compactMap { $0 }, extra: [(key: "task", value: .text(task)), (key: "error", value: .text(error)), compensations])])
+                log("run \(id.run): failed at \(task): \(error)")
+            case .cancelled(let reason):
+                try await record([RunEvents.finished(id, "cancelled", causes: [last].compactMap { $0 }, extra: [(key: "reason", value: .text(reason)), compensations])])
+                log("run \(id.run): cancelled: \(reason)")
+            case .completed: break
+            }
         }
         return true
     }
@@ -756,6 +825,8 @@ public struct Engine: Sendable {
         var startedAt: [String: Int64] = [:]
         /// The signals the run has received: their payloads, by name.
         var signals: [String: WorkflowValue] = [:]
+        /// The run's cancel request (its payload), once read.
+        var cancelRequest: WorkflowValue?
         /// The engine that claimed each task's latest attempt, and each compensation.
         var claimant: [String: String] = [:]
         var compensationClaimant: [String: String] = [:]
@@ -765,6 +836,7 @@ public struct Engine: Sendable {
             if event.type == "workflow.run.signaled", let name = event.payload["signal"]?.stringValue {
                 signals[name] = event.payload["payload"] ?? .null
             }
+            if event.type == "workflow.run.cancel_requested" { cancelRequest = event.payload }
             guard let key = event.key, let task = event.payload["task"]?.stringValue, event.type.hasPrefix("workflow.task.") else { return }
             if event.payload["compensation"] != nil {
                 if event.type == "workflow.task.compensating" { compensationClaimant[task] = event.payload["engine"]?.stringValue }
@@ -895,6 +967,10 @@ extension Engine {
                 durations[task] = ms
             }
             if event.type == "workflow.run.completed" { runState = "completed" }
+            if event.type == "workflow.run.cancelled" {
+                runState = "cancelled"
+                runError = event.payload["reason"]?.stringValue
+            }
             if event.type == "workflow.run.started" { started = true }
             if event.type == "workflow.run.failed" {
                 runState = "failed"
@@ -922,7 +998,7 @@ extension Engine {
         public var description: String {
             switch self {
             case .badName(let name): "\"\(name.prefix(80))\" is not a signal name: 1-\(WorkflowLimits().nameBytesMax) letters, digits, _ and -"
-            case .runEnded(let run, let state): "run \(run) has already \(state): no task of it waits for a signal any more"
+            case .runEnded(let run, let state): "run \(run) has already \(state)"
             case .alreadySent(let name, let run): "signal \(name) was already sent to run \(run) with another payload (one signal of a name per run)"
             }
         }
@@ -946,13 +1022,35 @@ extension Engine {
             guard sent["payload"]?["payload"] == payload else { throw SignalError.alreadySent(name, run) }
             return false
         }
-        for state in ["completed", "failed"] {
+        for state in ["completed", "failed", "cancelled"] {
             if try await client.event(key: RunEvents.runKey(run, state)) != nil { throw SignalError.runEnded(run, state) }
         }
         do {
             try await append(Array(WorkflowValue.array([draft.json]).json.utf8))
         } catch let error as BanyanClientError where error.status == 409 {
             throw SignalError.alreadySent(name, run)
+        }
+        return true
+    }
+}
+
+extension Engine {
+    /// Records a request to cancel `run` (once per run: asking again is a no-op and returns
+    /// false, whatever the reason). The engine driving the run stops its running attempts,
+    /// records them `cancelled`, compensates the completed tasks, and records
+    /// `workflow.run.cancelled`. Refused for an unknown run and one that has ended.
+    @discardableResult
+    public func cancel(run: String, reason: String) async throws -> Bool {
+        var reader = RunReader(client: client, run: run)
+        let (id, _) = try await reader.load()
+        if try await client.event(key: RunEvents.runKey(run, "cancel_requested")) != nil { return false }
+        for state in ["completed", "failed", "cancelled"] {
+            if try await client.event(key: RunEvents.runKey(run, state)) != nil { throw SignalError.runEnded(run, state) }
+        }
+        do {
+            try await append(Array(WorkflowValue.array([RunEvents.cancelRequested(id, reason: String(reason.prefix(1_024))).json]).json.utf8))
+        } catch let error as BanyanClientError where error.status == 409 {
+            return false  // asked meanwhile, with another reason
         }
         return true
     }

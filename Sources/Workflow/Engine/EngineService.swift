@@ -48,7 +48,7 @@ public struct EngineService: Sendable {
             let start = UInt64(max(first, 1) - 1)
             ended = []
             // Runs that ended, read before the requests so none of them is driven again.
-            for type in ["workflow.run.completed", "workflow.run.failed"] {
+            for type in ["workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled"] {
                 var after = start
                 while true {
                     let page = try await readRuns(engine, type: type, after: after)

@@ -85,6 +85,13 @@ public enum RunEvents {
             payload: .object(id.members + [(key: "signal", value: .text(name)), (key: "payload", value: payload)]))
     }
 
+    /// A request to cancel a run (`banyan workflow cancel`), keyed `run/<run>/cancel_requested`.
+    public static func cancelRequested(_ id: RunID, reason: String) -> Draft {
+        Draft(
+            type: "workflow.run.cancel_requested", key: runKey(id.run, "cancel_requested"), stream: stream(id.run), parentKeys: [runKey(id.run, "requested")],
+            payload: .object(id.members + [(key: "reason", value: .text(reason))]))
+    }
+
     public static func finished(_ id: RunID, _ state: String, causes: [String], extra: [(key: String, value: WorkflowValue)] = []) -> Draft {
         Draft(type: "workflow.run.\(state)", key: runKey(id.run, state), stream: stream(id.run), parentKeys: causes, payload: .object(id.members + extra))
     }

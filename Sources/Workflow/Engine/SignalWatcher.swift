@@ -21,23 +21,28 @@ final class SignalWatcher: Sendable {
 
     private let state = Mutex(State())
     let client: BanyanHTTPClient
+    /// The type of the events waited for (`workflow.run.signaled`, `workflow.run.cancel_requested`).
+    let type: String
     let interval: Duration
     let log: @Sendable (String) -> Void
 
-    init(client: BanyanHTTPClient, interval: Duration, log: @escaping @Sendable (String) -> Void) {
+    init(client: BanyanHTTPClient, type: String, interval: Duration, log: @escaping @Sendable (String) -> Void) {
         self.client = client
+        self.type = type
         self.interval = interval
         self.log = log
     }
 
     /// The signal event's payload (`{"run", ..., "signal", "payload"}`) once the log has `key`;
     /// nil when `deadline` (Unix nanoseconds) passes first. Cancellation ends the wait with nil.
-    func wait(for key: String, deadlineUnixNano: Int64?) async throws -> WorkflowValue? {
+    /// `lookUp: false` when the caller read the log for `key` after `prepare()` returned:
+    /// anything recorded since is the reader's.
+    func wait(for key: String, deadlineUnixNano: Int64?, lookUp: Bool = true) async throws -> WorkflowValue? {
         let token = state.withLock { s -> UInt64 in
             s.nextToken += 1
             return s.nextToken
         }
-        try await startCursor()
+        try await prepare()
         let result: WorkflowValue? = await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<WorkflowValue?, Never>) in
                 let start = state.withLock { s -> Bool? in
@@ -54,8 +59,10 @@ final class SignalWatcher: Sendable {
                 }
                 if start { Task { await self.read() } }
                 // Registered: now the look-up, and the deadline.
-                Task {
-                    if let found = try? await self.lookUp(key) { self.deliver(key, found) }
+                if lookUp {
+                    Task {
+                        if let found = try? await self.lookUp(key) { self.deliver(key, found) }
+                    }
                 }
                 if let deadlineUnixNano {
                     let timer = Task {
@@ -102,7 +109,7 @@ final class SignalWatcher: Sendable {
 
     /// The first time: the reader's start, the log's end before any waiter registered (tried
     /// until the server answers: a wait must not fail for a moment without it).
-    private func startCursor() async throws {
+    func prepare() async throws {
         var pause = Duration.milliseconds(100)
         while state.withLock({ $0.cursor == nil }) {
             do {
@@ -132,7 +139,7 @@ final class SignalWatcher: Sendable {
             var after = cursor
             do {
                 while true {
-                    let page = try RunEvents.page(try await client.page(after: after, limit: 1_000, type: "workflow.run.signaled"))
+                    let page = try RunEvents.page(try await client.page(after: after, limit: 1_000, type: type))
                     for event in page.events { if let key = event.key { deliver(key, event.payload) } }
                     let next = page.next
                     state.withLock { $0.cursor = max($0.cursor ?? 0, next) }

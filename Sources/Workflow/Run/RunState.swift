@@ -41,6 +41,8 @@ public struct RunState: Sendable {
         case completed
         /// A task failed for good under `on_failure: fail`.
         case failed(task: String, error: String)
+        /// Cancelled on request (`banyan workflow cancel`), with the reason given.
+        case cancelled(reason: String)
     }
 
     /// What to do after an attempt failed.
