@@ -17,7 +17,7 @@ final class Appender: Sendable {
         var drafts: [RunEvents.Draft]
         var json: [String]
         var bytes: Int
-        var continuation: CheckedContinuation<Swift.Result<Set<String>, Error>, Never>
+        var continuation: CheckedContinuation<Swift.Result<Set<String>, any Error>, Never>
     }
 
     private struct State {

@@ -650,9 +650,9 @@ public struct Engine: Sendable {
         guard let timeout else { return try await body() }
         let race = Race()
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
                 let work = Task {
-                    let outcome: Swift.Result<T, Error>
+                    let outcome: Swift.Result<T, any Error>
                     do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
                     guard race.claim() else { return }
                     race.timer.withLock { $0?.cancel() }  // no sleeper left behind per attempt
