@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--recovery-runs", type=int, default=10000)
     ap.add_argument("--latency-runs", type=int, default=20)
-    ap.add_argument("--max-concurrent-tasks", type=int, default=16)
+    ap.add_argument("--max-concurrent-tasks", type=int, default=64, help="the engine's default")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
 

@@ -62,7 +62,7 @@ extension Banyan {
         var acceptWALLoss = false
         @Flag(help: "Also run a workflow engine in this process (as banyan workflow engine does, through the HTTP API on this port; uses BANYAN_TOKEN when the server has tokens). docs/WORKFLOWS.md.")
         var workflows = false
-        @Option(help: "With --workflows: task attempts doing work at once across all runs.") var workflowsMaxConcurrentTasks = 16
+        @Option(help: "With --workflows: task attempts doing work at once across all runs.") var workflowsMaxConcurrentTasks = Engine.tasksMaxDefault
 
         /// Each flag against its range (`ServerConfiguration.Bounds`), naming the flag on failure.
         func validate() throws {

@@ -47,7 +47,7 @@ extension Banyan {
             }
         }
 
-        static func engine(server: String, tasksMax: Int = 16, pollInterval: Duration = .milliseconds(100), engineID: String? = nil) -> Engine {
+        static func engine(server: String, tasksMax: Int = Engine.tasksMaxDefault, pollInterval: Duration = .milliseconds(100), engineID: String? = nil) -> Engine {
             var engine = Engine(
                 client: BanyanHTTPClient(baseURL: server, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"]), tasksMax: tasksMax, pollInterval: pollInterval, engineID: engineID,
                 log: { Console.error("workflow: \($0)") })
@@ -168,7 +168,7 @@ extension Banyan {
             @Option(help: "Server address.") var server = "http://127.0.0.1:7777"
             @Option(help: "Runs driven at once, those waiting on timers and signals included; the others wait in a queue.") var maxConcurrentRuns = 1_000
             @Option(help: "Task attempts doing work (shell, http, swift) at once across all runs; timers and waits for signals hold none.")
-            var maxConcurrentTasks = 16
+            var maxConcurrentTasks = Engine.tasksMaxDefault
             @Option(help: "How often to look for new runs and signals, e.g. 100ms.") var pollInterval = "100ms"
             @Option(help: "An engine whose heartbeats stop for this long is taken for stopped, and other engines take over its attempts; it records one every third of it. E.g. 15s.")
             var heartbeatTTL = "15s"

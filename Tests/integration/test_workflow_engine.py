@@ -425,3 +425,38 @@ def run_state_any(url: str, run: str) -> str:
         if by_key(url, f"run/{run}/{state}") is not None:
             return state
     return "running"
+
+
+def test_cancelling_reaches_a_resumed_wait_and_a_child_run(server, engines, run_banyan, tmp_path):
+    (tmp_path / "child.yaml").write_text("""
+name: child
+tasks:
+  - {id: hold, kind: wait_for_signal, signal: never}
+""")
+    parent = tmp_path / "parent.yaml"
+    parent.write_text("""
+name: parent
+tasks:
+  - {id: sub, kind: sub_workflow, workflow: child}
+  - {id: approve, kind: wait_for_signal, signal: go}
+""")
+    first = engines(server.url, "--engine-id", "same")
+    run = run_banyan("workflow", "run", str(parent), "--server", server.url).stdout.strip()
+    wait_until(lambda: by_key(server.url, f"run/{run}/task/approve/attempt/1/started"), 30, "the waits to start")
+    sub = by_key(server.url, f"run/{run}/task/sub/attempt/1/started")
+    assert sub is not None
+    # Restarted under the same name: the engine resumes the waits it held.
+    first.kill9()
+    engines(server.url, "--engine-id", "same")
+    time.sleep(1)
+    r = run_banyan("workflow", "cancel", run, "--reason", "stop", "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    wait_until(lambda: run_state_any(server.url, run) == "cancelled", 30, "the parent to be cancelled")
+    for task in ("sub", "approve"):
+        assert by_key(server.url, f"run/{run}/task/{task}/attempt/1/cancelled") is not None, task
+    children = [e for e in requests.get(server.url + "/v1/events", params={"type": "workflow.run.requested", "limit": 100}, timeout=10).json()["events"]
+                if e["payload"].get("parent") == f"run/{run}/task/sub/attempt/1/started"]
+    assert len(children) == 1
+    child = children[0]["payload"]["run"]
+    assert run_state_any(server.url, child) == "cancelled", "the child run was cancelled with its parent"
+    assert by_key(server.url, f"run/{child}/task/hold/attempt/1/cancelled") is not None

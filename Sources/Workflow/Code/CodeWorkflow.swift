@@ -95,12 +95,15 @@ public struct CodeRunner: Sendable {
             let output = try await workflow.body(context, input)
             try await engine.record([RunEvents.finished(id, "completed", causes: context.lastKeys, extra: [(key: "output", value: try WorkflowContext.encode(output))])])
             return output
-        } catch let error as CodeWorkflowError {
-            if case .stepFailed = error {
-                try await engine.record([RunEvents.finished(id, "failed", causes: context.lastKeys, extra: [(key: "error", value: .text("\(error)"))])])
-                throw CodeWorkflowError.runFailed(run: run, error: "\(error)")
-            }
-            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch let error as CodeWorkflowError where { if case .heldElsewhere = error { true } else { false } }() {
+            throw error  // another process runs it: not this one's to end
+        } catch {
+            // A step that failed for good, or the workflow's own code throwing: the run fails.
+            let message = String("\(error)".prefix(4_096))
+            try await engine.record([RunEvents.finished(id, "failed", causes: context.lastKeys, extra: [(key: "error", value: .text(message))])])
+            throw CodeWorkflowError.runFailed(run: run, error: message)
         }
     }
 }
@@ -119,6 +122,9 @@ public final class WorkflowContext: Sendable {
         var attempts: [String: Int] = [:]
         var startedAt: [String: Int64] = [:]
         var finishedAttempts: Set<String> = []
+        var completionKeys: [String: String] = [:]
+        /// Steps whose latest attempt failed (their error), to give up on replay when no attempt is left.
+        var failedLast: [String: String] = [:]
         /// Names used in this execution, and how many sleeps and children it has asked for.
         var used: Set<String> = []
         var sleeps = 0
@@ -137,12 +143,17 @@ public final class WorkflowContext: Sendable {
             switch event.type {
             case "workflow.task.started":
                 r.attempts[step] = max(r.attempts[step] ?? 0, event.payload["attempt"]?.intValue ?? 1)
-                r.startedAt[step] = event.timeUnixNano
+                // The first start: a durable sleep counts from it, however often it is resumed.
+                if r.startedAt[step] == nil { r.startedAt[step] = event.timeUnixNano }
             case "workflow.task.completed":
-                if r.completed[step] == nil { r.completed[step] = event.payload["output"] ?? .null }
+                if r.completed[step] == nil {
+                    r.completed[step] = event.payload["output"] ?? .null
+                    r.completionKeys[step] = key
+                }
                 r.finishedAttempts.insert(key.replacingOccurrences(of: "/completed", with: ""))
             case "workflow.task.failed":
                 r.finishedAttempts.insert(key.replacingOccurrences(of: "/failed", with: ""))
+                r.failedLast[step] = event.payload["error"]?.stringValue ?? "failed"
             default: break
             }
         }
@@ -171,11 +182,18 @@ public final class WorkflowContext: Sendable {
     /// (the process died) is recorded failed and the step runs again (at least once).
     public func step<T: Codable & Sendable>(_ name: String, retry: RetryPolicy = .none, _ body: @Sendable () async throws -> T) async throws -> T {
         try Self.check(name)
-        let (done, earlier) = try replay.withLock { r throws(CodeWorkflowError) -> (WorkflowValue?, Int) in
+        let (done, earlier, lastError) = try replay.withLock { r throws(CodeWorkflowError) -> (WorkflowValue?, Int, String?) in
             guard r.used.insert(name).inserted else { throw CodeWorkflowError.duplicateStep(name) }
-            return (r.completed[name], r.attempts[name] ?? 0)
+            if r.completed[name] != nil, let key = r.completionKeys[name] { r.last.append(key) }  // replayed: still a cause of what follows
+            return (r.completed[name], r.attempts[name] ?? 0, r.failedLast[name])
         }
         if let done { return try Self.decode(done) }
+        // Its last attempt failed and none is left (the process died before the run's failure was recorded).
+        if let lastError, earlier >= retry.maxAttempts,
+            replay.withLock({ $0.finishedAttempts.contains(RunEvents.taskKey(id.run, name, attempt: earlier, .started).replacingOccurrences(of: "/started", with: "")) })
+        {
+            throw CodeWorkflowError.stepFailed(step: name, error: lastError)
+        }
         let engine = runner.engine
         var attempt = earlier
         if earlier > 0, !replay.withLock({ $0.finishedAttempts.contains(RunEvents.taskKey(id.run, name, attempt: earlier, .started).replacingOccurrences(of: "/started", with: "")) }) {

@@ -43,7 +43,7 @@ public struct Engine: Sendable {
     /// its own earlier attempts at once, without waiting out its heartbeats; two engines running
     /// at once must never share one. Default: a new random id.
     public init(
-        client: BanyanHTTPClient, tasksMax: Int = 16, pollInterval: Duration = .milliseconds(100), engineID: String? = nil,
+        client: BanyanHTTPClient, tasksMax: Int = Engine.tasksMaxDefault, pollInterval: Duration = .milliseconds(100), engineID: String? = nil,
         log: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.client = client
@@ -74,6 +74,11 @@ public struct Engine: Sendable {
     /// Functions every engine the CLI starts has: `noop` completes at once with its inputs as
     /// its output (passing values along, and measuring the engine itself).
     public static let builtinFunctions: [String: Function] = ["noop": { $0.inputs }]
+
+    /// Attempts doing work at once across an engine's runs unless configured: enough that
+    /// short tasks are not held up behind one another's durable writes (16 held no-op tasks to
+    /// about 3,000/s, 64 let them reach 5,000/s: docs/PERFORMANCE.md, "Workflows").
+    public static let tasksMaxDefault = 64
 
     /// A task's output, JSON-encoded, is kept to this (a larger one is cut, and says so): the
     /// event must fit the server's payload limit with room to spare.
@@ -138,6 +143,7 @@ public struct Engine: Sendable {
     /// `childDepthMax`.
     public static func children(of text: String, resolve: (String) throws -> String?) throws -> [String: String] {
         var found: [String: String] = [:]
+        var depth: [String: Int] = [:]  // the deepest level each name was checked at
         func visit(_ text: String, path: [String]) throws {
             let definition: WorkflowDefinition
             do { definition = try RunReader.definitions.parse(text) } catch { throw EngineError.definition(error) }
@@ -147,8 +153,10 @@ public struct Engine: Sendable {
                     throw EngineError.subWorkflow("workflow \(name) runs itself through \((path + [definition.name, name]).joined(separator: " -> "))")
                 }
                 guard path.count < childDepthMax else { throw EngineError.subWorkflow("sub-workflows nest deeper than \(childDepthMax) levels at \(name)") }
-                if found[name] != nil { continue }
-                guard let child = try resolve(name) else {
+                // Checked again only when reached deeper (the depth bound applies to every path).
+                if let seen = depth[name], seen >= path.count + 1 { continue }
+                depth[name] = path.count + 1
+                guard let child = try found[name] ?? resolve(name) else {
                     throw EngineError.subWorkflow("task \(task.id) runs workflow \(name), whose definition was not given")
                 }
                 let childName: String
@@ -186,11 +194,8 @@ public struct Engine: Sendable {
     public func drive(run: String) async throws -> RunState.Outcome {
         var reader = RunReader(client: client, run: run)
         let (id, initial) = try await reader.load()
-        // Before the first read: a cancel request recorded after it is read by the watcher.
-        try await cancels.prepare()
         let definition = initial.definition
         let taskIDs = definition.tasks.map(\.id)
-        let taskIndex = Dictionary(taskIDs.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         var state = initial
         var keys = Keys()
         var finished: Set<String> = []  // run-level events already recorded
@@ -213,6 +218,17 @@ public struct Engine: Sendable {
             var inherited: Set<String> = []  // recorded before this engine drove the run
             var mustRead = true
             var ticking = false  // a poll-interval child is pending
+            // The run's cancel request: waited for from before the first read of the run, so one
+            // recorded after that read reaches the waiter, one recorded before is in the read.
+            let registered = AsyncStream<Void>.makeStream()
+            let cancelKey = RunEvents.runKey(run, "cancel_requested")
+            group.addTask {
+                defer { registered.continuation.finish() }  // also when the wait cannot begin
+                // nil: the drive ended and cancelled this wait.
+                let request = try await self.cancels.wait(for: cancelKey, deadlineUnixNano: nil, lookUp: false, registered: { registered.continuation.finish() })
+                return Step(task: Self.cancelWaiter, cancel: request)
+            }
+            for await _ in registered.stream {}
             /// Records `drafts` and applies what the log took; false if it refused any.
             func recordApplying(_ drafts: [RunEvents.Draft]) async throws -> Bool {
                 let refused = try await record(drafts)
@@ -230,14 +246,6 @@ public struct Engine: Sendable {
                 if !recovered {
                     recovered = true
                     inherited = keys.all
-                    if keys.cancelRequest == nil {
-                        let key = RunEvents.runKey(run, "cancel_requested")
-                        group.addTask {
-                            // nil: the drive ended and cancelled this wait.
-                            let request = try await self.cancels.wait(for: key, deadlineUnixNano: nil, lookUp: false)
-                            return Step(task: Self.cancelWaiter, cancel: request)
-                        }
-                    }
                     if !finished.contains("started") {
                         _ = try await recordApplying([RunEvents.finished(id, "started", causes: [RunEvents.runKey(run, "requested")])])
                     }
@@ -245,9 +253,9 @@ public struct Engine: Sendable {
                 // Attempts another engine claimed and will never finish: it stopped.
                 var drafts: [RunEvents.Draft] = []
                 // (By index: a whole TaskSpec is copied only for the tasks that pass.)
-                for i in taskIDs.indices where state.tasks[taskIDs[i]]?.state == .started && !running.contains(taskIDs[i]) {
+                for i in taskIDs.indices where keys.cancelRequest == nil && state.progress[i].state == .started && !running.contains(taskIDs[i]) {
                     let task = definition.tasks[i]
-                    let attempt = state.tasks[task.id]?.attempts ?? 1
+                    let attempt = max(1, state.progress[i].attempts)
                     guard try await stopped(claimant: keys.claimant[task.id], key: RunEvents.taskKey(id.run, task.id, attempt: attempt, .started), inherited: inherited) else { continue }
                     if task.kind.waits, let started = keys.startedAt[task.id] {
                         // A durable timer fires when it was due, not a whole sleep after the
@@ -270,29 +278,51 @@ public struct Engine: Sendable {
                     continue
                 }
                 var outcome = state.outcome
-                // A cancel request ends the run cancelled, unless it ended first; the tasks it
-                // cancelled count as done, which must not read as the run's completion.
+                // A cancel request ends the run cancelled, unless it ended first (recorded); the
+                // tasks it cancelled count as done, which must not read as the run's completion.
                 if let request = keys.cancelRequest, !finished.contains("completed"), !finished.contains("failed"),
-                    outcome == nil || taskIDs.contains(where: { state.tasks[$0]?.state == .cancelled })
+                    outcome != .completed || state.progress.contains(where: { $0.state == .cancelled })
                 {
                     outcome = .cancelled(reason: request["reason"]?.stringValue ?? "")
                     // The attempts running stop here: their processes are killed, their waits end.
                     if !running.isEmpty || ticking {
                         group.cancelAll()
-                        while !group.isEmpty { _ = try? await group.next() }
+                        while !group.isEmpty {
+                            if let step = try? await group.next() { apply(step.recorded) }
+                        }
                         running.removeAll()
                         ticking = false
                         mustRead = true
                         continue
                     }
-                    let cancelled = taskIDs.compactMap { taskID -> RunEvents.Draft? in
-                        guard let p = state.tasks[taskID], let s = p.state, s == .started || s == .scheduled || s == .retrying else { return nil }
-                        let attempt = max(1, p.attempts)
-                        return RunEvents.task(
-                            id, taskID, attempt: attempt, .cancelled, causes: [RunEvents.runKey(run, "cancel_requested")] + (keys.latest(taskID).map { [$0] } ?? []))
+                    var cancelled: [RunEvents.Draft] = []
+                    for i in taskIDs.indices {
+                        let p = state.progress[i]
+                        guard let s = p.state, s == .started || s == .scheduled || s == .retrying else { continue }
+                        // Another live engine's attempt is theirs to cancel (they read the request too).
+                        let attempt = s == .retrying ? p.attempts + 1 : max(1, p.attempts)
+                        if s == .started {
+                            let key = RunEvents.taskKey(run, taskIDs[i], attempt: attempt, .started)
+                            guard try await stopped(claimant: keys.claimant[taskIDs[i]], key: key, inherited: inherited) || keys.claimant[taskIDs[i]] == engineID else { continue }
+                        }
+                        // A child run is cancelled with its parent, and driven to its end here.
+                        if s == .started, case .subWorkflow = definition.tasks[i].kind {
+                            let child = "sub-" + RunEvents.version(of: RunEvents.taskKey(run, taskIDs[i], attempt: attempt, .started))
+                            if (try? await cancel(run: child, reason: "its parent run \(run) was cancelled")) != nil {
+                                _ = try? await drive(run: child)
+                            }
+                        }
+                        cancelled.append(RunEvents.task(
+                            id, taskIDs[i], attempt: attempt, .cancelled, causes: [RunEvents.runKey(run, "cancel_requested")] + (keys.latest(taskIDs[i]).map { [$0] } ?? [])))
                     }
                     if !cancelled.isEmpty {
                         _ = try await recordApplying(cancelled)
+                        continue
+                    }
+                    if state.progress.contains(where: { $0.state == .started }) {
+                        // Attempts another engine still holds: it cancels them; read on.
+                        try await Task.sleep(for: pollInterval)
+                        mustRead = true
                         continue
                     }
                 }
@@ -322,7 +352,7 @@ public struct Engine: Sendable {
                     }
                 }
                 // Failed attempts with retries left: the pause, then the next attempt.
-                for i in taskIDs.indices where outcome == nil && running.count < limit && !running.contains(taskIDs[i]) && state.tasks[taskIDs[i]]?.state == .failed {
+                for i in taskIDs.indices where outcome == nil && running.count < limit && !running.contains(taskIDs[i]) && state.progress[i].state == .failed {
                     let task = definition.tasks[i]
                     guard case .retry(let attempt, let pause) = state.retryDecision(for: task.id) else { continue }
                     running.insert(task.id)
@@ -342,7 +372,7 @@ public struct Engine: Sendable {
                 }
                 // Scheduled or retrying, not started (the engine stopped in between): start the attempt.
                 for i in taskIDs.indices where outcome == nil && running.count < limit && !running.contains(taskIDs[i]) {
-                    let p = state.tasks[taskIDs[i]]
+                    let p: RunState.Progress? = state.progress[i]
                     guard p?.state == .scheduled || p?.state == .retrying else { continue }
                     let task = definition.tasks[i]
                     let attempt = (p?.attempts ?? 0) + 1
@@ -355,8 +385,8 @@ public struct Engine: Sendable {
                     }
                 }
                 // The ready tasks: each attempt records its `scheduled` with its claim, in one append.
-                for taskID in state.ready where !running.contains(taskID) && running.count < limit {
-                    guard let i = taskIndex[taskID] else { continue }
+                for i in state.readyIndices where !running.contains(taskIDs[i]) && running.count < limit {
+                    let taskID = taskIDs[i]
                     let task = definition.tasks[i]
                     // Its causes: what completed (or, for `event:x.failed`, failed) so that it could start.
                     let causes = Array(([RunEvents.runKey(id.run, "requested")] + task.dependencies.sorted().compactMap { keys.completed[$0] ?? keys.latest($0) }).prefix(Self.causesMax))
@@ -379,7 +409,7 @@ public struct Engine: Sendable {
                 // Attempts another engine holds: read the run every poll interval meanwhile, to
                 // take them over if that engine stops, and to go on with what they make ready.
                 if !ticking, state.outcome == nil,
-                    taskIDs.contains(where: { state.tasks[$0]?.state == .started && !running.contains($0) })
+                    taskIDs.indices.contains(where: { state.progress[$0].state == .started && !running.contains(taskIDs[$0]) })
                 {
                     ticking = true
                     group.addTask {
@@ -475,8 +505,9 @@ public struct Engine: Sendable {
         }
         step.recorded += claim.map { RunEvents.recorded($0, timeUnixNano: startedUnixNano) }
         step.refused = partlyRefused
-        // Cancelled with its run: the run records the attempt `cancelled`, not its kill as a failure.
-        if Task.isCancelled { return step }
+        // Cancelled with its run: the run records the attempt `cancelled`, not its kill as a
+        // failure; work that completed is still recorded (and compensated with the run).
+        if Task.isCancelled, case .failure = result { return step }
         let ms = WorkflowValue.number(String((Self.nowUnixNano() - startedUnixNano) / 1_000_000))
         let outcome: RunEvents.Draft
         switch result {
@@ -618,7 +649,13 @@ public struct Engine: Sendable {
                 let outputs = try await refold(child).state
                 var members: [(key: String, value: WorkflowValue)] = []
                 for t in outputs.definition.tasks { if let output = outputs.context.outputs[t.id] { members.append((t.id, output)) } }
-                return TaskResult(output: .object([(key: "run", value: .text(child)), (key: "outputs", value: .object(members))]), causes: [RunEvents.runKey(child, "completed")])
+                var output = WorkflowValue.object([(key: "run", value: .text(child)), (key: "outputs", value: .object(members))])
+                if output.json.utf8.count > Self.outputBytesMax {
+                    // The child's work is done and recorded: keep the completion, not every output
+                    // (they stay in the child run's events).
+                    output = .object([(key: "run", value: .text(child)), (key: "outputs_truncated", value: .bool(true))])
+                }
+                return TaskResult(output: output, causes: [RunEvents.runKey(child, "completed")])
             case .failed(let failedTask, let error):
                 throw TaskFailure(
                     message: "sub-workflow \(name) (run \(child)) failed at \(failedTask): \(error)", details: [(key: "child_run", value: .text(child))])
@@ -981,7 +1018,7 @@ extension Engine {
         }
         state.settle()
         let tasks = definition.tasks.map { task -> RunStatus.Task in
-            let p = state.tasks[task.id] ?? RunState.Progress()
+            let p = state.progress(of: task.id) ?? RunState.Progress()
             let shown = p.skipped != nil ? "skipped (\(p.skipped!))" : p.state?.rawValue ?? "pending"
             return RunStatus.Task(id: task.id, state: shown, attempts: p.attempts, durationMs: durations[task.id], error: p.state == .failed ? p.error : nil)
         }

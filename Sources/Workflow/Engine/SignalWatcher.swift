@@ -37,7 +37,9 @@ final class SignalWatcher: Sendable {
     /// nil when `deadline` (Unix nanoseconds) passes first. Cancellation ends the wait with nil.
     /// `lookUp: false` when the caller read the log for `key` after `prepare()` returned:
     /// anything recorded since is the reader's.
-    func wait(for key: String, deadlineUnixNano: Int64?, lookUp: Bool = true) async throws -> WorkflowValue? {
+    /// `registered` is called once the waiter is registered: from then on the reader delivers
+    /// whatever is recorded for `key`.
+    func wait(for key: String, deadlineUnixNano: Int64?, lookUp: Bool = true, registered: @Sendable () -> Void = {}) async throws -> WorkflowValue? {
         let token = state.withLock { s -> UInt64 in
             s.nextToken += 1
             return s.nextToken
@@ -54,10 +56,12 @@ final class SignalWatcher: Sendable {
                     return !s.reading
                 }
                 guard let start else {
+                    registered()
                     c.resume(returning: nil)
                     return
                 }
                 if start { Task { await self.read() } }
+                registered()
                 // Registered: now the look-up, and the deadline.
                 if lookUp {
                     Task {

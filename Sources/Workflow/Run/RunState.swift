@@ -10,7 +10,10 @@ public struct RunState: Sendable {
     public private(set) var context: RunContext
     /// The definitions the run's `sub_workflow` tasks name, by name, as its request recorded them.
     public var children: [String: String] = [:]
-    public private(set) var tasks: [String: Progress]
+    /// Where each task stands, by its index in the definition (`index(of:)`).
+    public private(set) var progress: [Progress]
+    /// The same by task id (built on each call: for status and tests, not for decision loops).
+    public var tasks: [String: Progress] { Dictionary(zip(plan.ids, progress), uniquingKeysWith: { a, _ in a }) }
     /// Completed tasks, in completion order (compensation runs them backwards).
     public private(set) var completionOrder: [String] = []
 
@@ -54,8 +57,9 @@ public struct RunState: Sendable {
     private struct Plan: Sendable {
         var index: [String: Int] = [:]
         var ids: [String] = []
-        var needs: [[String]] = []
-        var dependencies: [Set<String>] = []
+        /// Indexes of the tasks each one needs, and of those its `needs` and `start_when` name.
+        var needs: [[Int]] = []
+        var dependencies: [[Int]] = []
         var startWhen: [Condition?] = []
         var failsRun: [Bool] = []
         var maxAttempts: [Int] = []
@@ -66,8 +70,11 @@ public struct RunState: Sendable {
             for task in tasks where index[task.id] == nil {
                 index[task.id] = ids.count
                 ids.append(task.id)
-                needs.append(task.needs)
-                dependencies.append(task.dependencies)
+            }
+            for task in tasks where needs.count < ids.count {
+                // A task never needs itself (validation refuses it); a name unknown here is dropped.
+                needs.append(task.needs.compactMap { $0 == task.id ? nil : index[$0] })
+                dependencies.append(task.dependencies.sorted().compactMap { index[$0] })
                 startWhen.append(task.startWhen)
                 failsRun.append(task.onFailure == .fail)
                 maxAttempts.append(task.retry.maxAttempts)
@@ -83,8 +90,13 @@ public struct RunState: Sendable {
         var values: [String: WorkflowValue] = [:]
         for input in definition.inputs { values[input.name] = inputs[input.name] ?? input.defaultValue }
         context = RunContext(inputs: values)
-        tasks = Dictionary(definition.tasks.map { ($0.id, Progress()) }, uniquingKeysWith: { a, _ in a })
+        progress = Array(repeating: Progress(), count: plan.ids.count)
     }
+
+    /// A task's index in `progress` (its place in the definition).
+    public func index(of id: String) -> Int? { plan.index[id] }
+
+    public func progress(of id: String) -> Progress? { plan.index[id].map { progress[$0] } }
 
     /// Records a transition. Ones for unknown tasks are ignored (a definition's version decides
     /// its tasks; the engine never records those). A completed or cancelled task stays so (the
@@ -97,56 +109,57 @@ public struct RunState: Sendable {
         case .scheduled(let t), .started(let t), .retrying(let t), .cancelled(let t): id = t
         case .completed(let t, _), .failed(let t, _): id = t
         }
-        guard let current = tasks[id]?.state else {
-            applyInOrder(transition)
-            return
+        guard let i = plan.index[id] else { return }
+        if let current = progress[i].state {
+            if current == .completed || current == .cancelled { return }
+            if case .scheduled = transition { return }
         }
-        if current == .completed || current == .cancelled { return }
-        if case .scheduled = transition { return }
-        applyInOrder(transition)
-    }
-
-    private mutating func applyInOrder(_ transition: Transition) {
         switch transition {
-        case .scheduled(let id): note(id, .scheduled)
-        case .started(let id):
-            tasks[id]?.attempts += 1
-            note(id, .started)
-        case .completed(let id, let output):
-            guard tasks[id] != nil, tasks[id]?.state != .completed else { return }
-            note(id, .completed)
+        case .scheduled: note(i, .scheduled)
+        case .started:
+            progress[i].attempts += 1
+            note(i, .started)
+        case .completed(_, let output):
+            note(i, .completed)
             context.outputs[id] = output
             completionOrder.append(id)
-        case .failed(let id, let error):
-            note(id, .failed)
-            tasks[id]?.error = error
-        case .retrying(let id): note(id, .retrying)
-        case .cancelled(let id): note(id, .cancelled)
+        case .failed(_, let error):
+            note(i, .failed)
+            progress[i].error = error
+        case .retrying: note(i, .retrying)
+        case .cancelled: note(i, .cancelled)
         }
     }
 
-    private mutating func note(_ id: String, _ state: TaskState) {
-        guard tasks[id] != nil else { return }
-        tasks[id]?.state = state
-        context.states[id, default: []].insert(state)
+    private mutating func note(_ i: Int, _ state: TaskState) {
+        progress[i].state = state
+        context.states[plan.ids[i], default: []].insert(state)
     }
 
     /// Failed with no attempt left.
     public func failedForGood(_ id: String) -> Bool {
-        guard let p = tasks[id], let i = plan.index[id] else { return false }
-        return p.state == .failed && p.attempts >= plan.maxAttempts[i]
+        plan.index[id].map(failedForGood(at:)) ?? false
+    }
+
+    func failedForGood(at i: Int) -> Bool {
+        progress[i].state == .failed && progress[i].attempts >= plan.maxAttempts[i]
     }
 
     /// Completed, skipped, cancelled or failed for good: nothing more will happen to it.
     public func isDone(_ id: String) -> Bool {
-        guard let p = tasks[id] else { return true }
-        return p.state == .completed || p.state == .cancelled || p.skipped != nil || failedForGood(id)
+        plan.index[id].map(isDone(at:)) ?? true
+    }
+
+    func isDone(at i: Int) -> Bool {
+        let p = progress[i]
+        return p.state == .completed || p.state == .cancelled || p.skipped != nil || failedForGood(at: i)
     }
 
     /// After a failed attempt: the next attempt and its pause (backoff without jitter; the
     /// engine adds jitter), or give up.
     public func retryDecision(for id: String) -> RetryDecision {
-        guard let p = tasks[id], let i = plan.index[id], p.state == .failed else { return .giveUp }
+        guard let i = plan.index[id], progress[i].state == .failed else { return .giveUp }
+        let p = progress[i]
         guard p.attempts < plan.maxAttempts[i] else { return .giveUp }
         return .retry(attempt: p.attempts + 1, after: plan.retry[i].backoff(before: p.attempts + 1))
     }
@@ -158,21 +171,20 @@ public struct RunState: Sendable {
         var changed = true
         while changed {
             changed = false
-            for i in plan.ids.indices where tasks[plan.ids[i]]?.state == nil && tasks[plan.ids[i]]?.skipped == nil {
-                let id = plan.ids[i]
+            for i in progress.indices where progress[i].state == nil && progress[i].skipped == nil {
                 var reason: String?
-                for need in plan.needs[i] where need != id {
-                    let p = tasks[need]
-                    if p?.skipped != nil { reason = "\(need) was skipped" }
-                    else if p?.state == .cancelled { reason = "\(need) was cancelled" }
-                    else if failedForGood(need) { reason = "\(need) failed" }
+                for n in plan.needs[i] {
+                    let p = progress[n]
+                    if p.skipped != nil { reason = "\(plan.ids[n]) was skipped" }
+                    else if p.state == .cancelled { reason = "\(plan.ids[n]) was cancelled" }
+                    else if failedForGood(at: n) { reason = "\(plan.ids[n]) failed" }
                     if reason != nil { break }
                 }
-                if reason == nil, let condition = plan.startWhen[i], plan.dependencies[i].allSatisfy(isDone), !condition.holds(in: context) {
+                if reason == nil, let condition = plan.startWhen[i], plan.dependencies[i].allSatisfy(isDone(at:)), !condition.holds(in: context) {
                     reason = "its start_when does not hold and can no longer change"
                 }
                 if let reason {
-                    tasks[id]?.skipped = reason
+                    progress[i].skipped = reason
                     changed = true
                 }
             }
@@ -181,23 +193,26 @@ public struct RunState: Sendable {
 
     /// Tasks that may be scheduled now, in definition order: nothing recorded for them yet, every
     /// task they need completed, their `start_when` holds. None once the run has an outcome.
-    public var ready: [String] {
+    public var ready: [String] { readyIndices.map { plan.ids[$0] } }
+
+    /// `ready`, as indexes.
+    public var readyIndices: [Int] {
         guard outcome == nil else { return [] }
-        return plan.ids.indices.compactMap { i in
-            guard let p = tasks[plan.ids[i]], p.state == nil, p.skipped == nil else { return nil }
-            guard plan.needs[i].allSatisfy({ tasks[$0]?.state == .completed }) else { return nil }
-            if let condition = plan.startWhen[i], !condition.holds(in: context) { return nil }
-            return plan.ids[i]
+        return progress.indices.filter { i in
+            guard progress[i].state == nil, progress[i].skipped == nil else { return false }
+            guard plan.needs[i].allSatisfy({ progress[$0].state == .completed }) else { return false }
+            if let condition = plan.startWhen[i], !condition.holds(in: context) { return false }
+            return true
         }
     }
 
     /// How the run ends, once it does: failed as soon as a task fails for good under
     /// `on_failure: fail`; completed when every task is done.
     public var outcome: Outcome? {
-        for i in plan.ids.indices where plan.failsRun[i] && failedForGood(plan.ids[i]) {
-            return .failed(task: plan.ids[i], error: tasks[plan.ids[i]]?.error ?? "failed")
+        for i in progress.indices where plan.failsRun[i] && failedForGood(at: i) {
+            return .failed(task: plan.ids[i], error: progress[i].error ?? "failed")
         }
-        return plan.ids.allSatisfy(isDone) ? .completed : nil
+        return progress.indices.allSatisfy(isDone(at:)) ? .completed : nil
     }
 
     /// The completed tasks that have a `compensate` step, latest completion first (SAGA order).
