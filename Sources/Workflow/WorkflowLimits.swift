@@ -12,6 +12,8 @@ public struct WorkflowLimits: Sendable, Hashable {
     public var expressionDepthMax = 64
     /// Nesting of a value (a request body, an input's default).
     public var valueDepthMax = 32
+    /// A workflow's `concurrency` (tasks of one run at once).
+    public var concurrencyMax = 1_000
     /// `retry.max_attempts`.
     public var attemptsMax = 100
     /// A task id, input name or workflow name.

@@ -150,6 +150,20 @@ struct DefinitionParserTests {
         }
     }
 
+    @Test func concurrencyIsBoundedPerRun() throws {
+        let two = try DefinitionParser.parse("name: w\nconcurrency: 2\ntasks:\n  - {id: a, kind: sleep, duration: 1s}\n")
+        #expect(two.concurrency == 2)
+        #expect(try DefinitionParser.parse("name: w\ntasks:\n  - {id: a, kind: sleep, duration: 1s}\n").concurrency == 8)
+        for bad in ["0", "1001", "two", "1.5"] {
+            do {
+                _ = try DefinitionParser.parse("name: w\nconcurrency: \(bad)\ntasks:\n  - {id: a, kind: sleep, duration: 1s}\n")
+                Issue.record("accepted concurrency \(bad)")
+            } catch {
+                #expect(error.line == 2 && error.field == "concurrency" && error.message.contains("1...1000"), "\(error)")
+            }
+        }
+    }
+
     @Test func windowsLineEndingsKeepLinesAndColumns() {
         let crlf = Self.base.replacingOccurrences(of: "\n", with: "\r\n") + "\r\n    colour: red"
         do {

@@ -287,3 +287,32 @@ def test_a_durable_sleep_fires_on_time_across_a_kill_9(server, run_banyan, banya
     assert r.returncode == 0, r.describe()
     run = r.stdout.splitlines()[0]
     assert by_key(server.url, f"run/{run}/task/wait/attempt/1/completed")["payload"]["output"] == {"slept_ms": 300}
+
+
+def test_concurrency_bounds_the_tasks_of_a_run_running_at_once(server, run_banyan, tmp_path):
+    flow = tmp_path / "one.yaml"
+    flow.write_text("name: one\nconcurrency: 1\ntasks:\n" + "".join(f'  - {{id: t{i}, kind: shell, run: ["sleep", "0.2"]}}\n' for i in range(3)))
+    r = run_banyan("workflow", "run", "--drive", str(flow), "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    run = r.stdout.splitlines()[0]
+    spans = sorted((by_key(server.url, f"run/{run}/task/t{i}/attempt/1/started")["time_unix_nano"],
+                    by_key(server.url, f"run/{run}/task/t{i}/attempt/1/completed")["time_unix_nano"]) for i in range(3))
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(2)), f"one at a time: {spans}"
+
+
+def test_progress_lines_become_progress_events_and_stay_out_of_the_output(server, run_banyan, tmp_path):
+    flow = tmp_path / "progress.yaml"
+    script = tmp_path / "load.sh"
+    script.write_text('for p in 25 50 75; do echo "::progress {\\"pct\\": $p}"; done\necho "::progress almost"\necho \'{"rows": 3}\'\n')
+    flow.write_text(f'name: progress\ntasks:\n  - {{id: load, kind: shell, run: ["sh", "{script}"], output: json}}\n')
+    r = run_banyan("workflow", "run", "--drive", str(flow), "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    run = r.stdout.splitlines()[0]
+    events = run_events(server.url, run)
+    progress = [e for e in events if e["type"] == "workflow.task.progress"]
+    assert [e["payload"]["progress"] for e in progress] == [{"pct": 25}, {"pct": 50}, {"pct": 75}, "almost"]
+    assert [e["key"] for e in progress] == [f"run/{run}/task/load/attempt/1/progress/{k}" for k in range(1, 5)]
+    started = by_key(server.url, f"run/{run}/task/load/attempt/1/started")
+    assert all(e["parents"] == [started["id"]] for e in progress)
+    completed = by_key(server.url, f"run/{run}/task/load/attempt/1/completed")
+    assert completed["payload"]["output"] == {"rows": 3} and completed["id"] > progress[-1]["id"], "reports come before the outcome; the output is clean"

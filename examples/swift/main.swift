@@ -56,15 +56,14 @@ func fail(_ message: String) -> Never {
 
 let options = parse()
 
-/// Appends `name` to the effects file: the side effect the tests count.
+/// Appends `name` to the effects file: the side effect the tests count. One `write` with
+/// O_APPEND, so steps running at once (email and SMS) never overwrite each other's lines.
 @Sendable func effect(_ name: String) throws {
-    guard let handle = FileHandle(forWritingAtPath: options.effects) ?? {
-        FileManager.default.createFile(atPath: options.effects, contents: nil)
-        return FileHandle(forWritingAtPath: options.effects)
-    }() else { throw CocoaError(.fileWriteUnknown) }
-    defer { try? handle.close() }
-    try handle.seekToEnd()
-    try handle.write(contentsOf: Data("\(name)\n".utf8))
+    let fd = open(options.effects, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+    guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
+    defer { close(fd) }
+    let line = Array("\(name)\n".utf8)
+    guard line.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == line.count else { throw CocoaError(.fileWriteUnknown) }
 }
 
 struct ChargeDeclined: Error, CustomStringConvertible {

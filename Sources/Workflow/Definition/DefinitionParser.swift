@@ -56,7 +56,7 @@ public struct DefinitionParser {
         return try parser.workflow(root)
     }
 
-    static let workflowFields: Set<String> = ["name", "inputs", "tasks"]
+    static let workflowFields: Set<String> = ["name", "inputs", "tasks", "concurrency"]
     static let commonTaskFields: Set<String> = ["id", "kind", "needs", "start_when", "inputs", "retry", "timeout", "compensate", "on_failure"]
     static let kindFields: [String: Set<String>] = [
         "shell": ["run", "env", "cwd", "output"], "http": ["request"], "sleep": ["duration"], "wait_for_signal": ["signal"],
@@ -90,7 +90,14 @@ public struct DefinitionParser {
             marks[task.id] = node
             tasks.append(task)
         }
-        let definition = WorkflowDefinition(name: name, inputs: inputs, tasks: tasks)
+        var concurrency = WorkflowDefinition.concurrencyDefault
+        if let c = fields["concurrency"] {
+            guard case .number(let text) = Self.scalar(c), let n = Int(text), (1...limits.concurrencyMax).contains(n) else {
+                throw fail(c, "concurrency", "concurrency (tasks of one run at once) is 1...\(limits.concurrencyMax)")
+            }
+            concurrency = n
+        }
+        let definition = WorkflowDefinition(name: name, inputs: inputs, tasks: tasks, concurrency: concurrency)
         try check(definition, marks: marks, sequence: Array(sequence))
         return definition
     }

@@ -5,6 +5,11 @@ public struct WorkflowDefinition: Sendable, Hashable {
     public var inputs: [InputSpec]
     /// In the order written; ids are unique and the `needs`/`start_when` graph has no cycle.
     public var tasks: [TaskSpec]
+    /// Tasks of one run running at once (`concurrency:`); the engine's `--max-concurrent-tasks`
+    /// bounds all runs together.
+    public var concurrency: Int = concurrencyDefault
+
+    public static let concurrencyDefault = 8
 
     public func task(_ id: String) -> TaskSpec? { tasks.first { $0.id == id } }
 }

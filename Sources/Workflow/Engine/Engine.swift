@@ -16,8 +16,9 @@ public struct Engine: Sendable {
     public let client: BanyanHTTPClient
     /// Recorded in the attempts and compensations this engine claims.
     public let engineID: String
-    /// Tasks of one run running at once.
-    public var concurrentTasksMax = 8
+    /// Tasks of one run running at once, at most (a definition's `concurrency`, default 8, is
+    /// the bound below this one).
+    public var concurrentTasksMax = 1_000
     /// Swift closures `swift` tasks name (`function: <name>`).
     public var functions: [String: Function] = [:]
     /// How often signals are read while attempts wait for them, and a run whose attempts
@@ -65,6 +66,9 @@ public struct Engine: Sendable {
         public var attemptKey: String
         /// The task's `inputs`, rendered: an object.
         public var inputs: WorkflowValue
+        /// Reports progress: recorded as `workflow.task.progress` (at most
+        /// `Engine.progressEventsMax` per attempt, before the attempt's outcome).
+        public var progress: @Sendable (WorkflowValue) -> Void = { _ in }
     }
 
     /// A closure a `swift` task runs: its result is the task's output; an error it throws fails
@@ -83,6 +87,9 @@ public struct Engine: Sendable {
     /// A task's output, JSON-encoded, is kept to this (a larger one is cut, and says so): the
     /// event must fit the server's payload limit with room to spare.
     public static let outputBytesMax = 256 << 10
+    /// Progress reports recorded per attempt; later ones are dropped.
+    public static let progressEventsMax = 100
+
     /// Causes named per event (the server takes up to 1,024 parents).
     public static let causesMax = 64
     /// Tries of one append when the server is overloaded or out of reach.
@@ -199,7 +206,7 @@ public struct Engine: Sendable {
         var state = initial
         var keys = Keys()
         var finished: Set<String> = []  // run-level events already recorded
-        let limit = max(1, concurrentTasksMax)
+        let limit = max(1, min(definition.concurrency, concurrentTasksMax))
         let stop = StopFlag()
 
         func apply(_ events: [RunEvents.Recorded]) {
@@ -571,8 +578,16 @@ public struct Engine: Sendable {
             environment["BANYAN_TASK_INPUTS"] = WorkflowValue.object(inputMembers).json
             var shell = ShellTask(argv: argv, env: environment, cwd: try cwd.map { try render($0).text }, timeout: task.timeout)
             shell.stdoutBytesMax = Self.outputBytesMax
+            let reporter = ProgressReporter(engine: self, id: id, task: task.id, attempt: attempt)
+            shell.onProgress = { text in reporter.report((try? JSONText.parse(Array(text.utf8), depthMax: 32)) ?? .text(text)) }
             let result: ShellTask.Result
-            do { result = try await shell.run() } catch { throw TaskFailure(message: "cannot start \(argv.first ?? "?"): \(error)") }
+            do {
+                result = try await shell.run()
+                try await reporter.finish()
+            } catch {
+                try? await reporter.finish()
+                throw TaskFailure(message: "cannot start \(argv.first ?? "?"): \(error)")
+            }
             let details: [(key: String, value: WorkflowValue)] = [
                 (key: "exit_code", value: .number(String(result.exitCode))), (key: "stderr", value: .text(String(decoding: result.stderr, as: UTF8.self))),
             ]
@@ -621,13 +636,19 @@ public struct Engine: Sendable {
             }
             var inputMembers: [(key: String, value: WorkflowValue)] = []
             for key in task.inputs.keys.sorted() { inputMembers.append((key, try render(task.inputs[key]!))) }
+            let reporter = ProgressReporter(engine: self, id: id, task: task.id, attempt: attempt)
             let call = FunctionCall(
-                run: id.run, task: task.id, attempt: attempt, attemptKey: RunEvents.taskKey(id.run, task.id, attempt: attempt, .started), inputs: .object(inputMembers))
+                run: id.run, task: task.id, attempt: attempt, attemptKey: RunEvents.taskKey(id.run, task.id, attempt: attempt, .started), inputs: .object(inputMembers),
+                progress: { reporter.report($0) })
             do {
-                return TaskResult(output: try await Self.within(task.timeout, "the function") { try await function(call) })
+                let output = try await Self.within(task.timeout, "the function") { try await function(call) }
+                try await reporter.finish()
+                return TaskResult(output: output)
             } catch let failure as TaskFailure {
+                try? await reporter.finish()
                 throw failure
             } catch {
+                try? await reporter.finish()
                 throw TaskFailure(message: "\(error)")
             }
         case .subWorkflow(let name):

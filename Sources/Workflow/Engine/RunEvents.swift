@@ -61,6 +61,16 @@ public enum RunEvents {
             payload: .object(id.members + [(key: "task", value: .text(task)), (key: "attempt", value: .number(String(attempt)))] + extra))
     }
 
+    /// A progress report of an attempt (a shell task's `::progress ` line, a swift function's
+    /// `progress` call): the k-th of the attempt, keyed `.../attempt/<n>/progress/<k>`, caused by
+    /// the attempt's `started`.
+    public static func progress(_ id: RunID, _ task: String, attempt: Int, sequence: Int, value: WorkflowValue) -> Draft {
+        Draft(
+            type: "workflow.task.progress", key: taskKey(id.run, task, attempt: attempt, .progress) + "/\(sequence)", stream: stream(id.run),
+            parentKeys: [taskKey(id.run, task, attempt: attempt, .started)],
+            payload: .object(id.members + [(key: "task", value: .text(task)), (key: "attempt", value: .number(String(attempt))), (key: "progress", value: value)]))
+    }
+
     /// A compensation step of a completed task: `workflow.task.compensating`, `.compensated` or
     /// `.compensation_failed`, keyed `run/<run>/task/<id>/compensation/<state>`, with
     /// `"compensation": true` in the payload (the decision core does not fold these).

@@ -13,6 +13,9 @@ struct ShellTask {
     /// Bytes of stdout kept (the tail), and of stderr.
     var stdoutBytesMax = 1 << 20
     var stderrBytesMax = 4_096
+    /// Called with the text of each stdout line that starts with `::progress ` (such lines are
+    /// not part of the output), as the program writes them.
+    var onProgress: (@Sendable (String) -> Void)?
 
     struct Result {
         var exitCode: Int32
@@ -44,7 +47,8 @@ struct ShellTask {
         process.standardInput = FileHandle.nullDevice
         let stdout = Tail(max: stdoutBytesMax)
         let stderr = Tail(max: stderrBytesMax)
-        out.fileHandleForReading.readabilityHandler = { stdout.append($0.availableData) }
+        let lines = ProgressLines(tail: stdout, onProgress: onProgress)
+        out.fileHandleForReading.readabilityHandler = { lines.append($0.availableData) }
         err.fileHandleForReading.readabilityHandler = { stderr.append($0.availableData) }
         let finished = AsyncStream<Void>.makeStream()
         process.terminationHandler = { _ in finished.continuation.finish() }
@@ -78,7 +82,8 @@ struct ShellTask {
         let timedOut = await killer?.value ?? false
         out.fileHandleForReading.readabilityHandler = nil
         err.fileHandleForReading.readabilityHandler = nil
-        stdout.append(out.fileHandleForReading.readDataToEndOfFile())
+        lines.append(out.fileHandleForReading.readDataToEndOfFile())
+        lines.finish()
         stderr.append(err.fileHandleForReading.readDataToEndOfFile())
         return Result(
             exitCode: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal, stdout: stdout.bytes, stderr: stderr.bytes,
@@ -104,6 +109,52 @@ struct ShellTask {
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
         return nil
+    }
+
+    /// Splits stdout into lines: progress lines go to `onProgress`, the rest to the tail. A
+    /// line is held until its newline, at most `lineBytesMax` (a longer one is output, never
+    /// progress); without `onProgress` everything goes straight to the tail.
+    final class ProgressLines: @unchecked Sendable {
+        static let marker = Array("::progress ".utf8)
+        static let lineBytesMax = 64 << 10
+        private let lock = NSLock()
+        private var pending: [UInt8] = []
+        let tail: Tail
+        let onProgress: (@Sendable (String) -> Void)?
+
+        init(tail: Tail, onProgress: (@Sendable (String) -> Void)?) {
+            self.tail = tail
+            self.onProgress = onProgress
+        }
+
+        func append(_ data: Data) {
+            guard let onProgress else { return tail.append(data) }
+            guard !data.isEmpty else { return }
+            lock.lock()
+            defer { lock.unlock() }
+            pending += data
+            while let newline = pending.firstIndex(of: 0x0A) {
+                let line = Array(pending[...newline])
+                pending.removeSubrange(...newline)
+                if line.starts(with: Self.marker) {
+                    onProgress(String(decoding: line.dropFirst(Self.marker.count).dropLast(), as: UTF8.self))
+                } else {
+                    tail.append(Data(line))
+                }
+            }
+            if pending.count > Self.lineBytesMax {
+                tail.append(Data(pending))
+                pending = []
+            }
+        }
+
+        /// The program ended: a last line without a newline is output.
+        func finish() {
+            lock.lock()
+            defer { lock.unlock() }
+            if !pending.isEmpty { tail.append(Data(pending)) }
+            pending = []
+        }
     }
 
     /// The last `max` bytes written to a pipe.
