@@ -48,6 +48,14 @@ def by_key(url: str, key: str) -> dict | None:
     return r.json() if r.status_code == 200 else None
 
 
+def run_state(url: str, run: str) -> str:
+    """How a run ended, from its run-level events, or `running`."""
+    for state in ("completed", "failed", "cancelled"):
+        if by_key(url, f"run/{run}/{state}") is not None:
+            return state
+    return "running"
+
+
 def ancestors(url: str, key: str) -> list[str]:
     r = requests.post(url + "/v1/query", json={"query": f'ancestors(key "{key}")', "page_size": 1000}, timeout=10)
     assert r.status_code == 200, r.text

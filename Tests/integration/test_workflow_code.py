@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from test_v1_api import wait_until
-from test_workflow import by_key, run_events
+from test_workflow import by_key, run_events, run_state
 
 
 @pytest.fixture
@@ -57,18 +57,11 @@ def test_a_code_workflow_survives_kill_9_and_replays_completed_steps(server, exa
     child = f"sub-{h:016x}"
     assert by_key(server.url, f"run/{child}/requested")["payload"]["parent"] == "run/order-7/task/ship/attempt/1/started"
     assert by_key(server.url, f"run/{child}/task/label/attempt/1/completed")["payload"]["output"] == "label-order-7"
-    assert run_state_code(server.url, "order-7") == "completed"
+    assert run_state(server.url, "order-7") == "completed"
     # Running a finished run again returns its recorded output and runs nothing.
     r = run_example(example, server, "--run", "order-7", "--effects", str(effects))
     assert r.returncode == 0 and json.loads(r.stdout.splitlines()[1])["label"] == "label-order-7", r.stderr
     assert Counter(effects.read_text().split()) == after
-
-
-def run_state_code(url: str, run: str) -> str:
-    for state in ("completed", "failed"):
-        if by_key(url, f"run/{run}/{state}") is not None:
-            return state
-    return "running"
 
 
 def test_a_code_workflow_whose_step_fails_for_good_fails_the_run(server, example, tmp_path):

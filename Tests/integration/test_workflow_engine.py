@@ -18,7 +18,7 @@ import requests
 
 from conftest import free_port
 from test_v1_api import wait_until
-from test_workflow import EXAMPLES, by_key, run_events
+from test_workflow import EXAMPLES, by_key, run_events, run_state
 
 
 class Engine:
@@ -59,13 +59,6 @@ def engines(banyan_bin, tmp_path):
     yield make
     for e in started:
         e.stop()
-
-
-def run_state(url: str, run: str) -> str:
-    for state in ("completed", "failed"):
-        if by_key(url, f"run/{run}/{state}") is not None:
-            return state
-    return "running"
 
 
 def test_an_engine_process_drives_runs_that_run_only_starts(server, engines, run_banyan):
@@ -399,7 +392,7 @@ tasks:
     wait_until(lambda: log.exists() and "working" in log.read_text().split(), 30, "the long task to start")
     r = run_banyan("workflow", "cancel", run, "--reason", "changed my mind", "--server", server.url)
     assert r.returncode == 0 and r.stdout.strip() == f"asked to cancel run {run}", r.describe()
-    wait_until(lambda: run_state_any(server.url, run) == "cancelled", 30, "the run to be cancelled")
+    wait_until(lambda: run_state(server.url, run) == "cancelled", 30, "the run to be cancelled")
     ended = by_key(server.url, f"run/{run}/cancelled")
     assert ended["payload"]["reason"] == "changed my mind" and ended["payload"]["compensations_failed"] == []
     for task in ("work", "approve"):
@@ -418,13 +411,6 @@ tasks:
     assert r.returncode == 1 and f"run {done} has already completed" in r.stderr, r.describe()
     r = run_banyan("workflow", "cancel", "nope", "--server", server.url)
     assert r.returncode == 1 and "no run nope" in r.stderr, r.describe()
-
-
-def run_state_any(url: str, run: str) -> str:
-    for state in ("completed", "failed", "cancelled"):
-        if by_key(url, f"run/{run}/{state}") is not None:
-            return state
-    return "running"
 
 
 def test_cancelling_reaches_a_resumed_wait_and_a_child_run(server, engines, run_banyan, tmp_path):
@@ -451,12 +437,12 @@ tasks:
     time.sleep(1)
     r = run_banyan("workflow", "cancel", run, "--reason", "stop", "--server", server.url)
     assert r.returncode == 0, r.describe()
-    wait_until(lambda: run_state_any(server.url, run) == "cancelled", 30, "the parent to be cancelled")
+    wait_until(lambda: run_state(server.url, run) == "cancelled", 30, "the parent to be cancelled")
     for task in ("sub", "approve"):
         assert by_key(server.url, f"run/{run}/task/{task}/attempt/1/cancelled") is not None, task
     children = [e for e in requests.get(server.url + "/v1/events", params={"type": "workflow.run.requested", "limit": 100}, timeout=10).json()["events"]
                 if e["payload"].get("parent") == f"run/{run}/task/sub/attempt/1/started"]
     assert len(children) == 1
     child = children[0]["payload"]["run"]
-    assert run_state_any(server.url, child) == "cancelled", "the child run was cancelled with its parent"
+    assert run_state(server.url, child) == "cancelled", "the child run was cancelled with its parent"
     assert by_key(server.url, f"run/{child}/task/hold/attempt/1/cancelled") is not None
