@@ -71,3 +71,31 @@ def test_a_code_workflow_whose_step_fails_for_good_fails_the_run(server, example
     assert Counter(effects.read_text().split()) == {"charge": 3}, "three attempts, as its retry policy says"
     failed = by_key(server.url, "run/order-8/failed")
     assert failed["payload"]["error"] == "step charge failed: the card was declined"
+
+
+def test_a_code_workflow_waits_for_a_signal_shows_its_steps_and_can_be_cancelled(server, example, run_banyan, tmp_path):
+    effects = tmp_path / "effects"
+    proc = subprocess.Popen([str(example), "--server", server.url, "--run", "order-9", "--effects", str(effects), "--pause", "10ms", "--approval", "yes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    wait_until(lambda: by_key(server.url, "run/order-9/task/signal-approval/attempt/1/started"), 30, "the wait for approval")
+    r = run_banyan("workflow", "status", "order-9", "--server", server.url)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[0].startswith("run order-9  workflow order (version code)  running"), r.describe()
+    assert [line.split()[0] for line in lines[2:]] == ["charge", "email", "sms", "sleep-1", "signal-approval"] or \
+        [line.split()[0] for line in lines[2:]] == ["charge", "sms", "email", "sleep-1", "signal-approval"], lines
+    assert lines[-1].split()[1] == "started"
+    r = run_banyan("workflow", "signal", "order-9", "approval", "--payload", '"ana"', "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "approved-by-ana" in effects.read_text().split()
+    # Another run, cancelled while it waits: the program ends, the run is recorded cancelled.
+    proc = subprocess.Popen([str(example), "--server", server.url, "--run", "order-10", "--effects", str(tmp_path / "effects10"), "--pause", "10ms", "--approval", "yes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    wait_until(lambda: by_key(server.url, "run/order-10/task/signal-approval/attempt/1/started"), 30, "the wait for approval")
+    r = run_banyan("workflow", "cancel", "order-10", "--reason", "out of stock", "--server", server.url)
+    assert r.returncode == 0, r.describe()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "run order-10 was cancelled: out of stock" in err, err
+    assert run_state(server.url, "order-10") == "cancelled"
+    assert "label" not in (tmp_path / "effects10").read_text().split(), "nothing after the cancel ran"

@@ -7,7 +7,8 @@
 //   banyan-workflow-example --server http://127.0.0.1:7777 --run order-1 --effects /tmp/effects
 //
 // Each step appends its name to the --effects file when it runs (what the tests count).
-// --fail-charge N makes the first N charge attempts fail.
+// --fail-charge N makes the first N charge attempts fail; --approval yes makes the order wait for
+// the signal `approval` (banyan workflow signal RUN approval --payload '"ana"') before shipping.
 import BanyanClient
 import Foundation
 import Workflow
@@ -30,6 +31,7 @@ struct Options: Sendable {
     var effects = "/dev/null"
     var pause = Duration.seconds(2)
     var failCharge = 0
+    var approval = false
 }
 
 func parse() -> Options {
@@ -43,6 +45,7 @@ func parse() -> Options {
         case "--effects": options.effects = value
         case "--pause": options.pause = Duration.parse(value) ?? { fail("--pause: not a duration: \(value)") }()
         case "--fail-charge": options.failCharge = Int(value) ?? { fail("--fail-charge: not a number: \(value)") }()
+        case "--approval": options.approval = value == "yes"
         default: fail("unknown option \(flag)")
         }
     }
@@ -95,6 +98,10 @@ let order = CodeWorkflow<Order, Receipt>("order") { ctx, order in
         }),
     ])
     try await ctx.sleep(for: options.pause)
+    if options.approval {
+        let approver: String = try await ctx.waitForSignal("approval")
+        try effect("approved-by-\(approver)")
+    }
     let label = try await ctx.child("ship", ship, order.id)
     _ = try await ctx.step("confirm") {
         try effect("confirm")

@@ -26,6 +26,8 @@ public enum CodeWorkflowError: Error, Sendable, CustomStringConvertible {
     case runFailed(run: String, error: String)
     case encoding(String)
     case heldElsewhere(run: String, step: String)
+    case signalTimeout(String)
+    case cancelled(run: String, reason: String)
 
     public var description: String {
         switch self {
@@ -36,6 +38,8 @@ public enum CodeWorkflowError: Error, Sendable, CustomStringConvertible {
         case .runFailed(let run, let error): "run \(run) failed: \(error)"
         case .encoding(let why): "a value cannot be recorded: \(why)"
         case .heldElsewhere(let run, let step): "another engine runs step \(step) of run \(run): run a code workflow's run in one process at a time"
+        case .signalTimeout(let name): "no signal \(name) within its timeout"
+        case .cancelled(let run, let reason): "run \(run) was cancelled" + (reason.isEmpty ? "" : ": \(reason)")
         }
     }
 }
@@ -83,18 +87,45 @@ public struct CodeRunner: Sendable {
         if case .number(let n)? = request["id"], let first = UInt64(n), first > 0 { reader.after = first - 1 }
         let events = try await reader.next()
         let id = RunEvents.RunID(run: run, workflow: workflow.name, version: "code")
+        var cancelRequest: WorkflowValue?
         for event in events {
             if event.type == "workflow.run.completed" { return try WorkflowContext.decode(event.payload["output"] ?? .null) }
             if event.type == "workflow.run.failed" { throw CodeWorkflowError.runFailed(run: run, error: event.payload["error"]?.stringValue ?? "failed") }
+            if event.type == "workflow.run.cancelled" { throw CodeWorkflowError.cancelled(run: run, reason: event.payload["reason"]?.stringValue ?? "") }
+            if event.type == "workflow.run.cancel_requested" { cancelRequest = event.payload }
         }
         let context = WorkflowContext(runner: self, id: id, events: events)
         if !events.contains(where: { $0.type == "workflow.run.started" }) {
             try await engine.record([RunEvents.finished(id, "started", causes: [RunEvents.runKey(run, "requested")])])
         }
         do {
-            let output = try await workflow.body(context, input)
-            try await engine.record([RunEvents.finished(id, "completed", causes: context.lastKeys, extra: [(key: "output", value: try WorkflowContext.encode(output))])])
-            return output
+            // The body races the run's cancel request (`banyan workflow cancel`): a request
+            // cancels the body (cooperatively: a step's closure sees the cancellation; no new
+            // step starts) and the run ends cancelled.
+            let cancelKey = RunEvents.runKey(run, "cancel_requested")
+            let outcome: CodeOutcome<O>
+            if let cancelRequest {
+                outcome = .cancel(cancelRequest)
+            } else {
+                outcome = try await withThrowingTaskGroup(of: CodeOutcome<O>.self) { group in
+                    group.addTask { .output(try await workflow.body(context, input)) }
+                    group.addTask { .cancel(try await engine.cancels.wait(for: cancelKey, deadlineUnixNano: nil)) }
+                    let first = try await group.next()!
+                    group.cancelAll()
+                    return first
+                }
+            }
+            switch outcome {
+            case .output(let output):
+                try await engine.record([RunEvents.finished(id, "completed", causes: context.lastKeys, extra: [(key: "output", value: try WorkflowContext.encode(output))])])
+                return output
+            case .cancel(let request):
+                let reason = request?["reason"]?.stringValue ?? ""
+                try await engine.record([RunEvents.finished(id, "cancelled", causes: [cancelKey], extra: [(key: "reason", value: .text(reason))])])
+                throw CodeWorkflowError.cancelled(run: run, reason: reason)
+            }
+        } catch let error as CodeWorkflowError where { if case .cancelled = error { true } else { false } }() {
+            throw error
         } catch is CancellationError {
             throw CancellationError()
         } catch let error as CodeWorkflowError where { if case .heldElsewhere = error { true } else { false } }() {
@@ -106,6 +137,12 @@ public struct CodeRunner: Sendable {
             throw CodeWorkflowError.runFailed(run: run, error: message)
         }
     }
+}
+
+/// How a Swift run's body ended: its output, or its cancel request (nil: the wait was cancelled).
+enum CodeOutcome<O: Sendable>: Sendable {
+    case output(O)
+    case cancel(WorkflowValue?)
 }
 
 /// What a `CodeWorkflow`'s closure works through. Thread-safe: steps may run at once
@@ -228,6 +265,26 @@ public final class WorkflowContext: Sendable {
                 try await Task.sleep(for: retry.jitter ? pause * Double.random(in: 0.5...1.0) : pause)
                 try await engine.record([RunEvents.task(id, name, attempt: attempt + 1, .retrying, causes: [failed.key])])
             }
+        }
+    }
+
+    /// Waits for signal `name` sent to this run (`banyan workflow signal RUN NAME --payload JSON`)
+    /// and returns its payload: step `signal-<name>`, so a replay returns the recorded payload and
+    /// a resumed run goes on waiting; with `timeout` (counted from the step's first start) it
+    /// fails the step when no signal came.
+    public func waitForSignal<T: Codable & Sendable>(_ name: String, as type: T.Type = T.self, timeout: Duration? = nil) async throws -> T {
+        try Self.check(name)
+        let key = RunEvents.signalKey(id.run, name)
+        let step = "signal-\(name)"
+        let startedAt = replay.withLock { $0.startedAt[step] }
+        let signals = runner.engine.signals
+        return try await self.step(step) {
+            let deadline = timeout.map { (startedAt ?? Engine.nowUnixNano()) + Engine.milliseconds($0) * 1_000_000 }
+            guard let event = try await signals.wait(for: key, deadlineUnixNano: deadline) else {
+                try Task.checkCancellation()
+                throw CodeWorkflowError.signalTimeout(name)
+            }
+            return try Self.decode(event["payload"] ?? .null)
         }
     }
 

@@ -960,6 +960,14 @@ struct RunReader {
         return (id, state)
     }
 
+    /// The run's identity from its request, without its definition: what signals and cancel
+    /// requests need, for YAML and Swift runs alike.
+    mutating func identity() async throws -> RunEvents.RunID {
+        guard let request = try await request() else { throw Engine.EngineError.unknownRun(run) }
+        if request.id > 0 { after = max(after, request.id - 1) }
+        return RunEvents.RunID(run: run, workflow: request.payload["workflow"]?.stringValue ?? "", version: request.payload["version"]?.stringValue ?? "")
+    }
+
     mutating func request() async throws -> RunEvents.Recorded? {
         guard let bytes = try await client.event(key: RunEvents.runKey(run, "requested")) else { return nil }
         let value: WorkflowValue
@@ -1011,6 +1019,10 @@ public struct RunStatus: Sendable {
 extension Engine {
     /// Reads a run's events and says where it stands; nothing is recorded.
     public func status(run: String) async throws -> RunStatus {
+        var probe = RunReader(client: client, run: run)
+        if let request = try await probe.request(), request.payload["code"] == .bool(true) {
+            return try await stepsStatus(run: run, reader: &probe)
+        }
         var reader = RunReader(client: client, run: run)
         let (id, initial) = try await reader.load()
         let definition = initial.definition
@@ -1045,6 +1057,42 @@ extension Engine {
         }
         return RunStatus(run: run, workflow: id.workflow, version: id.version, state: runState, error: runError, started: started, tasks: tasks)
     }
+
+    /// A Swift workflow's run: its steps as its events name them, in the order they first appear.
+    private func stepsStatus(run: String, reader: inout RunReader) async throws -> RunStatus {
+        let id = try await reader.identity()
+        var order: [String] = []
+        var steps: [String: RunStatus.Task] = [:]
+        var runState = "running"
+        var runError: String?
+        var started = false
+        for event in try await reader.next() {
+            switch event.type {
+            case "workflow.run.started": started = true
+            case "workflow.run.completed": runState = "completed"
+            case "workflow.run.failed":
+                runState = "failed"
+                runError = event.payload["error"]?.stringValue
+            case "workflow.run.cancelled":
+                runState = "cancelled"
+                runError = event.payload["reason"]?.stringValue
+            default: break
+            }
+            guard event.type.hasPrefix("workflow.task."), let name = event.payload["task"]?.stringValue,
+                let state = TaskState(rawValue: String(event.type.dropFirst("workflow.task.".count))), state != .progress
+            else { continue }
+            if steps[name] == nil {
+                order.append(name)
+                steps[name] = RunStatus.Task(id: name, state: "pending", attempts: 0)
+            }
+            if steps[name]!.state == "completed" { continue }
+            steps[name]!.state = state.rawValue
+            if state == .started { steps[name]!.attempts += 1 }
+            if let ms = event.payload["duration_ms"]?.intValue { steps[name]!.durationMs = ms }
+            steps[name]!.error = state == .failed ? event.payload["error"]?.stringValue : nil
+        }
+        return RunStatus(run: run, workflow: id.workflow, version: id.version, state: runState, error: runError, started: started, tasks: order.map { steps[$0]! })
+    }
 }
 
 extension Engine {
@@ -1072,7 +1120,7 @@ extension Engine {
             throw SignalError.badName(name)
         }
         var reader = RunReader(client: client, run: run)
-        let (id, _) = try await reader.load()
+        let id = try await reader.identity()
         let draft = RunEvents.signal(id, name, payload: payload)
         if let bytes = try await client.event(key: draft.key) {
             let sent: WorkflowValue
@@ -1100,7 +1148,7 @@ extension Engine {
     @discardableResult
     public func cancel(run: String, reason: String) async throws -> Bool {
         var reader = RunReader(client: client, run: run)
-        let (id, _) = try await reader.load()
+        let id = try await reader.identity()
         if try await client.event(key: RunEvents.runKey(run, "cancel_requested")) != nil { return false }
         for state in ["completed", "failed", "cancelled"] {
             if try await client.event(key: RunEvents.runKey(run, state)) != nil { throw SignalError.runEnded(run, state) }
