@@ -338,8 +338,10 @@ public struct Engine: Sendable {
                     // Retries still sleeping through their backoff give up; running attempts finish.
                     stop.set()
                     if running.isEmpty {
-                        // Decided from the log as it is now, not only from what this engine recorded.
-                        guard read else {
+                        // A failure is decided from the log as it is now, not only from what this
+                        // engine recorded (another engine may have completed a retry). A completion
+                        // needs no read: completed and skipped tasks stay so whatever else the log holds.
+                        guard read || outcome == .completed else {
                             mustRead = true
                             continue
                         }
