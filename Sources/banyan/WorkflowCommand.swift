@@ -1,6 +1,7 @@
 import ArgumentParser
 import BanyanClient
 import Foundation
+import Synchronization
 import Workflow
 
 extension Banyan {
@@ -55,38 +56,57 @@ extension Banyan {
             return engine
         }
 
-        /// Follows a run an engine drives, printing each task's changes, until it ends; exit code
-        /// 0 only if it completed.
+        /// Follows a run an engine drives, printing each task's changes as its events arrive
+        /// (`GET /v1/stream` of the run's stream, resumed with Last-Event-ID after a dropped
+        /// connection), until it ends; exit code 0 only if it completed.
         static func watch(_ engine: Engine, run: String) async throws {
-            var shown: [String: String] = [:]
-            var pause = Duration.milliseconds(20)
-            let began = ContinuousClock.now
-            var hinted = false
-            while true {
-                let status = try await engine.status(run: run)
-                if !hinted, status.state == "running", !status.started, ContinuousClock.now - began > .seconds(5) {
-                    hinted = true
+            guard let bytes = try await engine.client.event(key: RunEvents.runKey(run, "requested")) else { throw Engine.EngineError.unknownRun(run) }
+            let request = try JSONText.parse(bytes)
+            var after: UInt64 = 0
+            if case .number(let n)? = request["id"], let id = UInt64(n), id > 0 { after = id - 1 }
+            let started = OnceSet()
+            let hint = Task {
+                try await Task.sleep(for: .seconds(5))
+                if !started.isSet {
                     Console.error("workflow: no engine has started run \(run) yet: is `banyan workflow engine --server URL` or `banyan serve --workflows` running? (--drive drives it here)")
                 }
-                for task in status.tasks {
-                    let line = task.state + (task.attempts > 1 ? " (attempt \(task.attempts))" : "") + (task.error.map { ": \($0)" } ?? "")
-                    if shown[task.id] != line, task.state != "pending" {
-                        Console.out("\(task.id): \(line)")
-                        shown[task.id] = line
-                    }
-                }
-                switch status.state {
-                case "completed":
+            }
+            defer { hint.cancel() }
+            for try await frame in engine.client.stream(after: after, stream: RunEvents.stream(run)) where frame.event == "event" {
+                guard let event = try? JSONText.parse(frame.data), let type = event["type"]?.stringValue else { continue }
+                let payload = event["payload"] ?? .null
+                let attempt = payload["attempt"]?.intValue ?? 1
+                let task = payload["task"]?.stringValue ?? "?"
+                let compensation = payload["compensation"] != nil
+                switch type {
+                case "workflow.run.started": started.set()
+                case "workflow.task.started" where !compensation: Console.out("\(task): started" + (attempt > 1 ? " (attempt \(attempt))" : ""))
+                case "workflow.task.completed" where !compensation: Console.out("\(task): completed" + (attempt > 1 ? " (attempt \(attempt))" : ""))
+                case "workflow.task.failed" where !compensation:
+                    Console.out("\(task): failed" + (attempt > 1 ? " (attempt \(attempt))" : "") + ": \(payload["error"]?.stringValue ?? "?")")
+                case "workflow.task.cancelled": Console.out("\(task): cancelled")
+                case "workflow.task.compensated", "workflow.task.compensation_failed": Console.out("\(task): \(type.dropFirst("workflow.task.".count))")
+                case "workflow.run.completed":
                     Console.out("completed")
                     return
-                case "failed", "cancelled":
-                    Console.out(status.state + (status.error.map { $0.isEmpty ? "" : ": \($0)" } ?? ""))
+                case "workflow.run.failed":
+                    Console.out("failed: \(payload["task"]?.stringValue.map { "\($0): " } ?? "")\(payload["error"]?.stringValue ?? "?")")
                     throw ExitCode.failure
-                default:
-                    try await Task.sleep(for: pause)
-                    pause = min(pause * 2, .milliseconds(500))
+                case "workflow.run.cancelled":
+                    let reason = payload["reason"]?.stringValue ?? ""
+                    Console.out("cancelled" + (reason.isEmpty ? "" : ": \(reason)"))
+                    throw ExitCode.failure
+                default: break
                 }
             }
+            throw ValidationError("the server closed the run's stream before the run ended")
+        }
+
+        /// Set once, read from another task.
+        final class OnceSet: Sendable {
+            private let value = Mutex(false)
+            func set() { value.withLock { $0 = true } }
+            var isSet: Bool { value.withLock { $0 } }
         }
 
         struct Run: AsyncParsableCommand {

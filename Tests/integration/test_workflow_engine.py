@@ -446,3 +446,29 @@ tasks:
     child = children[0]["payload"]["run"]
     assert run_state(server.url, child) == "cancelled", "the child run was cancelled with its parent"
     assert by_key(server.url, f"run/{child}/task/hold/attempt/1/cancelled") is not None
+
+
+def test_wait_follows_a_run_across_a_server_restart_without_repeating_a_line(server, engines, banyan_bin, tmp_path):
+    flow = tmp_path / "nap.yaml"
+    flow.write_text("""
+name: nap
+tasks:
+  - {id: first, kind: shell, run: ["echo", "one"]}
+  - {id: nap, kind: sleep, duration: 3s, needs: [first]}
+  - {id: last, kind: shell, run: ["echo", "two"], needs: [nap]}
+""")
+    engines(server.url)
+    proc = subprocess.Popen([str(banyan_bin), "workflow", "run", str(flow), "--server", server.url, "--wait"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    run = proc.stdout.readline().strip()
+    wait_until(lambda: by_key(server.url, f"run/{run}/task/nap/attempt/1/started"), 30, "the nap to start")
+    port = server.port
+    server.kill9()
+    server.restart()
+    if server.port != port:
+        proc.kill()
+        pytest.skip(f"port {port} was taken meanwhile; the follower cannot be pointed elsewhere")
+    out, err = proc.communicate(timeout=60)
+    lines = out.splitlines()
+    assert proc.returncode == 0 and lines[-1] == "completed", (out, err)
+    assert lines == ["first: started", "first: completed", "nap: started", "nap: completed", "last: started", "last: completed", "completed"], lines
