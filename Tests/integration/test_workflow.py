@@ -324,3 +324,10 @@ def test_progress_lines_become_progress_events_and_stay_out_of_the_output(server
     assert all(e["parents"] == [started["id"]] for e in progress)
     completed = by_key(server.url, f"run/{run}/task/load/attempt/1/completed")
     assert completed["payload"]["output"] == {"rows": 3} and completed["id"] > progress[-1]["id"], "reports come before the outcome; the output is clean"
+
+
+def test_a_program_not_on_path_fails_its_attempt_saying_so(server, run_banyan, tmp_path):
+    flow = tmp_path / "missing.yaml"
+    flow.write_text('name: missing\ntasks:\n  - {id: go, kind: shell, run: ["no-such-program-banyan", "x"]}\n')
+    r = run_banyan("workflow", "run", "--drive", str(flow), "--server", server.url)
+    assert r.returncode == 1 and r.stdout.splitlines()[-1] == "failed: go: no-such-program-banyan: no such program on PATH", r.describe()

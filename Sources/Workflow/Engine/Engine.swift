@@ -586,6 +586,9 @@ public struct Engine: Sendable {
             do {
                 result = try await shell.run()
                 try await reporter.finish()
+            } catch let failure as ShellTask.Failure {
+                try? await reporter.finish()
+                throw TaskFailure(message: failure.message)  // it names the program
             } catch {
                 try? await reporter.finish()
                 throw TaskFailure(message: "cannot start \(argv.first ?? "?"): \(error)")

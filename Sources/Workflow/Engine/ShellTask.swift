@@ -96,8 +96,9 @@ struct ShellTask {
         return stat[close.upperBound...].first == "Z"
     }
 
-    struct Failure: Error {
+    struct Failure: Error, CustomStringConvertible {
         var message: String
+        var description: String { message }
     }
 
     /// `program`'s path: as given when it holds a `/`, else the first executable of that name
