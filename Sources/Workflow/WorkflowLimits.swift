@@ -25,6 +25,14 @@ public struct WorkflowLimits: Sendable, Hashable {
 
     public init() {}
 
+    /// Run ids and engine ids: 1-64 name bytes.
+    public static let runIDBytesMax = 64
+
+    /// 1-`bytesMax` name bytes: run, engine, step and signal names.
+    public static func isName(_ text: String, bytesMax: Int) -> Bool {
+        !text.isEmpty && text.utf8.count <= bytesMax && text.utf8.allSatisfy(isNameByte)
+    }
+
     /// The bytes of a name: letters, digits, `_` and `-`.
     public static func isNameByte(_ c: UInt8) -> Bool {
         (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2D

@@ -199,7 +199,7 @@ extension Banyan {
                 try await Banyan.reportingErrors {
                     guard maxConcurrentRuns >= 1, maxConcurrentTasks >= 1 else { throw ValidationError("--max-concurrent-runs and --max-concurrent-tasks are at least 1") }
                     guard let poll = Duration.parse(pollInterval), poll > .zero else { throw ValidationError("--poll-interval: \"\(pollInterval)\" is not a duration like 100ms") }
-                    if let engineID, engineID.isEmpty || engineID.utf8.count > 64 || !engineID.utf8.allSatisfy(WorkflowLimits.isNameByte) {
+                    if let engineID, !WorkflowLimits.isName(engineID, bytesMax: WorkflowLimits.runIDBytesMax) {
                         throw ValidationError("--engine-id: 1-64 letters, digits, _ and -")
                     }
                     var service = EngineService(engine: WorkflowCommand.engine(server: server, tasksMax: maxConcurrentTasks, pollInterval: poll, engineID: engineID))

@@ -57,7 +57,7 @@ public struct CodeRunner: Sendable {
     public func start<I, O>(_ workflow: CodeWorkflow<I, O>, input: I, run: String? = nil, parent: String? = nil) async throws -> String {
         try WorkflowContext.check(workflow.name)
         let runID = run ?? Engine.newRunID()
-        guard runID.utf8.count <= 64, !runID.isEmpty, runID.utf8.allSatisfy(WorkflowLimits.isNameByte) else { throw Engine.EngineError.badRunID(runID) }
+        guard WorkflowLimits.isName(runID, bytesMax: WorkflowLimits.runIDBytesMax) else { throw Engine.EngineError.badRunID(runID) }
         let id = RunEvents.RunID(run: runID, workflow: workflow.name, version: "code")
         var members = id.members + [(key: "code", value: .bool(true)), (key: "input", value: try WorkflowContext.encode(input))]
         if let parent { members.append((key: "parent", value: .text(parent))) }
@@ -75,16 +75,13 @@ public struct CodeRunner: Sendable {
     /// Runs (or resumes, or reads the result of) run `run` of `workflow` in this process; its
     /// output, or `CodeWorkflowError.runFailed`.
     public func run<I, O>(_ workflow: CodeWorkflow<I, O>, id run: String) async throws -> O {
-        guard let bytes = try await engine.client.event(key: RunEvents.runKey(run, "requested")) else { throw Engine.EngineError.unknownRun(run) }
-        let request: WorkflowValue
-        do { request = try JSONText.parse(bytes) } catch { throw Engine.EngineError.log("\(error)") }
-        let payload = request["payload"] ?? .null
+        var reader = RunReader(client: engine.client, run: run)
+        guard let request = try await reader.request() else { throw Engine.EngineError.unknownRun(run) }
+        let payload = request.payload
         guard payload["code"] == .bool(true), let recorded = payload["workflow"]?.stringValue, recorded == workflow.name else {
             throw CodeWorkflowError.notThisWorkflow(run: run, recorded: payload["workflow"]?.stringValue ?? "?", given: workflow.name)
         }
         let input: I = try WorkflowContext.decode(payload["input"] ?? .null)
-        var reader = RunReader(client: engine.client, run: run)
-        if case .number(let n)? = request["id"], let first = UInt64(n), first > 0 { reader.after = first - 1 }
         let events = try await reader.next()
         let id = RunEvents.RunID(run: run, workflow: workflow.name, version: "code")
         var cancelRequest: WorkflowValue?
@@ -158,6 +155,7 @@ public final class WorkflowContext: Sendable {
         /// Attempts started per step, and when the latest started (server time).
         var attempts: [String: Int] = [:]
         var startedAt: [String: Int64] = [:]
+        /// Attempts with an outcome, as `<step>/<attempt>`.
         var finishedAttempts: Set<String> = []
         var completionKeys: [String: String] = [:]
         /// Steps whose latest attempt failed (their error), to give up on replay when no attempt is left.
@@ -187,9 +185,9 @@ public final class WorkflowContext: Sendable {
                     r.completed[step] = event.payload["output"] ?? .null
                     r.completionKeys[step] = key
                 }
-                r.finishedAttempts.insert(key.replacingOccurrences(of: "/completed", with: ""))
+                r.finishedAttempts.insert("\(step)/\(event.payload["attempt"]?.intValue ?? 1)")
             case "workflow.task.failed":
-                r.finishedAttempts.insert(key.replacingOccurrences(of: "/failed", with: ""))
+                r.finishedAttempts.insert("\(step)/\(event.payload["attempt"]?.intValue ?? 1)")
                 r.failedLast[step] = event.payload["error"]?.stringValue ?? "failed"
             default: break
             }
@@ -200,7 +198,7 @@ public final class WorkflowContext: Sendable {
     var lastKeys: [String] { replay.withLock { Array($0.last.suffix(Engine.causesMax)) } }
 
     static func check(_ name: String) throws {
-        guard !name.isEmpty, name.utf8.count <= WorkflowLimits().nameBytesMax, name.utf8.allSatisfy(WorkflowLimits.isNameByte) else {
+        guard WorkflowLimits.isName(name, bytesMax: WorkflowLimits().nameBytesMax) else {
             throw CodeWorkflowError.badName(name)
         }
     }
@@ -219,21 +217,20 @@ public final class WorkflowContext: Sendable {
     /// (the process died) is recorded failed and the step runs again (at least once).
     public func step<T: Codable & Sendable>(_ name: String, retry: RetryPolicy = .none, _ body: @Sendable () async throws -> T) async throws -> T {
         try Self.check(name)
-        let (done, earlier, lastError) = try replay.withLock { r throws(CodeWorkflowError) -> (WorkflowValue?, Int, String?) in
+        let (done, earlier, earlierFinished, lastError) = try replay.withLock { r throws(CodeWorkflowError) -> (WorkflowValue?, Int, Bool, String?) in
             guard r.used.insert(name).inserted else { throw CodeWorkflowError.duplicateStep(name) }
             if r.completed[name] != nil, let key = r.completionKeys[name] { r.last.append(key) }  // replayed: still a cause of what follows
-            return (r.completed[name], r.attempts[name] ?? 0, r.failedLast[name])
+            let earlier = r.attempts[name] ?? 0
+            return (r.completed[name], earlier, r.finishedAttempts.contains("\(name)/\(earlier)"), r.failedLast[name])
         }
         if let done { return try Self.decode(done) }
         // Its last attempt failed and none is left (the process died before the run's failure was recorded).
-        if let lastError, earlier >= retry.maxAttempts,
-            replay.withLock({ $0.finishedAttempts.contains(RunEvents.taskKey(id.run, name, attempt: earlier, .started).replacingOccurrences(of: "/started", with: "")) })
-        {
+        if let lastError, earlier >= retry.maxAttempts, earlierFinished {
             throw CodeWorkflowError.stepFailed(step: name, error: lastError)
         }
         let engine = runner.engine
         var attempt = earlier
-        if earlier > 0, !replay.withLock({ $0.finishedAttempts.contains(RunEvents.taskKey(id.run, name, attempt: earlier, .started).replacingOccurrences(of: "/started", with: "")) }) {
+        if earlier > 0, !earlierFinished {
             try await engine.record([RunEvents.task(
                 id, name, attempt: earlier, .failed, causes: [RunEvents.taskKey(id.run, name, attempt: earlier, .started)],
                 extra: [(key: "error", value: .text("the engine stopped during this attempt")), (key: "duration_ms", value: .null)])])

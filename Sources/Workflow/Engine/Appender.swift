@@ -69,15 +69,11 @@ final class Appender: Sendable {
             }
             guard let batch else { return }
             Task {
-                await self.send(batch)
+                await self.deliver(batch[...])
                 self.state.withLock { $0.inFlight -= 1 }
                 self.flush()
             }
         }
-    }
-
-    private func send(_ batch: [Pending]) async {
-        await deliver(batch[...])
     }
 
     /// Sends callers' drafts as one batch. One refused key (409), or one bad event (400, 413),

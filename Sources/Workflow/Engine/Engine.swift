@@ -124,12 +124,13 @@ public struct Engine: Sendable {
         definition text: String, inputs given: [String: WorkflowValue], run: String? = nil, children: [String: String] = [:], parent: String? = nil
     ) async throws -> String {
         let definition: WorkflowDefinition
-        do { definition = try DefinitionParser.parse(text) } catch { throw EngineError.definition(error) }
+        // Through the cache: `children(of:)` below reads the same text again.
+        do { definition = try RunReader.definitions.parse(text) } catch { throw EngineError.definition(error) }
         let inputs: [String: WorkflowValue]
         do { inputs = try definition.runInputs(given) } catch { throw EngineError.inputs(error) }
         let needed = try Self.children(of: text, resolve: { children[$0] })
         let runID = run ?? Self.newRunID()
-        guard runID.utf8.count <= 64, !runID.isEmpty, runID.utf8.allSatisfy(WorkflowLimits.isNameByte) else { throw EngineError.badRunID(runID) }
+        guard WorkflowLimits.isName(runID, bytesMax: WorkflowLimits.runIDBytesMax) else { throw EngineError.badRunID(runID) }
         let id = RunEvents.RunID(run: runID, workflow: definition.name, version: RunEvents.version(of: text))
         // Not `record`: here a conflict is the caller's mistake, not another engine's progress.
         let body = WorkflowValue.array([RunEvents.requested(id, definition: text, inputs: inputs, children: needed, parent: parent).json]).json
@@ -408,7 +409,7 @@ public struct Engine: Sendable {
                     }
                 }
                 if running.isEmpty {
-                    if state.outcome == nil, state.ready.isEmpty {
+                    if state.outcome == nil, state.readyIndices.isEmpty {
                         // Nothing runs here: another engine holds the attempts left. Read on.
                         if read { try await Task.sleep(for: pollInterval) }
                         mustRead = true
@@ -761,7 +762,7 @@ public struct Engine: Sendable {
         switch outcome {
         case .completed:
             guard !finished.contains("completed") else { return true }
-            let causes = Array(state.completionOrder.compactMap { keys.completed[$0] }.suffix(64))
+            let causes = Array(state.completionOrder.compactMap { keys.completed[$0] }.suffix(Self.causesMax))
             try await record([RunEvents.finished(id, "completed", causes: causes)])
             log("run \(id.run): completed")
         case .failed, .cancelled:
@@ -945,14 +946,18 @@ struct RunReader {
     let client: BanyanHTTPClient
     let run: String
     var after: UInt64 = 0
+    /// The request, once read (it never changes).
+    private var known: RunEvents.Recorded? = nil
+
+    init(client: BanyanHTTPClient, run: String) {
+        self.client = client
+        self.run = run
+    }
 
     /// The run's identity and its state before any transition: the definition and inputs its
     /// request recorded.
     mutating func load() async throws -> (RunEvents.RunID, RunState) {
         guard let request = try await request() else { throw Engine.EngineError.unknownRun(run) }
-        // The request is the run's first event: its stream is read from there, not from the
-        // start of the log.
-        if request.id > 0 { after = max(after, request.id - 1) }
         let definition: WorkflowDefinition
         do { definition = try Self.definitions.parse(request.payload["definition"]?.stringValue ?? "") } catch { throw Engine.EngineError.definition(error) }
         var inputs: [String: WorkflowValue] = [:]
@@ -969,18 +974,22 @@ struct RunReader {
     /// requests need, for YAML and Swift runs alike.
     mutating func identity() async throws -> RunEvents.RunID {
         guard let request = try await request() else { throw Engine.EngineError.unknownRun(run) }
-        if request.id > 0 { after = max(after, request.id - 1) }
         return RunEvents.RunID(run: run, workflow: request.payload["workflow"]?.stringValue ?? "", version: request.payload["version"]?.stringValue ?? "")
     }
 
+    /// The run's request (nil: no such run). The request is the run's first event: `next` then
+    /// reads the stream from there, not from the start of the log.
     mutating func request() async throws -> RunEvents.Recorded? {
+        if let known { return known }
         guard let bytes = try await client.event(key: RunEvents.runKey(run, "requested")) else { return nil }
         let value: WorkflowValue
         do { value = try JSONText.parse(bytes) } catch { throw Engine.EngineError.log("\(error)") }
         guard let type = value["type"]?.stringValue, type == "workflow.run.requested" else { return nil }
         var id: UInt64 = 0
         if case .number(let n)? = value["id"] { id = UInt64(n) ?? 0 }
-        return RunEvents.Recorded(id: id, type: type, key: value["key"]?.stringValue, payload: value["payload"] ?? .null)
+        if id > 0 { after = max(after, id - 1) }
+        known = RunEvents.Recorded(id: id, type: type, key: value["key"]?.stringValue, payload: value["payload"] ?? .null)
+        return known
     }
 
     /// The run's events appended since the last call, in log order.
@@ -1024,11 +1033,10 @@ public struct RunStatus: Sendable {
 extension Engine {
     /// Reads a run's events and says where it stands; nothing is recorded.
     public func status(run: String) async throws -> RunStatus {
-        var probe = RunReader(client: client, run: run)
-        if let request = try await probe.request(), request.payload["code"] == .bool(true) {
-            return try await stepsStatus(run: run, reader: &probe)
-        }
         var reader = RunReader(client: client, run: run)
+        if let request = try await reader.request(), request.payload["code"] == .bool(true) {
+            return try await stepsStatus(run: run, reader: &reader)
+        }
         let (id, initial) = try await reader.load()
         let definition = initial.definition
         var state = initial
@@ -1121,7 +1129,7 @@ extension Engine {
     /// refused for an unknown or ended run, and for a name already sent with another payload.
     @discardableResult
     public func signal(run: String, name: String, payload: WorkflowValue) async throws -> Bool {
-        guard !name.isEmpty, name.utf8.count <= WorkflowLimits().nameBytesMax, name.utf8.allSatisfy(WorkflowLimits.isNameByte) else {
+        guard WorkflowLimits.isName(name, bytesMax: WorkflowLimits().nameBytesMax) else {
             throw SignalError.badName(name)
         }
         var reader = RunReader(client: client, run: run)
@@ -1133,9 +1141,7 @@ extension Engine {
             guard sent["payload"]?["payload"] == payload else { throw SignalError.alreadySent(name, run) }
             return false
         }
-        for state in ["completed", "failed", "cancelled"] {
-            if try await client.event(key: RunEvents.runKey(run, state)) != nil { throw SignalError.runEnded(run, state) }
-        }
+        if let state = try await ended(run) { throw SignalError.runEnded(run, state) }
         do {
             try await append(Array(WorkflowValue.array([draft.json]).json.utf8))
         } catch let error as BanyanClientError where error.status == 409 {
@@ -1146,6 +1152,14 @@ extension Engine {
 }
 
 extension Engine {
+    /// How the run ended (`completed`, `failed`, `cancelled`), or nil while it has not.
+    func ended(_ run: String) async throws -> String? {
+        for state in ["completed", "failed", "cancelled"] where try await client.event(key: RunEvents.runKey(run, state)) != nil {
+            return state
+        }
+        return nil
+    }
+
     /// Records a request to cancel `run` (once per run: asking again is a no-op and returns
     /// false, whatever the reason). The engine driving the run stops its running attempts,
     /// records them `cancelled`, compensates the completed tasks, and records
@@ -1155,9 +1169,7 @@ extension Engine {
         var reader = RunReader(client: client, run: run)
         let id = try await reader.identity()
         if try await client.event(key: RunEvents.runKey(run, "cancel_requested")) != nil { return false }
-        for state in ["completed", "failed", "cancelled"] {
-            if try await client.event(key: RunEvents.runKey(run, state)) != nil { throw SignalError.runEnded(run, state) }
-        }
+        if let state = try await ended(run) { throw SignalError.runEnded(run, state) }
         do {
             try await append(Array(WorkflowValue.array([RunEvents.cancelRequested(id, reason: String(reason.prefix(1_024))).json]).json.utf8))
         } catch let error as BanyanClientError where error.status == 409 {

@@ -54,7 +54,7 @@ final class Liveness: Sendable {
     func refresh(_ client: BanyanHTTPClient) async throws {
         var after = state.withLock { $0.cursor } ?? 0
         if state.withLock({ $0.cursor == nil }) {
-            let end = try RunEvents.page(try await client.page(after: UInt64.max >> 1, limit: 1)).last
+            let end = try await RunEvents.lastID(client)
             after = end > Self.lookBackIDs ? end - Self.lookBackIDs : 0
             // A pruned store holds nothing below its first id.
             if let first = try JSONText.parse(try await client.get(path: "/v1/status"))["first_id"]?.intValue, first > 0 {

@@ -1,3 +1,4 @@
+import BanyanClient
 import Foundation
 
 /// The events of a run (docs/WORKFLOWS.md, "Events"): their types, deterministic keys, streams,
@@ -153,6 +154,11 @@ public enum RunEvents {
         }
         func uint(_ v: WorkflowValue?) -> UInt64 { if case .number(let n)? = v { UInt64(n) ?? 0 } else { 0 } }
         return (events, uint(page["next"]), uint(page["last_id"]))
+    }
+
+    /// The log's last id now (a page asked for beyond the end answers only that).
+    static func lastID(_ client: BanyanHTTPClient) async throws -> UInt64 {
+        try page(try await client.page(after: UInt64.max >> 1, limit: 1)).last
     }
 
     /// A short, stable version of a definition's text (FNV-1a, 64 bits, hex).

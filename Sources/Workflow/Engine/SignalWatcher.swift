@@ -117,7 +117,7 @@ final class SignalWatcher: Sendable {
         var pause = Duration.milliseconds(100)
         while state.withLock({ $0.cursor == nil }) {
             do {
-                let last = try RunEvents.page(try await client.page(after: UInt64.max >> 1, limit: 1)).last
+                let last = try await RunEvents.lastID(client)
                 state.withLock { s in if s.cursor == nil { s.cursor = last } }
             } catch {
                 log("reading the log's end for signals: \(error)")
