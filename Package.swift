@@ -68,6 +68,16 @@ let package = Package(
             dependencies: [
                 "BanyanClient", .product(name: "Yams", package: "Yams"), .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
+        // The workflow REST API (/v1/workflows, /v1/runs): the engine's routes, served by
+        // `serve --workflows` and `workflow engine --listen`.
+        .target(
+            name: "WorkflowServer",
+            dependencies: [
+                "Workflow", "BanyanServer", "BanyanClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]),
         .executableTarget(
             name: "banyan",
             dependencies: [
@@ -76,6 +86,7 @@ let package = Package(
                 "BanyanClient",
                 "BanyanServer",
                 "Workflow",
+                "WorkflowServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -22,7 +22,7 @@
 #   SCHEMATHESIS_KEEP=1        keep the temporary directory (server logs, data dirs)
 # Extra arguments go to `schemathesis run`, e.g. `--include-path /emit` or `--phases fuzzing`.
 #
-# The SSE routes (/v1/stream, /subscribe) are in the spec but not fuzzed (their streams never
+# The SSE routes (/v1/stream, /subscribe, /v1/runs/{id}/watch) are in the spec but not fuzzed (their streams never
 # end); the probes read their first frames instead. /v1/replication/groups is a long poll (up to
 # 30 s per request) and its binary body has no schema to check; Tests/integration/test_replication.py
 # drives it with real followers and bad input. The deprecated GET /emit, /descendants and
@@ -123,6 +123,10 @@ batch = [
 ids = [r["id"] for r in post("/v1/events", json.dumps(batch))["results"]]
 post("/v1/events", '{"type":"seed.nd","parents":[%d]}\n{"type":"seed.nd2","key":"seed-nd"}\n' % ids[-1], "application/x-ndjson")
 post("/emit", json.dumps({"type": "seed.emit", "parents": [ids[-1], 1], "payload": "x"}))
+if "--workflows" in sys.argv:
+    # A workflow and a run of it, so the workflow routes have something to show.
+    post("/v1/workflows", "name: seeded\ntasks:\n  - {id: t, kind: swift, function: noop}\n", "application/yaml")
+    post("/v1/workflows/seeded/runs", json.dumps({"run": "seeded-run"}))
 print(f"schemathesis.sh: {base}: seeded events 2..{ids[-1] + 3}", file=sys.stderr)
 PY
 
@@ -138,14 +142,15 @@ start_server() {
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   SERVER_BASE="http://127.0.0.1:$port"
-  python3 "$WORK/seed.py" "$SERVER_BASE" $seed || { log_excerpt "$WORK/$name.log"; exit 1; }
+  python3 "$WORK/seed.py" "$SERVER_BASE" $seed "$@" || { log_excerpt "$WORK/$name.log"; exit 1; }
 }
 
 # A 64 KiB body limit (default 64 MiB) keeps the 413 probe cheap; fuzzed bodies stay far below it.
 # A read naming an id past the end (min_id) waits --read-wait-ms, and a write asking for replicas
 # (there are no followers here) waits --replica-timeout-ms: both as short as allowed, so fuzzing
 # gets their 503 and 504 at once instead of sleeping through thousands of cases.
-MAIN_ARGS=(--seed --body-bytes-max 65536 --read-wait-ms 0 --replica-timeout-ms 1)
+# --workflows adds the workflow API (its engine runs the seeded run).
+MAIN_ARGS=(--seed --body-bytes-max 65536 --read-wait-ms 0 --replica-timeout-ms 1 --workflows)
 BANYAN_TOKENS="" start_server main "${MAIN_ARGS[@]}"
 MAIN_PID="$SERVER_PID"
 MAIN_LOG="$WORK/main.log"
@@ -183,6 +188,21 @@ schemathesis.openapi.media_type("application/x-ndjson", ndjson)
 @schemathesis.serializer("application/x-ndjson")
 def _ndjson(ctx, value):
     # Strategy output is bytes; values from the spec's `type: string` (coverage phase) are str.
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+# Workflow definitions: a few valid ones (swift noop tasks only: nothing a fuzzer uploads runs a
+# program), near misses, and any text.
+definition = st.sampled_from([
+    "name: fuzz\ntasks:\n  - {id: t, kind: swift, function: noop}\n",
+    "name: fuzz2\ninputs: {n: {type: number, default: 1}}\ntasks:\n  - {id: a, kind: swift, function: noop}\n  - {id: b, kind: sleep, duration: 1ms, needs: [a]}\n",
+    "name: fuzz\ntasks: []\n", "name: x\ntasks:\n  - {id: a}\n", "tasks: 3", ":", "",
+]) | st.text(max_size=40)
+schemathesis.openapi.media_type("application/yaml", definition.map(lambda t: t.encode()))
+
+
+@schemathesis.serializer("application/yaml")
+def _yaml(ctx, value):
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
 PY
 
@@ -357,7 +377,7 @@ TOML
     "$VENV/bin/schemathesis" --config-file schemathesis.toml run "$SPEC" \
       --url "$BASE" \
       --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
-      --exclude-path /v1/stream --exclude-path /subscribe --exclude-path /v1/replication/groups \
+      --exclude-path /v1/stream --exclude-path /subscribe --exclude-path /v1/replication/groups --exclude-path '/v1/runs/{id}/watch' \
       --max-examples "$MAX_EXAMPLES" --seed "$SEED" \
       --workers "$WORKERS" \
       --request-timeout 30 \

@@ -18,6 +18,9 @@ public struct BanyanServer: Sendable {
     public let connections: ConnectionRegistry
     public let replication: ReplicationState
     let jobs = MaintenanceJobs()
+    /// Routes served beside the server's own (the workflow API of `serve --workflows`), with the
+    /// same authorisation, error bodies and metrics.
+    public var routes: [Route] = []
 
     /// - Parameter metrics: pass the same instance as the store's `StoreOptions.observer` to get commit metrics.
     public init(store: EventStore, config: ServerConfiguration, metrics: ServerMetrics = ServerMetrics(), logger: Logger) throws {
@@ -50,7 +53,7 @@ public struct BanyanServer: Sendable {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         return BanyanResponder(
-            table: RouteTable(routes: native.routes + celestialTree.routes + replicationAPI.routes + maintenanceAPI.routes + [metricsRoute]),
+            table: RouteTable(routes: native.routes + celestialTree.routes + replicationAPI.routes + maintenanceAPI.routes + [metricsRoute] + routes),
             access: config.access, metrics: metrics, connections: connections, site: SiteGuard(config: config),
             replication: replication, readWait: config.readWait, logger: logger)
     }
@@ -111,6 +114,26 @@ public struct BanyanServer: Sendable {
             logger: logger)
     }
 
+    /// An application serving `routes` alone, without a store (the workflow engine's own API,
+    /// `banyan workflow engine --listen`): the same dispatch, `405`s, error bodies, connection
+    /// limit and timeouts as the server. No tokens are checked here: the routes pass the
+    /// caller's token on to the Banyan server they use, which checks it.
+    public static func application(
+        routes: [Route], config: ServerConfiguration, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let connections = ConnectionRegistry(connectionsMax: config.connectionsMax)
+        let metrics = ServerMetrics()
+        let responder = BanyanResponder(
+            table: RouteTable(routes: routes), access: AccessControl(), metrics: metrics, connections: connections, site: SiteGuard(config: config),
+            replication: nil, readWait: config.readWait, logger: logger)
+        return Application(
+            responder: responder,
+            server: .guarded(timeouts: config.connectionTimeouts, registry: connections),
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+    }
+
     /// Serves until a shutdown signal.
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         // The service group shuts services down one after another, the HTTP server (which waits
@@ -140,7 +163,8 @@ struct BanyanResponder: HTTPResponder {
     let metrics: ServerMetrics
     let connections: ConnectionRegistry
     let site: SiteGuard
-    let replication: ReplicationState
+    /// Nil for an application without a store (`application(routes:config:logger:)`).
+    let replication: ReplicationState?
     let readWait: Duration
     let logger: Logger
 
@@ -173,12 +197,14 @@ struct BanyanResponder: HTTPResponder {
             case .found(let route, let parameters):
                 pattern = route.pattern
                 try access.authorize(request, needs: route.role)
-                if let epoch = request.headers[ReplicationAPI.epochHeader].flatMap(UInt64.init), (route.role ?? .read) >= .write,
-                    replication.observe(epoch: epoch)
-                {
-                    logger.warning("fenced: a request presented a newer epoch; this node takes no more writes", metadata: ["epoch": "\(epoch)"])
+                if let replication {
+                    if let epoch = request.headers[ReplicationAPI.epochHeader].flatMap(UInt64.init), (route.role ?? .read) >= .write,
+                        replication.observe(epoch: epoch)
+                    {
+                        logger.warning("fenced: a request presented a newer epoch; this node takes no more writes", metadata: ["epoch": "\(epoch)"])
+                    }
+                    if route.role == .read { try await ReadGate.wait(request, store: replication.store, bound: readWait) }
                 }
-                if route.role == .read { try await ReadGate.wait(request, store: replication.store, bound: readWait) }
                 let client = ClientConnection(channel: context.channel, connections: connections)
                 return (try await route.handler(request, RouteContext(parameters: parameters, client: client, headOnly: headOnly)), pattern)
             case .wrongMethod(let served, let allow):
@@ -213,11 +239,11 @@ public struct BanyanRequestContext: RequestContext {
 }
 
 /// The connection a request came on, for routes that outlive a request (SSE streams).
-struct ClientConnection: Sendable {
+public struct ClientConnection: Sendable {
     let channel: any Channel
     let connections: ConnectionRegistry
 
     /// The client is gone: the connection closed, or the client half-closed it
     /// (`ConnectionMark.inputClosed`). SSE streams check it once a second.
-    var isGone: Bool { !channel.isActive || connections.mark(for: channel)?.inputClosed == true }
+    public var isGone: Bool { !channel.isActive || connections.mark(for: channel)?.inputClosed == true }
 }

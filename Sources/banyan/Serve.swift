@@ -7,6 +7,7 @@ import LineageQuery
 import Logging
 import Synchronization
 import Workflow
+import WorkflowServer
 
 extension Banyan {
     struct Serve: AsyncParsableCommand {
@@ -217,7 +218,9 @@ extension Banyan {
                 }
                 let store = try await EventStore.open(at: data.dataDir, options: options, logger: logger)
                 defer { store.close() }
-                let server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)
+                var server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)
+                let upstream = WorkflowAPI.Upstream()
+                if workflows { server.routes = WorkflowAPI(upstream: upstream).routes }
                 let auth = config.access.isEnabled ? "\(config.access.tokens.count) tokens" : "no authentication (loopback only)"
                 let connections = config.connectionsMax
                 defer { ServerMark.remove(dataDir: data.dataDir) }
@@ -232,6 +235,7 @@ extension Banyan {
                     if workflows {
                         // Through the HTTP API like any engine (the engine is a client of the log).
                         let address = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host.contains(":") ? "[\(host)]" : host
+                        upstream.set("http://\(address):\(port)")
                         var engine = Engine(
                             client: BanyanHTTPClient(baseURL: "http://\(address):\(port)", token: token), tasksMax: workflowsMaxConcurrentTasks,
                             // One server per data directory (RocksDB's lock): a name that is its own,

@@ -2,7 +2,10 @@ import ArgumentParser
 import BanyanClient
 import Foundation
 import Synchronization
+import Logging
+import BanyanServer
 import Workflow
+import WorkflowServer
 
 extension Banyan {
     struct WorkflowCommand: AsyncParsableCommand {
@@ -194,9 +197,21 @@ extension Banyan {
             var heartbeatTTL = "15s"
             @Option(help: "This engine's name, recorded in its claims (default: a new random one). One that stays the same across restarts takes over its own unfinished attempts at once instead of after --heartbeat-ttl; never run two engines with the same name at once.")
             var engineID: String?
+            @Option(help: "Also serve the workflow API (/v1/workflows, /v1/runs, /healthz) on HOST:PORT, e.g. 127.0.0.1:7790. Callers' tokens are passed on to --server.")
+            var listen: String?
 
             func run() async throws {
                 try await Banyan.reportingErrors {
+                    var config: ServerConfiguration?
+                    if let listen {
+                        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port) else {
+                            throw ValidationError("--listen: \"\(listen)\" is not HOST:PORT")
+                        }
+                        var c = ServerConfiguration()
+                        c.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+                        c.port = port
+                        config = c
+                    }
                     guard maxConcurrentRuns >= 1, maxConcurrentTasks >= 1 else { throw ValidationError("--max-concurrent-runs and --max-concurrent-tasks are at least 1") }
                     guard let poll = Duration.parse(pollInterval), poll > .zero else { throw ValidationError("--poll-interval: \"\(pollInterval)\" is not a duration like 100ms") }
                     if let engineID, !WorkflowLimits.isName(engineID, bytesMax: WorkflowLimits.runIDBytesMax) {
@@ -207,7 +222,23 @@ extension Banyan {
                     service.pollInterval = poll
                     guard let ttl = Duration.parse(heartbeatTTL), ttl >= .seconds(1) else { throw ValidationError("--heartbeat-ttl: \"\(heartbeatTTL)\" is not a duration of at least 1s") }
                     service.heartbeatTTL = ttl
-                    try await service.run()
+                    let engineService = service
+                    guard let config else {
+                        try await engineService.run()
+                        return
+                    }
+                    let api = WorkflowAPI(upstream: WorkflowAPI.Upstream(server))
+                    let engineID = service.engine.engineID
+                    let app = BanyanServer.application(
+                        routes: api.routes + [WorkflowAPI.health(engine: engineID)], config: config, logger: Logger(label: "banyan.workflow"),
+                        onServerRunning: { port in Console.error("banyan: workflow engine \(engineID) serving its API on http://\(config.host):\(port)") })
+                    // The API stops on SIGINT/SIGTERM (it drains requests first); then the engine.
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await app.runService() }
+                        group.addTask { try await engineService.run() }
+                        try await group.next()
+                        group.cancelAll()
+                    }
                 }
             }
         }

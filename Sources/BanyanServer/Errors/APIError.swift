@@ -3,32 +3,32 @@ import Hummingbird
 
 /// An error answered as `{"error": ..., "detail": ...}` with a 4xx/5xx status: the one place
 /// where failures become HTTP responses (CelestialTree's error body shape).
-struct APIError: Error, HTTPResponseError, Sendable {
-    var status: HTTPResponse.Status
-    var error: String
-    var detail: String?
+public struct APIError: Error, HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var error: String
+    public var detail: String?
     /// The request field at fault and the event's index in its batch (native API errors).
-    var field: String?
-    var index: Int?
+    public var field: String?
+    public var index: Int?
     /// Where in a query text the problem is (query errors).
-    var line: Int?
-    var column: Int?
-    var headers: HTTPFields = [:]
+    public var line: Int?
+    public var column: Int?
+    public var headers: HTTPFields = [:]
     /// Members after the standard ones (the leader's URL on a redirect, the ids of a write that
     /// was stored but not confirmed on its replicas).
     var members: [(name: String, value: JSONValue)] = []
 
-    init(_ status: HTTPResponse.Status, _ error: String, detail: String? = nil) {
+    public init(_ status: HTTPResponse.Status, _ error: String, detail: String? = nil) {
         self.status = status
         self.error = error
         self.detail = detail
     }
 
-    func response(from request: Request, context: some RequestContext) throws -> Response {
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
         makeResponse()
     }
 
-    func makeResponse() -> Response {
+    public func makeResponse() -> Response {
         var w = JSONWriter(capacity: 64 + (detail?.utf8.count ?? 0))
         w.writeRaw("{\"error\":")
         w.writeString(error)
@@ -54,14 +54,14 @@ struct APIError: Error, HTTPResponseError, Sendable {
     static func invalidJSON(_ detail: String) -> APIError { APIError(.badRequest, "invalid json", detail: detail) }
 
     /// The same error, naming the request part at fault.
-    func naming(_ field: String) -> APIError {
+    public func naming(_ field: String) -> APIError {
         var e = self
         e.field = field
         return e
     }
 
     /// A native-API error naming the field (and, in a batch, the event index).
-    static func invalid(_ detail: String, field: String, index: Int? = nil, error: String = "invalid request") -> APIError {
+    public static func invalid(_ detail: String, field: String, index: Int? = nil, error: String = "invalid request") -> APIError {
         var e = APIError(.badRequest, error, detail: detail)
         e.field = field
         e.index = index
@@ -76,7 +76,7 @@ struct APIError: Error, HTTPResponseError, Sendable {
         return error
     }
     static let badID = APIError(.badRequest, "bad id")
-    static let notFound = APIError(.notFound, "not found")
+    public static let notFound = APIError(.notFound, "not found")
     /// 405 with the methods the route does allow (RFC 9110: a 405 must send `Allow`).
     static func methodNotAllowed(allow methods: [HTTPRequest.Method]) -> APIError {
         var error = APIError(.methodNotAllowed, "method not allowed")

@@ -3,11 +3,16 @@ import Hummingbird
 import NIOCore
 
 /// JSON responses as CelestialTree writes them: `application/json; charset=utf-8`, body ending in "\n".
-enum JSONResponse {
+public enum JSONResponse {
     static let contentType = "application/json; charset=utf-8"
 
     static func make(_ writer: JSONWriter, status: HTTPResponse.Status = .ok) -> Response {
-        var bytes = writer.bytes
+        make(json: writer.bytes, status: status)
+    }
+
+    /// `bytes`: one JSON value.
+    public static func make(json bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        var bytes = bytes
         bytes.append(UInt8(ascii: "\n"))
         return Response(
             status: status,

@@ -5,10 +5,10 @@ import Hummingbird
 /// (application/x-www-form-urlencoded): `+` is a space, then percent-decoding.
 /// The first occurrence of a name wins. A value that does not decode to UTF-8 is a 400 naming
 /// the parameter, never silently dropped (a dropped filter would widen the answer).
-struct QueryString: Sendable {
+public struct QueryString: Sendable {
     private var values: [String: String] = [:]
 
-    init(_ request: Request) throws {
+    public init(_ request: Request) throws {
         guard let query = request.uri.query, !query.isEmpty else { return }
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -22,7 +22,7 @@ struct QueryString: Sendable {
         }
     }
 
-    func get(_ name: String) -> String? { values[name] }
+    public func get(_ name: String) -> String? { values[name] }
 
     private static func decode(_ text: Substring) -> String? {
         text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding

@@ -3,13 +3,13 @@ import Hummingbird
 import NIOCore
 
 /// Reading request bodies: bounded collection and strict JSON objects.
-enum RequestBody {
+public enum RequestBody {
     /// The media type of a request body, which must be JSON (or one of `also`): 415 otherwise,
     /// also when `Content-Type` is missing. An HTML form cannot send these types, so a
     /// cross-site form cannot write, and a browser asks (a CORS preflight) before a page's
     /// script may.
     @discardableResult
-    static func requireJSON(_ request: Request, also: [String] = []) throws -> String {
+    public static func requireJSON(_ request: Request, also: [String] = []) throws -> String {
         let raw = request.headers[.contentType] ?? ""
         if mediaType(raw, is: "application/json") { return "application/json" }
         if let other = also.first(where: { mediaType(raw, is: $0) }) { return other }
@@ -37,7 +37,7 @@ enum RequestBody {
     }
 
     /// Collects the body, refusing more than `bytesMax` with 413.
-    static func bytes(_ request: Request, bytesMax: Int) async throws -> [UInt8] {
+    public static func bytes(_ request: Request, bytesMax: Int) async throws -> [UInt8] {
         do {
             let buffer = try await request.body.collect(upTo: bytesMax)
             return Array(buffer.readableBytesView)

@@ -4,8 +4,8 @@ import Hummingbird
 /// One route: a path pattern (`/v1/events/{id}`: literal segments and `{parameters}`), the method
 /// it answers (nil: any), the role it needs when tokens are configured (nil: open to everyone),
 /// and its handler.
-struct Route: Sendable {
-    typealias Handler = @Sendable (Request, RouteContext) async throws -> Response
+public struct Route: Sendable {
+    public typealias Handler = @Sendable (Request, RouteContext) async throws -> Response
 
     let pattern: String
     let method: HTTPRequest.Method?
@@ -13,7 +13,7 @@ struct Route: Sendable {
     let handler: Handler
     fileprivate let segments: [Substring]
 
-    init(_ method: HTTPRequest.Method?, _ pattern: String, role: Role?, _ handler: @escaping Handler) {
+    public init(_ method: HTTPRequest.Method?, _ pattern: String, role: Role?, _ handler: @escaping Handler) {
         self.pattern = pattern
         self.method = method
         self.role = role
@@ -37,15 +37,15 @@ struct Route: Sendable {
 }
 
 /// What a handler gets besides the request.
-struct RouteContext: Sendable {
+public struct RouteContext: Sendable {
     /// The values of the pattern's `{parameters}`, in order.
-    let parameters: [Substring]
+    public let parameters: [Substring]
     /// The connection, for routes that outlive the request (SSE).
-    let client: ClientConnection
+    public let client: ClientConnection
     /// The request was HEAD, answered as GET without a body: a stream must not be opened.
-    let headOnly: Bool
+    public let headOnly: Bool
 
-    var parameter: Substring { parameters.first ?? "" }
+    public var parameter: Substring { parameters.first ?? "" }
 }
 
 /// Every route of the server in one table: dispatch, `405` with `Allow`, the role each route

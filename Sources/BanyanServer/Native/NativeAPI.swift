@@ -5,7 +5,7 @@ import NIOCore
 import LineageQuery
 
 /// The native API under `/v1` (docs/HTTP_API.md): batch append, log reads, the SSE stream, status.
-struct NativeAPI: Sendable {
+public struct NativeAPI: Sendable {
     let store: EventStore
     let config: ServerConfiguration
     let streams: StreamRegistry
@@ -167,7 +167,7 @@ struct NativeAPI: Sendable {
         return raw
     }
 
-    static func id(_ raw: String?, field: String) throws -> EventID? {
+    public static func id(_ raw: String?, field: String) throws -> EventID? {
         guard let raw else { return nil }
         guard raw.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), raw == "0" || raw.first != "0", let value = UInt64(raw) else {
             throw APIError.invalid("\(field) must be an event id (a non-negative integer without leading zeros), not \"\(raw)\"", field: field)
@@ -175,14 +175,14 @@ struct NativeAPI: Sendable {
         return value
     }
 
-    static func integer(_ raw: String?, field: String) throws -> Int? {
+    public static func integer(_ raw: String?, field: String) throws -> Int? {
         guard let raw else { return nil }
         guard let value = Int(raw) else { throw APIError.invalid("\(field) must be an integer, not \"\(raw)\"", field: field) }
         return value
     }
 
     /// RFC 3339 (`2026-01-01T00:00:00Z`, fractions allowed) or integer Unix nanoseconds.
-    static func time(_ raw: String?, field: String) throws -> Int64? {
+    public static func time(_ raw: String?, field: String) throws -> Int64? {
         guard let raw else { return nil }
         if let nanos = Int64(raw) { return nanos }
         guard let nanos = TimeLiteral.nanoseconds(raw) else {

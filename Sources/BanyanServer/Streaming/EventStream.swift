@@ -155,5 +155,5 @@ extension EventStream {
 }
 
 extension HTTPField.Name {
-    static let lastEventID = Self.known("Last-Event-ID")
+    public static let lastEventID = Self.known("Last-Event-ID")
 }

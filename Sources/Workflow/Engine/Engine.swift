@@ -988,7 +988,9 @@ struct RunReader {
         var id: UInt64 = 0
         if case .number(let n)? = value["id"] { id = UInt64(n) ?? 0 }
         if id > 0 { after = max(after, id - 1) }
-        known = RunEvents.Recorded(id: id, type: type, key: value["key"]?.stringValue, payload: value["payload"] ?? .null)
+        var time: Int64 = 0
+        if case .number(let n)? = value["time_unix_nano"] { time = Int64(n) ?? 0 }
+        known = RunEvents.Recorded(id: id, type: type, key: value["key"]?.stringValue, payload: value["payload"] ?? .null, timeUnixNano: time)
         return known
     }
 
@@ -1007,17 +1009,26 @@ struct RunReader {
     }
 }
 
-/// Where a run stands, read from its events (`banyan workflow status`).
+/// Where a run stands, read from its events (`banyan workflow status`, `GET /v1/runs/{id}`).
 public struct RunStatus: Sendable {
     public var run: String
     public var workflow: String
     public var version: String
-    /// `completed`, `failed` (its run-level events), or `running` when neither is recorded yet.
+    /// `completed`, `failed`, `cancelled` (its run-level events), `cancelling` once a cancel is
+    /// requested, `running` once started, `pending` before.
     public var state: String
-    /// A failed run's failure: the task and its error, and the compensations that failed.
+    /// A failed run's failure: the task and its error, and the compensations that failed; a
+    /// cancelled run's reason.
     public var error: String?
     /// An engine has recorded `workflow.run.started`.
-    public var started: Bool
+    public var started: Bool { startedAtUnixNano != nil }
+    public var inputs: WorkflowValue = .object([])
+    /// A child run's parent attempt.
+    public var parent: String?
+    /// The server's times of the run-level events.
+    public var requestedAtUnixNano: Int64 = 0
+    public var startedAtUnixNano: Int64?
+    public var endedAtUnixNano: Int64?
     public struct Task: Sendable {
         public var id: String
         /// The latest state recorded, `skipped` with its reason, or `pending`.
@@ -1026,85 +1037,120 @@ public struct RunStatus: Sendable {
         /// Of the latest finished attempt, when recorded.
         public var durationMs: Int?
         public var error: String?
+        public var history: [Attempt] = []
+    }
+    /// One attempt of a task, as its events recorded it.
+    public struct Attempt: Sendable {
+        public var number: Int
+        /// Its latest state (`scheduled`, `started`, `completed`, `failed`, `cancelled`).
+        public var state: String
+        public var startedAtUnixNano: Int64?
+        public var endedAtUnixNano: Int64?
+        public var durationMs: Int?
+        public var error: String?
+        public var output: WorkflowValue?
+        /// The engine whose claim the log took.
+        public var engine: String?
     }
     public var tasks: [Task]
+
+    /// What a run's end event says went wrong (nil for a completion).
+    static func endError(_ event: RunEvents.Recorded) -> String? {
+        switch event.type {
+        case "workflow.run.cancelled": return event.payload["reason"]?.stringValue
+        case "workflow.run.failed":
+            // A Swift run records its error whole; a YAML run the task and its error.
+            guard let task = event.payload["task"]?.stringValue else { return event.payload["error"]?.stringValue }
+            var error = "\(task): \(event.payload["error"]?.stringValue ?? "?")"
+            let uncompensated = event.payload["compensations_failed"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            if !uncompensated.isEmpty { error += " (compensations failed: \(uncompensated.joined(separator: ", ")))" }
+            return error
+        default: return nil
+        }
+    }
+
+    /// Applies one of the run's events that is not a task's transition: run-level states and
+    /// times, and each attempt's history.
+    mutating func note(_ event: RunEvents.Recorded, attempts: inout [String: [Attempt]]) {
+        switch event.type {
+        case "workflow.run.started":
+            startedAtUnixNano = event.timeUnixNano
+            if state == "pending" { state = "running" }
+        case "workflow.run.cancel_requested":
+            if endedAtUnixNano == nil { state = "cancelling" }
+        case "workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled":
+            state = String(event.type.dropFirst("workflow.run.".count))
+            endedAtUnixNano = event.timeUnixNano
+            error = Self.endError(event)
+        default:
+            guard event.type.hasPrefix("workflow.task."), event.payload["compensation"] == nil, let task = event.payload["task"]?.stringValue,
+                let number = event.payload["attempt"]?.intValue, number > 0,
+                let kind = TaskState(rawValue: String(event.type.dropFirst("workflow.task.".count))), kind != .progress, kind != .retrying
+            else { return }
+            var list = attempts[task] ?? []
+            if list.last?.number != number { list.append(Attempt(number: number, state: kind.rawValue)) }
+            var a = list[list.count - 1]
+            // A late duplicate claim never moves a finished attempt back.
+            if a.endedAtUnixNano == nil { a.state = kind.rawValue }
+            switch kind {
+            case .started:
+                a.startedAtUnixNano = a.startedAtUnixNano ?? event.timeUnixNano
+                a.engine = a.engine ?? event.payload["engine"]?.stringValue
+            case .completed, .failed, .cancelled:
+                a.endedAtUnixNano = a.endedAtUnixNano ?? event.timeUnixNano
+                a.durationMs = event.payload["duration_ms"]?.intValue
+                a.error = kind == .failed ? event.payload["error"]?.stringValue : nil
+                if kind == .completed { a.output = event.payload["output"] }
+            default: break
+            }
+            list[list.count - 1] = a
+            attempts[task] = list
+        }
+    }
 }
 
 extension Engine {
     /// Reads a run's events and says where it stands; nothing is recorded.
     public func status(run: String) async throws -> RunStatus {
         var reader = RunReader(client: client, run: run)
-        if let request = try await reader.request(), request.payload["code"] == .bool(true) {
-            return try await stepsStatus(run: run, reader: &reader)
+        guard let request = try await reader.request() else { throw EngineError.unknownRun(run) }
+        var status = RunStatus(
+            run: run, workflow: request.payload["workflow"]?.stringValue ?? "", version: request.payload["version"]?.stringValue ?? "",
+            state: "pending", inputs: request.payload["inputs"] ?? .object([]), parent: request.payload["parent"]?.stringValue,
+            requestedAtUnixNano: request.timeUnixNano, tasks: [])
+        var attempts: [String: [RunStatus.Attempt]] = [:]
+        if request.payload["code"] == .bool(true) {
+            // A Swift workflow's run: its steps as its events name them, in the order they first appear.
+            var order: [String] = []
+            for event in try await reader.next() {
+                status.note(event, attempts: &attempts)
+                if let step = event.payload["task"]?.stringValue, attempts[step] != nil, !order.contains(step) { order.append(step) }
+            }
+            status.tasks = order.map { step in
+                let history = attempts[step] ?? []
+                let shown = history.contains { $0.state == "completed" } ? "completed" : history.last?.state ?? "pending"
+                let last = history.last { $0.endedAtUnixNano != nil }
+                return RunStatus.Task(
+                    id: step, state: shown, attempts: history.count { $0.startedAtUnixNano != nil }, durationMs: last?.durationMs,
+                    error: shown == "failed" ? history.last?.error : nil, history: history)
+            }
+            return status
         }
-        let (id, initial) = try await reader.load()
-        let definition = initial.definition
-        var state = initial
-        var durations: [String: Int] = [:]
-        var runState = "running"
-        var runError: String?
-        var started = false
+        var (_, state) = try await reader.load()
         for event in try await reader.next() {
             if let t = RunEvents.transition(event) { state.apply(t) }
-            if let task = event.payload["task"]?.stringValue, event.payload["compensation"] == nil, let ms = event.payload["duration_ms"]?.intValue {
-                durations[task] = ms
-            }
-            if event.type == "workflow.run.completed" { runState = "completed" }
-            if event.type == "workflow.run.cancelled" {
-                runState = "cancelled"
-                runError = event.payload["reason"]?.stringValue
-            }
-            if event.type == "workflow.run.started" { started = true }
-            if event.type == "workflow.run.failed" {
-                runState = "failed"
-                runError = "\(event.payload["task"]?.stringValue ?? "?"): \(event.payload["error"]?.stringValue ?? "?")"
-                let uncompensated = event.payload["compensations_failed"]?.arrayValue?.compactMap(\.stringValue) ?? []
-                if !uncompensated.isEmpty { runError! += " (compensations failed: \(uncompensated.joined(separator: ", ")))" }
-            }
+            status.note(event, attempts: &attempts)
         }
         state.settle()
-        let tasks = definition.tasks.map { task -> RunStatus.Task in
+        status.tasks = state.definition.tasks.map { task -> RunStatus.Task in
             let p = state.progress(of: task.id) ?? RunState.Progress()
             let shown = p.skipped != nil ? "skipped (\(p.skipped!))" : p.state?.rawValue ?? "pending"
-            return RunStatus.Task(id: task.id, state: shown, attempts: p.attempts, durationMs: durations[task.id], error: p.state == .failed ? p.error : nil)
+            let history = attempts[task.id] ?? []
+            return RunStatus.Task(
+                id: task.id, state: shown, attempts: p.attempts, durationMs: history.last { $0.endedAtUnixNano != nil }?.durationMs,
+                error: p.state == .failed ? p.error : nil, history: history)
         }
-        return RunStatus(run: run, workflow: id.workflow, version: id.version, state: runState, error: runError, started: started, tasks: tasks)
-    }
-
-    /// A Swift workflow's run: its steps as its events name them, in the order they first appear.
-    private func stepsStatus(run: String, reader: inout RunReader) async throws -> RunStatus {
-        let id = try await reader.identity()
-        var order: [String] = []
-        var steps: [String: RunStatus.Task] = [:]
-        var runState = "running"
-        var runError: String?
-        var started = false
-        for event in try await reader.next() {
-            switch event.type {
-            case "workflow.run.started": started = true
-            case "workflow.run.completed": runState = "completed"
-            case "workflow.run.failed":
-                runState = "failed"
-                runError = event.payload["error"]?.stringValue
-            case "workflow.run.cancelled":
-                runState = "cancelled"
-                runError = event.payload["reason"]?.stringValue
-            default: break
-            }
-            guard event.type.hasPrefix("workflow.task."), let name = event.payload["task"]?.stringValue,
-                let state = TaskState(rawValue: String(event.type.dropFirst("workflow.task.".count))), state != .progress
-            else { continue }
-            if steps[name] == nil {
-                order.append(name)
-                steps[name] = RunStatus.Task(id: name, state: "pending", attempts: 0)
-            }
-            if steps[name]!.state == "completed" { continue }
-            steps[name]!.state = state.rawValue
-            if state == .started { steps[name]!.attempts += 1 }
-            if let ms = event.payload["duration_ms"]?.intValue { steps[name]!.durationMs = ms }
-            steps[name]!.error = state == .failed ? event.payload["error"]?.stringValue : nil
-        }
-        return RunStatus(run: run, workflow: id.workflow, version: id.version, state: runState, error: runError, started: started, tasks: order.map { steps[$0]! })
+        return status
     }
 }
 

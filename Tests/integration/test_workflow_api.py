@@ -1,0 +1,281 @@
+"""The workflow REST API (docs/WORKFLOWS.md, "The workflow API"): definitions uploaded and
+versioned, runs started with an idempotency key, the run history with filters and cursors, a
+run's state, tasks and events, the live watch over SSE, signals and cancels; served by `banyan
+serve --workflows` and by `banyan workflow engine --listen`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import requests
+
+from conftest import free_port
+from test_v1_api import wait_until
+from test_workflow import EXAMPLES
+
+YAML = {"Content-Type": "application/yaml"}
+
+
+def upload(url: str, text: str, **kw) -> requests.Response:
+    return requests.post(url + "/v1/workflows", data=text.encode(), headers=YAML, timeout=10, **kw)
+
+
+def execute(url: str, name: str, inputs: dict | None = None, key: str | None = None, **kw) -> requests.Response:
+    headers = {"Idempotency-Key": key} if key else {}
+    return requests.post(f"{url}/v1/workflows/{name}/runs", json={"inputs": inputs or {}}, headers=headers, timeout=10, **kw)
+
+
+def run_view(url: str, run: str) -> dict:
+    r = requests.get(f"{url}/v1/runs/{run}", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def sse(url: str, last_event_id: str | None = None, timeout: float = 30) -> list[tuple[str | None, str, str]]:
+    """Reads a watch stream to its end: (id, event, data) per frame."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    frames = []
+    with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
+        assert r.status_code == 200, r.text
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        fid, event, data = None, None, []
+        for line in r.iter_lines(decode_unicode=True):
+            if line == "":
+                if event is not None:
+                    frames.append((fid, event, "\n".join(data)))
+                fid, event, data = None, None, []
+            elif line.startswith(":"):
+                continue
+            else:
+                name, _, value = line.partition(": ")
+                if name == "id":
+                    fid = value
+                elif name == "event":
+                    event = value
+                elif name == "data":
+                    data.append(value)
+    return frames
+
+
+@pytest.fixture
+def wf(server_factory):
+    return server_factory(["--workflows"])
+
+
+def test_upload_versions_execute_once_per_key_and_watch_to_the_end(wf):
+    diamond = (EXAMPLES / "diamond.yaml").read_text()
+    r = upload(wf.url, diamond)
+    assert r.status_code == 201 and r.json()["version"] == 1 and r.json()["created"] is True, r.text
+    first_hash = r.json()["hash"]
+    # The same text again is the same version.
+    r = upload(wf.url, diamond)
+    assert r.status_code == 200 and r.json()["version"] == 1 and r.json()["created"] is False, r.text
+    changed = diamond.replace("default: 10", "default: 20")
+    assert changed != diamond
+    r = upload(wf.url, changed)
+    assert r.status_code == 201 and r.json()["version"] == 2 and r.json()["hash"] != first_hash, r.text
+    listed = requests.get(wf.url + "/v1/workflows", timeout=10).json()["workflows"]
+    assert [(w["name"], w["version"], w["versions"]) for w in listed] == [("diamond", 2, 2)]
+    shown = requests.get(wf.url + "/v1/workflows/diamond", timeout=10).json()
+    assert [v["version"] for v in shown["versions"]] == [2, 1] and shown["versions"][1]["definition"] == diamond
+
+    # A retried start with the same key is the same run; other inputs under it are refused.
+    r1 = execute(wf.url, "diamond", {"base": 3}, key="order-17")
+    r2 = execute(wf.url, "diamond", {"base": 3}, key="order-17")
+    assert r1.status_code == 201 and r2.status_code == 201 and r1.json()["run"] == r2.json()["run"], (r1.text, r2.text)
+    assert r1.json()["version"] == 2
+    r3 = execute(wf.url, "diamond", {"base": 4}, key="order-17")
+    assert r3.status_code == 409 and r3.json()["field"] == "run", r3.text
+    run = r1.json()["run"]
+
+    frames = sse(f"{wf.url}/v1/runs/{run}/watch")
+    assert frames[-1][1] == "end" and json.loads(frames[-1][2]) == {"run": run, "state": "completed"}, frames[-3:]
+    events = [(int(i), json.loads(d)) for i, e, d in frames if e == "event"]
+    ids = [i for i, _ in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    types = [e["type"] for _, e in events]
+    assert types[0] == "workflow.run.requested" and types[-1] == "workflow.run.completed" and types.count("workflow.task.completed") == 4
+    assert all(e["stream"] == f"job_events:{run}" for _, e in events)
+    # Resumed in the middle: exactly the rest; resumed after the end: only the end.
+    middle = ids[len(ids) // 2]
+    rest = sse(f"{wf.url}/v1/runs/{run}/watch", last_event_id=str(middle))
+    assert [int(i) for i, e, _ in rest if e == "event"] == [i for i in ids if i > middle] and rest[-1][1] == "end"
+    assert [e for _, e, _ in sse(f"{wf.url}/v1/runs/{run}/watch", last_event_id=str(ids[-1]))] == ["end"]
+
+    view = run_view(wf.url, run)
+    assert view["state"] == "completed" and view["version"] == 2 and view["inputs"] == {"base": 3}, view
+    assert view["progress"] == {"total": 4, "completed": 4, "running": 0, "failed": 0, "pending": 0, "skipped": 0}
+    assert view["requested_at"] <= view["started_at"] <= view["ended_at"] and view["duration_ms"] >= 0
+    tasks = requests.get(f"{wf.url}/v1/runs/{run}/tasks", timeout=10).json()["tasks"]
+    join = next(t for t in tasks if t["id"] == "join")
+    assert join["state"] == "completed" and join["attempts"][0]["output"] == {"sum": 10} and join["attempts"][0]["engine"], join
+    page = requests.get(f"{wf.url}/v1/runs/{run}/events", params={"limit": 3}, timeout=10).json()
+    assert [e["id"] for e in page["events"]] == ids[:3] and page["next"] >= ids[2]
+
+
+def test_history_pages_each_run_once_with_filters(wf):
+    assert upload(wf.url, 'name: quick\ntasks:\n  - {id: t, kind: swift, function: noop}\n').status_code == 201
+    assert upload(wf.url, 'name: broken\ntasks:\n  - {id: t, kind: shell, run: ["false"]}\n').status_code == 201
+    started = {"quick": [], "broken": []}
+    for i in range(500):
+        name = "broken" if i % 10 == 0 else "quick"
+        r = execute(wf.url, name, key=f"k{i}")
+        assert r.status_code == 201, r.text
+        started[name].append(r.json()["run"])
+    everything = set(started["quick"]) | set(started["broken"])
+    wait_until(lambda: requests.get(wf.url + "/v1/runs", params={"status": "pending,running", "limit": 1}, timeout=10).json()["total"] == 0,
+               120, "every run to end")
+
+    def walk(**params):
+        seen, cursor, totals = [], None, set()
+        while True:
+            q = dict(params, limit=37)
+            if cursor:
+                q["cursor"] = cursor
+            page = requests.get(wf.url + "/v1/runs", params=q, timeout=10).json()
+            seen += [r["run"] for r in page["runs"]]
+            totals.add(page["total"])
+            if not page["has_more"]:
+                assert page["next_cursor"] is None
+                return seen, totals
+            cursor = page["next_cursor"]
+
+    newest_first, totals = walk()
+    assert len(newest_first) == 500 and set(newest_first) == everything and totals == {500}
+    oldest_first, _ = walk(order="asc")
+    assert oldest_first == list(reversed(newest_first))
+    failed, totals = walk(status="failed")
+    assert sorted(failed) == sorted(started["broken"]) and totals == {50}
+    quick, _ = walk(workflow="quick", status="completed")
+    assert sorted(quick) == sorted(started["quick"])
+    assert walk(workflow="quick", status="failed")[0] == []
+    # Time bounds are on the request's time.
+    future = requests.get(wf.url + "/v1/runs", params={"since": "2200-01-01T00:00:00Z"}, timeout=10).json()
+    assert future["total"] == 0 and future["runs"] == []
+    one = requests.get(wf.url + "/v1/runs", params={"status": "failed", "limit": 1}, timeout=10).json()["runs"][0]
+    assert one["state"] == "failed" and one["error"].startswith("t: exit code 1") and one["workflow"] == "broken"
+
+
+def test_signals_and_cancels_through_the_api(wf):
+    approval = 'name: gate\ntasks:\n  - {id: approve, kind: wait_for_signal, signal: approval}\n  - {id: nap, kind: sleep, needs: [approve], duration: 60s}\n'
+    assert upload(wf.url, approval).status_code == 201
+    run = execute(wf.url, "gate").json()["run"]
+    wait_until(lambda: run_view(wf.url, run)["state"] == "running", 30, "the run to start")
+    url = f"{wf.url}/v1/runs/{run}/signals/approval"
+    r = requests.post(url, json={"ok": True}, timeout=10)
+    assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+    r = requests.post(url, json={"ok": True}, timeout=10)
+    assert r.status_code == 200 and r.json()["recorded"] is False, r.text
+    r = requests.post(url, json={"ok": False}, timeout=10)
+    assert r.status_code == 409 and r.json()["field"] == "payload", r.text
+    r = requests.post(f"{wf.url}/v1/runs/{run}/signals/other", data=b"x" * (70 << 10), headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 413, r.text
+    wait_until(lambda: next(t for t in requests.get(f"{wf.url}/v1/runs/{run}/tasks", timeout=10).json()["tasks"] if t["id"] == "nap")["state"] == "started",
+               30, "the nap to start after the approval")
+    approve = next(t for t in requests.get(f"{wf.url}/v1/runs/{run}/tasks", timeout=10).json()["tasks"] if t["id"] == "approve")
+    assert approve["attempts"][0]["output"] == {"ok": True}
+
+    r = requests.post(f"{wf.url}/v1/runs/{run}/cancel", json={"reason": "not today"}, timeout=10)
+    assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+    frames = sse(f"{wf.url}/v1/runs/{run}/watch")
+    assert json.loads(frames[-1][2]) == {"run": run, "state": "cancelled"}
+    view = run_view(wf.url, run)
+    assert view["state"] == "cancelled" and view["error"] == "not today", view
+    r = requests.post(f"{wf.url}/v1/runs/{run}/cancel", timeout=10)
+    assert r.status_code == 200 and r.json()["recorded"] is False, r.text
+    r = requests.post(f"{wf.url}/v1/runs/{run}/signals/late", json=1, timeout=10)
+    assert r.status_code == 409 and "cancelled" in r.json()["detail"], r.text
+    listed = requests.get(wf.url + "/v1/runs", params={"status": "cancelled"}, timeout=10).json()
+    assert [x["run"] for x in listed["runs"]] == [run]
+
+
+def test_bad_requests_are_refused_with_the_field_and_store_nothing(wf):
+    last = requests.get(wf.url + "/v1/events", params={"after": 1 << 62}, timeout=10).json()["last_id"]
+    r = upload(wf.url, "name: x\ntasks:\n  - {id: a}\n")
+    assert r.status_code == 400 and r.json()["field"] == "definition" and "kind" in r.json()["detail"], r.text
+    r = requests.post(wf.url + "/v1/workflows", data=b"name: x", headers={"Content-Type": "text/html"}, timeout=10)
+    assert r.status_code == 415 and r.json()["field"] == "Content-Type", r.text
+    r = requests.post(wf.url + "/v1/workflows", json={"definition": 3}, timeout=10)
+    assert r.status_code == 400 and r.json()["field"] == "definition", r.text
+    for path, status in [("/v1/workflows/nope", 404), ("/v1/runs/nope", 404), ("/v1/runs/nope/tasks", 404), ("/v1/runs/nope/events", 404),
+                         ("/v1/runs/nope/watch", 404), ("/v1/runs/a%20b", 404)]:
+        r = requests.get(wf.url + path, timeout=10)
+        assert r.status_code == status and r.headers["Content-Type"].startswith("application/json"), (path, r.text)
+    assert execute(wf.url, "nope").status_code == 404
+    for params, field in [({"status": "done"}, "status"), ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"cursor": "x"}, "cursor"),
+                          ({"order": "up"}, "order"), ({"since": "yesterday"}, "since")]:
+        r = requests.get(wf.url + "/v1/runs", params=params, timeout=10)
+        assert r.status_code == 400 and r.json()["field"] == field, (params, r.text)
+    assert requests.post(wf.url + "/v1/runs/nope/cancel", timeout=10).status_code == 404
+    assert requests.post(wf.url + "/v1/runs/nope/signals/go", timeout=10).status_code == 404
+    assert requests.get(wf.url + "/v1/events", params={"after": 1 << 62}, timeout=10).json()["last_id"] == last
+
+    # Inputs are checked before anything is recorded.
+    assert upload(wf.url, 'name: typed\ninputs: {n: {type: number}}\ntasks:\n  - {id: t, kind: swift, function: noop}\n').status_code == 201
+    last = requests.get(wf.url + "/v1/events", params={"after": 1 << 62}, timeout=10).json()["last_id"]
+    r = execute(wf.url, "typed", {"n": "three"})
+    assert r.status_code == 400 and r.json()["field"] == "inputs", r.text
+    r = requests.post(wf.url + "/v1/workflows/typed/runs", json={"inputs": {"n": 1}, "extra": 1}, timeout=10)
+    assert r.status_code == 400 and r.json()["field"] == "extra", r.text
+    assert requests.get(wf.url + "/v1/events", params={"after": 1 << 62}, timeout=10).json()["last_id"] == last
+
+
+def test_delete_is_refused_while_runs_are_active_unless_forced(wf):
+    assert upload(wf.url, 'name: slow\ntasks:\n  - {id: nap, kind: sleep, duration: 60s}\n').status_code == 201
+    run = execute(wf.url, "slow").json()["run"]
+    r = requests.delete(wf.url + "/v1/workflows/slow", timeout=10)
+    assert r.status_code == 409 and r.json()["field"] == "force" and "1 active run" in r.json()["detail"], r.text
+    r = requests.delete(wf.url + "/v1/workflows/slow", params={"force": "true"}, timeout=10)
+    assert r.status_code == 200 and r.json()["active_runs"] == 1, r.text
+    assert requests.get(wf.url + "/v1/workflows/slow", timeout=10).status_code == 404
+    assert requests.get(wf.url + "/v1/workflows", timeout=10).json()["workflows"] == []
+    assert execute(wf.url, "slow").status_code == 404
+    # The run goes on (it holds its definition); uploading again continues the numbering.
+    assert run_view(wf.url, run)["state"] in ("pending", "running")
+    r = upload(wf.url, 'name: slow\ntasks:\n  - {id: nap, kind: sleep, duration: 1ms}\n')
+    assert r.status_code == 201 and r.json()["version"] == 2, r.text
+
+
+def test_an_engine_process_serves_the_api_and_passes_tokens_on(server_factory, banyan_bin, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("wr write\nrd read\n")
+    srv = server_factory(["--tokens-file", str(tokens)])
+    port = free_port()
+    log = open(tmp_path / "engine.log", "w")
+    env = dict(os.environ, BANYAN_TOKEN="wr")
+    proc = subprocess.Popen([str(banyan_bin), "workflow", "engine", "--server", srv.url, "--listen", f"127.0.0.1:{port}", "--engine-id", "e1"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        api = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _get(api + "/healthz") == 200, 30, "the engine's API")
+        assert requests.get(api + "/healthz", timeout=10).json() == {"status": "ok", "engine": "e1"}
+        diamond = (EXAMPLES / "diamond.yaml").read_text()
+        # The server decides: no token, 401; a read token cannot write, 403.
+        assert upload(api, diamond).status_code == 401
+        r = requests.post(api + "/v1/workflows", data=diamond.encode(), headers={**YAML, "Authorization": "Bearer rd"}, timeout=10)
+        assert r.status_code == 403, r.text
+        r = requests.post(api + "/v1/workflows", data=diamond.encode(), headers={**YAML, "Authorization": "Bearer wr"}, timeout=10)
+        assert r.status_code == 201, r.text
+        r = requests.post(api + "/v1/workflows/diamond/runs", json={"inputs": {"base": 1}}, headers={"Authorization": "Bearer wr"}, timeout=10)
+        assert r.status_code == 201, r.text
+        run = r.json()["run"]
+        read = {"Authorization": "Bearer rd"}
+        wait_until(lambda: requests.get(f"{api}/v1/runs/{run}", headers=read, timeout=10).json()["state"] == "completed", 30, "the engine to run it")
+        assert requests.get(f"{api}/v1/runs/{run}", timeout=10).status_code == 401
+        assert [r["run"] for r in requests.get(api + "/v1/runs", headers=read, timeout=10).json()["runs"]] == [run]
+        assert requests.put(api + "/v1/runs", timeout=10).status_code == 405
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def _get(url: str) -> int:
+    try:
+        return requests.get(url, timeout=2).status_code
+    except requests.ConnectionError:
+        return 0
