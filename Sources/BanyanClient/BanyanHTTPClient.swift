@@ -33,6 +33,13 @@ public struct BanyanHTTPClient: Sendable {
         try await send(path: path, method: .GET, body: nil)
     }
 
+    /// Any request: the body of a 2xx answer, a `BanyanClientError` otherwise.
+    public func request(_ method: String, path: String, body: [UInt8]? = nil, contentType: String = "application/json", headers: [String: String] = [:]) async throws -> [UInt8] {
+        var all = headers
+        if body != nil { all["Content-Type"] = contentType }
+        return try await exchange(path: path, method: HTTPMethod(rawValue: method), headers: all, body: body).body
+    }
+
     private func send(path: String, method: HTTPMethod, body: [UInt8]?) async throws -> [UInt8] {
         try await exchange(path: path, method: method, headers: ["Content-Type": "application/json"], body: body).body
     }

@@ -21,16 +21,26 @@ extension BanyanHTTPClient {
         after: UInt64?, stream: String? = nil, type: String? = nil, reconnectPause: Duration = .milliseconds(200), reconnectsMax: Int = 10,
         frameBytesMax: Int = 16 << 20
     ) -> AsyncThrowingStream<StreamFrame, any Error> {
+        var query: [String] = []
+        if let stream { query.append("stream=" + (stream.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? stream)) }
+        if let type { query.append("type=" + (type.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? type)) }
+        return frames(path: "/v1/stream", query: query, after: after, reconnectPause: reconnectPause, reconnectsMax: reconnectsMax, frameBytesMax: frameBytesMax)
+    }
+
+    /// The frames of any SSE route of the server (`/v1/stream`, `/v1/runs/{id}/watch`), with the
+    /// same reconnection as `stream`: `after` goes in the query (as `after=`) once an id is known.
+    public func frames(
+        path: String, query: [String] = [], after: UInt64?, reconnectPause: Duration = .milliseconds(200), reconnectsMax: Int = 10,
+        frameBytesMax: Int = 16 << 20
+    ) -> AsyncThrowingStream<StreamFrame, any Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
                 var last = after
                 var failures = 0
                 var pause = reconnectPause
-                var query: [String] = []
-                if let stream { query.append("stream=" + (stream.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? stream)) }
-                if let type { query.append("type=" + (type.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? type)) }
                 while !Task.isCancelled {
-                    var request = HTTPClientRequest(url: baseURL + "/v1/stream?" + (query + (last.map { ["after=\($0)"] } ?? [])).joined(separator: "&"))
+                    let parts = query + (last.map { ["after=\($0)"] } ?? [])
+                    var request = HTTPClientRequest(url: baseURL + path + (parts.isEmpty ? "" : "?" + parts.joined(separator: "&")))
                     request.headers.add(name: "Accept", value: "text/event-stream")
                     if let last { request.headers.add(name: "Last-Event-ID", value: String(last)) }
                     if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }

@@ -52,6 +52,9 @@ public struct WorkflowAPI: Sendable {
             Route(.get, "/v1/runs/{id}/events", role: .read) { request, context in try await events(request, id: context.parameter) },
             Route(.get, "/v1/runs/{id}/watch", role: .read) { request, context in try await watch(request, id: context.parameter, context: context) },
             Route(.post, "/v1/runs/{id}/cancel", role: .write) { request, context in try await cancel(request, id: context.parameter) },
+            Route(.post, "/v1/runs/{id}/pause", role: .write) { request, context in try await pause(request, id: context.parameter) },
+            Route(.post, "/v1/runs/{id}/resume", role: .write) { request, context in try await resume(request, id: context.parameter) },
+            Route(.post, "/v1/runs/{id}/retry", role: .write) { request, context in try await retry(request, id: context.parameter) },
             Route(.post, "/v1/runs/{id}/signals/{name}", role: .write) { request, context in
                 try await signal(request, id: context.parameters[0], name: context.parameters[1])
             },
@@ -209,6 +212,7 @@ public struct WorkflowAPI: Sendable {
             switch task.state {
             case "completed": progress.completed += 1
             case "started", "scheduled", "retrying": progress.running += 1
+            case "interrupted": progress.pending += 1
             case "failed", "cancelled": progress.failed += 1
             case _ where task.state.hasPrefix("skipped"): progress.skipped += 1
             default: progress.pending += 1
@@ -368,8 +372,31 @@ public struct WorkflowAPI: Sendable {
             reason = given
         }
         let engine = Engine(client: try client(request))
-        let recorded = try await mapping { try await engine.cancel(run: String(id), reason: reason) }
+        let recorded = try await mapping { try await engine.cancel(run: try runID(id), reason: reason) }
         return json(.object([(key: "run", value: .text(String(id))), (key: "state", value: .text("cancelling")), (key: "recorded", value: .bool(recorded))]))
+    }
+
+    /// `?now=true`: the run's work attempts stop too, to run again once resumed.
+    func pause(_ request: Request, id: Substring) async throws -> Response {
+        let now = try flag(try QueryString(request), "now")
+        let engine = Engine(client: try client(request))
+        let recorded = try await mapping { try await engine.pause(run: try runID(id), now: now) }
+        return json(.object([(key: "run", value: .text(String(id))), (key: "state", value: .text("paused")), (key: "recorded", value: .bool(recorded))]))
+    }
+
+    func resume(_ request: Request, id: Substring) async throws -> Response {
+        let engine = Engine(client: try client(request))
+        let recorded = try await mapping { try await engine.resume(run: try runID(id)) }
+        return json(.object([(key: "run", value: .text(String(id))), (key: "recorded", value: .bool(recorded))]))
+    }
+
+    /// A failed run again from its failed tasks, as a new run keeping the completed outputs.
+    func retry(_ request: Request, id: Substring) async throws -> Response {
+        let engine = Engine(client: try client(request))
+        let (run, recorded) = try await mapping { try await engine.retry(run: try runID(id)) }
+        return json(
+            .object([(key: "run", value: .text(run)), (key: "retry_of", value: .text(String(id))), (key: "recorded", value: .bool(recorded))]),
+            status: recorded ? .created : .ok)
     }
 
     func signal(_ request: Request, id: Substring, name: Substring) async throws -> Response {
@@ -380,7 +407,7 @@ public struct WorkflowAPI: Sendable {
             do { payload = try JSONText.parse(body, depthMax: limits.valueDepthMax) } catch { throw APIError.invalid("the payload is not JSON: \(error)", field: "payload") }
         }
         let engine = Engine(client: try client(request))
-        let sent = try await mapping { try await engine.signal(run: String(id), name: String(name), payload: payload) }
+        let sent = try await mapping { try await engine.signal(run: try runID(id), name: String(name), payload: payload) }
         return json(.object([(key: "run", value: .text(String(id))), (key: "signal", value: .text(String(name))), (key: "recorded", value: .bool(sent))]))
     }
 
@@ -395,11 +422,16 @@ public struct WorkflowAPI: Sendable {
     }
 
     func status(_ request: Request, _ id: Substring) async throws -> RunStatus {
+        let engine = Engine(client: try client(request))
+        return try await mapping { try await engine.status(run: try runID(id)) }
+    }
+
+    /// A run id from the path: anything that cannot be one is an unknown run (404).
+    func runID(_ id: Substring) throws -> String {
         guard WorkflowLimits.isName(String(id), bytesMax: WorkflowLimits.runIDBytesMax) else {
             throw map(Engine.EngineError.unknownRun(String(id.prefix(80))))
         }
-        let engine = Engine(client: try client(request))
-        return try await mapping { try await engine.status(run: String(id)) }
+        return String(id)
     }
 
     /// The catalog's version numbers by workflow name and definition hash (`name\0hash`): a

@@ -6,12 +6,14 @@ enum Console {
         write(Array((text + "\n").utf8))
     }
 
+    /// A reader that went away (`banyan run events R | head`) ends the command as SIGPIPE would
+    /// end a C tool (exit status 141), instead of trapping in Foundation's `write`.
     static func write(_ bytes: [UInt8]) {
-        FileHandle.standardOutput.write(Data(bytes))
+        do { try FileHandle.standardOutput.write(contentsOf: Data(bytes)) } catch { exit(141) }
     }
 
     static func error(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        _ = try? FileHandle.standardError.write(contentsOf: Data((text + "\n").utf8))
     }
 
     /// Progress in bytes, at most once per `step` bytes (and at the end), so a log gets a line

@@ -12,7 +12,10 @@ extension Banyan {
         static let configuration = CommandConfiguration(
             commandName: "workflow",
             abstract: "Workflows (docs/WORKFLOWS.md): check a definition, start a run, drive runs, signal and inspect them.",
-            subcommands: [Validate.self, Run.self, EngineCommand.self, Signal.self, Cancel.self, Status.self, Resume.self])
+            subcommands: [
+                Validate.self, Run.self, EngineCommand.self, Signal.self, Cancel.self, Status.self, Resume.self, Upload.self, List.self, Show.self, Delete.self,
+                Execute.self,
+            ])
 
         /// Reads a definition file, at most the size limit plus one byte (/dev/zero must not hang).
         static func read(_ file: String) throws -> String {
@@ -75,7 +78,13 @@ extension Banyan {
                 }
             }
             defer { hint.cancel() }
-            for try await frame in engine.client.stream(after: after, stream: RunEvents.stream(run)) where frame.event == "event" {
+            try await follow(engine.client.stream(after: after, stream: RunEvents.stream(run)), started: started)
+        }
+
+        /// Prints a line per task change of a run's event frames until the run ends; exit code 0
+        /// only if it completed.
+        static func follow(_ frames: AsyncThrowingStream<StreamFrame, any Error>, started: OnceSet = OnceSet()) async throws {
+            for try await frame in frames where frame.event == "event" {
                 guard let event = try? JSONText.parse(frame.data), let type = event["type"]?.stringValue else { continue }
                 let payload = event["payload"] ?? .null
                 let attempt = payload["attempt"]?.intValue ?? 1
@@ -105,6 +114,25 @@ extension Banyan {
             throw ValidationError("the server closed the run's stream before the run ended")
         }
 
+        /// `--input name=value` options: a string input takes the text, the others JSON.
+        static func inputs(_ pairs: [String], of definition: WorkflowDefinition) throws -> [String: WorkflowValue] {
+            var given: [String: WorkflowValue] = [:]
+            for pair in pairs {
+                guard let eq = pair.firstIndex(of: "=") else { throw ValidationError("--input takes name=value, not \"\(pair)\"") }
+                let name = String(pair[..<eq])
+                let raw = String(pair[pair.index(after: eq)...])
+                guard let spec = definition.inputs.first(where: { $0.name == name }) else {
+                    throw ValidationError("--input \(name): the workflow has no such input (it takes \(definition.inputs.map(\.name).joined(separator: ", ")))")
+                }
+                if spec.type == .string {
+                    given[name] = .text(raw)
+                } else {
+                    do { given[name] = try JSONText.parse(Array(raw.utf8)) } catch { throw ValidationError("--input \(name): \(spec.type.rawValue) inputs are JSON: \(error)") }
+                }
+            }
+            return given
+        }
+
         /// Set once, read from another task.
         final class OnceSet: Sendable {
             private let value = Mutex(false)
@@ -132,20 +160,7 @@ extension Banyan {
                         Console.error("\(file):\(error)")
                         throw ExitCode.failure
                     }
-                    var given: [String: WorkflowValue] = [:]
-                    for pair in inputs {
-                        guard let eq = pair.firstIndex(of: "=") else { throw ValidationError("--input takes name=value, not \"\(pair)\"") }
-                        let name = String(pair[..<eq])
-                        let raw = String(pair[pair.index(after: eq)...])
-                        guard let spec = definition.inputs.first(where: { $0.name == name }) else {
-                            throw ValidationError("--input \(name): the workflow has no such input (it takes \(definition.inputs.map(\.name).joined(separator: ", ")))")
-                        }
-                        if spec.type == .string {
-                            given[name] = .text(raw)
-                        } else {
-                            do { given[name] = try JSONText.parse(Array(raw.utf8)) } catch { throw ValidationError("--input \(name): \(spec.type.rawValue) inputs are JSON: \(error)") }
-                        }
-                    }
+                    let given = try WorkflowCommand.inputs(inputs, of: definition)
                     let engine = WorkflowCommand.engine(server: server)
                     let children = try WorkflowCommand.children(of: text, beside: file)
                     let runID = try await engine.start(definition: text, inputs: given, run: run, children: children)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -279,3 +281,152 @@ def _get(url: str) -> int:
         return requests.get(url, timeout=2).status_code
     except requests.ConnectionError:
         return 0
+
+
+def chain(name: str, n: int, effects: Path, pause: str = "0.2") -> str:
+    """n shell tasks in a line, each appending its id to `effects` after `pause` seconds."""
+    lines = [f"name: {name}", "tasks:"]
+    for i in range(n):
+        needs = f", needs: [t{i - 1}]" if i else ""
+        lines.append(f'  - {{id: t{i}, kind: shell{needs}, run: ["sh", "-c", "sleep {pause}; echo t{i} >> {effects}"]}}')
+    return "\n".join(lines) + "\n"
+
+
+def started_after(url: str, run: str, after: int) -> list[str]:
+    page = requests.get(f"{url}/v1/runs/{run}/events", params={"after": after, "limit": 1000}, timeout=10).json()
+    return [e["payload"]["task"] for e in page["events"] if e["type"] == "workflow.task.started"]
+
+
+def test_pause_stops_new_tasks_resume_goes_on_and_each_task_runs_once(wf, tmp_path):
+    effects = tmp_path / "effects"
+    assert upload(wf.url, chain("line", 20, effects)).status_code == 201
+    run = execute(wf.url, "line").json()["run"]
+    wait_until(lambda: effects.exists() and len(effects.read_text().split()) >= 4, 30, "four tasks to complete")
+    r = requests.post(f"{wf.url}/v1/runs/{run}/pause", timeout=10)
+    assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+    assert requests.post(f"{wf.url}/v1/runs/{run}/pause", timeout=10).json()["recorded"] is False
+    paused_at = next(e for e in requests.get(f"{wf.url}/v1/runs/{run}/events", params={"limit": 1000}, timeout=10).json()["events"]
+                     if e["type"] == "workflow.run.paused")["id"]
+    # The attempt running at the pause finishes; at most one more started before the engine read
+    # the pause (it reads pauses every poll interval, 100 ms); then nothing starts.
+    wait_until(lambda: run_view(wf.url, run)["progress"]["running"] == 0, 10, "the running attempt to finish")
+    done = len(effects.read_text().split())
+    late = started_after(wf.url, run, paused_at)
+    assert len(late) <= 1, late
+    time.sleep(1.5)
+    assert started_after(wf.url, run, paused_at) == late and len(effects.read_text().split()) == done
+    view = run_view(wf.url, run)
+    assert view["state"] == "paused" and view["progress"]["completed"] == done
+    assert [r["run"] for r in requests.get(wf.url + "/v1/runs", params={"status": "paused"}, timeout=10).json()["runs"]] == [run]
+    r = requests.post(f"{wf.url}/v1/runs/{run}/resume", timeout=10)
+    assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+    assert requests.post(f"{wf.url}/v1/runs/{run}/resume", timeout=10).json()["recorded"] is False
+    frames = sse(f"{wf.url}/v1/runs/{run}/watch")
+    assert json.loads(frames[-1][2])["state"] == "completed"
+    assert effects.read_text().split() == [f"t{i}" for i in range(20)]
+    # Nothing to resume or pause once it ended: 409.
+    for action in ("resume", "pause"):
+        r = requests.post(f"{wf.url}/v1/runs/{run}/{action}", timeout=10)
+        assert r.status_code == 409 and "completed" in r.json()["detail"], r.text
+
+
+def test_pause_now_interrupts_the_running_work_which_runs_again_on_resume(wf, tmp_path):
+    effects = tmp_path / "effects"
+    # One attempt each, and the interrupted one still runs again: interruptions do not count.
+    assert upload(wf.url, chain("slowline", 3, effects, pause="2")).status_code == 201
+    run = execute(wf.url, "slowline").json()["run"]
+    wait_until(lambda: any(t["state"] == "started" for t in requests.get(f"{wf.url}/v1/runs/{run}/tasks", timeout=10).json()["tasks"]), 30, "t0 to start")
+    r = requests.post(f"{wf.url}/v1/runs/{run}/pause", params={"now": "true"}, timeout=10)
+    assert r.status_code == 200, r.text
+    wait_until(lambda: requests.get(f"{wf.url}/v1/runs/{run}/tasks", timeout=10).json()["tasks"][0]["state"] == "interrupted", 10, "t0 to be interrupted")
+    time.sleep(2.5)
+    assert not effects.exists(), "the interrupted attempt's process was not killed"
+    t0 = requests.get(f"{wf.url}/v1/runs/{run}/tasks", timeout=10).json()["tasks"][0]
+    assert [(a["attempt"], a["state"], a.get("error")) for a in t0["attempts"]] == [(1, "failed", "interrupted by a pause")]
+    assert run_view(wf.url, run)["progress"]["pending"] == 3
+    assert requests.post(f"{wf.url}/v1/runs/{run}/resume", timeout=10).json()["recorded"] is True
+    assert json.loads(sse(f"{wf.url}/v1/runs/{run}/watch", timeout=60)[-1][2])["state"] == "completed"
+    assert effects.read_text().split() == ["t0", "t1", "t2"]
+    t0 = requests.get(f"{wf.url}/v1/runs/{run}/tasks", timeout=10).json()["tasks"][0]
+    assert [(a["attempt"], a["state"]) for a in t0["attempts"]] == [(1, "failed"), (2, "completed")]
+
+
+def test_retry_runs_a_failed_run_again_from_its_failed_tasks(wf, tmp_path):
+    effects, flag = tmp_path / "effects", tmp_path / "flag"
+    definition = f"""name: flaky
+tasks:
+  - {{id: a, kind: shell, run: ["sh", "-c", "echo a >> {effects}; echo A"]}}
+  - {{id: b, kind: shell, run: ["sh", "-c", "echo b >> {effects}"], compensate: {{kind: shell, run: ["true"]}}}}
+  - {{id: c, kind: shell, needs: [a], run: ["sh", "-c", "test -e {flag} && echo c >> {effects}"]}}
+  - {{id: d, kind: shell, needs: [c], run: ["sh", "-c", "echo d-{{{{ tasks.a.output }}}} >> {effects}"]}}
+"""
+    assert upload(wf.url, definition).status_code == 201, upload(wf.url, definition).text
+    run = execute(wf.url, "flaky").json()["run"]
+    assert json.loads(sse(f"{wf.url}/v1/runs/{run}/watch")[-1][2])["state"] == "failed"
+    r = requests.post(f"{wf.url}/v1/runs/{run}/retry", timeout=10)
+    assert r.status_code == 201 and r.json()["retry_of"] == run, r.text
+    retried = r.json()["run"]
+    # Asked again: the same new run.
+    again = requests.post(f"{wf.url}/v1/runs/{run}/retry", timeout=10)
+    assert again.status_code == 200 and again.json()["run"] == retried and again.json()["recorded"] is False
+    # The retry fails too while the flag is missing; the flag makes the retry of the retry pass.
+    assert json.loads(sse(f"{wf.url}/v1/runs/{retried}/watch")[-1][2])["state"] == "failed"
+    flag.touch()
+    third = requests.post(f"{wf.url}/v1/runs/{retried}/retry", timeout=10).json()["run"]
+    assert json.loads(sse(f"{wf.url}/v1/runs/{third}/watch")[-1][2])["state"] == "completed"
+    # a completed once and was kept (its output feeds d); b was compensated, so it ran again.
+    assert sorted(effects.read_text().split()) == ["a", "b", "b", "b", "c", "d-A"]
+    assert effects.read_text().split().count("a") == 1
+    tasks = {t["id"]: t for t in requests.get(f"{wf.url}/v1/runs/{third}/tasks", timeout=10).json()["tasks"]}
+    assert tasks["a"]["state"] == "completed" and tasks["a"]["attempts"] == []
+    # A run that did not fail is not retried.
+    r = requests.post(f"{wf.url}/v1/runs/{third}/retry", timeout=10)
+    assert r.status_code == 409 and "only a failed run" in r.json()["detail"], r.text
+    # Lineage: the retry's request is caused by the failure it retries.
+    req = requests.get(wf.url + "/v1/events/by-key/" + requests.utils.quote(f"run/{retried}/requested", safe=""), timeout=10).json()
+    failed = requests.get(wf.url + "/v1/events/by-key/" + requests.utils.quote(f"run/{run}/failed", safe=""), timeout=10).json()
+    assert req["parents"] == [failed["id"]] and req["payload"]["retry_of"] == run
+
+
+def test_the_cli_drives_workflows_through_the_api(wf, run_banyan, tmp_path):
+    s = ["--server", wf.url]
+    r = run_banyan("workflow", "upload", str(EXAMPLES / "diamond.yaml"), *s)
+    assert r.returncode == 0 and r.stdout.strip() == "workflow diamond version 1", r.describe()
+    r = run_banyan("workflow", "upload", str(EXAMPLES / "diamond.yaml"), *s)
+    assert r.stdout.strip() == "workflow diamond version 1 (unchanged)", r.describe()
+    r = run_banyan("workflow", "list", *s)
+    assert r.returncode == 0 and r.stdout.splitlines()[1].split()[:4] == ["diamond", "1", "1", "0"], r.describe()
+    r = run_banyan("workflow", "show", "diamond", "--definition", *s)
+    assert r.stdout == (EXAMPLES / "diamond.yaml").read_text(), r.describe()
+    r = run_banyan("workflow", "execute", "diamond", "--input", "base=4", "--idempotency-key", "cli-1", "--watch", *s, timeout=60)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[-1] == "completed" and "join: completed" in lines, r.describe()
+    run = lines[0]
+    r = run_banyan("workflow", "execute", "diamond", "--input", "base=4", "--idempotency-key", "cli-1", *s)
+    assert r.returncode == 0 and r.stdout.strip() == run, r.describe()
+    r = run_banyan("run", "list", "--status", "completed", *s)
+    assert r.returncode == 0 and r.stdout.splitlines()[1].split()[:4] == [run, "diamond", "1", "completed"], r.describe()
+    r = run_banyan("run", "list", "--json", *s)
+    assert json.loads(r.stdout)["total"] == 1
+    r = run_banyan("run", "status", run, *s)
+    assert r.returncode == 0 and "completed" in r.stdout.splitlines()[0] and "4 completed" in r.stdout, r.describe()
+    r = run_banyan("run", "events", run, *s)
+    assert r.returncode == 0 and r.stdout.splitlines()[1].split()[1] == "workflow.run.requested", r.describe()
+    for args, needle in [(("run", "pause", run), "completed"), (("run", "retry", run), "not failed"), (("run", "signal", run, "go"), "completed"),
+                         (("run", "status", "nope"), "unknown run"), (("workflow", "execute", "nope"), "unknown workflow")]:
+        r = run_banyan(*args, *s)
+        assert r.returncode == 1 and needle in r.stderr, (args, r.describe())
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("name: gate\ntasks:\n  - {id: approve, kind: wait_for_signal, signal: ok}\n")
+    assert run_banyan("workflow", "upload", str(gate), *s).returncode == 0
+    run = run_banyan("workflow", "execute", "gate", *s).stdout.strip()
+    r = run_banyan("run", "pause", run, *s)
+    assert r.returncode == 0 and r.stdout.strip() == f"paused {run}", r.describe()
+    assert run_banyan("run", "resume", run, *s).stdout.strip() == f"resumed {run}"
+    assert run_banyan("run", "resume", run, *s).stdout.strip() == f"run {run} was not paused"
+    r = run_banyan("run", "signal", run, "ok", "--payload", '{"by": "cli"}', *s)
+    assert r.returncode == 0 and r.stdout.strip() == f"sent ok to run {run}", r.describe()
+    r = run_banyan("run", "status", run, "--watch", *s, timeout=60)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "completed", r.describe()
+    r = run_banyan("workflow", "delete", "gate", *s)
+    assert r.returncode == 0 and run_banyan("workflow", "list", *s).stdout.count("gate") == 0

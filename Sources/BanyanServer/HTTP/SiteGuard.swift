@@ -23,8 +23,8 @@ struct SiteGuard: Sendable {
 
     static let loopbackNames: Set<String> = ["localhost", "127.0.0.1", "::1"]
     static let wildcardHosts: Set<String> = ["0.0.0.0", "::", ""]
-    static let allowedMethods = "GET, HEAD, POST, OPTIONS"
-    static let allowedHeaders = "Authorization, Content-Type, Last-Event-ID"
+    static let allowedMethods = "GET, HEAD, POST, DELETE, OPTIONS"
+    static let allowedHeaders = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key"
 
     init(config: ServerConfiguration) {
         let configured = Set(config.allowedHosts.map { Self.hostName($0) })

@@ -33,6 +33,9 @@ public struct Engine: Sendable {
     /// run being driven.
     let signals: SignalWatcher
     let cancels: SignalWatcher
+    /// Readers of pauses and resumes, for every run being driven.
+    let pauses: SignalWatcher
+    let resumes: SignalWatcher
     /// Batches the appends of every run this engine drives.
     let appender: Appender
     /// Which engines are alive (set by `EngineService`, which records this engine's heartbeats);
@@ -54,6 +57,8 @@ public struct Engine: Sendable {
         self.log = log
         signals = SignalWatcher(client: client, type: "workflow.run.signaled", interval: pollInterval, log: log)
         cancels = SignalWatcher(client: client, type: "workflow.run.cancel_requested", interval: pollInterval, log: log)
+        pauses = SignalWatcher(client: client, type: "workflow.run.paused", interval: pollInterval, log: log)
+        resumes = SignalWatcher(client: client, type: "workflow.run.resumed", interval: pollInterval, log: log)
         appender = Appender(send: { body in try await Self.append(body, client: client, log: log) }, log: log)
     }
 
@@ -191,6 +196,8 @@ public struct Engine: Sendable {
         var refused = false
         /// The run's cancel request arrived (the child that waits for it).
         var cancel: WorkflowValue?
+        /// The run's next pause or resume arrived (the child that waits for it).
+        var control: RunEvents.Recorded?
     }
 
     /// Drives the run until it ends; returns how it ended.
@@ -206,9 +213,14 @@ public struct Engine: Sendable {
         let taskIDs = definition.tasks.map(\.id)
         var state = initial
         var keys = Keys()
+        // A retried run's kept tasks cause their dependents through the failed run's completions.
+        if let request = try await reader.request() { for (task, kept) in RunReader.kept(request) { keys.completed[task] = kept.key } }
         var finished: Set<String> = []  // run-level events already recorded
         let limit = max(1, min(definition.concurrency, concurrentTasksMax))
         let stop = StopFlag()
+        // Set while the run is paused: a retry that slept through its backoff starts nothing.
+        let pausedFlag = StopFlag()
+        let interrupts = Interrupts()
 
         func apply(_ events: [RunEvents.Recorded]) {
             for event in events {
@@ -237,6 +249,26 @@ public struct Engine: Sendable {
                 return Step(task: Self.cancelWaiter, cancel: request)
             }
             for await _ in registered.stream {}
+            // The run's next pause (or, while paused, its resume): a child waits for its key.
+            var controlArmed = false
+            func armControl() {
+                let pausedNow = keys.pauses > keys.resumes
+                let key = RunEvents.runKey(run, pausedNow ? "resumed/\(keys.pauses)" : "paused/\(keys.pauses + 1)")
+                let (watcher, type) = pausedNow ? (resumes, "workflow.run.resumed") : (pauses, "workflow.run.paused")
+                controlArmed = true
+                group.addTask {
+                    let payload = try await watcher.wait(for: key, deadlineUnixNano: nil)
+                    return Step(task: Self.controlWaiter, control: payload.map { RunEvents.Recorded(id: 0, type: type, key: key, payload: $0) })
+                }
+            }
+            /// A work attempt (shell, http, swift) can be interrupted by a pause with `now`.
+            func start(_ task: TaskSpec, _ body: @escaping @Sendable () async throws -> Step) {
+                if task.kind.waits {
+                    group.addTask(operation: body)
+                } else {
+                    group.addTask { try await interrupts.run(task.id, body) }
+                }
+            }
             /// Records `drafts` and applies what the log took; false if it refused any.
             func recordApplying(_ drafts: [RunEvents.Draft]) async throws -> Bool {
                 let refused = try await record(drafts)
@@ -257,6 +289,14 @@ public struct Engine: Sendable {
                     if !finished.contains("started") {
                         _ = try await recordApplying([RunEvents.finished(id, "started", causes: [RunEvents.runKey(run, "requested")])])
                     }
+                }
+                if !controlArmed { armControl() }
+                if keys.paused { pausedFlag.set() } else { pausedFlag.clear() }
+                // Paused with `now`: this engine's work attempts stop, and are recorded failed as
+                // interrupted, to run again once the run resumes (not counted against max_attempts).
+                if keys.paused, keys.pauseNow, !interrupts.isEmpty {
+                    let stopped = interrupts.interrupt()
+                    log("run \(run): paused; interrupting \(stopped.sorted().joined(separator: ", "))")
                 }
                 // Attempts another engine claimed and will never finish: it stopped.
                 var drafts: [RunEvents.Draft] = []
@@ -300,6 +340,7 @@ public struct Engine: Sendable {
                         }
                         running.removeAll()
                         ticking = false
+                        controlArmed = false
                         mustRead = true
                         continue
                     }
@@ -362,7 +403,7 @@ public struct Engine: Sendable {
                     }
                 }
                 // Failed attempts with retries left: the pause, then the next attempt.
-                for i in taskIDs.indices where outcome == nil && running.count < limit && !running.contains(taskIDs[i]) && state.progress[i].state == .failed {
+                for i in taskIDs.indices where outcome == nil && !keys.paused && running.count < limit && !running.contains(taskIDs[i]) && state.progress[i].state == .failed {
                     let task = definition.tasks[i]
                     guard case .retry(let attempt, let pause) = state.retryDecision(for: task.id) else { continue }
                     running.insert(task.id)
@@ -370,9 +411,9 @@ public struct Engine: Sendable {
                     let jittered = task.retry.jitter ? pause * Double.random(in: 0.5...1.0) : pause
                     let snapshot = state
                     let signal = keys.signal(for: task)
-                    group.addTask {
+                    start(task) {
                         try await Task.sleep(for: jittered)
-                        guard !stop.isSet else { return Step(task: task.id) }
+                        guard !stop.isSet, !pausedFlag.isSet else { return Step(task: task.id) }
                         let retrying = RunEvents.task(id, task.id, attempt: attempt, .retrying, causes: failedKey.map { [$0] } ?? [])
                         guard try await self.record([retrying]).isEmpty else { return Step(task: task.id, refused: true) }
                         var step = try await self.attempt(id, task, attempt: attempt, cause: retrying.key, state: snapshot, signal: signal)
@@ -381,7 +422,7 @@ public struct Engine: Sendable {
                     }
                 }
                 // Scheduled or retrying, not started (the engine stopped in between): start the attempt.
-                for i in taskIDs.indices where outcome == nil && running.count < limit && !running.contains(taskIDs[i]) {
+                for i in taskIDs.indices where outcome == nil && !keys.paused && running.count < limit && !running.contains(taskIDs[i]) {
                     let p: RunState.Progress? = state.progress[i]
                     guard p?.state == .scheduled || p?.state == .retrying else { continue }
                     let task = definition.tasks[i]
@@ -390,12 +431,12 @@ public struct Engine: Sendable {
                     let cause = RunEvents.taskKey(id.run, task.id, attempt: attempt, p?.state == .scheduled ? .scheduled : .retrying)
                     let snapshot = state
                     let signal = keys.signal(for: task)
-                    group.addTask {
+                    start(task) {
                         try await self.attempt(id, task, attempt: attempt, cause: cause, state: snapshot, signal: signal)
                     }
                 }
                 // The ready tasks: each attempt records its `scheduled` with its claim, in one append.
-                for i in state.readyIndices where !running.contains(taskIDs[i]) && running.count < limit {
+                for i in state.readyIndices where !keys.paused && !running.contains(taskIDs[i]) && running.count < limit {
                     let taskID = taskIDs[i]
                     let task = definition.tasks[i]
                     // Its causes: what completed (or, for `event:x.failed`, failed) so that it could start.
@@ -404,11 +445,12 @@ public struct Engine: Sendable {
                     running.insert(taskID)
                     let snapshot = state
                     let signal = keys.signal(for: task)
-                    group.addTask {
+                    start(task) {
                         try await self.attempt(id, task, attempt: 1, cause: scheduled.key, state: snapshot, scheduling: scheduled, signal: signal)
                     }
                 }
-                if running.isEmpty {
+                // Paused with nothing running: wait for the resume (or a cancel).
+                if running.isEmpty, !keys.paused {
                     if state.outcome == nil, state.readyIndices.isEmpty {
                         // Nothing runs here: another engine holds the attempts left. Read on.
                         if read { try await Task.sleep(for: pollInterval) }
@@ -432,10 +474,29 @@ public struct Engine: Sendable {
                         keys.cancelRequest = request
                         continue
                     }
+                    if step.task == Self.controlWaiter {
+                        controlArmed = false
+                        if let event = step.control {
+                            apply([event])
+                            log("run \(run): \(event.type == "workflow.run.paused" ? "paused" : "resumed")")
+                        }
+                        continue
+                    }
+                    let interrupted = interrupts.wasInterrupted(step.task)
                     if step.task.isEmpty { ticking = false }
                     running.remove(step.task)
                     apply(step.recorded)
                     if step.refused { mustRead = true }
+                    if interrupted, state.progress(of: step.task)?.state == .started, keys.claimant[step.task] == engineID {
+                        // Its work stopped by a pause: recorded as interrupted (retried on resume).
+                        let attempt = max(1, state.progress(of: step.task)?.attempts ?? 1)
+                        _ = try await recordApplying([
+                            RunEvents.task(
+                                id, step.task, attempt: attempt, .failed,
+                                causes: [RunEvents.taskKey(run, step.task, attempt: attempt, .started), RunEvents.runKey(run, "paused/\(keys.pauses)")],
+                                extra: [(key: "error", value: .text("interrupted by a pause")), (key: "interrupted", value: .bool(true)), (key: "duration_ms", value: .null)])
+                        ])
+                    }
                 }
             }
         }
@@ -547,8 +608,10 @@ public struct Engine: Sendable {
         var causes: [String] = []
     }
 
-    /// The task name of a drive's child that waits for the run's cancel request.
+    /// The task names of a drive's children that wait for the run's cancel request, and for its
+    /// next pause or resume.
     static let cancelWaiter = "\u{0}cancel"
+    static let controlWaiter = "\u{0}control"
 
     static func nowUnixNano() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
 
@@ -872,6 +935,43 @@ public struct Engine: Sendable {
     }
 
     /// Set once the run has an outcome: retries waiting through their backoff then give up.
+    /// A drive's work attempts, each run in a task of its own so that a pause with `now` can
+    /// stop them (and only them: timers, waits and child runs go on).
+    final class Interrupts: Sendable {
+        private struct State {
+            var running: [String: Task<Step, any Error>] = [:]
+            var interrupted: Set<String> = []
+        }
+        private let state = Mutex(State())
+
+        func run(_ task: String, _ body: @escaping @Sendable () async throws -> Step) async throws -> Step {
+            let work = Task { try await body() }
+            state.withLock {
+                $0.running[task] = work
+                $0.interrupted.remove(task)
+            }
+            defer { state.withLock { _ = $0.running.removeValue(forKey: task) } }
+            return try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
+        }
+
+        var isEmpty: Bool { state.withLock { $0.running.isEmpty } }
+
+        /// Stops every running attempt; returns their tasks.
+        func interrupt() -> Set<String> {
+            let running = state.withLock { s -> [String: Task<Step, any Error>] in
+                s.interrupted.formUnion(s.running.keys)
+                return s.running
+            }
+            for work in running.values { work.cancel() }
+            return Set(running.keys)
+        }
+
+        /// Whether the attempt of `task` that just ended was interrupted (asked once).
+        func wasInterrupted(_ task: String) -> Bool {
+            state.withLock { $0.interrupted.remove(task) != nil }
+        }
+    }
+
     final class StopFlag: Sendable {
         private let flag = Atomic(false)
         func set() { flag.store(true, ordering: .releasing) }
@@ -891,6 +991,13 @@ public struct Engine: Sendable {
         var signals: [String: WorkflowValue] = [:]
         /// The run's cancel request (its payload), once read.
         var cancelRequest: WorkflowValue?
+        /// Pauses and resumes recorded (`workflow.run.paused`, `.resumed`), and whether the
+        /// latest pause stops running attempts too.
+        var pauses = 0
+        var resumes = 0
+        var pauseNow = false
+        /// No new attempt starts: paused, and not being cancelled (a cancel goes on while paused).
+        var paused: Bool { pauses > resumes && cancelRequest == nil }
         /// The engine that claimed each task's latest attempt, and each compensation.
         var claimant: [String: String] = [:]
         var compensationClaimant: [String: String] = [:]
@@ -901,6 +1008,11 @@ public struct Engine: Sendable {
                 signals[name] = event.payload["payload"] ?? .null
             }
             if event.type == "workflow.run.cancel_requested" { cancelRequest = event.payload }
+            if event.type == "workflow.run.paused", let n = event.payload["pause"]?.intValue, n > pauses {
+                pauses = n
+                pauseNow = event.payload["now"] == .bool(true)
+            }
+            if event.type == "workflow.run.resumed", let n = event.payload["pause"]?.intValue { resumes = max(resumes, n) }
             guard let key = event.key, let task = event.payload["task"]?.stringValue, event.type.hasPrefix("workflow.task.") else { return }
             if event.payload["compensation"] != nil {
                 if event.type == "workflow.task.compensating" { compensationClaimant[task] = event.payload["engine"]?.stringValue }
@@ -967,7 +1079,16 @@ struct RunReader {
         if case .object(let members)? = request.payload["children"] {
             for (name, text) in members { state.children[name] = text.stringValue }
         }
+        // A retried run: the tasks its failed run completed, with their outputs.
+        for (task, kept) in Self.kept(request) { state.apply(.completed(task, output: kept.output)) }
         return (id, state)
+    }
+
+    /// A retried run's kept tasks, in their completion order: the output and the key of the
+    /// failed run's completion.
+    static func kept(_ request: RunEvents.Recorded) -> [(task: String, (output: WorkflowValue, key: String))] {
+        guard case .object(let members)? = request.payload["kept"] else { return [] }
+        return members.compactMap { m in m.value["key"]?.stringValue.map { (m.key, (m.value["output"] ?? .null, $0)) } }
     }
 
     /// The run's identity from its request, without its definition: what signals and cancel
@@ -1015,8 +1136,11 @@ public struct RunStatus: Sendable {
     public var workflow: String
     public var version: String
     /// `completed`, `failed`, `cancelled` (its run-level events), `cancelling` once a cancel is
-    /// requested, `running` once started, `pending` before.
+    /// requested, `paused` while paused, `running` once started, `pending` before.
     public var state: String
+    /// Pauses and resumes recorded (numbered from 1).
+    public var pauses = 0
+    public var resumes = 0
     /// A failed run's failure: the task and its error, and the compensations that failed; a
     /// cancelled run's reason.
     public var error: String?
@@ -1078,6 +1202,12 @@ public struct RunStatus: Sendable {
             if state == "pending" { state = "running" }
         case "workflow.run.cancel_requested":
             if endedAtUnixNano == nil { state = "cancelling" }
+        case "workflow.run.paused":
+            pauses = max(pauses, event.payload["pause"]?.intValue ?? 0)
+            if pauses > resumes, state == "pending" || state == "running" { state = "paused" }
+        case "workflow.run.resumed":
+            resumes = max(resumes, event.payload["pause"]?.intValue ?? 0)
+            if state == "paused", resumes >= pauses { state = startedAtUnixNano == nil ? "pending" : "running" }
         case "workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled":
             state = String(event.type.dropFirst("workflow.run.".count))
             endedAtUnixNano = event.timeUnixNano
@@ -1144,7 +1274,7 @@ extension Engine {
         state.settle()
         status.tasks = state.definition.tasks.map { task -> RunStatus.Task in
             let p = state.progress(of: task.id) ?? RunState.Progress()
-            let shown = p.skipped != nil ? "skipped (\(p.skipped!))" : p.state?.rawValue ?? "pending"
+            let shown = p.skipped != nil ? "skipped (\(p.skipped!))" : p.lastInterrupted && p.state == .failed ? "interrupted" : p.state?.rawValue ?? "pending"
             let history = attempts[task.id] ?? []
             return RunStatus.Task(
                 id: task.id, state: shown, attempts: p.attempts, durationMs: history.last { $0.endedAtUnixNano != nil }?.durationMs,
@@ -1204,6 +1334,103 @@ extension Engine {
             return state
         }
         return nil
+    }
+
+    /// Starts a failed run again from its failed tasks, as a new run (`retry-<hash of run>`)
+    /// whose request holds the same definition and inputs and the outputs of the tasks that
+    /// completed and were not compensated (`kept`); those do not run again. Once per run: asking
+    /// again answers the same new run (`recorded` false); to retry again, retry that run.
+    /// Refused for an unknown run and one that has not failed.
+    public func retry(run: String) async throws -> (run: String, recorded: Bool) {
+        var reader = RunReader(client: client, run: run)
+        guard let request = try await reader.request() else { throw EngineError.unknownRun(run) }
+        guard request.payload["code"] == nil else { throw SignalError.runEnded(run, "run as Swift code: retry it from its program") }
+        let retryID = "retry-" + RunEvents.version(of: run)
+        if try await client.event(key: RunEvents.runKey(retryID, "requested")) != nil { return (retryID, false) }
+        // A retry of a retry keeps what the first run completed, too.
+        var completed = RunReader.kept(request).map { (task: $0.task, key: $0.1.key, output: $0.1.output) }
+        var compensated: Set<String> = []
+        var failed = false
+        for event in try await reader.next() {
+            guard let key = event.key else { continue }
+            switch event.type {
+            case "workflow.run.failed": failed = true
+            case "workflow.task.completed" where event.payload["compensation"] == nil:
+                if let task = event.payload["task"]?.stringValue, !completed.contains(where: { $0.task == task }) {
+                    completed.append((task, key, event.payload["output"] ?? .null))
+                }
+            case "workflow.task.compensated", "workflow.task.compensating":
+                if let task = event.payload["task"]?.stringValue { compensated.insert(task) }
+            default: break
+            }
+        }
+        guard failed else {
+            let state = try await ended(run) ?? "not failed yet"
+            throw SignalError.runEnded(run, state == "failed" ? "failed" : "\(state), not failed (only a failed run is retried)")
+        }
+        let kept = completed.filter { !compensated.contains($0.task) }
+        var payload = request.payload
+        guard case .object(var members) = payload else { throw EngineError.log("run \(run)'s request has no payload") }
+        members.removeAll { ["run", "retry_of", "kept", "parent"].contains($0.key) }
+        members.insert((key: "run", value: .text(retryID)), at: 0)
+        members.append((key: "retry_of", value: .text(run)))
+        members.append((key: "kept", value: .object(kept.map { (key: $0.task, value: .object([(key: "output", value: $0.output), (key: "key", value: .text($0.key))])) })))
+        payload = .object(members)
+        let draft = RunEvents.Draft(
+            type: "workflow.run.requested", key: RunEvents.runKey(retryID, "requested"), stream: RunEvents.stream(retryID),
+            parentKeys: [RunEvents.runKey(run, "failed")], payload: payload)
+        do {
+            try await append(Array(WorkflowValue.array([draft.json]).json.utf8))
+        } catch let error as BanyanClientError where error.status == 409 {
+            return (retryID, false)
+        }
+        return (retryID, true)
+    }
+
+    /// Pauses `run`: the engines driving it start no new attempt (running ones finish; with
+    /// `now`, their work attempts stop and run again once resumed). Pausing a paused run is a
+    /// no-op (returns false); refused for an unknown run, one that has ended, and one whose
+    /// cancel was requested.
+    @discardableResult
+    public func pause(run: String, now: Bool) async throws -> Bool {
+        let (id, keys) = try await control(run)
+        if keys.pauses > keys.resumes { return false }
+        do {
+            try await append(Array(WorkflowValue.array([RunEvents.paused(id, keys.pauses + 1, now: now).json]).json.utf8))
+        } catch let error as BanyanClientError where error.status == 409 {
+            return false  // paused meanwhile
+        }
+        return true
+    }
+
+    /// Resumes a paused `run` where it stopped. Resuming a run that is not paused is a no-op
+    /// (returns false); refused for an unknown run and one that has ended.
+    @discardableResult
+    public func resume(run: String) async throws -> Bool {
+        let (id, keys) = try await control(run, cancelling: true)
+        guard keys.pauses > keys.resumes else { return false }
+        do {
+            try await append(Array(WorkflowValue.array([RunEvents.resumed(id, keys.pauses).json]).json.utf8))
+        } catch let error as BanyanClientError where error.status == 409 {
+            return false  // resumed meanwhile
+        }
+        return true
+    }
+
+    /// The run's identity and its pauses, resumes and cancel request, read from its events;
+    /// refused for a run that has ended (and, unless `cancelling`, one being cancelled).
+    private func control(_ run: String, cancelling: Bool = false) async throws -> (RunEvents.RunID, Keys) {
+        var reader = RunReader(client: client, run: run)
+        let id = try await reader.identity()
+        var keys = Keys()
+        for event in try await reader.next() {
+            keys.note(event)
+            if let state = ["completed", "failed", "cancelled"].first(where: { event.type == "workflow.run.\($0)" }) {
+                throw SignalError.runEnded(run, state)
+            }
+        }
+        if !cancelling, keys.cancelRequest != nil { throw SignalError.runEnded(run, "been asked to cancel") }
+        return (id, keys)
     }
 
     /// Records a request to cancel `run` (once per run: asking again is a no-op and returns

@@ -97,6 +97,20 @@ public enum RunEvents {
     }
 
     /// A request to cancel a run (`banyan workflow cancel`), keyed `run/<run>/cancel_requested`.
+    /// The run's n-th pause (from 1): `now` stops its running attempts too.
+    public static func paused(_ id: RunID, _ n: Int, now: Bool) -> Draft {
+        Draft(
+            type: "workflow.run.paused", key: runKey(id.run, "paused/\(n)"), stream: stream(id.run), parentKeys: [runKey(id.run, "requested")],
+            payload: .object(id.members + [(key: "pause", value: .number(String(n))), (key: "now", value: .bool(now))]))
+    }
+
+    /// The end of the run's n-th pause.
+    public static func resumed(_ id: RunID, _ n: Int) -> Draft {
+        Draft(
+            type: "workflow.run.resumed", key: runKey(id.run, "resumed/\(n)"), stream: stream(id.run),
+            parentKeys: [runKey(id.run, "requested"), runKey(id.run, "paused/\(n)")], payload: .object(id.members + [(key: "pause", value: .number(String(n)))]))
+    }
+
     public static func cancelRequested(_ id: RunID, reason: String) -> Draft {
         Draft(
             type: "workflow.run.cancel_requested", key: runKey(id.run, "cancel_requested"), stream: stream(id.run), parentKeys: [runKey(id.run, "requested")],
@@ -135,7 +149,9 @@ public enum RunEvents {
         case .scheduled: return .scheduled(task)
         case .started: return .started(task)
         case .completed: return .completed(task, output: event.payload["output"] ?? .null)
-        case .failed: return .failed(task, error: event.payload["error"]?.stringValue ?? "failed")
+        case .failed:
+            if event.payload["interrupted"] == .bool(true) { return .interrupted(task) }
+            return .failed(task, error: event.payload["error"]?.stringValue ?? "failed")
         case .retrying: return .retrying(task)
         case .cancelled: return .cancelled(task)
         default: return nil

@@ -11,6 +11,8 @@ public actor RunIndex {
         /// Requested; no engine has started it yet.
         case pending
         case running
+        /// Paused: no new attempt starts until it is resumed.
+        case paused
         /// Its cancel request is recorded; it has not ended yet.
         case cancelling
         case completed, failed, cancelled
@@ -35,6 +37,9 @@ public actor RunIndex {
         public var parent: String?
         /// A Swift (code-first) run.
         public var code: Bool
+        /// Its latest pause and resume (numbered from 1).
+        public var pauses = 0
+        public var resumes = 0
     }
 
     public struct Filter: Sendable {
@@ -73,7 +78,7 @@ public actor RunIndex {
     /// reads) waits in `early` until the request is read.
     static let types = [
         "workflow.run.requested", "workflow.run.started", "workflow.run.cancel_requested", "workflow.run.completed", "workflow.run.failed",
-        "workflow.run.cancelled",
+        "workflow.run.cancelled", "workflow.run.paused", "workflow.run.resumed",
     ]
 
     private var runs: [String: Summary] = [:]
@@ -125,6 +130,12 @@ public actor RunIndex {
             if s.state == .pending { s.state = .running }
         case "workflow.run.cancel_requested":
             if !s.state.ended { s.state = .cancelling }
+        case "workflow.run.paused":
+            s.pauses = max(s.pauses, event.payload["pause"]?.intValue ?? 0)
+            if s.pauses > s.resumes, s.state == .pending || s.state == .running { s.state = .paused }
+        case "workflow.run.resumed":
+            s.resumes = max(s.resumes, event.payload["pause"]?.intValue ?? 0)
+            if s.state == .paused, s.resumes >= s.pauses { s.state = s.startedAtUnixNano == nil ? .pending : .running }
         case "workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled":
             s.endedAtUnixNano = event.timeUnixNano
             s.state = State(rawValue: String(event.type.dropFirst("workflow.run.".count))) ?? .failed

@@ -21,6 +21,11 @@ public struct RunState: Sendable {
     public struct Progress: Sendable, Hashable {
         /// Attempts started so far.
         public var attempts = 0
+        /// Of those, attempts a pause with `now` stopped (`interrupted`): they do not count
+        /// against `max_attempts`, and the next attempt starts without a backoff.
+        public var interrupted = 0
+        /// The latest attempt was interrupted by a pause.
+        public var lastInterrupted = false
         /// The latest state recorded (nil: nothing yet).
         public var state: TaskState?
         /// Why the latest attempt failed.
@@ -36,6 +41,8 @@ public struct RunState: Sendable {
         case started(String)
         case completed(String, output: WorkflowValue)
         case failed(String, error: String)
+        /// Stopped by a pause with `now`: failed, to be retried once the run resumes.
+        case interrupted(String)
         case retrying(String)
         case cancelled(String)
     }
@@ -106,7 +113,7 @@ public struct RunState: Sendable {
     public mutating func apply(_ transition: Transition) {
         let id: String
         switch transition {
-        case .scheduled(let t), .started(let t), .retrying(let t), .cancelled(let t): id = t
+        case .scheduled(let t), .started(let t), .retrying(let t), .cancelled(let t), .interrupted(let t): id = t
         case .completed(let t, _), .failed(let t, _): id = t
         }
         guard let i = plan.index[id] else { return }
@@ -126,6 +133,12 @@ public struct RunState: Sendable {
         case .failed(_, let error):
             note(i, .failed)
             progress[i].error = error
+            progress[i].lastInterrupted = false
+        case .interrupted:
+            progress[i].interrupted += 1
+            note(i, .failed)
+            progress[i].error = "interrupted by a pause"
+            progress[i].lastInterrupted = true
         case .retrying: note(i, .retrying)
         case .cancelled: note(i, .cancelled)
         }
@@ -142,7 +155,7 @@ public struct RunState: Sendable {
     }
 
     func failedForGood(at i: Int) -> Bool {
-        progress[i].state == .failed && progress[i].attempts >= plan.maxAttempts[i]
+        progress[i].state == .failed && !progress[i].lastInterrupted && progress[i].attempts - progress[i].interrupted >= plan.maxAttempts[i]
     }
 
     /// Completed, skipped, cancelled or failed for good: nothing more will happen to it.
@@ -160,8 +173,9 @@ public struct RunState: Sendable {
     public func retryDecision(for id: String) -> RetryDecision {
         guard let i = plan.index[id], progress[i].state == .failed else { return .giveUp }
         let p = progress[i]
-        guard p.attempts < plan.maxAttempts[i] else { return .giveUp }
-        return .retry(attempt: p.attempts + 1, after: plan.retry[i].backoff(before: p.attempts + 1))
+        if p.lastInterrupted { return .retry(attempt: p.attempts + 1, after: .zero) }
+        guard p.attempts - p.interrupted < plan.maxAttempts[i] else { return .giveUp }
+        return .retry(attempt: p.attempts + 1, after: plan.retry[i].backoff(before: p.attempts - p.interrupted + 1))
     }
 
     /// Marks the tasks that can never run as skipped, to a fixed point: those needing a task that
