@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "WorkflowServer",
             dependencies: [
-                "Workflow", "BanyanServer", "BanyanClient",
+                "Workflow", "BanyanServer", "BanyanClient", "EventLog",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -97,7 +97,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["EventLog"], path: "Tests/TestSupport"),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LineageQueryTests", dependencies: ["LineageQuery", "EventLog"]),
-        .testTarget(name: "WorkflowTests", dependencies: ["Workflow", "BanyanClient"]),
+        .testTarget(name: "WorkflowTests", dependencies: ["Workflow", "BanyanClient", "TestSupport"]),
         .testTarget(
             name: "BanyanServerTests",
             dependencies: [

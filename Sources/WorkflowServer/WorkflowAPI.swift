@@ -1,5 +1,6 @@
 import BanyanClient
 import BanyanServer
+import EventLog
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -23,6 +24,7 @@ public struct WorkflowAPI: Sendable {
 
     public let upstream: Upstream
     let index = RunIndex()
+    let catalog = DefinitionCatalog()
     let limits = WorkflowLimits()
 
     public init(upstream: Upstream) {
@@ -36,6 +38,8 @@ public struct WorkflowAPI: Sendable {
     public static let signalPayloadBytesMax = 64 << 10
     /// A request body to start a run (its inputs).
     public static let startBodyBytesMax = 1 << 20
+    /// `GET /v1/workflows/{name}` shows at most this many versions (the newest), with their text.
+    public static let versionsShownMax = 100
     /// Outputs in `GET /v1/runs/{id}/tasks` are cut to this many bytes of JSON.
     public static let outputPreviewBytesMax = 4_096
 
@@ -71,7 +75,8 @@ public struct WorkflowAPI: Sendable {
     // MARK: Definitions
 
     func upload(_ request: Request) async throws -> Response {
-        let type = try BodyReader.requireJSON(request, also: ["application/yaml", "application/x-yaml", "text/yaml", "text/plain"])
+        // Not text/plain: a plain HTML form can send that, and uploads run programs.
+        let type = try BodyReader.requireJSON(request, also: ["application/yaml", "application/x-yaml", "text/yaml"])
         let body = try await BodyReader.bytes(request, bytesMax: limits.definitionBytesMax)
         var text: String
         if type == "application/json" {
@@ -84,8 +89,8 @@ public struct WorkflowAPI: Sendable {
             guard let decoded = String(validating: body, as: UTF8.self) else { throw APIError.invalid("the definition is not UTF-8 text", field: "definition") }
             text = decoded
         }
-        let catalog = DefinitionCatalog(client: try client(request))
-        let (name, version, created) = try await mapping { try await catalog.upload(text) }
+        let client = try client(request)
+        let (name, version, created) = try await mapping { try await catalog.upload(text, client) }
         return json(
             .object([
                 (key: "workflow", value: .text(name)), (key: "version", value: int(version.number)), (key: "hash", value: .text(version.hash)),
@@ -95,49 +100,53 @@ public struct WorkflowAPI: Sendable {
 
     func workflows(_ request: Request) async throws -> Response {
         let client = try client(request)
-        let entries = try await mapping { try await DefinitionCatalog(client: client).read() }
+        let entries = try await mapping { try await catalog.refresh(client) }
         try await mapping { try await index.refresh(client) }
-        var list: [WorkflowValue] = []
-        for entry in entries.values.sorted(by: { $0.name < $1.name }) where !entry.deleted {
-            guard let latest = entry.latest else { continue }
-            list.append(
-                .object(
-                    summary(name: entry.name, latest) + [
-                        (key: "versions", value: int(entry.versions.count)), (key: "active_runs", value: int(await index.active(workflow: entry.name))),
-                    ]))
+        let active = await index.active()
+        let list = entries.values.sorted { $0.name < $1.name }.compactMap { entry -> WorkflowValue? in
+            guard !entry.deleted, let latest = entry.latest else { return nil }
+            return .object(
+                [(key: "name", value: .text(entry.name))] + version(latest) + [
+                    (key: "versions", value: int(entry.versions.count)), (key: "active_runs", value: int(active[entry.name] ?? 0)),
+                ])
         }
         return json(.object([(key: "workflows", value: .array(list))]))
     }
 
+    /// Its versions, newest first, each with its text (read by key, at most `versionsShownMax`).
     func workflow(_ request: Request, name: Substring) async throws -> Response {
         let client = try client(request)
-        let entry = try await mapping { try await DefinitionCatalog(client: client).entry(String(name)) }
-        let versions = entry.versions.reversed().map { v in WorkflowValue.object(version(v) + [(key: "definition", value: .text(v.definition))]) }
-        return json(.object([(key: "workflow", value: .text(entry.name)), (key: "latest", value: int(entry.latest!.number)), (key: "versions", value: .array(versions))]))
+        let entry = try await mapping { try await catalog.entry(String(name), client) }
+        var versions: [WorkflowValue] = []
+        for v in entry.versions.reversed().prefix(Self.versionsShownMax) {
+            let text = try await mapping { try await catalog.definition(entry.name, version: v.number, client) }
+            versions.append(.object(version(v) + [(key: "definition", value: .text(text))]))
+        }
+        return json(
+            .object([
+                (key: "workflow", value: .text(entry.name)), (key: "latest", value: int(entry.latest!.number)), (key: "version_count", value: int(entry.versions.count)),
+                (key: "versions", value: .array(versions)),
+            ]))
     }
 
     func delete(_ request: Request, name: Substring) async throws -> Response {
-        let query = try QueryString(request)
-        let force = try flag(query, "force")
+        let force = try QueryString(request).flag("force")
         let client = try client(request)
-        let catalog = DefinitionCatalog(client: client)
-        _ = try await mapping { try await catalog.entry(String(name)) }
+        _ = try await mapping { try await catalog.entry(String(name), client) }
         try await mapping { try await index.refresh(client) }
-        let active = await index.active(workflow: String(name))
+        let active = await index.active()[String(name)] ?? 0
         if active > 0, !force { throw map(DefinitionCatalog.CatalogError.activeRuns(String(name), active)) }
-        try await mapping { try await catalog.delete(String(name)) }
+        try await mapping { try await catalog.delete(String(name), client) }
         return json(.object([(key: "workflow", value: .text(String(name))), (key: "deleted", value: .bool(true)), (key: "active_runs", value: int(active))]))
     }
 
     /// Starts a run of the workflow's latest version. `Idempotency-Key`: the run's id is derived
-    /// from it, so a retried start is the same run (and other inputs under the same key, 409).
+    /// from it, so a retried start is the same run (the same workflow and inputs, whatever was
+    /// uploaded since); other inputs under the same key are refused (409).
     func execute(_ request: Request, name: Substring) async throws -> Response {
         let client = try client(request)
-        let catalog = DefinitionCatalog(client: client)
-        let entries = try await mapping { try await catalog.read() }
-        guard let entry = entries[String(name)], !entry.deleted, let latest = entry.latest else {
-            throw map(DefinitionCatalog.CatalogError.unknownWorkflow(String(name)))
-        }
+        let entry = try await mapping { try await catalog.entry(String(name), client) }
+        let latest = entry.latest!
         let body = try await BodyReader.bytes(request, bytesMax: Self.startBodyBytesMax)
         var inputs: [String: WorkflowValue] = [:]
         var runID: String?
@@ -158,16 +167,33 @@ public struct WorkflowAPI: Sendable {
                 }
             }
         }
-        if let key = request.headers[.idempotencyKey] {
+        let key = request.headers[.idempotencyKey]
+        if let key {
             guard !key.isEmpty, key.utf8.count <= 256 else { throw APIError.invalid("Idempotency-Key is 1-256 bytes", field: "Idempotency-Key") }
             guard runID == nil else { throw APIError.invalid("give either run or Idempotency-Key, not both", field: "run") }
             runID = "k-" + RunEvents.version(of: "\(name)\u{0}\(key)")
         }
-        let children = try mappingSync { try catalog.children(of: latest.definition, in: entries) }
+        let text = try await mapping { try await catalog.definition(entry.name, version: latest.number, client) }
+        let children = try await mapping { try await catalog.children(of: text, client) }
         let engine = Engine(client: client)
-        let run = try await mapping { try await engine.start(definition: latest.definition, inputs: inputs, run: runID, children: children) }
+        var started = latest
+        let run: String
+        do {
+            run = try await engine.start(definition: text, inputs: inputs, run: runID, children: children)
+        } catch Engine.EngineError.runExists(let existing) where key != nil {
+            // The key's run, started before a new version was uploaded: the same run if it was
+            // asked with the same inputs.
+            guard let earlier = try await mapping({ try await engine.request(of: existing) }), earlier.payload["workflow"]?.stringValue == entry.name,
+                inputs.allSatisfy({ earlier.payload["inputs"]?[$0.key] == $0.value }),
+                let hash = earlier.payload["version"]?.stringValue, let v = entry.versions.first(where: { $0.hash == hash })
+            else { throw map(Engine.EngineError.runExists(existing)) }
+            run = existing
+            started = v
+        } catch {
+            throw map(error)
+        }
         return json(
-            .object([(key: "run", value: .text(run)), (key: "workflow", value: .text(entry.name))] + version(latest)), status: .created)
+            .object([(key: "run", value: .text(run)), (key: "workflow", value: .text(entry.name))] + version(started)), status: .created)
     }
 
     // MARK: Runs
@@ -280,7 +306,8 @@ public struct WorkflowAPI: Sendable {
         if context.headOnly { return Response(status: .ok, headers: Self.streamHeaders) }
         // Resumed after the run's end was sent: only the end frame is left.
         var ended: String?
-        for state in ["completed", "failed", "cancelled"] {
+        for type in RunLifecycle.endTypes {
+            let state = String(type.dropFirst("workflow.run.".count))
             guard let bytes = try await mapping({ try await client.event(key: RunEvents.runKey(run, state)) }), let value = try? JSONText.parse(bytes),
                 let eid = value["id"]?.intValue, UInt64(eid) <= start
             else { continue }
@@ -339,7 +366,7 @@ public struct WorkflowAPI: Sendable {
                     try await writer.write(ByteBuffer(bytes: bytes))
                     lastWrite = .now
                     guard frame.event == "event", let type = (try? JSONText.parse(frame.data))?["type"]?.stringValue,
-                        ["workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled"].contains(type)
+                        RunLifecycle.endTypes.contains(type)
                     else { continue }
                     try await writer.write(ByteBuffer(bytes: Self.endFrame(run: run, state: String(type.dropFirst("workflow.run.".count)))))
                     break loop
@@ -378,7 +405,7 @@ public struct WorkflowAPI: Sendable {
 
     /// `?now=true`: the run's work attempts stop too, to run again once resumed.
     func pause(_ request: Request, id: Substring) async throws -> Response {
-        let now = try flag(try QueryString(request), "now")
+        let now = try QueryString(request).flag("now")
         let engine = Engine(client: try client(request))
         let recorded = try await mapping { try await engine.pause(run: try runID(id), now: now) }
         return json(.object([(key: "run", value: .text(String(id))), (key: "state", value: .text("paused")), (key: "recorded", value: .bool(recorded))]))
@@ -438,7 +465,7 @@ public struct WorkflowAPI: Sendable {
     /// run records its definition's hash; the number is known when the definition was uploaded.
     func versionNumbers(_ request: Request) async throws -> [String: Int] {
         let client = try client(request)
-        let entries = try await mapping { try await DefinitionCatalog(client: client).read() }
+        let entries = try await mapping { try await catalog.refresh(client) }
         var numbers: [String: Int] = [:]
         for entry in entries.values {
             for v in entry.versions { numbers[entry.name + "\u{0}" + v.hash] = v.number }
@@ -456,17 +483,15 @@ public struct WorkflowAPI: Sendable {
     }
 
     func summary(_ s: RunIndex.Summary, versions: [String: Int]) -> WorkflowValue {
-        .object(
-            [
-                (key: "run", value: .text(s.run)), (key: "workflow", value: .text(s.workflow)), (key: "hash", value: .text(s.version)),
-                (key: "version", value: versions[s.workflow + "\u{0}" + s.version].map(int) ?? .null),
-                (key: "state", value: .text(s.state.rawValue)), (key: "error", value: s.error.map(WorkflowValue.text) ?? .null),
-                (key: "parent", value: s.parent.map(WorkflowValue.text) ?? .null), (key: "cursor", value: .text(String(s.requestID))),
-            ] + times(requested: s.requestedAtUnixNano, started: s.startedAtUnixNano, ended: s.endedAtUnixNano))
-    }
-
-    func summary(name: String, _ v: DefinitionCatalog.Version) -> [(key: String, value: WorkflowValue)] {
-        [(key: "name", value: .text(name))] + version(v)
+        let life = s.lifecycle
+        var members: [(key: String, value: WorkflowValue)] = [
+            (key: "run", value: .text(s.run)), (key: "workflow", value: .text(s.workflow)), (key: "hash", value: .text(s.version)),
+            (key: "version", value: versions[s.workflow + "\u{0}" + s.version].map(int) ?? .null), (key: "state", value: .text(life.state.rawValue)),
+        ]
+        members.append((key: "error", value: life.error.map(WorkflowValue.text) ?? .null))
+        members.append((key: "parent", value: s.parent.map(WorkflowValue.text) ?? .null))
+        members.append((key: "cursor", value: .text(String(s.requestID))))
+        return .object(members + times(requested: s.requestedAtUnixNano, started: life.startedAtUnixNano, ended: life.endedAtUnixNano))
     }
 
     func version(_ v: DefinitionCatalog.Version) -> [(key: String, value: WorkflowValue)] {
@@ -474,7 +499,7 @@ public struct WorkflowAPI: Sendable {
     }
 
     func times(requested: Int64, started: Int64?, ended: Int64?) -> [(key: String, value: WorkflowValue)] {
-        let end = ended ?? Int64(Date().timeIntervalSince1970 * 1e9)
+        let end = ended ?? Engine.nowUnixNano()
         return [
             (key: "requested_at", value: time(requested)), (key: "started_at", value: started.map(time) ?? .null),
             (key: "ended_at", value: ended.map(time) ?? .null),
@@ -482,9 +507,9 @@ public struct WorkflowAPI: Sendable {
         ]
     }
 
-    /// RFC 3339 with milliseconds, UTC (`2026-11-30T13:21:53.546Z`).
+    /// RFC 3339 with milliseconds, UTC (`2026-11-30T13:21:53.546Z`), as Banyan writes every time.
     func time(_ unixNano: Int64) -> WorkflowValue {
-        .text(Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date(timeIntervalSince1970: Double(unixNano) / 1e9)))
+        .text(Date(timeIntervalSince1970: Double(unixNano) / 1e9).rfc3339(milliseconds: true))
     }
 
     func int(_ n: Int) -> WorkflowValue { .number(String(n)) }
@@ -494,14 +519,6 @@ public struct WorkflowAPI: Sendable {
         let text = output.json
         guard text.utf8.count > Self.outputPreviewBytesMax else { return output }
         return .text("[output truncated] " + String(decoding: text.utf8.prefix(Self.outputPreviewBytesMax), as: UTF8.self))
-    }
-
-    func flag(_ query: QueryString, _ name: String) throws -> Bool {
-        switch query.get(name) {
-        case nil, "false", "0": return false
-        case "", "true", "1": return true
-        case let other?: throw APIError.invalid("\(name) is true or false, not \"\(other.prefix(32))\"", field: name)
-        }
     }
 
     func json(_ value: WorkflowValue, status: HTTPResponse.Status = .ok) -> Response {
@@ -541,13 +558,18 @@ public struct WorkflowAPI: Sendable {
             switch e {
             case .badName: return APIError.invalid("\(e)", field: "name")
             case .runEnded: return APIError(.conflict, "run has ended", detail: "\(e)")
+            case .wrongState: return APIError(.conflict, "invalid state", detail: "\(e)")
             case .alreadySent: return APIError(.conflict, "signal already sent", detail: "\(e)").naming("payload")
             }
         case let e as BanyanClientError:
-            if [401, 403, 413, 503].contains(e.status) {
+            // The server's refusals keep their status and words (a token too weak, an event over
+            // its payload limit, a pruned read); the server out of reach is a 503.
+            if (400..<500).contains(e.status) || e.status == 503 {
                 return APIError(HTTPResponse.Status(code: e.status), e.error, detail: e.detail)
             }
-            return APIError(.badGateway, "the Banyan server failed", detail: "\(e)")
+            var unavailable = APIError(.serviceUnavailable, "the Banyan server failed", detail: "\(e)")
+            unavailable.headers[.retryAfter] = "1"
+            return unavailable
         default:
             return error
         }

@@ -242,6 +242,22 @@ extension Banyan {
                         try await engineService.run()
                         return
                     }
+                    if !config.isLoopback {
+                        // The API checks no token itself: it passes the caller's on. Open to a
+                        // network in front of a server without tokens, anyone could run programs.
+                        var open = false
+                        do {
+                            _ = try await BanyanHTTPClient(baseURL: server).get(path: "/v1/status")
+                            open = true
+                        } catch let error as BanyanClientError where error.status == 401 {
+                        } catch {
+                            throw ValidationError("--listen \(listen ?? ""): cannot ask \(server) whether it needs tokens: \(error)")
+                        }
+                        if open {
+                            throw ValidationError(
+                                "refusing to serve the workflow API on \(config.host): \(server) answers without a token, so anyone who reaches this port could run workflows; listen on 127.0.0.1 or give the server tokens (--tokens-file)")
+                        }
+                    }
                     let api = WorkflowAPI(upstream: WorkflowAPI.Upstream(server))
                     let engineID = service.engine.engineID
                     let app = BanyanServer.application(

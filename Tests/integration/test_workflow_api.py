@@ -430,3 +430,74 @@ def test_the_cli_drives_workflows_through_the_api(wf, run_banyan, tmp_path):
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == "completed", r.describe()
     r = run_banyan("workflow", "delete", "gate", *s)
     assert r.returncode == 0 and run_banyan("workflow", "list", *s).stdout.count("gate") == 0
+
+
+def test_a_listen_address_beyond_loopback_needs_a_server_with_tokens(server, run_banyan):
+    r = run_banyan("workflow", "engine", "--server", server.url, "--listen", f"0.0.0.0:{free_port()}", timeout=30)
+    assert r.returncode != 0 and "refusing to serve the workflow API on 0.0.0.0" in r.stderr, r.describe()
+
+
+def test_pause_now_stops_retries_in_backoff_and_attempts_waiting_for_a_permit(server_factory, tmp_path):
+    srv = server_factory(["--workflows", "--workflows-max-concurrent-tasks", "1"])
+    marks = tmp_path / "marks"
+    definition = f"""name: busy
+tasks:
+  - {{id: flaky, kind: shell, run: ["sh", "-c", "echo x >> {marks}; test $(wc -l < {marks}) -ge 2"], retry: {{max_attempts: 2, backoff: {{initial: 2s}}}}}}
+  - {{id: w1, kind: shell, run: ["sleep", "1"]}}
+  - {{id: w2, kind: shell, run: ["sleep", "1"]}}
+  - {{id: w3, kind: shell, run: ["sleep", "1"]}}
+"""
+    assert upload(srv.url, definition).status_code == 201
+    run = execute(srv.url, "busy").json()["run"]
+    # flaky failed once and sleeps through its backoff; w* share the one permit.
+    wait_until(lambda: marks.exists(), 30, "the first attempt of flaky")
+    time.sleep(0.3)
+    assert requests.post(f"{srv.url}/v1/runs/{run}/pause", params={"now": "true"}, timeout=10).json()["recorded"] is True
+    time.sleep(2.5)
+    assert len(marks.read_text().split()) == 1, "the retry did not start while paused"
+    assert requests.post(f"{srv.url}/v1/runs/{run}/resume", timeout=10).json()["recorded"] is True
+    assert json.loads(sse(f"{srv.url}/v1/runs/{run}/watch", timeout=60)[-1][2])["state"] == "completed"
+    tasks = {t["id"]: t for t in requests.get(f"{srv.url}/v1/runs/{run}/tasks", timeout=10).json()["tasks"]}
+    assert all(t["state"] == "completed" for t in tasks.values()), tasks
+    assert len(marks.read_text().split()) == 2
+
+
+def test_an_idempotent_start_survives_a_new_version(wf):
+    assert upload(wf.url, 'name: idem\ninputs: {n: {type: number}}\ntasks:\n  - {id: t, kind: sleep, duration: 60s}\n').status_code == 201
+    first = execute(wf.url, "idem", {"n": 1}, key="K")
+    assert first.status_code == 201, first.text
+    assert upload(wf.url, 'name: idem\ninputs: {n: {type: number}}\ntasks:\n  - {id: t, kind: sleep, duration: 30s}\n').json()["version"] == 2
+    again = execute(wf.url, "idem", {"n": 1}, key="K")
+    assert again.status_code == 201 and again.json()["run"] == first.json()["run"] and again.json()["version"] == 1, again.text
+    other = execute(wf.url, "idem", {"n": 2}, key="K")
+    assert other.status_code == 409 and other.json()["field"] == "run", other.text
+
+
+def test_pausing_a_swift_run_is_refused(wf):
+    batch = [{"type": "workflow.run.requested", "key": "run/coded/requested", "stream": "job_events:coded",
+              "payload": {"run": "coded", "workflow": "order", "version": "code", "code": True, "inputs": {}}}]
+    assert requests.post(wf.url + "/v1/events", json=batch, timeout=10).status_code == 200
+    r = requests.post(f"{wf.url}/v1/runs/coded/pause", timeout=10)
+    assert r.status_code == 409 and r.json()["error"] == "invalid state" and "Swift" in r.json()["detail"], r.text
+    assert [x["run"] for x in requests.get(wf.url + "/v1/runs", timeout=10).json()["runs"]] == ["coded"]
+
+
+def test_the_api_works_on_a_pruned_store(wf):
+    assert upload(wf.url, 'name: early\ntasks:\n  - {id: t, kind: swift, function: noop}\n').status_code == 201
+    early = execute(wf.url, "early").json()["run"]
+    assert json.loads(sse(f"{wf.url}/v1/runs/{early}/watch")[-1][2])["state"] == "completed"
+    assert requests.get(wf.url + "/v1/runs", timeout=10).json()["total"] == 1
+    filler = [{"type": "filler"}] * 1000
+    for _ in range(67):
+        assert requests.post(wf.url + "/v1/events", json=filler, timeout=30).status_code == 200
+    r = requests.post(wf.url + "/v1/admin/snapshots", json={"prune": True}, timeout=300)
+    assert r.status_code == 201 and r.json()["pruned"]["first_id"] > 1, r.text
+    assert upload(wf.url, 'name: late\ntasks:\n  - {id: t, kind: swift, function: noop}\n').status_code == 201
+    late = execute(wf.url, "late").json()["run"]
+    assert json.loads(sse(f"{wf.url}/v1/runs/{late}/watch")[-1][2])["state"] == "completed"
+    # A fresh server process reads the pruned log from its first id: what was pruned is gone
+    # from its views (the log keeps nothing below its first id).
+    wf.restart()
+    listed = requests.get(wf.url + "/v1/runs", timeout=10)
+    assert listed.status_code == 200 and [x["run"] for x in listed.json()["runs"]] == [late], listed.text
+    assert [w["name"] for w in requests.get(wf.url + "/v1/workflows", timeout=10).json()["workflows"]] == ["late"]

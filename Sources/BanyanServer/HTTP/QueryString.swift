@@ -24,6 +24,15 @@ public struct QueryString: Sendable {
 
     public func get(_ name: String) -> String? { values[name] }
 
+    /// A boolean parameter: `true` or `false` (absent: false).
+    public func flag(_ name: String) throws -> Bool {
+        switch values[name] {
+        case nil, "false": return false
+        case "true": return true
+        case let other?: throw APIError.invalid("\(name) must be true or false, not \"\(other.prefix(32))\"", field: name)
+        }
+    }
+
     private static func decode(_ text: Substring) -> String? {
         text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }

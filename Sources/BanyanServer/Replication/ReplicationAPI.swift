@@ -143,12 +143,7 @@ struct ReplicationAPI: Sendable {
         // epoch would otherwise begin one with the same number (docs/REPLICATION.md).
         let query = try QueryString(request)
         let afterEpoch = try NativeAPI.id(query.get("after_epoch"), field: "after_epoch") ?? 0
-        let force: Bool
-        switch query.get("force") {
-        case nil, "false": force = false
-        case "true": force = true
-        case let other?: throw APIError.invalid("force must be true or false, not \(other)", field: "force")
-        }
+        let force = try query.flag("force")
         guard replication.role == .follower else {
             let detail = replication.role == .leader
                 ? "this node is already the leader (epoch \(store.epoch))"

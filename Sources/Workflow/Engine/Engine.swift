@@ -294,9 +294,11 @@ public struct Engine: Sendable {
                 if keys.paused { pausedFlag.set() } else { pausedFlag.clear() }
                 // Paused with `now`: this engine's work attempts stop, and are recorded failed as
                 // interrupted, to run again once the run resumes (not counted against max_attempts).
-                if keys.paused, keys.pauseNow, !interrupts.isEmpty {
+                if keys.paused, keys.pauseNow {
                     let stopped = interrupts.interrupt()
-                    log("run \(run): paused; interrupting \(stopped.sorted().joined(separator: ", "))")
+                    if !stopped.isEmpty { log("run \(run): paused; interrupting \(stopped.sorted().joined(separator: ", "))") }
+                } else {
+                    interrupts.resume()
                 }
                 // Attempts another engine claimed and will never finish: it stopped.
                 var drafts: [RunEvents.Draft] = []
@@ -613,7 +615,7 @@ public struct Engine: Sendable {
     static let cancelWaiter = "\u{0}cancel"
     static let controlWaiter = "\u{0}control"
 
-    static func nowUnixNano() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
+    public static func nowUnixNano() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
 
     struct TaskFailure: Error {
         var message: String
@@ -934,31 +936,42 @@ public struct Engine: Sendable {
         }
     }
 
-    /// Set once the run has an outcome: retries waiting through their backoff then give up.
     /// A drive's work attempts, each run in a task of its own so that a pause with `now` can
     /// stop them (and only them: timers, waits and child runs go on).
     final class Interrupts: Sendable {
         private struct State {
             var running: [String: Task<Step, any Error>] = [:]
             var interrupted: Set<String> = []
+            /// A pause with `now` holds: an attempt that begins now is stopped at once.
+            var stopping = false
         }
         private let state = Mutex(State())
 
+        /// The attempt's step; a `Step` with nothing recorded when a pause stopped it before it
+        /// recorded anything (waiting for a permit, sleeping through a retry's backoff).
         func run(_ task: String, _ body: @escaping @Sendable () async throws -> Step) async throws -> Step {
             let work = Task { try await body() }
-            state.withLock {
-                $0.running[task] = work
-                $0.interrupted.remove(task)
+            let stopNow = state.withLock { s -> Bool in
+                s.running[task] = work
+                s.interrupted.remove(task)
+                if s.stopping { s.interrupted.insert(task) }
+                return s.stopping
             }
+            if stopNow { work.cancel() }
             defer { state.withLock { _ = $0.running.removeValue(forKey: task) } }
-            return try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
+            do {
+                return try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
+            } catch is CancellationError where !Task.isCancelled && state.withLock({ $0.interrupted.contains(task) }) {
+                return Step(task: task)
+            }
         }
 
         var isEmpty: Bool { state.withLock { $0.running.isEmpty } }
 
-        /// Stops every running attempt; returns their tasks.
+        /// Stops every running attempt, and those that begin until `resume()`; returns their tasks.
         func interrupt() -> Set<String> {
             let running = state.withLock { s -> [String: Task<Step, any Error>] in
+                s.stopping = true
                 s.interrupted.formUnion(s.running.keys)
                 return s.running
             }
@@ -966,12 +979,16 @@ public struct Engine: Sendable {
             return Set(running.keys)
         }
 
+        /// The pause with `now` is over (resumed): attempts run again.
+        func resume() { state.withLock { $0.stopping = false } }
+
         /// Whether the attempt of `task` that just ended was interrupted (asked once).
         func wasInterrupted(_ task: String) -> Bool {
             state.withLock { $0.interrupted.remove(task) != nil }
         }
     }
 
+    /// Set once the run has an outcome: retries waiting through their backoff then give up.
     final class StopFlag: Sendable {
         private let flag = Atomic(false)
         func set() { flag.store(true, ordering: .releasing) }
@@ -1135,27 +1152,20 @@ public struct RunStatus: Sendable {
     public var run: String
     public var workflow: String
     public var version: String
-    /// `completed`, `failed`, `cancelled` (its run-level events), `cancelling` once a cancel is
-    /// requested, `paused` while paused, `running` once started, `pending` before.
-    public var state: String
-    /// Pauses and resumes recorded (numbered from 1).
-    public var pauses = 0
-    public var resumes = 0
-    /// A failed run's failure: the task and its error, and the compensations that failed; a
-    /// cancelled run's reason.
-    public var error: String?
-    /// An engine has recorded `workflow.run.started`.
-    public var started: Bool { startedAtUnixNano != nil }
+    /// Its state, times and error as a whole.
+    public var lifecycle = RunLifecycle()
+    public var state: String { lifecycle.state.rawValue }
+    public var error: String? { lifecycle.error }
+    public var startedAtUnixNano: Int64? { lifecycle.startedAtUnixNano }
+    public var endedAtUnixNano: Int64? { lifecycle.endedAtUnixNano }
     public var inputs: WorkflowValue = .object([])
     /// A child run's parent attempt.
     public var parent: String?
-    /// The server's times of the run-level events.
+    /// The server's time of its request.
     public var requestedAtUnixNano: Int64 = 0
-    public var startedAtUnixNano: Int64?
-    public var endedAtUnixNano: Int64?
     public struct Task: Sendable {
         public var id: String
-        /// The latest state recorded, `skipped` with its reason, or `pending`.
+        /// The latest state recorded, `skipped` with its reason, `interrupted`, or `pending`.
         public var state: String
         public var attempts: Int
         /// Of the latest finished attempt, when recorded.
@@ -1178,40 +1188,11 @@ public struct RunStatus: Sendable {
     }
     public var tasks: [Task]
 
-    /// What a run's end event says went wrong (nil for a completion).
-    static func endError(_ event: RunEvents.Recorded) -> String? {
-        switch event.type {
-        case "workflow.run.cancelled": return event.payload["reason"]?.stringValue
-        case "workflow.run.failed":
-            // A Swift run records its error whole; a YAML run the task and its error.
-            guard let task = event.payload["task"]?.stringValue else { return event.payload["error"]?.stringValue }
-            var error = "\(task): \(event.payload["error"]?.stringValue ?? "?")"
-            let uncompensated = event.payload["compensations_failed"]?.arrayValue?.compactMap(\.stringValue) ?? []
-            if !uncompensated.isEmpty { error += " (compensations failed: \(uncompensated.joined(separator: ", ")))" }
-            return error
-        default: return nil
-        }
-    }
-
     /// Applies one of the run's events that is not a task's transition: run-level states and
     /// times, and each attempt's history.
     mutating func note(_ event: RunEvents.Recorded, attempts: inout [String: [Attempt]]) {
         switch event.type {
-        case "workflow.run.started":
-            startedAtUnixNano = event.timeUnixNano
-            if state == "pending" { state = "running" }
-        case "workflow.run.cancel_requested":
-            if endedAtUnixNano == nil { state = "cancelling" }
-        case "workflow.run.paused":
-            pauses = max(pauses, event.payload["pause"]?.intValue ?? 0)
-            if pauses > resumes, state == "pending" || state == "running" { state = "paused" }
-        case "workflow.run.resumed":
-            resumes = max(resumes, event.payload["pause"]?.intValue ?? 0)
-            if state == "paused", resumes >= pauses { state = startedAtUnixNano == nil ? "pending" : "running" }
-        case "workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled":
-            state = String(event.type.dropFirst("workflow.run.".count))
-            endedAtUnixNano = event.timeUnixNano
-            error = Self.endError(event)
+        case _ where event.type.hasPrefix("workflow.run."): lifecycle.apply(event)
         default:
             guard event.type.hasPrefix("workflow.task."), event.payload["compensation"] == nil, let task = event.payload["task"]?.stringValue,
                 let number = event.payload["attempt"]?.intValue, number > 0,
@@ -1246,8 +1227,7 @@ extension Engine {
         guard let request = try await reader.request() else { throw EngineError.unknownRun(run) }
         var status = RunStatus(
             run: run, workflow: request.payload["workflow"]?.stringValue ?? "", version: request.payload["version"]?.stringValue ?? "",
-            state: "pending", inputs: request.payload["inputs"] ?? .object([]), parent: request.payload["parent"]?.stringValue,
-            requestedAtUnixNano: request.timeUnixNano, tasks: [])
+            inputs: request.payload["inputs"] ?? .object([]), parent: request.payload["parent"]?.stringValue, requestedAtUnixNano: request.timeUnixNano, tasks: [])
         var attempts: [String: [RunStatus.Attempt]] = [:]
         if request.payload["code"] == .bool(true) {
             // A Swift workflow's run: its steps as its events name them, in the order they first appear.
@@ -1288,12 +1268,15 @@ extension Engine {
     public enum SignalError: Error, Sendable, CustomStringConvertible {
         case badName(String)
         case runEnded(String, String)
+        /// The run is in a state that does not allow the request (the words say which).
+        case wrongState(String)
         case alreadySent(String, String)
 
         public var description: String {
             switch self {
             case .badName(let name): "\"\(name.prefix(80))\" is not a signal name: 1-\(WorkflowLimits().nameBytesMax) letters, digits, _ and -"
             case .runEnded(let run, let state): "run \(run) has already \(state)"
+            case .wrongState(let why): why
             case .alreadySent(let name, let run): "signal \(name) was already sent to run \(run) with another payload (one signal of a name per run)"
             }
         }
@@ -1330,8 +1313,9 @@ extension Engine {
 extension Engine {
     /// How the run ended (`completed`, `failed`, `cancelled`), or nil while it has not.
     func ended(_ run: String) async throws -> String? {
-        for state in ["completed", "failed", "cancelled"] where try await client.event(key: RunEvents.runKey(run, state)) != nil {
-            return state
+        for type in RunLifecycle.endTypes {
+            let state = String(type.dropFirst("workflow.run.".count))
+            if try await client.event(key: RunEvents.runKey(run, state)) != nil { return state }
         }
         return nil
     }
@@ -1344,7 +1328,7 @@ extension Engine {
     public func retry(run: String) async throws -> (run: String, recorded: Bool) {
         var reader = RunReader(client: client, run: run)
         guard let request = try await reader.request() else { throw EngineError.unknownRun(run) }
-        guard request.payload["code"] == nil else { throw SignalError.runEnded(run, "run as Swift code: retry it from its program") }
+        guard request.payload["code"] == nil else { throw SignalError.wrongState("run \(run) is a Swift run: retry it from its program") }
         let retryID = "retry-" + RunEvents.version(of: run)
         if try await client.event(key: RunEvents.runKey(retryID, "requested")) != nil { return (retryID, false) }
         // A retry of a retry keeps what the first run completed, too.
@@ -1359,14 +1343,14 @@ extension Engine {
                 if let task = event.payload["task"]?.stringValue, !completed.contains(where: { $0.task == task }) {
                     completed.append((task, key, event.payload["output"] ?? .null))
                 }
-            case "workflow.task.compensated", "workflow.task.compensating":
+            case "workflow.task.compensated":
+                // A compensation that failed left the task's effect in place: it is kept.
                 if let task = event.payload["task"]?.stringValue { compensated.insert(task) }
             default: break
             }
         }
         guard failed else {
-            let state = try await ended(run) ?? "not failed yet"
-            throw SignalError.runEnded(run, state == "failed" ? "failed" : "\(state), not failed (only a failed run is retried)")
+            throw SignalError.wrongState("run \(run) is \(try await ended(run) ?? "not ended"), not failed: only a failed run is retried")
         }
         let kept = completed.filter { !compensated.contains($0.task) }
         var payload = request.payload
@@ -1421,16 +1405,23 @@ extension Engine {
     /// refused for a run that has ended (and, unless `cancelling`, one being cancelled).
     private func control(_ run: String, cancelling: Bool = false) async throws -> (RunEvents.RunID, Keys) {
         var reader = RunReader(client: client, run: run)
+        guard let request = try await reader.request() else { throw EngineError.unknownRun(run) }
+        // Swift runs are driven by their program, which reads no pauses.
+        guard request.payload["code"] == nil else { throw SignalError.wrongState("run \(run) is a Swift run: it cannot be paused") }
         let id = try await reader.identity()
         var keys = Keys()
         for event in try await reader.next() {
             keys.note(event)
-            if let state = ["completed", "failed", "cancelled"].first(where: { event.type == "workflow.run.\($0)" }) {
-                throw SignalError.runEnded(run, state)
-            }
+            if RunLifecycle.endTypes.contains(event.type) { throw SignalError.runEnded(run, String(event.type.dropFirst("workflow.run.".count))) }
         }
-        if !cancelling, keys.cancelRequest != nil { throw SignalError.runEnded(run, "been asked to cancel") }
+        if !cancelling, keys.cancelRequest != nil { throw SignalError.wrongState("run \(run) is being cancelled") }
         return (id, keys)
+    }
+
+    /// The run's request event (nil: no such run).
+    public func request(of run: String) async throws -> RunEvents.Recorded? {
+        var reader = RunReader(client: client, run: run)
+        return try await reader.request()
     }
 
     /// Records a request to cancel `run` (once per run: asking again is a no-op and returns

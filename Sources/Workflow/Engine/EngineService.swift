@@ -31,6 +31,13 @@ public struct EngineService: Sendable {
     /// Log pages are read this many events at a time (the server's largest page).
     static let pageEventsMax = 10_000
 
+    /// How often heartbeats are read to find engines that stopped (and take over their runs).
+    public var livenessInterval: Duration = .seconds(1)
+    /// A run nobody has claimed yet is claimed first by its preferred engine (a hash of the run
+    /// and the live engines' names); the others wait this long before they claim it, so runs
+    /// spread over the engines instead of going to whichever reads first.
+    public var claimGrace: Duration = .seconds(1)
+
     /// Runs until cancelled. A server out of reach at the start is tried again (1 s doubling to
     /// 30 s), as is any later read.
     public func run() async throws {
@@ -39,6 +46,10 @@ public struct EngineService: Sendable {
         let beat = Heartbeat(engine: engine, liveness: liveness, ttl: heartbeatTTL)
         try await retrying("recording this engine's first heartbeat") { try await beat.once() }
         var queue = RunQueue()
+        var ids: [String: RunEvents.RunID] = [:]
+        /// Runs another live engine has claimed, by that engine: taken over if it stops.
+        var watched: [String: String] = [:]
+        var endCursor: UInt64 = 0
         var ended: Set<String> = []
         var cursor: UInt64 = 0
         var startupEnd: UInt64 = 0
@@ -48,24 +59,27 @@ public struct EngineService: Sendable {
             let start = UInt64(max(first, 1) - 1)
             ended = []
             // Runs that ended, read before the requests so none of them is driven again.
-            for type in ["workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled"] {
+            for type in Self.endTypes {
                 var after = start
                 while true {
                     let page = try await readRuns(engine, type: type, after: after)
-                    ended.formUnion(page.runs)
+                    ended.formUnion(page.runs.map(\.run))
                     startupEnd = max(startupEnd, page.last)
                     guard page.next > after, page.next < page.last else { break }
                     after = page.next
                 }
             }
             cursor = start
+            endCursor = startupEnd
         }
         /// New requests, while the queue has room; `ended` is only needed up to where the log
         /// ended at the start (later requests are runs this service sees end).
         func readRequests() async throws {
             while queue.count < queueMax {
                 let page = try await readRuns(engine, type: "workflow.run.requested", after: cursor)
-                for run in page.runs where !ended.contains(run) { queue.add(run) }
+                for id in page.runs where !ended.contains(id.run) {
+                    if queue.add(id.run) { ids[id.run] = id }
+                }
                 guard page.next > cursor else { break }
                 cursor = page.next
                 if page.next >= page.last { break }
@@ -78,7 +92,16 @@ public struct EngineService: Sendable {
         enum Done: Sendable {
             case tick
             case beat
+            case check
             case drove(String, failed: Bool)
+            /// Another live engine holds the run's claim.
+            case watching(String, engine: String)
+        }
+        let claims = RunClaims(engine: engine)
+        let isAlive = { @Sendable (other: String) async throws -> Bool in
+            // An engine that began after the last read of heartbeats: read them now.
+            if !liveness.knows(other) { try await liveness.refresh(engine.client) }
+            return liveness.isAlive(other)
         }
         var failures: [String: Int] = [:]
         var later: [(run: String, at: ContinuousClock.Instant)] = []
@@ -92,11 +115,30 @@ public struct EngineService: Sendable {
                 try await Task.sleep(for: heartbeatTTL / 3)
                 return .beat
             }
+            group.addTask {
+                try await Task.sleep(for: livenessInterval)
+                return .check
+            }
             while !Task.isCancelled {
                 while active < runsMax, let run = queue.next() {
                     active += 1
+                    let known = ids[run]
                     group.addTask {
                         do {
+                            var id = known
+                            if id == nil {
+                                var reader = RunReader(client: engine.client, run: run)
+                                id = try await reader.identity()
+                            }
+                            let current = try await claims.latest(run)
+                            if current == nil, let preferred = Self.preferred(run, among: liveness.alive()), preferred != engine.engineID {
+                                try await Task.sleep(for: claimGrace)
+                            }
+                            switch try await claims.acquire(run, id: id!, from: current?.number ?? 1, alive: isAlive) {
+                            case .other(let holder): return .watching(run, engine: holder)
+                            case .mine(let takeover?): engine.log("run \(run): taking it over from engine \(takeover), which stopped")
+                            case .mine(nil): break
+                            }
                             _ = try await engine.drive(run: run)
                             return .drove(run, failed: false)
                         } catch let error as Engine.EngineError {
@@ -129,9 +171,48 @@ public struct EngineService: Sendable {
                         try await Task.sleep(for: heartbeatTTL / 3)
                         return .beat
                     }
+                    // Runs others held that have ended are no longer watched.
+                    if !watched.isEmpty {
+                        do {
+                            for type in Self.endTypes {
+                                var after = endCursor
+                                while true {
+                                    let page = try await readRuns(engine, type: type, after: after)
+                                    for id in page.runs { watched[id.run] = nil }
+                                    guard page.next > after, page.next < page.last else { break }
+                                    after = page.next
+                                }
+                            }
+                            endCursor = try await RunEvents.lastID(engine.client)
+                        } catch {
+                            engine.log("reading ended runs: \(error)")
+                        }
+                    }
+                case .check?:
+                    // Who is alive decides which engine claims a new run first, and runs whose
+                    // claimant stopped are claimed again (taken over) here.
+                    do {
+                        try await liveness.refresh(engine.client)
+                        for (run, holder) in watched where !liveness.isAlive(holder) {
+                            watched[run] = nil
+                            queue.retry(run)
+                        }
+                    } catch {
+                        engine.log("reading heartbeats: \(error)")
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: livenessInterval)
+                        return .check
+                    }
+                case .watching(let run, let holder)?:
+                    active -= 1
+                    queue.finished(run)
+                    ids[run] = nil
+                    watched[run] = holder
                 case .drove(let run, let failed)?:
                     active -= 1
                     queue.finished(run)
+                    if !failed { ids[run] = nil }
                     if failed {
                         let n = failures[run, default: 0]
                         failures[run] = n + 1
@@ -190,14 +271,36 @@ public struct EngineService: Sendable {
         }
     }
 
-    /// The run ids of one page of events of `type`.
-    func readRuns(_ engine: Engine, type: String, after: UInt64) async throws -> (runs: [String], next: UInt64, last: UInt64) {
+    static let endTypes = ["workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled"]
+
+    /// The engine that claims `run` first (rendezvous hashing over the live engines), so that
+    /// unclaimed runs spread evenly and only move when engines come and go.
+    static func preferred(_ run: String, among engines: [String]) -> String? {
+        func score(_ engine: String) -> UInt64 {
+            // FNV-1a alone barely moves its high bits for names that differ at the end (run
+            // ids often do): MurmurHash3's finalizer spreads every input bit over the result.
+            var h = RunEvents.fnv1a(engine + "\u{0}" + run)
+            h ^= h >> 33
+            h = h &* 0xff51_afd7_ed55_8ccd
+            h ^= h >> 33
+            h = h &* 0xc4ce_b9fe_1a85_ec53
+            return h ^ (h >> 33)
+        }
+        return engines.max { score($0) < score($1) }
+    }
+
+    /// The runs of one page of events of `type`.
+    func readRuns(_ engine: Engine, type: String, after: UInt64) async throws -> (runs: [RunEvents.RunID], next: UInt64, last: UInt64) {
         let bytes = try await engine.client.page(after: after, limit: Self.pageEventsMax, type: type)
         let page: (events: [RunEvents.Recorded], next: UInt64, last: UInt64)
         do { page = try RunEvents.page(bytes) } catch { throw Engine.EngineError.log("\(error)") }
         // Child runs are driven by their parent's attempt (which an engine takes over with the parent).
         // Code workflows run in the process that holds their Swift code (`CodeRunner`).
-        return (page.events.compactMap { $0.payload["parent"] == nil && $0.payload["code"] == nil ? $0.payload["run"]?.stringValue : nil }, page.next, page.last)
+        let runs = page.events.compactMap { e -> RunEvents.RunID? in
+            guard e.payload["parent"] == nil, e.payload["code"] == nil, let run = e.payload["run"]?.stringValue else { return nil }
+            return RunEvents.RunID(run: run, workflow: e.payload["workflow"]?.stringValue ?? "", version: e.payload["version"]?.stringValue ?? "")
+        }
+        return (runs, page.next, page.last)
     }
 
     /// Runs waiting to be driven, in the order requested, each once: a run already queued or
@@ -209,9 +312,12 @@ public struct EngineService: Sendable {
 
         var count: Int { waiting.count - head }
 
-        mutating func add(_ run: String) {
-            guard known.insert(run).inserted else { return }
+        /// False when it is already queued or being driven.
+        @discardableResult
+        mutating func add(_ run: String) -> Bool {
+            guard known.insert(run).inserted else { return false }
             waiting.append(run)
+            return true
         }
 
         /// A run driven before whose drive failed.

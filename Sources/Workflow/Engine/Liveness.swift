@@ -4,8 +4,12 @@ import Synchronization
 /// Which engines are alive, read from their heartbeats in the log (docs/WORKFLOWS.md, "Several
 /// engines"). Each engine process (`EngineService`) records `workflow.engine.alive` every
 /// `ttl / 3`; an engine is alive while its latest heartbeat is less than its own `ttl` (the
-/// `ttl_ms` its heartbeats carry) older than the newest heartbeat seen from any engine. Times are
-/// the server's (`time_unix_nano`), so the engines' own clocks never enter the decision.
+/// `ttl_ms` its heartbeats carry) older than the newest heartbeat seen from any engine (times
+/// are the server's, `time_unix_nano`), and less than its ttl has passed on this process's
+/// monotonic clock since that heartbeat was first read here. The first rule judges heartbeats
+/// recorded before this process began; the second notices a silent engine within its ttl and a
+/// read interval, however rarely the others' heartbeats advance the server's time. No rule
+/// compares one machine's clock with another's.
 final class Liveness: Sendable {
     let ttl: Duration
     private struct State {
@@ -14,6 +18,8 @@ final class Liveness: Sendable {
         var ttl: [String: Int64] = [:]
         var newest: Int64 = 0
         var cursor: UInt64?
+        /// When each engine's latest heartbeat was first read here.
+        var seen: [String: ContinuousClock.Instant] = [:]
     }
 
     private let state = Mutex(State())
@@ -41,8 +47,16 @@ final class Liveness: Sendable {
         guard let engine else { return false }
         return state.withLock { s in
             guard let last = s.last[engine] else { return false }
-            return s.newest - last < s.ttl[engine] ?? Engine.milliseconds(ttl) * 1_000_000
+            let ttl = s.ttl[engine] ?? Engine.milliseconds(ttl) * 1_000_000
+            if let seen = s.seen[engine], ContinuousClock.now - seen >= .nanoseconds(ttl) { return false }
+            return s.newest - last < ttl
         }
+    }
+
+    /// The engines alive now, by name.
+    func alive() -> [String] {
+        let engines = state.withLock { Array($0.last.keys) }
+        return engines.filter { isAlive($0) }.sorted()
     }
 
     func knows(_ engine: String) -> Bool {
@@ -75,6 +89,7 @@ final class Liveness: Sendable {
         state.withLock { s in
             for event in events {
                 guard let engine = event.payload["engine"]?.stringValue else { continue }
+                if event.timeUnixNano > s.last[engine] ?? 0 { s.seen[engine] = .now }
                 s.last[engine] = max(s.last[engine] ?? 0, event.timeUnixNano)
                 if let ms = event.payload["ttl_ms"]?.intValue, ms > 0 { s.ttl[engine] = Int64(ms) * 1_000_000 }
                 s.newest = max(s.newest, event.timeUnixNano)
@@ -84,6 +99,7 @@ final class Liveness: Sendable {
             if s.last.count > 1_000 {
                 s.last = s.last.filter { $0.value >= horizon }
                 s.ttl = s.ttl.filter { s.last[$0.key] != nil }
+                s.seen = s.seen.filter { s.last[$0.key] != nil }
             }
         }
     }

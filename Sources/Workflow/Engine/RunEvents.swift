@@ -96,7 +96,6 @@ public enum RunEvents {
             payload: .object(id.members + [(key: "signal", value: .text(name)), (key: "payload", value: payload)]))
     }
 
-    /// A request to cancel a run (`banyan workflow cancel`), keyed `run/<run>/cancel_requested`.
     /// The run's n-th pause (from 1): `now` stops its running attempts too.
     public static func paused(_ id: RunID, _ n: Int, now: Bool) -> Draft {
         Draft(
@@ -111,6 +110,7 @@ public enum RunEvents {
             parentKeys: [runKey(id.run, "requested"), runKey(id.run, "paused/\(n)")], payload: .object(id.members + [(key: "pause", value: .number(String(n)))]))
     }
 
+    /// A request to cancel a run (`banyan workflow cancel`), keyed `run/<run>/cancel_requested`.
     public static func cancelRequested(_ id: RunID, reason: String) -> Draft {
         Draft(
             type: "workflow.run.cancel_requested", key: runKey(id.run, "cancel_requested"), stream: stream(id.run), parentKeys: [runKey(id.run, "requested")],
@@ -172,19 +172,58 @@ public enum RunEvents {
         return (events, uint(page["next"]), uint(page["last_id"]))
     }
 
+    /// Where a read of the whole log starts: before its first id (a pruned store holds nothing
+    /// below it).
+    static func logStart(_ client: BanyanHTTPClient) async throws -> UInt64 {
+        let status: WorkflowValue
+        do { status = try JSONText.parse(try await client.get(path: "/v1/status")) } catch let e as JSONText.Error { throw Engine.EngineError.log("\(e)") }
+        return UInt64(max(status["first_id"]?.intValue ?? 1, 1) - 1)
+    }
+
+    /// Reads the events after `after` (of `type`, in `stream`) to the log's end, a page at a
+    /// time, handing each page to `each`; returns where a later read goes on from. A cursor a
+    /// prune has passed (410) goes on from the log's start instead.
+    nonisolated(nonsending) static func readPages(
+        _ client: BanyanHTTPClient, after: UInt64, type: String? = nil, stream: String? = nil, limit: Int = 10_000, _ each: ([Recorded]) throws -> Void
+    ) async throws -> UInt64 {
+        var after = after
+        while true {
+            let bytes: [UInt8]
+            do {
+                bytes = try await client.page(after: after, limit: limit, stream: stream, type: type)
+            } catch let error as BanyanClientError where error.status == 410 {
+                let start = try await logStart(client)
+                guard start > after else { throw error }
+                after = start
+                continue
+            }
+            let page: (events: [Recorded], next: UInt64, last: UInt64)
+            do { page = try Self.page(bytes) } catch { throw Engine.EngineError.log("\(error)") }
+            try each(page.events)
+            guard page.next > after else { return after }
+            after = page.next
+            if page.next >= page.last { return after }
+        }
+    }
+
     /// The log's last id now (a page asked for beyond the end answers only that).
     static func lastID(_ client: BanyanHTTPClient) async throws -> UInt64 {
         try page(try await client.page(after: UInt64.max >> 1, limit: 1)).last
     }
 
-    /// A short, stable version of a definition's text (FNV-1a, 64 bits, hex).
-    public static func version(of definition: String) -> String {
+    /// FNV-1a, 64 bits.
+    static func fnv1a(_ text: String) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in definition.utf8 {
+        for byte in text.utf8 {
             hash ^= UInt64(byte)
             hash = hash &* 0x100_0000_01b3
         }
-        let hex = String(hash, radix: 16)
+        return hash
+    }
+
+    /// A short, stable version of a definition's text (FNV-1a, 64 bits, hex).
+    public static func version(of definition: String) -> String {
+        let hex = String(fnv1a(definition), radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }

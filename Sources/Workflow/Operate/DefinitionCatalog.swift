@@ -2,22 +2,17 @@ import BanyanClient
 
 /// Uploaded workflow definitions, versioned, kept as events in the stream `workflow_definitions`
 /// (docs/WORKFLOWS.md, "The workflow API"): an upload is `workflow.definition.uploaded` keyed
-/// `workflow/<name>/version/<n>`, a delete `workflow.definition.deleted` keyed
-/// `workflow/<name>/deleted/<n>` (n: the latest version then). Nothing is kept besides the log:
-/// every call reads the stream (a few events per version).
-public struct DefinitionCatalog: Sendable {
-    public let client: BanyanHTTPClient
+/// `workflow/<name>/version/<n>` (the YAML text in its payload), a delete
+/// `workflow.definition.deleted` keyed `workflow/<name>/deleted/<n>` (n: the latest version
+/// then). This view keeps each version's number, hash and time, brought up to date from where it
+/// got to before every answer; a definition's text is read by its key when it is needed.
+public actor DefinitionCatalog {
     public static let stream = "workflow_definitions"
-
-    public init(client: BanyanHTTPClient) {
-        self.client = client
-    }
 
     public struct Version: Sendable, Hashable {
         public var number: Int
         /// `RunEvents.version(of:)` of the text: what runs of this version carry as `version`.
         public var hash: String
-        public var definition: String
         public var uploadedAtUnixNano: Int64
     }
 
@@ -46,58 +41,76 @@ public struct DefinitionCatalog: Sendable {
         }
     }
 
-    /// Every workflow ever uploaded, by name (deleted ones too: their version numbers go on).
-    public func read() async throws -> [String: Entry] {
-        var entries: [String: Entry] = [:]
-        var after: UInt64 = 0
-        while true {
-            let page: (events: [RunEvents.Recorded], next: UInt64, last: UInt64)
-            do { page = try RunEvents.page(try await client.page(after: after, limit: 10_000, stream: Self.stream)) } catch let e as JSONText.Error {
-                throw Engine.EngineError.log("\(e)")
-            }
-            for event in page.events {
-                guard let name = event.payload["workflow"]?.stringValue, let number = event.payload["version"]?.intValue else { continue }
-                switch event.type {
-                case "workflow.definition.uploaded":
-                    guard let text = event.payload["definition"]?.stringValue else { continue }
-                    entries[name, default: Entry(name: name)].versions.append(
-                        Version(number: number, hash: RunEvents.version(of: text), definition: text, uploadedAtUnixNano: event.timeUnixNano))
-                    entries[name]!.deleted = false
-                case "workflow.definition.deleted":
-                    entries[name]?.deleted = true
-                default: break
-                }
-            }
-            guard page.next > after, page.next < page.last else { return entries }
-            after = page.next
+    private var entries: [String: Entry] = [:]
+    private var cursor: UInt64?
+
+    public init() {}
+
+    static func versionKey(_ name: String, _ n: Int) -> String { "workflow/\(name)/version/\(n)" }
+
+    /// Every workflow ever uploaded, by name (deleted ones too: their version numbers go on), as
+    /// the log holds them now; read with `client` (the caller's token).
+    @discardableResult
+    public func refresh(_ client: BanyanHTTPClient) async throws -> [String: Entry] {
+        let start: UInt64
+        if let cursor { start = cursor } else { start = try await RunEvents.logStart(client) }
+        let next = try await RunEvents.readPages(client, after: start, stream: Self.stream) { events in
+            for event in events { apply(event) }
+        }
+        cursor = max(cursor ?? 0, next)
+        return entries
+    }
+
+    private func apply(_ event: RunEvents.Recorded) {
+        guard let name = event.payload["workflow"]?.stringValue, let number = event.payload["version"]?.intValue else { return }
+        switch event.type {
+        case "workflow.definition.uploaded":
+            guard let text = event.payload["definition"]?.stringValue, number > entries[name]?.latest?.number ?? 0 else { return }
+            entries[name, default: Entry(name: name)].versions.append(Version(number: number, hash: RunEvents.version(of: text), uploadedAtUnixNano: event.timeUnixNano))
+            entries[name]!.deleted = false
+        case "workflow.definition.deleted":
+            // Only a delete of the latest version: one recorded late must not hide a newer one.
+            if entries[name]?.latest?.number == number { entries[name]!.deleted = true }
+        default: break
         }
     }
 
     /// The workflow, unless unknown or deleted.
-    public func entry(_ name: String) async throws -> Entry {
-        guard let entry = try await read()[name], !entry.deleted, entry.latest != nil else { throw CatalogError.unknownWorkflow(name) }
+    public func entry(_ name: String, _ client: BanyanHTTPClient) async throws -> Entry {
+        guard let entry = try await refresh(client)[name], !entry.deleted, entry.latest != nil else { throw CatalogError.unknownWorkflow(name) }
         return entry
+    }
+
+    /// The text of version `number` of the workflow.
+    public func definition(_ name: String, version number: Int, _ client: BanyanHTTPClient) async throws -> String {
+        guard let bytes = try await client.event(key: Self.versionKey(name, number)) else { throw CatalogError.unknownWorkflow(name) }
+        let event: WorkflowValue
+        do { event = try JSONText.parse(bytes) } catch { throw Engine.EngineError.log("\(error)") }
+        guard let text = event["payload"]?["definition"]?.stringValue else { throw Engine.EngineError.log("\(Self.versionKey(name, number)) holds no definition") }
+        return text
     }
 
     /// Validates `text` and records it as the workflow's next version, unless its latest
     /// version has the same text (then that one is returned, `created` false: uploading the same
     /// file twice is one version).
-    public func upload(_ text: String) async throws -> (name: String, version: Version, created: Bool) {
+    public func upload(_ text: String, _ client: BanyanHTTPClient) async throws -> (name: String, version: Version, created: Bool) {
         let definition: WorkflowDefinition
         do { definition = try RunReader.definitions.parse(text) } catch { throw CatalogError.definition(error) }
         let name = definition.name
+        let hash = RunEvents.version(of: text)
         // Two uploads at once both try the same next key; the log takes one (409 for the other),
         // which then reads again.
         for _ in 0..<3 {
-            let entry = try await read()[name]
-            if let latest = entry?.latest, entry?.deleted == false, latest.definition == text { return (name, latest, false) }
+            let entry = try await refresh(client)[name]
+            if let latest = entry?.latest, entry?.deleted == false, latest.hash == hash { return (name, latest, false) }
             let number = (entry?.latest?.number ?? 0) + 1
             let draft = RunEvents.Draft(
-                type: "workflow.definition.uploaded", key: "workflow/\(name)/version/\(number)", stream: Self.stream, parentKeys: [],
+                type: "workflow.definition.uploaded", key: Self.versionKey(name, number), stream: Self.stream, parentKeys: [],
                 payload: .object([(key: "workflow", value: .text(name)), (key: "version", value: .number(String(number))), (key: "definition", value: .text(text))]))
             do {
-                try await append(draft)
-                return (name, Version(number: number, hash: RunEvents.version(of: text), definition: text, uploadedAtUnixNano: Engine.nowUnixNano()), true)
+                try await append(draft, client)
+                let recorded = try await refresh(client)[name]?.versions.first { $0.number == number }
+                return (name, recorded ?? Version(number: number, hash: hash, uploadedAtUnixNano: Engine.nowUnixNano()), true)
             } catch let error as BanyanClientError where error.status == 409 {
                 continue
             }
@@ -107,29 +120,44 @@ public struct DefinitionCatalog: Sendable {
 
     /// Records the workflow's deletion. Its runs stay in the log (and in the run history);
     /// uploading it again starts at the next version number.
-    public func delete(_ name: String) async throws {
-        let entry = try await entry(name)
-        let number = entry.latest!.number
+    public func delete(_ name: String, _ client: BanyanHTTPClient) async throws {
+        let number = try await entry(name, client).latest!.number
         let draft = RunEvents.Draft(
-            type: "workflow.definition.deleted", key: "workflow/\(name)/deleted/\(number)", stream: Self.stream, parentKeys: ["workflow/\(name)/version/\(number)"],
+            type: "workflow.definition.deleted", key: "workflow/\(name)/deleted/\(number)", stream: Self.stream, parentKeys: [Self.versionKey(name, number)],
             payload: .object([(key: "workflow", value: .text(name)), (key: "version", value: .number(String(number)))]))
         do {
-            try await append(draft)
+            try await append(draft, client)
         } catch let error as BanyanClientError where error.status == 409 {
             // Deleted meanwhile: the same outcome.
         }
+        try await refresh(client)
     }
 
     /// The definitions the workflow's `sub_workflow` tasks name, and theirs, from the latest
     /// uploaded versions (`Engine.children(of:resolve:)` checks names, cycles and depth).
-    public func children(of text: String, in entries: [String: Entry]) throws -> [String: String] {
-        try Engine.children(of: text) { name in
-            guard let entry = entries[name], !entry.deleted else { return nil }
-            return entry.latest?.definition
+    public func children(of text: String, _ client: BanyanHTTPClient) async throws -> [String: String] {
+        let entries = try await refresh(client)
+        // Read the texts first (the check itself is synchronous), a name at a time, as deep as
+        // sub-workflows may nest.
+        var texts: [String: String] = [:]
+        var frontier = [text]
+        for _ in 0...Engine.childDepthMax where !frontier.isEmpty {
+            var next: [String] = []
+            for parent in frontier {
+                guard let definition = try? RunReader.definitions.parse(parent) else { continue }
+                for task in definition.tasks {
+                    guard case .subWorkflow(let name) = task.kind, texts[name] == nil, let entry = entries[name], !entry.deleted, let latest = entry.latest else { continue }
+                    let child = try await self.definition(name, version: latest.number, client)
+                    texts[name] = child
+                    next.append(child)
+                }
+            }
+            frontier = next
         }
+        return try Engine.children(of: text) { texts[$0] }
     }
 
-    private func append(_ draft: RunEvents.Draft) async throws {
+    private func append(_ draft: RunEvents.Draft, _ client: BanyanHTTPClient) async throws {
         try await client.appendStored(batch: Array(WorkflowValue.array([draft.json]).json.utf8))
     }
 }

@@ -7,18 +7,7 @@ import BanyanClient
 /// costs a few requests however long the log is. Memory: one summary per run (about 200 bytes
 /// plus its names).
 public actor RunIndex {
-    public enum State: String, Sendable, CaseIterable {
-        /// Requested; no engine has started it yet.
-        case pending
-        case running
-        /// Paused: no new attempt starts until it is resumed.
-        case paused
-        /// Its cancel request is recorded; it has not ended yet.
-        case cancelling
-        case completed, failed, cancelled
-
-        public var ended: Bool { self == .completed || self == .failed || self == .cancelled }
-    }
+    public typealias State = RunLifecycle.State
 
     public struct Summary: Sendable {
         public var run: String
@@ -28,18 +17,12 @@ public actor RunIndex {
         /// The id of its request: the order of the history, and its cursor.
         public var requestID: UInt64
         public var requestedAtUnixNano: Int64
-        public var startedAtUnixNano: Int64?
-        public var endedAtUnixNano: Int64?
-        public var state: State = .pending
-        /// A failed run's task and error, a cancelled run's reason.
-        public var error: String?
+        public var lifecycle = RunLifecycle()
         /// A child run's parent attempt (`sub_workflow`).
         public var parent: String?
         /// A Swift (code-first) run.
         public var code: Bool
-        /// Its latest pause and resume (numbered from 1).
-        public var pauses = 0
-        public var resumes = 0
+        public var state: State { lifecycle.state }
     }
 
     public struct Filter: Sendable {
@@ -74,12 +57,9 @@ public actor RunIndex {
         public var next: UInt64?
     }
 
-    /// The types read, in this order: an end read before its request (both recorded between two
-    /// reads) waits in `early` until the request is read.
-    static let types = [
-        "workflow.run.requested", "workflow.run.started", "workflow.run.cancel_requested", "workflow.run.completed", "workflow.run.failed",
-        "workflow.run.cancelled", "workflow.run.paused", "workflow.run.resumed",
-    ]
+    /// The types read, the request first: an event read before its run's request (both
+    /// recorded between two reads) waits in `early` until the request is read.
+    static let types = ["workflow.run.requested"] + RunLifecycle.types
 
     private var runs: [String: Summary] = [:]
     /// Run ids by request id, ascending (requests are read in log order).
@@ -91,20 +71,16 @@ public actor RunIndex {
 
     /// Reads what was recorded since the last refresh, with `client` (the caller's token).
     public func refresh(_ client: BanyanHTTPClient) async throws {
+        if cursors.isEmpty {
+            let start = try await RunEvents.logStart(client)
+            for type in Self.types { cursors[type] = start }
+        }
         for type in Self.types {
-            var after = cursors[type] ?? 0
-            while true {
-                let page: (events: [RunEvents.Recorded], next: UInt64, last: UInt64)
-                do { page = try RunEvents.page(try await client.page(after: after, limit: 10_000, type: type)) } catch let e as JSONText.Error {
-                    throw Engine.EngineError.log("\(e)")
-                }
-                for event in page.events { apply(event) }
-                guard page.next > after else { break }
-                after = page.next
-                // Refreshes may interleave (the actor is re-entered at each read): never back.
-                cursors[type] = max(cursors[type] ?? 0, after)
-                if page.next >= page.last { break }
+            let next = try await RunEvents.readPages(client, after: cursors[type] ?? 0, type: type) { events in
+                for event in events { apply(event) }
             }
+            // Refreshes may interleave (the actor is re-entered at each read): never back.
+            cursors[type] = max(cursors[type] ?? 0, next)
         }
     }
 
@@ -120,29 +96,13 @@ public actor RunIndex {
             for e in early.removeValue(forKey: run) ?? [] { apply(e) }
             return
         }
-        guard var s = runs[run] else {
-            early[run, default: []].append(event)
+        guard runs[run] != nil else {
+            // Its request was read already if it came before the requests' cursor: a run that
+            // is not in the log (pruned, or never requested) is not waited for.
+            if event.id > cursors["workflow.run.requested"] ?? 0 { early[run, default: []].append(event) }
             return
         }
-        switch event.type {
-        case "workflow.run.started":
-            s.startedAtUnixNano = event.timeUnixNano
-            if s.state == .pending { s.state = .running }
-        case "workflow.run.cancel_requested":
-            if !s.state.ended { s.state = .cancelling }
-        case "workflow.run.paused":
-            s.pauses = max(s.pauses, event.payload["pause"]?.intValue ?? 0)
-            if s.pauses > s.resumes, s.state == .pending || s.state == .running { s.state = .paused }
-        case "workflow.run.resumed":
-            s.resumes = max(s.resumes, event.payload["pause"]?.intValue ?? 0)
-            if s.state == .paused, s.resumes >= s.pauses { s.state = s.startedAtUnixNano == nil ? .pending : .running }
-        case "workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled":
-            s.endedAtUnixNano = event.timeUnixNano
-            s.state = State(rawValue: String(event.type.dropFirst("workflow.run.".count))) ?? .failed
-            s.error = RunStatus.endError(event)
-        default: return
-        }
-        runs[run] = s
+        runs[run]!.lifecycle.apply(event)
     }
 
     public func summary(_ run: String) -> Summary? { runs[run] }
@@ -163,8 +123,10 @@ public actor RunIndex {
         return Page(runs: page, total: total, hasMore: hasMore, next: hasMore ? page.last?.requestID : nil)
     }
 
-    /// Runs of `workflow` that have not ended.
-    public func active(workflow: String) -> Int {
-        order.reduce(0) { n, run in runs[run].map { $0.workflow == workflow && !$0.state.ended } == true ? n + 1 : n }
+    /// Runs that have not ended, by workflow.
+    public func active() -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for s in runs.values where !s.state.ended { counts[s.workflow, default: 0] += 1 }
+        return counts
     }
 }
