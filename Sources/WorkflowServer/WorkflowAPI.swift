@@ -50,6 +50,9 @@ public struct WorkflowAPI: Sendable {
             Route(.get, "/v1/workflows/{name}", role: .read) { request, context in try await workflow(request, name: context.parameter) },
             Route(.delete, "/v1/workflows/{name}", role: .write) { request, context in try await delete(request, name: context.parameter) },
             Route(.post, "/v1/workflows/{name}/runs", role: .write) { request, context in try await execute(request, name: context.parameter) },
+            Route(.get, "/v1/workflows/{name}/schedules", role: .read) { request, context in try await schedule(request, name: context.parameter) },
+            Route(.post, "/v1/workflows/{name}/schedules", role: .write) { request, context in try await setSchedule(request, name: context.parameter) },
+            Route(.delete, "/v1/workflows/{name}/schedules", role: .write) { request, context in try await setSchedule(request, name: context.parameter, remove: true) },
             Route(.get, "/v1/runs", role: .read) { request, _ in try await runs(request) },
             Route(.get, "/v1/runs/{id}", role: .read) { request, context in try await run(request, id: context.parameter) },
             Route(.get, "/v1/runs/{id}/tasks", role: .read) { request, context in try await tasks(request, id: context.parameter) },
@@ -108,6 +111,7 @@ public struct WorkflowAPI: Sendable {
             return .object(
                 [(key: "name", value: .text(entry.name))] + version(latest) + [
                     (key: "versions", value: int(entry.versions.count)), (key: "active_runs", value: int(active[entry.name] ?? 0)),
+                    (key: "schedule", value: entry.schedule.map { .text($0.cron.text) } ?? .null),
                 ])
         }
         return json(.object([(key: "workflows", value: .array(list))]))
@@ -194,6 +198,63 @@ public struct WorkflowAPI: Sendable {
         }
         return json(
             .object([(key: "run", value: .text(run)), (key: "workflow", value: .text(entry.name))] + version(started)), status: .created)
+    }
+
+    // MARK: Schedules
+
+    /// The schedule in force, and its next ticks.
+    func schedule(_ request: Request, name: Substring) async throws -> Response {
+        let client = try client(request)
+        let entry = try await mapping { try await catalog.entry(String(name), client) }
+        return json(scheduleView(entry.name, entry.schedule))
+    }
+
+    /// Sets the workflow's schedule (the body: `{"cron", "timezone", "overlap", "catch_up",
+    /// "inputs"}`), or removes it; in force until the next version or schedule.
+    func setSchedule(_ request: Request, name: Substring, remove: Bool = false) async throws -> Response {
+        var text: String?
+        if !remove {
+            try BodyReader.requireJSON(request)
+            let body = try await BodyReader.bytes(request, bytesMax: Self.startBodyBytesMax)
+            guard let value = try? JSONText.parse(body, depthMax: limits.valueDepthMax), case .object = value else {
+                throw APIError.invalid("the body is a JSON object: {\"cron\": \"*/5 * * * *\", \"timezone\", \"overlap\", \"catch_up\", \"inputs\"}", field: "body")
+            }
+            text = value.json
+        }
+        let client = try client(request)
+        let schedule: Schedule?
+        do {
+            schedule = try await catalog.setSchedule(String(name), text, client)
+        } catch DefinitionCatalog.CatalogError.definition(let e) {
+            throw APIError.invalid("\(e)", field: e.field.isEmpty ? "schedule" : e.field, error: "invalid schedule")
+        } catch {
+            throw map(error)
+        }
+        return json(scheduleView(String(name), schedule), status: remove ? .ok : .created)
+    }
+
+    func scheduleView(_ name: String, _ schedule: Schedule?) -> WorkflowValue {
+        guard let schedule else { return .object([(key: "workflow", value: .text(name)), (key: "schedule", value: .null), (key: "next", value: .array([]))]) }
+        var next: [WorkflowValue] = []
+        var from = Date()
+        for _ in 0..<5 {
+            guard let t = schedule.cron.next(after: from, in: schedule.timezone) else { break }
+            next.append(.text(t.rfc3339()))
+            from = t
+        }
+        let inputs = schedule.inputs.keys.sorted().map { (key: $0, value: schedule.inputs[$0]!) }
+        return .object([
+            (key: "workflow", value: .text(name)),
+            (
+                key: "schedule",
+                value: .object([
+                    (key: "cron", value: .text(schedule.cron.text)), (key: "timezone", value: .text(schedule.timezoneName)),
+                    (key: "overlap", value: .text(schedule.overlap.rawValue)), (key: "catch_up", value: .text(schedule.catchUp.rawValue)),
+                    (key: "inputs", value: .object(inputs)),
+                ])
+            ),
+            (key: "next", value: .array(next)),
+        ])
     }
 
     // MARK: Runs

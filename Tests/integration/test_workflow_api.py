@@ -16,6 +16,7 @@ import requests
 from conftest import free_port
 from test_v1_api import wait_until
 from test_workflow import EXAMPLES
+from test_workflow_engine import engines  # noqa: F401 (a fixture)
 
 YAML = {"Content-Type": "application/yaml"}
 
@@ -501,3 +502,110 @@ def test_the_api_works_on_a_pruned_store(wf):
     listed = requests.get(wf.url + "/v1/runs", timeout=10)
     assert listed.status_code == 200 and [x["run"] for x in listed.json()["runs"]] == [late], listed.text
     assert [w["name"] for w in requests.get(wf.url + "/v1/workflows", timeout=10).json()["workflows"]] == ["late"]
+
+
+def schedule_ticks(url: str) -> list[dict]:
+    page = requests.get(url + "/v1/events", params={"stream": "workflow_schedules", "limit": 10000}, timeout=10).json()
+    return [e["payload"] for e in page["events"] if e["type"] == "workflow.schedule.tick"]
+
+
+def test_a_schedule_that_fires_every_second_skips_ticks_while_its_run_is_running(wf):
+    r = upload(wf.url, 'name: every\nschedule: {cron: "* * * * * *", overlap: skip}\ntasks:\n  - {id: nap, kind: sleep, duration: 1500ms}\n')
+    assert r.status_code == 201, r.text
+    shown = requests.get(wf.url + "/v1/workflows/every/schedules", timeout=10).json()
+    assert shown["schedule"]["cron"] == "* * * * * *" and shown["schedule"]["timezone"] == "UTC" and len(shown["next"]) == 5
+    time.sleep(5.5)
+    # Stopped by a schedule that fires on 1 January only.
+    r = requests.post(wf.url + "/v1/workflows/every/schedules", json={"cron": "0 0 1 1 *"}, timeout=10)
+    assert r.status_code == 201 and r.json()["next"][0].endswith("-01-01T00:00:00Z"), r.text
+    ticks = schedule_ticks(wf.url)
+    seconds = [t["tick"] for t in ticks]
+    assert 4 <= len(ticks) <= 7 and seconds == sorted(set(seconds)) and all(b - a == 1 for a, b in zip(seconds, seconds[1:])), seconds
+    started = [t["run"] for t in ticks if t["action"] == "started"]
+    assert {t["action"] for t in ticks} == {"started", "skipped"}, ticks
+    wait_until(lambda: all(run_view(wf.url, r)["state"] == "completed" for r in started), 30, "the started runs to complete")
+    views = sorted((run_view(wf.url, r) for r in started), key=lambda v: v["started_at"])
+    assert all(a["ended_at"] <= b["started_at"] for a, b in zip(views, views[1:])), "runs of the schedule never overlapped"
+    listed = requests.get(wf.url + "/v1/runs", params={"workflow": "every", "limit": 100}, timeout=10).json()
+    assert sorted(x["run"] for x in listed["runs"]) == sorted(started)
+    time.sleep(1.5)
+    assert len(schedule_ticks(wf.url)) == len(ticks), "the new schedule fires no more today"
+
+
+def test_queued_ticks_run_one_after_another_and_allow_overlaps(wf):
+    assert upload(wf.url, 'name: queued\nschedule: {cron: "* * * * * *", overlap: queue}\ntasks:\n  - {id: nap, kind: sleep, duration: 1200ms}\n').status_code == 201
+    assert upload(wf.url, 'name: free\nschedule: {cron: "* * * * * *", overlap: allow}\ntasks:\n  - {id: nap, kind: sleep, duration: 1200ms}\n').status_code == 201
+    time.sleep(3.5)
+    for name in ("queued", "free"):
+        assert requests.delete(f"{wf.url}/v1/workflows/{name}/schedules", timeout=10).json()["schedule"] is None
+    ticks = schedule_ticks(wf.url)
+    queued = [t for t in ticks if t["workflow"] == "queued"]
+    assert {t["action"] for t in queued} == {"started", "queued"}, queued
+    free = [t for t in ticks if t["workflow"] == "free"]
+    assert {t["action"] for t in free} == {"started"}, free
+    # Every queued tick runs, one after another.
+    runs = [t["run"] for t in queued]
+    wait_until(lambda: all(requests.get(f"{wf.url}/v1/runs/{r}", timeout=10).status_code == 200 and run_view(wf.url, r)["state"] == "completed" for r in runs),
+               60, "the queued ticks' runs to complete")
+    views = sorted((run_view(wf.url, r) for r in runs), key=lambda v: v["started_at"])
+    assert all(a["ended_at"] <= b["started_at"] for a, b in zip(views, views[1:]))
+    wait_until(lambda: all(run_view(wf.url, t["run"])["state"] == "completed" for t in free), 60, "the free runs to complete")
+    frees = sorted((run_view(wf.url, t["run"]) for t in free), key=lambda v: v["started_at"])
+    assert len(frees) >= 2 and any(a["ended_at"] > b["started_at"] for a, b in zip(frees, frees[1:])), "overlap: allow lets runs overlap"
+
+
+def test_missed_ticks_follow_the_catch_up_policy(server_factory):
+    srv = server_factory(["--workflows"])
+    for name, policy in (("lazy", "none"), ("eager", "all")):
+        r = upload(srv.url, f'name: {name}\nschedule: {{cron: "* * * * * *", overlap: allow, catch_up: {policy}}}\ntasks:\n  - {{id: t, kind: swift, function: noop}}\n')
+        assert r.status_code == 201, r.text
+    time.sleep(1.5)
+    # No engine for 16 s: ticks older than 10 s when the engine is back were missed.
+    srv.terminate()
+    plain = server_factory(data_dir=srv.data_dir, name="plain")
+    stopped = time.time()
+    time.sleep(16)
+    plain.terminate()
+    restarting = time.time()
+    back = server_factory(["--workflows"], data_dir=srv.data_dir, name="back")
+    wait_until(lambda: any(t["tick"] > restarting for t in schedule_ticks(back.url) if t["workflow"] == "lazy"), 30, "the schedule to fire again")
+    time.sleep(1.5)
+    ticks = schedule_ticks(back.url)
+    lazy = sorted(t["tick"] for t in ticks if t["workflow"] == "lazy")
+    eager = sorted(t["tick"] for t in ticks if t["workflow"] == "eager")
+    # Missed: more than 10 s old (Schedule.lateMax) when the engine came back.
+    missed_lazy = [t for t in lazy if stopped < t < restarting - 11]
+    missed_eager = [t for t in eager if stopped < t < restarting - 11]
+    assert missed_lazy == [], lazy
+    assert len(missed_eager) >= 2, eager
+    assert eager == sorted(set(eager)) and all(b - a == 1 for a, b in zip(eager, eager[1:])), "every second, each once"
+
+
+def test_two_engines_fire_each_tick_once(server, engines):  # noqa: F811
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    engines(server.url, "--engine-id", "s0", "--heartbeat-ttl", "3s", "--listen", f"127.0.0.1:{port}")
+    engines(server.url, "--engine-id", "s1", "--heartbeat-ttl", "3s")
+    wait_until(lambda: _get(api + "/healthz") == 200, 30, "the engine's API")
+    assert upload(api, 'name: once\nschedule: {cron: "* * * * * *", overlap: allow}\ntasks:\n  - {id: t, kind: swift, function: noop}\n').status_code == 201
+    time.sleep(4.5)
+    assert requests.post(api + "/v1/workflows/once/schedules", json={"cron": "0 0 1 1 *"}, timeout=10).status_code == 201
+    time.sleep(1)
+    ticks = schedule_ticks(server.url)
+    seconds = [t["tick"] for t in ticks]
+    assert len(seconds) >= 3 and len(seconds) == len(set(seconds)), seconds
+    requested = requests.get(server.url + "/v1/events", params={"type": "workflow.run.requested", "limit": 1000}, timeout=10).json()["events"]
+    assert sorted(e["payload"]["run"] for e in requested) == sorted(t["run"] for t in ticks), "one run per tick"
+
+
+def test_bad_schedules_are_refused_with_the_field(wf):
+    r = upload(wf.url, 'name: bad\nschedule: {cron: "0 25 * * *"}\ntasks:\n  - {id: t, kind: swift, function: noop}\n')
+    assert r.status_code == 400 and r.json()["field"] == "definition" and "hour \"25\"" in r.json()["detail"] and "column 3" in r.json()["detail"], r.text
+    assert upload(wf.url, 'name: good\ninputs: {n: {type: number}}\ntasks:\n  - {id: t, kind: swift, function: noop}\n').status_code == 201
+    for body, field in [({"cron": "* * *"}, "schedule.cron"), ({"cron": "* * * * *", "overlap": "maybe"}, "schedule.overlap"),
+                        ({"cron": "* * * * *", "timezone": "Nowhere/City"}, "schedule.timezone"), ({"cron": "* * * * *"}, "schedule.inputs"),
+                        ({"cron": "* * * * *", "inputs": {"n": 1}, "every": 5}, "schedule.every")]:
+        r = requests.post(wf.url + "/v1/workflows/good/schedules", json=body, timeout=10)
+        assert r.status_code == 400 and r.json()["field"] == field, (body, r.text)
+    assert requests.post(wf.url + "/v1/workflows/nope/schedules", json={"cron": "* * * * *"}, timeout=10).status_code == 404
+    assert requests.get(wf.url + "/v1/workflows/good/schedules", timeout=10).json()["schedule"] is None

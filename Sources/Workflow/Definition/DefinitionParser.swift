@@ -1,3 +1,4 @@
+import Foundation
 import BanyanClient
 import Yams
 
@@ -33,6 +34,18 @@ public struct DefinitionParser {
     }
 
     public static func parse(_ text: String, limits: WorkflowLimits = WorkflowLimits()) throws(DefinitionError) -> WorkflowDefinition {
+        let (parser, root) = try compose(text, limits: limits)
+        return try parser.workflow(root)
+    }
+
+    /// A schedule given on its own (`POST /v1/workflows/{name}/schedules`: JSON, which is YAML),
+    /// checked as the `schedule:` of `definition` is; its fields are named `schedule.…` in errors.
+    public static func parseSchedule(_ text: String, for definition: WorkflowDefinition?, limits: WorkflowLimits = WorkflowLimits()) throws(DefinitionError) -> Schedule {
+        let (parser, root) = try compose(text, limits: limits)
+        return try parser.schedule(root, definition)
+    }
+
+    private static func compose(_ text: String, limits: WorkflowLimits) throws(DefinitionError) -> (DefinitionParser, Node) {
         guard text.utf8.count <= limits.definitionBytesMax else {
             throw DefinitionError(line: 0, column: 0, field: "", message: "the definition is \(text.utf8.count) bytes, more than \(limits.definitionBytesMax)")
         }
@@ -53,10 +66,10 @@ public struct DefinitionParser {
             throw DefinitionError(line: 0, column: 0, field: "", message: "not YAML: \(error)")
         }
         guard let root else { throw DefinitionError(line: 0, column: 0, field: "", message: "the definition is empty", hint: "a workflow has name, inputs and tasks") }
-        return try parser.workflow(root)
+        return (parser, root)
     }
 
-    static let workflowFields: Set<String> = ["name", "inputs", "tasks", "concurrency"]
+    static let workflowFields: Set<String> = ["name", "inputs", "tasks", "concurrency", "schedule"]
     static let commonTaskFields: Set<String> = ["id", "kind", "needs", "start_when", "inputs", "retry", "timeout", "compensate", "on_failure"]
     static let kindFields: [String: Set<String>] = [
         "shell": ["run", "env", "cwd", "output"], "http": ["request"], "sleep": ["duration"], "wait_for_signal": ["signal"],
@@ -97,9 +110,54 @@ public struct DefinitionParser {
             }
             concurrency = n
         }
-        let definition = WorkflowDefinition(name: name, inputs: inputs, tasks: tasks, concurrency: concurrency)
+        var definition = WorkflowDefinition(name: name, inputs: inputs, tasks: tasks, concurrency: concurrency)
         try check(definition, marks: marks, sequence: Array(sequence))
+        if let node = fields["schedule"] { definition.schedule = try schedule(node, definition) }
         return definition
+    }
+
+    /// `definition`: the workflow whose inputs the schedule's must fit (nil: not checked here).
+    private func schedule(_ node: Node, _ definition: WorkflowDefinition?) throws(DefinitionError) -> Schedule {
+        let fields = try self.fields(node, "schedule", allowed: ["cron", "timezone", "overlap", "catch_up", "inputs"])
+        guard let cronNode = fields["cron"] else { throw fail(node, "schedule.cron", "a schedule needs a cron expression", hint: "cron: \"*/5 * * * *\"") }
+        let cronText = try string(cronNode, "schedule.cron")
+        let cron: Cron
+        do { cron = try Cron(cronText) } catch {
+            throw fail(cronNode, "schedule.cron", "\(error)", hint: "minute hour day-of-month month day-of-week, e.g. \"*/5 * * * *\" (a sixth field first for seconds)")
+        }
+        var schedule = Schedule(cron: cron, timezone: TimeZone(identifier: "UTC")!)
+        if let z = fields["timezone"] {
+            let name = try string(z, "schedule.timezone")
+            guard let zone = TimeZone(identifier: name) else { throw fail(z, "schedule.timezone", "unknown time zone \"\(name)\"", hint: "an IANA name such as UTC or Europe/Paris") }
+            schedule.timezone = zone
+            schedule.timezoneName = name
+        }
+        if let o = fields["overlap"] {
+            let text = try string(o, "schedule.overlap")
+            guard let overlap = Schedule.Overlap(rawValue: text) else {
+                throw fail(o, "schedule.overlap", "unknown overlap \"\(text)\"", hint: "one of \(Schedule.Overlap.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            schedule.overlap = overlap
+        }
+        if let c = fields["catch_up"] {
+            let text = try string(c, "schedule.catch_up")
+            guard let catchUp = Schedule.CatchUp(rawValue: text) else {
+                throw fail(c, "schedule.catch_up", "unknown catch_up \"\(text)\"", hint: "one of \(Schedule.CatchUp.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            schedule.catchUp = catchUp
+        }
+        if let i = fields["inputs"] {
+            for (key, _, valueNode) in try pairs(i, "schedule.inputs") {
+                let value = try self.value(valueNode, "schedule.inputs.\(key)", depth: 0)
+                guard value.references.isEmpty else { throw fail(valueNode, "schedule.inputs.\(key)", "a schedule's inputs cannot hold templates") }
+                schedule.inputs[key] = value
+            }
+        }
+        // Every run the clock starts gets these inputs: a required input must be among them.
+        if let definition {
+            do { _ = try definition.runInputs(schedule.inputs) } catch { throw fail(fields["inputs"] ?? node, "schedule.inputs", "\(error)") }
+        }
+        return schedule
     }
 
     private func input(_ name: String, _ keyNode: Node, _ node: Node) throws(DefinitionError) -> InputSpec {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A workflow as its YAML definition states it, validated (docs/WORKFLOWS.md). Built by
 /// `DefinitionParser`; every field here passed its checks, so the engine never re-checks them.
 public struct WorkflowDefinition: Sendable, Hashable {
@@ -8,6 +10,8 @@ public struct WorkflowDefinition: Sendable, Hashable {
     /// Tasks of one run running at once (`concurrency:`); the engine's `--max-concurrent-tasks`
     /// bounds all runs together.
     public var concurrency: Int = concurrencyDefault
+    /// `schedule:`: runs started by the clock (docs/WORKFLOWS.md, "Schedules").
+    public var schedule: Schedule?
 
     public static let concurrencyDefault = 8
 
@@ -141,4 +145,40 @@ public struct RetryPolicy: Sendable, Hashable {
         }
         return .milliseconds(Int64((Swift.min(delay, cap) * 1000).rounded()))
     }
+}
+
+/// When a workflow runs by itself: `schedule: {cron: "*/5 * * * *", timezone: UTC, overlap:
+/// skip, catch_up: none, inputs: {...}}`.
+public struct Schedule: Sendable, Hashable {
+    public var cron: Cron
+    public var timezone: TimeZone
+    /// The zone's name as written (Foundation calls UTC "GMT").
+    public var timezoneName = "UTC"
+    /// What a tick does while a run the schedule started is still running.
+    public enum Overlap: String, Sendable, Hashable, CaseIterable {
+        /// The tick starts nothing (recorded as skipped).
+        case skip
+        /// The tick starts a run anyway.
+        case allow
+        /// The tick's run starts once the running ones have ended (at most `queuedMax` wait).
+        case queue
+    }
+    public var overlap = Overlap.skip
+    /// Ticks that passed while no engine ran (more than `Schedule.lateMax` ago when read).
+    public enum CatchUp: String, Sendable, Hashable, CaseIterable {
+        /// They start nothing.
+        case none
+        /// The latest of them starts a run.
+        case last
+        /// Each starts a run, at most `catchUpMax` (the latest).
+        case all
+    }
+    public var catchUp = CatchUp.none
+    /// The inputs of its runs.
+    public var inputs: [String: WorkflowValue] = [:]
+
+    /// A tick read later than this after its time was missed.
+    public static let lateMax = Duration.seconds(10)
+    public static let catchUpMax = 100
+    public static let queuedMax = 100
 }

@@ -37,6 +37,8 @@ public struct EngineService: Sendable {
     /// and the live engines' names); the others wait this long before they claim it, so runs
     /// spread over the engines instead of going to whichever reads first.
     public var claimGrace: Duration = .seconds(1)
+    /// How often schedules are looked at (their finest step, a cron's seconds field, is 1 s).
+    public var scheduleInterval: Duration = .seconds(1)
 
     /// Runs until cancelled. A server out of reach at the start is tried again (1 s doubling to
     /// 30 s), as is any later read.
@@ -96,6 +98,8 @@ public struct EngineService: Sendable {
             case drove(String, failed: Bool)
             /// Another live engine holds the run's claim.
             case watching(String, engine: String)
+            /// The scheduling loop ended (the service is stopping).
+            case unscheduled
         }
         let claims = RunClaims(engine: engine)
         let isAlive = { @Sendable (other: String) async throws -> Bool in
@@ -118,6 +122,22 @@ public struct EngineService: Sendable {
             group.addTask {
                 try await Task.sleep(for: livenessInterval)
                 return .check
+            }
+            group.addTask {
+                // Scheduled workflows: this engine fires the schedules it is the preferred engine
+                // of among the live ones (another takes a schedule over when its engine stops).
+                let scheduler = Scheduler(engine: engine)
+                while !Task.isCancelled {
+                    do {
+                        try await scheduler.pass { Self.preferred($0, among: liveness.alive()) == engine.engineID }
+                    } catch is CancellationError {
+                        break
+                    } catch {
+                        engine.log("schedules: \(error)")
+                    }
+                    try? await Task.sleep(for: scheduleInterval)
+                }
+                return .unscheduled
             }
             while !Task.isCancelled {
                 while active < runsMax, let run = queue.next() {
@@ -221,6 +241,8 @@ public struct EngineService: Sendable {
                     } else {
                         failures[run] = nil
                     }
+                case .unscheduled?:
+                    break
                 case nil:
                     return
                 }

@@ -23,6 +23,13 @@ public actor DefinitionCatalog {
         /// Deleted after its latest version was uploaded.
         public var deleted = false
         public var latest: Version? { versions.last }
+        /// The schedule in force: the latest version's `schedule:`, or one set later through
+        /// `POST /v1/workflows/{name}/schedules` (nil: none, or removed).
+        public var schedule: Schedule?
+        /// The server's time since when it is in force (ticks before it do not count).
+        public var scheduleSinceUnixNano: Int64 = 0
+        /// Schedules set through the API so far (the next one's number).
+        public var scheduleChanges = 0
     }
 
     public enum CatalogError: Error, Sendable, CustomStringConvertible {
@@ -68,6 +75,14 @@ public actor DefinitionCatalog {
             guard let text = event.payload["definition"]?.stringValue, number > entries[name]?.latest?.number ?? 0 else { return }
             entries[name, default: Entry(name: name)].versions.append(Version(number: number, hash: RunEvents.version(of: text), uploadedAtUnixNano: event.timeUnixNano))
             entries[name]!.deleted = false
+            entries[name]!.schedule = (try? RunReader.definitions.parse(text))?.schedule
+            entries[name]!.scheduleSinceUnixNano = event.timeUnixNano
+        case "workflow.schedule.set":
+            guard entries[name] != nil, let n = event.payload["change"]?.intValue else { return }
+            entries[name]!.scheduleChanges = max(entries[name]!.scheduleChanges, n)
+            // Checked when it was recorded; the definition's inputs were checked then too.
+            entries[name]!.schedule = event.payload["schedule"]?.stringValue.flatMap { try? DefinitionParser.parseSchedule($0, for: nil) }
+            entries[name]!.scheduleSinceUnixNano = event.timeUnixNano
         case "workflow.definition.deleted":
             // Only a delete of the latest version: one recorded late must not hide a newer one.
             if entries[name]?.latest?.number == number { entries[name]!.deleted = true }
@@ -131,6 +146,39 @@ public actor DefinitionCatalog {
             // Deleted meanwhile: the same outcome.
         }
         try await refresh(client)
+    }
+
+    /// Sets (or, with nil, removes) the workflow's schedule, in force until its next version or
+    /// schedule. `text`: the schedule as JSON, checked against the latest version's inputs.
+    public func setSchedule(_ name: String, _ text: String?, _ client: BanyanHTTPClient) async throws -> Schedule? {
+        let entry = try await entry(name, client)
+        let latest = entry.latest!.number
+        var schedule: Schedule?
+        if let text {
+            let definition: WorkflowDefinition
+            do { definition = try RunReader.definitions.parse(try await self.definition(name, version: latest, client)) } catch let e as DefinitionError {
+                throw CatalogError.definition(e)
+            }
+            do { schedule = try DefinitionParser.parseSchedule(text, for: definition) } catch { throw CatalogError.definition(error) }
+        }
+        for _ in 0..<3 {
+            let n = (try await refresh(client)[name]?.scheduleChanges ?? 0) + 1
+            var members: [(key: String, value: WorkflowValue)] = [
+                (key: "workflow", value: .text(name)), (key: "version", value: .number(String(latest))), (key: "change", value: .number(String(n))),
+            ]
+            members.append((key: "schedule", value: text.map { .text($0) } ?? .null))
+            let draft = RunEvents.Draft(
+                type: "workflow.schedule.set", key: "workflow/\(name)/schedule/\(n)", stream: Self.stream, parentKeys: [Self.versionKey(name, latest)],
+                payload: .object(members))
+            do {
+                try await append(draft, client)
+                try await refresh(client)
+                return schedule
+            } catch let error as BanyanClientError where error.status == 409 {
+                continue
+            }
+        }
+        throw CatalogError.busy(name)
     }
 
     /// The definitions the workflow's `sub_workflow` tasks name, and theirs, from the latest
