@@ -21,6 +21,9 @@ public struct BanyanServer: Sendable {
     /// Routes served beside the server's own (the workflow API of `serve --workflows`), with the
     /// same authorisation, error bodies and metrics.
     public var routes: [Route] = []
+    /// More metrics for `/metrics`, after the server's own (the workflow engine's), in
+    /// Prometheus's text format.
+    public var moreMetrics: (@Sendable (Request) async throws -> [UInt8])?
 
     /// - Parameter metrics: pass the same instance as the store's `StoreOptions.observer` to get commit metrics.
     public init(store: EventStore, config: ServerConfiguration, metrics: ServerMetrics = ServerMetrics(), logger: Logger) throws {
@@ -45,8 +48,10 @@ public struct BanyanServer: Sendable {
         let replicationAPI = ReplicationAPI(store: store, replication: replication, config: config, logger: logger)
         let maintenanceAPI = MaintenanceAPI(snapshots: snapshots, compactions: compactions, jobs: jobs, access: config.access, limits: store.limits)
         let (metrics, store, streams, connections, replication) = (self.metrics, self.store, self.streams, self.connections, self.replication)
-        let metricsRoute = Route(.get, "/metrics", role: .read) { _, _ in
-            let bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication)
+        let more = moreMetrics
+        let metricsRoute = Route(.get, "/metrics", role: .read) { request, _ in
+            var bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication)
+            if let more { bytes += try await more(request) }
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .contentLength: String(bytes.count)],

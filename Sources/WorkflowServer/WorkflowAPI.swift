@@ -23,12 +23,32 @@ public struct WorkflowAPI: Sendable {
     }
 
     public let upstream: Upstream
+    /// The engine in this process, whose counters `/metrics` shows.
+    public let engineMetrics: EngineMetrics?
     let index = RunIndex()
     let catalog = DefinitionCatalog()
     let limits = WorkflowLimits()
 
-    public init(upstream: Upstream) {
+    public init(upstream: Upstream, engineMetrics: EngineMetrics? = nil) {
         self.upstream = upstream
+        self.engineMetrics = engineMetrics
+    }
+
+    /// The workflow metrics in Prometheus's text format (runs by state read with the caller's token).
+    public func metrics(_ request: Request) async throws -> [UInt8] {
+        let client = try client(request)
+        try await mapping { try await index.refresh(client) }
+        return Array(WorkflowMetrics.render(runs: await index.counts(), engine: engineMetrics?.snapshot).utf8)
+    }
+
+    /// `GET /metrics` of an engine process: the workflow metrics alone.
+    public var metricsRoute: Route {
+        Route(.get, "/metrics", role: .read) { request, _ in
+            let bytes = try await metrics(request)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .contentLength: String(bytes.count)],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
     }
 
     /// A page of the run history holds at most this many runs.

@@ -220,7 +220,12 @@ extension Banyan {
                 defer { store.close() }
                 var server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)
                 let upstream = WorkflowAPI.Upstream()
-                if workflows { server.routes = WorkflowAPI(upstream: upstream).routes }
+                let engineMetrics = EngineMetrics()
+                if workflows {
+                    let api = WorkflowAPI(upstream: upstream, engineMetrics: engineMetrics)
+                    server.routes = api.routes
+                    server.moreMetrics = { try await api.metrics($0) }
+                }
                 let auth = config.access.isEnabled ? "\(config.access.tokens.count) tokens" : "no authentication (loopback only)"
                 let connections = config.connectionsMax
                 defer { ServerMark.remove(dataDir: data.dataDir) }
@@ -243,6 +248,7 @@ extension Banyan {
                             engineID: "serve-" + RunEvents.version(of: URL(fileURLWithPath: data.dataDir).standardizedFileURL.path),
                             log: { engineLogger.info("workflow: \($0)") })
                         engine.functions = Engine.builtinFunctions
+                        engine.metrics = engineMetrics
                         let service = EngineService(engine: engine)
                         engineTask.withLock {
                             $0 = Task {

@@ -258,10 +258,10 @@ extension Banyan {
                                 "refusing to serve the workflow API on \(config.host): \(server) answers without a token, so anyone who reaches this port could run workflows; listen on 127.0.0.1 or give the server tokens (--tokens-file)")
                         }
                     }
-                    let api = WorkflowAPI(upstream: WorkflowAPI.Upstream(server))
+                    let api = WorkflowAPI(upstream: WorkflowAPI.Upstream(server), engineMetrics: service.engine.metrics)
                     let engineID = service.engine.engineID
                     let app = BanyanServer.application(
-                        routes: api.routes + [WorkflowAPI.health(engine: engineID)], config: config, logger: Logger(label: "banyan.workflow"),
+                        routes: api.routes + [WorkflowAPI.health(engine: engineID), api.metricsRoute], config: config, logger: Logger(label: "banyan.workflow"),
                         onServerRunning: { port in Console.error("banyan: workflow engine \(engineID) serving its API on http://\(config.host):\(port)") })
                     // The API stops on SIGINT/SIGTERM (it drains requests first); then the engine.
                     try await withThrowingTaskGroup(of: Void.self) { group in

@@ -118,6 +118,13 @@ def test_upload_versions_execute_once_per_key_and_watch_to_the_end(wf):
     assert join["state"] == "completed" and join["attempts"][0]["output"] == {"sum": 10} and join["attempts"][0]["engine"], join
     page = requests.get(f"{wf.url}/v1/runs/{run}/events", params={"limit": 3}, timeout=10).json()
     assert [e["id"] for e in page["events"]] == ids[:3] and page["next"] >= ids[2]
+    # The engine's metrics follow the server's own on /metrics.
+    metrics = requests.get(wf.url + "/metrics", timeout=10).text
+    lines = set(metrics.splitlines())
+    assert "banyan_workflow_runs{state=\"completed\"} 1" in lines and "banyan_workflow_runs{state=\"running\"} 0" in lines, metrics[-2000:]
+    assert "banyan_workflow_tasks_total{event=\"started\"} 4" in lines and "banyan_workflow_tasks_total{event=\"completed\"} 4" in lines
+    assert "banyan_workflow_scheduling_seconds_count 4" in lines and "banyan_workflow_takeovers_total 0" in lines
+    assert "banyan_events_appended_total" in metrics
 
 
 def test_history_pages_each_run_once_with_filters(wf):
@@ -271,6 +278,9 @@ def test_an_engine_process_serves_the_api_and_passes_tokens_on(server_factory, b
         assert requests.get(f"{api}/v1/runs/{run}", timeout=10).status_code == 401
         assert [r["run"] for r in requests.get(api + "/v1/runs", headers=read, timeout=10).json()["runs"]] == [run]
         assert requests.put(api + "/v1/runs", timeout=10).status_code == 405
+        m = requests.get(api + "/metrics", headers=read, timeout=10)
+        assert m.status_code == 200 and "banyan_workflow_runs{state=\"completed\"} 1" in m.text and "banyan_workflow_tasks_total{event=\"completed\"} 4" in m.text, m.text
+        assert requests.get(api + "/metrics", timeout=10).status_code == 401
     finally:
         proc.terminate()
         proc.wait(10)

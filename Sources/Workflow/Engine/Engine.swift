@@ -38,6 +38,8 @@ public struct Engine: Sendable {
     let resumes: SignalWatcher
     /// Batches the appends of every run this engine drives.
     let appender: Appender
+    /// What this engine did, for `/metrics` (shared by its copies).
+    public var metrics = EngineMetrics()
     /// Which engines are alive (set by `EngineService`, which records this engine's heartbeats);
     /// nil: this engine takes over the unfinished attempts it finds when it begins a drive.
     var liveness: Liveness?
@@ -417,8 +419,10 @@ public struct Engine: Sendable {
                         try await Task.sleep(for: jittered)
                         guard !stop.isSet, !pausedFlag.isSet else { return Step(task: task.id) }
                         let retrying = RunEvents.task(id, task.id, attempt: attempt, .retrying, causes: failedKey.map { [$0] } ?? [])
+                        let due = ContinuousClock.now
                         guard try await self.record([retrying]).isEmpty else { return Step(task: task.id, refused: true) }
-                        var step = try await self.attempt(id, task, attempt: attempt, cause: retrying.key, state: snapshot, signal: signal)
+                        self.metrics.task("retried")
+                        var step = try await self.attempt(id, task, attempt: attempt, cause: retrying.key, state: snapshot, signal: signal, readyAt: due)
                         step.recorded.insert(RunEvents.recorded(retrying), at: 0)
                         return step
                     }
@@ -447,8 +451,9 @@ public struct Engine: Sendable {
                     running.insert(taskID)
                     let snapshot = state
                     let signal = keys.signal(for: task)
+                    let ready = ContinuousClock.now
                     start(task) {
-                        try await self.attempt(id, task, attempt: 1, cause: scheduled.key, state: snapshot, scheduling: scheduled, signal: signal)
+                        try await self.attempt(id, task, attempt: 1, cause: scheduled.key, state: snapshot, scheduling: scheduled, signal: signal, readyAt: ready)
                     }
                 }
                 // Paused with nothing running: wait for the resume (or a cancel).
@@ -540,7 +545,7 @@ public struct Engine: Sendable {
     /// the attempt has its permit (one durable write from "ready" to "started").
     private func attempt(
         _ id: RunEvents.RunID, _ task: TaskSpec, attempt: Int, cause: String?, state: RunState, resumedStartedAt: Int64? = nil, scheduling: RunEvents.Draft? = nil,
-        signal: WorkflowValue? = nil
+        signal: WorkflowValue? = nil, readyAt: ContinuousClock.Instant = .now
     ) async throws -> Step {
         let startedKey = RunEvents.taskKey(id.run, task.id, attempt: attempt, .started)
         var step = Step(task: task.id)
@@ -555,6 +560,9 @@ public struct Engine: Sendable {
                 // other causes) does not matter, a `started` it recorded first does.
                 let refused = try await self.record(claim)
                 guard !refused.contains(draft.key) else { return nil }
+                self.metrics.task("started")
+                // Ready (or due to retry) until claimed: the permit's wait and the claim's append.
+                self.metrics.scheduled(after: .now - readyAt)
                 claim.removeAll { refused.contains($0.key) }
                 partlyRefused = !refused.isEmpty
             }
@@ -596,6 +604,7 @@ public struct Engine: Sendable {
                 extra: [(key: "error", value: .text(String(failure.message.utf8.prefix(4_096)) ?? String(failure.message.prefix(1_024)))), (key: "duration_ms", value: ms)] + failure.details)
         }
         if try await record([outcome]).isEmpty {
+            metrics.task(outcome.type == "workflow.task.completed" ? "completed" : "failed")
             step.recorded.append(RunEvents.recorded(outcome))
         } else {
             step.refused = true

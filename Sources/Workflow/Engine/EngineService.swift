@@ -156,7 +156,9 @@ public struct EngineService: Sendable {
                             }
                             switch try await claims.acquire(run, id: id!, from: current?.number ?? 1, alive: isAlive) {
                             case .other(let holder): return .watching(run, engine: holder)
-                            case .mine(let takeover?): engine.log("run \(run): taking it over from engine \(takeover), which stopped")
+                            case .mine(let takeover?):
+                                engine.metrics.takeover()
+                                engine.log("run \(run): taking it over from engine \(takeover), which stopped")
                             case .mine(nil): break
                             }
                             _ = try await engine.drive(run: run)
@@ -175,6 +177,7 @@ public struct EngineService: Sendable {
                         }
                     }
                 }
+                engine.metrics.queue(waiting: queue.count, active: active)
                 switch try await group.next() {
                 case .tick?:
                     let now = ContinuousClock.now

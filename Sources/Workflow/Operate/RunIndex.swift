@@ -123,6 +123,13 @@ public actor RunIndex {
         return Page(runs: page, total: total, hasMore: hasMore, next: hasMore ? page.last?.requestID : nil)
     }
 
+    /// Runs by state.
+    public func counts() -> [State: Int] {
+        var counts: [State: Int] = [:]
+        for s in runs.values { counts[s.state, default: 0] += 1 }
+        return counts
+    }
+
     /// Runs that have not ended, by workflow.
     public func active() -> [String: Int] {
         var counts: [String: Int] = [:]
