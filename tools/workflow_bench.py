@@ -23,6 +23,15 @@ One `banyan serve` (default --fsync group: every event durable before it is ackn
    at once rather than after the heartbeat ttl), and the clock runs from its start until every
    run has completed: the new engine reads the unfinished runs from the log, rebuilds each, finds
    its approval and completes the task and the run.
+4. Several engines (--engines 1,2,3): the throughput of 1 with 1, 2 and 3 engine processes
+   sharing the runs (run claims), the counts taken in turn and then in reverse turn each round.
+5. Starts through the REST API (--api-seconds S): wrk (tools/wrk/workflow_starts.lua, 2 threads,
+   --api-clients connections) for S seconds of `POST /v1/workflows/ladder1/runs`, each with a new
+   Idempotency-Key, to the API of an engine started with --listen (which also drives the runs it
+   starts, a one-task no-op workflow, unless --api-engine-args "--max-concurrent-runs 1").
+6. Takeover (--takeover-runs N): two engines with --heartbeat-ttl --takeover-ttl share N runs
+   whose task sleeps 10 minutes; the engine holding more is killed with SIGKILL; reported: the
+   time from the kill to the first and to the last of its runs' takeover claims (server times).
 """
 from __future__ import annotations
 
@@ -31,6 +40,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -115,6 +125,12 @@ def main() -> None:
     ap.add_argument("--latency-runs", type=int, default=20)
     ap.add_argument("--max-concurrent-tasks", type=int, default=64, help="the engine's default")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--engines", default="", help="e.g. 1,2,3: section 4")
+    ap.add_argument("--api-seconds", type=int, default=0, help="section 5: seconds of wrk per round")
+    ap.add_argument("--api-clients", type=int, default=16, help="wrk connections")
+    ap.add_argument("--api-engine-args", default="", help="more arguments for the API's engine, e.g. '--max-concurrent-runs 1' to measure starts with (almost) no driving beside them")
+    ap.add_argument("--takeover-runs", type=int, default=0)
+    ap.add_argument("--takeover-ttl", default="5s")
     args = ap.parse_args()
 
     root = tempfile.mkdtemp(prefix="workflow-bench-", dir=args.workdir)
@@ -212,6 +228,92 @@ def main() -> None:
             elapsed = time.monotonic() - t0
             failed = TypeCounter(url, "workflow.task.failed", start_id).poll()
             print(json.dumps({"recovery_runs": len(runs), "seconds_to_all_completed": round(elapsed, 2), "failed_attempts": failed}), flush=True)
+
+        if args.engines or args.api_seconds or args.takeover_runs:
+            procs.stop(eng)
+
+        if args.engines:
+            counts = [int(n) for n in args.engines.split(",")]
+            for rnd in range(args.rounds):
+                for n in (counts if rnd % 2 == 0 else list(reversed(counts))):
+                    # A short ttl: the previous group's engines must be seen gone before the
+                    # runs are spread (a gone engine still "alive" would get its share 1 s late).
+                    time.sleep(4)
+                    group = [engine(f"e{n}x{rnd}n{i}", "--engine-id", f"e{n}x{rnd}n{i}", "--heartbeat-ttl", "3s") for i in range(n)]
+                    wait_until(lambda: len({e["payload"]["engine"] for e in events_of(url, "workflow.engine.alive", 0)} & {f"e{n}x{rnd}n{i}" for i in range(n)}) == n,
+                               30, "the engines' heartbeats")
+                    time.sleep(1.5)  # each engine reads the others' heartbeats every second
+                    runs = [f"m{n}x{rnd}r{i}" for i in range(args.runs)]
+                    start_id = last_id(url)
+                    counter = TypeCounter(url, "workflow.run.completed", start_id)
+                    t0 = time.monotonic()
+                    submit(url, runs, "ladder", definition)
+                    while counter.poll() < len(runs):
+                        time.sleep(0.02)
+                    elapsed = time.monotonic() - t0
+                    held = {}
+                    for e in events_of(url, "workflow.run.claimed", start_id):
+                        held[e["payload"]["engine"]] = held.get(e["payload"]["engine"], 0) + 1
+                    print(json.dumps({"engines": n, "round": rnd + 1, "runs": len(runs), "tasks_per_s": round(len(runs) * tasks_per_run / elapsed),
+                                      "seconds": round(elapsed, 2), "runs_claimed": sorted(held.values())}), flush=True)
+                    for e in group:
+                        procs.stop(e)
+
+        if args.api_seconds:
+            api_port = free_port()
+            api = f"http://127.0.0.1:{api_port}"
+            front = engine("api-engine", "--listen", f"127.0.0.1:{api_port}", *args.api_engine_args.split())
+            wait_until(lambda: requests.get(api + "/healthz", timeout=1).ok, 30, "the engine's API", front)
+            requests.post(api + "/v1/workflows", data=b"name: ladder1\ntasks:\n  - {id: t, kind: swift, function: noop}\n",
+                          headers={"Content-Type": "application/yaml"}, timeout=10).raise_for_status()
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk", "workflow_starts.lua")
+            for rnd in range(args.rounds):
+                start_id = last_id(url)
+                # wrk (not a Python client): the client must not be what is measured.
+                out = subprocess.run(["wrk", "-t2", f"-c{args.api_clients}", f"-d{args.api_seconds}s", "-s", script, api + "/v1/workflows/ladder1/runs"],
+                                     capture_output=True, text=True, env=dict(os.environ, WRK_ROUND=str(rnd)), timeout=args.api_seconds + 60)
+                rate = next((line.split()[1] for line in out.stdout.splitlines() if line.startswith("Requests/sec:")), "?")
+                latency = next((line.split()[1:3] for line in out.stdout.splitlines() if line.strip().startswith("Latency")), ["?", "?"])
+                started = len(events_of(url, "workflow.run.requested", start_id))
+                print(json.dumps({"api_starts_per_s": rate, "round": rnd + 1, "connections": args.api_clients, "latency_avg": latency[0],
+                                  "runs_requested": started, "bad_answers": out.stderr.count("unexpected status")}), flush=True)
+            procs.stop(front)
+
+        if args.takeover_runs:
+            sleeper = "name: sleeper\ntasks:\n  - {id: nap, kind: sleep, duration: 10m}\n"
+            pair = [engine(f"t{i}", "--engine-id", f"t{i}", "--heartbeat-ttl", args.takeover_ttl) for i in range(2)]
+            wait_until(lambda: {"t0", "t1"} <= {e["payload"]["engine"] for e in events_of(url, "workflow.engine.alive", 0)}, 30, "both engines")
+            time.sleep(1.5)
+            runs = [f"nap{i}" for i in range(args.takeover_runs)]
+            start_id = last_id(url)
+            submit(url, runs, "sleeper", sleeper)
+            naps = TypeCounter(url, "workflow.task.started", start_id)
+            while naps.poll() < len(runs):
+                time.sleep(0.1)
+            def holders() -> dict:
+                latest = {}
+                for e in events_of(url, "workflow.run.claimed", start_id):
+                    if e["payload"]["claim"] >= latest.get(e["payload"]["run"], (0, ""))[0]:
+                        latest[e["payload"]["run"]] = (e["payload"]["claim"], e["payload"]["engine"])
+                counts = {"t0": 0, "t1": 0}
+                for _, engine_id in latest.values():
+                    counts[engine_id] = counts.get(engine_id, 0) + 1
+                return counts
+            held = holders()
+            victim = max(held, key=held.get)
+            proc = pair[int(victim[1])]
+            killed = time.time_ns()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            procs.procs = [p for p in procs.procs if p[1] is not proc]
+
+            def taken() -> list[int]:
+                return sorted(e["time_unix_nano"] for e in events_of(url, "workflow.run.claimed", start_id)
+                              if e["payload"].get("takeover_of") == victim and e["time_unix_nano"] >= killed)
+            wait_until(lambda: len(taken()) >= held[victim], 120, "every run of the killed engine to be taken over")
+            times = taken()
+            print(json.dumps({"takeover_runs": held[victim], "heartbeat_ttl": args.takeover_ttl,
+                              "first_takeover_s": round((times[0] - killed) / 1e9, 2), "last_takeover_s": round((times[-1] - killed) / 1e9, 2)}), flush=True)
     finally:
         procs.stop_all()
         shutil.rmtree(root, ignore_errors=True)

@@ -51,7 +51,10 @@ public struct BanyanServer: Sendable {
         let more = moreMetrics
         let metricsRoute = Route(.get, "/metrics", role: .read) { request, _ in
             var bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication)
-            if let more { bytes += try await more(request) }
+            if let more {
+                // The server's own metrics are answered even when the others cannot be read.
+                do { bytes += try await more(request) } catch { bytes += Array("# more metrics could not be read: \("\(error)".replacingOccurrences(of: "\n", with: " "))\n".utf8) }
+            }
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .contentLength: String(bytes.count)],

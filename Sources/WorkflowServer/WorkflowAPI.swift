@@ -169,7 +169,7 @@ public struct WorkflowAPI: Sendable {
     /// uploaded since); other inputs under the same key are refused (409).
     func execute(_ request: Request, name: Substring) async throws -> Response {
         let client = try client(request)
-        let entry = try await mapping { try await catalog.entry(String(name), client) }
+        let (entry, all) = try await mapping { try await catalog.entryAndAll(String(name), client) }
         let latest = entry.latest!
         let body = try await BodyReader.bytes(request, bytesMax: Self.startBodyBytesMax)
         var inputs: [String: WorkflowValue] = [:]
@@ -198,7 +198,7 @@ public struct WorkflowAPI: Sendable {
             runID = "k-" + RunEvents.version(of: "\(name)\u{0}\(key)")
         }
         let text = try await mapping { try await catalog.definition(entry.name, version: latest.number, client) }
-        let children = try await mapping { try await catalog.children(of: text, client) }
+        let children = try await mapping { try await catalog.children(of: text, client, known: all) }
         let engine = Engine(client: client)
         var started = latest
         let run: String

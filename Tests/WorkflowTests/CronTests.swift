@@ -38,6 +38,21 @@ struct CronTests {
         #expect(try Self.ticks("0 0 * * sun", after: "2026-11-28T00:00:00Z", 1) == ["2026-11-29T00:00:00Z"])
     }
 
+    @Test func aStepInADayFieldStillRestrictsTheDays() throws {
+        #expect(try Self.ticks("0 0 */10 * *", after: "2026-03-01T00:00:00Z", 3) == ["2026-03-11T00:00:00Z", "2026-03-21T00:00:00Z", "2026-03-31T00:00:00Z"])
+        // Every Monday that is also an odd day of the month (a `*` field: both must match).
+        #expect(try Self.ticks("0 0 */2 * mon", after: "2026-11-01T00:00:00Z", 2) == ["2026-11-09T00:00:00Z", "2026-11-23T00:00:00Z"])
+    }
+
+    @Test(.timeLimit(.minutes(1))) func anHourThatDoesNotMatchOnTheDayTheClocksGoBack() throws {
+        let paris = TimeZone(identifier: "Europe/Paris")!
+        #expect(try Self.ticks("0 9 * * *", after: "2026-10-24T09:00:00Z", 2, in: paris) == ["2026-10-25T09:00:00+01:00", "2026-10-26T09:00:00+01:00"])
+        // Every hour at :15 through the change: 02:15 once (its second pass does not fire).
+        #expect(try Self.ticks("15 * * * *", after: "2026-10-24T23:20:00Z", 4, in: paris) == [
+            "2026-10-25T02:15:00+02:00", "2026-10-25T03:15:00+01:00", "2026-10-25T04:15:00+01:00", "2026-10-25T05:15:00+01:00",
+        ])
+    }
+
     @Test func timeZonesAndDaylightSavingJumps() throws {
         let paris = TimeZone(identifier: "Europe/Paris")!
         #expect(try Self.ticks("0 9 * * *", after: "2026-06-01T00:00:00Z", 1) == ["2026-06-01T09:00:00Z"])

@@ -518,7 +518,8 @@ tasks:
     killed = time.time()
     wait_until(lambda: completed_runs() == 300, 180, "every run to complete")
     claims = events_of_type(server.url, "workflow.run.claimed")
-    takeovers = [c for c in claims if c["payload"].get("takeover_of") == "e1"]
+    # Takeovers after the kill (a live engine starved of CPU may have been taken over before).
+    takeovers = [c for c in claims if c["payload"].get("takeover_of") == "e1" and c["time_unix_nano"] / 1e9 >= killed]
     assert takeovers, "the killed engine's unfinished runs were taken over"
     first = min(c["time_unix_nano"] for c in takeovers) / 1e9
     # A live engine starved of CPU for a ttl (this machine runs the server, three engines and
@@ -527,7 +528,8 @@ tasks:
     others = Counter(c["payload"]["takeover_of"] for c in claims if c["payload"].get("takeover_of") not in (None, "e1"))
     print(f"claims per engine: {dict(Counter(c['payload']['engine'] for c in claims))}, "
           f"{len(takeovers)} runs taken over, first {first - killed:.2f} s after the kill (ttl {ttl} s); live engines taken over: {dict(others)}")
-    assert ttl - 0.5 <= first - killed <= ttl + 4, "taken over once the lease ran out, soon after"
+    # Its last heartbeat was up to a third of the ttl before the kill; the lease runs from it.
+    assert ttl * 2 / 3 - 0.5 <= first - killed <= ttl + 4, "taken over once the lease ran out, soon after"
     # Every task completed exactly once in the log; only the killed engine's attempts may have run twice.
     completions = Counter(e["key"].rsplit("/attempt/", 1)[0] for e in events_of_type(server.url, "workflow.task.completed"))
     assert len(completions) == 600 and set(completions.values()) == {1}

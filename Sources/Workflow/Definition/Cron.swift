@@ -3,9 +3,10 @@ import Foundation
 /// A cron expression (docs/WORKFLOWS.md, "Schedules"): the standard five fields, `minute hour
 /// day-of-month month day-of-week`, or six with seconds first. Each field is `*`, a number, a
 /// range `a-b`, a step `*/n` or `a-b/n`, or a list of those separated by commas; months and
-/// weekdays also take their English three-letter names, and Sunday is 0 or 7. When both the
-/// day of the month and the day of the week are restricted, a day matching either fires (as
-/// Vixie cron does). Times are in the schedule's time zone: a time in the hour the clocks skip
+/// weekdays also take their English three-letter names, and Sunday is 0 or 7. When neither the
+/// day of the month nor the day of the week starts with `*`, a day matching either fires;
+/// otherwise a day must match both (as in Vixie cron: `0 0 */2 * mon` is every other day that is
+/// a Monday). Times are in the schedule's time zone: a time in the hour the clocks skip
 /// does not fire that day, and one in the hour they repeat fires once.
 public struct Cron: Sendable, Hashable, CustomStringConvertible {
     public let text: String
@@ -15,8 +16,10 @@ public struct Cron: Sendable, Hashable, CustomStringConvertible {
     let days: Set<Int>
     let months: Set<Int>
     let weekdays: Set<Int>
-    let daysRestricted: Bool
-    let weekdaysRestricted: Bool
+    /// Whether the day-of-month and day-of-week fields start with `*` (then a day must match
+    /// both, as in Vixie cron; otherwise either).
+    let daysStar: Bool
+    let weekdaysStar: Bool
 
     public var description: String { text }
 
@@ -97,23 +100,21 @@ public struct Cron: Sendable, Hashable, CustomStringConvertible {
         months = try parse(fields[4], "month", 1...12, names: Self.monthNames, nameBase: 1)
         let weekdaySet = try parse(fields[5], "day-of-week", 0...7, names: Self.dayNames)
         weekdays = Set(weekdaySet.map { $0 % 7 })
-        daysRestricted = fields[3].text != "*" && !fields[3].text.hasPrefix("*/")
-        weekdaysRestricted = fields[5].text != "*" && !fields[5].text.hasPrefix("*/")
+        daysStar = fields[3].text.hasPrefix("*")
+        weekdaysStar = fields[5].text.hasPrefix("*")
         // A calendar that never has the day (30 February) never fires: refused here.
-        if !months.contains(where: { m in days.contains { $0 <= Self.daysIn(month: m) } }), !weekdaysRestricted {
+        if !months.contains(where: { m in days.contains { $0 <= Self.daysIn(month: m) } }), weekdaysStar {
             throw ParseError(column: max(1, fields[3].column), message: "day-of-month \"\(fields[3].text)\" never occurs in month \"\(fields[4].text)\"")
         }
     }
 
+    /// Bounds one search (a day takes at most about 150 steps, a skipped day or month one).
+    static let stepsMax = 1_000_000
+
     static func daysIn(month: Int) -> Int { [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] }
 
     func dayMatches(day: Int, weekday: Int) -> Bool {
-        switch (daysRestricted, weekdaysRestricted) {
-        case (true, true): days.contains(day) || weekdays.contains(weekday)
-        case (true, false): days.contains(day)
-        case (false, true): weekdays.contains(weekday)
-        case (false, false): true
-        }
+        daysStar || weekdaysStar ? days.contains(day) && weekdays.contains(weekday) : days.contains(day) || weekdays.contains(weekday)
     }
 
     /// The first time after `date` (strictly) that matches, in `zone`; nil when none comes within
@@ -126,8 +127,12 @@ public struct Cron: Sendable, Hashable, CustomStringConvertible {
         var t = Date(timeIntervalSince1970: start)
         let limit = date.addingTimeInterval(Double(searchYears) * 366 * 86_400)
         // Each step moves to the next candidate of the coarsest field that does not match; a
-        // day's worth of hours, minutes and seconds takes at most 24 + 60 + 60 steps.
-        while t <= limit {
+        // day's worth of hours, minutes and seconds takes at most 24 + 60 + 60 steps. Steps
+        // within a day are in absolute time (an hour on the clock may repeat), and every step
+        // moves forward.
+        var steps = 0
+        while t <= limit, steps < Self.stepsMax {
+            steps += 1
             let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second, .weekday], from: t)
             guard let year = c.year, let month = c.month, let day = c.day, let hour = c.hour, let minute = c.minute, let second = c.second, let weekday = c.weekday else { return nil }
             if !months.contains(month) {
@@ -139,7 +144,7 @@ public struct Cron: Sendable, Hashable, CustomStringConvertible {
                 continue
             }
             if !hours.contains(hour) {
-                t = calendar.date(from: DateComponents(year: year, month: month, day: day, hour: hour))?.addingTimeInterval(3_600) ?? limit.addingTimeInterval(1)
+                t = t.addingTimeInterval(Double(3_600 - minute * 60 - second))
                 continue
             }
             if !minutes.contains(minute) {

@@ -40,6 +40,9 @@ public struct Engine: Sendable {
     let appender: Appender
     /// What this engine did, for `/metrics` (shared by its copies).
     public var metrics = EngineMetrics()
+    /// Random per engine value (its copies share it): tells this process's run claims from
+    /// those an earlier process under the same `engineID` made.
+    public let incarnation = Engine.newRunID()
     /// Which engines are alive (set by `EngineService`, which records this engine's heartbeats);
     /// nil: this engine takes over the unfinished attempts it finds when it begins a drive.
     var liveness: Liveness?

@@ -56,20 +56,12 @@ public struct EngineService: Sendable {
         var cursor: UInt64 = 0
         var startupEnd: UInt64 = 0
         try await retrying("reading the unfinished runs") {
-            // A pruned store holds nothing below its first id.
-            let first = try JSONText.parse(try await engine.client.get(path: "/v1/status"))["first_id"]?.intValue ?? 1
-            let start = UInt64(max(first, 1) - 1)
+            let start = try await RunEvents.logStart(engine.client)
+            startupEnd = try await RunEvents.lastID(engine.client)
             ended = []
             // Runs that ended, read before the requests so none of them is driven again.
-            for type in Self.endTypes {
-                var after = start
-                while true {
-                    let page = try await readRuns(engine, type: type, after: after)
-                    ended.formUnion(page.runs.map(\.run))
-                    startupEnd = max(startupEnd, page.last)
-                    guard page.next > after, page.next < page.last else { break }
-                    after = page.next
-                }
+            for type in RunLifecycle.endTypes {
+                _ = try await RunEvents.readPages(engine.client, after: start, type: type) { events in ended.formUnion(Self.runIDs(events).map(\.run)) }
             }
             cursor = start
             endCursor = startupEnd
@@ -150,12 +142,16 @@ public struct EngineService: Sendable {
                                 var reader = RunReader(client: engine.client, run: run)
                                 id = try await reader.identity()
                             }
-                            let current = try await claims.latest(run)
-                            if current == nil, let preferred = Self.preferred(run, among: liveness.alive()), preferred != engine.engineID {
+                            var current: RunClaims.Claim?? = .some(try await claims.latest(run))
+                            if current == .some(nil), let preferred = Self.preferred(run, among: liveness.alive()), preferred != engine.engineID {
                                 try await Task.sleep(for: claimGrace)
+                                current = nil  // read again after the grace
                             }
-                            switch try await claims.acquire(run, id: id!, from: current?.number ?? 1, alive: isAlive) {
+                            switch try await claims.acquire(run, id: id!, known: current, alive: isAlive) {
                             case .other(let holder): return .watching(run, engine: holder)
+                            case .abandoned:
+                                engine.log("run \(run): taken over \(RunClaims.claimsMax) times; left to `banyan workflow resume`")
+                                return .drove(run, failed: false)
                             case .mine(let takeover?):
                                 engine.metrics.takeover()
                                 engine.log("run \(run): taking it over from engine \(takeover), which stopped")
@@ -194,22 +190,18 @@ public struct EngineService: Sendable {
                         try await Task.sleep(for: heartbeatTTL / 3)
                         return .beat
                     }
-                    // Runs others held that have ended are no longer watched.
-                    if !watched.isEmpty {
-                        do {
-                            for type in Self.endTypes {
-                                var after = endCursor
-                                while true {
-                                    let page = try await readRuns(engine, type: type, after: after)
-                                    for id in page.runs { watched[id.run] = nil }
-                                    guard page.next > after, page.next < page.last else { break }
-                                    after = page.next
-                                }
+                    // Runs others held that have ended are no longer watched (read every beat,
+                    // so the cursor never falls far behind).
+                    do {
+                        let end = try await RunEvents.lastID(engine.client)
+                        for type in RunLifecycle.endTypes {
+                            _ = try await RunEvents.readPages(engine.client, after: endCursor, type: type) { events in
+                                for id in Self.runIDs(events) { watched[id.run] = nil }
                             }
-                            endCursor = try await RunEvents.lastID(engine.client)
-                        } catch {
-                            engine.log("reading ended runs: \(error)")
                         }
+                        endCursor = end
+                    } catch {
+                        engine.log("reading ended runs: \(error)")
                     }
                 case .check?:
                     // Who is alive decides which engine claims a new run first, and runs whose
@@ -284,19 +276,17 @@ public struct EngineService: Sendable {
             self.ttl = ttl
         }
 
-        let incarnation = Engine.newRunID()
 
         /// Straight to the server, not through the shared batches: a heartbeat must not wait
         /// behind other runs' appends.
         func once() async throws {
             let n = sequence.add(1, ordering: .relaxed).newValue
-            let draft = Liveness.heartbeat(engine: engine.engineID, incarnation: incarnation, sequence: n, ttl: ttl)
+            let draft = Liveness.heartbeat(engine: engine.engineID, incarnation: engine.incarnation, sequence: n, ttl: ttl)
             try await engine.append(Array(WorkflowValue.array([draft.json]).json.utf8))
             try await liveness.refresh(engine.client)
         }
     }
 
-    static let endTypes = ["workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled"]
 
     /// The engine that claims `run` first (rendezvous hashing over the live engines), so that
     /// unclaimed runs spread evenly and only move when engines come and go.
@@ -319,13 +309,17 @@ public struct EngineService: Sendable {
         let bytes = try await engine.client.page(after: after, limit: Self.pageEventsMax, type: type)
         let page: (events: [RunEvents.Recorded], next: UInt64, last: UInt64)
         do { page = try RunEvents.page(bytes) } catch { throw Engine.EngineError.log("\(error)") }
-        // Child runs are driven by their parent's attempt (which an engine takes over with the parent).
-        // Code workflows run in the process that holds their Swift code (`CodeRunner`).
-        let runs = page.events.compactMap { e -> RunEvents.RunID? in
+        return (Self.runIDs(page.events), page.next, page.last)
+    }
+
+    /// The runs of run-level events this service drives: child runs are driven by their
+    /// parent's attempt (which an engine takes over with the parent), code workflows by the
+    /// process that holds their Swift code (`CodeRunner`).
+    static func runIDs(_ events: [RunEvents.Recorded]) -> [RunEvents.RunID] {
+        events.compactMap { e -> RunEvents.RunID? in
             guard e.payload["parent"] == nil, e.payload["code"] == nil, let run = e.payload["run"]?.stringValue else { return nil }
             return RunEvents.RunID(run: run, workflow: e.payload["workflow"]?.stringValue ?? "", version: e.payload["version"]?.stringValue ?? "")
         }
-        return (runs, page.next, page.last)
     }
 
     /// Runs waiting to be driven, in the order requested, each once: a run already queued or

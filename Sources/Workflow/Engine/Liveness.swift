@@ -20,6 +20,8 @@ final class Liveness: Sendable {
         var cursor: UInt64?
         /// When each engine's latest heartbeat was first read here.
         var seen: [String: ContinuousClock.Instant] = [:]
+        /// The last read of heartbeats that succeeded.
+        var lastRead: ContinuousClock.Instant?
     }
 
     private let state = Mutex(State())
@@ -69,20 +71,19 @@ final class Liveness: Sendable {
         var after = state.withLock { $0.cursor } ?? 0
         if state.withLock({ $0.cursor == nil }) {
             let end = try await RunEvents.lastID(client)
-            after = end > Self.lookBackIDs ? end - Self.lookBackIDs : 0
-            // A pruned store holds nothing below its first id.
-            if let first = try JSONText.parse(try await client.get(path: "/v1/status"))["first_id"]?.intValue, first > 0 {
-                after = max(after, UInt64(first) - 1)
+            after = max(end > Self.lookBackIDs ? end - Self.lookBackIDs : 0, try await RunEvents.logStart(client))
+        }
+        let next = try await RunEvents.readPages(client, after: after, type: Self.type) { record($0) }
+        state.withLock { s in
+            s.cursor = next
+            // Reads failed for a while (the server out of reach, this process paused): nobody
+            // could record heartbeats meanwhile, so the local clock starts again for everyone.
+            let now = ContinuousClock.now
+            if let last = s.lastRead, now - last > ttl / 2 {
+                for engine in s.seen.keys { s.seen[engine] = now }
             }
+            s.lastRead = now
         }
-        while true {
-            let page = try RunEvents.page(try await client.page(after: after, limit: 10_000, type: Self.type))
-            record(page.events)
-            guard page.next > after else { break }
-            after = page.next
-            if page.next >= page.last { break }
-        }
-        state.withLock { $0.cursor = after }
     }
 
     func record(_ events: [RunEvents.Recorded]) {

@@ -19,13 +19,11 @@ final class Scheduler: @unchecked Sendable {
         var last: Int64?
         /// Queued ticks' runs, oldest first, not started yet, with the inputs their tick gave.
         var queued: [(tick: Int64, run: String, inputs: [String: WorkflowValue])] = []
-        /// Runs the schedule started (kept until they end).
-        var started: [String] = []
+        /// Runs the schedule started and that have not ended, with their inputs.
+        var started: [String: [String: WorkflowValue]] = [:]
     }
     private var ticks: [String: Ticks] = [:]
     private var cursor: UInt64?
-    /// Definition texts by workflow and version (a tick's run records its text).
-    private var texts: [String: String] = [:]
 
     init(engine: Engine) {
         self.engine = engine
@@ -40,11 +38,18 @@ final class Scheduler: @unchecked Sendable {
     func pass(now: Date = Date(), mine: (String) -> Bool) async throws {
         let client = engine.client
         let entries = try await catalog.refresh(client)
+        // Nothing scheduled: no more reads (an engine without schedules costs one request a pass).
+        guard entries.values.contains(where: { !$0.deleted && $0.schedule != nil }) || ticks.values.contains(where: { !$0.queued.isEmpty || !$0.started.isEmpty })
+        else { return }
         try await readTicks()
+        try await runs.refresh(client)
+        // Runs that ended no longer overlap (for every workflow: what another engine fires too,
+        // so this memory stays as small as the runs in flight).
+        for (name, t) in ticks where !t.started.isEmpty {
+            for run in t.started.keys where await runs.summary(run)?.state.ended == true { ticks[name]!.started[run] = nil }
+        }
         // Queued ticks run even once their schedule is changed or removed: they were accepted.
         let scheduled = entries.values.filter { !$0.deleted && ($0.schedule != nil || !(ticks[$0.name]?.queued.isEmpty ?? true)) && mine($0.name) }
-        guard !scheduled.isEmpty else { return }
-        try await runs.refresh(client)
         for entry in scheduled.sorted(by: { $0.name < $1.name }) {
             do { try await fire(entry, now: now) } catch { engine.log("schedule of \(entry.name): \(error)") }
         }
@@ -62,12 +67,11 @@ final class Scheduler: @unchecked Sendable {
         guard let workflow = payload["workflow"]?.stringValue, let tick = payload["tick"]?.intValue.map(Int64.init), let run = payload["run"]?.stringValue else { return }
         var t = ticks[workflow] ?? Ticks()
         t.last = max(t.last ?? tick, tick)
+        var inputs: [String: WorkflowValue] = [:]
+        if case .object(let members)? = payload["inputs"] { for (k, v) in members { inputs[k] = v } }
         switch payload["action"]?.stringValue {
-        case "started": if !t.started.contains(run) { t.started.append(run) }
-        case "queued":
-            var inputs: [String: WorkflowValue] = [:]
-            if case .object(let members)? = payload["inputs"] { for (k, v) in members { inputs[k] = v } }
-            if !t.queued.contains(where: { $0.run == run }) { t.queued.append((tick, run, inputs)) }
+        case "started": t.started[run] = inputs
+        case "queued": if !t.queued.contains(where: { $0.run == run }) { t.queued.append((tick, run, inputs)) }
         default: break
         }
         ticks[workflow] = t
@@ -78,32 +82,27 @@ final class Scheduler: @unchecked Sendable {
         var t = ticks[entry.name] ?? Ticks()
         // A queued tick whose run exists was started (here before a restart, or by another engine).
         for q in t.queued where await runs.summary(q.run) != nil {
-            t.started.append(q.run)
+            t.started[q.run] = q.inputs
             t.queued.removeAll { $0.run == q.run }
         }
-        // Ended runs no longer overlap; a queued tick starts once nothing runs.
-        var active: [String] = []
-        for run in t.started {
-            guard let s = await runs.summary(run) else {
-                // Its tick was recorded, its request not (the engine stopped in between).
-                try await start(entry, latest, inputs: entry.schedule?.inputs ?? [:], run: run)
-                active.append(run)
-                continue
-            }
-            if !s.state.ended { active.append(run) }
+        // Ticks recorded as started whose request is missing (the engine stopped in between).
+        for (run, inputs) in t.started where await runs.summary(run) == nil {
+            do { try await start(entry, latest, inputs: inputs, run: run) } catch { engine.log("schedule of \(entry.name): starting run \(run): \(error)") }
         }
-        t.started = active
-        ticks[entry.name] = t
-        if active.isEmpty, let next = t.queued.first {
-            ticks[entry.name]!.queued.removeFirst()
+        // A queued tick starts once nothing of the schedule runs.
+        if t.started.isEmpty, let next = t.queued.first {
+            t.queued.removeFirst()
+            t.started[next.run] = next.inputs  // before the start: a failed start is retried next pass
+            ticks[entry.name] = t
             try await start(entry, latest, inputs: next.inputs, run: next.run)
-            ticks[entry.name]!.started.append(next.run)
             return
         }
+        ticks[entry.name] = t
         guard let schedule = entry.schedule else { return }
         // Due ticks since the last recorded (or since the schedule is in force).
         let nowSeconds = Int64(now.timeIntervalSince1970)
-        var from = Date(timeIntervalSince1970: Double(t.last ?? entry.scheduleSinceUnixNano / 1_000_000_000))
+        // From the last tick recorded, but never before the schedule came into force.
+        var from = Date(timeIntervalSince1970: Double(max(t.last ?? 0, entry.scheduleSinceUnixNano / 1_000_000_000)))
         var due: [Int64] = []
         var steps = 0
         while let next = schedule.cron.next(after: from, in: schedule.timezone), Int64(next.timeIntervalSince1970) <= nowSeconds {
@@ -128,7 +127,7 @@ final class Scheduler: @unchecked Sendable {
         if fired.isEmpty, let last = missed.last { ticks[entry.name, default: Ticks()].last = last }
         for tick in fired {
             let run = Self.runID(entry.name, tick)
-            let running = !(ticks[entry.name]?.started.isEmpty ?? true)
+            let running = !(ticks[entry.name]?.started.isEmpty ?? true) || !(ticks[entry.name]?.queued.isEmpty ?? true)
             var action = "started"
             switch schedule.overlap {
             case .allow: break
@@ -141,11 +140,14 @@ final class Scheduler: @unchecked Sendable {
                     (key: "workflow", value: .text(entry.name)), (key: "version", value: .number(String(latest.number))), (key: "tick", value: .number(String(tick))),
                     (key: "at", value: .text(Date(timeIntervalSince1970: Double(tick)).formatted(.iso8601))), (key: "action", value: .text(action)),
                     (key: "run", value: .text(run)), (key: "inputs", value: .object(schedule.inputs.keys.sorted().map { (key: $0, value: schedule.inputs[$0]!) })),
+                    (key: "engine", value: .text(engine.engineID)),
                 ]))
             // Refused: another engine recorded this tick (perhaps deciding otherwise); the log's is read next pass.
             guard try await engine.record([draft]).isEmpty else { continue }
             note(draft.payload)
-            if action == "started" { try await start(entry, latest, inputs: schedule.inputs, run: run) }
+            if action == "started" {
+                do { try await start(entry, latest, inputs: schedule.inputs, run: run) } catch { engine.log("schedule of \(entry.name): starting run \(run): \(error)") }
+            }
             engine.log("schedule of \(entry.name): tick \(Date(timeIntervalSince1970: Double(tick)).formatted(.iso8601)) \(action)\(action == "skipped" ? "" : " run \(run)")")
         }
     }
@@ -155,12 +157,7 @@ final class Scheduler: @unchecked Sendable {
 
     /// Records the run's request (the same run id for the same tick: a retry is the same run).
     private func start(_ entry: DefinitionCatalog.Entry, _ version: DefinitionCatalog.Version, inputs: [String: WorkflowValue], run: String) async throws {
-        let key = "\(entry.name)/\(version.number)"
-        if texts[key] == nil {
-            if texts.count >= 256 { texts.removeAll() }
-            texts[key] = try await catalog.definition(entry.name, version: version.number, engine.client)
-        }
-        let text = texts[key]!
+        let text = try await catalog.definition(entry.name, version: version.number, engine.client)
         let children = try await catalog.children(of: text, engine.client)
         do {
             _ = try await engine.start(definition: text, inputs: inputs, run: run, children: children)

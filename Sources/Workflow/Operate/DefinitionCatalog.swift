@@ -50,6 +50,9 @@ public actor DefinitionCatalog {
 
     private var entries: [String: Entry] = [:]
     private var cursor: UInt64?
+    /// Definition texts read by key, by key (a version never changes); at most `textsMax`.
+    private var texts: [String: String] = [:]
+    static let textsMax = 256
 
     public init() {}
 
@@ -80,6 +83,8 @@ public actor DefinitionCatalog {
         case "workflow.schedule.set":
             guard entries[name] != nil, let n = event.payload["change"]?.intValue else { return }
             entries[name]!.scheduleChanges = max(entries[name]!.scheduleChanges, n)
+            // Set for a version that is no longer the latest: the newer version's schedule holds.
+            guard entries[name]!.latest?.number == number else { return }
             // Checked when it was recorded; the definition's inputs were checked then too.
             entries[name]!.schedule = event.payload["schedule"]?.stringValue.flatMap { try? DefinitionParser.parseSchedule($0, for: nil) }
             entries[name]!.scheduleSinceUnixNano = event.timeUnixNano
@@ -92,16 +97,25 @@ public actor DefinitionCatalog {
 
     /// The workflow, unless unknown or deleted.
     public func entry(_ name: String, _ client: BanyanHTTPClient) async throws -> Entry {
-        guard let entry = try await refresh(client)[name], !entry.deleted, entry.latest != nil else { throw CatalogError.unknownWorkflow(name) }
-        return entry
+        try await entryAndAll(name, client).entry
+    }
+
+    /// The workflow, and every workflow as the same read found them.
+    public func entryAndAll(_ name: String, _ client: BanyanHTTPClient) async throws -> (entry: Entry, all: [String: Entry]) {
+        let all = try await refresh(client)
+        guard let entry = all[name], !entry.deleted, entry.latest != nil else { throw CatalogError.unknownWorkflow(name) }
+        return (entry, all)
     }
 
     /// The text of version `number` of the workflow.
     public func definition(_ name: String, version number: Int, _ client: BanyanHTTPClient) async throws -> String {
+        if let text = texts[Self.versionKey(name, number)] { return text }
         guard let bytes = try await client.event(key: Self.versionKey(name, number)) else { throw CatalogError.unknownWorkflow(name) }
         let event: WorkflowValue
         do { event = try JSONText.parse(bytes) } catch { throw Engine.EngineError.log("\(error)") }
         guard let text = event["payload"]?["definition"]?.stringValue else { throw Engine.EngineError.log("\(Self.versionKey(name, number)) holds no definition") }
+        if texts.count >= Self.textsMax { texts.removeAll() }
+        texts[Self.versionKey(name, number)] = text
         return text
     }
 
@@ -183,26 +197,28 @@ public actor DefinitionCatalog {
 
     /// The definitions the workflow's `sub_workflow` tasks name, and theirs, from the latest
     /// uploaded versions (`Engine.children(of:resolve:)` checks names, cycles and depth).
-    public func children(of text: String, _ client: BanyanHTTPClient) async throws -> [String: String] {
-        let entries = try await refresh(client)
+    /// `known`: the catalog as just refreshed (nil: refreshed here).
+    public func children(of text: String, _ client: BanyanHTTPClient, known: [String: Entry]? = nil) async throws -> [String: String] {
+        let entries: [String: Entry]
+        if let known { entries = known } else { entries = try await refresh(client) }
         // Read the texts first (the check itself is synchronous), a name at a time, as deep as
         // sub-workflows may nest.
-        var texts: [String: String] = [:]
+        var found: [String: String] = [:]
         var frontier = [text]
         for _ in 0...Engine.childDepthMax where !frontier.isEmpty {
             var next: [String] = []
             for parent in frontier {
                 guard let definition = try? RunReader.definitions.parse(parent) else { continue }
                 for task in definition.tasks {
-                    guard case .subWorkflow(let name) = task.kind, texts[name] == nil, let entry = entries[name], !entry.deleted, let latest = entry.latest else { continue }
+                    guard case .subWorkflow(let name) = task.kind, found[name] == nil, let entry = entries[name], !entry.deleted, let latest = entry.latest else { continue }
                     let child = try await self.definition(name, version: latest.number, client)
-                    texts[name] = child
+                    found[name] = child
                     next.append(child)
                 }
             }
             frontier = next
         }
-        return try Engine.children(of: text) { texts[$0] }
+        return try Engine.children(of: text) { found[$0] }
     }
 
     private func append(_ draft: RunEvents.Draft, _ client: BanyanHTTPClient) async throws {
