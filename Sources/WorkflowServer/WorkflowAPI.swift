@@ -319,10 +319,9 @@ public struct WorkflowAPI: Sendable {
             switch task.state {
             case "completed": progress.completed += 1
             case "started", "scheduled", "retrying": progress.running += 1
-            case "interrupted": progress.pending += 1
             case "failed", "cancelled": progress.failed += 1
             case _ where task.state.hasPrefix("skipped"): progress.skipped += 1
-            default: progress.pending += 1
+            default: progress.pending += 1  // never started, or interrupted by a pause (runs again on resume)
             }
         }
         var members: [(key: String, value: WorkflowValue)] = [
@@ -372,7 +371,9 @@ public struct WorkflowAPI: Sendable {
         let client = try client(request)
         let requestID = try await requestID(client, run: String(id))
         let bytes = try await mapping { try await client.page(after: max(after ?? 0, requestID - 1), limit: limit, stream: RunEvents.stream(String(id))) }
-        return JSONResponse.make(json: Array(bytes.reversed().drop { $0 == 0x0A }.reversed()))
+        return Response(
+            status: .ok, headers: [.contentType: "application/json; charset=utf-8", .contentLength: String(bytes.count)],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     /// The run's events as Server-Sent Events, `/v1/stream`'s frames (`id`, `event: event`, the
@@ -387,12 +388,11 @@ public struct WorkflowAPI: Sendable {
         if context.headOnly { return Response(status: .ok, headers: Self.streamHeaders) }
         // Resumed after the run's end was sent: only the end frame is left.
         var ended: String?
-        for type in RunLifecycle.endTypes {
-            let state = String(type.dropFirst("workflow.run.".count))
-            guard let bytes = try await mapping({ try await client.event(key: RunEvents.runKey(run, state)) }), let value = try? JSONText.parse(bytes),
+        for state in RunLifecycle.State.allCases where state.ended {
+            guard let bytes = try await mapping({ try await client.event(key: RunEvents.runKey(run, state.rawValue)) }), let value = try? JSONText.parse(bytes),
                 let eid = value["id"]?.intValue, UInt64(eid) <= start
             else { continue }
-            ended = state
+            ended = state.rawValue
         }
         let endedBefore = ended
         let connection = context.client
@@ -449,7 +449,7 @@ public struct WorkflowAPI: Sendable {
                     guard frame.event == "event", let type = (try? JSONText.parse(frame.data))?["type"]?.stringValue,
                         RunLifecycle.endTypes.contains(type)
                     else { continue }
-                    try await writer.write(ByteBuffer(bytes: Self.endFrame(run: run, state: String(type.dropFirst("workflow.run.".count)))))
+                    try await writer.write(ByteBuffer(bytes: Self.endFrame(run: run, state: RunLifecycle.State(endType: type)?.rawValue ?? "ended")))
                     break loop
                 }
             }
@@ -608,10 +608,6 @@ public struct WorkflowAPI: Sendable {
 
     func mapping<T>(_ body: () async throws -> T) async throws -> T {
         do { return try await body() } catch { throw map(error) }
-    }
-
-    func mappingSync<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch { throw map(error) }
     }
 
     /// The engine's and the catalog's errors as HTTP errors, naming the field at fault; the

@@ -110,6 +110,7 @@ public struct Cron: Sendable, Hashable, CustomStringConvertible {
 
     /// Bounds one search (a day takes at most about 150 steps, a skipped day or month one).
     static let stepsMax = 1_000_000
+    static let searchYears = 8
 
     static func daysIn(month: Int) -> Int { [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] }
 
@@ -120,12 +121,12 @@ public struct Cron: Sendable, Hashable, CustomStringConvertible {
     /// The first time after `date` (strictly) that matches, in `zone`; nil when none comes within
     /// `searchYears` (an expression that can only match on rare days, like 29 February on a
     /// Monday, may take years).
-    public func next(after date: Date, in zone: TimeZone, searchYears: Int = 8) -> Date? {
+    public func next(after date: Date, in zone: TimeZone) -> Date? {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = zone
         let start = date.addingTimeInterval(1).timeIntervalSince1970.rounded(.down)
         var t = Date(timeIntervalSince1970: start)
-        let limit = date.addingTimeInterval(Double(searchYears) * 366 * 86_400)
+        let limit = date.addingTimeInterval(Double(Self.searchYears) * 366 * 86_400)
         // Each step moves to the next candidate of the coarsest field that does not match; a
         // day's worth of hours, minutes and seconds takes at most 24 + 60 + 60 steps. Steps
         // within a day are in absolute time (an hour on the clock may repeat), and every step

@@ -978,8 +978,6 @@ public struct Engine: Sendable {
             }
         }
 
-        var isEmpty: Bool { state.withLock { $0.running.isEmpty } }
-
         /// Stops every running attempt, and those that begin until `resume()`; returns their tasks.
         func interrupt() -> Set<String> {
             let running = state.withLock { s -> [String: Task<Step, any Error>] in
@@ -1325,9 +1323,8 @@ extension Engine {
 extension Engine {
     /// How the run ended (`completed`, `failed`, `cancelled`), or nil while it has not.
     func ended(_ run: String) async throws -> String? {
-        for type in RunLifecycle.endTypes {
-            let state = String(type.dropFirst("workflow.run.".count))
-            if try await client.event(key: RunEvents.runKey(run, state)) != nil { return state }
+        for state in RunLifecycle.State.allCases where state.ended {
+            if try await client.event(key: RunEvents.runKey(run, state.rawValue)) != nil { return state.rawValue }
         }
         return nil
     }
@@ -1375,12 +1372,19 @@ extension Engine {
         let draft = RunEvents.Draft(
             type: "workflow.run.requested", key: RunEvents.runKey(retryID, "requested"), stream: RunEvents.stream(retryID),
             parentKeys: [RunEvents.runKey(run, "failed")], payload: payload)
+        return (retryID, try await appendNew(draft))
+    }
+
+    /// Records a command on a run whose key says it may happen once (a pause, a resume, a cancel
+    /// request, a retry): false when the log already has the key with other content (another
+    /// caller got there first, which is the same outcome).
+    private func appendNew(_ draft: RunEvents.Draft) async throws -> Bool {
         do {
             try await append(Array(WorkflowValue.array([draft.json]).json.utf8))
         } catch let error as BanyanClientError where error.status == 409 {
-            return (retryID, false)
+            return false
         }
-        return (retryID, true)
+        return true
     }
 
     /// Pauses `run`: the engines driving it start no new attempt (running ones finish; with
@@ -1391,12 +1395,7 @@ extension Engine {
     public func pause(run: String, now: Bool) async throws -> Bool {
         let (id, keys) = try await control(run)
         if keys.pauses > keys.resumes { return false }
-        do {
-            try await append(Array(WorkflowValue.array([RunEvents.paused(id, keys.pauses + 1, now: now).json]).json.utf8))
-        } catch let error as BanyanClientError where error.status == 409 {
-            return false  // paused meanwhile
-        }
-        return true
+        return try await appendNew(RunEvents.paused(id, keys.pauses + 1, now: now))
     }
 
     /// Resumes a paused `run` where it stopped. Resuming a run that is not paused is a no-op
@@ -1405,12 +1404,7 @@ extension Engine {
     public func resume(run: String) async throws -> Bool {
         let (id, keys) = try await control(run, cancelling: true)
         guard keys.pauses > keys.resumes else { return false }
-        do {
-            try await append(Array(WorkflowValue.array([RunEvents.resumed(id, keys.pauses).json]).json.utf8))
-        } catch let error as BanyanClientError where error.status == 409 {
-            return false  // resumed meanwhile
-        }
-        return true
+        return try await appendNew(RunEvents.resumed(id, keys.pauses))
     }
 
     /// The run's identity and its pauses, resumes and cancel request, read from its events;
@@ -1424,7 +1418,7 @@ extension Engine {
         var keys = Keys()
         for event in try await reader.next() {
             keys.note(event)
-            if RunLifecycle.endTypes.contains(event.type) { throw SignalError.runEnded(run, String(event.type.dropFirst("workflow.run.".count))) }
+            if let end = RunLifecycle.State(endType: event.type) { throw SignalError.runEnded(run, end.rawValue) }
         }
         if !cancelling, keys.cancelRequest != nil { throw SignalError.wrongState("run \(run) is being cancelled") }
         return (id, keys)
@@ -1446,11 +1440,6 @@ extension Engine {
         let id = try await reader.identity()
         if try await client.event(key: RunEvents.runKey(run, "cancel_requested")) != nil { return false }
         if let state = try await ended(run) { throw SignalError.runEnded(run, state) }
-        do {
-            try await append(Array(WorkflowValue.array([RunEvents.cancelRequested(id, reason: String(reason.prefix(1_024))).json]).json.utf8))
-        } catch let error as BanyanClientError where error.status == 409 {
-            return false  // asked meanwhile, with another reason
-        }
-        return true
+        return try await appendNew(RunEvents.cancelRequested(id, reason: String(reason.prefix(1_024))))
     }
 }

@@ -32,13 +32,13 @@ public struct EngineService: Sendable {
     static let pageEventsMax = 10_000
 
     /// How often heartbeats are read to find engines that stopped (and take over their runs).
-    public var livenessInterval: Duration = .seconds(1)
+    static let livenessInterval: Duration = .seconds(1)
     /// A run nobody has claimed yet is claimed first by its preferred engine (a hash of the run
     /// and the live engines' names); the others wait this long before they claim it, so runs
     /// spread over the engines instead of going to whichever reads first.
-    public var claimGrace: Duration = .seconds(1)
+    static let claimGrace: Duration = .seconds(1)
     /// How often schedules are looked at (their finest step, a cron's seconds field, is 1 s).
-    public var scheduleInterval: Duration = .seconds(1)
+    static let scheduleInterval: Duration = .seconds(1)
 
     /// Runs until cancelled. A server out of reach at the start is tried again (1 s doubling to
     /// 30 s), as is any later read.
@@ -112,7 +112,7 @@ public struct EngineService: Sendable {
                 return .beat
             }
             group.addTask {
-                try await Task.sleep(for: livenessInterval)
+                try await Task.sleep(for: Self.livenessInterval)
                 return .check
             }
             group.addTask {
@@ -127,7 +127,7 @@ public struct EngineService: Sendable {
                     } catch {
                         engine.log("schedules: \(error)")
                     }
-                    try? await Task.sleep(for: scheduleInterval)
+                    try? await Task.sleep(for: Self.scheduleInterval)
                 }
                 return .unscheduled
             }
@@ -144,7 +144,7 @@ public struct EngineService: Sendable {
                             }
                             var current: RunClaims.Claim?? = .some(try await claims.latest(run))
                             if current == .some(nil), let preferred = Self.preferred(run, among: liveness.alive()), preferred != engine.engineID {
-                                try await Task.sleep(for: claimGrace)
+                                try await Task.sleep(for: Self.claimGrace)
                                 current = nil  // read again after the grace
                             }
                             switch try await claims.acquire(run, id: id!, known: current, alive: isAlive) {
@@ -216,7 +216,7 @@ public struct EngineService: Sendable {
                         engine.log("reading heartbeats: \(error)")
                     }
                     group.addTask {
-                        try await Task.sleep(for: livenessInterval)
+                        try await Task.sleep(for: Self.livenessInterval)
                         return .check
                     }
                 case .watching(let run, let holder)?:

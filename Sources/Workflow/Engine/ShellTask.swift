@@ -48,11 +48,14 @@ struct ShellTask {
         let stdout = Tail(max: stdoutBytesMax)
         let stderr = Tail(max: stderrBytesMax)
         let lines = ProgressLines(tail: stdout, onProgress: onProgress)
-        out.fileHandleForReading.readabilityHandler = { lines.append($0.availableData) }
-        err.fileHandleForReading.readabilityHandler = { stderr.append($0.availableData) }
         let finished = AsyncStream<Void>.makeStream()
         process.terminationHandler = { _ in finished.continuation.finish() }
         try process.run()
+        // Each pipe is read to its end on a thread of its own, in blocking reads: no
+        // `readabilityHandler` (a dispatch source), whose last chunk could land after the output
+        // was taken, and whose cancellation has crashed libdispatch on Linux.
+        let outRead = Self.drain(out.fileHandleForReading) { lines.append($0) }
+        let errRead = Self.drain(err.fileHandleForReading) { stderr.append($0) }
         let pid = process.processIdentifier
         // The child leads its own process group: its pid is the group's id.
         let killer: Task<Bool, Never>? = timeout.map { limit in
@@ -80,14 +83,29 @@ struct ShellTask {
         process.waitUntilExit()
         killer?.cancel()
         let timedOut = await killer?.value ?? false
-        out.fileHandleForReading.readabilityHandler = nil
-        err.fileHandleForReading.readabilityHandler = nil
-        lines.append(out.fileHandleForReading.readDataToEndOfFile())
+        for await _ in outRead {}
+        for await _ in errRead {}
         lines.finish()
-        stderr.append(err.fileHandleForReading.readDataToEndOfFile())
         return Result(
             exitCode: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal, stdout: stdout.bytes, stderr: stderr.bytes,
             timedOut: timedOut, truncated: stdout.cut)
+    }
+
+    /// Reads `handle` to its end on a new thread, handing each chunk to `sink`; the stream ends
+    /// after the last chunk was handed over.
+    static func drain(_ handle: FileHandle, _ sink: @escaping @Sendable (Data) -> Void) -> AsyncStream<Void> {
+        let (stream, done) = AsyncStream<Void>.makeStream()
+        let thread = Thread {
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                sink(chunk)
+            }
+            done.finish()
+        }
+        thread.stackSize = 256 << 10
+        thread.start()
+        return stream
     }
 
     /// Whether process `pid` has ended: gone, or a zombie waiting to be reaped (Linux `/proc`).

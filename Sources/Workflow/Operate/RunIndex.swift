@@ -20,8 +20,6 @@ public actor RunIndex {
         public var lifecycle = RunLifecycle()
         /// A child run's parent attempt (`sub_workflow`).
         public var parent: String?
-        /// A Swift (code-first) run.
-        public var code: Bool
         public var state: State { lifecycle.state }
     }
 
@@ -90,8 +88,7 @@ public actor RunIndex {
             guard runs[run] == nil else { return }
             runs[run] = Summary(
                 run: run, workflow: event.payload["workflow"]?.stringValue ?? "", version: event.payload["version"]?.stringValue ?? "",
-                requestID: event.id, requestedAtUnixNano: event.timeUnixNano, parent: event.payload["parent"]?.stringValue,
-                code: event.payload["code"] == .bool(true))
+                requestID: event.id, requestedAtUnixNano: event.timeUnixNano, parent: event.payload["parent"]?.stringValue)
             order.append(run)
             for e in early.removeValue(forKey: run) ?? [] { apply(e) }
             return

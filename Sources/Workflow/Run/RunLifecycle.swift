@@ -15,6 +15,12 @@ public struct RunLifecycle: Sendable, Hashable {
         case completed, failed, cancelled
 
         public var ended: Bool { self == .completed || self == .failed || self == .cancelled }
+
+        /// The state an end event (`workflow.run.completed` ...) gives.
+        public init?(endType type: String) {
+            guard RunLifecycle.endTypes.contains(type) else { return nil }
+            self.init(rawValue: String(type.dropFirst("workflow.run.".count)))
+        }
     }
 
     /// The event types that end a run.
@@ -45,7 +51,7 @@ public struct RunLifecycle: Sendable, Hashable {
             guard endedAtUnixNano == nil else { return }
             endedAtUnixNano = event.timeUnixNano
             error = Self.endError(event)
-            state = State(rawValue: String(event.type.dropFirst("workflow.run.".count))) ?? .failed
+            state = State(endType: event.type) ?? .failed
             return
         default: return
         }
