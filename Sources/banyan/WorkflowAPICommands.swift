@@ -26,6 +26,16 @@ struct APIOptions: ParsableArguments {
         return try JSONText.parse(bytes)
     }
 
+    /// POSTs a request that starts a run (an execute, a retry) and prints the run's id (or, with
+    /// `--json`, the answer); with `watch`, then follows it.
+    func startAndWatch(_ path: String, body: [UInt8]?, headers: [String: String] = [:], watch: Bool) async throws {
+        let bytes = try await client.request("POST", path: path, body: body, headers: headers)
+        if json { Console.write(bytes) }
+        let run = try JSONText.parse(bytes)["run"]?.stringValue ?? ""
+        if !json { Console.out(run) }
+        if watch { try await self.watch(run) }
+    }
+
     /// Follows `/v1/runs/{run}/watch`, a line per task change, to the run's end; exit code 0
     /// only if it completed.
     func watch(_ run: String) async throws {
@@ -147,12 +157,8 @@ extension Banyan.WorkflowCommand {
                     given = try Banyan.WorkflowCommand.inputs(inputs, of: try DefinitionParser.parse(text))
                 }
                 let body = WorkflowValue.object([(key: "inputs", value: .object(given.keys.sorted().map { (key: $0, value: given[$0]!) }))]).json
-                let bytes = try await api.client.request(
-                    "POST", path: "/v1/workflows/\(escape(name))/runs", body: Array(body.utf8), headers: idempotencyKey.map { ["Idempotency-Key": $0] } ?? [:])
-                if api.json { Console.write(bytes) }
-                let run = try JSONText.parse(bytes)["run"]?.stringValue ?? ""
-                if !api.json { Console.out(run) }
-                if watch { try await api.watch(run) }
+                try await api.startAndWatch(
+                    "/v1/workflows/\(escape(name))/runs", body: Array(body.utf8), headers: idempotencyKey.map { ["Idempotency-Key": $0] } ?? [:], watch: watch)
             }
         }
     }
@@ -246,7 +252,7 @@ extension Banyan {
             }
         }
 
-        /// The answer of a pause, resume or cancel, as a line.
+        /// A command's answer as a line: `done` when it was recorded, `already` when it had been.
         static func said(_ answer: WorkflowValue?, _ done: String, _ already: String) {
             guard let answer else { return }
             Console.out(answer["recorded"] == .bool(true) ? done : already)
@@ -300,11 +306,7 @@ extension Banyan {
 
             func run() async throws {
                 try await Banyan.reportingErrors {
-                    let bytes = try await api.client.request("POST", path: "/v1/runs/\(escape(run))/retry")
-                    if api.json { Console.write(bytes) }
-                    let retried = try JSONText.parse(bytes)["run"]?.stringValue ?? ""
-                    if !api.json { Console.out(retried) }
-                    if watch { try await api.watch(retried) }
+                    try await api.startAndWatch("/v1/runs/\(escape(run))/retry", body: nil, watch: watch)
                 }
             }
         }
