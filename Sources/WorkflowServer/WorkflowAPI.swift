@@ -25,13 +25,16 @@ public struct WorkflowAPI: Sendable {
     public let upstream: Upstream
     /// The engine in this process, whose counters `/metrics` shows.
     public let engineMetrics: EngineMetrics?
-    let index = RunIndex()
-    let catalog = DefinitionCatalog()
+    let index: RunIndex
+    let catalog: DefinitionCatalog
     let limits = WorkflowLimits()
 
-    public init(upstream: Upstream, engineMetrics: EngineMetrics? = nil) {
+    /// `views`: shared with the engine in the same process (its scheduler reads them too).
+    public init(upstream: Upstream, engineMetrics: EngineMetrics? = nil, views: WorkflowViews = WorkflowViews()) {
         self.upstream = upstream
         self.engineMetrics = engineMetrics
+        index = views.runs
+        catalog = views.catalog
     }
 
     /// The workflow metrics in Prometheus's text format (runs by state read with the caller's token).

@@ -221,8 +221,9 @@ extension Banyan {
                 var server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)
                 let upstream = WorkflowAPI.Upstream()
                 let engineMetrics = EngineMetrics()
+                let views = WorkflowViews()
                 if workflows {
-                    let api = WorkflowAPI(upstream: upstream, engineMetrics: engineMetrics)
+                    let api = WorkflowAPI(upstream: upstream, engineMetrics: engineMetrics, views: views)
                     server.routes = api.routes
                     server.moreMetrics = { try await api.metrics($0) }
                 }
@@ -249,7 +250,7 @@ extension Banyan {
                             log: { engineLogger.info("workflow: \($0)") })
                         engine.functions = Engine.builtinFunctions
                         engine.metrics = engineMetrics
-                        let service = EngineService(engine: engine)
+                        let service = { var s = EngineService(engine: engine); s.views = views; return s }()
                         engineTask.withLock {
                             $0 = Task {
                                 do { try await service.run() } catch is CancellationError {} catch { engineLogger.error("workflow engine stopped: \(error)") }

@@ -258,7 +258,7 @@ extension Banyan {
                                 "refusing to serve the workflow API on \(config.host): \(server) answers without a token, so anyone who reaches this port could run workflows; listen on 127.0.0.1 or give the server tokens (--tokens-file)")
                         }
                     }
-                    let api = WorkflowAPI(upstream: WorkflowAPI.Upstream(server), engineMetrics: service.engine.metrics)
+                    let api = WorkflowAPI(upstream: WorkflowAPI.Upstream(server), engineMetrics: service.engine.metrics, views: service.views)
                     let engineID = service.engine.engineID
                     let app = BanyanServer.application(
                         routes: api.routes + [WorkflowAPI.health(engine: engineID), api.metricsRoute], config: config, logger: Logger(label: "banyan.workflow"),

@@ -24,6 +24,9 @@ public struct EngineService: Sendable {
         self.engine = engine
     }
 
+    /// The views its scheduler reads (pass the workflow API's, in a process serving both).
+    public var views = WorkflowViews()
+
     /// An engine whose latest heartbeat is older than this is taken for stopped: other engines
     /// then take over the attempts it claimed. It records one every `heartbeatTTL / 3`.
     public var heartbeatTTL: Duration = .seconds(15)
@@ -118,7 +121,7 @@ public struct EngineService: Sendable {
             group.addTask {
                 // Scheduled workflows: this engine fires the schedules it is the preferred engine
                 // of among the live ones (another takes a schedule over when its engine stops).
-                let scheduler = Scheduler(engine: engine)
+                let scheduler = Scheduler(engine: engine, views: views)
                 while !Task.isCancelled {
                     do {
                         try await scheduler.pass { Self.preferred($0, among: liveness.alive()) == engine.engineID }

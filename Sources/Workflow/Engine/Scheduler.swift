@@ -10,8 +10,8 @@ import Foundation
 final class Scheduler: @unchecked Sendable {
     // Used by one task only (the engine service's scheduling loop).
     let engine: Engine
-    let catalog = DefinitionCatalog()
-    let runs = RunIndex()
+    let catalog: DefinitionCatalog
+    let runs: RunIndex
     static let stream = "workflow_schedules"
 
     /// What the ticks recorded so far say, per workflow.
@@ -25,8 +25,10 @@ final class Scheduler: @unchecked Sendable {
     private var ticks: [String: Ticks] = [:]
     private var cursor: UInt64?
 
-    init(engine: Engine) {
+    init(engine: Engine, views: WorkflowViews) {
         self.engine = engine
+        catalog = views.catalog
+        runs = views.runs
     }
 
     static func tickKey(_ workflow: String, _ tick: Int64) -> String { "schedule/\(workflow)/tick/\(tick)" }
