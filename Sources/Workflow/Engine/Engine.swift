@@ -1018,10 +1018,11 @@ public struct Engine: Sendable {
         var signals: [String: WorkflowValue] = [:]
         /// The run's cancel request (its payload), once read.
         var cancelRequest: WorkflowValue?
-        /// Pauses and resumes recorded (`workflow.run.paused`, `.resumed`), and whether the
-        /// latest pause stops running attempts too.
-        var pauses = 0
-        var resumes = 0
+        /// The run as a whole (its pauses and resumes among it), and whether the latest pause
+        /// stops running attempts too.
+        var lifecycle = RunLifecycle()
+        var pauses: Int { lifecycle.pauses }
+        var resumes: Int { lifecycle.resumes }
         var pauseNow = false
         /// No new attempt starts: paused, and not being cancelled (a cancel goes on while paused).
         var paused: Bool { pauses > resumes && cancelRequest == nil }
@@ -1035,11 +1036,8 @@ public struct Engine: Sendable {
                 signals[name] = event.payload["payload"] ?? .null
             }
             if event.type == "workflow.run.cancel_requested" { cancelRequest = event.payload }
-            if event.type == "workflow.run.paused", let n = event.payload["pause"]?.intValue, n > pauses {
-                pauses = n
-                pauseNow = event.payload["now"] == .bool(true)
-            }
-            if event.type == "workflow.run.resumed", let n = event.payload["pause"]?.intValue { resumes = max(resumes, n) }
+            if event.type == "workflow.run.paused", let n = event.payload["pause"]?.intValue, n > pauses { pauseNow = event.payload["now"] == .bool(true) }
+            if event.type.hasPrefix("workflow.run.") { lifecycle.apply(event) }
             guard let key = event.key, let task = event.payload["task"]?.stringValue, event.type.hasPrefix("workflow.task.") else { return }
             if event.payload["compensation"] != nil {
                 if event.type == "workflow.task.compensating" { compensationClaimant[task] = event.payload["engine"]?.stringValue }
@@ -1145,15 +1143,8 @@ struct RunReader {
     /// The run's events appended since the last call, in log order.
     mutating func next() async throws -> [RunEvents.Recorded] {
         var events: [RunEvents.Recorded] = []
-        while true {
-            let bytes = try await client.page(after: after, limit: 1_000, stream: RunEvents.stream(run))
-            let page: (events: [RunEvents.Recorded], next: UInt64, last: UInt64)
-            do { page = try RunEvents.page(bytes) } catch { throw Engine.EngineError.log("\(error)") }
-            events += page.events
-            guard page.next > after else { return events }
-            after = page.next
-            if page.next >= page.last { return events }
-        }
+        after = try await RunEvents.readPages(client, after: after, stream: RunEvents.stream(run), limit: 1_000) { events += $0 }
+        return events
     }
 }
 

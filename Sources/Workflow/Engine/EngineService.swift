@@ -48,8 +48,12 @@ public struct EngineService: Sendable {
     public func run() async throws {
         let liveness = Liveness(ttl: heartbeatTTL)
         let engine = { var e = self.engine; e.liveness = liveness; return e }()
-        let beat = Heartbeat(engine: engine, liveness: liveness, ttl: heartbeatTTL)
-        try await retrying("recording this engine's first heartbeat") { try await beat.once() }
+        let beat = Heartbeat(engine: engine, ttl: heartbeatTTL)
+        try await retrying("recording this engine's first heartbeat") {
+            try await beat.once()
+            // Read at once (then every `livenessInterval`): claims begin knowing the others.
+            try await liveness.refresh(engine.client)
+        }
         var queue = RunQueue()
         var ids: [String: RunEvents.RunID] = [:]
         /// Runs another live engine has claimed, by that engine: taken over if it stops.
@@ -266,19 +270,16 @@ public struct EngineService: Sendable {
         }
     }
 
-    /// This engine's heartbeats, and the reading of everyone's.
+    /// This engine's heartbeats (everyone's are read by the service, every `livenessInterval`).
     final class Heartbeat: Sendable {
         let engine: Engine
-        let liveness: Liveness
         let ttl: Duration
         let sequence = Atomic<UInt64>(0)
 
-        init(engine: Engine, liveness: Liveness, ttl: Duration) {
+        init(engine: Engine, ttl: Duration) {
             self.engine = engine
-            self.liveness = liveness
             self.ttl = ttl
         }
-
 
         /// Straight to the server, not through the shared batches: a heartbeat must not wait
         /// behind other runs' appends.
@@ -286,7 +287,6 @@ public struct EngineService: Sendable {
             let n = sequence.add(1, ordering: .relaxed).newValue
             let draft = Liveness.heartbeat(engine: engine.engineID, incarnation: engine.incarnation, sequence: n, ttl: ttl)
             try await engine.append(Array(WorkflowValue.array([draft.json]).json.utf8))
-            try await liveness.refresh(engine.client)
         }
     }
 

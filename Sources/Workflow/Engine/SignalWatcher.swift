@@ -140,16 +140,11 @@ final class SignalWatcher: Sendable {
             }
             guard let cursor else { return }
             // To the log's end each time: after a quiet stretch the cursor may be far behind.
-            var after = cursor
             do {
-                while true {
-                    let page = try RunEvents.page(try await client.page(after: after, limit: 1_000, type: type))
-                    for event in page.events { if let key = event.key { deliver(key, event.payload) } }
-                    let next = page.next
-                    state.withLock { $0.cursor = max($0.cursor ?? 0, next) }
-                    guard next > after, next < page.last else { break }
-                    after = next
+                let next = try await RunEvents.readPages(client, after: cursor, type: type, limit: 1_000) { events in
+                    for event in events { if let key = event.key { deliver(key, event.payload) } }
                 }
+                state.withLock { $0.cursor = max($0.cursor ?? 0, next) }
             } catch {
                 log("reading signals: \(error)")
             }
