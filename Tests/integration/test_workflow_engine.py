@@ -485,12 +485,15 @@ def events_of_type(url: str, type_: str) -> list[dict]:
 
 
 def test_three_engines_share_300_runs_and_take_over_a_killed_ones(server, engines, run_banyan, tmp_path):
-    effects = tmp_path / "effects"
+    effects, gate = tmp_path / "effects", tmp_path / "gate"
     flow = tmp_path / "pair.yaml"
+    # b waits (at most two minutes) for the gate, which opens after the kill: so the killed engine
+    # certainly holds unfinished runs, however fast this machine is.
+    wait_gate = f"i=0; while [ ! -e {gate} ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done; "
     flow.write_text(f"""name: pair
 tasks:
   - {{id: a, kind: shell, run: ["sh", "-c", "echo $BANYAN_TASK_KEY >> {effects}; sleep 0.05"], retry: {{max_attempts: 3, backoff: {{initial: 10ms}}}}}}
-  - {{id: b, kind: shell, needs: [a], run: ["sh", "-c", "echo $BANYAN_TASK_KEY >> {effects}; sleep 0.05"], retry: {{max_attempts: 3, backoff: {{initial: 10ms}}}}}}
+  - {{id: b, kind: shell, needs: [a], run: ["sh", "-c", "{wait_gate}echo $BANYAN_TASK_KEY >> {effects}"], retry: {{max_attempts: 3, backoff: {{initial: 10ms}}}}}}
 """)
     ttl = 4
     es = [engines(server.url, "--heartbeat-ttl", f"{ttl}s", "--engine-id", f"e{i}") for i in range(3)]
@@ -511,16 +514,27 @@ tasks:
     def completed_runs() -> int:
         return len(events_of_type(server.url, "workflow.run.completed"))
 
-    wait_until(lambda: completed_runs() >= 60, 120, "a fifth of the runs to complete")
+    def holders() -> dict[str, str]:
+        latest: dict[str, tuple[int, str]] = {}
+        for c in events_of_type(server.url, "workflow.run.claimed"):
+            run, n = c["payload"]["run"], int(c["payload"]["claim"])
+            if latest.get(run, (0, ""))[0] < n:
+                latest[run] = (n, c["payload"]["engine"])
+        return {run: engine for run, (_, engine) in latest.items()}
+
+    wait_until(lambda: len(events_of_type(server.url, "workflow.task.completed")) >= 60, 120, "a fifth of the runs' first tasks to complete")
     held = Counter(e["payload"]["engine"] for e in events_of_type(server.url, "workflow.run.claimed"))
     assert all(held[f"e{i}"] >= 30 for i in range(3)), f"runs spread over the engines: {dict(held)}"
     es[1].kill9()
     killed = time.time()
+    held_by_e1 = {run for run, engine in holders().items() if engine == "e1"}
+    gate.touch()
     wait_until(lambda: completed_runs() == 300, 180, "every run to complete")
     claims = events_of_type(server.url, "workflow.run.claimed")
     # Takeovers after the kill (a live engine starved of CPU may have been taken over before).
     takeovers = [c for c in claims if c["payload"].get("takeover_of") == "e1" and c["time_unix_nano"] / 1e9 >= killed]
-    assert takeovers, "the killed engine's unfinished runs were taken over"
+    assert held_by_e1 and {c["payload"]["run"] for c in takeovers} == held_by_e1, \
+        f"each run the killed engine held ({len(held_by_e1)}) was taken over: {len(takeovers)} takeovers; claims per engine {dict(held)}"
     first = min(c["time_unix_nano"] for c in takeovers) / 1e9
     # A live engine starved of CPU for a ttl (this machine runs the server, three engines and
     # their shell tasks on two cores) can be taken for stopped: its runs then have two drivers,
