@@ -64,7 +64,7 @@ public struct BanyanHTTPClient: Sendable {
             let decoded = try? JSONDecoder().decode(ErrorBody.self, from: Data(bytes))
             throw BanyanClientError(
                 status: Int(response.status.code), error: decoded?.error ?? "HTTP \(response.status.code)",
-                detail: decoded?.detail ?? String(decoding: bytes.prefix(300), as: UTF8.self))
+                detail: decoded?.detail ?? String(decoding: bytes.prefix(300), as: UTF8.self), field: decoded?.field)
         }
         return (bytes, response.headers)
     }
@@ -93,6 +93,15 @@ public struct BanyanClientError: Error, Sendable, CustomStringConvertible {
     public var status: Int
     public var error: String
     public var detail: String?
+    /// The request part the server named as at fault.
+    public var field: String?
+
+    public init(status: Int, error: String, detail: String? = nil, field: String? = nil) {
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.field = field
+    }
 
     public var description: String {
         let prefix = status > 0 ? "HTTP \(status): " : ""

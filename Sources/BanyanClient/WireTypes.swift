@@ -20,4 +20,5 @@ public struct EmitResponse: Sendable, Hashable, Codable {
 public struct ErrorBody: Sendable, Hashable, Codable {
     public var error: String
     public var detail: String?
+    public var field: String?
 }

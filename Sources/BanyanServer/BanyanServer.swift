@@ -42,7 +42,9 @@ public struct BanyanServer: Sendable {
     }
 
     /// The responder, usable without a socket in tests.
-    public var responder: some HTTPResponder<BanyanRequestContext> {
+    public var responder: some HTTPResponder<BanyanRequestContext> { banyanResponder }
+
+    private var banyanResponder: BanyanResponder {
         let native = NativeAPI(store: store, config: config, streams: streams, replication: replication)
         let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams, replication: replication)
         let replicationAPI = ReplicationAPI(store: store, replication: replication, config: config, logger: logger)
@@ -101,9 +103,10 @@ public struct BanyanServer: Sendable {
                 _ = try await snapshots.create(requestedBy: "schedule", prune: prune)
             })
         }
+        let responder = banyanResponder
         return Application(
             responder: responder,
-            server: .guarded(timeouts: config.connectionTimeouts, registry: connections),
+            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, webSockets: responder.webSockets),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
             services: services,
             onServerRunning: { channel in
@@ -136,7 +139,7 @@ public struct BanyanServer: Sendable {
             replication: nil, readWait: config.readWait, logger: logger)
         return Application(
             responder: responder,
-            server: .guarded(timeouts: config.connectionTimeouts, registry: connections),
+            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, webSockets: responder.webSockets),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
@@ -176,6 +179,10 @@ struct BanyanResponder: HTTPResponder {
     let readWait: Duration
     let logger: Logger
 
+    /// Itself, when a route speaks WebSocket: connections are then offered the upgrade (a server
+    /// without such routes keeps the plain HTTP/1.1 pipeline).
+    var webSockets: BanyanResponder? { table.routes.contains(where: \.webSocket) ? self : nil }
+
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
         var (response, pattern): (Response, String)
@@ -213,8 +220,12 @@ struct BanyanResponder: HTTPResponder {
                     }
                     if route.role == .read { try await ReadGate.wait(request, store: replication.store, bound: readWait) }
                 }
+                if context.webSocket != nil, !route.webSocket {
+                    throw APIError.invalid("\(route.pattern) does not speak WebSocket", field: "Upgrade")
+                }
                 let client = ClientConnection(channel: context.channel, connections: connections)
-                return (try await route.handler(request, RouteContext(parameters: parameters, client: client, headOnly: headOnly)), pattern)
+                let routeContext = RouteContext(parameters: parameters, client: client, headOnly: headOnly, webSocket: context.webSocket)
+                return (try await route.handler(request, routeContext), pattern)
             case .wrongMethod(let served, let allow):
                 pattern = served
                 try access.authorize(request, needs: RouteTable.defaultRole(request.method))
@@ -239,6 +250,8 @@ struct BanyanResponder: HTTPResponder {
 public struct BanyanRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public let channel: any Channel
+    /// Set on a WebSocket handshake (`WebSocketUpgrade`).
+    var webSocket: WebSocketUpgrade?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

@@ -80,7 +80,7 @@ public struct WorkflowAPI: Sendable {
             Route(.get, "/v1/runs/{id}", role: .read) { request, context in try await run(request, id: context.parameter) },
             Route(.get, "/v1/runs/{id}/tasks", role: .read) { request, context in try await tasks(request, id: context.parameter) },
             Route(.get, "/v1/runs/{id}/events", role: .read) { request, context in try await events(request, id: context.parameter) },
-            Route(.get, "/v1/runs/{id}/watch", role: .read) { request, context in try await watch(request, id: context.parameter, context: context) },
+            Route(.get, "/v1/runs/{id}/watch", role: .read, webSocket: true) { request, context in try await watch(request, id: context.parameter, context: context) },
             Route(.post, "/v1/runs/{id}/cancel", role: .write) { request, context in try await cancel(request, id: context.parameter) },
             Route(.post, "/v1/runs/{id}/pause", role: .write) { request, context in try await pause(request, id: context.parameter) },
             Route(.post, "/v1/runs/{id}/resume", role: .write) { request, context in try await resume(request, id: context.parameter) },
@@ -379,14 +379,17 @@ public struct WorkflowAPI: Sendable {
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    /// The run's events as Server-Sent Events, `/v1/stream`'s frames (`id`, `event: event`, the
-    /// event's JSON), from its request on or after `Last-Event-ID`, then `event: end` with the
-    /// run's state once its end is sent; the stream then closes.
+    /// The run's events, from its request on or after `Last-Event-ID` (or `?after=`), then its end
+    /// once that is sent: as Server-Sent Events (`/v1/stream`'s frames: `id`, `event: event`, the
+    /// event's JSON; then `event: end` with the run's state, and the stream closes), or, when the
+    /// request asks for a WebSocket, the same frames as text messages, each a JSON object
+    /// `{"id", "event", "data"}` (docs/WORKFLOWS.md, "Watching a run").
     func watch(_ request: Request, id: Substring, context: RouteContext) async throws -> Response {
         let client = try client(request)
         let run = String(id)
         let requestID = try await requestID(client, run: run)
-        let resume = try NativeAPI.id(request.headers[.lastEventID], field: "Last-Event-ID")
+        let query = try QueryString(request)
+        let resume = try NativeAPI.id(request.headers[.lastEventID], field: "Last-Event-ID") ?? NativeAPI.id(query.get("after"), field: "after")
         let start = max(resume ?? 0, requestID - 1)
         if context.headOnly { return Response(status: .ok, headers: Self.streamHeaders) }
         // Resumed after the run's end was sent: only the end frame is left.
@@ -397,20 +400,75 @@ public struct WorkflowAPI: Sendable {
             else { continue }
             ended = state.rawValue
         }
-        let endedBefore = ended
+        let watch = Watch(client: client, run: run, start: start, endedBefore: ended)
+        if let webSocket = context.webSocket {
+            return webSocket.accept { inbound, outbound in
+                // Only close and ping frames come in; their end is the client's leaving.
+                let gone = Atomic(false)
+                let reader = Task {
+                    do { for try await _ in inbound {} } catch {}
+                    gone.store(true, ordering: .relaxed)
+                }
+                defer { reader.cancel() }
+                try await watch.run(isGone: { gone.load(ordering: .relaxed) }, heartbeats: false) { frame in
+                    if let frame { try await outbound.write(.text(frame.json)) }
+                }
+            }
+        }
         let connection = context.client
         let body = ResponseBody { writer in
-            if let endedBefore {
-                try await writer.write(ByteBuffer(bytes: Self.endFrame(run: run, state: endedBefore)))
-                try await writer.finish(nil)
-                return
+            try await watch.run(isGone: { connection.isGone }, heartbeats: true) { frame in
+                try await writer.write(frame.map { ByteBuffer(bytes: $0.sse) } ?? ByteBuffer(string: ": heartbeat\n\n"))
             }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: Self.streamHeaders, body: body)
+    }
+
+    static let streamHeaders: HTTPFields = [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache"]
+
+    /// One watcher of one run: reads the run's stream from the server and hands each frame on,
+    /// whichever way it is written.
+    struct Watch: Sendable {
+        /// What a watcher is sent: the run's events, then `end` with its state (or `error`).
+        struct Frame: Sendable {
+            var id: UInt64?
+            var event: String
+            var data: [UInt8]
+
+            static func end(run: String, state: String) -> Frame {
+                Frame(event: "end", data: Array(WorkflowValue.object([(key: "run", value: .text(run)), (key: "state", value: .text(state))]).json.utf8))
+            }
+
+            var sse: [UInt8] { Array((id.map { "id: \($0)\n" } ?? "").utf8) + Array("event: \(event)\ndata: ".utf8) + data + Array("\n\n".utf8) }
+            var json: String {
+                "{" + (id.map { "\"id\":\($0)," } ?? "") + "\"event\":\(WorkflowValue.text(event).json),\"data\":" + String(decoding: data, as: UTF8.self) + "}"
+            }
+        }
+
+        /// Frames read from the server and not yet written to a slow watcher; past it no more are
+        /// read, the stream ends after those, and the watcher reconnects (`Last-Event-ID` or
+        /// `?after=` resumes it exactly).
+        static let bufferMax = 10_000
+        /// An SSE watcher with nothing to read is sent a comment this often (a WebSocket is pinged).
+        static let heartbeat = Duration.seconds(15)
+
+        let client: BanyanHTTPClient
+        let run: String
+        let start: UInt64
+        /// The end's state, when it was sent before the watcher resumed.
+        let endedBefore: String?
+
+        /// `send(nil)`: a heartbeat, when `heartbeats` and nothing was sent for `heartbeat`.
+        func run(isGone: @Sendable () -> Bool, heartbeats: Bool, send: (Frame?) async throws -> Void) async throws {
+            if let endedBefore { return try await send(.end(run: run, state: endedBefore)) }
             enum Item: Sendable {
                 case frame(StreamFrame)
                 case tick
                 case failed(String)
             }
-            let (items, sink) = AsyncStream.makeStream(of: Item.self, bufferingPolicy: .bufferingOldest(Self.watchBufferMax))
+            let (items, sink) = AsyncStream.makeStream(of: Item.self, bufferingPolicy: .bufferingOldest(Self.bufferMax))
+            let (client, run, start) = (self.client, self.run, self.start)
             let pump = Task {
                 do {
                     for try await frame in client.stream(after: start, stream: RunEvents.stream(run)) {
@@ -431,45 +489,27 @@ public struct WorkflowAPI: Sendable {
                 pump.cancel()
                 ticker.cancel()
             }
-            var lastWrite = ContinuousClock.now
-            loop: for await item in items {
+            var lastSent = ContinuousClock.now
+            for await item in items {
                 switch item {
                 case .tick:
-                    if connection.isGone { break loop }
-                    if ContinuousClock.now - lastWrite >= Self.watchHeartbeat {
-                        try await writer.write(ByteBuffer(string: ": heartbeat\n\n"))
-                        lastWrite = .now
+                    if isGone() { return }
+                    if heartbeats, ContinuousClock.now - lastSent >= Self.heartbeat {
+                        try await send(nil)
+                        lastSent = .now
                     }
                 case .failed(let why):
-                    try await writer.write(ByteBuffer(string: "event: error\ndata: \(WorkflowValue.object([(key: "detail", value: .text(why))]).json)\n\n"))
-                    break loop
+                    return try await send(Frame(event: "error", data: Array(WorkflowValue.object([(key: "detail", value: .text(why))]).json.utf8)))
                 case .frame(let frame):
-                    var bytes = Array((frame.id.map { "id: \($0)\n" } ?? "").utf8) + Array("event: \(frame.event)\ndata: ".utf8)
-                    bytes += frame.data
-                    bytes += Array("\n\n".utf8)
-                    try await writer.write(ByteBuffer(bytes: bytes))
-                    lastWrite = .now
+                    try await send(Frame(id: frame.id, event: frame.event, data: frame.data))
+                    lastSent = .now
                     guard frame.event == "event", let type = (try? JSONText.parse(frame.data))?["type"]?.stringValue,
                         RunLifecycle.endTypes.contains(type)
                     else { continue }
-                    try await writer.write(ByteBuffer(bytes: Self.endFrame(run: run, state: RunLifecycle.State(endType: type)?.rawValue ?? "ended")))
-                    break loop
+                    return try await send(.end(run: run, state: RunLifecycle.State(endType: type)?.rawValue ?? "ended"))
                 }
             }
-            try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: Self.streamHeaders, body: body)
-    }
-
-    static let streamHeaders: HTTPFields = [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache"]
-    /// Frames read from the server and not yet written to a slow watcher; past it no more are
-    /// read, the stream ends after those, and the watcher reconnects (`Last-Event-ID` resumes it
-    /// exactly).
-    static let watchBufferMax = 10_000
-    static let watchHeartbeat = Duration.seconds(15)
-
-    static func endFrame(run: String, state: String) -> [UInt8] {
-        Array("event: end\ndata: \(WorkflowValue.object([(key: "run", value: .text(run)), (key: "state", value: .text(state))]).json)\n\n".utf8)
     }
 
     func cancel(_ request: Request, id: Substring) async throws -> Response {
@@ -645,7 +685,8 @@ public struct WorkflowAPI: Sendable {
             // The server's refusals keep their status and words (a token too weak, an event over
             // its payload limit, a pruned read); the server out of reach is a 503.
             if (400..<500).contains(e.status) || e.status == 503 {
-                return APIError(HTTPResponse.Status(code: e.status), e.error, detail: e.detail)
+                let refused = APIError(HTTPResponse.Status(code: e.status), e.error, detail: e.detail)
+                return e.field.map { refused.naming($0) } ?? refused
             }
             var unavailable = APIError(.serviceUnavailable, "the Banyan server failed", detail: "\(e)")
             unavailable.headers[.retryAfter] = "1"

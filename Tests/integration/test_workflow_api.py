@@ -4,6 +4,7 @@ run's state, tasks and events, the live watch over SSE, signals and cancels; ser
 serve --workflows` and by `banyan workflow engine --listen`."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from websockets.exceptions import ConnectionClosedError
+from websockets.sync.client import connect as ws_connect
 
 from conftest import free_port
 from test_v1_api import wait_until
@@ -64,6 +67,28 @@ def sse(url: str, last_event_id: str | None = None, timeout: float = 30) -> list
     return frames
 
 
+def ws(url: str, subprotocols: list[str] | None = None, origin: str | None = None, timeout: float = 30,
+       raw: list[str] | None = None) -> tuple[list[tuple[str | None, str, str]], int | None, str]:
+    """Reads a watch over WebSocket to its end: (id, event, data) per message, as `sse` gives them,
+    then the close code and reason; each message's text is added to `raw`."""
+    frames = []
+    with ws_connect(url.replace("http://", "ws://"), subprotocols=subprotocols or ["banyan.v1"], origin=origin, open_timeout=10, close_timeout=10) as c:
+        if subprotocols is None:
+            assert c.subprotocol == "banyan.v1"
+        deadline = time.time() + timeout
+        try:
+            for message in c:
+                if raw is not None:
+                    raw.append(message)
+                frame = json.loads(message)
+                fid = frame.get("id")
+                frames.append((None if fid is None else str(fid), frame["event"], json.dumps(frame["data"], separators=(",", ":"))))
+                assert time.time() < deadline, frames[-3:]
+        except ConnectionClosedError:
+            pass  # closed with a code other than 1000 or 1001: returned below
+        return frames, c.close_code, c.close_reason
+
+
 @pytest.fixture
 def wf(server_factory):
     return server_factory(["--workflows"])
@@ -108,6 +133,12 @@ def test_upload_versions_execute_once_per_key_and_watch_to_the_end(wf):
     rest = sse(f"{wf.url}/v1/runs/{run}/watch", last_event_id=str(middle))
     assert [int(i) for i, e, _ in rest if e == "event"] == [i for i in ids if i > middle] and rest[-1][1] == "end"
     assert [e for _, e, _ in sse(f"{wf.url}/v1/runs/{run}/watch", last_event_id=str(ids[-1]))] == ["end"]
+    # The same frames over a WebSocket (each data the same JSON value), resumable with ?after=.
+    as_json = lambda fs: [(i, e, json.loads(d)) for i, e, d in fs]
+    frames_ws, code, _ = ws(f"{wf.url}/v1/runs/{run}/watch")
+    assert as_json(frames_ws) == as_json(frames) and code == 1000, frames_ws[-3:]
+    rest_ws, code, _ = ws(f"{wf.url}/v1/runs/{run}/watch?after={middle}")
+    assert as_json(rest_ws) == as_json(rest) and code == 1000
 
     view = run_view(wf.url, run)
     assert view["state"] == "completed" and view["version"] == 2 and view["inputs"] == {"base": 3}, view
@@ -203,6 +234,55 @@ def test_signals_and_cancels_through_the_api(wf):
     assert [x["run"] for x in listed["runs"]] == [run]
 
 
+def test_a_websocket_watch_is_live_and_refusals_say_why_in_a_message_and_the_close_code(wf, tmp_path):
+    effects = tmp_path / "effects"
+    assert upload(wf.url, chain("slow", 3, effects, pause="0.5")).status_code == 201
+    run = execute(wf.url, "slow").json()["run"]
+    url = f"{wf.url}/v1/runs/{run}/watch"
+    # Opened while the run goes on (a same-origin page may watch): its events arrive as they happen.
+    host = wf.url.removeprefix("http://")
+    assert run_view(wf.url, run)["state"] != "completed"
+    messages: list[str] = []
+    frames, code, _ = ws(url, origin=f"http://{host}", timeout=60, raw=messages)
+    assert code == 1000 and frames[-1][1] == "end" and json.loads(frames[-1][2]) == {"run": run, "state": "completed"}, frames[-3:]
+    # The frames' bytes (docs/WORKFLOWS.md, "Watching a run").
+    first = requests.get(f"{wf.url}/v1/events", params={"stream": f"job_events:{run}", "limit": 1}, timeout=10).json()["events"][0]
+    assert messages[0].startswith('{"id":%d,"event":"event","data":{"id":%d,' % (first["id"], first["id"])), messages[0]
+    assert messages[-1] == '{"event":"end","data":{"run":"%s","state":"completed"}}' % run, messages[-1]
+    assert [json.loads(d)["type"] for _, e, d in frames if e == "event"].count("workflow.task.completed") == 3
+    assert effects.read_text().split() == ["t0", "t1", "t2"]
+    # Refused: the connection opens, one error message with the JSON error, then close 4000+status.
+    for path, origin, status, field in [(f"/v1/runs/nope/watch", None, 404, None), ("/v1/status", None, 400, "Upgrade"),
+                                        (f"/v1/runs/{run}/watch?after=x", None, 400, "after"),
+                                        (f"/v1/runs/{run}/watch", "http://evil.example", 403, "Origin")]:
+        got, code, reason = ws(wf.url + path, origin=origin)
+        assert len(got) == 1 and got[0][1] == "error" and code == 4000 + status, (path, got, code)
+        error = json.loads(got[0][2])
+        assert error["error"] and error.get("field") == field, (path, error)
+    # A client that offers no subprotocol is served too (none is selected).
+    got, code, _ = ws(url, subprotocols=[])
+    assert code == 1000 and got[-1][1] == "end"
+    # An upgrade asked after another request on the same connection: 307 to the same URL, closed.
+    conn = http.client.HTTPConnection(host, timeout=10)
+    conn.request("GET", "/v1/status")
+    first_answer = conn.getresponse()
+    assert first_answer.status == 200 and first_answer.read()
+    conn.request("GET", f"/v1/runs/{run}/watch", headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                                                          "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    again = conn.getresponse()
+    assert again.status == 307 and again.getheader("Location") == f"/v1/runs/{run}/watch" and again.getheader("Connection") == "close"
+    conn.close()
+
+
+def test_no_connection_timeout_cuts_an_open_websocket(server_factory, tmp_path):
+    srv = server_factory(["--workflows", "--header-read-timeout-seconds", "1", "--body-read-timeout-seconds", "1", "--idle-timeout-seconds", "1"])
+    assert upload(srv.url, chain("long", 4, tmp_path / "effects", pause="1")).status_code == 201
+    run = execute(srv.url, "long").json()["run"]
+    started = time.time()
+    frames, code, _ = ws(f"{srv.url}/v1/runs/{run}/watch", timeout=60)
+    assert time.time() - started >= 3 and code == 1000 and json.loads(frames[-1][2])["state"] == "completed", (code, frames[-2:])
+
+
 def test_bad_requests_are_refused_with_the_field_and_store_nothing(wf):
     last = requests.get(wf.url + "/v1/events", params={"after": 1 << 62}, timeout=10).json()["last_id"]
     r = upload(wf.url, "name: x\ntasks:\n  - {id: a}\n")
@@ -281,6 +361,11 @@ def test_an_engine_process_serves_the_api_and_passes_tokens_on(server_factory, b
         m = requests.get(api + "/metrics", headers=read, timeout=10)
         assert m.status_code == 200 and "banyan_workflow_runs{state=\"completed\"} 1" in m.text and "banyan_workflow_tasks_total{event=\"completed\"} 4" in m.text, m.text
         assert requests.get(api + "/metrics", timeout=10).status_code == 401
+        # A browser's WebSocket carries its token as a subprotocol (never echoed back).
+        frames, code, _ = ws(f"{api}/v1/runs/{run}/watch", subprotocols=["banyan.v1", "banyan.bearer.rd"])
+        assert code == 1000 and json.loads(frames[-1][2])["state"] == "completed", frames[-3:]
+        frames, code, _ = ws(f"{api}/v1/runs/{run}/watch", subprotocols=["banyan.v1", "banyan.bearer.nope"])
+        assert code == 4401 and json.loads(frames[0][2]).get("field") == "Authorization", frames
     finally:
         proc.terminate()
         proc.wait(10)

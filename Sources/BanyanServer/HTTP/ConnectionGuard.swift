@@ -170,26 +170,21 @@ final class HTTPGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Hummingbird's HTTP/1.1 child channel with the two guard handlers around its codec and a
-/// responder that reports each response's end to the connection's guard.
-struct GuardedHTTP1Channel: ServerChildChannel {
+/// Hummingbird's HTTP/1.1 child channel (`HTTP1Channel`, or `HTTP1WebSocketUpgradeChannel` when
+/// some route speaks WebSocket) with the two guard handlers around its codec and a responder that
+/// reports each response's end to the connection's guard. `makeInner` builds the inner channel for
+/// a responder and the connection's guard (a WebSocket session reports to it too).
+struct GuardedHTTP1Channel<Inner: ServerChildChannel>: ServerChildChannel {
     struct Value: ServerChildChannelValue {
-        let asyncChannel: HTTP1Channel.Value
+        let inner: Inner.Value
         let connection: ConnectionGuard
-        var channel: any Channel { asyncChannel.channel }
+        var channel: any Channel { inner.channel }
     }
 
     let responder: HTTPChannelHandler.Responder
     let timeouts: ConnectionTimeouts
     let registry: ConnectionRegistry
-    private let inner: HTTP1Channel
-
-    init(responder: @escaping HTTPChannelHandler.Responder, timeouts: ConnectionTimeouts, registry: ConnectionRegistry) {
-        self.responder = responder
-        self.timeouts = timeouts
-        self.registry = registry
-        inner = HTTP1Channel(responder: responder, configuration: .init(additionalChannelHandlers: [HTTPGuardHandler()]))
-    }
+    let makeInner: @Sendable (@escaping HTTPChannelHandler.Responder, ConnectionGuard) -> Inner
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let connection = ConnectionGuard(timeouts: timeouts, registry: registry, logger: logger)
@@ -198,22 +193,35 @@ struct GuardedHTTP1Channel: ServerChildChannel {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return inner.setup(channel: channel, logger: logger).map { Value(asyncChannel: $0, connection: connection) }
+        return makeInner(responder, connection).setup(channel: channel, logger: logger).map { Value(inner: $0, connection: connection) }
     }
 
     func handle(value: Value, logger: Logger) async {
         let (responder, connection) = (self.responder, value.connection)
-        let reporting = HTTP1Channel(responder: { request, writer, channel in
+        let reporting = makeInner({ request, writer, channel in
             defer { connection.responseEnded() }
             try await responder(request, writer, channel)
-        }, configuration: inner.configuration)
-        await reporting.handleHTTP(asyncChannel: value.asyncChannel, logger: logger)
+        }, connection)
+        await reporting.handle(value: value.inner, logger: logger)
     }
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with Banyan's connection timeouts and connection limit.
-    static func guarded(timeouts: ConnectionTimeouts, registry: ConnectionRegistry) -> HTTPServerBuilder {
-        .init { responder in GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) }
+    /// HTTP/1.1 with Banyan's connection timeouts and connection limit; with `webSockets`, the
+    /// routes that speak WebSocket can be upgraded to it (`WebSocketUpgrade`).
+    static func guarded(timeouts: ConnectionTimeouts, registry: ConnectionRegistry, webSockets: BanyanResponder? = nil) -> HTTPServerBuilder {
+        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPGuardHandler()])
+        guard let webSockets else {
+            return .init { responder in
+                GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, _ in
+                    HTTP1Channel(responder: responder, configuration: http1)
+                }
+            }
+        }
+        return .init { responder in
+            GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, connection in
+                WebSocketUpgrade.channel(responder: responder, http1: http1, routes: webSockets, connection: connection)
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@ import Hummingbird
 
 /// One route: a path pattern (`/v1/events/{id}`: literal segments and `{parameters}`), the method
 /// it answers (nil: any), the role it needs when tokens are configured (nil: open to everyone),
-/// and its handler.
+/// whether it speaks WebSocket (`WebSocketUpgrade`), and its handler.
 public struct Route: Sendable {
     public typealias Handler = @Sendable (Request, RouteContext) async throws -> Response
 
@@ -11,12 +11,14 @@ public struct Route: Sendable {
     let method: HTTPRequest.Method?
     let role: Role?
     let handler: Handler
+    let webSocket: Bool
     fileprivate let segments: [Substring]
 
-    public init(_ method: HTTPRequest.Method?, _ pattern: String, role: Role?, _ handler: @escaping Handler) {
+    public init(_ method: HTTPRequest.Method?, _ pattern: String, role: Role?, webSocket: Bool = false, _ handler: @escaping Handler) {
         self.pattern = pattern
         self.method = method
         self.role = role
+        self.webSocket = webSocket
         self.handler = handler
         segments = pattern.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map { $0 }
     }
@@ -44,6 +46,9 @@ public struct RouteContext: Sendable {
     public let client: ClientConnection
     /// The request was HEAD, answered as GET without a body: a stream must not be opened.
     public let headOnly: Bool
+    /// Set when the request asks to become a WebSocket and the route speaks it: the handler
+    /// answers with `webSocket.accept { … }`.
+    public let webSocket: WebSocketUpgrade?
 
     public var parameter: Substring { parameters.first ?? "" }
 }

@@ -9,7 +9,8 @@ import Hummingbird
 ///   listening on every address (`0.0.0.0`, `::`) accepts any name unless `--allowed-hosts` is set;
 ///   it requires tokens anyway.
 /// - **Origin**: a browser request from another origin that could change something (any method
-///   but GET, HEAD and OPTIONS) is refused unless `--cors-origins` lists the origin; allowed
+///   but GET, HEAD and OPTIONS), or that opens a WebSocket (which CORS does not cover: the page
+///   could read it), is refused unless `--cors-origins` lists the origin; allowed
 ///   origins get CORS headers and preflight answers. Requests without `Origin` (curl, the
 ///   `celestialtree` client, servers) are not browser requests and pass.
 /// - Bodies must be JSON (`RequestBody.requireJSON`), which an HTML form cannot send.
@@ -84,13 +85,15 @@ struct SiteGuard: Sendable {
             ).naming("Host")
         }
         guard let origin = request.headers[.origin], !isSameOrigin(origin, request) else { return }
+        // A WebSocket is not under CORS: a page from anywhere could read what it carries.
+        let webSocket = request.headers[.upgrade]?.lowercased() == "websocket"
         switch request.method {
-        case .get, .head, .options: return
+        case .get where !webSocket, .head, .options: return
         default:
             guard isAllowed(origin) else {
                 throw APIError(
                     .forbidden, "cross-origin request refused",
-                    detail: "requests from \(origin) may not change anything here; list the origin in --cors-origins to allow it"
+                    detail: "requests from \(origin) may not \(webSocket ? "open a WebSocket" : "change anything") here; list the origin in --cors-origins to allow it"
                 ).naming("Origin")
             }
         }
