@@ -25,6 +25,9 @@ One `banyan serve` (default --fsync group: every event durable before it is ackn
    its approval and completes the task and the run.
 4. Several engines (--engines 1,2,3): the throughput of 1 with 1, 2 and 3 engine processes
    sharing the runs (run claims), the counts taken in turn and then in reverse turn each round.
+   With --engines-sleep S each task is the program `sleep S` instead of a no-op: work that waits
+   (on a network, a disk, another service), where each engine's --max-concurrent-tasks, not the
+   CPU, bounds what it completes per second.
 5. Starts through the REST API (--api-seconds S): wrk (tools/wrk/workflow_starts.lua, 2 threads,
    --api-clients connections) for S seconds of `POST /v1/workflows/ladder1/runs`, each with a new
    Idempotency-Key, to the API of an engine started with --listen (which also drives the runs it
@@ -58,12 +61,14 @@ def fnv(text: str) -> str:
     return f"{h:016x}"
 
 
-def ladder(levels: int, width: int) -> str:
-    lines = ["name: ladder", "tasks:"]
+def ladder(levels: int, width: int, sleep: float = 0) -> str:
+    """No-op tasks; with `sleep`, each task is the program `sleep <sleep>` (work that waits)."""
+    lines = ["name: ladder" if not sleep else "name: sleepy", "tasks:"]
+    work = "kind: swift, function: noop" if not sleep else f'kind: shell, run: ["sleep", "{sleep}"]'
     for level in range(levels):
         for i in range(width):
             needs = "" if level == 0 else ", needs: [" + ", ".join(f"l{level - 1}t{j}" for j in range(width)) + "]"
-            lines.append(f"  - {{id: l{level}t{i}, kind: swift, function: noop{needs}}}")
+            lines.append(f"  - {{id: l{level}t{i}, {work}{needs}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +131,8 @@ def main() -> None:
     ap.add_argument("--max-concurrent-tasks", type=int, default=64, help="the engine's default")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--engines", default="", help="e.g. 1,2,3: section 4")
+    ap.add_argument("--engines-sleep", type=float, default=0,
+                    help="section 4 with tasks that wait: each task runs `sleep S` (a program), so each engine's --max-concurrent-tasks bounds it, not the CPU")
     ap.add_argument("--api-seconds", type=int, default=0, help="section 5: seconds of wrk per round")
     ap.add_argument("--api-clients", type=int, default=16, help="wrk connections")
     ap.add_argument("--api-engine-args", default="", help="more arguments for the API's engine, e.g. '--max-concurrent-runs 1' to measure starts with (almost) no driving beside them")
@@ -234,6 +241,7 @@ def main() -> None:
 
         if args.engines:
             counts = [int(n) for n in args.engines.split(",")]
+            engines_definition = ladder(args.levels, args.width, args.engines_sleep)
             for rnd in range(args.rounds):
                 for n in (counts if rnd % 2 == 0 else list(reversed(counts))):
                     # A short ttl: the previous group's engines must be seen gone before the
@@ -247,14 +255,15 @@ def main() -> None:
                     start_id = last_id(url)
                     counter = TypeCounter(url, "workflow.run.completed", start_id)
                     t0 = time.monotonic()
-                    submit(url, runs, "ladder", definition)
+                    submit(url, runs, "sleepy" if args.engines_sleep else "ladder", engines_definition)
                     while counter.poll() < len(runs):
                         time.sleep(0.02)
                     elapsed = time.monotonic() - t0
                     held = {}
                     for e in events_of(url, "workflow.run.claimed", start_id):
                         held[e["payload"]["engine"]] = held.get(e["payload"]["engine"], 0) + 1
-                    print(json.dumps({"engines": n, "round": rnd + 1, "runs": len(runs), "tasks_per_s": round(len(runs) * tasks_per_run / elapsed),
+                    print(json.dumps({"engines": n, "round": rnd + 1, "runs": len(runs), "task_sleep_s": args.engines_sleep,
+                                      "max_concurrent_tasks": args.max_concurrent_tasks, "tasks_per_s": round(len(runs) * tasks_per_run / elapsed),
                                       "seconds": round(elapsed, 2), "runs_claimed": sorted(held.values())}), flush=True)
                     for e in group:
                         procs.stop(e)

@@ -206,7 +206,7 @@ struct BanyanResponder: HTTPResponder {
     private func dispatch(_ request: Request, _ context: Context, headOnly: Bool = false) async -> (Response, String) {
         var pattern = "other"
         do {
-            try site.check(request)
+            try site.check(request, webSocket: context.webSocket != nil)
             if let preflight = site.preflight(request) { return (preflight, pattern) }
             switch table.match(path: request.uri.path, method: request.method) {
             case .found(let route, let parameters):

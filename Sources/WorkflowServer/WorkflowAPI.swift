@@ -403,15 +403,22 @@ public struct WorkflowAPI: Sendable {
         let watch = Watch(client: client, run: run, start: start, endedBefore: ended)
         if let webSocket = context.webSocket {
             return webSocket.accept { inbound, outbound in
-                // Only close and ping frames come in; their end is the client's leaving.
-                let gone = Atomic(false)
-                let reader = Task {
-                    do { for try await _ in inbound {} } catch {}
-                    gone.store(true, ordering: .relaxed)
-                }
-                defer { reader.cancel() }
-                try await watch.run(isGone: { gone.load(ordering: .relaxed) }, heartbeats: false) { frame in
-                    if let frame { try await outbound.write(.text(frame.json)) }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        let ended = try await watch.run(isGone: { false }, heartbeats: false) { frame in
+                            if let frame { try await outbound.write(.text(frame.json)) }
+                        }
+                        // Not ended: the watcher fell behind (or the server's stream failed); 1013 is "try again later".
+                        try await outbound.close(ended ? .normalClosure : .unknown(1013), reason: ended ? nil : "resume with ?after=")
+                    }
+                    // A client has only close and ping frames to send (handled below this): the
+                    // stream ends when it leaves or answers the close; a message is refused.
+                    for try await _ in inbound {
+                        group.cancelAll()
+                        try await outbound.close(.policyViolation, reason: "this socket takes no messages")
+                        break
+                    }
+                    group.cancelAll()
                 }
             }
         }
@@ -460,8 +467,14 @@ public struct WorkflowAPI: Sendable {
         let endedBefore: String?
 
         /// `send(nil)`: a heartbeat, when `heartbeats` and nothing was sent for `heartbeat`.
-        func run(isGone: @Sendable () -> Bool, heartbeats: Bool, send: (Frame?) async throws -> Void) async throws {
-            if let endedBefore { return try await send(.end(run: run, state: endedBefore)) }
+        /// Returns whether the end was sent (false: the watcher is gone or behind, or the
+        /// server's stream failed).
+        @discardableResult
+        func run(isGone: @Sendable () -> Bool, heartbeats: Bool, send: (Frame?) async throws -> Void) async throws -> Bool {
+            if let endedBefore {
+                try await send(.end(run: run, state: endedBefore))
+                return true
+            }
             enum Item: Sendable {
                 case frame(StreamFrame)
                 case tick
@@ -493,22 +506,25 @@ public struct WorkflowAPI: Sendable {
             for await item in items {
                 switch item {
                 case .tick:
-                    if isGone() { return }
+                    if isGone() { return false }
                     if heartbeats, ContinuousClock.now - lastSent >= Self.heartbeat {
                         try await send(nil)
                         lastSent = .now
                     }
                 case .failed(let why):
-                    return try await send(Frame(event: "error", data: Array(WorkflowValue.object([(key: "detail", value: .text(why))]).json.utf8)))
+                    try await send(Frame(event: "error", data: Array(WorkflowValue.object([(key: "detail", value: .text(why))]).json.utf8)))
+                    return false
                 case .frame(let frame):
                     try await send(Frame(id: frame.id, event: frame.event, data: frame.data))
                     lastSent = .now
                     guard frame.event == "event", let type = (try? JSONText.parse(frame.data))?["type"]?.stringValue,
                         RunLifecycle.endTypes.contains(type)
                     else { continue }
-                    return try await send(.end(run: run, state: RunLifecycle.State(endType: type)?.rawValue ?? "ended"))
+                    try await send(.end(run: run, state: RunLifecycle.State(endType: type)?.rawValue ?? "ended"))
+                    return true
                 }
             }
+            return false
         }
     }
 

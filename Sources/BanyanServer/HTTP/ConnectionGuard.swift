@@ -203,6 +203,9 @@ struct GuardedHTTP1Channel<Inner: ServerChildChannel>: ServerChildChannel {
             try await responder(request, writer, channel)
         }, connection)
         await reporting.handle(value: value.inner, logger: logger)
+        // A failed upgrade (an upgrade request with a body, say) returns here with the channel
+        // open and its request counted in flight, which no timeout would then close.
+        try? await value.channel.close()
     }
 }
 

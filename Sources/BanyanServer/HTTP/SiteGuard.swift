@@ -77,7 +77,8 @@ struct SiteGuard: Sendable {
     }
 
     /// Refuses a request for another host, or a cross-origin request that could change something.
-    func check(_ request: Request) throws(APIError) {
+    /// `webSocket`: the request is a WebSocket handshake.
+    func check(_ request: Request, webSocket: Bool = false) throws(APIError) {
         if allowedHosts != nil, let authority = request.head.authority, !allows(authority: authority) {
             throw APIError(
                 .forbidden, "host not allowed",
@@ -86,7 +87,6 @@ struct SiteGuard: Sendable {
         }
         guard let origin = request.headers[.origin], !isSameOrigin(origin, request) else { return }
         // A WebSocket is not under CORS: a page from anywhere could read what it carries.
-        let webSocket = request.headers[.upgrade]?.lowercased() == "websocket"
         switch request.method {
         case .get where !webSocket, .head, .options: return
         default:

@@ -62,8 +62,12 @@ public final class WebSocketUpgrade: Sendable {
                     try await session(inbound, outbound)
                 }
             }
+            if response.status.code < 400 {
+                // HEAD, OPTIONS, or a route that answered without a session.
+                response = APIError.invalid("a WebSocket is opened with GET on a route that speaks it", field: "Upgrade").makeResponse()
+            }
             let status = response.status
-            let body = try await Collected.bytes(of: response)
+            let body = (try? await Collected.bytes(of: response)) ?? []
             return .upgrade(headers) { _, outbound, _ in
                 defer { connection.responseEnded() }
                 let data = body.isEmpty ? "null" : String(decoding: body, as: UTF8.self)
@@ -73,10 +77,14 @@ public final class WebSocketUpgrade: Sendable {
         }
     }
 
-    /// A response's body, read whole (an error's JSON: small).
+    /// A response's body (an error's JSON), read up to `bytesMax`.
     private final class Collected: ResponseBodyWriter {
+        static let bytesMax = 64 << 10
         var bytes: [UInt8] = []
-        func write(_ buffer: ByteBuffer) async throws { bytes += buffer.readableBytesView }
+        func write(_ buffer: ByteBuffer) async throws {
+            guard bytes.count + buffer.readableBytes <= Self.bytesMax else { throw APIError(.internalServerError, "error body too large") }
+            bytes += buffer.readableBytesView
+        }
         func finish(_ trailingHeaders: HTTPFields?) async throws {}
 
         static func bytes(of response: Response) async throws -> [UInt8] {
