@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what Banyan needs on a fresh Debian 12 machine: RocksDB and zstd from Debian, the
+# Installs what Banyan needs on a fresh Debian 12 machine: RocksDB, zstd and etcd (the cluster tests) from Debian, the
 # Python packages the integration tests use. Swift itself (6.1 or newer) must already be on PATH.
 set -euo pipefail
 SUDO=""
@@ -9,7 +9,7 @@ if ! command -v swift >/dev/null 2>&1; then
   exit 1
 fi
 need=()
-for pkg in librocksdb-dev libzstd-dev zstd python3-pip; do
+for pkg in librocksdb-dev libzstd-dev zstd python3-pip etcd-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -24,6 +24,9 @@ public struct BanyanServer: Sendable {
     /// More metrics for `/metrics`, after the server's own (the workflow engine's), in
     /// Prometheus's text format.
     public var moreMetrics: (@Sendable (Request) async throws -> [UInt8])?
+    /// This node's membership of a cluster (`serve --cluster`), joined before the server is
+    /// built; its renewals run as one of the server's services.
+    public var cluster: ClusterMember?
 
     /// - Parameter metrics: pass the same instance as the store's `StoreOptions.observer` to get commit metrics.
     public init(store: EventStore, config: ServerConfiguration, metrics: ServerMetrics = ServerMetrics(), logger: Logger) throws {
@@ -45,7 +48,7 @@ public struct BanyanServer: Sendable {
     public var responder: some HTTPResponder<BanyanRequestContext> { banyanResponder }
 
     private var banyanResponder: BanyanResponder {
-        let native = NativeAPI(store: store, config: config, streams: streams, replication: replication)
+        let native = NativeAPI(store: store, config: config, streams: streams, replication: replication, cluster: cluster)
         let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams, replication: replication)
         let replicationAPI = ReplicationAPI(store: store, replication: replication, config: config, logger: logger)
         let maintenanceAPI = MaintenanceAPI(snapshots: snapshots, compactions: compactions, jobs: jobs, access: config.access, limits: store.limits)
@@ -98,6 +101,7 @@ public struct BanyanServer: Sendable {
                 _ = try await compactions.create(request, requestedBy: "schedule")
             })
         }
+        if let cluster { services.append(cluster) }
         if let every = config.snapshotEvery {
             services.append(MaintenanceSchedule(every: every, kind: "snapshot", logger: logger) { [snapshots, prune = config.snapshotPrune] in
                 _ = try await snapshots.create(requestedBy: "schedule", prune: prune)

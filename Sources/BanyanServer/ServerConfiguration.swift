@@ -95,6 +95,8 @@ public struct ServerConfiguration: Sendable {
         public static let readWaitMs = 0...60_000
         public static let snapshotKeep = 1...10_000
         public static let maintenanceEverySeconds = 1...(366 * 86_400)
+        /// `--lease-ttl-seconds`: renewed every third of it, so at least 2 s.
+        public static let leaseTTLSeconds = 2...300
     }
 
     /// Whether `host` names a loopback interface (the only kind allowed without tokens).

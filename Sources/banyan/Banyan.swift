@@ -7,7 +7,7 @@ struct Banyan: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "banyan",
         abstract: "Banyan: a durable causal event log.",
-        subcommands: [Serve.self, Emit.self, Get.self, Query.self, Import.self, Export.self, Status.self, Verify.self, Promote.self, Snapshot.self, Restore.self, Compact.self, WorkflowCommand.self, RunCommand.self])
+        subcommands: [Serve.self, Emit.self, Get.self, Query.self, Import.self, Export.self, Status.self, Verify.self, Promote.self, Snapshot.self, Restore.self, Compact.self, WorkflowCommand.self, RunCommand.self, ClusterCommand.self])
 
     /// Runs a subcommand body, turning any error into one line on stderr and exit code 1
     /// (ArgumentParser's own usage errors keep their exit code 64).

@@ -64,6 +64,10 @@ extension Banyan {
         @Flag(help: "Also run a workflow engine in this process (as banyan workflow engine does, through the HTTP API on this port; uses BANYAN_TOKEN when the server has tokens). docs/WORKFLOWS.md.")
         var workflows = false
         @Option(help: "With --workflows: task attempts doing work at once across all runs.") var workflowsMaxConcurrentTasks = Engine.tasksMaxDefault
+        @Option(help: "Join the cluster of this name in etcd: this node's membership, bound to an etcd lease (docs/REPLICATION.md, \"Cluster mode\"). With --etcd.")
+        var cluster: String?
+        @Option(help: "etcd endpoints for --cluster, comma-separated, e.g. http://127.0.0.1:2379.") var etcd: String?
+        @Option(help: "With --cluster: seconds this node's etcd lease outlives its last renewal (renewed every third of it).") var leaseTtlSeconds = 5
 
         /// Each flag against its range (`ServerConfiguration.Bounds`), naming the flag on failure.
         func validate() throws {
@@ -106,6 +110,15 @@ extension Banyan {
             try check("replica-timeout-ms", replicaTimeoutMs, Bounds.replicaTimeoutMs)
             try check("read-wait-ms", readWaitMs, Bounds.readWaitMs)
             try check("snapshot-keep", snapshotKeep, Bounds.snapshotKeep)
+            try check("lease-ttl-seconds", leaseTtlSeconds, Bounds.leaseTTLSeconds)
+            guard (cluster == nil) == (etcd == nil) else { throw ValidationError("--cluster and --etcd go together: which cluster, and the etcd that holds it") }
+            if let cluster {
+                guard ClusterMember.validName(cluster) else {
+                    throw ValidationError("--cluster takes 1-64 letters, digits, '.', '_' or '-', not \"\(cluster)\"")
+                }
+                do { _ = try EtcdClient.endpoints(etcd ?? "") } catch { throw ValidationError("\(error)") }
+                if port == 0, advertise == nil { throw ValidationError("--cluster needs the node's URL: give --advertise, or a --port other than 0") }
+            }
             func duration(_ flag: String, _ text: String?) throws {
                 guard let text else { return }
                 guard let value = Duration.parse(text), Bounds.maintenanceEverySeconds.contains(Int(value.inSeconds)) else {
@@ -219,6 +232,14 @@ extension Banyan {
                 let store = try await EventStore.open(at: data.dataDir, options: options, logger: logger)
                 defer { store.close() }
                 var server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)
+                if let cluster, let etcd {
+                    let member = ClusterMember(
+                        etcd: EtcdClient(endpoints: try EtcdClient.endpoints(etcd)), cluster: cluster, url: config.advertisedURL(port: port),
+                        ttlSeconds: leaseTtlSeconds, store: store, replication: server.replication, logger: logger)
+                    // Before serving: etcd out of reach, or the URL held by a live node, stops the start.
+                    try await member.join()
+                    server.cluster = member
+                }
                 let upstream = WorkflowAPI.Upstream()
                 let engineMetrics = EngineMetrics()
                 let views = WorkflowViews()

@@ -10,6 +10,7 @@ public struct NativeAPI: Sendable {
     let config: ServerConfiguration
     let streams: StreamRegistry
     let replication: ReplicationState
+    var cluster: ClusterMember? = nil
 
     /// The routes under `/v1` (`RouteTable`).
     var routes: [Route] {
@@ -136,6 +137,7 @@ public struct NativeAPI: Sendable {
             "segments": .members(["sealed": .int(stats.sealedSegments), "events_max": .int(store.limits.segmentEventsMax)]),
             "disk_bytes": .int(stats.diskBytes), "durability": .string(store.options.durability.rawValue),
             "uptime_seconds": Self.seconds(uptime), "streams": .int(streams.count), "version": .string(BanyanVersion.version),
+            "cluster": cluster?.status ?? .null,
         ]
         let all = members.map { JSONMember(key: $0.key, value: $0.value) } + replication.statusMembers(lastID: stats.events)
         return JSONResponse.make(JSONValue.object(all))
