@@ -61,9 +61,9 @@ def fnv(text: str) -> str:
     return f"{h:016x}"
 
 
-def ladder(levels: int, width: int, sleep: float = 0) -> str:
+def ladder(levels: int, width: int, sleep: float = 0, name: str = "ladder") -> str:
     """No-op tasks; with `sleep`, each task is the program `sleep <sleep>` (work that waits)."""
-    lines = ["name: ladder" if not sleep else "name: sleepy", "tasks:"]
+    lines = [f"name: {name}", "tasks:"]
     work = "kind: swift, function: noop" if not sleep else f'kind: shell, run: ["sleep", "{sleep}"]'
     for level in range(levels):
         for i in range(width):
@@ -241,7 +241,8 @@ def main() -> None:
 
         if args.engines:
             counts = [int(n) for n in args.engines.split(",")]
-            engines_definition = ladder(args.levels, args.width, args.engines_sleep)
+            engines_name = "sleepy" if args.engines_sleep else "ladder"
+            engines_definition = ladder(args.levels, args.width, args.engines_sleep, engines_name)
             for rnd in range(args.rounds):
                 for n in (counts if rnd % 2 == 0 else list(reversed(counts))):
                     # A short ttl: the previous group's engines must be seen gone before the
@@ -255,7 +256,7 @@ def main() -> None:
                     start_id = last_id(url)
                     counter = TypeCounter(url, "workflow.run.completed", start_id)
                     t0 = time.monotonic()
-                    submit(url, runs, "sleepy" if args.engines_sleep else "ladder", engines_definition)
+                    submit(url, runs, engines_name, engines_definition)
                     while counter.poll() < len(runs):
                         time.sleep(0.02)
                     elapsed = time.monotonic() - t0

@@ -110,7 +110,7 @@ public struct BanyanServer: Sendable {
         let responder = banyanResponder
         return Application(
             responder: responder,
-            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, webSockets: responder.webSockets),
+            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, responder: responder),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
             services: services,
             onServerRunning: { channel in
@@ -143,7 +143,7 @@ public struct BanyanServer: Sendable {
             replication: nil, readWait: config.readWait, logger: logger)
         return Application(
             responder: responder,
-            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, webSockets: responder.webSockets),
+            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, responder: responder),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
@@ -182,10 +182,6 @@ struct BanyanResponder: HTTPResponder {
     let replication: ReplicationState?
     let readWait: Duration
     let logger: Logger
-
-    /// Itself, when a route speaks WebSocket: connections are then offered the upgrade (a server
-    /// without such routes keeps the plain HTTP/1.1 pipeline).
-    var webSockets: BanyanResponder? { table.routes.contains(where: \.webSocket) ? self : nil }
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now

@@ -405,16 +405,19 @@ public struct WorkflowAPI: Sendable {
             return webSocket.accept { inbound, outbound in
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
-                        let ended = try await watch.run(isGone: { false }, heartbeats: false) { frame in
+                        let ended = try await watch.run { frame in
                             if let frame { try await outbound.write(.text(frame.json)) }
                         }
-                        // Not ended: the watcher fell behind (or the server's stream failed); 1013 is "try again later".
+                        // Cancelled: the client left or sent a message, and the parent closes.
+                        guard !Task.isCancelled else { return }
+                        // Not ended: the watcher fell behind, or the server's stream failed; 1013 is "try again later".
                         try await outbound.close(ended ? .normalClosure : .unknown(1013), reason: ended ? nil : "resume with ?after=")
                     }
                     // A client has only close and ping frames to send (handled below this): the
                     // stream ends when it leaves or answers the close; a message is refused.
                     for try await _ in inbound {
                         group.cancelAll()
+                        _ = try? await group.next()  // the sender stopped: this close is the only one
                         try await outbound.close(.policyViolation, reason: "this socket takes no messages")
                         break
                     }
@@ -424,7 +427,7 @@ public struct WorkflowAPI: Sendable {
         }
         let connection = context.client
         let body = ResponseBody { writer in
-            try await watch.run(isGone: { connection.isGone }, heartbeats: true) { frame in
+            try await watch.run(isGone: { connection.isGone }) { frame in
                 try await writer.write(frame.map { ByteBuffer(bytes: $0.sse) } ?? ByteBuffer(string: ": heartbeat\n\n"))
             }
             try await writer.finish(nil)
@@ -457,7 +460,7 @@ public struct WorkflowAPI: Sendable {
         /// read, the stream ends after those, and the watcher reconnects (`Last-Event-ID` or
         /// `?after=` resumes it exactly).
         static let bufferMax = 10_000
-        /// An SSE watcher with nothing to read is sent a comment this often (a WebSocket is pinged).
+        /// An SSE watcher with nothing to read is sent a comment this often.
         static let heartbeat = Duration.seconds(15)
 
         let client: BanyanHTTPClient
@@ -466,11 +469,12 @@ public struct WorkflowAPI: Sendable {
         /// The end's state, when it was sent before the watcher resumed.
         let endedBefore: String?
 
-        /// `send(nil)`: a heartbeat, when `heartbeats` and nothing was sent for `heartbeat`.
-        /// Returns whether the end was sent (false: the watcher is gone or behind, or the
+        /// `send(nil)`: a heartbeat, when nothing was sent for `heartbeat` (an SSE comment; a
+        /// WebSocket is pinged by its own library instead, and sends nothing for it). Returns
+        /// whether the end was sent (false: the watcher is gone, cancelled or behind, or the
         /// server's stream failed).
         @discardableResult
-        func run(isGone: @Sendable () -> Bool, heartbeats: Bool, send: (Frame?) async throws -> Void) async throws -> Bool {
+        func run(isGone: @Sendable () -> Bool = { false }, send: (Frame?) async throws -> Void) async throws -> Bool {
             if let endedBefore {
                 try await send(.end(run: run, state: endedBefore))
                 return true
@@ -507,7 +511,7 @@ public struct WorkflowAPI: Sendable {
                 switch item {
                 case .tick:
                     if isGone() { return false }
-                    if heartbeats, ContinuousClock.now - lastSent >= Self.heartbeat {
+                    if ContinuousClock.now - lastSent >= Self.heartbeat {
                         try await send(nil)
                         lastSent = .now
                     }

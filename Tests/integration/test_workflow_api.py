@@ -239,22 +239,39 @@ def test_signals_and_cancels_through_the_api(wf):
 
 
 def test_a_websocket_watch_is_live_and_refusals_say_why_in_a_message_and_the_close_code(wf, tmp_path):
-    effects = tmp_path / "effects"
-    assert upload(wf.url, chain("slow", 3, effects, pause="0.5")).status_code == 201
-    run = execute(wf.url, "slow").json()["run"]
+    effects, gate = tmp_path / "effects", tmp_path / "gate"
+    wait_gate = f"i=0; while [ ! -e {gate} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; "
+    assert upload(wf.url, f"""name: gated
+tasks:
+  - {{id: t0, kind: shell, run: ["sh", "-c", "echo t0 >> {effects}"]}}
+  - {{id: t1, kind: shell, needs: [t0], run: ["sh", "-c", "{wait_gate}echo t1 >> {effects}"]}}
+""").status_code == 201
+    run = execute(wf.url, "gated").json()["run"]
     url = f"{wf.url}/v1/runs/{run}/watch"
-    # Opened while the run goes on (a same-origin page may watch): its events arrive as they happen.
     host = wf.url.removeprefix("http://")
-    assert run_view(wf.url, run)["state"] != "completed"
+    # A same-origin page may watch; the run's events arrive as they happen: t0's completion while
+    # t1 waits for the gate, then the rest once it opens.
     messages: list[str] = []
-    frames, code, _ = ws(url, origin=f"http://{host}", timeout=60, raw=messages)
-    assert code == 1000 and frames[-1][1] == "end" and json.loads(frames[-1][2]) == {"run": run, "state": "completed"}, frames[-3:]
+    with ws_connect(url.replace("http://", "ws://"), subprotocols=["banyan.v1"], origin=f"http://{host}", open_timeout=10, close_timeout=10) as c:
+        while True:
+            messages.append(c.recv(timeout=30))
+            data = json.loads(messages[-1])["data"]
+            if data.get("type") == "workflow.task.completed" and "/task/t0/" in data["key"]:
+                break
+        assert run_view(wf.url, run)["state"] == "running" and not gate.exists()
+        gate.touch()
+        with pytest.raises(ConnectionClosedOK):
+            for _ in range(1000):
+                messages.append(c.recv(timeout=30))
+        assert c.close_code == 1000
+    frames = [json.loads(m) for m in messages]
+    assert frames[-1] == {"event": "end", "data": {"run": run, "state": "completed"}}, frames[-3:]
     # The frames' bytes (docs/WORKFLOWS.md, "Watching a run").
     first = requests.get(f"{wf.url}/v1/events", params={"stream": f"job_events:{run}", "limit": 1}, timeout=10).json()["events"][0]
     assert messages[0].startswith('{"id":%d,"event":"event","data":{"id":%d,' % (first["id"], first["id"])), messages[0]
     assert messages[-1] == '{"event":"end","data":{"run":"%s","state":"completed"}}' % run, messages[-1]
-    assert [json.loads(d)["type"] for _, e, d in frames if e == "event"].count("workflow.task.completed") == 3
-    assert effects.read_text().split() == ["t0", "t1", "t2"]
+    assert [f["data"]["type"] for f in frames if f["event"] == "event"].count("workflow.task.completed") == 2
+    assert effects.read_text().split() == ["t0", "t1"]
     # Refused: the connection opens, one error message with the JSON error, then close 4000+status.
     for path, origin, status, field in [(f"/v1/runs/nope/watch", None, 404, None), ("/v1/status", None, 400, "Upgrade"),
                                         (f"/v1/runs/{run}/watch?after=x", None, 400, "after"),
@@ -266,8 +283,12 @@ def test_a_websocket_watch_is_live_and_refusals_say_why_in_a_message_and_the_clo
     # A client that offers no subprotocol is served too (none is selected).
     got, code, _ = ws(url, subprotocols=[])
     assert code == 1000 and got[-1][1] == "end"
-    # A client's message is refused: close 1008.
-    second = execute(wf.url, "slow").json()["run"]
+    # A client's message is refused: close 1008 (on a run that stays running: its gate never opens).
+    assert upload(wf.url, f"""name: held
+tasks:
+  - {{id: t0, kind: shell, run: ["sh", "-c", "{wait_gate.replace(str(gate), str(tmp_path / 'never'))}true"]}}
+""").status_code == 201
+    second = execute(wf.url, "held").json()["run"]
     with ws_connect(f"{wf.url}/v1/runs/{second}/watch".replace("http://", "ws://"), open_timeout=10, close_timeout=10) as c:
         c.send("hello")
         with pytest.raises(ConnectionClosedError):
@@ -303,6 +324,12 @@ def test_no_connection_timeout_cuts_an_open_websocket(server_factory, tmp_path):
     assert time.time() - started >= 3 and code == 1000 and json.loads(frames[-1][2])["state"] == "completed", (code, frames[-2:])
 
 
+def recorded_after(url: str, last: int) -> list[str]:
+    """The types of the events recorded after `last`, but the engine's heartbeats (one every 5 s)."""
+    events = requests.get(url + "/v1/events", params={"after": last, "limit": 1000}, timeout=10).json()["events"]
+    return [e["type"] for e in events if e["type"] != "workflow.engine.alive"]
+
+
 def test_bad_requests_are_refused_with_the_field_and_store_nothing(wf):
     last = requests.get(wf.url + "/v1/events", params={"after": 1 << 62}, timeout=10).json()["last_id"]
     r = upload(wf.url, "name: x\ntasks:\n  - {id: a}\n")
@@ -322,7 +349,7 @@ def test_bad_requests_are_refused_with_the_field_and_store_nothing(wf):
         assert r.status_code == 400 and r.json()["field"] == field, (params, r.text)
     assert requests.post(wf.url + "/v1/runs/nope/cancel", timeout=10).status_code == 404
     assert requests.post(wf.url + "/v1/runs/nope/signals/go", timeout=10).status_code == 404
-    assert requests.get(wf.url + "/v1/events", params={"after": 1 << 62}, timeout=10).json()["last_id"] == last
+    assert recorded_after(wf.url, last) == []
 
     # Inputs are checked before anything is recorded.
     assert upload(wf.url, 'name: typed\ninputs: {n: {type: number}}\ntasks:\n  - {id: t, kind: swift, function: noop}\n').status_code == 201
@@ -331,7 +358,7 @@ def test_bad_requests_are_refused_with_the_field_and_store_nothing(wf):
     assert r.status_code == 400 and r.json()["field"] == "inputs", r.text
     r = requests.post(wf.url + "/v1/workflows/typed/runs", json={"inputs": {"n": 1}, "extra": 1}, timeout=10)
     assert r.status_code == 400 and r.json()["field"] == "extra", r.text
-    assert requests.get(wf.url + "/v1/events", params={"after": 1 << 62}, timeout=10).json()["last_id"] == last
+    assert recorded_after(wf.url, last) == []
 
 
 def test_delete_is_refused_while_runs_are_active_unless_forced(wf):

@@ -172,11 +172,13 @@ final class HTTPGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
 
 /// Hummingbird's HTTP/1.1 child channel (`HTTP1Channel`, or `HTTP1WebSocketUpgradeChannel` when
 /// some route speaks WebSocket) with the two guard handlers around its codec and a responder that
-/// reports each response's end to the connection's guard. `makeInner` builds the inner channel for
-/// a responder and the connection's guard (a WebSocket session reports to it too).
+/// reports each response's end to the connection's guard. `makeInner` builds the inner channel
+/// of one connection from that responder and the connection's guard (a WebSocket session reports
+/// to it too).
 struct GuardedHTTP1Channel<Inner: ServerChildChannel>: ServerChildChannel {
     struct Value: ServerChildChannelValue {
         let inner: Inner.Value
+        let handler: Inner
         let connection: ConnectionGuard
         var channel: any Channel { inner.channel }
     }
@@ -193,16 +195,16 @@ struct GuardedHTTP1Channel<Inner: ServerChildChannel>: ServerChildChannel {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return makeInner(responder, connection).setup(channel: channel, logger: logger).map { Value(inner: $0, connection: connection) }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        let (responder, connection) = (self.responder, value.connection)
-        let reporting = makeInner({ request, writer, channel in
+        let responder = self.responder
+        let handler = makeInner({ request, writer, channel in
             defer { connection.responseEnded() }
             try await responder(request, writer, channel)
         }, connection)
-        await reporting.handle(value: value.inner, logger: logger)
+        return handler.setup(channel: channel, logger: logger).map { Value(inner: $0, handler: handler, connection: connection) }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await value.handler.handle(value: value.inner, logger: logger)
         // A failed upgrade (an upgrade request with a body, say) returns here with the channel
         // open and its request counted in flight, which no timeout would then close.
         try? await value.channel.close()
@@ -210,11 +212,12 @@ struct GuardedHTTP1Channel<Inner: ServerChildChannel>: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with Banyan's connection timeouts and connection limit; with `webSockets`, the
-    /// routes that speak WebSocket can be upgraded to it (`WebSocketUpgrade`).
-    static func guarded(timeouts: ConnectionTimeouts, registry: ConnectionRegistry, webSockets: BanyanResponder? = nil) -> HTTPServerBuilder {
+    /// HTTP/1.1 with Banyan's connection timeouts and connection limit; when some route of
+    /// `responder` speaks WebSocket, connections can be upgraded to it (`WebSocketUpgrade`), and
+    /// a server without such routes keeps the plain pipeline.
+    static func guarded(timeouts: ConnectionTimeouts, registry: ConnectionRegistry, responder routes: BanyanResponder) -> HTTPServerBuilder {
         let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPGuardHandler()])
-        guard let webSockets else {
+        guard routes.table.routes.contains(where: \.webSocket) else {
             return .init { responder in
                 GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, _ in
                     HTTP1Channel(responder: responder, configuration: http1)
@@ -223,7 +226,7 @@ extension HTTPServerBuilder {
         }
         return .init { responder in
             GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, connection in
-                WebSocketUpgrade.channel(responder: responder, http1: http1, routes: webSockets, connection: connection)
+                WebSocketUpgrade.channel(responder: responder, http1: http1, routes: routes, connection: connection)
             }
         }
     }

@@ -22,6 +22,10 @@ public final class WebSocketUpgrade: Sendable {
     public static let bearerPrefix = "banyan.bearer."
     /// Clients have nothing to send but close and ping frames; a larger frame closes the session.
     public static let inboundFrameBytesMax = 16 << 10
+    /// An open socket is pinged this often (a client gone without closing is noticed).
+    public static let pingInterval: Duration = .seconds(30)
+    /// How long a close waits for the client's close frame before the connection is dropped.
+    public static let closeTimeout: Duration = .seconds(15)
 
     private let session = Mutex<Session?>(nil)
 
@@ -37,7 +41,9 @@ public final class WebSocketUpgrade: Sendable {
         responder: @escaping HTTPChannelHandler.Responder, http1: HTTP1Channel.Configuration, routes: BanyanResponder, connection: ConnectionGuard
     ) -> HTTP1WebSocketUpgradeChannel {
         HTTP1WebSocketUpgradeChannel(
-            responder: responder, configuration: .init(http1: http1, ws: .init(maxFrameSize: inboundFrameBytesMax))
+            responder: responder,
+            configuration: .init(
+                http1: http1, ws: .init(maxFrameSize: inboundFrameBytesMax, autoPing: .enabled(timePeriod: pingInterval), closeTimeout: closeTimeout))
         ) { head, channel, logger in
             connection.headReceived()
             connection.endReceived()
@@ -49,12 +55,8 @@ public final class WebSocketUpgrade: Sendable {
             let upgrade = WebSocketUpgrade()
             var context = BanyanRequestContext(source: .init(channel: channel, logger: logger))
             context.webSocket = upgrade
-            var response: Response
-            do {
-                response = try await routes.respond(to: Request(head: head, body: .init(buffer: ByteBuffer())), context: context)
-            } catch {
-                response = APIError(.internalServerError, "internal error", detail: "\(error)").makeResponse()
-            }
+            // `respond` turns every error into its answer.
+            var response = try await routes.respond(to: Request(head: head, body: .init(buffer: ByteBuffer())), context: context)
             let headers: HTTPFields = offered.contains(subprotocol) ? [.secWebSocketProtocol: subprotocol] : [:]
             if let session = upgrade.session.withLock({ $0 }), response.status == .ok {
                 return .upgrade(headers) { inbound, outbound, _ in
