@@ -118,6 +118,8 @@ extension Banyan {
                 }
                 do { _ = try EtcdClient.endpoints(etcd ?? "") } catch { throw ValidationError("\(error)") }
                 if port == 0, advertise == nil { throw ValidationError("--cluster needs the node's URL: give --advertise, or a --port other than 0") }
+                if follow != nil { throw ValidationError("--cluster and --follow do not go together: in a cluster, the election in etcd says whom to follow") }
+                if workflows { throw ValidationError("--workflows is not supported with --cluster yet: the engine would have to move with the leadership") }
             }
             func duration(_ flag: String, _ text: String?) throws {
                 guard let text else { return }
@@ -207,7 +209,8 @@ extension Banyan {
                 config.snapshotPrune = snapshotPrune
                 config.compactOlderThan = compactOlderThan.flatMap(Duration.parse)
                 config.compactEvery = compactEvery.flatMap(Duration.parse)
-                options.role = follow == nil ? .leader : .follower
+                // In a cluster every node starts as a follower; the election makes one the leader.
+                options.role = follow == nil && cluster == nil ? .leader : .follower
                 config.access = try AccessControl.load(file: tokensFile, environment: ProcessInfo.processInfo.environment["BANYAN_TOKENS"])
                 if !config.access.isEnabled && !config.isLoopback {
                     throw AccessError(
@@ -235,7 +238,7 @@ extension Banyan {
                 if let cluster, let etcd {
                     let member = ClusterMember(
                         etcd: EtcdClient(endpoints: try EtcdClient.endpoints(etcd)), cluster: cluster, url: config.advertisedURL(port: port),
-                        ttlSeconds: leaseTtlSeconds, store: store, replication: server.replication, logger: logger)
+                        ttlSeconds: leaseTtlSeconds, store: store, replication: server.replication, token: config.leaderToken, logger: logger)
                     // Before serving: etcd out of reach, or the URL held by a live node, stops the start.
                     try await member.join()
                     server.cluster = member

@@ -230,6 +230,32 @@ struct ReplicationStoreTests {
         #expect(b.confirmedID == b.lastID && b.lastID == before + 1)
     }
 
+    /// Cluster mode's transitions: a leader that lost its lease steps down to a follower at once
+    /// (no write acknowledged after), and a fenced node rejoins as a follower; both can be
+    /// promoted again later, each time to a new epoch.
+    @Test func aLeaderStepsDownAndAFencedNodeRejoinsAsFollowers() async throws {
+        let seed = SeededRandom.seed("ReplicationStoreTests.stepDown")
+        var rng = SeededRandom(seed: seed)
+        let path = try TempDir.make("a")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let a = try await Self.open(path, role: .leader)
+        defer { a.close() }
+        try await Self.appendRandom(a, &rng, batches: 3, tag: "x")
+        #expect(a.stepDown())
+        #expect(a.role == .follower)
+        #expect(!a.stepDown(), "a follower has nothing to step down from")
+        await #expect(throws: LogError.self) { try await a.append([AppendRequest(type: "late")]) }
+        #expect(try await a.promote(leader: "http://a") == 2)
+        #expect(a.role == .leader)
+        #expect(a.fence(by: 3) && a.role == .fenced)
+        await #expect(throws: LogError.self) { try await a.promote(leader: "http://a") }
+        a.rejoin()
+        #expect(a.role == .follower)
+        #expect(try await a.promote(leader: "http://a", epochAtLeast: 3) == 4)
+        let last = try await a.append([AppendRequest(type: "after")]).results[0].id
+        #expect(last == a.lastID)
+    }
+
     @Test func epochEndsFollowKafkasRule() {
         let history: [(epoch: UInt64, firstID: EventID)] = [(1, 1), (3, 101), (4, 101), (6, 250)]
         #expect(EventStore.epochEnd(for: 1, history: history, lastID: 300) == (1, 100))

@@ -3,6 +3,7 @@
 a lease; `banyan cluster status` reads them back."""
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import signal
@@ -61,24 +62,43 @@ def members(run_banyan, etcd: Etcd, cluster: str = "c1") -> dict:
     return json.loads(r.stdout)
 
 
+def leader_of(etcd: Etcd, cluster: str = "c1") -> str | None:
+    """The URL in the cluster's leader key (etcd's gateway, base64 keys and values)."""
+    key = base64.b64encode(f"/banyan/{cluster}/leader".encode()).decode()
+    kvs = requests.post(etcd.url + "/v3/kv/range", json={"key": key}, timeout=5).json().get("kvs", [])
+    return json.loads(base64.b64decode(kvs[0]["value"]))["url"] if kvs else None
+
+
+def role(url: str) -> str | None:
+    try:
+        return requests.get(url + "/v1/status", timeout=2).json()["role"]
+    except requests.RequestException:
+        return None
+
+
+def nodes(server_factory, etcd: Etcd, n: int, ttl: int) -> list:
+    return [server_factory(["--cluster", "c1", "--etcd", etcd.url, "--lease-ttl-seconds", str(ttl)], name=f"n{i}") for i in range(n)]
+
+
 def test_nodes_join_with_a_lease_and_leave_with_it(etcd, server_factory, run_banyan):
     ttl = 3
-    cluster = ["--cluster", "c1", "--etcd", etcd.url, "--lease-ttl-seconds", str(ttl)]
-    leader = server_factory(cluster)
-    follower = server_factory(["--follow", leader.url, *cluster])
+    a, b = nodes(server_factory, etcd, 2, ttl)
+    wait_until(lambda: leader_of(etcd) in (a.url, b.url) and role(leader_of(etcd)) == "leader", 15, "a leader")
+    leader, follower = (a, b) if leader_of(etcd) == a.url else (b, a)
     requests.post(leader.url + "/v1/events", json=[{"type": "t"}] * 5, timeout=10).raise_for_status()
     expected = {leader.url: "leader", follower.url: "follower"}
+    # The elected leader began epoch 2 with its banyan.epoch event (id 1), then the five.
     wait_until(lambda: {m["url"]: (m["role"], m["last_id"]) for m in members(run_banyan, etcd)["members"]}
-               == {u: (role, 6) for u, role in expected.items()}, 15, "both nodes listed with their role and last id")
+               == {u: (r, 6) for u, r in expected.items()}, 15, "both nodes listed with their role and last id")
     status = members(run_banyan, etcd)
-    assert status["leaders"] == [leader.url] and all(m["epoch"] == 1 and m["lag_ids"] == 0 and 0 < m["lease_ttl_left_seconds"] <= ttl
+    assert status["leaders"] == [leader.url] and all(m["epoch"] == 2 and m["lag_ids"] == 0 and 0 < m["lease_ttl_left_seconds"] <= ttl
                                                      for m in status["members"]), status
     table = run_banyan("cluster", "status", "--etcd", etcd.url, "--cluster", "c1")
     assert table.returncode == 0 and f"leader {leader.url}" in table.stdout and follower.url in table.stdout, table.describe()
     mine = requests.get(follower.url + "/v1/status", timeout=10).json()["cluster"]
     assert mine["name"] == "c1" and mine["url"] == follower.url and mine["etcd"] == [etcd.url] and mine["lease_ttl_seconds"] == ttl
-    assert mine["last_renewal_seconds"] < ttl, mine
-    assert requests.get(leader.url + "/v1/status", timeout=10).json()["cluster"]["url"] == leader.url
+    assert mine["last_renewal_seconds"] < ttl and mine["won_at_revision"] is None, mine
+    assert requests.get(leader.url + "/v1/status", timeout=10).json()["cluster"]["won_at_revision"] is not None
     # Another cluster in the same etcd is another set of keys.
     assert members(run_banyan, etcd, "c2")["members"] == []
 
@@ -89,15 +109,96 @@ def test_nodes_join_with_a_lease_and_leave_with_it(etcd, server_factory, run_ban
     assert follower.url in {m["url"] for m in members(run_banyan, etcd)["members"]}
     wait_until(lambda: follower.url not in {m["url"] for m in members(run_banyan, etcd)["members"]}, ttl + 3, "the killed node's key to expire")
     assert time.time() - killed <= ttl + 3
-    # A node stopped cleanly revokes its lease: gone at once.
+    # A node stopped cleanly revokes its lease: its keys go at once, the leader key with them.
     assert leader.terminate() == 0
-    assert members(run_banyan, etcd)["members"] == []
+    assert members(run_banyan, etcd)["members"] == [] and leader_of(etcd) is None
+
+
+def acknowledged_writes(url: str, n: int, tag: str) -> dict[int, str]:
+    """n writes of one event each with replicas=1, through redirects; id -> key of those acknowledged."""
+    acked = {}
+    for i in range(n):
+        key = f"{tag}-{i}"
+        try:
+            r = requests.post(url + "/v1/events?replicas=1", json=[{"type": "w", "key": key, "payload": {"i": i}}], timeout=5)
+        except requests.RequestException:
+            continue
+        if r.status_code == 200:
+            acked[r.json()["results"][0]["id"]] = key
+    return acked
+
+
+def log_of(url: str) -> list[tuple[int, str, str | None]]:
+    out, after = [], 0
+    while True:
+        page = requests.get(url + "/v1/events", params={"after": after, "limit": 10000}, timeout=10).json()
+        out += [(e["id"], e["type"], e.get("key")) for e in page["events"]]
+        if page["next"] <= after or page["next"] >= page["last_id"]:
+            return out
+        after = page["next"]
+
+
+def test_a_killed_leader_is_replaced_within_the_ttl_and_loses_nothing_acknowledged(etcd, server_factory):
+    ttl = 3
+    ns = nodes(server_factory, etcd, 3, ttl)
+    by_url = {n.url: n for n in ns}
+    wait_until(lambda: role(leader_of(etcd) or "") == "leader", 15, "a leader")
+    first = by_url[leader_of(etcd)]
+    acked = acknowledged_writes(first.url, 20, "before")
+    assert len(acked) == 20
+    first.kill9()
+    killed = time.time()
+    wait_until(lambda: leader_of(etcd) not in (None, first.url) and role(leader_of(etcd)) == "leader", ttl + 5, "a new leader")
+    took = time.time() - killed
+    second = by_url[leader_of(etcd)]
+    print(f"new leader {second.url} {took:.2f} s after kill -9 (ttl {ttl} s)")
+    assert took <= ttl + 2, took
+    acked.update(acknowledged_writes(second.url, 10, "after"))
+    assert len(acked) == 30
+    # Every acknowledged write is on the new leader, with its id.
+    on_leader = {i: k for i, _, k in log_of(second.url)}
+    assert all(on_leader.get(i) == k for i, k in acked.items()), [(i, k, on_leader.get(i)) for i, k in acked.items() if on_leader.get(i) != k][:5]
+    # The old leader comes back as a follower of the new one and holds the same log.
+    first.start()
+    wait_until(lambda: role(first.url) == "follower" and log_of(first.url) == log_of(second.url), 20, "the old leader to rejoin and catch up")
+    third = next(n for n in ns if n.url not in (first.url, second.url))
+    wait_until(lambda: log_of(third.url) == log_of(second.url), 20, "the other follower to catch up")
+    epochs = [e for e in log_of(second.url) if e[1] == "banyan.epoch"]
+    assert len(epochs) == 2, epochs
+
+
+def test_a_paused_leader_steps_down_and_acknowledges_nothing_after(etcd, server_factory):
+    ttl = 3
+    ns = nodes(server_factory, etcd, 3, ttl)
+    by_url = {n.url: n for n in ns}
+    wait_until(lambda: role(leader_of(etcd) or "") == "leader", 15, "a leader")
+    first = by_url[leader_of(etcd)]
+    acked = acknowledged_writes(first.url, 10, "before")
+    first.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: leader_of(etcd) not in (None, first.url) and role(leader_of(etcd)) == "leader", ttl + 5, "another leader")
+        second = by_url[leader_of(etcd)]
+        acked.update(acknowledged_writes(second.url, 10, "while-paused"))
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+    # Straight after it resumes, the old leader takes no write: refused, redirected, or stored
+    # but not acknowledged (its lease is not confirmed).
+    statuses = []
+    for i in range(20):
+        r = requests.post(first.url + "/v1/events", json=[{"type": "late", "key": f"late-{i}"}], timeout=5, allow_redirects=False)
+        statuses.append(r.status_code)
+    assert 200 not in statuses, statuses
+    wait_until(lambda: role(first.url) == "follower" and log_of(first.url) == log_of(second.url), 20, "the old leader to follow the new one")
+    on_leader = {i: k for i, _, k in log_of(second.url)}
+    assert len(acked) == 20 and all(on_leader.get(i) == k for i, k in acked.items())
+    assert not any(k and k.startswith("late-") for _, _, k in log_of(second.url))
 
 
 def test_cluster_mode_refuses_what_it_cannot_do(etcd, server_factory, run_banyan, tmp_path):
     node = server_factory(["--cluster", "c1", "--etcd", etcd.url, "--lease-ttl-seconds", "2"])
     serve = ["serve", "--data-dir", str(tmp_path / "other"), "--port", str(free_port())]
     for args, words in [(["--cluster", "c1"], "go together"), (["--etcd", etcd.url], "go together"),
+                        (["--cluster", "c1", "--etcd", etcd.url, "--follow", node.url], "do not go together"),
                         (["--cluster", "a/b", "--etcd", etcd.url], "--cluster takes"), (["--cluster", "c1", "--etcd", "localhost:2379"], "--etcd takes"),
                         (["--cluster", "c1", "--etcd", etcd.url, "--lease-ttl-seconds", "1"], "--lease-ttl-seconds must be")]:
         r = run_banyan(*serve, *args, timeout=30)
@@ -110,5 +211,9 @@ def test_cluster_mode_refuses_what_it_cannot_do(etcd, server_factory, run_banyan
     r = run_banyan(*serve, "--cluster", "c1", "--etcd", etcd.url, "--lease-ttl-seconds", "2", "--advertise", node.url, timeout=60)
     assert r.returncode == 1 and f"advertises {node.url}" in r.stderr and time.time() - started >= 2, r.describe()
     assert [m["url"] for m in members(run_banyan, etcd)["members"]] == [node.url]
+    # The election decides who leads: a manual promotion is refused.
+    wait_until(lambda: role(node.url) == "leader", 15, "the only node to lead")
+    r = requests.post(node.url + "/v1/admin/promote", timeout=10)
+    assert r.status_code == 409 and "election" in r.json()["detail"], r.text
     r = run_banyan("cluster", "status", "--etcd", etcd.url, "--cluster", "bad name")
     assert r.returncode != 0 and "--cluster takes" in r.stderr, r.describe()

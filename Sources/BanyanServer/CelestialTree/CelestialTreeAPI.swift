@@ -86,6 +86,7 @@ struct CelestialTreeAPI: Sendable {
         }
         // `--min-replicas` covers /emit too; CelestialTree's answer has no room for a count.
         let id = receipt.results[0].id
+        try replication.confirmLease(stored: [("id", .int(id))])
         _ = try await replication.awaitReplicas(config.minReplicas, through: id, timeout: config.replicaTimeout, stored: [("id", .int(id))])
         var w = JSONWriter()
         w.writeRaw("{\"id\":")

@@ -1,14 +1,23 @@
+import BanyanClient
 import EventLog
 import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// This node's membership of a cluster in etcd (docs/REPLICATION.md, "Cluster mode"): the key
-/// `/banyan/<cluster>/members/<advertised URL>` holds what the node is (`{"url", "role",
-/// "epoch", "last_id", "updated_unix_ms"}`), bound to the node's lease. The lease is renewed every
-/// ttl/3 and the value rewritten every second; a clean stop revokes the lease (the key goes at
-/// once), a crash lets it expire (the key goes after the ttl). Election builds on this lease.
+/// This node in a cluster held in etcd (docs/REPLICATION.md, "Cluster mode").
+///
+/// Membership: the key `/banyan/<cluster>/members/<advertised URL>` holds what the node is
+/// (`{"url", "role", "epoch", "last_id", "updated_unix_ms"}`), bound to the node's lease,
+/// renewed every ttl/3 and rewritten every second; a clean stop revokes the lease (the key goes
+/// at once), a crash lets it expire (after the ttl).
+///
+/// Election: the leader is whoever created `/banyan/<cluster>/leader` (etcd's compare-and-set on
+/// creation), bound to its lease. With no leader key, the most advanced live member (highest
+/// epoch, then last id) campaigns; the winner is promoted (a new epoch, as `banyan promote`) and
+/// the others follow it. A leader whose renewal etcd has not confirmed for half a ttl steps down
+/// and acknowledges no write from then on (its lease, and so its key, may expire at a ttl), so
+/// two nodes never acknowledge writes as leader in overlapping time.
 public final class ClusterMember: Service, Sendable {
     public let etcd: EtcdClient
     public let cluster: String
@@ -19,23 +28,36 @@ public final class ClusterMember: Service, Sendable {
     let replication: ReplicationState
     let logger: Logger
 
+    /// A write-role token for pulling from the leader (`BANYAN_LEADER_TOKEN`).
+    let token: String?
+
     private struct State {
         var lease: Int64 = 0
         /// When the latest renewal etcd confirmed was sent.
         var renewed: ContinuousClock.Instant?
+        /// The leader this node pulls from, and the task that does.
+        var following: (url: String, task: Task<Void, Never>)?
+        /// The etcd revision at which this node won its term.
+        var wonAt: Int64?
     }
     private let state = Mutex(State())
 
     /// How often the member's value is rewritten.
     static let publishInterval: Duration = .seconds(1)
+    /// How often the leader key is read (how soon a follower notices a new leader, and a node
+    /// campaigns once the leader's key has gone).
+    static let electionInterval: Duration = .milliseconds(250)
 
-    public init(etcd: EtcdClient, cluster: String, url: String, ttlSeconds: Int, store: EventStore, replication: ReplicationState, logger: Logger) {
+    public init(
+        etcd: EtcdClient, cluster: String, url: String, ttlSeconds: Int, store: EventStore, replication: ReplicationState, token: String? = nil, logger: Logger
+    ) {
         self.etcd = etcd
         self.cluster = cluster
         self.url = url
         self.ttlSeconds = ttlSeconds
         self.store = store
         self.replication = replication
+        self.token = token
         self.logger = logger
     }
 
@@ -48,6 +70,14 @@ public final class ClusterMember: Service, Sendable {
     public static func prefix(_ cluster: String) -> String { "/banyan/\(cluster)/" }
     public static func membersPrefix(_ cluster: String) -> String { prefix(cluster) + "members/" }
     var key: String { Self.membersPrefix(cluster) + url }
+    public static func leaderKey(_ cluster: String) -> String { prefix(cluster) + "leader" }
+
+    /// Whether the latest confirmed renewal was sent less than half a ttl ago: a leader
+    /// acknowledges writes only then (its lease cannot have expired in anyone's eyes).
+    var leaseHeld: Bool {
+        guard let renewed = state.withLock({ $0.renewed }) else { return false }
+        return ContinuousClock.now - renewed < .seconds(ttlSeconds) / 2
+    }
 
     /// Takes a lease and creates this node's key, before the node serves. Another live node
     /// advertising the same URL holds the key: this waits up to two ttls for its lease to end
@@ -77,25 +107,128 @@ public final class ClusterMember: Service, Sendable {
     /// lease. A lease found expired (etcd out of reach for a ttl, this process paused) is taken
     /// again, with the key.
     public func run() async throws {
+        replication.leaseGate.withLock { $0 = { [self] in leaseHeld } }
         await cancelWhenGracefulShutdown { [self] in
             var lastRenewal = ContinuousClock.now
+            var lastPublish = ContinuousClock.now - Self.publishInterval
+            var failing = false
             while !Task.isCancelled {
+                // Checked first, whatever etcd answers: a leader that cannot confirm its lease
+                // in time stops leading.
+                if replication.role == .leader, !leaseHeld {
+                    logger.warning("cluster: the lease was not confirmed for half its ttl; stepping down")
+                    stepDown()
+                }
                 do {
                     if ContinuousClock.now - lastRenewal >= .seconds(ttlSeconds) / 3 {
                         lastRenewal = .now
                         try await renew()
                     }
-                    try await etcd.put(key, value: value(), lease: state.withLock { $0.lease })
+                    if ContinuousClock.now - lastPublish >= Self.publishInterval {
+                        lastPublish = .now
+                        try await etcd.put(key, value: value(), lease: state.withLock { $0.lease })
+                    }
+                    try await elect()
+                    if failing { logger.notice("cluster: etcd answers again") }
+                    failing = false
                 } catch is CancellationError {
                     break
                 } catch {
-                    logger.warning("cluster: \(error)")
+                    if !failing { logger.warning("cluster: \(error)") }
+                    failing = true
                 }
-                try? await Task.sleep(for: Self.publishInterval)
+                try? await Task.sleep(for: Self.electionInterval)
             }
         }
+        await stopFollowing()
         let lease = state.withLock { $0.lease }
         if lease != 0 { try? await etcd.revoke(lease) }
+    }
+
+    /// One look at the leader key: follow the leader it names, or campaign when there is none.
+    func elect() async throws {
+        let lease = state.withLock { $0.lease }
+        if let held = try await etcd.get(Self.leaderKey(cluster)) {
+            let leader = (try? JSONParser.parse(held.value))?["url"]?.stringValue ?? ""
+            if leader == url {
+                // An earlier process of this node (same URL) may still hold it under its old lease:
+                // wait for that to expire rather than lead or follow itself.
+                if held.lease == lease, replication.role != .leader { try await lead(revision: held.createRevision) }
+                return
+            }
+            if replication.role == .leader {
+                logger.warning("cluster: \(leader) leads now; stepping down")
+                stepDown()
+            }
+            if replication.role == .fenced { store.rejoin() }
+            await startFollowing(leader)
+            return
+        }
+        guard leaseHeld, replication.role != .leader, try await mostAdvanced() else { return }
+        let value = JSONValue.members(["url": .string(url), "lease": .string(String(lease))]).serialized()
+        guard try await etcd.create(Self.leaderKey(cluster), value: value, lease: lease) == nil else { return }
+        guard let won = try await etcd.get(Self.leaderKey(cluster)), won.lease == lease else { return }
+        try await lead(revision: won.createRevision)
+    }
+
+    /// No live member is ahead of this one (by epoch, then last id, as they last published).
+    private func mostAdvanced() async throws -> Bool {
+        let mine = (store.epoch, store.lastID)
+        for kv in try await etcd.range(prefix: Self.membersPrefix(cluster)) where !kv.key.hasSuffix("/" + url) {
+            guard let other = try? JSONParser.parse(kv.value), other["url"]?.stringValue != url else { continue }
+            let theirs = (other["epoch"]?.uint64Value ?? 0, other["last_id"]?.uint64Value ?? 0)
+            if theirs > mine { return false }
+        }
+        return true
+    }
+
+    /// This node won the leader key: it stops pulling and is promoted to a new epoch above every
+    /// one it knows of. When it cannot be (it lacks writes a replica confirmed), it lets the key
+    /// go so a node that has them can win.
+    private func lead(revision: Int64) async throws {
+        await stopFollowing()
+        if replication.role == .fenced { store.rejoin() }
+        let epoch: UInt64
+        do {
+            epoch = try await store.promote(leader: url, epochAtLeast: replication.followerView.leaderEpoch)
+        } catch {
+            logger.error("cluster: won the election but cannot lead: \(error); letting the leader key go")
+            try? await etcd.delete(Self.leaderKey(cluster))
+            throw error
+        }
+        replication.becameLeader()
+        state.withLock { $0.wonAt = revision }
+        let value = JSONValue.members([
+            "url": .string(url), "lease": .string(String(state.withLock { $0.lease })), "epoch": .int(epoch), "revision": .int(revision),
+        ]).serialized()
+        try await etcd.put(Self.leaderKey(cluster), value: value, lease: state.withLock { $0.lease })
+        logger.notice("cluster: elected leader", metadata: ["epoch": "\(epoch)", "revision": "\(revision)"])
+    }
+
+    private func stepDown() {
+        if store.stepDown() { replication.steppedDown() }
+        state.withLock { $0.wonAt = nil }
+    }
+
+    private func startFollowing(_ leader: String) async {
+        if state.withLock({ $0.following?.url }) == leader { return }
+        await stopFollowing()
+        replication.follow(leader: leader)
+        let follower = Follower(store: store, replication: replication, client: BanyanHTTPClient(baseURL: leader, token: token), logger: logger)
+        let task = Task { _ = try? await follower.follow() }
+        state.withLock { $0.following = (leader, task) }
+        logger.notice("cluster: following \(leader)")
+    }
+
+    /// Stops pulling and waits until the pull in progress is done (a promotion must not race an
+    /// apply).
+    private func stopFollowing() async {
+        guard let following = state.withLock({ s -> (url: String, task: Task<Void, Never>)? in
+            defer { s.following = nil }
+            return s.following
+        }) else { return }
+        following.task.cancel()
+        await following.task.value
     }
 
     private func renew() async throws {
@@ -125,6 +258,7 @@ public final class ClusterMember: Service, Sendable {
             "name": .string(cluster), "url": .string(url), "etcd": .array(etcd.endpoints.map(JSONValue.string)),
             "lease": .string(String(lease)), "lease_ttl_seconds": .int(ttlSeconds),
             "last_renewal_seconds": renewed.map { NativeAPI.seconds(.now - $0) } ?? .null,
+            "won_at_revision": state.withLock { $0.wonAt }.map { .string(String($0)) } ?? .null,
         ])
     }
 }

@@ -103,6 +103,11 @@ public struct EtcdClient: Sendable {
         return Self.keyValues(answer)
     }
 
+    /// The key, if it exists.
+    public func get(_ key: String) async throws -> KeyValue? {
+        Self.keyValues(try await call("/v3/kv/range", ["key": Self.base64(Array(key.utf8))])).first
+    }
+
     public func delete(_ key: String) async throws {
         _ = try await call("/v3/kv/deleterange", ["key": Self.base64(Array(key.utf8))])
     }

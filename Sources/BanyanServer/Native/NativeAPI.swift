@@ -56,11 +56,15 @@ public struct NativeAPI: Sendable {
         } catch let error as LogError {
             throw APIError.fromBatch(error)
         }
-        var confirmed: Int?
-        if replicas > 0, let through = receipt.results.map(\.id).max() {
-            let results = JSONValue.array(receipt.results.map { result in
+        let results = {
+            JSONValue.array(receipt.results.map { result in
                 .object([JSONMember(key: "id", value: .int(result.id))] + (result.duplicate ? [JSONMember(key: "duplicate", value: .bool(true))] : []))
             })
+        }
+        try replication.confirmLease(stored: [("results", results()), ("durable", .bool(receipt.durable))])
+        var confirmed: Int?
+        if replicas > 0, let through = receipt.results.map(\.id).max() {
+            let results = results()
             confirmed = try await replication.awaitReplicas(
                 replicas, through: through, timeout: config.replicaTimeout, stored: [("results", results), ("durable", .bool(receipt.durable))])
         }

@@ -38,7 +38,7 @@ struct Follower: Service {
         try? await gracefulShutdown()
     }
 
-    private func follow() async throws {
+    func follow() async throws {
         var backoff = Self.backoffMin
         var failing = false
         /// The leader epoch the log was last reconciled against (nil: not yet).

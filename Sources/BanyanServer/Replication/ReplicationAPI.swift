@@ -144,6 +144,9 @@ struct ReplicationAPI: Sendable {
         let query = try QueryString(request)
         let afterEpoch = try NativeAPI.id(query.get("after_epoch"), field: "after_epoch") ?? 0
         let force = try query.flag("force")
+        guard replication.leaseGate.withLock({ $0 }) == nil else {
+            throw APIError(.conflict, "cannot promote", detail: "this node is in a cluster: its leader is chosen by the election in etcd")
+        }
         guard replication.role == .follower else {
             let detail = replication.role == .leader
                 ? "this node is already the leader (epoch \(store.epoch))"

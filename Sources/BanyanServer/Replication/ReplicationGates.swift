@@ -51,7 +51,11 @@ extension ReplicationState {
     func awaitReplicas(_ wanted: Int, through: EventID, timeout: Duration, stored: [(name: String, value: JSONValue)]) async throws -> Int {
         guard wanted > 0 else { return 0 }
         let confirmed = await waitForReplicas(wanted, through: through, timeout: timeout)
-        if confirmed >= wanted { return confirmed }
+        if confirmed >= wanted {
+            // The wait may have outlasted this node's lease (cluster mode).
+            try confirmLease(stored: stored + [("replicas", .int(UInt64(confirmed)))])
+            return confirmed
+        }
         var error: APIError
         if role != .leader {
             error = APIError(

@@ -71,6 +71,35 @@ public final class ReplicationState: Sendable {
         }
     }
 
+    /// In cluster mode: whether this node's lease was confirmed recently enough for it to
+    /// acknowledge writes as the leader (`ClusterMember`); nil outside cluster mode.
+    let leaseGate = Mutex<(@Sendable () -> Bool)?>(nil)
+
+    /// The leader to follow and to redirect writes to (cluster mode: read from etcd).
+    func follow(leader: String?) {
+        state.withState { $0.leader = leader }
+    }
+
+    /// This leader stepped down (cluster mode: its lease was not confirmed in time). Writes
+    /// waiting for replicas are woken to find out.
+    func steppedDown() {
+        counters.fencings.add(1, ordering: .relaxed)
+        state.withState { $0.leader = nil }
+        state.wakeAll()
+    }
+
+    /// Refuses to acknowledge a write a leader stored when its lease is no longer confirmed
+    /// (cluster mode): `503`, naming what was stored, which may be lost.
+    func confirmLease(stored: @autoclosure () -> [(name: String, value: JSONValue)]) throws {
+        guard let gate = leaseGate.withLock({ $0 }), !gate() else { return }
+        var error = APIError(
+            .serviceUnavailable, "not the leader",
+            detail: "the events are stored on this node, but its leadership lease was not confirmed in time, so they are not acknowledged; they may be lost")
+        error.headers[.retryAfter] = "1"
+        error.members = stored()
+        throw error
+    }
+
     /// This node now leads (after `promote`).
     func becameLeader() {
         state.withState { s in

@@ -346,6 +346,28 @@ extension EventStore {
     }
 }
 
+extension EventStore {
+    /// Ends this leader's term without a newer epoch known (cluster mode: its lease was not
+    /// confirmed in time): as `fence`, no write is acknowledged after this returns, but the store
+    /// is a follower at once, to follow whoever leads next. False when it was not leading.
+    @discardableResult
+    public func stepDown() -> Bool {
+        let writer = sequencer.withLock { slot -> Sequencer? in
+            defer { slot = nil }
+            return slot
+        }
+        guard let writer else { return false }
+        writer.fence(by: writer.epoch + 1)
+        return true
+    }
+
+    /// A fenced node becomes a follower again (cluster mode: the new leader is known); its
+    /// follower reconciles the log with the new leader before it applies anything.
+    public func rejoin() {
+        fencedBy.store(0, ordering: .releasing)
+    }
+}
+
 /// What a writable store does.
 public enum StoreRole: String, Sendable {
     /// Appends through its sequencer (and ships its log to followers).
