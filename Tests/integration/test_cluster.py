@@ -26,12 +26,18 @@ class Etcd:
         self.port, peer = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(tmp / "etcd.log", "w")
-        self.proc = subprocess.Popen(
-            [binary, "--name", "t", "--data-dir", str(tmp / "etcd"), "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"t=http://127.0.0.1:{peer}"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.command = [binary, "--name", "t", "--data-dir", str(tmp / "etcd"), "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                        "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                        "--initial-cluster", f"t=http://127.0.0.1:{peer}"]
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         wait_until(self.healthy, 30, "etcd")
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
 
     def healthy(self) -> bool:
         try:
@@ -40,6 +46,9 @@ class Etcd:
             return False
 
     def stop(self) -> None:
+        if self.proc.poll() is not None:
+            self.log.close()
+            return
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(10)
@@ -192,6 +201,43 @@ def test_a_paused_leader_steps_down_and_acknowledges_nothing_after(etcd, server_
     on_leader = {i: k for i, _, k in log_of(second.url)}
     assert len(acked) == 20 and all(on_leader.get(i) == k for i, k in acked.items())
     assert not any(k and k.startswith("late-") for _, _, k in log_of(second.url))
+
+
+def test_without_etcd_the_leader_steps_down_reads_go_on_and_leadership_returns_with_it(etcd, server_factory):
+    ttl = 3
+    ns = nodes(server_factory, etcd, 3, ttl)
+    by_url = {n.url: n for n in ns}
+    wait_until(lambda: role(leader_of(etcd) or "") == "leader", 15, "a leader")
+    leader = by_url[leader_of(etcd)]
+    acked = acknowledged_writes(leader.url, 10, "before")
+    assert len(acked) == 10
+    etcd.kill9()
+    killed = time.time()
+    # Within half a ttl (and a poll) the leader stops; from then on no node acknowledges a write.
+    wait_until(lambda: role(leader.url) == "follower", ttl / 2 + 2, "the leader to step down")
+    assert time.time() - killed <= ttl / 2 + 1
+    outage = []
+    while time.time() - killed < 8:
+        for n in ns:
+            try:
+                r = requests.post(n.url + "/v1/events", json=[{"type": "w", "key": f"outage-{len(outage)}"}], timeout=2, allow_redirects=False)
+                outage.append(r.status_code)
+            except requests.RequestException:
+                outage.append(0)
+        # Reads go on everywhere.
+        assert all(requests.get(n.url + "/v1/events", params={"after": 0, "limit": 1}, timeout=2).status_code == 200 for n in ns)
+        time.sleep(0.2)
+    assert outage and 200 not in outage, outage
+    etcd.start()
+    back = time.time()
+    wait_until(lambda: role(leader_of(etcd) or "") == "leader", ttl + 10, "a leader once etcd is back")
+    print(f"leader again {time.time() - back:.2f} s after etcd came back")
+    new = by_url[leader_of(etcd)]
+    acked.update(acknowledged_writes(new.url, 5, "after"))
+    assert len(acked) == 15
+    on_leader = {i: k for i, _, k in log_of(new.url)}
+    assert all(on_leader.get(i) == k for i, k in acked.items())
+    assert not any(k and k.startswith("outage-") for _, _, k in log_of(new.url))
 
 
 def test_cluster_mode_refuses_what_it_cannot_do(etcd, server_factory, run_banyan, tmp_path):
