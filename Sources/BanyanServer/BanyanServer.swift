@@ -66,7 +66,9 @@ public struct BanyanServer: Sendable {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         return BanyanResponder(
-            table: RouteTable(routes: native.routes + celestialTree.routes + replicationAPI.routes + maintenanceAPI.routes + [metricsRoute] + routes),
+            table: RouteTable(
+                routes: native.routes + celestialTree.routes + replicationAPI.routes + maintenanceAPI.routes + ClusterAPI(member: cluster).routes + [metricsRoute]
+                    + routes),
             access: config.access, metrics: metrics, connections: connections, site: SiteGuard(config: config),
             replication: replication, readWait: config.readWait, logger: logger)
     }

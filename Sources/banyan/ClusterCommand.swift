@@ -1,4 +1,5 @@
 import ArgumentParser
+import BanyanClient
 import BanyanServer
 import EventLog
 import Foundation
@@ -6,7 +7,34 @@ import Foundation
 extension Banyan {
     struct ClusterCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "cluster", abstract: "A cluster of nodes in etcd (serve --cluster).", subcommands: [Status.self])
+            commandName: "cluster", abstract: "A cluster of nodes in etcd (serve --cluster).", subcommands: [Status.self, Handover.self])
+
+        struct Handover: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Hand the leadership to another member: the leader stops taking writes, waits until the member holds every event durably, and steps down; the member leads a new epoch. Nothing acknowledged is lost. Uses BANYAN_TOKEN (admin) when the leader has tokens.")
+            @Option(help: "etcd endpoints, comma-separated http:// URLs.") var etcd: String
+            @Option(help: "The cluster's name.") var cluster: String
+            @Option(help: "The member to hand the leadership to: its advertised URL, as banyan cluster status lists it.") var to: String
+
+            func validate() throws {
+                guard ClusterMember.validName(cluster) else { throw ValidationError("--cluster takes 1-64 letters, digits, '.', '_' or '-', not \"\(cluster)\"") }
+                do { _ = try EtcdClient.endpoints(etcd) } catch { throw ValidationError("\(error)") }
+            }
+
+            func run() async throws {
+                try await Banyan.reportingErrors {
+                    let client = EtcdClient(endpoints: try EtcdClient.endpoints(etcd))
+                    guard let held = try await client.get(ClusterMember.leaderKey(cluster)),
+                        let leader = (try? JSONParser.parse(held.value))?["url"]?.stringValue
+                    else { throw ValidationError("cluster \(cluster) has no leader now; nothing to hand over") }
+                    var query = URLComponents()
+                    query.queryItems = [URLQueryItem(name: "to", value: to)]
+                    let answer = try await BanyanHTTPClient(baseURL: leader, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"])
+                        .request("POST", path: "/v1/admin/handover" + (query.percentEncodedQuery.map { "?" + $0 } ?? ""))
+                    Console.write(answer + [0x0A])
+                }
+            }
+        }
 
         struct Status: AsyncParsableCommand {
             static let configuration = CommandConfiguration(

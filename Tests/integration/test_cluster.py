@@ -240,6 +240,34 @@ def test_without_etcd_the_leader_steps_down_reads_go_on_and_leadership_returns_w
     assert not any(k and k.startswith("outage-") for _, _, k in log_of(new.url))
 
 
+def test_a_handover_moves_the_leadership_and_loses_nothing_without_replicas(etcd, server_factory, run_banyan):
+    ttl = 3
+    ns = nodes(server_factory, etcd, 3, ttl)
+    by_url = {n.url: n for n in ns}
+    wait_until(lambda: role(leader_of(etcd) or "") == "leader", 15, "a leader")
+    old = by_url[leader_of(etcd)]
+    target = next(n for n in ns if n is not old)
+    # Writes acknowledged by the leader alone (no replicas asked), right up to the handover.
+    acked = {}
+    for i in range(200):
+        r = requests.post(old.url + "/v1/events", json=[{"type": "w", "key": f"k{i}"}], timeout=5)
+        assert r.status_code == 200, r.text
+        acked[r.json()["results"][0]["id"]] = f"k{i}"
+    r = run_banyan("cluster", "handover", "--etcd", etcd.url, "--cluster", "c1", "--to", target.url, timeout=90)
+    assert r.returncode == 0, r.describe()
+    answer = json.loads(r.stdout)
+    assert answer["from"] == old.url and answer["to"] == target.url and answer["epoch"] == 3, answer
+    assert leader_of(etcd) == target.url and role(target.url) == "leader"
+    on_target = {i: k for i, _, k in log_of(target.url)}
+    assert all(on_target.get(i) == k for i, k in acked.items())
+    wait_until(lambda: role(old.url) == "follower" and log_of(old.url) == log_of(target.url), 20, "the old leader to follow")
+    # Refused: to a node that is not a member (400, naming to), on a node that does not lead (409).
+    r = requests.post(target.url + "/v1/admin/handover", params={"to": "http://127.0.0.1:1"}, timeout=10)
+    assert r.status_code == 400 and r.json()["field"] == "to", r.text
+    r = requests.post(old.url + "/v1/admin/handover", params={"to": target.url}, timeout=10)
+    assert r.status_code == 409, r.text
+
+
 def test_cluster_mode_refuses_what_it_cannot_do(etcd, server_factory, run_banyan, tmp_path):
     node = server_factory(["--cluster", "c1", "--etcd", etcd.url, "--lease-ttl-seconds", "2"])
     serve = ["serve", "--data-dir", str(tmp_path / "other"), "--port", str(free_port())]
@@ -261,5 +289,7 @@ def test_cluster_mode_refuses_what_it_cannot_do(etcd, server_factory, run_banyan
     wait_until(lambda: role(node.url) == "leader", 15, "the only node to lead")
     r = requests.post(node.url + "/v1/admin/promote", timeout=10)
     assert r.status_code == 409 and "election" in r.json()["detail"], r.text
+    r = requests.post(server_factory(name="plain").url + "/v1/admin/handover", params={"to": node.url}, timeout=10)
+    assert r.status_code == 409 and r.json()["error"] == "not in a cluster", r.text
     r = run_banyan("cluster", "status", "--etcd", etcd.url, "--cluster", "bad name")
     assert r.returncode != 0 and "--cluster takes" in r.stderr, r.describe()

@@ -71,6 +71,55 @@ public final class ClusterMember: Service, Sendable {
     public static func membersPrefix(_ cluster: String) -> String { prefix(cluster) + "members/" }
     var key: String { Self.membersPrefix(cluster) + url }
     public static func leaderKey(_ cluster: String) -> String { prefix(cluster) + "leader" }
+    public static func handoverKey(_ cluster: String) -> String { prefix(cluster) + "handover" }
+
+    public enum HandoverError: Error, CustomStringConvertible {
+        case notLeader, unknownTarget(String), behind(String, Duration), notTaken(String)
+        public var description: String {
+            switch self {
+            case .notLeader: "this node is not the cluster's leader"
+            case .unknownTarget(let url): "\(url) is not a live member of the cluster (banyan cluster status lists them)"
+            case .behind(let url, let waited): "\(url) did not hold every event durably within \(waited); this node leads on"
+            case .notTaken(let url): "\(url) did not take the leadership in time; the cluster elects as usual"
+            }
+        }
+    }
+
+    /// How long a handover waits for its target to catch up, then to lead.
+    public static let handoverWaitMax: Duration = .seconds(30)
+
+    /// Hands the leadership to the member at `target` (`banyan cluster handover`): no write is
+    /// taken from now on; once the target holds every event durably, this node names it in the
+    /// handover key (so no other node campaigns), steps down and lets the leader key go; the
+    /// target campaigns and is promoted. Nothing acknowledged is lost, whatever `--min-replicas`.
+    /// Returns the target's epoch.
+    public func handOver(to target: String) async throws -> UInt64 {
+        guard replication.role == .leader else { throw HandoverError.notLeader }
+        let lease = state.withLock { $0.lease }
+        guard target != url, try await etcd.get(Self.membersPrefix(cluster) + target) != nil else { throw HandoverError.unknownTarget(target) }
+        replication.handingOver.withLock { $0 = target }
+        defer { replication.handingOver.withLock { $0 = nil } }
+        // Writes that passed the gate before it closed are in the log by now or fail.
+        try await Task.sleep(for: .milliseconds(50))
+        guard await replication.waitForFollower(target, through: store.lastID, timeout: Self.handoverWaitMax) else {
+            throw HandoverError.behind(target, Self.handoverWaitMax)
+        }
+        try await etcd.put(Self.handoverKey(cluster), value: JSONValue.members(["to": .string(target)]).serialized(), lease: lease)
+        stepDown()
+        try await etcd.delete(Self.leaderKey(cluster))
+        logger.notice("cluster: handing the leadership to \(target)")
+        let deadline = ContinuousClock.now + Self.handoverWaitMax
+        defer { Task { [etcd, cluster] in try? await etcd.delete(Self.handoverKey(cluster)) } }
+        while ContinuousClock.now < deadline {
+            if let held = try await etcd.get(Self.leaderKey(cluster)), let value = try? JSONParser.parse(held.value),
+                value["url"]?.stringValue == target, let epoch = value["epoch"]?.uint64Value
+            {
+                return epoch
+            }
+            try await Task.sleep(for: Self.electionInterval)
+        }
+        throw HandoverError.notTaken(target)
+    }
 
     /// Whether the latest confirmed renewal was sent less than half a ttl ago: a leader
     /// acknowledges writes only then (its lease cannot have expired in anyone's eyes).
@@ -147,6 +196,8 @@ public final class ClusterMember: Service, Sendable {
 
     /// One look at the leader key: follow the leader it names, or campaign when there is none.
     func elect() async throws {
+        // A handover in progress decides for this node (`handOver`).
+        if replication.handingOver.withLock({ $0 }) != nil { return }
         let lease = state.withLock { $0.lease }
         if let held = try await etcd.get(Self.leaderKey(cluster)) {
             let leader = (try? JSONParser.parse(held.value))?["url"]?.stringValue ?? ""
@@ -164,7 +215,13 @@ public final class ClusterMember: Service, Sendable {
             await startFollowing(leader)
             return
         }
-        guard leaseHeld, replication.role != .leader, try await mostAdvanced() else { return }
+        guard leaseHeld, replication.role != .leader else { return }
+        // A handover in progress names the one node that may campaign (`handOver`).
+        if let handover = try await etcd.get(Self.handoverKey(cluster)) {
+            guard (try? JSONParser.parse(handover.value))?["to"]?.stringValue == url else { return }
+        } else if try await !mostAdvanced() {
+            return
+        }
         let value = JSONValue.members(["url": .string(url), "lease": .string(String(lease))]).serialized()
         guard try await etcd.create(Self.leaderKey(cluster), value: value, lease: lease) == nil else { return }
         guard let won = try await etcd.get(Self.leaderKey(cluster)), won.lease == lease else { return }

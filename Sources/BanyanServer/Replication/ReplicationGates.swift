@@ -14,6 +14,12 @@ extension ReplicationState {
     func requireLeader(for request: Request) throws {
         switch role {
         case .leader:
+            if let target = handingOver.withLock({ $0 }) {
+                var error = APIError(.serviceUnavailable, "not the leader", detail: "this node is handing its leadership to \(target); retry there shortly")
+                error.headers[.retryAfter] = "1"
+                error.members = [("leader", .null)]
+                throw error
+            }
             return
         case .follower:
             if let leader {

@@ -75,6 +75,17 @@ public final class ReplicationState: Sendable {
     /// acknowledge writes as the leader (`ClusterMember`); nil outside cluster mode.
     let leaseGate = Mutex<(@Sendable () -> Bool)?>(nil)
 
+    /// Set while this leader hands its leadership to the node at that URL (cluster mode): writes
+    /// are refused before they are stored (`requireLeader`).
+    let handingOver = Mutex<String?>(nil)
+
+    /// Waits until the follower at `url` holds every id up to `through` durably, at most
+    /// `timeout`; returns whether it does.
+    func waitForFollower(_ url: String, through: EventID, timeout: Duration) async -> Bool {
+        let state = await state.wait(timeout: timeout) { s in (s.followers[url]?.durableID ?? 0) >= through }
+        return (state.followers[url]?.durableID ?? 0) >= through
+    }
+
     /// The leader to follow and to redirect writes to (cluster mode: read from etcd).
     func follow(leader: String?) {
         state.withState { $0.leader = leader }
