@@ -237,7 +237,9 @@ extension Banyan {
                 var server = try BanyanServer(store: store, config: config, metrics: metrics, logger: logger)
                 if let cluster, let etcd {
                     let member = ClusterMember(
-                        etcd: EtcdClient(endpoints: try EtcdClient.endpoints(etcd)), cluster: cluster, url: config.advertisedURL(port: port),
+                        // A call that hangs must not hold the loop past the point where a leader steps down.
+                        etcd: EtcdClient(endpoints: try EtcdClient.endpoints(etcd), timeout: .milliseconds(max(250, leaseTtlSeconds * 1_000 / 6))),
+                        cluster: cluster, url: config.advertisedURL(port: port),
                         ttlSeconds: leaseTtlSeconds, store: store, replication: server.replication, token: config.leaderToken, logger: logger)
                     // Before serving: etcd out of reach, or the URL held by a live node, stops the start.
                     try await member.join()

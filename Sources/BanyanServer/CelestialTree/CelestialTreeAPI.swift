@@ -77,6 +77,7 @@ struct CelestialTreeAPI: Sendable {
         let message = try RequestBody.string(object, "message")
         let payload = object["payload"].flatMap { $0.isNull ? nil : $0 }
         let append = AppendRequest(type: type, parents: parents, message: message, payload: payload)
+        let term = store.epoch
         let receipt: AppendReceipt
         do {
             try append.refuseReservedType()
@@ -86,8 +87,8 @@ struct CelestialTreeAPI: Sendable {
         }
         // `--min-replicas` covers /emit too; CelestialTree's answer has no room for a count.
         let id = receipt.results[0].id
-        try replication.confirmLease(stored: [("id", .int(id))])
-        _ = try await replication.awaitReplicas(config.minReplicas, through: id, timeout: config.replicaTimeout, stored: [("id", .int(id))])
+        try replication.confirmLease(term: term, stored: [("id", .int(id))])
+        _ = try await replication.awaitReplicas(config.minReplicas, through: id, term: term, timeout: config.replicaTimeout, stored: [("id", .int(id))])
         var w = JSONWriter()
         w.writeRaw("{\"id\":")
         w.writeUInt(receipt.results[0].id)

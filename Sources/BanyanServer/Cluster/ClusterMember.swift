@@ -39,6 +39,11 @@ public final class ClusterMember: Service, Sendable {
         var following: (url: String, task: Task<Void, Never>)?
         /// The etcd revision at which this node won its term.
         var wonAt: Int64?
+        /// The etcd revision at which the leader key was first seen missing: members must have
+        /// published after it before anyone campaigns (`mostAdvanced`).
+        var missingSince: Int64?
+        /// No campaign before this (after a win this node could not lead with).
+        var quietUntil: ContinuousClock.Instant?
     }
     private let state = Mutex(State())
 
@@ -59,6 +64,9 @@ public final class ClusterMember: Service, Sendable {
         self.replication = replication
         self.token = token
         self.logger = logger
+        // From the start (before serving): this node may be asked to promote, and a leader's
+        // acknowledgements always go through the lease.
+        replication.leaseGate.withLock { $0 = { [self] in leaseHeld } }
     }
 
     /// A cluster name: 1-64 of letters, digits, `.`, `_`, `-` (it is a part of etcd keys).
@@ -132,8 +140,9 @@ public final class ClusterMember: Service, Sendable {
     /// advertising the same URL holds the key: this waits up to two ttls for its lease to end
     /// (the node's own earlier process, killed, lets go within one), then fails.
     public func join() async throws {
+        // Before the call: etcd starts the ttl when it takes the request.
+        var sent = ContinuousClock.now
         let (lease, granted) = try await etcd.grant(ttlSeconds: ttlSeconds)
-        let sent = ContinuousClock.now
         let deadline = sent + .seconds(2 * granted)
         while true {
             guard let holder = try await etcd.create(key, value: value(), lease: lease) else { break }
@@ -144,6 +153,9 @@ public final class ClusterMember: Service, Sendable {
             }
             logger.notice("cluster: \(url) is still held by an earlier lease; waiting for it to end", metadata: ["lease": "\(holder.lease)"])
             try await Task.sleep(for: .seconds(1))
+            // Keep the new lease alive meanwhile.
+            let renewing = ContinuousClock.now
+            if try await etcd.keepAlive(lease) > 0 { sent = renewing }
         }
         state.withLock { s in
             s.lease = lease
@@ -156,7 +168,6 @@ public final class ClusterMember: Service, Sendable {
     /// lease. A lease found expired (etcd out of reach for a ttl, this process paused) is taken
     /// again, with the key.
     public func run() async throws {
-        replication.leaseGate.withLock { $0 = { [self] in leaseHeld } }
         await cancelWhenGracefulShutdown { [self] in
             var lastRenewal = ContinuousClock.now
             var lastPublish = ContinuousClock.now - Self.publishInterval
@@ -199,27 +210,39 @@ public final class ClusterMember: Service, Sendable {
         // A handover in progress decides for this node (`handOver`).
         if replication.handingOver.withLock({ $0 }) != nil { return }
         let lease = state.withLock { $0.lease }
-        if let held = try await etcd.get(Self.leaderKey(cluster)) {
+        let (found, revision) = try await etcd.lookUp(Self.leaderKey(cluster))
+        if let held = found {
+            state.withLock { $0.missingSince = nil }
             let leader = (try? JSONParser.parse(held.value))?["url"]?.stringValue ?? ""
-            if leader == url {
-                // An earlier process of this node (same URL) may still hold it under its old lease:
-                // wait for that to expire rather than lead or follow itself.
-                if held.lease == lease, replication.role != .leader { try await lead(revision: held.createRevision) }
+            if leader == url, held.lease == lease {
+                if replication.role != .leader { try await lead(revision: held.createRevision) }
                 return
             }
+            // This node leads, but the key is another's (or its own earlier lease's): it lost it.
             if replication.role == .leader {
-                logger.warning("cluster: \(leader) leads now; stepping down")
+                logger.warning("cluster: the leader key is no longer this node's; stepping down")
                 stepDown()
             }
+            // An earlier process of this node (same URL) may still hold it under its old lease:
+            // wait for that to expire rather than follow itself.
+            if leader == url { return }
             if replication.role == .fenced { store.rejoin() }
             await startFollowing(leader)
             return
         }
-        guard leaseHeld, replication.role != .leader else { return }
+        if replication.role == .leader {
+            logger.warning("cluster: the leader key is gone; stepping down")
+            stepDown()
+        }
+        let since = state.withLock { s -> Int64 in
+            if s.missingSince == nil { s.missingSince = revision }
+            return s.missingSince!
+        }
+        guard leaseHeld, state.withLock({ $0.quietUntil.map { ContinuousClock.now >= $0 } ?? true }) else { return }
         // A handover in progress names the one node that may campaign (`handOver`).
         if let handover = try await etcd.get(Self.handoverKey(cluster)) {
             guard (try? JSONParser.parse(handover.value))?["to"]?.stringValue == url else { return }
-        } else if try await !mostAdvanced() {
+        } else if try await !mostAdvanced(publishedAfter: since) {
             return
         }
         let value = JSONValue.members(["url": .string(url), "lease": .string(String(lease))]).serialized()
@@ -228,11 +251,13 @@ public final class ClusterMember: Service, Sendable {
         try await lead(revision: won.createRevision)
     }
 
-    /// No live member is ahead of this one (by epoch, then last id, as they last published).
-    private func mostAdvanced() async throws -> Bool {
+    /// No live member is ahead of this one (by epoch, then last id, as they published after the
+    /// leader key went: a member that has not published since is waited for).
+    private func mostAdvanced(publishedAfter revision: Int64) async throws -> Bool {
         let mine = (store.epoch, store.lastID)
         for kv in try await etcd.range(prefix: Self.membersPrefix(cluster)) where !kv.key.hasSuffix("/" + url) {
             guard let other = try? JSONParser.parse(kv.value), other["url"]?.stringValue != url else { continue }
+            guard kv.modRevision > revision else { return false }
             let theirs = (other["epoch"]?.uint64Value ?? 0, other["last_id"]?.uint64Value ?? 0)
             if theirs > mine { return false }
         }
@@ -246,19 +271,31 @@ public final class ClusterMember: Service, Sendable {
         await stopFollowing()
         if replication.role == .fenced { store.rejoin() }
         let epoch: UInt64
+        let lease = state.withLock { $0.lease }
         do {
             epoch = try await store.promote(leader: url, epochAtLeast: replication.followerView.leaderEpoch)
         } catch {
+            // The key goes with this node's lease (never another's): revoke it, join again under
+            // a new one, and stay out of campaigns for a ttl so a node that has the writes wins.
             logger.error("cluster: won the election but cannot lead: \(error); letting the leader key go")
-            try? await etcd.delete(Self.leaderKey(cluster))
+            state.withLock { s in
+                s.renewed = nil
+                s.quietUntil = .now + .seconds(ttlSeconds)
+            }
+            try? await etcd.revoke(lease)
+            try await join()
             throw error
         }
         replication.becameLeader()
         state.withLock { $0.wonAt = revision }
         let value = JSONValue.members([
-            "url": .string(url), "lease": .string(String(state.withLock { $0.lease })), "epoch": .int(epoch), "revision": .int(revision),
+            "url": .string(url), "lease": .string(String(lease)), "epoch": .int(epoch), "revision": .int(revision),
         ]).serialized()
-        try await etcd.put(Self.leaderKey(cluster), value: value, lease: state.withLock { $0.lease })
+        guard try await etcd.put(Self.leaderKey(cluster), value: value, ifLease: lease) else {
+            logger.warning("cluster: the leader key was lost while promoting; stepping down")
+            stepDown()
+            return
+        }
         logger.notice("cluster: elected leader", metadata: ["epoch": "\(epoch)", "revision": "\(revision)"])
     }
 
@@ -295,6 +332,13 @@ public final class ClusterMember: Service, Sendable {
             state.withLock { $0.renewed = sent }
             return
         }
+        // Expired: the leader key went with it, and another node may lead already. A new lease
+        // must not let this node acknowledge as the leader of its old term.
+        if replication.role == .leader {
+            logger.warning("cluster: the lease expired; stepping down")
+            stepDown()
+        }
+        state.withLock { $0.renewed = nil }
         logger.warning("cluster: the lease expired; joining again", metadata: ["lease": "\(lease)"])
         try await join()
     }

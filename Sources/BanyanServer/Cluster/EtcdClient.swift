@@ -54,7 +54,9 @@ public struct EtcdClient: Sendable {
     /// Renews the lease; its ttl from now, or 0 when it has expired (it cannot be renewed then).
     public func keepAlive(_ lease: Int64) async throws -> Int {
         let answer = try await call("/v3/lease/keepalive", ["ID": String(lease)])
-        let result = answer["result"] as? [String: Any] ?? answer
+        // The gateway streams: an error arrives as an `error` member in a 200 answer.
+        if let error = answer["error"] { throw EtcdError(description: "lease keepalive: \(error)") }
+        guard let result = answer["result"] as? [String: Any] else { throw EtcdError(description: "lease keepalive: no result in the answer") }
         return Int(Self.int(result["TTL"]) ?? 0)
     }
 
@@ -105,7 +107,24 @@ public struct EtcdClient: Sendable {
 
     /// The key, if it exists.
     public func get(_ key: String) async throws -> KeyValue? {
-        Self.keyValues(try await call("/v3/kv/range", ["key": Self.base64(Array(key.utf8))])).first
+        try await lookUp(key).value
+    }
+
+    /// The key, if it exists, and the store's revision when it was read.
+    public func lookUp(_ key: String) async throws -> (value: KeyValue?, revision: Int64) {
+        let answer = try await call("/v3/kv/range", ["key": Self.base64(Array(key.utf8))])
+        return (Self.keyValues(answer).first, Self.int((answer["header"] as? [String: Any])?["revision"]) ?? 0)
+    }
+
+    /// Puts `key` only if it is bound to `lease` (so a key this node lost is never overwritten).
+    /// Returns whether it did.
+    public func put(_ key: String, value: [UInt8], ifLease lease: Int64) async throws -> Bool {
+        let k = Self.base64(Array(key.utf8))
+        let answer = try await call("/v3/kv/txn", [
+            "compare": [["key": k, "target": "LEASE", "lease": String(lease)]],
+            "success": [["request_put": ["key": k, "value": Self.base64(value), "lease": String(lease)]]],
+        ])
+        return answer["succeeded"] as? Bool == true
     }
 
     public func delete(_ key: String) async throws {
@@ -113,6 +132,10 @@ public struct EtcdClient: Sendable {
     }
 
     // MARK: the gateway
+
+    private struct Unavailable: Error, CustomStringConvertible {
+        var description: String
+    }
 
     private final class Preferred: Sendable {
         private let index = Atomic<Int>(0)
@@ -134,12 +157,15 @@ public struct EtcdClient: Sendable {
                 let response = try await HTTPClient.shared.execute(request, timeout: .init(timeout))
                 let data = try await response.body.collect(upTo: Self.answerBytesMax)
                 guard let answer = try? JSONSerialization.jsonObject(with: Data(buffer: data)) as? [String: Any] else {
-                    throw EtcdError(description: "\(endpoints[i])\(path): HTTP \(response.status.code), not a JSON object")
+                    throw Unavailable(description: "\(endpoints[i])\(path): HTTP \(response.status.code), not a JSON object")
                 }
                 guard response.status == .ok else {
+                    let why = "\(path): \(answer["message"] ?? answer["error"] ?? "HTTP \(response.status.code)")"
+                    // An endpoint without a quorum (5xx) may be one of several: try the next.
+                    if response.status.code >= 500 { throw Unavailable(description: why) }
                     // An answer from etcd itself (a bad request, a lease not found): no other
                     // endpoint would answer differently.
-                    throw EtcdError(description: "\(path): \(answer["message"] ?? answer["error"] ?? "HTTP \(response.status.code)")")
+                    throw EtcdError(description: why)
                 }
                 preferred.set(i)
                 return answer

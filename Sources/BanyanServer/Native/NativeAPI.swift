@@ -50,6 +50,8 @@ public struct NativeAPI: Sendable {
         }
         let requests = try BatchDecoder.decode(body, ndjson: ndjson, limits: store.limits)
         let receipt: AppendReceipt
+        // The term the batch is stored in (or it fails): it is acknowledged only within it.
+        let term = store.epoch
         do {
             for (index, request) in requests.enumerated() { try request.refuseReservedType(index: index) }
             receipt = try await store.append(requests, durability: durability)
@@ -61,12 +63,12 @@ public struct NativeAPI: Sendable {
                 .object([JSONMember(key: "id", value: .int(result.id))] + (result.duplicate ? [JSONMember(key: "duplicate", value: .bool(true))] : []))
             })
         }
-        try replication.confirmLease(stored: [("results", results()), ("durable", .bool(receipt.durable))])
+        try replication.confirmLease(term: term, stored: [("results", results()), ("durable", .bool(receipt.durable))])
         var confirmed: Int?
         if replicas > 0, let through = receipt.results.map(\.id).max() {
             let results = results()
             confirmed = try await replication.awaitReplicas(
-                replicas, through: through, timeout: config.replicaTimeout, stored: [("results", results), ("durable", .bool(receipt.durable))])
+                replicas, through: through, term: term, timeout: config.replicaTimeout, stored: [("results", results), ("durable", .bool(receipt.durable))])
         }
         var w = JSONWriter(capacity: 48 + receipt.results.count * 16)
         w.writeRaw("{\"results\":[")

@@ -54,12 +54,13 @@ extension ReplicationState {
     /// do. Throws `504` when too few do within `--replica-timeout-ms`, or `503` when this node
     /// stopped leading meanwhile, each naming what the write did get (`stored`: the members
     /// that say so, e.g. the ids), so the client never reads more into it than happened.
-    func awaitReplicas(_ wanted: Int, through: EventID, timeout: Duration, stored: [(name: String, value: JSONValue)]) async throws -> Int {
+    /// `term`: the epoch the write was stored in.
+    func awaitReplicas(_ wanted: Int, through: EventID, term: UInt64, timeout: Duration, stored: [(name: String, value: JSONValue)]) async throws -> Int {
         guard wanted > 0 else { return 0 }
         let confirmed = await waitForReplicas(wanted, through: through, timeout: timeout)
         if confirmed >= wanted {
             // The wait may have outlasted this node's lease (cluster mode).
-            try confirmLease(stored: stored + [("replicas", .int(UInt64(confirmed)))])
+            try confirmLease(term: term, stored: stored + [("replicas", .int(UInt64(confirmed)))])
             return confirmed
         }
         var error: APIError

@@ -99,10 +99,11 @@ public final class ReplicationState: Sendable {
         state.wakeAll()
     }
 
-    /// Refuses to acknowledge a write a leader stored when its lease is no longer confirmed
-    /// (cluster mode): `503`, naming what was stored, which may be lost.
-    func confirmLease(stored: @autoclosure () -> [(name: String, value: JSONValue)]) throws {
-        guard let gate = leaseGate.withLock({ $0 }), !gate() else { return }
+    /// Refuses to acknowledge a write a leader stored when its lease is no longer confirmed, or
+    /// it no longer leads the term (`epoch`) the write was stored in (cluster mode): `503`,
+    /// naming what was stored, which may be lost.
+    func confirmLease(term epoch: UInt64, stored: @autoclosure () -> [(name: String, value: JSONValue)]) throws {
+        guard let gate = leaseGate.withLock({ $0 }), !gate() || role != .leader || store.epoch != epoch else { return }
         var error = APIError(
             .serviceUnavailable, "not the leader",
             detail: "the events are stored on this node, but its leadership lease was not confirmed in time, so they are not acknowledged; they may be lost")
