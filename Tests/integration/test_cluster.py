@@ -7,7 +7,9 @@ import base64
 import json
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -274,6 +276,113 @@ def test_a_handover_moves_the_leadership_and_loses_nothing_without_replicas(etcd
     assert r.status_code == 400 and r.json()["field"] == "to", r.text
     r = requests.post(old.url + "/v1/admin/handover", params={"to": target.url}, timeout=10)
     assert r.status_code == 409, r.text
+
+
+class Relay:
+    """A TCP relay on loopback that the test can cut (a partition: bytes are read and dropped,
+    new connections are held open and go nowhere) and heal."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.cut_ = threading.Event()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.conns.append(client)
+            if self.cut_.is_set():
+                threading.Thread(target=self.pump, args=(client, None), daemon=True).start()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            self.conns.append(upstream)
+            threading.Thread(target=self.pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self.pump, args=(upstream, client), daemon=True).start()
+
+    def pump(self, src: socket.socket, dst: socket.socket | None) -> None:
+        try:
+            while data := src.recv(65536):
+                if dst is not None and not self.cut_.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                if s is not None and not self.cut_.is_set():
+                    s.close()
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.cut_.set()
+
+    def heal(self) -> None:
+        # Connections cut stay silent; close them so both sides reconnect through the relay.
+        self.cut_.clear()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.conns = []
+
+    def close(self) -> None:
+        self.server.close()
+        self.heal()
+
+
+def test_a_partitioned_leader_acknowledges_nothing_and_rejoins_when_healed(etcd, server_factory):
+    ttl = 3
+    # Each node reaches etcd, and is reached by the others, through relays the test can cut.
+    etcd_relays = [Relay(etcd.port) for _ in range(3)]
+    ports = [free_port() for _ in range(3)]
+    node_relays = [Relay(p) for p in ports]
+    ns = []
+    for i in range(3):
+        n = server_factory(["--cluster", "c1", "--etcd", f"http://127.0.0.1:{etcd_relays[i].port}", "--lease-ttl-seconds", str(ttl),
+                            "--advertise", f"http://127.0.0.1:{node_relays[i].port}"], name=f"p{i}", start=False)
+        n.port = ports[i]
+        ns.append(n.start())
+    try:
+        advertised = {f"http://127.0.0.1:{node_relays[i].port}": i for i in range(3)}
+        wait_until(lambda: leader_of(etcd) in advertised and role(ns[advertised[leader_of(etcd)]].url) == "leader", 15, "a leader")
+        old = advertised[leader_of(etcd)]
+        acked = acknowledged_writes(ns[old].url, 10, "before")
+        assert len(acked) == 10
+        etcd_relays[old].cut()
+        node_relays[old].cut()
+        cut = time.time()
+        # A client on the leader's side of the partition: nothing is acknowledged past half a
+        # ttl (the writes before that point, if any, count as acknowledged and must survive).
+        late = {}
+        while time.time() - cut < ttl + 2:
+            for i, k in acknowledged_writes(ns[old].url, 1, f"cut-{time.time()}").items():
+                late[i] = k
+                assert time.time() - cut < ttl / 2 + 0.5, "acknowledged past half a ttl after the partition"
+        wait_until(lambda: leader_of(etcd) in advertised and advertised[leader_of(etcd)] != old
+                   and role(ns[advertised[leader_of(etcd)]].url) == "leader", ttl + 5, "a leader on the other side")
+        new = advertised[leader_of(etcd)]
+        acked.update(late)
+        acked.update(acknowledged_writes(ns[new].url, 10, "after"))
+        etcd_relays[old].heal()
+        node_relays[old].heal()
+        wait_until(lambda: role(ns[old].url) == "follower" and log_of(ns[old].url) == log_of(ns[new].url), 30, "the old leader to rejoin")
+        on_leader = {i: k for i, _, k in log_of(ns[new].url)}
+        assert all(on_leader.get(i) == k for i, k in acked.items()), [(i, k, on_leader.get(i)) for i, k in acked.items() if on_leader.get(i) != k][:5]
+    finally:
+        for r in etcd_relays + node_relays:
+            r.close()
 
 
 def test_cluster_mode_refuses_what_it_cannot_do(etcd, server_factory, run_banyan, tmp_path):

@@ -215,7 +215,9 @@ public final class ClusterMember: Service, Sendable {
             state.withLock { $0.missingSince = nil }
             let leader = (try? JSONParser.parse(held.value))?["url"]?.stringValue ?? ""
             if leader == url, held.lease == lease {
-                if replication.role != .leader { try await lead(revision: held.createRevision) }
+                // Only with a fresh renewal: a leader without one would step down at once (after
+                // etcd was out of reach, the key may still be this node's).
+                if replication.role != .leader, leaseHeld { try await lead(revision: held.createRevision) }
                 return
             }
             // This node leads, but the key is another's (or its own earlier lease's): it lost it.
