@@ -19,7 +19,9 @@ time from the fault to the next acknowledgement).
 
 Then the checker reads the final log of every node (after they converge) and the history:
 every acknowledged write is in the log, with its id and key, on every node; no key holds two ids;
-no id is acknowledged twice for two keys; the nodes' logs are identical. Exit status 1 when a
+no id is acknowledged twice for two keys; each acknowledged write lies in an epoch (between two
+`banyan.epoch` events) that the node which acknowledged it led, so no node acknowledged outside
+its term; the nodes' exports are byte-identical and `banyan verify` finds every store clean. Exit status 1 when a
 check fails. Printed: rounds, writes acknowledged and refused, writes lost (must be 0), and the
 unavailability by fault (min / median / max).
 """
@@ -87,13 +89,16 @@ class Cluster:
 
 
 class Writer(threading.Thread):
-    """Appends one keyed event at a time, with replicas=1, to the leader; records each attempt."""
+    """Appends one keyed event at a time, with replicas=1, to the leader; records each attempt. A
+    request times out after 1 s (then the leader is looked up again), so a stalled leader costs
+    the writer a second, not the length of the stall."""
 
     def __init__(self, cluster: Cluster, history) -> None:
         super().__init__(daemon=True)
         self.cluster, self.history = cluster, history
         self.stop = threading.Event()
         self.acked: dict[str, int] = {}
+        self.acked_by: dict[str, str] = {}
         self.refused = 0
         self.last_ack = 0.0
         self.last_ack_node: str | None = None
@@ -113,12 +118,13 @@ class Writer(threading.Thread):
             start = time.time()
             entry = {"op": "append", "key": key, "node": target, "start": start}
             try:
-                r = requests.post(target + "/v1/events?replicas=1", json=[{"type": "fault.write", "key": key}], timeout=5, allow_redirects=False)
+                r = requests.post(target + "/v1/events?replicas=1", json=[{"type": "fault.write", "key": key}], timeout=1, allow_redirects=False)
                 entry.update(status=r.status_code, end=time.time())
                 if r.status_code == 200:
                     entry["id"] = r.json()["results"][0]["id"]
                     with self.lock:
                         self.acked[key] = entry["id"]
+                        self.acked_by[key] = target
                         self.last_ack, self.last_ack_node = entry["end"], target
                         self.ack_times.append(entry["end"])
                 else:
@@ -131,11 +137,13 @@ class Writer(threading.Thread):
             self.history.write(json.dumps(entry) + "\n")
 
 
-def log_of(url: str) -> list[tuple[int, str, str | None]]:
+def log_of(url: str) -> list[tuple[int, str, str | None, str | None]]:
+    """(id, type, key, leader): `leader` is the URL a `banyan.epoch` event names."""
     out, after = [], 0
     while True:
         page = requests.get(url + "/v1/events", params={"after": after, "limit": 10000}, timeout=30).json()
-        out += [(e["id"], e["type"], e.get("key")) for e in page["events"]]
+        out += [(e["id"], e["type"], e.get("key"), (e.get("payload") or {}).get("leader") if e["type"] == "banyan.epoch" else None)
+                for e in page["events"]]
         if page["next"] <= after or page["next"] >= page["last_id"]:
             return out
         after = page["next"]
@@ -212,7 +220,12 @@ def main() -> None:
         wait_until(lambda: len({tuple(log_of(u)) for u in urls}) == 1, 60, "the nodes' logs to converge")
         final = log_of(urls[0])
         by_key: dict[str, list[int]] = {}
-        for i, _, key in final:
+        led_by: dict[int, str | None] = {}  # id -> the leader of the epoch it lies in
+        leader_now = None
+        for i, type_, key, leader in final:
+            if type_ == "banyan.epoch":
+                leader_now = leader
+            led_by[i] = leader_now
             if key:
                 by_key.setdefault(key, []).append(i)
         lost = [(k, i) for k, i in writer.acked.items() if by_key.get(k) != [i]]
@@ -224,6 +237,20 @@ def main() -> None:
             failures.append(f"keys with two ids: {list(twice.items())[:5]}")
         if len(ids) != len(set(ids)):
             failures.append("an id was acknowledged for two keys")
+        outside = [(k, i, writer.acked_by[k], led_by.get(i)) for k, i in writer.acked.items() if led_by.get(i) != writer.acked_by[k]]
+        if outside:
+            failures.append(f"{len(outside)} writes acknowledged by a node outside its term, e.g. {outside[:5]}")
+        exports = set()
+        for port in cluster.ports:
+            data = os.path.join(root, f"n{port}")
+            out = data + ".export.jsonl"
+            subprocess.run([args.banyan, "export", "--data-dir", data, "--output", out], check=True, capture_output=True)
+            with open(out, "rb") as f:
+                exports.add(f.read())
+            if subprocess.run([args.banyan, "verify", "--data-dir", data], capture_output=True).returncode != 0:
+                failures.append(f"banyan verify found problems in {data}")
+        if len(exports) != 1:
+            failures.append("the nodes' exports differ")
         print(json.dumps({
             "seed": seed, "rounds": args.rounds, "ttl_s": args.ttl, "faults": faults, "writes_acknowledged": len(writer.acked),
             "writes_refused_or_failed": writer.refused, "writes_lost": len(lost), "final_log_events": len(final),

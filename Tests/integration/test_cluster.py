@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from conftest import free_port
+from test_replication import expect_clean, export
 from test_v1_api import wait_until
 
 
@@ -150,7 +151,7 @@ def log_of(url: str) -> list[tuple[int, str, str | None]]:
         after = page["next"]
 
 
-def test_a_killed_leader_is_replaced_within_the_ttl_and_loses_nothing_acknowledged(etcd, server_factory):
+def test_a_killed_leader_is_replaced_within_the_ttl_and_loses_nothing_acknowledged(etcd, server_factory, run_banyan, verify):
     ttl = 3
     ns = nodes(server_factory, etcd, 3, ttl)
     by_url = {n.url: n for n in ns}
@@ -178,6 +179,10 @@ def test_a_killed_leader_is_replaced_within_the_ttl_and_loses_nothing_acknowledg
     # Each election began an epoch (a renewal blip on a slow machine may add one).
     epochs = [e for e in log_of(second.url) if e[1] == "banyan.epoch"]
     assert len(epochs) >= 2, epochs
+    # Byte-identical exports, and every store verifies clean.
+    assert len({export(run_banyan, n) for n in ns}) == 1
+    for n in ns:
+        expect_clean(verify, n)
 
 
 def test_a_paused_leader_steps_down_and_acknowledges_nothing_after(etcd, server_factory):
