@@ -232,7 +232,7 @@ def test_without_etcd_the_leader_steps_down_reads_go_on_and_leadership_returns_w
     # Within half a ttl (and a poll) the leader stops; from then on no node acknowledges a write.
     wait_until(lambda: role(leader.url) == "follower", ttl / 2 + 2, "the leader to step down")
     outage = []
-    while time.time() - killed < 8:
+    while time.time() - killed < 10:
         for n in ns:
             try:
                 r = requests.post(n.url + "/v1/events", json=[{"type": "w", "key": f"outage-{len(outage)}"}], timeout=2, allow_redirects=False)
