@@ -12,18 +12,13 @@ extension Banyan {
         struct Handover: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
                 abstract: "Hand the leadership to another member: the leader stops taking writes, waits until the member holds every event durably, and steps down; the member leads a new epoch. Nothing acknowledged is lost. Uses BANYAN_TOKEN (admin) when the leader has tokens.")
-            @Option(help: "etcd endpoints, comma-separated http:// URLs.") var etcd: String
-            @Option(help: "The cluster's name.") var cluster: String
+            @OptionGroup var at: ClusterOptions
             @Option(help: "The member to hand the leadership to: its advertised URL, as banyan cluster status lists it.") var to: String
 
-            func validate() throws {
-                guard ClusterMember.validName(cluster) else { throw ValidationError("--cluster takes 1-64 letters, digits, '.', '_' or '-', not \"\(cluster)\"") }
-                do { _ = try EtcdClient.endpoints(etcd) } catch { throw ValidationError("\(error)") }
-            }
-
             func run() async throws {
+                let cluster = at.cluster
                 try await Banyan.reportingErrors {
-                    let client = EtcdClient(endpoints: try EtcdClient.endpoints(etcd))
+                    let client = EtcdClient(endpoints: try EtcdClient.endpoints(at.etcd))
                     guard let held = try await client.get(ClusterMember.leaderKey(cluster)),
                         let leader = (try? JSONParser.parse(held.value))?["url"]?.stringValue
                     else { throw ValidationError("cluster \(cluster) has no leader now; nothing to hand over") }
@@ -39,18 +34,13 @@ extension Banyan {
         struct Status: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
                 abstract: "The members of a cluster as etcd holds them: each node's URL, role, epoch, last id, lag and lease time left.")
-            @Option(help: "etcd endpoints, comma-separated http:// URLs.") var etcd: String
-            @Option(help: "The cluster's name.") var cluster: String
+            @OptionGroup var at: ClusterOptions
             @Flag(help: "Print JSON.") var json = false
 
-            func validate() throws {
-                guard ClusterMember.validName(cluster) else { throw ValidationError("--cluster takes 1-64 letters, digits, '.', '_' or '-', not \"\(cluster)\"") }
-                do { _ = try EtcdClient.endpoints(etcd) } catch { throw ValidationError("\(error)") }
-            }
-
             func run() async throws {
+                let cluster = at.cluster
                 try await Banyan.reportingErrors {
-                    let client = EtcdClient(endpoints: try EtcdClient.endpoints(etcd))
+                    let client = EtcdClient(endpoints: try EtcdClient.endpoints(at.etcd))
                     let prefix = ClusterMember.membersPrefix(cluster)
                     var members: [(url: String, value: JSONValue, ttl: Int?)] = []
                     for kv in try await client.range(prefix: prefix) {
@@ -85,5 +75,18 @@ extension Banyan {
                 }
             }
         }
+    }
+}
+
+/// `--etcd` and `--cluster` of the `cluster` commands, checked as `serve --cluster` checks them.
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "etcd endpoints, comma-separated http:// URLs.") var etcd: String
+    @Option(help: "The cluster's name.") var cluster: String
+
+    func validate() throws { try Self.check(cluster: cluster, etcd: etcd) }
+
+    static func check(cluster: String, etcd: String) throws {
+        guard ClusterMember.validName(cluster) else { throw ValidationError("--cluster takes 1-64 letters, digits, '.', '_' or '-', not \"\(cluster)\"") }
+        do { _ = try EtcdClient.endpoints(etcd) } catch { throw ValidationError("\(error)") }
     }
 }

@@ -113,10 +113,7 @@ extension Banyan {
             try check("lease-ttl-seconds", leaseTtlSeconds, Bounds.leaseTTLSeconds)
             guard (cluster == nil) == (etcd == nil) else { throw ValidationError("--cluster and --etcd go together: which cluster, and the etcd that holds it") }
             if let cluster {
-                guard ClusterMember.validName(cluster) else {
-                    throw ValidationError("--cluster takes 1-64 letters, digits, '.', '_' or '-', not \"\(cluster)\"")
-                }
-                do { _ = try EtcdClient.endpoints(etcd ?? "") } catch { throw ValidationError("\(error)") }
+                try ClusterOptions.check(cluster: cluster, etcd: etcd ?? "")
                 if port == 0, advertise == nil { throw ValidationError("--cluster needs the node's URL: give --advertise, or a --port other than 0") }
                 if follow != nil { throw ValidationError("--cluster and --follow do not go together: in a cluster, the election in etcd says whom to follow") }
                 if workflows { throw ValidationError("--workflows is not supported with --cluster yet: the engine would have to move with the leadership") }
