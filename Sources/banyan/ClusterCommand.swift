@@ -24,8 +24,10 @@ extension Banyan {
                     else { throw ValidationError("cluster \(cluster) has no leader now; nothing to hand over") }
                     var query = URLComponents()
                     query.queryItems = [URLQueryItem(name: "to", value: to)]
-                    let answer = try await BanyanHTTPClient(baseURL: leader, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"])
-                        .request("POST", path: "/v1/admin/handover" + (query.percentEncodedQuery.map { "?" + $0 } ?? ""))
+                    var api = BanyanHTTPClient(baseURL: leader, token: ProcessInfo.processInfo.environment["BANYAN_TOKEN"])
+                    // The leader waits up to 30 s for the target to catch up, then up to 30 s for it to lead.
+                    api.timeout = .seconds(75)
+                    let answer = try await api.request("POST", path: "/v1/admin/handover" + (query.percentEncodedQuery.map { "?" + $0 } ?? ""))
                     Console.write(answer + [0x0A])
                 }
             }

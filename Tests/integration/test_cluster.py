@@ -268,13 +268,39 @@ def test_a_handover_moves_the_leadership_and_loses_nothing_without_replicas(etcd
         r = requests.post(old.url + "/v1/events", json=[{"type": "w", "key": f"k{i}"}], timeout=5)
         assert r.status_code == 200, r.text
         acked[r.json()["results"][0]["id"]] = f"k{i}"
-    r = run_banyan("cluster", "handover", "--etcd", etcd.url, "--cluster", "c1", "--to", target.url, timeout=90)
+    # A writer goes on against the old leader during the handover: what it acknowledges must
+    # be on the target too; the rest is refused (503 while handing over, then 307 or 503).
+    stop = threading.Event()
+    during: list[tuple[int, dict]] = []
+
+    def write_on() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                r = requests.post(old.url + "/v1/events", json=[{"type": "w", "key": f"d{n}"}], timeout=5, allow_redirects=False)
+                during.append((r.status_code, r.json() if r.headers.get("content-type", "").startswith("application/json") else {}))
+            except (requests.RequestException, ValueError):
+                pass
+
+    writer = threading.Thread(target=write_on)
+    writer.start()
+    time.sleep(0.3)
+    try:
+        r = run_banyan("cluster", "handover", "--etcd", etcd.url, "--cluster", "c1", "--to", target.url, timeout=90)
+    finally:
+        stop.set()
+        writer.join(10)
     assert r.returncode == 0, r.describe()
     answer = json.loads(r.stdout)
-    assert answer["from"] == old.url and answer["to"] == target.url and answer["epoch"] == 3, answer
+    assert answer["from"] == old.url and answer["to"] == target.url and answer["epoch"] > 2, answer
     assert leader_of(etcd) == target.url and role(target.url) == "leader"
+    for status, body in during:
+        if status == 200:
+            acked[body["results"][0]["id"]] = None
+    assert any(status in (503, 307) for status, _ in during), during[-5:]
     on_target = {i: k for i, _, k in log_of(target.url)}
-    assert all(on_target.get(i) == k for i, k in acked.items())
+    assert all(i in on_target and (k is None or on_target[i] == k) for i, k in acked.items())
     wait_until(lambda: role(old.url) == "follower" and log_of(old.url) == log_of(target.url), 20, "the old leader to follow")
     # Refused: to a node that is not a member (400, naming to), on a node that does not lead (409).
     r = requests.post(target.url + "/v1/admin/handover", params={"to": "http://127.0.0.1:1"}, timeout=10)
@@ -370,15 +396,24 @@ def test_a_partitioned_leader_acknowledges_nothing_and_rejoins_when_healed(etcd,
         cut = time.time()
         # A client on the leader's side of the partition: nothing is acknowledged past half a
         # ttl (the writes before that point, if any, count as acknowledged and must survive).
-        late = {}
+        # No replicas asked: only the lease gate can refuse these.
+        late, n = {}, 0
         while time.time() - cut < ttl + 2:
-            for i, k in acknowledged_writes(ns[old].url, 1, f"cut-{time.time()}").items():
-                late[i] = k
-                assert time.time() - cut < ttl / 2 + 0.5, "acknowledged past half a ttl after the partition"
+            started = time.time()
+            n += 1
+            try:
+                r = requests.post(ns[old].url + "/v1/events", json=[{"type": "w", "key": f"cut-{n}"}], timeout=5, allow_redirects=False)
+            except requests.RequestException:
+                continue
+            if r.status_code == 200:
+                assert started - cut < ttl / 2 + 0.3, f"acknowledged {started - cut:.2f} s after the partition"
+                late[r.json()["results"][0]["id"]] = f"cut-{n}"
         wait_until(lambda: leader_of(etcd) in advertised and advertised[leader_of(etcd)] != old
                    and role(ns[advertised[leader_of(etcd)]].url) == "leader", ttl + 5, "a leader on the other side")
         new = advertised[leader_of(etcd)]
-        acked.update(late)
+        # Acknowledged before the gate closed, without replicas: the partition may lose these
+        # (docs: what --min-replicas 0 can lose), so they are not required to survive.
+        print(f"{len(late)} writes acknowledged on the cut side before its lease ran out")
         acked.update(acknowledged_writes(ns[new].url, 10, "after"))
         etcd_relays[old].heal()
         node_relays[old].heal()

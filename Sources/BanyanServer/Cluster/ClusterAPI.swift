@@ -23,6 +23,7 @@ struct ClusterAPI: Sendable {
         } catch let error as ClusterMember.HandoverError {
             switch error {
             case .notLeader: throw APIError(.conflict, "not the leader", detail: "\(error)")
+            case .inProgress: throw APIError(.conflict, "handover in progress", detail: "\(error)")
             case .unknownTarget: throw APIError.invalid("\(error)", field: "to")
             case .behind, .notTaken: throw APIError(.gatewayTimeout, "handover incomplete", detail: "\(error)")
             }

@@ -82,10 +82,11 @@ public final class ClusterMember: Service, Sendable {
     public static func handoverKey(_ cluster: String) -> String { prefix(cluster) + "handover" }
 
     public enum HandoverError: Error, CustomStringConvertible {
-        case notLeader, unknownTarget(String), behind(String, Duration), notTaken(String)
+        case notLeader, inProgress, unknownTarget(String), behind(String, Duration), notTaken(String)
         public var description: String {
             switch self {
             case .notLeader: "this node is not the cluster's leader"
+            case .inProgress: "a handover is already under way"
             case .unknownTarget(let url): "\(url) is not a live member of the cluster (banyan cluster status lists them)"
             case .behind(let url, let waited): "\(url) did not hold every event durably within \(waited); this node leads on"
             case .notTaken(let url): "\(url) did not take the leadership in time; the cluster elects as usual"
@@ -104,20 +105,30 @@ public final class ClusterMember: Service, Sendable {
     public func handOver(to target: String) async throws -> UInt64 {
         guard replication.role == .leader else { throw HandoverError.notLeader }
         let lease = state.withLock { $0.lease }
-        guard target != url, try await etcd.get(Self.membersPrefix(cluster) + target) != nil else { throw HandoverError.unknownTarget(target) }
-        replication.handingOver.withLock { $0 = target }
+        guard target != url else { throw HandoverError.unknownTarget(target) }
+        guard try await etcd.get(Self.membersPrefix(cluster) + target) != nil else { throw HandoverError.unknownTarget(target) }
+        // One at a time: writes stay refused (`requireLeader`) and unacknowledged
+        // (`confirmLease`) until this one ends, so none is acknowledged that the target may lack.
+        guard replication.handingOver.withLock({ current in
+            guard current == nil else { return false }
+            current = target
+            return true
+        }) else { throw HandoverError.inProgress }
         defer { replication.handingOver.withLock { $0 = nil } }
-        // Writes that passed the gate before it closed are in the log by now or fail.
-        try await Task.sleep(for: .milliseconds(50))
         guard await replication.waitForFollower(target, through: store.lastID, timeout: Self.handoverWaitMax) else {
-            throw HandoverError.behind(target, Self.handoverWaitMax)
+            throw replication.role == .leader ? HandoverError.behind(target, Self.handoverWaitMax) : HandoverError.notLeader
         }
-        try await etcd.put(Self.handoverKey(cluster), value: JSONValue.members(["to": .string(target)]).serialized(), lease: lease)
+        guard replication.role == .leader, leaseHeld else { throw HandoverError.notLeader }
+        // The handover key has a lease of its own, revoked at the end: it never outlives the
+        // handover by more than that lease, whatever happens to this node.
+        let (keyLease, _) = try await etcd.grant(ttlSeconds: Int(Self.handoverWaitMax.components.seconds) + ttlSeconds)
+        defer { Task { [etcd] in try? await etcd.revoke(keyLease) } }
+        try await etcd.put(Self.handoverKey(cluster), value: JSONValue.members(["to": .string(target)]).serialized(), lease: keyLease)
         stepDown()
-        try await etcd.delete(Self.leaderKey(cluster))
+        // Only while the key is still this node's (bound to its lease).
+        _ = try await etcd.delete(Self.leaderKey(cluster), ifLease: lease)
         logger.notice("cluster: handing the leadership to \(target)")
         let deadline = ContinuousClock.now + Self.handoverWaitMax
-        defer { Task { [etcd, cluster] in try? await etcd.delete(Self.handoverKey(cluster)) } }
         while ContinuousClock.now < deadline {
             if let held = try await etcd.get(Self.leaderKey(cluster)), let value = try? JSONParser.parse(held.value),
                 value["url"]?.stringValue == target, let epoch = value["epoch"]?.uint64Value
@@ -201,13 +212,16 @@ public final class ClusterMember: Service, Sendable {
             }
         }
         await stopFollowing()
+        // Stopping: no write is acknowledged once the lease (and the leader key) is given up.
+        stepDown()
         let lease = state.withLock { $0.lease }
         if lease != 0 { try? await etcd.revoke(lease) }
     }
 
     /// One look at the leader key: follow the leader it names, or campaign when there is none.
     func elect() async throws {
-        // A handover in progress decides for this node (`handOver`).
+        // A handover in progress decides for this node (`handOver`): between its step-down and
+        // its delete of the leader key, this loop would otherwise lead again under that key.
         if replication.handingOver.withLock({ $0 }) != nil { return }
         let lease = state.withLock { $0.lease }
         let (found, revision) = try await etcd.lookUp(Self.leaderKey(cluster))
@@ -257,8 +271,8 @@ public final class ClusterMember: Service, Sendable {
     /// leader key went: a member that has not published since is waited for).
     private func mostAdvanced(publishedAfter revision: Int64) async throws -> Bool {
         let mine = (store.epoch, store.lastID)
-        for kv in try await etcd.range(prefix: Self.membersPrefix(cluster)) where !kv.key.hasSuffix("/" + url) {
-            guard let other = try? JSONParser.parse(kv.value), other["url"]?.stringValue != url else { continue }
+        for kv in try await etcd.range(prefix: Self.membersPrefix(cluster)) where kv.key != key {
+            guard let other = try? JSONParser.parse(kv.value) else { continue }
             guard kv.modRevision > revision else { return false }
             let theirs = (other["epoch"]?.uint64Value ?? 0, other["last_id"]?.uint64Value ?? 0)
             if theirs > mine { return false }

@@ -37,7 +37,7 @@ public struct EtcdClient: Sendable {
     public static func endpoints(_ text: String) throws -> [String] {
         let urls = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !urls.isEmpty, urls.allSatisfy({ $0.hasPrefix("http://") || $0.hasPrefix("https://") }) else {
-            throw EtcdError(description: "--etcd takes comma-separated http:// URLs, not \"\(text)\"")
+            throw EtcdError(description: "--etcd takes comma-separated http:// or https:// URLs, not \"\(text)\"")
         }
         return urls
     }
@@ -123,6 +123,16 @@ public struct EtcdClient: Sendable {
         let answer = try await call("/v3/kv/txn", [
             "compare": [["key": k, "target": "LEASE", "lease": String(lease)]],
             "success": [["request_put": ["key": k, "value": Self.base64(value), "lease": String(lease)]]],
+        ])
+        return answer["succeeded"] as? Bool == true
+    }
+
+    /// Deletes `key` only if it is bound to `lease`; returns whether it did.
+    public func delete(_ key: String, ifLease lease: Int64) async throws -> Bool {
+        let k = Self.base64(Array(key.utf8))
+        let answer = try await call("/v3/kv/txn", [
+            "compare": [["key": k, "target": "LEASE", "lease": String(lease)]],
+            "success": [["request_delete_range": ["key": k]]],
         ])
         return answer["succeeded"] as? Bool == true
     }

@@ -41,7 +41,6 @@ struct Compactions: Sendable {
         let job = try jobs.begin("compaction", requestedBy: requestedBy)
         let spec = request.spec(lastID: store.lastID)
         let control: EventID
-        let term = store.epoch
         do {
             let receipt = try await store.append([
                 AppendRequest(
@@ -49,9 +48,6 @@ struct Compactions: Sendable {
                     payload: .members(["job": .string(job.id), "kind": .string(job.kind), "requested_by": .string(requestedBy), "spec": spec.json()]))
             ])
             control = receipt.results[0].id
-            // A leader that lost its lease meanwhile (cluster mode) must not rewrite its store:
-            // its control event may be dropped when it rejoins, and the rewrite could not be.
-            try replication.confirmLease(term: term, stored: [("control", .int(control))])
         } catch {
             jobs.end(job.id, failed: true, result: .string("\(error)"))
             throw error

@@ -58,15 +58,15 @@ public struct NativeAPI: Sendable {
         } catch let error as LogError {
             throw APIError.fromBatch(error)
         }
-        let results = {
+        let resultsJSON = {
             JSONValue.array(receipt.results.map { result in
                 .object([JSONMember(key: "id", value: .int(result.id))] + (result.duplicate ? [JSONMember(key: "duplicate", value: .bool(true))] : []))
             })
         }
-        try replication.confirmLease(term: term, stored: [("results", results()), ("durable", .bool(receipt.durable))])
+        try replication.confirmLease(term: term, stored: [("results", resultsJSON()), ("durable", .bool(receipt.durable))])
         var confirmed: Int?
         if replicas > 0, let through = receipt.results.map(\.id).max() {
-            let results = results()
+            let results = resultsJSON()
             confirmed = try await replication.awaitReplicas(
                 replicas, through: through, term: term, timeout: config.replicaTimeout, stored: [("results", results), ("durable", .bool(receipt.durable))])
         }

@@ -82,7 +82,8 @@ public final class ReplicationState: Sendable {
     /// Waits until the follower at `url` holds every id up to `through` durably, at most
     /// `timeout`; returns whether it does.
     func waitForFollower(_ url: String, through: EventID, timeout: Duration) async -> Bool {
-        let state = await state.wait(timeout: timeout) { s in (s.followers[url]?.durableID ?? 0) >= through }
+        let store = self.store
+        let state = await state.wait(timeout: timeout) { s in (s.followers[url]?.durableID ?? 0) >= through || store.role != .leader }
         return (state.followers[url]?.durableID ?? 0) >= through
     }
 
@@ -103,7 +104,9 @@ public final class ReplicationState: Sendable {
     /// it no longer leads the term (`epoch`) the write was stored in (cluster mode): `503`,
     /// naming what was stored, which may be lost.
     func confirmLease(term epoch: UInt64, stored: @autoclosure () -> [(name: String, value: JSONValue)]) throws {
-        guard let gate = leaseGate.withLock({ $0 }), !gate() || role != .leader || store.epoch != epoch else { return }
+        guard let gate = leaseGate.withLock({ $0 }),
+            !gate() || role != .leader || store.epoch != epoch || handingOver.withLock({ $0 }) != nil
+        else { return }
         var error = APIError(
             .serviceUnavailable, "not the leader",
             detail: "the events are stored on this node, but its leadership lease was not confirmed in time, so they are not acknowledged; they may be lost")
