@@ -127,6 +127,14 @@ def test_nodes_join_with_a_lease_and_leave_with_it(etcd, server_factory, run_ban
     assert members(run_banyan, etcd)["members"] == [] and leader_of(etcd) is None
 
 
+def elected(server_factory, etcd: Etcd, ttl: int) -> tuple[list, dict, object]:
+    """Three nodes, once one leads: the nodes, the nodes by URL, and the leader."""
+    ns = nodes(server_factory, etcd, 3, ttl)
+    by_url = {n.url: n for n in ns}
+    wait_until(lambda: role(leader_of(etcd) or "") == "leader", 15, "a leader")
+    return ns, by_url, by_url[leader_of(etcd)]
+
+
 def acknowledged_writes(url: str, n: int, tag: str) -> dict[int, str]:
     """n writes of one event each with replicas=1, through redirects; id -> key of those acknowledged."""
     acked = {}
@@ -153,10 +161,7 @@ def log_of(url: str) -> list[tuple[int, str, str | None]]:
 
 def test_a_killed_leader_is_replaced_within_the_ttl_and_loses_nothing_acknowledged(etcd, server_factory, run_banyan, verify):
     ttl = 3
-    ns = nodes(server_factory, etcd, 3, ttl)
-    by_url = {n.url: n for n in ns}
-    wait_until(lambda: role(leader_of(etcd) or "") == "leader", 15, "a leader")
-    first = by_url[leader_of(etcd)]
+    ns, by_url, first = elected(server_factory, etcd, ttl)
     acked = acknowledged_writes(first.url, 20, "before")
     assert len(acked) == 20
     first.kill9()
@@ -187,10 +192,7 @@ def test_a_killed_leader_is_replaced_within_the_ttl_and_loses_nothing_acknowledg
 
 def test_a_paused_leader_steps_down_and_acknowledges_nothing_after(etcd, server_factory):
     ttl = 3
-    ns = nodes(server_factory, etcd, 3, ttl)
-    by_url = {n.url: n for n in ns}
-    wait_until(lambda: role(leader_of(etcd) or "") == "leader", 15, "a leader")
-    first = by_url[leader_of(etcd)]
+    ns, by_url, first = elected(server_factory, etcd, ttl)
     acked = acknowledged_writes(first.url, 10, "before")
     first.proc.send_signal(signal.SIGSTOP)
 
@@ -221,10 +223,7 @@ def test_a_paused_leader_steps_down_and_acknowledges_nothing_after(etcd, server_
 
 def test_without_etcd_the_leader_steps_down_reads_go_on_and_leadership_returns_with_it(etcd, server_factory):
     ttl = 3
-    ns = nodes(server_factory, etcd, 3, ttl)
-    by_url = {n.url: n for n in ns}
-    wait_until(lambda: role(leader_of(etcd) or "") == "leader", 15, "a leader")
-    leader = by_url[leader_of(etcd)]
+    ns, by_url, leader = elected(server_factory, etcd, ttl)
     acked = acknowledged_writes(leader.url, 10, "before")
     assert len(acked) == 10
     etcd.kill9()
@@ -257,10 +256,7 @@ def test_without_etcd_the_leader_steps_down_reads_go_on_and_leadership_returns_w
 
 def test_a_handover_moves_the_leadership_and_loses_nothing_without_replicas(etcd, server_factory, run_banyan):
     ttl = 3
-    ns = nodes(server_factory, etcd, 3, ttl)
-    by_url = {n.url: n for n in ns}
-    wait_until(lambda: role(leader_of(etcd) or "") == "leader", 15, "a leader")
-    old = by_url[leader_of(etcd)]
+    ns, by_url, old = elected(server_factory, etcd, ttl)
     target = next(n for n in ns if n is not old)
     # Writes acknowledged by the leader alone (no replicas asked), right up to the handover.
     acked = {}
