@@ -18,6 +18,7 @@ public struct BanyanServer: Sendable {
     public let connections: ConnectionRegistry
     public let replication: ReplicationState
     let jobs = MaintenanceJobs()
+    let queryAnswers: QueryAnswers
     /// Routes served beside the server's own (the workflow API of `serve --workflows`), with the
     /// same authorisation, error bodies and metrics.
     public var routes: [Route] = []
@@ -38,6 +39,7 @@ public struct BanyanServer: Sendable {
         self.config = config
         self.metrics = metrics
         self.logger = logger
+        queryAnswers = QueryAnswers(bytesMax: store.limits.queryAnswerCacheBytesMax)
         connections = ConnectionRegistry(connectionsMax: config.connectionsMax)
         replication = ReplicationState(store: store, leader: config.follow, advertise: config.advertisedURL(port: config.port))
         let swept = EventStore.sweepLeftovers(in: config.snapshotDirectory(dataDir: store.path))
@@ -48,14 +50,14 @@ public struct BanyanServer: Sendable {
     public var responder: some HTTPResponder<BanyanRequestContext> { banyanResponder }
 
     private var banyanResponder: BanyanResponder {
-        let native = NativeAPI(store: store, config: config, streams: streams, replication: replication, cluster: cluster)
+        let native = NativeAPI(store: store, config: config, streams: streams, replication: replication, cluster: cluster, queryAnswers: queryAnswers)
         let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams, replication: replication)
         let replicationAPI = ReplicationAPI(store: store, replication: replication, config: config, logger: logger)
         let maintenanceAPI = MaintenanceAPI(snapshots: snapshots, compactions: compactions, jobs: jobs, access: config.access, limits: store.limits)
-        let (metrics, store, streams, connections, replication) = (self.metrics, self.store, self.streams, self.connections, self.replication)
+        let (metrics, store, streams, connections, replication, queryAnswers) = (self.metrics, self.store, self.streams, self.connections, self.replication, self.queryAnswers)
         let more = moreMetrics
         let metricsRoute = Route(.get, "/metrics", role: .read) { request, _ in
-            var bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication)
+            var bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication, queryAnswers: queryAnswers)
             if let more {
                 // The server's own metrics are answered even when the others cannot be read.
                 do { bytes += try await more(request) } catch { bytes += Array("# more metrics could not be read: \("\(error)".replacingOccurrences(of: "\n", with: " "))\n".utf8) }

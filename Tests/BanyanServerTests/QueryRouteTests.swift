@@ -1,8 +1,9 @@
-import BanyanServer
+@testable import BanyanServer
 import EventLog
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import LineageQuery
 import Logging
 import Testing
 
@@ -31,6 +32,67 @@ struct QueryRouteTests {
             #expect(seen == Array(stride(from: 2, through: 60, by: 2)), "every matching event of the snapshot, once, in id order")
             #expect(pages == 5)
         }
+    }
+
+    static func walkPages(_ client: any TestClientProtocol, _ query: String, pageSize: Int) async throws -> [[Int]] {
+        var pages: [[Int]] = []
+        var cursor: String?
+        repeat {
+            let cursorJSON = cursor.map { ",\"cursor\":\"\($0)\"" } ?? ""
+            let page = try await Self.post(client, "{\"query\":\"\(query)\",\"page_size\":\(pageSize)\(cursorJSON)}")
+            pages.append(try #require(page["results"] as? [[String: Any]]).compactMap { $0["id"] as? Int })
+            cursor = page["next"] as? String
+        } while cursor != nil && pages.count < 100
+        return pages
+    }
+
+    static func answerLookups(_ client: any TestClientProtocol, _ result: String) async throws -> Int {
+        let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+        let line = text.split(separator: "\n").first { $0.hasPrefix("banyan_query_answer_lookups_total{result=\"\(result)\"}") }
+        return line.flatMap { $0.split(separator: " ").last }.flatMap { Int($0) } ?? 0
+    }
+
+    /// Pages after the first take the kept answer (the lookups count hits) and say exactly what
+    /// a server that keeps nothing says, page by page, in an order the reader walks backwards.
+    @Test func laterPagesTakeTheKeptAnswerAndMatchAServerThatKeepsNone() async throws {
+        let appends = (2...80).map { AppendRequest(type: $0 % 2 == 0 ? "even" : "odd", parents: [EventID($0 - 1)]) }
+        let evens = Array(stride(from: 80, through: 2, by: -2))
+        let expected = stride(from: 0, to: evens.count, by: 6).map { Array(evens[$0..<min($0 + 6, evens.count)]) }
+        let query = #"events where type = \"even\" order by id desc"#
+        try await CelestialTreeRoutesTests.withServer { store, client in
+            try await store.append(appends)
+            #expect(try await Self.walkPages(client, query, pageSize: 6) == expected)
+            #expect(try await Self.answerLookups(client, "hit") == expected.count - 1, "every page after the first")
+            #expect(try await Self.answerLookups(client, "miss") == 1)
+        }
+        try await CelestialTreeRoutesTests.withServer(limits: { $0.queryAnswerCacheBytesMax = 0 }) { store, client in
+            try await store.append(appends)
+            #expect(try await Self.walkPages(client, query, pageSize: 6) == expected)
+            #expect(try await Self.answerLookups(client, "hit") == 0)
+            #expect(try await Self.answerLookups(client, "miss") == expected.count)
+        }
+    }
+
+    @Test func keptAnswersStayWithinTheirBytesLeastRecentlyUsedFirst() {
+        func answer(_ count: Int) -> QueryResult { QueryResult(answer: .ids((1...count).map { EventID($0) })) }
+        func key(_ text: String) -> QueryAnswers.Key { QueryAnswers.Key(text: text, snapshot: 9, budget: QueryBudget()) }
+        let each = 100 * 8 + 1 + QueryAnswers.overheadBytes
+        let answers = QueryAnswers(bytesMax: 4 * each)
+        for name in ["a", "b", "c", "d"] { answers.keep(answer(100), for: key(name)) }
+        #expect(answers.figures.answers == 4 && answers.figures.bytes == 4 * each)
+        _ = answers.answer(key("a"))
+        answers.keep(answer(100), for: key("e"))
+        #expect(answers.answer(key("b")) == nil, "the least recently used answer left")
+        #expect(answers.answer(key("a")) != nil && answers.answer(key("e")) != nil)
+        #expect(answers.figures.bytes <= 4 * each)
+        answers.keep(answer(200), for: key("big"))
+        #expect(answers.answer(key("big")) == nil, "more than a quarter of the bound is never kept")
+        var other = key("a")
+        other.snapshot = 10
+        #expect(answers.answer(other) == nil, "another snapshot is another answer")
+        let none = QueryAnswers(bytesMax: 0)
+        none.keep(answer(1), for: key("a"))
+        #expect(none.answer(key("a")) == nil && none.figures.bytes == 0)
     }
 
     @Test func errorsCarryLineAndColumnAndCountsAnswerCount() async throws {

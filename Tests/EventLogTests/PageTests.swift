@@ -52,4 +52,25 @@ struct PageTests {
         #expect(unknown.events.isEmpty && unknown.next == 300)
         #expect(try s.page(after: 999, limit: 10).next == 300)
     }
+
+    /// One iterator serves reads in any order: forward steps, jumps far ahead, reads backwards,
+    /// and ids outside its range, each answered as `event(_:)` answers it.
+    @Test func aReaderAnswersAsPointReadsInAnyOrder() async throws {
+        let t = try await TempStore.make()
+        defer { t.remove() }
+        let s = t.store
+        try await s.append((1...200).map { AppendRequest(type: "t\($0 % 7)", key: "k\($0)", payload: .members(["n": .int($0)])) })
+        var rng = SeededRandom(seed: SeededRandom.seed(#function))
+        var order: [EventID] = [10, 11, 12, 13, 40, 41, 39, 150, 151, 9, 0, 500, 12, 100]
+        order += (0..<300).map { _ in EventID(rng.next() % 170) }
+        try s.withReader(from: 10, through: 150) { reader in
+            for id in order {
+                let expected = (10...150).contains(id) ? try s.event(id) : nil
+                #expect(try reader.event(id) == expected, "id \(id)")
+            }
+        }
+        var walked: [EventID] = []
+        try s.forEachEvent(ascending: [3, 5, 80, 199, 200, 201, 900]) { walked.append($0.id) }
+        #expect(walked == [3, 5, 80, 199, 200])
+    }
 }

@@ -61,6 +61,20 @@ struct PruneTests {
             #expect(reached == 0, "\(direction)")
         }
         #expect(throws: LogError.self) { try store.events(after: 0, limit: 10) }
+        // A reader refuses pruned ids as `event` does; a forward read skips them.
+        try store.withReader(from: 150, through: 260) { reader in
+            let live = try reader.event(240)
+            #expect(live?.id == 240)
+            do {
+                _ = try reader.event(199)
+                Issue.record("a pruned id was read")
+            } catch {
+                #expect((error as? LogError)?.code == .pruned)
+            }
+        }
+        var walked: [EventID] = []
+        try store.forEachEvent(ascending: [100, 199, 201, 202]) { walked.append($0.id) }
+        #expect(walked == [201, 202])
         #expect(throws: LogError.self) { try store.ancestors(of: 10) }
         #expect(throws: LogError.self) { try store.shippableGroups(after: 0, bytesMax: 1 << 16) }
         #expect(try store.events(after: 200, limit: 1).first?.id == 201)

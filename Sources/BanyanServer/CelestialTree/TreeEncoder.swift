@@ -38,6 +38,11 @@ struct TreeEncoder {
     /// Events appended while a tree is built are not part of it: the walk is bounded by the last id at its start.
     let last: EventID
     private(set) var nodes = 0
+    /// The meta view's members of every event of the tree being written, each encoded once
+    /// (`prepareMeta`): ids ascending, and where each one's bytes end in `metaBytes`.
+    private var metaIDs: [EventID] = []
+    private var metaEnds: [Int] = []
+    private var metaBytes: [UInt8] = []
 
     init(store: EventStore, direction: Direction, view: View, budget: Budget) {
         self.store = store
@@ -49,6 +54,7 @@ struct TreeEncoder {
 
     /// Writes the tree rooted at `start` (which must exist and be `<= last`).
     mutating func write(_ start: EventID, into w: inout JSONWriter) throws {
+        if view == .meta { try prepareMeta(start) }
         // The walk's links and visited set; the depth-first order is this encoder's, since the
         // tree nests children inside their parent.
         var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
@@ -86,8 +92,9 @@ struct TreeEncoder {
         }
         w.writeRaw("{")
         if view == .meta {
-            guard let event = try store.event(id) else { throw LogError(.notFound, "event \(id) vanished") }
-            EventJSON.writeMembers(event, fields: Self.metaFields, into: &w)
+            let at = Self.position(of: id, in: metaIDs)
+            guard at < metaIDs.count, metaIDs[at] == id else { throw LogError(.notFound, "event \(id) vanished") }
+            w.bytes.append(contentsOf: metaBytes[(at == 0 ? 0 : metaEnds[at - 1])..<metaEnds[at]])
         } else {
             w.writeRaw("\"id\":")
             w.writeUInt(id)
@@ -95,5 +102,45 @@ struct TreeEncoder {
         w.writeRaw(",\"is_ref\":")
         w.writeBool(isRef)
         w.writeRaw(direction.linkField)
+    }
+
+    /// Reads every event the tree holds once, in id order through one iterator, and encodes its
+    /// meta members: a tree names an event as often as paths reach it (a merge-heavy history
+    /// repeats most of them), and point reads in depth-first order cost several times a step of
+    /// the iterator. The bytes are at most the response's (each event is written at least once),
+    /// so the byte budget bounds them too.
+    private mutating func prepareMeta(_ start: EventID) throws {
+        var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
+        var ids: [EventID] = [start]
+        let nodesLeft = budget.nodesMax - nodes
+        try walk.breadthFirst { id, _ in
+            ids.append(id)
+            guard ids.count <= nodesLeft else { throw TooLarge(reason: "more than \(budget.nodesMax) nodes (tree node limit)") }
+            return .follow
+        }
+        ids.sort()
+        metaIDs.removeAll(keepingCapacity: true)
+        metaEnds.removeAll(keepingCapacity: true)
+        var w = JSONWriter(capacity: ids.count * 128)
+        try store.forEachEvent(ascending: ids) { event in
+            EventJSON.writeMembers(event, fields: Self.metaFields, into: &w)
+            metaIDs.append(event.id)
+            metaEnds.append(w.bytes.count)
+            guard w.bytes.count <= budget.bytesMax else { throw TooLarge(reason: "more than \(budget.bytesMax) bytes (tree byte limit)") }
+            if metaIDs.count % 1_024 == 0, ContinuousClock.now > budget.deadline {
+                throw TooLarge(reason: "longer than the tree time limit to build")
+            }
+        }
+        metaBytes = w.bytes
+    }
+
+    /// The first index of `ids` (ascending) holding an id `>= id`.
+    private static func position(of id: EventID, in ids: [EventID]) -> Int {
+        var (low, high) = (0, ids.count)
+        while low < high {
+            let middle = (low + high) / 2
+            if ids[middle] < id { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 }

@@ -11,6 +11,7 @@ public struct NativeAPI: Sendable {
     let streams: StreamRegistry
     let replication: ReplicationState
     var cluster: ClusterMember? = nil
+    let queryAnswers: QueryAnswers
 
     /// The routes under `/v1` (`RouteTable`).
     var routes: [Route] {
@@ -24,7 +25,7 @@ public struct NativeAPI: Sendable {
                     ? EventStream.headOnlyResponse
                     : try EventStream.native(request, store: store, streams: streams, config: config, client: route.client)
             },
-            Route(.post, "/v1/query", role: .read) { request, _ in try await QueryAPI(store: store, config: config).run(request) },
+            Route(.post, "/v1/query", role: .read) { request, _ in try await QueryAPI(store: store, config: config, answers: queryAnswers).run(request) },
             Route(.get, "/v1/status", role: .read) { _, _ in try await status() },
         ]
     }

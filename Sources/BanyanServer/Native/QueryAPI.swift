@@ -5,9 +5,11 @@ import LineageQuery
 /// `POST /v1/query`: `{"query", "cursor"?, "page_size"?, "include"?, "budget"?}` →
 /// `{"results", "next", "truncated", "stats"}` (docs/HTTP_API.md).
 ///
-/// Paging: the first page fixes a snapshot (the last id then); every page re-runs the query over
+/// Paging: the first page fixes a snapshot (the last id then); every page takes the answer over
 /// events up to that snapshot and returns the results after the cursor position, so following
 /// `next` until it is null yields the whole answer exactly once however many events arrive.
+/// An answer with more than one page is kept (`QueryAnswers`) so later pages do not run the
+/// query again; one that is no longer kept is computed again over the same snapshot.
 /// The cursor (`QueryCursor`) is opaque to clients and checked when it comes back.
 ///
 /// One request's memory is bounded: the executor's by its node budget (ids, visited sets and
@@ -17,6 +19,7 @@ import LineageQuery
 struct QueryAPI: Sendable {
     let store: EventStore
     let config: ServerConfiguration
+    let answers: QueryAnswers
 
     static let fields: Set<String> = ["query", "cursor", "page_size", "include", "budget"]
     static let budgetFields: Set<String> = ["nodes_max", "time_max_ms"]
@@ -58,21 +61,28 @@ struct QueryAPI: Sendable {
         if explain {
             return JSONResponse.make(JSONValue.members(["plan": .string(plan.explained)]))
         }
-        let outcome: Result<QueryResult, QueryError> = try await Blocking.runHeavy {
-            do {
-                var executor = Executor(store: store, budget: budget, snapshot: snapshot)
-                return .success(try executor.run(plan))
-            } catch let error as QueryError {
-                return .failure(error)
+        let key = QueryAnswers.Key(text: text, snapshot: snapshot, budget: budget)
+        let result: QueryResult
+        if let kept = answers.answer(key) {
+            result = kept
+        } else {
+            let outcome: Result<QueryResult, QueryError> = try await Blocking.runHeavy {
+                do {
+                    var executor = Executor(store: store, budget: budget, snapshot: snapshot)
+                    return .success(try executor.run(plan))
+                } catch let error as QueryError {
+                    return .failure(error)
+                }
+            }
+            switch outcome {
+            case .success(let r): result = r
+            case .failure(let error): throw Self.render(error, text)
             }
         }
-        let result: QueryResult
-        switch outcome {
-        case .success(let r): result = r
-        case .failure(let error): throw Self.render(error, text)
-        }
         let page = Page(query: text, snapshot: snapshot, offset: cursor?.offset ?? 0, size: pageSize, bytesMax: store.limits.queryPageBytesMax, deadline: deadline)
-        return try await respond(result, page: page, include: include)
+        let (response, more) = try await respond(result, page: page, include: include)
+        if more { answers.keep(result, for: key) }
+        return response
     }
 
     /// The server's default budget, lowered or raised per request up to `Limits.queryNodesMax`
@@ -107,9 +117,10 @@ struct QueryAPI: Sendable {
         var deadline: ContinuousClock.Instant
     }
 
-    private func respond(_ result: QueryResult, page: Page, include: EventJSON.Fields) async throws -> Response {
+    /// The page's response, and whether more pages follow.
+    private func respond(_ result: QueryResult, page: Page, include: EventJSON.Fields) async throws -> (Response, Bool) {
         let store = self.store
-        let body = try await Blocking.run { () throws -> JSONWriter in
+        let (body, more) = try await Blocking.run { () throws -> (JSONWriter, Bool) in
             var w = JSONWriter(capacity: 4096)
             var next: String?
             switch result.answer {
@@ -125,10 +136,15 @@ struct QueryAPI: Sendable {
                 w.writeRaw("]")
             case .ids(let ids):
                 w.writeRaw("{\"results\":[")
-                next = try Self.writePage(of: ids.count, page, into: &w) { i, w in
-                    guard let event = try store.event(ids[i]) else { return false }
-                    EventJSON.write(event, fields: include, into: &w)
-                    return true
+                // One iterator over the page's range: answers are mostly ascending and dense.
+                let end = min(ids.count, page.offset + page.size)
+                let slice = page.offset < end ? ids[page.offset..<end] : []
+                next = try store.withReader(from: slice.min() ?? 1, through: slice.max() ?? 0) { reader in
+                    try Self.writePage(of: ids.count, page, into: &w) { i, w in
+                        guard let event = try reader.event(ids[i]) else { return false }
+                        EventJSON.write(event, fields: include, into: &w)
+                        return true
+                    }
                 }
                 w.writeRaw("]")
             }
@@ -144,9 +160,9 @@ struct QueryAPI: Sendable {
                 "horizon": Self.horizon(result),
             ]))
             w.writeRaw("}")
-            return w
+            return (w, next != nil)
         }
-        return JSONResponse.make(body)
+        return (JSONResponse.make(body), more)
     }
 
     /// What limits the answer's reach, in words: compacted content a condition met, and a pruned prefix.

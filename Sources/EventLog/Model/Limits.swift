@@ -72,6 +72,9 @@ public struct Limits: Sendable, Hashable {
     public var queryTimeMax: Duration = .seconds(30)
     /// Bytes of one `/v1/query` page; a page ends early, with a cursor, past it (after one result).
     public var queryPageBytesMax = 16 << 20
+    /// Bytes of query answers a server keeps between pages (`/v1/query` paging), 0 for none;
+    /// one answer is kept only if it takes at most a quarter of this.
+    public var queryAnswerCacheBytesMax = 64 << 20
     /// Tokens of one query text, values of one `in (...)` list, nesting of parentheses and set
     /// operations, and the largest `depth <= n` bound. Fixed at these defaults: the parser reads
     /// them before any server is involved.
@@ -106,6 +109,7 @@ public struct Limits: Sendable, Hashable {
         try check(treeBytesMax >= 1 && treeBatchIDsMax >= 1 && treeTime > .zero, "tree limits must be positive")
         try check(queryNodesDefault >= 1 && queryNodesDefault <= queryNodesMax, "queryNodesDefault must be 1...queryNodesMax")
         try check(queryTimeDefault > .zero && queryTimeDefault <= queryTimeMax, "queryTimeDefault must be positive and at most queryTimeMax")
+        try check(queryAnswerCacheBytesMax >= 0, "queryAnswerCacheBytesMax must be >= 0")
         try check(queryPageBytesMax >= 1 && queryTokensMax >= 1 && queryInListMax >= 1 && queryNestingMax >= 1 && queryHopsMax >= 1, "query limits must be >= 1")
         try check(streamsMax >= 1 && streamReadEventsMax >= 1, "stream limits must be >= 1")
     }

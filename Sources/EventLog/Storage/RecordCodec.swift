@@ -71,7 +71,7 @@ enum RecordCodec {
         guard stored == computed else {
             throw StorageError(.corruption, "record \(id): checksum mismatch (stored \(stored), computed \(computed))")
         }
-        var r = ByteReader(Array(body))
+        var r = ByteReader(bytes, end: end)
         let version = try r.byte()
         guard version == Self.version else {
             throw StorageError(.corruption, "record \(id): unknown record format version \(version)")
@@ -90,7 +90,7 @@ enum RecordCodec {
             var dropped = Event.Compaction()
             if flags & Flag.message != 0 { (dropped.messageBytes, dropped.messageCRC) = (try droppedLength(&r, id), try r.be32()) }
             if flags & Flag.payload != 0 { (dropped.payloadBytes, dropped.payloadCRC) = (try droppedLength(&r, id), try r.be32()) }
-            guard r.isAtEnd else { throw StorageError(.corruption, "record \(id): \(r.bytes.count - r.offset) trailing bytes") }
+            guard r.isAtEnd else { throw StorageError(.corruption, "record \(id): \(r.end - r.offset) trailing bytes") }
             let link = UInt32(bigEndianBytes: bytes.suffix(4))
             let original = originalChecksum(id: id, skeleton: body[0..<skeletonEnd], dropped)
             guard link == original else {
@@ -100,7 +100,7 @@ enum RecordCodec {
         } else {
             event.message = flags & Flag.message != 0 ? try r.string() : nil
             event.payload = flags & Flag.payload != 0 ? Array(try r.lengthPrefixed()) : nil
-            guard r.isAtEnd else { throw StorageError(.corruption, "record \(id): \(r.bytes.count - r.offset) trailing bytes") }
+            guard r.isAtEnd else { throw StorageError(.corruption, "record \(id): \(r.end - r.offset) trailing bytes") }
         }
         return event
     }

@@ -40,3 +40,10 @@ public struct QueryResult: Sendable {
     /// (docs/QUERY_LANGUAGE.md, Pruned stores). nil for a store that holds its whole log.
     public var prunedBelow: EventID?
 }
+
+extension QueryResult {
+    /// A complete answer, as servers that keep answers between pages hold them.
+    public init(answer: Answer) {
+        self.answer = answer
+    }
+}
