@@ -9,6 +9,9 @@ pre-encoded batches with peer_compare's raw-socket client (tools/peer: 4 connect
 1,000, durability=sync, the same gating and checks, last_id and edges verified), and prints
 events/s with the CPU the server and the client used. The dataset is tools/gen_dag.py's, seed 7,
 generated once into --workdir.
+
+`--keys both` also runs every binary with an idempotency key on each event (the keyed path real
+producers take), alternated with the unkeyed run, and prints the keyed/unkeyed ratio per round.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=1000, help="events per request (default 1,000)")
     ap.add_argument("--seconds-max", type=float, default=120, help="time bound of one run (default 120)")
     ap.add_argument("--workdir", default="/tmp/banyan-ingest-ab", help="dataset and stores (default /tmp/banyan-ingest-ab)")
+    ap.add_argument("--keys", choices=("off", "on", "both"), default="off", help="idempotency keys on every event (default off)")
     args = ap.parse_args()
     if not 1_000 <= args.events <= 10_000_000 or not 1 <= args.rounds <= 20 or not 1 <= args.connections <= 64:
         ap.error("--events 1000..10000000, --rounds 1..20, --connections 1..64")
@@ -44,14 +48,21 @@ def main() -> int:
         ds = dataset.Dataset(path, dataset.read(path), {}, 7)
     else:
         ds = dataset.generate(REPO, args.workdir, args.events, 7)
-    prepared = banyan.encode_jobs(ds.events, args.batch, args.connections, keyed=False, exact=False)
+    settings = {"off": [False], "on": [True], "both": [False, True]}[args.keys]
+    prepared = {keyed: banyan.encode_jobs(ds.events, args.batch, args.connections, keyed=keyed, exact=False) for keyed in settings}
     procs = Processes()
     try:
         for r in range(args.rounds):
             for b in args.binaries:
-                result, _ = banyan.ingest(procs, b, args.workdir, f"ab{r}", prepared, args.connections, args.seconds_max)
-                print(f"round {r + 1}  {b}: {result.rate:,.0f} events/s  server cores {result.server_cores:.2f}  "
-                      f"client cores {result.client_cores:.2f}", flush=True)
+                rates = {}
+                for keyed in (settings if r % 2 == 0 else list(reversed(settings))):
+                    label = f"ab{r}{'k' if keyed else ''}"
+                    result, _ = banyan.ingest(procs, b, args.workdir, label, prepared[keyed], args.connections, args.seconds_max)
+                    rates[keyed] = result.rate
+                    print(f"round {r + 1}  {b}{' keyed' if keyed else ''}: {result.rate:,.0f} events/s  "
+                          f"server cores {result.server_cores:.2f}  client cores {result.client_cores:.2f}", flush=True)
+                if len(rates) == 2:
+                    print(f"round {r + 1}  {b}: keyed/unkeyed {rates[True] / rates[False]:.2f}", flush=True)
     finally:
         procs.stop_all()
     return 0

@@ -26,7 +26,7 @@ enum KeySpace {
         var options: RocksDB.FamilyOptions {
             switch self {
             case .log: .init(name: name, compression: .lz4ThenZstd, bloomFilter: true, ascendingKeys: true)
-            case .keys: .init(name: name, compression: .lz4ThenZstd, bloomFilter: true)
+            case .keys: .init(name: name, compression: .lz4ThenZstd, bloomFilter: true, mostlyMissing: true)
             case .index: .init(name: name, compression: .lz4ThenZstd, bloomFilter: false)
             case .meta: .init(name: name, compression: .lz4, bloomFilter: false)
             }

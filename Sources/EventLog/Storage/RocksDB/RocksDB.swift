@@ -26,6 +26,9 @@ final class RocksDB: @unchecked Sendable {
         /// Keys arrive in ascending order (the id-keyed families): each memtable insert starts
         /// from where the previous one ended instead of searching the skiplist from the top.
         var ascendingKeys = false
+        /// Point lookups that mostly miss (a keyed append looks its key up before storing it):
+        /// a bloom filter over the memtable's whole keys as well as the files'.
+        var mostlyMissing = false
     }
 
     /// How RocksDB replays its write-ahead log at open (its `WALRecoveryMode`). `WALScanner` has
@@ -138,6 +141,13 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 0)
         if spec.bloomFilter {
             rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom(10))
+        }
+        if spec.mostlyMissing {
+            // Almost every key an append looks up is new, and a miss that skips the skiplist
+            // search matters: that search was a fifth of the server's CPU during keyed ingest.
+            // The filter takes a tenth of the write buffer.
+            rocksdb_options_set_memtable_prefix_bloom_size_ratio(cfOptions, 0.1)
+            rocksdb_options_set_memtable_whole_key_filtering(cfOptions, 1)
         }
         rocksdb_options_set_block_based_table_factory(cfOptions, table)
         rocksdb_block_based_options_destroy(table)
