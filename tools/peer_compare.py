@@ -30,6 +30,15 @@ unless the row says so):
   send one repeated representative event over the same connections; a second table gives
   the CPU each side used per run (client processes, server process tree). Both tell whether
   a figure is the server's or the Python client's.
+CelestialTree's own API (with --celestialtree-bin PATH, a binary of the real CelestialTree server
+built elsewhere from its public source; skipped without one): the CelestialTree server (in memory)
+and `banyan serve --fsync group` on fresh stores, alternated, --repeat rounds:
+  /emit under wrk -t2 -c64 (tools/wrk/emit_parents.lua), no parents and one random existing
+  parent (after 1,000 events); /emit pipelined on one connection, 64 requests unanswered, the
+  whole dataset with its real parents, every answered id checked; then on those loaded servers
+  the medians of GET /provenance/{id} and /descendants/{id} in both views over 20 picks each
+  (deep and recent events for provenance, early ones for descendants, chosen by tree size on
+  CelestialTree's struct view), every tree checked equal between the two servers.
 Queries (after loading the whole dataset; p50 and min of several runs after a warm-up):
   count of ancestors of the deep pick (~10k), of descendants of the early pick, hops of a
   shortest path early -> tip, count of ancestors of the tip. Banyan: POST /v1/query;
@@ -60,7 +69,7 @@ from typing import Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from peer import banyan, postgres, redis_streams, sqlite  # noqa: E402
+from peer import banyan, celestialtree, postgres, redis_streams, sqlite  # noqa: E402
 from peer.common import Processes, cpu_pressure, file_identity, fmt_ms, fmt_rate, log, percentile, run_info  # noqa: E402
 from peer.dataset import Dataset, generate  # noqa: E402
 from peer.runner import RunResult  # noqa: E402
@@ -83,7 +92,9 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--banyan", default=os.path.join(REPO, ".build", "release", "banyan"),
                     help="the banyan binary (default: .build/release/banyan in the repository)")
-    ap.add_argument("--only", choices=("ingest", "query"), help="run one phase only")
+    ap.add_argument("--only", choices=("ingest", "query", "celestialtree"), help="run one phase only")
+    ap.add_argument("--celestialtree-bin", help="a CelestialTree server binary (built elsewhere from its public source): "
+                                                "adds the CelestialTree API phase")
     ap.add_argument("--events", type=int, default=200_000, help="events in the dataset (default 200,000)")
     ap.add_argument("--seed", type=int, default=7, help="gen_dag seed (default 7)")
     ap.add_argument("--connections", type=int, default=4, help="client connections/processes per server (default 4)")
@@ -110,6 +121,10 @@ def parse_args() -> argparse.Namespace:
     if not 1 <= args.runs <= 1000 or not 1 <= args.repeat <= 100:
         ap.error("--runs must be 1...1000 and --repeat 1...100")
     args.single_events = max(1, min(args.single_events, args.events))
+    if args.only == "celestialtree" and not args.celestialtree_bin:
+        ap.error("--only celestialtree needs --celestialtree-bin")
+    if args.celestialtree_bin and not os.access(args.celestialtree_bin, os.X_OK):
+        ap.error(f"not an executable: {args.celestialtree_bin}")
     return args
 
 
@@ -343,6 +358,79 @@ def query_phase(args, ds: Dataset, procs: Processes, root: str, pg: postgres.Ser
     return rows
 
 
+def celestialtree_phase(args, ds: Dataset, procs: Processes, root: str, mismatches: list[str]) -> list[Row]:
+    """CelestialTree's routes on the real CelestialTree server and on Banyan (see the docstring)."""
+    systems = {
+        "CelestialTree": lambda label: celestialtree.celestialtree(procs, args.celestialtree_bin, root, label),
+        "Banyan": lambda label: celestialtree.banyan(procs, args.banyan, root, label),
+    }
+    names = {"CelestialTree": "CelestialTree (in memory)", "Banyan": "Banyan (--fsync group)"}
+    rows: list[Row] = []
+
+    def rounds(workload: str, unit: str, higher: bool, run) -> dict:
+        """Each system once per round, the order alternating; the median round per system."""
+        figures: dict[str, list] = {name: [] for name in systems}
+        for r in range(args.repeat):
+            for name in (list(systems) if r % 2 == 0 else list(reversed(systems))):
+                figures[name].append(run(name, f"ct-{len(rows)}-{r}-{name}"))
+                log(f"{workload}, round {r + 1}: {name} {figures[name][-1]}")
+        for name, values in figures.items():
+            values.sort(key=lambda v: v[0])
+            value, cores = values[len(values) // 2]
+            rows.append(Row(workload, f"{names[name]}, server {cores:.2f} cores", value, unit, higher, name == "Banyan"))
+        return figures
+
+    preload = [e for e in ds.events if e.id <= 1000]
+    for parent_max, what in ((0, "no parents"), (1000, "1 random existing parent")):
+        def wrk_run(name: str, label: str) -> tuple[float, float]:
+            server = systems[name](label)
+            try:
+                if parent_max:
+                    celestialtree.pipelined_emit(server, preload, 64, args.seconds_max)
+                return celestialtree.wrk_emit(server, 10, parent_max)
+            finally:
+                server.stop()
+        rounds(f"POST /emit, wrk -t2 -c64, {what}", "requests/s", True, wrk_run)
+
+    loaded: dict[str, celestialtree.Server] = {}
+
+    def pipelined_run(name: str, label: str) -> tuple[float, float]:
+        if name in loaded:
+            loaded.pop(name).stop()
+        server = systems[name](label)
+        rate, client_cpu, cores = celestialtree.pipelined_emit(server, ds.events, 64, args.load_seconds_max)
+        log(f"pipelined {name}: client CPU {client_cpu:.1f} s for {len(ds.events):,} requests")
+        loaded[name] = server
+        return rate, cores
+    rounds(f"POST /emit pipelined on 1 connection (64 unanswered), all {len(ds.events):,} events, real parents",
+           "requests/s", True, pipelined_run)
+
+    try:
+        ct = loaded["CelestialTree"]
+        n = len(ds.events) + 1
+        deep = ds.picks["deep"]["id"]
+        kinds = [
+            ("provenance", "deep", celestialtree.picks(ct, "provenance", range(deep, deep - 4000, -7), 20, 2_000, 60_000)),
+            ("provenance", "recent", celestialtree.picks(ct, "provenance", range(n, 1, -1), 20, 10, 5_000)),
+            ("descendants", "early", celestialtree.picks(ct, "descendants", range(2, n), 20, 10, 5_000)),
+        ]
+        for probe, which, ids in kinds:
+            for view in ("", "?view=meta"):
+                paths = [f"/{probe}/{x}{view}" for x in ids]
+                answers = {}
+                for name in (["CelestialTree", "Banyan"] if len(rows) % 2 == 0 else ["Banyan", "CelestialTree"]):
+                    ms, answers[name] = celestialtree.latency_ms(loaded[name], paths, 5)
+                    rows.append(Row(f"GET /{probe}/{{id}}{view or ' (struct)'}, {len(ids)} {which} events",
+                                    names[name], ms, "ms", False, name == "Banyan"))
+                for path, a, b in zip(paths, answers["CelestialTree"], answers["Banyan"]):
+                    if not celestialtree.same_trees(a, b):
+                        mismatches.append(f"{path}: the trees differ between CelestialTree and Banyan")
+    finally:
+        for server in loaded.values():
+            server.stop()
+    return rows
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -418,13 +506,15 @@ def main() -> int:
     mismatches: list[str] = []
     try:
         info = run_info(root)
-        ensure_installed(need_redis=args.only != "query")
+        ensure_installed(need_redis=args.only in (None, "ingest"))
         bindir = postgres.bin_dir()
         if not bindir:
             raise RuntimeError("PostgreSQL is still missing after apt-get")
         versions = {"Banyan": "?", "PostgreSQL": postgres.version(bindir), "SQLite": sqlite.version()}
-        if args.only != "query":
+        if args.only in (None, "ingest"):
             versions["Redis"] = redis_streams.version(redis_binary())
+        if args.celestialtree_bin:
+            versions["CelestialTree"] = f"{args.celestialtree_bin}, {file_identity(args.celestialtree_bin)}"
         # Run a private copy: a rebuild of .build/release/banyan during the run (another
         # shell's swift build) must not mix two builds in one comparison.
         binary = os.path.join(root, "banyan")
@@ -438,10 +528,12 @@ def main() -> int:
         ds = generate(REPO, root, args.events, args.seed)
         pg = postgres.Server(procs, bindir, root)
         rows: list[Row] = []
-        if args.only != "query":
+        if args.only in (None, "ingest"):
             rows += ingest_phase(args, ds, procs, root, pg)
-        if args.only != "ingest":
+        if args.only not in ("ingest", "celestialtree"):
             rows += query_phase(args, ds, procs, root, pg, mismatches)
+        if args.celestialtree_bin and args.only in (None, "celestialtree"):
+            rows += celestialtree_phase(args, ds, procs, root, mismatches)
         print_report(args, ds, info, versions, rows, time.monotonic() - started)
     except KeyboardInterrupt:
         log("interrupted; stopping the servers this run started")

@@ -114,7 +114,7 @@ public struct BanyanServer: Sendable {
         let responder = banyanResponder
         return Application(
             responder: responder,
-            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, responder: responder),
+            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, pipelining: Pipelining(depthMax: config.pipelineDepthMax), responder: responder),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
             services: services,
             onServerRunning: { channel in
@@ -147,7 +147,7 @@ public struct BanyanServer: Sendable {
             replication: nil, readWait: config.readWait, logger: logger)
         return Application(
             responder: responder,
-            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, responder: responder),
+            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, pipelining: Pipelining(depthMax: config.pipelineDepthMax), responder: responder),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)

@@ -18,6 +18,9 @@ public struct ServerConfiguration: Sendable {
     /// and with none idle new connections wait in the listen backlog. Keep it below the
     /// descriptor limit (`DescriptorBudget`), or accepts fail.
     public var connectionsMax = 4_096
+    /// Append requests of one connection started before the earliest of them is answered
+    /// (HTTP/1.1 pipelining that shares commit groups, `Pipelining`); 1 answers one at a time.
+    public var pipelineDepthMax = 64
     /// Host names requests may name besides the listen address (and the loopback names on a
     /// loopback server); `*` allows any (`SiteGuard`).
     public var allowedHosts: [String] = []
@@ -86,6 +89,7 @@ public struct ServerConfiguration: Sendable {
         public static let queryTimeMs = 1...600_000
         public static let queryPageBytesMax = (64 << 10)...(256 << 20)
         public static let queryAnswerCacheBytesMax = 0...(16 << 30)
+        public static let pipelineDepthMax = 1...1_024
         public static let headerReadTimeoutSeconds = 1...3_600
         public static let bodyReadTimeoutSeconds = 1...86_400
         public static let idleTimeoutSeconds = 1...86_400

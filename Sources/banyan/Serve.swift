@@ -34,6 +34,7 @@ extension Banyan {
         @Option(help: "The most events a /v1/query budget may ask for.") var queryNodesMax = Limits().queryNodesMax
         @Option(help: "The most milliseconds a /v1/query budget may ask for.") var queryTimeMaxMs = 30_000
         @Option(help: "Bytes of one /v1/query page; a page ends early, with a cursor, past it.") var queryPageBytesMax = Limits().queryPageBytesMax
+        @Option(help: "Append requests (POST /emit, /v1/events) of one connection started before the earliest is answered, so pipelined appends share fsyncs; 1 answers one at a time.") var pipelineDepthMax = 64
         @Option(help: "Bytes of /v1/query answers kept between pages so later pages do not run the query again (0: none).") var queryAnswerCacheBytesMax = Limits().queryAnswerCacheBytesMax
         @Option(help: "Seconds from the first byte of a request to the end of its headers.") var headerReadTimeoutSeconds = 10
         @Option(help: "Seconds from the end of a request's headers to the end of its body.") var bodyReadTimeoutSeconds = 60
@@ -105,6 +106,7 @@ extension Banyan {
             try check("query-time-default-ms", queryTimeDefaultMs, Bounds.queryTimeMs.lowerBound...queryTimeMaxMs)
             try check("query-page-bytes-max", queryPageBytesMax, Bounds.queryPageBytesMax, " bytes")
             try check("query-answer-cache-bytes-max", queryAnswerCacheBytesMax, Bounds.queryAnswerCacheBytesMax, " bytes")
+            try check("pipeline-depth-max", pipelineDepthMax, Bounds.pipelineDepthMax)
             try check("header-read-timeout-seconds", headerReadTimeoutSeconds, Bounds.headerReadTimeoutSeconds)
             try check("body-read-timeout-seconds", bodyReadTimeoutSeconds, Bounds.bodyReadTimeoutSeconds)
             try check("idle-timeout-seconds", idleTimeoutSeconds, Bounds.idleTimeoutSeconds)
@@ -195,6 +197,7 @@ extension Banyan {
                 options.limits.queryTimeMax = .milliseconds(queryTimeMaxMs)
                 options.limits.queryPageBytesMax = queryPageBytesMax
                 options.limits.queryAnswerCacheBytesMax = queryAnswerCacheBytesMax
+                config.pipelineDepthMax = pipelineDepthMax
                 config.connectionTimeouts = ConnectionTimeouts(
                     headerRead: .seconds(headerReadTimeoutSeconds), bodyRead: .seconds(bodyReadTimeoutSeconds), idle: .seconds(idleTimeoutSeconds))
                 config.follow = follow.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }

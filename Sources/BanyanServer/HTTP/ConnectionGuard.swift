@@ -215,12 +215,12 @@ extension HTTPServerBuilder {
     /// HTTP/1.1 with Banyan's connection timeouts and connection limit; when some route of
     /// `responder` speaks WebSocket, connections can be upgraded to it (`WebSocketUpgrade`), and
     /// a server without such routes keeps the plain pipeline.
-    static func guarded(timeouts: ConnectionTimeouts, registry: ConnectionRegistry, responder routes: BanyanResponder) -> HTTPServerBuilder {
+    static func guarded(timeouts: ConnectionTimeouts, registry: ConnectionRegistry, pipelining: Pipelining, responder routes: BanyanResponder) -> HTTPServerBuilder {
         let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPGuardHandler()])
         guard routes.table.routes.contains(where: \.webSocket) else {
             return .init { responder in
                 GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, _ in
-                    HTTP1Channel(responder: responder, configuration: http1)
+                    PipelinedHTTP1Channel(responder: responder, configuration: http1, pipelining: pipelining)
                 }
             }
         }

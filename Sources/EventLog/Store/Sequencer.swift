@@ -138,6 +138,7 @@ final class Sequencer: @unchecked Sendable {
             queuedEvents += requests.count
             condition.signal()
             condition.unlock()
+            AppendOrder.current.get()?.placed()
         }
     }
 
