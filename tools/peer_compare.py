@@ -37,8 +37,10 @@ and `banyan serve --fsync group` on fresh stores, alternated, --repeat rounds:
   parent (after 1,000 events); /emit pipelined on one connection, 64 requests unanswered, the
   whole dataset with its real parents, every answered id checked; then on those loaded servers
   the medians of GET /provenance/{id} and /descendants/{id} in both views over 20 picks each
-  (deep and recent events for provenance, early ones for descendants, chosen by tree size on
-  CelestialTree's struct view), every tree checked equal between the two servers.
+  (deep events with 2,000-10,000 ancestors and recent ones with 10-1,000 for provenance; events
+  with 10-1,000 descendants, looked for over the whole log in steps, for descendants; counted
+  with Banyan's query API, trees of at most 100,000 nodes), every tree checked equal between the
+  two servers.
 Queries (after loading the whole dataset; p50 and min of several runs after a warm-up):
   count of ancestors of the deep pick (~10k), of descendants of the early pick, hops of a
   shortest path early -> tip, count of ancestors of the tip. Banyan: POST /v1/query;
@@ -406,13 +408,13 @@ def celestialtree_phase(args, ds: Dataset, procs: Processes, root: str, mismatch
            "requests/s", True, pipelined_run)
 
     try:
-        ct = loaded["CelestialTree"]
+        ct, by = loaded["CelestialTree"], loaded["Banyan"]
         n = len(ds.events) + 1
         deep = ds.picks["deep"]["id"]
         kinds = [
-            ("provenance", "deep", celestialtree.picks(ct, "provenance", range(deep, deep - 4000, -7), 20, 2_000, 60_000)),
-            ("provenance", "recent", celestialtree.picks(ct, "provenance", range(n, 1, -1), 20, 10, 5_000)),
-            ("descendants", "early", celestialtree.picks(ct, "descendants", range(2, n), 20, 10, 5_000)),
+            ("provenance", "deep", celestialtree.picks(ct, by, "provenance", range(deep, 1, -7), 20, 2_000, 10_000)),
+            ("provenance", "recent", celestialtree.picks(ct, by, "provenance", range(n, 1, -1), 20, 10, 1_000)),
+            ("descendants", "spread", celestialtree.picks(ct, by, "descendants", range(2, n, max(1, n // 2_000)), 20, 10, 1_000)),
         ]
         for probe, which, ids in kinds:
             for view in ("", "?view=meta"):

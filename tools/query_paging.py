@@ -4,8 +4,8 @@
 Starts `banyan serve` on a store holding the git/git dataset (imported into a temporary
 directory unless --data-dir names one that has it), then for each page size follows `next`
 from the first page to the last over one keep-alive connection, alternating page sizes within
-each round. Every walk is checked: the ids are distinct, ascending where the query's order is,
-and as many as `count(...)` of the same query says. Prints one Markdown table: per page size,
+each round. Every walk is checked: the ids are distinct and as many as `count(...)` of the same
+query says. Each walk's first page runs the query; later pages take the answer the server kept. Prints one Markdown table: per page size,
 pages, median and range of the whole walk's time, and the server's CPU per walk.
 
     python3 tools/query_paging.py                                  # descendants(2), 100/1000/10000

@@ -34,7 +34,7 @@ extension Banyan {
         @Option(help: "The most events a /v1/query budget may ask for.") var queryNodesMax = Limits().queryNodesMax
         @Option(help: "The most milliseconds a /v1/query budget may ask for.") var queryTimeMaxMs = 30_000
         @Option(help: "Bytes of one /v1/query page; a page ends early, with a cursor, past it.") var queryPageBytesMax = Limits().queryPageBytesMax
-        @Option(help: "Append requests (POST /emit, /v1/events) of one connection started before the earliest is answered, so pipelined appends share fsyncs; 1 answers one at a time.") var pipelineDepthMax = 64
+        @Option(help: "Append requests (POST /emit, /v1/events) of one connection started before the earliest is answered, so pipelined appends share fsyncs; 1 answers one at a time.") var pipelineDepthMax = ServerConfiguration().pipelineDepthMax
         @Option(help: "Bytes of /v1/query answers kept between pages so later pages do not run the query again (0: none).") var queryAnswerCacheBytesMax = Limits().queryAnswerCacheBytesMax
         @Option(help: "Seconds from the first byte of a request to the end of its headers.") var headerReadTimeoutSeconds = 10
         @Option(help: "Seconds from the end of a request's headers to the end of its body.") var bodyReadTimeoutSeconds = 60

@@ -111,3 +111,48 @@ def test_each_pipelined_request_gets_its_own_answer_in_order(server):
     assert [r["id"] for r in bodies[4]["results"]] == [first + 2, first + 3]
     assert bodies[5] == {"id": first + 4}
     assert requests.get(server.url + "/v1/status", timeout=10).json()["last_id"] == first + 4
+
+
+def test_a_malformed_request_after_appends_gets_400_after_their_answers(server):
+    first = requests.get(server.url + "/v1/status", timeout=10).json()["last_id"] + 1
+    payload = emit_request({"type": "a"}) + emit_request({"type": "b"}) + b"NOT HTTP AT ALL\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(payload)
+        reader = Reader(sock)
+        answers = [reader.answer() for _ in range(3)]
+        assert reader.closed()
+    assert [a[0] for a in answers] == [200, 200, 400]
+    assert [json.loads(a[2])["id"] for a in answers[:2]] == [first, first + 1]
+
+
+def test_connection_close_in_any_case_ends_the_connection(server):
+    payload = get_request("/healthz").replace(b"\r\n\r\n", b"\r\nConnection: Close\r\n\r\n") + get_request("/healthz")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(payload)
+        reader = Reader(sock)
+        status, _, _ = reader.answer()
+        assert status == 200
+        assert reader.closed(), "no answer to the request after Connection: Close"
+
+
+def test_a_client_that_leaves_mid_pipeline_leaves_whole_requests_stored(server):
+    first = requests.get(server.url + "/v1/status", timeout=10).json()["last_id"] + 1
+    whole = b"".join(emit_request({"type": "left", "parents": [first + i - 1]}) for i in range(50))
+    cut = emit_request({"type": "cut"})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(whole + cut[:len(cut) - 5])   # the last body is 5 bytes short
+        sock.shutdown(socket.SHUT_WR)
+        reader = Reader(sock)
+        for i in range(50):
+            status, _, body = reader.answer()
+            assert status == 200 and json.loads(body)["id"] == first + i
+        # What follows is the end of the connection, or a 400 for the cut request and then the end.
+        try:
+            status, _, body = reader.answer()
+            assert status == 400, body
+        except AssertionError as e:
+            assert "connection closed" in str(e), e
+        assert reader.buf == b"" and reader.sock.recv(1) == b""
+    # The cut request stored nothing, and the server goes on answering.
+    assert requests.get(server.url + "/v1/status", timeout=10).json()["last_id"] == first + 49
+    assert requests.post(server.url + "/emit", json={"type": "after"}, timeout=10).json() == {"id": first + 50}

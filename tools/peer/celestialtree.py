@@ -157,16 +157,28 @@ def same_trees(a: bytes, b: bytes) -> bool:
     return tree_ids(json.loads(a)) == tree_ids(json.loads(b))
 
 
-def picks(server: Server, probe: str, candidates, count: int, lo: int, hi: int) -> list[int]:
-    """The first `count` of `candidates` whose `probe` tree (provenance or descendants) holds
-    lo..hi nodes, read from `server`'s struct view (ids only: a cheap probe)."""
+def picks(ct: Server, banyan: Server, probe: str, candidates, count: int, lo: int, hi: int,
+          nodes_max: int = 100_000, scan_max: int = 2_000) -> list[int]:
+    """The first `count` of `candidates` (at most `scan_max` looked at) with lo..hi ancestors
+    (provenance) or descendants, counted by Banyan's query API, whose tree on CelestialTree's
+    struct view holds at most `nodes_max` nodes (Banyan's default tree limit). Counting first
+    keeps the probe cheap: CelestialTree builds a whole tree for any id asked."""
+    walk = "ancestors" if probe == "provenance" else "descendants"
+    conn = http.client.HTTPConnection("127.0.0.1", banyan.port, timeout=60)
     chosen: list[int] = []
-    for x in candidates:
-        status, body = server.get(f"/{probe}/{x}")
-        if status == 200 and lo <= body.count(b'"id"') <= hi:
-            chosen.append(x)
-            if len(chosen) == count:
+    try:
+        for seen, x in enumerate(candidates):
+            if seen >= scan_max or len(chosen) == count:
                 break
+            conn.request("POST", "/v1/query", json.dumps({"query": f"count({walk}({x}))"}), {"Content-Type": "application/json"})
+            n = json.loads(conn.getresponse().read()).get("count", -1)
+            if not lo <= n <= hi:
+                continue
+            status, body = ct.get(f"/{probe}/{x}")
+            if status == 200 and body.count(b'"id"') <= nodes_max:
+                chosen.append(x)
+    finally:
+        conn.close()
     if len(chosen) < count:
-        log(f"only {len(chosen)} {probe} picks with {lo}..{hi} nodes")
+        log(f"only {len(chosen)} {probe} picks with {lo}..{hi} {walk} in the ids looked at")
     return chosen

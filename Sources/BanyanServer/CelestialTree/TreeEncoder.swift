@@ -54,7 +54,7 @@ struct TreeEncoder {
 
     /// Writes the tree rooted at `start` (which must exist and be `<= last`).
     mutating func write(_ start: EventID, into w: inout JSONWriter) throws {
-        if view == .meta { try prepareMeta(start) }
+        if view == .meta { try prepareMeta(start, spent: w.bytes.count) }
         // The walk's links and visited set; the depth-first order is this encoder's, since the
         // tree nests children inside their parent.
         var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
@@ -92,7 +92,7 @@ struct TreeEncoder {
         }
         w.writeRaw("{")
         if view == .meta {
-            let at = Self.position(of: id, in: metaIDs)
+            let at = metaIDs.partitioningIndex { $0 >= id }
             guard at < metaIDs.count, metaIDs[at] == id else { throw LogError(.notFound, "event \(id) vanished") }
             w.bytes.append(contentsOf: metaBytes[(at == 0 ? 0 : metaEnds[at - 1])..<metaEnds[at]])
         } else {
@@ -108,8 +108,8 @@ struct TreeEncoder {
     /// meta members: a tree names an event as often as paths reach it (a merge-heavy history
     /// repeats most of them), and point reads in depth-first order cost several times a step of
     /// the iterator. The bytes are at most the response's (each event is written at least once),
-    /// so the byte budget bounds them too.
-    private mutating func prepareMeta(_ start: EventID) throws {
+    /// so the byte budget, less what the response already holds (`spent`), bounds them too.
+    private mutating func prepareMeta(_ start: EventID, spent: Int) throws {
         var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
         var ids: [EventID] = [start]
         let nodesLeft = budget.nodesMax - nodes
@@ -126,21 +126,11 @@ struct TreeEncoder {
             EventJSON.writeMembers(event, fields: Self.metaFields, into: &w)
             metaIDs.append(event.id)
             metaEnds.append(w.bytes.count)
-            guard w.bytes.count <= budget.bytesMax else { throw TooLarge(reason: "more than \(budget.bytesMax) bytes (tree byte limit)") }
+            guard spent + w.bytes.count <= budget.bytesMax else { throw TooLarge(reason: "more than \(budget.bytesMax) bytes (tree byte limit)") }
             if metaIDs.count % 1_024 == 0, ContinuousClock.now > budget.deadline {
                 throw TooLarge(reason: "longer than the tree time limit to build")
             }
         }
         metaBytes = w.bytes
-    }
-
-    /// The first index of `ids` (ascending) holding an id `>= id`.
-    private static func position(of id: EventID, in ids: [EventID]) -> Int {
-        var (low, high) = (0, ids.count)
-        while low < high {
-            let middle = (low + high) / 2
-            if ids[middle] < id { low = middle + 1 } else { high = middle }
-        }
-        return low
     }
 }

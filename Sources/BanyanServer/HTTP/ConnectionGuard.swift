@@ -60,7 +60,14 @@ final class ConnectionGuard: Sendable {
         guard state.withLock({ $0.machine.bytesStartAHead }) else { return }
         update { $0.machine.bytesReceived(now: .now) }
     }
-    func headReceived() { update { $0.machine.headReceived(now: .now) } }
+    func headReceived() {
+        heads.add(1, ordering: .relaxed)
+        update { $0.machine.headReceived(now: .now) }
+    }
+    /// Request heads decoded so far: more than a request loop has taken means the client has
+    /// pipelined the next request already (`PipelinedHTTP1Channel`).
+    var headsReceived: Int { heads.load(ordering: .relaxed) }
+    private let heads = Atomic<Int>(0)
     func endReceived() { update { $0.machine.endReceived() } }
     func responseEnded() { update { $0.machine.responseEnded(now: .now) } }
 
@@ -186,7 +193,10 @@ struct GuardedHTTP1Channel<Inner: ServerChildChannel>: ServerChildChannel {
     let responder: HTTPChannelHandler.Responder
     let timeouts: ConnectionTimeouts
     let registry: ConnectionRegistry
-    let makeInner: @Sendable (@escaping HTTPChannelHandler.Responder, ConnectionGuard) -> Inner
+    /// Builds the inner channel from the responder that reports each response's end to the
+    /// connection's guard, the responder that does not (for a channel that reports the ends
+    /// itself), and the guard.
+    let makeInner: @Sendable (@escaping HTTPChannelHandler.Responder, @escaping HTTPChannelHandler.Responder, ConnectionGuard) -> Inner
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let connection = ConnectionGuard(timeouts: timeouts, registry: registry, logger: logger)
@@ -199,7 +209,7 @@ struct GuardedHTTP1Channel<Inner: ServerChildChannel>: ServerChildChannel {
         let handler = makeInner({ request, writer, channel in
             defer { connection.responseEnded() }
             try await responder(request, writer, channel)
-        }, connection)
+        }, responder, connection)
         return handler.setup(channel: channel, logger: logger).map { Value(inner: $0, handler: handler, connection: connection) }
     }
 
@@ -219,13 +229,14 @@ extension HTTPServerBuilder {
         let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPGuardHandler()])
         guard routes.table.routes.contains(where: \.webSocket) else {
             return .init { responder in
-                GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, _ in
-                    PipelinedHTTP1Channel(responder: responder, configuration: http1, pipelining: pipelining)
+                GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, unreported, connection in
+                    PipelinedHTTP1Channel(
+                        responder: responder, unreported: unreported, connection: connection, configuration: http1, pipelining: pipelining)
                 }
             }
         }
         return .init { responder in
-            GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, connection in
+            GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, _, connection in
                 WebSocketUpgrade.channel(responder: responder, http1: http1, routes: routes, connection: connection)
             }
         }

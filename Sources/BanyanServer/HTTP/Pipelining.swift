@@ -1,4 +1,5 @@
 import EventLog
+import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -18,23 +19,34 @@ import Synchronization
 /// together. Answers are written in request order by one writer task; they are small, since
 /// only appends are started early. Any other request (a read, a large or chunked body,
 /// `Connection: close`) first waits for every earlier answer to be written, then runs as
-/// Hummingbird runs it, streaming its body in and its answer out. At most `depthMax` answers
-/// are outstanding; past that the connection waits for the oldest before it reads on.
+/// Hummingbird runs it, streaming its body in and its answer out. At most `depthMax` answers are
+/// unwritten at once (a client that stops reading stops this loop too), so one connection holds
+/// at most `depthMax` bodies of `bodyBytesMax` and their answers.
 struct Pipelining: Sendable {
-    /// Requests of one connection started before the earliest of them is answered; 1 turns
-    /// pipelining off (every request waits for the one before).
-    var depthMax = 64
+    /// Requests of one connection started before the earliest of them is answered
+    /// (`ServerConfiguration.pipelineDepthMax`); 1 turns pipelining off.
+    var depthMax: Int
     /// The largest body of a request started early (its whole body is held in memory).
-    var bodyBytesMax = 64 << 10
+    static let bodyBytesMax = 64 << 10
     /// `POST` paths started early: the appends.
     static let routes: Set<Substring> = ["/emit", "/v1/events"]
 
     func startsEarly(_ head: HTTPRequest) -> Bool {
         guard depthMax > 1, head.method == .post, let path = head.path else { return false }
         let route = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        guard Self.routes.contains(route), let length = head.headerFields[.contentLength].flatMap({ Int($0) }), length <= bodyBytesMax else { return false }
-        if let connection = head.headerFields[.connection], connection.lowercased().contains("close") { return false }
-        return head.headerFields[.expect] == nil
+        guard Self.routes.contains(route), let length = Self.contentLength(head), length <= Self.bodyBytesMax else { return false }
+        return !Self.asksToClose(head) && head.headerFields[.expect] == nil
+    }
+
+    static func contentLength(_ head: HTTPRequest) -> Int? {
+        head.headerFields[.contentLength].flatMap { Int($0) }
+    }
+
+    /// `Connection: close` among the header's tokens, in any case.
+    static func asksToClose(_ head: HTTPRequest) -> Bool {
+        head.headerFields[values: .connection].contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "close" }
+        }
     }
 }
 
@@ -44,9 +56,18 @@ struct PipelinedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let inner: HTTP1Channel
     let pipelining: Pipelining
+    /// The responder without the guard's end-of-response report: an early answer has ended only
+    /// once it is written, which the writer reports to `connection`.
+    let unreported: HTTPChannelHandler.Responder
+    let connection: ConnectionGuard
 
-    init(responder: @escaping HTTPChannelHandler.Responder, configuration: HTTP1Channel.Configuration, pipelining: Pipelining) {
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, unreported: @escaping HTTPChannelHandler.Responder, connection: ConnectionGuard,
+        configuration: HTTP1Channel.Configuration, pipelining: Pipelining
+    ) {
         self.responder = responder
+        self.unreported = unreported
+        self.connection = connection
         self.inner = HTTP1Channel(responder: responder, configuration: configuration)
         self.pipelining = pipelining
     }
@@ -61,12 +82,19 @@ struct PipelinedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             try await withTaskCancellationHandler {
                 try await asyncChannel.executeThenClose { inbound, outbound in
                     let parts = InboundParts(inbound.makeAsyncIterator())
+                    var answers = AnswerQueue(outbound, channel: asyncChannel.channel, connection: connection)
                     do {
-                        try await serve(parts, outbound, channel: asyncChannel.channel)
+                        try await serve(parts, &answers, outbound, channel: asyncChannel.channel)
                     } catch is HTTPParserError {
+                        // The answers before the bad request go out first: their appends are done.
+                        try? await answers.drain()
                         logger.debug("HTTP parse error, closing connection")
                         try await outbound.write(.head(.init(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])))
                         try await outbound.write(.end(nil))
+                    } catch {
+                        // Early appends still running must end before the store may close.
+                        await answers.abandon()
+                        throw error
                     }
                     outbound.finish()
                     try await asyncChannel.channel.closeFuture.get()
@@ -79,37 +107,86 @@ struct PipelinedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
-    private func serve(_ parts: InboundParts, _ outbound: NIOAsyncChannelOutboundWriter<HTTPResponsePart>, channel: any Channel) async throws {
+    private func serve(
+        _ parts: InboundParts, _ answers: inout AnswerQueue, _ outbound: NIOAsyncChannelOutboundWriter<HTTPResponsePart>, channel: any Channel
+    ) async throws {
         guard let first = try await parts.next() else { return }
         guard case .head(var head) = first else { throw UnexpectedPart() }
-        var answers = AnswerQueue(outbound)
-        defer { answers.abandon() }
+        var taken = 1
         while true {
-            if pipelining.startsEarly(head) {
+            // Started early only when the client has already sent the next request, or earlier
+            // answers are still unwritten: a client that waits for each answer gains nothing from
+            // a task and a buffer per request, which cost about a third of /emit's throughput.
+            if pipelining.startsEarly(head), connection.headsReceived > taken || answers.hasUnwritten {
                 let body = try await parts.wholeBody()
-                await answers.waitForRoom(depthMax: pipelining.depthMax)
-                answers.add(start(Request(head: head, body: HummingbirdCore.RequestBody(buffer: body)), channel: channel))
-                try await answers.placed()
+                // A body cut short by the client's end of input is not a request.
+                guard body.readableBytes == Pipelining.contentLength(head) else { throw UnexpectedPart() }
+                try await answers.waitForRoom(depthMax: pipelining.depthMax)
+                let placement = answers.add(Request(head: head, body: HummingbirdCore.RequestBody(buffer: body)), unreported)
+                await placement.wait()
             } else {
                 try await answers.drain()
                 let request = Request(head: head, body: HummingbirdCore.RequestBody(asyncSequence: parts.body()))
                 try await responder(request, ResponseWriter(outbound: outbound), channel)
-                if request.headers[.connection] == "close" { break }
+                if Pipelining.asksToClose(head) { break }
                 try await parts.skipBody()
             }
             guard let part = try await parts.next() else { break }
             guard case .head(let next) = part else { throw UnexpectedPart() }
             head = next
+            taken += 1
         }
         try await answers.drain()
     }
+}
 
-    /// Runs the responder for an early request in a task of its own, into a buffer.
-    private func start(_ request: Request, channel: any Channel) -> (Task<[HTTPResponsePart], any Error>, Placement) {
+/// A request part out of place (a body where a head belongs, a body shorter than its length):
+/// the connection is closed, as Hummingbird closes it.
+private struct UnexpectedPart: Error {}
+
+/// Answers started early, written in request order by one writer task, and counted until written.
+private struct AnswerQueue {
+    private let outbound: NIOAsyncChannelOutboundWriter<HTTPResponsePart>
+    private let channel: any Channel
+    private let connection: ConnectionGuard
+    private let unwritten = Unwritten()
+    private var input: AsyncStream<Task<[HTTPResponsePart], any Error>>.Continuation?
+    private var writer: Task<Void, Never>?
+
+    init(_ outbound: NIOAsyncChannelOutboundWriter<HTTPResponsePart>, channel: any Channel, connection: ConnectionGuard) {
+        self.outbound = outbound
+        self.channel = channel
+        self.connection = connection
+    }
+
+    /// Starts `request` in a task of its own, its answer buffered for the writer; returns the
+    /// signal of its append's place in the commit order (or of its end, for one that has none).
+    mutating func add(_ request: Request, _ responder: @escaping HTTPChannelHandler.Responder) -> Placement {
         let placement = Placement()
-        let responder = self.responder
+        let channel = self.channel
         let task = Task { try await Self.answer(request, responder, channel, placement) }
-        return (task, placement)
+        unwritten.add(task)
+        if input == nil {
+            let (stream, continuation) = AsyncStream<Task<[HTTPResponsePart], any Error>>.makeStream()
+            let (outbound, unwritten, connection) = (self.outbound, self.unwritten, self.connection)
+            writer = Task {
+                do {
+                    for await answer in stream {
+                        try await outbound.write(contentsOf: try await answer.value)
+                        connection.responseEnded()
+                        unwritten.written()
+                    }
+                } catch {
+                    // Nobody will read the answers after this one: end the connection, and let
+                    // the request loop stop at its next read or wait.
+                    unwritten.fail(error)
+                    channel.close(promise: nil)
+                }
+            }
+            input = continuation
+        }
+        input?.yield(task)
+        return placement
     }
 
     private static func answer(
@@ -125,52 +202,11 @@ struct PipelinedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         for await part in sink { written.append(part) }
         return written
     }
-}
 
-/// A request part out of place (a body where a head belongs): the connection is closed, as
-/// Hummingbird closes it.
-private struct UnexpectedPart: Error {}
+    var hasUnwritten: Bool { unwritten.count > 0 }
 
-/// Answers started early, written in request order by one writer task.
-private struct AnswerQueue {
-    private let outbound: NIOAsyncChannelOutboundWriter<HTTPResponsePart>
-    private var input: AsyncStream<Task<[HTTPResponsePart], any Error>>.Continuation?
-    private var writer: Task<Void, any Error>?
-    private var last: Placement?
-    /// Answers not yet known to be complete, oldest first.
-    private var started: [Task<[HTTPResponsePart], any Error>] = []
-
-    init(_ outbound: NIOAsyncChannelOutboundWriter<HTTPResponsePart>) {
-        self.outbound = outbound
-    }
-
-    mutating func add(_ answer: (Task<[HTTPResponsePart], any Error>, Placement)) {
-        if input == nil {
-            let (stream, continuation) = AsyncStream<Task<[HTTPResponsePart], any Error>>.makeStream()
-            let outbound = self.outbound
-            writer = Task {
-                for await answer in stream {
-                    try await outbound.write(contentsOf: try await answer.value)
-                }
-            }
-            input = continuation
-        }
-        input?.yield(answer.0)
-        last = answer.1
-        started.append(answer.0)
-    }
-
-    /// Waits until fewer than `depthMax` answers are outstanding: the oldest ones complete first
-    /// (their appends were placed first), and the writer writes them right after.
-    mutating func waitForRoom(depthMax: Int) async {
-        while started.count >= depthMax {
-            _ = try? await started.removeFirst().value
-        }
-    }
-
-    /// Waits until the latest request has its place in the commit order, or has ended.
-    func placed() async throws {
-        await last?.wait()
+    func waitForRoom(depthMax: Int) async throws {
+        try await unwritten.wait(below: depthMax)
     }
 
     /// Waits until every answer is written.
@@ -179,19 +215,83 @@ private struct AnswerQueue {
         input.finish()
         self.input = nil
         self.writer = nil
-        started.removeAll()
-        try await writer.value
+        await writer.value
+        try unwritten.check()
     }
 
-    /// On an error the writer stops with the connection.
-    func abandon() {
+    /// Stops writing and waits for the early requests still running.
+    func abandon() async {
         input?.finish()
         writer?.cancel()
+        for task in unwritten.all() { _ = try? await task.value }
+    }
+}
+
+/// The early answers not yet written, oldest first, shared by the request loop and the writer.
+private final class Unwritten: Sendable {
+    private struct State {
+        var tasks: [Task<[HTTPResponsePart], any Error>] = []
+        var first = 0
+        var waiter: (below: Int, continuation: CheckedContinuation<Void, any Error>)?
+        var failure: (any Error)?
+    }
+    private let state = Mutex(State())
+
+    func add(_ task: Task<[HTTPResponsePart], any Error>) {
+        state.withLock { s in
+            // Written tasks are dropped in bulk, so the array does not grow with the connection.
+            if s.first > 64, s.first * 2 > s.tasks.count {
+                s.tasks.removeFirst(s.first)
+                s.first = 0
+            }
+            s.tasks.append(task)
+        }
+    }
+
+    func written() {
+        let resume: CheckedContinuation<Void, any Error>? = state.withLock { s in
+            s.first += 1
+            guard let waiter = s.waiter, s.tasks.count - s.first < waiter.below else { return nil }
+            s.waiter = nil
+            return waiter.continuation
+        }
+        resume?.resume()
+    }
+
+    func fail(_ error: any Error) {
+        let resume: CheckedContinuation<Void, any Error>? = state.withLock { s in
+            s.failure = s.failure ?? error
+            defer { s.waiter = nil }
+            return s.waiter?.continuation
+        }
+        resume?.resume(throwing: error)
+    }
+
+    func check() throws {
+        if let failure = state.withLock({ $0.failure }) { throw failure }
+    }
+
+    func wait(below count: Int) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let now: Result<Void, any Error>? = state.withLock { s in
+                if let failure = s.failure { return .failure(failure) }
+                if s.tasks.count - s.first < count { return .success(()) }
+                s.waiter = (count, continuation)
+                return nil
+            }
+            if let now { continuation.resume(with: now) }
+        }
+    }
+
+    var count: Int { state.withLock { $0.tasks.count - $0.first } }
+
+    func all() -> [Task<[HTTPResponsePart], any Error>] {
+        state.withLock { s in Array(s.tasks[s.first...]) }
     }
 }
 
 /// Signalled once: when an early request's append is placed in the commit order, or when the
-/// request ends without one.
+/// request ends without one (refused before it reached the writer's queue).
 final class Placement: Sendable {
     private let state = Mutex<(signalled: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
 

@@ -61,9 +61,10 @@ struct QueryAPI: Sendable {
         if explain {
             return JSONResponse.make(JSONValue.members(["plan": .string(plan.explained)]))
         }
-        let key = QueryAnswers.Key(text: text, snapshot: snapshot, budget: budget)
+        let key = QueryAnswers.Key(text: text, snapshot: snapshot, budget: budget, rewrites: store.rewriteCount)
         let result: QueryResult
-        if let kept = answers.answer(key) {
+        let kept = cursor == nil ? nil : answers.answer(key)
+        if let kept {
             result = kept
         } else {
             let outcome: Result<QueryResult, QueryError> = try await Blocking.runHeavy {
@@ -81,7 +82,11 @@ struct QueryAPI: Sendable {
         }
         let page = Page(query: text, snapshot: snapshot, offset: cursor?.offset ?? 0, size: pageSize, bytesMax: store.limits.queryPageBytesMax, deadline: deadline)
         let (response, more) = try await respond(result, page: page, include: include)
-        if more { answers.keep(result, for: key) }
+        if kept == nil, more {
+            answers.keep(result, for: key)
+        } else if kept != nil, !more {
+            answers.forget(key)
+        }
         return response
     }
 

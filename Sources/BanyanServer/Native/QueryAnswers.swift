@@ -5,19 +5,23 @@ import Synchronization
 /// Answers of `POST /v1/query` kept between pages, so following `next` costs the query once
 /// instead of once per page (docs/HTTP_API.md, `POST /v1/query`).
 ///
-/// An answer is the same whichever page asks for it: it is keyed by the query text, the snapshot
-/// the first page fixed and the budget, and events up to a snapshot never change their ids,
-/// links, types or streams. A page that finds no answer here (evicted, another server, a
-/// restart) runs the query again over the same snapshot, as every page did before this cache.
+/// Only later pages look here; a first page always runs its query. An answer is keyed by the
+/// query text, the snapshot the first page fixed, the budget, and the store's rewrite count:
+/// ids, links, types and streams up to a snapshot never change, but a compaction batch, a prune
+/// or a follower's truncation can change what a query over them finds, and after one of those a
+/// page computes its answer again over the same snapshot, as a page whose answer was evicted (or
+/// that reached another server, or came after a restart) does.
 ///
 /// Memory is bounded by `Limits.queryAnswerCacheBytesMax` (ids at 8 bytes each plus the text
-/// and a fixed overhead per answer); the least recently used answers leave first, and an answer
-/// larger than a quarter of the bound is never kept. 0 turns the cache off.
+/// and a fixed overhead per answer) and by `answersMax` answers; the least recently used leave
+/// first, an answer larger than a quarter of the bytes is never kept, an answer leaves once its
+/// last page is served, and 0 bytes turns the cache off.
 final class QueryAnswers: Sendable {
     struct Key: Hashable, Sendable {
         var text: String
         var snapshot: EventID
         var budget: QueryBudget
+        var rewrites: UInt64
     }
 
     private struct Entry {
@@ -38,6 +42,8 @@ final class QueryAnswers: Sendable {
     private let state = Mutex(State())
     /// Per answer, beside its ids: the dictionary slot, the entry and the result's fields.
     static let overheadBytes = 256
+    /// Answers kept at once: eviction looks through them all, under the lock every page takes.
+    static let answersMax = 1_024
 
     init(bytesMax: Int) {
         self.bytesMax = bytesMax
@@ -62,15 +68,23 @@ final class QueryAnswers: Sendable {
         guard bytes <= bytesMax / 4 else { return }
         state.withLock { s in
             if let old = s.entries.removeValue(forKey: key) { s.bytes -= old.bytes }
-            // Eviction scans the entries: they are few (each is at least overheadBytes, and
-            // every answer worth keeping is far larger), and a scan is cheaper than the query.
-            while s.bytes + bytes > bytesMax, let oldest = s.entries.min(by: { $0.value.used < $1.value.used }) {
+            // A scan of at most answersMax entries costs microseconds; the query it saves, milliseconds.
+            while s.bytes + bytes > bytesMax || s.entries.count >= Self.answersMax,
+                let oldest = s.entries.min(by: { $0.value.used < $1.value.used })
+            {
                 s.bytes -= oldest.value.bytes
                 s.entries.removeValue(forKey: oldest.key)
             }
             s.clock += 1
             s.entries[key] = Entry(result: result, bytes: bytes, used: s.clock)
             s.bytes += bytes
+        }
+    }
+
+    /// An answer whose last page was served.
+    func forget(_ key: Key) {
+        state.withLock { s in
+            if let old = s.entries.removeValue(forKey: key) { s.bytes -= old.bytes }
         }
     }
 

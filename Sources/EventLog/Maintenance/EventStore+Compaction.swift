@@ -166,6 +166,7 @@ extension EventStore {
                 try requireControl(control, since: runStart)
                 guard truncation(since: 0).count == truncations else { return false }
                 try storageCall { () throws(StorageError) in try storage.db.write(batch, sync: false) }
+                rewrites.add(1, ordering: .releasing)
                 return true
             }
             guard written else { continue }

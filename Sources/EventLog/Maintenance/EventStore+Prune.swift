@@ -91,6 +91,7 @@ extension EventStore {
             }
             // The records are all still there: readers switch to the new first id before any goes.
             index.prune(below: first)
+            rewrites.add(1, ordering: .releasing)
             prunedPrefix.withLock { $0 = prefix }
         }
         shippingReaders.withLock { $0.removeAll() }

@@ -261,6 +261,7 @@ extension EventStore {
             index.truncate(after: last)
             let segment = try Recovery.openSegment(storage, firstID: index.firstID, lastID: last)
             applier.reset(lastID: last, meta: kept, segment: segment)
+            rewrites.add(1, ordering: .releasing)
             truncationCuts.withLock { t in
                 t.count += 1
                 t.cuts.append(last)

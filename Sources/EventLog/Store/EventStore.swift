@@ -15,6 +15,8 @@ public final class EventStore: Sendable {
     let sequencer: Mutex<Sequencer?>
     /// The epoch that fenced this node's term (0: never fenced since it opened).
     let fencedBy = Atomic<UInt64>(0)
+    /// Changes to events already committed: compaction batches, prunes and truncations.
+    let rewrites = Atomic<UInt64>(0)
     /// Writes every group (the sequencer's on a leader, the shipped ones on a follower); nil read-only.
     let applier: Applier?
     /// Held to apply shipped groups, truncate, or change role: one at a time, in order.
@@ -202,6 +204,11 @@ public final class EventStore: Sendable {
     public var pruned: PrunedPrefix? { prunedPrefix.withLock { $0 } }
 
     /// Throws the pruned-prefix error for an id below the first id.
+    /// Counts the changes made to events already committed (a compaction batch dropping
+    /// content, a prune, a follower's truncation): what was read under a snapshot may differ
+    /// once it moves, so a reader that keeps answers keys them with it.
+    public var rewriteCount: UInt64 { rewrites.load(ordering: .acquiring) }
+
     public func checkNotPruned(_ id: EventID) throws(LogError) {
         guard id >= 1, id < index.firstID, let pruned else { return }
         throw pruned.error(id)

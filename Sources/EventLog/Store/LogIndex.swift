@@ -193,12 +193,7 @@ final class LogIndex: @unchecked Sendable {
     func dictionaryIDs(through id: EventID) -> (type: UInt32, stream: UInt32) {
         firstUse.withLock { uses in
             func count(_ firsts: [EventID]) -> UInt32 {
-                var low = 0, high = firsts.count
-                while low < high {
-                    let mid = (low + high) / 2
-                    if firsts[mid] <= id { low = mid + 1 } else { high = mid }
-                }
-                return UInt32(low)
+                UInt32(firsts.partitioningIndex { $0 > id })
             }
             return (count(uses.types), count(uses.streams))
         }
