@@ -9,7 +9,9 @@ import Synchronization
 /// One connection's timeouts and its place in the `ConnectionRegistry`. Fed by two handlers
 /// (`RawBytesObserver` before the HTTP decoder, which sees the first byte of a request head, and
 /// `HTTPGuardHandler` after it, which sees heads and ends of requests) and by the responder
-/// wrapper of `GuardedHTTP1Channel`, which sees each response end; it keeps one timer at the
+/// wrapper of `GuardedHTTP1Channel`, which sees each response end (for an answer
+/// `PipelinedHTTP1Channel` started early, its writer reports the end once the answer is written);
+/// it keeps one timer at the
 /// deadline of `ConnectionStateMachine` and closes the connection when it passes.
 ///
 /// Thread-safe behind one `Mutex`: the handlers call it on the event loop, the responder wrapper

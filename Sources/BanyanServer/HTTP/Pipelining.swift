@@ -13,7 +13,8 @@ import Synchronization
 ///
 /// Hummingbird answers the requests of one connection one after the other, so a client that
 /// pipelines 64 `POST /emit`s paid 64 fsyncs in a row. Here an append request whose body is small
-/// and whose length is known (`Pipelining.routes`) is read whole and started at once; the next
+/// and whose length is known (`Pipelining.routes`) is read whole and started at once when the
+/// client has already sent the request after it or earlier answers are still unwritten; the next
 /// request is read as soon as the append has its place in the commit order (`AppendOrder`), so
 /// ids follow the order the requests were sent in, and the appends wait for their fsync
 /// together. Answers are written in request order by one writer task; they are small, since
@@ -87,7 +88,12 @@ struct PipelinedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                         try await serve(parts, &answers, outbound, channel: asyncChannel.channel)
                     } catch is HTTPParserError {
                         // The answers before the bad request go out first: their appends are done.
-                        try? await answers.drain()
+                        do {
+                            try await answers.drain()
+                        } catch {
+                            await answers.abandon()
+                            throw error
+                        }
                         logger.debug("HTTP parse error, closing connection")
                         try await outbound.write(.head(.init(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])))
                         try await outbound.write(.end(nil))
@@ -118,10 +124,14 @@ struct PipelinedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             // answers are still unwritten: a client that waits for each answer gains nothing from
             // a task and a buffer per request, which cost about a third of /emit's throughput.
             if pipelining.startsEarly(head), connection.headsReceived > taken || answers.hasUnwritten {
-                let body = try await parts.wholeBody()
-                // A body cut short by the client's end of input is not a request.
-                guard body.readableBytes == Pipelining.contentLength(head) else { throw UnexpectedPart() }
                 try await answers.waitForRoom(depthMax: pipelining.depthMax)
+                let body = try await parts.wholeBody()
+                // A body cut short by the client's end of input is not a request; the answers
+                // before it still go out.
+                guard body.readableBytes == Pipelining.contentLength(head) else {
+                    try await answers.drain()
+                    throw UnexpectedPart()
+                }
                 let placement = answers.add(Request(head: head, body: HummingbirdCore.RequestBody(buffer: body)), unreported)
                 await placement.wait()
             } else {

@@ -61,9 +61,11 @@ struct QueryAPI: Sendable {
         if explain {
             return JSONResponse.make(JSONValue.members(["plan": .string(plan.explained)]))
         }
-        let key = QueryAnswers.Key(text: text, snapshot: snapshot, budget: budget, rewrites: store.rewriteCount)
+        let key = QueryAnswers.Key(text: text, snapshot: snapshot, budget: budget)
+        // Read before the query runs: a rewrite while it runs makes the answer stale at once.
+        let rewrites = store.rewriteCount
         let result: QueryResult
-        let kept = cursor == nil ? nil : answers.answer(key)
+        let kept = cursor == nil ? nil : answers.answer(key, rewrites: rewrites)
         if let kept {
             result = kept
         } else {
@@ -83,7 +85,7 @@ struct QueryAPI: Sendable {
         let page = Page(query: text, snapshot: snapshot, offset: cursor?.offset ?? 0, size: pageSize, bytesMax: store.limits.queryPageBytesMax, deadline: deadline)
         let (response, more) = try await respond(result, page: page, include: include)
         if kept == nil, more {
-            answers.keep(result, for: key)
+            answers.keep(result, for: key, rewrites: rewrites)
         } else if kept != nil, !more {
             answers.forget(key)
         }
@@ -145,7 +147,9 @@ struct QueryAPI: Sendable {
                 let end = min(ids.count, page.offset + page.size)
                 let slice = page.offset < end ? ids[page.offset..<end] : []
                 next = try store.withReader(from: slice.min() ?? 1, through: slice.max() ?? 0) { reader in
-                    try Self.writePage(of: ids.count, page, into: &w) { i, w in
+                    // The reader covers this page's ids only: a missing event must not carry
+                    // the page past them.
+                    try Self.writePage(of: ids.count, upTo: end, page, into: &w) { i, w in
                         guard let event = try reader.event(ids[i]) else { return false }
                         EventJSON.write(event, fields: include, into: &w)
                         return true
@@ -186,7 +190,7 @@ struct QueryAPI: Sendable {
     /// `page.size` results or `page.bytesMax` bytes or the deadline passes (at least one result
     /// is always written, so paging always moves on); returns the next page's cursor, nil at the end.
     private static func writePage(
-        of count: Int, _ page: Page, into w: inout JSONWriter, _ item: (Int, inout JSONWriter) throws -> Bool
+        of count: Int, upTo stop: Int? = nil, _ page: Page, into w: inout JSONWriter, _ item: (Int, inout JSONWriter) throws -> Bool
     ) throws -> String? {
         guard page.offset <= count else {
             throw APIError.invalid("cursor is past the end of the answer (\(count) results)", field: "cursor")
@@ -194,7 +198,8 @@ struct QueryAPI: Sendable {
         let start = w.bytes.count
         var written = 0
         var position = page.offset
-        while position < count, written < page.size {
+        let stop = min(count, stop ?? count)
+        while position < stop, written < page.size {
             if written > 0, w.bytes.count - start >= page.bytesMax || ContinuousClock.now > page.deadline { break }
             let mark = w.bytes.count
             if written > 0 { w.writeRaw(",") }

@@ -6,11 +6,11 @@ import Synchronization
 /// instead of once per page (docs/HTTP_API.md, `POST /v1/query`).
 ///
 /// Only later pages look here; a first page always runs its query. An answer is keyed by the
-/// query text, the snapshot the first page fixed, the budget, and the store's rewrite count:
-/// ids, links, types and streams up to a snapshot never change, but a compaction batch, a prune
-/// or a follower's truncation can change what a query over them finds, and after one of those a
-/// page computes its answer again over the same snapshot, as a page whose answer was evicted (or
-/// that reached another server, or came after a restart) does.
+/// query text, the snapshot the first page fixed and the budget, and holds the store's rewrite
+/// count: ids, links, types and streams up to a snapshot never change, but a compaction batch, a
+/// prune or a follower's truncation can change what a query over them finds, and after one of
+/// those the answer is dropped and the page computes it again over the same snapshot, as a page
+/// whose answer was evicted (or that reached another server, or came after a restart) does.
 ///
 /// Memory is bounded by `Limits.queryAnswerCacheBytesMax` (ids at 8 bytes each plus the text
 /// and a fixed overhead per answer) and by `answersMax` answers; the least recently used leave
@@ -21,11 +21,11 @@ final class QueryAnswers: Sendable {
         var text: String
         var snapshot: EventID
         var budget: QueryBudget
-        var rewrites: UInt64
     }
 
     private struct Entry {
         var result: QueryResult
+        var rewrites: UInt64
         var bytes: Int
         var used: UInt64
     }
@@ -49,9 +49,11 @@ final class QueryAnswers: Sendable {
         self.bytesMax = bytesMax
     }
 
-    func answer(_ key: Key) -> QueryResult? {
+    /// The answer kept for `key` while the store's rewrite count is still `rewrites`.
+    func answer(_ key: Key, rewrites: UInt64) -> QueryResult? {
         state.withLock { s in
-            guard var entry = s.entries[key] else {
+            guard var entry = s.entries[key], entry.rewrites == rewrites else {
+                if let stale = s.entries.removeValue(forKey: key) { s.bytes -= stale.bytes }
                 s.misses += 1
                 return nil
             }
@@ -63,7 +65,7 @@ final class QueryAnswers: Sendable {
         }
     }
 
-    func keep(_ result: QueryResult, for key: Key) {
+    func keep(_ result: QueryResult, for key: Key, rewrites: UInt64) {
         let bytes = Self.bytes(of: result) + key.text.utf8.count + Self.overheadBytes
         guard bytes <= bytesMax / 4 else { return }
         state.withLock { s in
@@ -76,7 +78,7 @@ final class QueryAnswers: Sendable {
                 s.entries.removeValue(forKey: oldest.key)
             }
             s.clock += 1
-            s.entries[key] = Entry(result: result, bytes: bytes, used: s.clock)
+            s.entries[key] = Entry(result: result, rewrites: rewrites, bytes: bytes, used: s.clock)
             s.bytes += bytes
         }
     }

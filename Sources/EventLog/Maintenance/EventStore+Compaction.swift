@@ -165,6 +165,7 @@ extension EventStore {
             let written = try shipping.withLock { _ throws(LogError) -> Bool in
                 try requireControl(control, since: runStart)
                 guard truncation(since: 0).count == truncations else { return false }
+                rewrites.add(1, ordering: .releasing)
                 try storageCall { () throws(StorageError) in try storage.db.write(batch, sync: false) }
                 rewrites.add(1, ordering: .releasing)
                 return true

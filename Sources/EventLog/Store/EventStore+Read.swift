@@ -205,14 +205,15 @@ public struct StoreStats: Sendable, Hashable {
 /// lookup instead of a seek: a seek positions itself in every memtable and level-0 file, where
 /// a lookup skips most of them by their bloom filters (a lineage tree's events spread over the
 /// whole log: its meta view took four times CelestialTree's time with seeks). Serves one thread
-/// at a time and holds the iterator's view (memtables and files) until released.
+/// at a time. Steps see the store as it was when the reader was made, lookups as it is: like the
+/// point reads it replaces, a page read across a compaction batch or a truncation may show both.
 public final class EventReader {
     private let store: EventStore
     private let it: RocksIterator
     /// Ids outside it are answered nil, as the iterator's bounds would.
     private let range: Range<EventID>
     private var positioned = false
-    /// The id read last, and whether the iterator stands on it.
+    /// The id read last. When `positioned`, the iterator stands on the first record at or after it.
     private var last: EventID = 0
     /// Records a forward read steps over before it takes the read as a jump instead.
     private static let stepsMax: EventID = 16

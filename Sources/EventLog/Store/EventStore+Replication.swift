@@ -255,6 +255,7 @@ extension EventStore {
                 if let progress = try storage.meta(MetaKey.compactionProgress), progress.count == 16, progress.be64(at: 0) > last {
                     batch.delete(metaFamily, MetaKey.compactionProgress)
                 }
+                rewrites.add(1, ordering: .releasing)
                 try storage.db.write(batch, sync: true)
             }
             shippingReaders.withLock { $0.removeAll() }

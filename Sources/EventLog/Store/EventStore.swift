@@ -203,12 +203,12 @@ public final class EventStore: Sendable {
     /// What the last prune removed, nil if the store was never pruned.
     public var pruned: PrunedPrefix? { prunedPrefix.withLock { $0 } }
 
-    /// Throws the pruned-prefix error for an id below the first id.
     /// Counts the changes made to events already committed (a compaction batch dropping
-    /// content, a prune, a follower's truncation): what was read under a snapshot may differ
-    /// once it moves, so a reader that keeps answers keys them with it.
+    /// content, a prune, a follower's truncation), once before and once after each: what was
+    /// read under a snapshot may differ once it moves, so a reader that keeps answers compares it.
     public var rewriteCount: UInt64 { rewrites.load(ordering: .acquiring) }
 
+    /// Throws the pruned-prefix error for an id below the first id.
     public func checkNotPruned(_ id: EventID) throws(LogError) {
         guard id >= 1, id < index.firstID, let pruned else { return }
         throw pruned.error(id)
