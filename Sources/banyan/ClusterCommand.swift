@@ -20,7 +20,7 @@ extension Banyan {
                 try await Banyan.reportingErrors {
                     let client = EtcdClient(endpoints: try EtcdClient.endpoints(at.etcd))
                     guard let held = try await client.get(ClusterMember.leaderKey(cluster)),
-                        let leader = (try? JSONParser.parse(held.value))?["url"]?.stringValue
+                        let leader = ClusterMember.leader(in: held.value)?.url
                     else { throw ValidationError("cluster \(cluster) has no leader now; nothing to hand over") }
                     var query = URLComponents()
                     query.queryItems = [URLQueryItem(name: "to", value: to)]

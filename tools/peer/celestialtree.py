@@ -17,8 +17,8 @@ import re
 import socket
 import subprocess
 import time
-from typing import Optional
 
+from . import banyan as peer_banyan
 from .common import Processes, free_port, log, percentile, tree_cpu_seconds, wait_until
 from .dataset import Event
 
@@ -164,21 +164,20 @@ def picks(ct: Server, banyan: Server, probe: str, candidates, count: int, lo: in
     struct view holds at most `nodes_max` nodes (Banyan's default tree limit). Counting first
     keeps the probe cheap: CelestialTree builds a whole tree for any id asked."""
     walk = "ancestors" if probe == "provenance" else "descendants"
-    conn = http.client.HTTPConnection("127.0.0.1", banyan.port, timeout=60)
+    counter = peer_banyan.QueryClient(banyan.port, 60)
+    count_of = counter.ancestors if probe == "provenance" else counter.descendants
     chosen: list[int] = []
     try:
         for seen, x in enumerate(candidates):
             if seen >= scan_max or len(chosen) == count:
                 break
-            conn.request("POST", "/v1/query", json.dumps({"query": f"count({walk}({x}))"}), {"Content-Type": "application/json"})
-            n = json.loads(conn.getresponse().read()).get("count", -1)
-            if not lo <= n <= hi:
+            if not lo <= count_of(x) <= hi:
                 continue
             status, body = ct.get(f"/{probe}/{x}")
             if status == 200 and body.count(b'"id"') <= nodes_max:
                 chosen.append(x)
     finally:
-        conn.close()
+        counter.close()
     if len(chosen) < count:
         log(f"only {len(chosen)} {probe} picks with {lo}..{hi} {walk} in the ids looked at")
     return chosen

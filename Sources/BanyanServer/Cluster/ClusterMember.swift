@@ -81,6 +81,13 @@ public final class ClusterMember: Service, Sendable {
     public static func leaderKey(_ cluster: String) -> String { prefix(cluster) + "leader" }
     public static func handoverKey(_ cluster: String) -> String { prefix(cluster) + "handover" }
 
+    /// What the leader key names: the leader's URL, and its epoch once it has been promoted
+    /// (the campaign writes the URL alone, `lead` adds the epoch).
+    public static func leader(in value: [UInt8]) -> (url: String, epoch: UInt64?)? {
+        guard let record = try? JSONParser.parse(value), let url = record["url"]?.stringValue else { return nil }
+        return (url, record["epoch"]?.uint64Value)
+    }
+
     public enum HandoverError: Error, CustomStringConvertible {
         case notLeader, inProgress, unknownTarget(String), behind(String, Duration), notTaken(String)
         public var description: String {
@@ -130,8 +137,8 @@ public final class ClusterMember: Service, Sendable {
         logger.notice("cluster: handing the leadership to \(target)")
         let deadline = ContinuousClock.now + Self.handoverWaitMax
         while ContinuousClock.now < deadline {
-            if let held = try await etcd.get(Self.leaderKey(cluster)), let value = try? JSONParser.parse(held.value),
-                value["url"]?.stringValue == target, let epoch = value["epoch"]?.uint64Value
+            if let held = try await etcd.get(Self.leaderKey(cluster)), let leader = Self.leader(in: held.value),
+                leader.url == target, let epoch = leader.epoch
             {
                 return epoch
             }
@@ -227,7 +234,7 @@ public final class ClusterMember: Service, Sendable {
         let (found, revision) = try await etcd.lookUp(Self.leaderKey(cluster))
         if let held = found {
             state.withLock { $0.missingSince = nil }
-            let leader = (try? JSONParser.parse(held.value))?["url"]?.stringValue ?? ""
+            let leader = Self.leader(in: held.value)?.url ?? ""
             if leader == url, held.lease == lease {
                 // Only with a fresh renewal: a leader without one would step down at once (after
                 // etcd was out of reach, the key may still be this node's).
@@ -251,8 +258,9 @@ public final class ClusterMember: Service, Sendable {
             stepDown()
         }
         let since = state.withLock { s -> Int64 in
-            if s.missingSince == nil { s.missingSince = revision }
-            return s.missingSince!
+            let since = s.missingSince ?? revision
+            s.missingSince = since
+            return since
         }
         guard leaseHeld, state.withLock({ $0.quietUntil.map { ContinuousClock.now >= $0 } ?? true }) else { return }
         // A handover in progress names the one node that may campaign (`handOver`).

@@ -44,12 +44,12 @@ extension EventStore {
     /// The reader must not outlive `body`: its iterator pins RocksDB's files, and closing the
     /// store while one is open fails an assertion inside RocksDB.
     public func withReader<T>(from first: EventID, through last: EventID, _ body: (EventReader) throws -> T) throws -> T {
-        let upper = min(last, lastID)
-        let it = try read { () throws(StorageError) in
-            try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(max(1, first)), upper: KeySpace.id(max(1, first, upper + 1)))
-        }
         let lower = max(1, first)
-        let reader = EventReader(store: self, iterator: it, range: lower..<max(lower, upper + 1))
+        let range = lower..<max(lower, min(last, lastID) + 1)
+        let it = try read { () throws(StorageError) in
+            try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(range.lowerBound), upper: KeySpace.id(range.upperBound))
+        }
+        let reader = EventReader(store: self, iterator: it, range: range)
         let result = try body(reader)
         try reader.finish()
         return result
@@ -235,9 +235,7 @@ public final class EventReader {
         last = id
         guard near else {
             positioned = false
-            let event = try store.read { () throws(StorageError) in try store.storage.event(id) }
-            if event == nil { try store.checkNotPruned(id) }
-            return event
+            return try store.event(id)
         }
         if positioned {
             while it.isValid, current() < id { it.next() }
@@ -247,7 +245,7 @@ public final class EventReader {
         }
         guard it.isValid, current() == id else {
             try finish()
-            if id < store.index.firstID { try store.checkNotPruned(id) }
+            try store.checkNotPruned(id)
             return nil
         }
         let record = it.value
