@@ -63,7 +63,9 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ],
+            // The dashboard's files (docs/DASHBOARD.md), compiled into the binary as byte arrays.
+            resources: [.embedInCode("UI/Assets")]
         ),
         // The workflow engine: a client of the log, through BanyanClient only (never EventLog).
         .target(

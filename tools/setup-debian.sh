@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what Banyan needs on a fresh Debian 12 machine: RocksDB, zstd and etcd (the cluster tests) from Debian, the
-# Python packages the integration tests use. Swift itself (6.1 or newer) must already be on PATH.
+# Installs what Banyan needs on a fresh Debian 12 machine: RocksDB and zstd from Debian, and with
+# --tests also what the tests need: etcd (the cluster tests), chromium and chromedriver (the
+# dashboard's browser tests) and the Python packages of tools/requirements.txt.
+# Swift itself (6.1 or newer) must already be on PATH.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -8,14 +10,16 @@ if ! command -v swift >/dev/null 2>&1; then
   echo "setup: swift is not on PATH; install a Swift 6.1+ toolchain from swift.org first" >&2
   exit 1
 fi
+packages=(librocksdb-dev libzstd-dev zstd)
+if [ "${1:-}" = "--tests" ]; then packages+=(python3-pip etcd-server chromium chromium-driver); fi
 need=()
-for pkg in librocksdb-dev libzstd-dev zstd python3-pip etcd-server; do
+for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if [ "${1:-}" = "--python" ]; then
+if [ "${1:-}" = "--tests" ]; then
   python3 -m pip install -q --disable-pip-version-check -r "$(dirname "$0")/requirements.txt" 2>&1 | grep -v "Running pip as the 'root' user" || true
 fi

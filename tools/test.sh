@@ -4,7 +4,7 @@
 # with schemathesis checking the live server against docs/openapi.yaml first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup-debian.sh --python
+tools/setup-debian.sh --tests
 swift build --build-tests
 swift test --skip-build
 BANYAN_BIN="$PWD/.build/debug/banyan" tools/schemathesis.sh

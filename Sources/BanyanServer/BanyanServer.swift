@@ -70,7 +70,7 @@ public struct BanyanServer: Sendable {
         return BanyanResponder(
             table: RouteTable(
                 routes: native.routes + celestialTree.routes + replicationAPI.routes + maintenanceAPI.routes + ClusterAPI(member: cluster).routes + [metricsRoute]
-                    + routes),
+                    + Dashboard.routes + routes),
             access: config.access, metrics: metrics, connections: connections, site: SiteGuard(config: config),
             replication: replication, readWait: config.readWait, logger: logger)
     }

@@ -359,7 +359,7 @@ public struct WorkflowAPI: Sendable {
             }
             return .object([
                 (key: "id", value: .text(task.id)), (key: "state", value: .text(task.state)), (key: "attempts", value: .array(attempts)),
-                (key: "error", value: task.error.map(WorkflowValue.text) ?? .null),
+                (key: "error", value: task.error.map(WorkflowValue.text) ?? .null), (key: "needs", value: .array(task.needs.map(WorkflowValue.text))),
             ])
         }
         return json(.object([(key: "run", value: .text(status.run)), (key: "state", value: .text(status.state)), (key: "tasks", value: .array(tasks))]))

@@ -151,6 +151,7 @@ def test_upload_versions_execute_once_per_key_and_watch_to_the_end(wf):
     tasks = requests.get(f"{wf.url}/v1/runs/{run}/tasks", timeout=10).json()["tasks"]
     join = next(t for t in tasks if t["id"] == "join")
     assert join["state"] == "completed" and join["attempts"][0]["output"] == {"sum": 10} and join["attempts"][0]["engine"], join
+    assert {t["id"]: t["needs"] for t in tasks} == {"split": [], "left": ["split"], "right": ["split"], "join": ["left", "right"]}
     page = requests.get(f"{wf.url}/v1/runs/{run}/events", params={"limit": 3}, timeout=10).json()
     assert [e["id"] for e in page["events"]] == ids[:3] and page["next"] >= ids[2]
     # The engine's metrics follow the server's own on /metrics.

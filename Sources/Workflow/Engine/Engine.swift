@@ -1173,6 +1173,9 @@ public struct RunStatus: Sendable {
         public var durationMs: Int?
         public var error: String?
         public var history: [Attempt] = []
+        /// The tasks it waits for (`needs` and those its `start_when` names), by name; none for
+        /// a Swift workflow's steps, which declare none.
+        public var needs: [String] = []
     }
     /// One attempt of a task, as its events recorded it.
     public struct Attempt: Sendable {
@@ -1259,7 +1262,7 @@ extension Engine {
             let history = attempts[task.id] ?? []
             return RunStatus.Task(
                 id: task.id, state: shown, attempts: p.attempts, durationMs: history.last { $0.endedAtUnixNano != nil }?.durationMs,
-                error: p.state == .failed ? p.error : nil, history: history)
+                error: p.state == .failed ? p.error : nil, history: history, needs: task.dependencies.sorted())
         }
         return status
     }
