@@ -100,6 +100,13 @@ def event_id(server: BanyanServer, key: str) -> int:
 
 def test_every_page_loads_without_console_errors(browser, git_server):
     merge = event_id(git_server, MERGE_KEY)
+    diamond = (REPO_ROOT / "examples" / "workflows" / "diamond.yaml").read_text()
+    assert requests.post(git_server.url + "/v1/workflows", data=diamond.encode(), headers={"Content-Type": "application/yaml"}, timeout=10).status_code == 201
+    run = json_post(f"{git_server.url}/v1/workflows/diamond/runs", {"inputs": {"base": 3}}).json()["run"]
+    deadline = time.monotonic() + WAIT_S
+    while requests.get(f"{git_server.url}/v1/runs/{run}", timeout=10).json()["state"] != "completed":
+        assert time.monotonic() < deadline, "the diamond run did not complete"
+        time.sleep(0.2)
     pages = {
         "overview": "/ui/",
         "tail": "/ui/tail",
@@ -107,6 +114,7 @@ def test_every_page_loads_without_console_errors(browser, git_server):
         "event": f"/ui/events/{merge}",
         "event-by-key": f"/ui/events/by-key/{MERGE_KEY}",
         "runs": "/ui/runs",
+        "run": f"/ui/runs/{run}",
         "maintenance": "/ui/maintenance",
     }
     browser.get_log("browser")
@@ -328,3 +336,59 @@ def test_a_server_with_tokens_asks_for_one_and_shows_what_the_role_may_not_do(br
     browser.execute_script("sessionStorage.setItem('banyan.token', 'wrong')")
     open_page(browser, srv.url + "/ui/tail", "dialog#token-dialog[open]")
     browser.execute_script("sessionStorage.clear()")
+
+
+def test_a_run_page_draws_the_task_graph_and_its_buttons_act(browser, server_factory):
+    srv = server_factory(["--workflows"])
+    gate = "name: gate\ntasks:\n  - {id: approve, kind: wait_for_signal, signal: approval}\n  - {id: nap, kind: sleep, needs: [approve], duration: 60s}\n"
+    assert requests.post(srv.url + "/v1/workflows", data=gate.encode(), headers={"Content-Type": "application/yaml"}, timeout=10).status_code == 201
+    run = json_post(f"{srv.url}/v1/workflows/gate/runs", {"inputs": {}}).json()["run"]
+
+    open_page(browser, srv.url + "/ui/runs")
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#runs-rows tr[data-run="{run}"]'))
+    browser.find_element(By.CSS_SELECTOR, f'#runs-rows tr[data-run="{run}"] a').click()
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.current_url.endswith(f"/ui/runs/{run}"))
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#run-dag g.task[data-task="approve"][data-state="started"]'))
+    assert browser.find_element(By.CSS_SELECTOR, '#run-dag g.task[data-task="nap"]').get_attribute("data-state") == "pending"
+    edges = [(e.get_attribute("data-from"), e.get_attribute("data-to")) for e in browser.find_elements(By.CSS_SELECTOR, "#run-dag path.edge")]
+    assert edges == [("approve", "nap")]
+
+    # Signal through the page: the waiting task completes and the next one starts.
+    browser.find_element(By.ID, "run-signal").click()
+    browser.find_element(By.ID, "signal-name").send_keys("approval")
+    payload = browser.find_element(By.ID, "signal-payload")
+    payload.clear()
+    payload.send_keys('{"ok": true}')
+    browser.find_element(By.ID, "signal-send").click()
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element(By.ID, "run-action-result").get_attribute("data-outcome") == "ok")
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#run-dag g.task[data-task="nap"][data-state="started"]'))
+    assert browser.find_elements(By.CSS_SELECTOR, '#run-timeline .tl-row[data-task="approve"][data-state="completed"]')
+    shoot(browser, "run-signalled")
+
+    # Cancel with a reason: the run ends cancelled, with the reason as its error.
+    browser.find_element(By.ID, "run-cancel").click()
+    browser.find_element(By.ID, "cancel-reason").send_keys("not today")
+    browser.find_element(By.ID, "cancel-confirm").click()
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element(By.TAG_NAME, "main").get_attribute("data-run-state") == "cancelled")
+    assert requests.get(f"{srv.url}/v1/runs/{run}", timeout=10).json()["error"] == "not today"
+    assert not browser.find_element(By.ID, "run-pause").is_enabled()
+    assert console_errors(browser) == []
+
+
+def test_maintenance_lists_snapshots_and_compactions(browser, server):
+    json_post(server.url + "/v1/events", [{"type": "m", "payload": {"n": i}} for i in range(20)])
+    snapshot = requests.post(server.url + "/v1/admin/snapshots", timeout=60).json()["snapshot"]
+    compaction = json_post(server.url + "/v1/admin/compactions", {"before": 10}).json()
+    open_page(browser, server.url + "/ui/maintenance")
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#snapshot-list tr[data-name="{snapshot["name"]}"]'))
+    types = [r.get_attribute("data-type") for r in browser.find_elements(By.CSS_SELECTOR, "#maint-events tr[data-event-id]")]
+    expected = [e["type"] for e in requests.get(server.url + "/v1/events", params={"stream": "banyan.maintenance", "limit": 100}, timeout=10).json()["events"]]
+    assert types == list(reversed(expected)), "newest first, every maintenance event"
+    assert {"banyan.snapshot.finished", "banyan.compaction.finished"} <= set(types)
+    finished = browser.find_element(By.CSS_SELECTOR, '#maint-events tr[data-type="banyan.compaction.finished"]').text
+    assert f"{compaction['compacted']}" in finished
+    jobs = [r.get_attribute("data-state") for r in browser.find_elements(By.CSS_SELECTOR, "#job-list tr[data-job]")]
+    assert jobs == ["finished", "finished"]
+    shoot(browser, "maintenance-jobs")
