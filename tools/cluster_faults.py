@@ -51,7 +51,7 @@ class Cluster:
         self.banyan, self.root, self.ttl, self.procs = banyan, root, ttl, procs
         etcd = shutil.which("etcd")
         if not etcd:
-            sys.exit("etcd not found: install Debian's etcd-server (tools/setup-debian.sh does)")
+            sys.exit("etcd not found: install Debian's etcd-server (tools/setup-debian.sh --tests does)")
         self.etcd_port, peer = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{self.etcd_port}"
         self.etcd_argv = [etcd, "--name", "f", "--data-dir", os.path.join(root, "etcd"), "--listen-client-urls", self.etcd_url,

@@ -3,7 +3,7 @@
 
 Starts `banyan serve` on a store holding the git/git dataset (imported into a temporary
 directory unless --data-dir names one), then opens /ui/events/{id} in Debian's headless chromium
-(selenium + chromedriver) --rounds times, each in a fresh tab with an empty cache, and reads the
+(selenium + chromedriver) --rounds times in one tab, its cache cleared before each, and reads the
 `banyan-graph-drawn` performance mark: milliseconds from the start of navigation to the graph's
 SVG being in the document (the event, its parents and children, the lineage queries and the
 layout included). The default event and depth give about 2,000 ancestors.
@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peer import common  # noqa: E402
-from peer.banyan import Server  # noqa: E402
+from peer.banyan import dataset_server  # noqa: E402
 
 DATASET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets", "git-dag.jsonl.zst")
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "BanyanServer", "UI", "Assets")
@@ -52,13 +51,7 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="dashboard-render-")
     procs = common.Processes()
     try:
-        data_dir = args.data_dir
-        if not data_dir:
-            data_dir = os.path.join(root, "banyan-git")
-            common.log(f"importing {args.dataset} into {data_dir}")
-            subprocess.run([args.banyan, "import", args.dataset, "--data-dir", data_dir], check=True, stdout=subprocess.DEVNULL)
-        parent, name = os.path.split(os.path.abspath(data_dir))
-        server = Server(procs, args.banyan, parent, name.removeprefix("banyan-"))
+        server = dataset_server(procs, args.banyan, args.data_dir, args.dataset, root)
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
         for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900", "--disable-application-cache"):

@@ -21,14 +21,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peer import common  # noqa: E402
-from peer.banyan import Server  # noqa: E402
+from peer.banyan import dataset_server  # noqa: E402
 from peer.wire import HTTPConn, http_request  # noqa: E402
 
 DATASET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets", "git-dag.jsonl.zst")
@@ -70,17 +69,7 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="query-paging-")
     procs = common.Processes()
     try:
-        data_dir = args.data_dir
-        if not data_dir:
-            data_dir = os.path.join(root, "banyan-git")
-            common.log(f"importing {args.dataset} into {data_dir}")
-            subprocess.run([args.banyan, "import", args.dataset, "--data-dir", data_dir], check=True,
-                           stdout=subprocess.DEVNULL)
-        # Server() appends "banyan-<label>" to root: point it at the store's parent and name.
-        parent, name = os.path.split(os.path.abspath(data_dir))
-        server = Server(procs, args.banyan, parent, name.removeprefix("banyan-"))
-        if server.dir != os.path.abspath(data_dir):
-            sys.exit("--data-dir must be named banyan-<something>")
+        server = dataset_server(procs, args.banyan, args.data_dir, args.dataset, root)
         conn = HTTPConn(server.port, timeout=300)
         status, raw = conn.roundtrip(http_request("POST", "/v1/query", json.dumps({"query": f"count({args.query})"}).encode()))
         expected = json.loads(raw)["count"]

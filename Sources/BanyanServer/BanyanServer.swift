@@ -42,6 +42,12 @@ public struct BanyanServer: Sendable {
         queryAnswers = QueryAnswers(bytesMax: store.limits.queryAnswerCacheBytesMax)
         connections = ConnectionRegistry(connectionsMax: config.connectionsMax)
         replication = ReplicationState(store: store, leader: config.follow, advertise: config.advertisedURL(port: config.port))
+        if let directory = Dashboard.developmentDirectory {
+            // A development setting: say so, since a mistyped directory silently serves the built-in files.
+            let found = FileManager.default.fileExists(atPath: directory.appendingPathComponent("index.html").path)
+            logger.notice(
+                "BANYAN_UI_DIR is set: the dashboard's files are read from \(directory.path)\(found ? "" : ", which has no index.html: the built-in files are served")")
+        }
         let swept = EventStore.sweepLeftovers(in: config.snapshotDirectory(dataDir: store.path))
         if !swept.isEmpty { logger.notice("removed what interrupted snapshots left behind", metadata: ["names": "\(swept)"]) }
     }

@@ -58,6 +58,9 @@ struct DashboardRouteTests {
             let again = try await client.execute(uri: "/ui/assets/graph.js", method: .get, headers: [.ifNoneMatch: "\"other\", \(etag)"])
             #expect(again.status == .notModified)
             #expect(again.body.readableBytes == 0)
+            for tags in ["W/\(etag)", "*"] {
+                #expect(try await client.execute(uri: "/ui/assets/graph.js", method: .get, headers: [.ifNoneMatch: tags]).status == .notModified, "\(tags)")
+            }
             let stale = try await client.execute(uri: "/ui/assets/graph.js", method: .get, headers: [.ifNoneMatch: "\"0-1\""])
             #expect(stale.status == .ok)
             #expect(Array(buffer: stale.body) == Dashboard.assets["graph.js"]?.bytes)

@@ -25,8 +25,8 @@ from test_v1_api import wait_until
 class Etcd:
     def __init__(self, tmp: Path) -> None:
         binary = shutil.which("etcd")
-        # A failure, not a skip: .ci/run and tools/setup-debian.sh install etcd-server.
-        assert binary, "etcd not found: install Debian's etcd-server (tools/setup-debian.sh does)"
+        # A failure, not a skip: .ci/run and tools/setup-debian.sh --tests install etcd-server.
+        assert binary, "etcd not found: install Debian's etcd-server (tools/setup-debian.sh --tests does)"
         self.port, peer = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(tmp / "etcd.log", "w")

@@ -8,6 +8,8 @@ import math
 import os
 import re
 import shutil
+import subprocess
+import sys
 from typing import Optional, Sequence
 
 from . import runner
@@ -51,6 +53,22 @@ class Server:
 
     def stop(self) -> None:
         self.procs.stop(self.proc)
+
+
+def dataset_server(procs: Processes, binary: str, data_dir: Optional[str], dataset: str, root: str) -> Server:
+    """`banyan serve` on a store holding `dataset`: `data_dir` when given (named banyan-<label>),
+    else a store imported into `root` first."""
+    if not data_dir:
+        data_dir = os.path.join(root, "banyan-dataset")
+        log(f"importing {dataset} into {data_dir}")
+        subprocess.run([binary, "import", dataset, "--data-dir", data_dir], check=True, stdout=subprocess.DEVNULL)
+    # Server() appends "banyan-<label>" to its root: give it the store's parent and label.
+    parent, name = os.path.split(os.path.abspath(data_dir))
+    server = Server(procs, binary, parent, name.removeprefix("banyan-"))
+    if server.dir != os.path.abspath(data_dir):
+        procs.stop(server.proc)
+        sys.exit("--data-dir must be named banyan-<something>")
+    return server
 
 
 def _js(s: str) -> str:

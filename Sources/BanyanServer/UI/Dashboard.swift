@@ -88,7 +88,13 @@ enum Dashboard {
             .contentType: asset.contentType, .eTag: asset.etag, .cacheControl: "no-cache",
             .contentSecurityPolicy: contentSecurityPolicy, .xContentTypeOptions: "nosniff",
         ]
-        if let tags = request.headers[.ifNoneMatch], tags.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == asset.etag }) {
+        // RFC 9110 13.1.2: `*` matches any current file, and the comparison is weak (a `W/` prefix is ignored).
+        if let tags = request.headers[.ifNoneMatch],
+            tags.split(separator: ",").contains(where: { tag in
+                let tag = tag.trimmingCharacters(in: .whitespaces)
+                return tag == "*" || (tag.hasPrefix("W/") ? String(tag.dropFirst(2)) : tag) == asset.etag
+            })
+        {
             return Response(status: .notModified, headers: headers)
         }
         headers[.contentLength] = String(asset.bytes.count)

@@ -20,10 +20,17 @@ export function authHeaders(headers = {}) {
 }
 
 let prompt = null;
+// Set when the visitor cancels the prompt: pages that poll would otherwise open it again every
+// few seconds. The header's "Enter token" button clears it.
+let refused = false;
+
+export function tokenRefused() { return refused; }
+export function allowTokenPrompt() { refused = false; }
 
 // Shows the token dialog once for all the requests waiting on it; resolves true when a token
-// was given, false when the visitor cancelled.
+// was given, false when the visitor cancelled (now or before).
 export function askForToken(reason) {
+  if (refused) return Promise.resolve(false);
   if (prompt) return prompt;
   const dialog = document.getElementById('token-dialog');
   const input = document.getElementById('token-input');
@@ -38,6 +45,10 @@ export function askForToken(reason) {
       dialog.removeEventListener('cancel', onCancel);
       if (dialog.open) dialog.close();
       prompt = null;
+      refused = !given;
+      const button = document.getElementById('token-button');
+      button.hidden = false;
+      button.textContent = given ? 'Forget token' : 'Enter token';
       resolve(given);
     };
     const onSubmit = e => {
@@ -46,7 +57,6 @@ export function askForToken(reason) {
       if (!value) return;
       sessionStorage.setItem(TOKEN_KEY, value);
       input.value = '';
-      document.getElementById('token-button').hidden = false;
       done(true);
     };
     const onCancel = e => { e.preventDefault(); done(false); };

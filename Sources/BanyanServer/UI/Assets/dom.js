@@ -51,6 +51,15 @@ export function fmtBytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
+// An RFC 3339 time from the API (`requested_at`, `created_at`) the way fmtTime writes one.
+export function fmtISO(text) {
+  return text ? text.replace('T', ' ').replace('Z', ' UTC') : '–';
+}
+
+export function fmtMs(ms) {
+  return ms === null || ms === undefined ? '–' : fmtSeconds(ms / 1000);
+}
+
 export function fmtNumber(n) {
   return n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US');
 }
@@ -78,6 +87,27 @@ export function typeChip(type) {
   return chip;
 }
 
+// A results table: column headings, and rows (or a <tbody> the caller keeps to refill).
+export function table(id, columns, body) {
+  const tbody = body instanceof Element && body.tagName === 'TBODY' ? body : h('tbody', {}, body);
+  return h('table', {class: 'results', id}, h('thead', {}, h('tr', {}, columns.map(c => h('th', {scope: 'col'}, c)))), tbody);
+}
+
+// Calls tick every `ms` until stop() (a page's cleanup) or until tick answers false; the next
+// call is timed from the end of the last. run() calls it at once (a button, an action); only the
+// latest call goes on, and tick's `stale()` says when its answer should no longer be drawn.
+export function poll(tick, ms) {
+  let stopped = false, timer = null, serial = 0;
+  async function run() {
+    clearTimeout(timer);
+    const mine = ++serial;
+    const stale = () => stopped || mine !== serial;
+    const again = await tick(stale);
+    if (!stale() && again !== false) timer = setTimeout(run, ms);
+  }
+  return {run, stop() { stopped = true; clearTimeout(timer); }};
+}
+
 // An API error as the server put it: summary, detail, and the field at fault; a 403 says what
 // the token's role may not do rather than failing silently.
 export function errorBox(error, doing) {
@@ -93,21 +123,31 @@ export function errorBox(error, doing) {
   return box;
 }
 
-// Pretty-printed JSON whose objects and arrays fold (<details>), open to `depth` levels.
+// Pretty-printed JSON whose objects and arrays fold (<details>), open to `depth` levels. A closed
+// fold builds its entries when first opened, and a level shows at most JSON_ENTRIES_SHOWN of
+// them, so a large payload costs what is looked at.
+const JSON_ENTRIES_SHOWN = 200;
 export function jsonTree(value, depth = 2) {
   if (value === null || typeof value !== 'object') {
     return h('span', {class: `json-${value === null ? 'null' : typeof value}`}, JSON.stringify(value));
   }
-  const entries = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
-  const [open, close] = Array.isArray(value) ? ['[', ']'] : ['{', '}'];
-  if (entries.length === 0) return h('span', {}, open + close);
+  const isArray = Array.isArray(value);
+  const count = isArray ? value.length : Object.keys(value).length;
+  const [open, close] = isArray ? ['[', ']'] : ['{', '}'];
+  if (count === 0) return h('span', {}, open + close);
   const details = h('details', {class: 'json', open: depth > 0});
-  details.append(h('summary', {}, `${open} ${entries.length} ${Array.isArray(value) ? 'items' : 'fields'} ${close}`));
-  const list = h('div', {class: 'json-body'});
-  for (const [k, v] of entries) {
-    list.append(h('div', {}, Array.isArray(value) ? null : h('span', {class: 'json-key'}, JSON.stringify(k) + ': '), jsonTree(v, depth - 1)));
-  }
-  details.append(list);
+  details.append(h('summary', {}, `${open} ${count} ${isArray ? 'items' : 'fields'} ${close}`));
+  const fill = () => {
+    const list = h('div', {class: 'json-body'});
+    const entries = (isArray ? value.slice(0, JSON_ENTRIES_SHOWN).map((v, i) => [i, v]) : Object.entries(value).slice(0, JSON_ENTRIES_SHOWN));
+    for (const [k, v] of entries) {
+      list.append(h('div', {}, isArray ? null : h('span', {class: 'json-key'}, JSON.stringify(k) + ': '), jsonTree(v, depth - 1)));
+    }
+    if (count > entries.length) list.append(h('div', {class: 'muted'}, `… ${count - entries.length} more not shown`));
+    details.append(list);
+  };
+  if (depth > 0) fill();
+  else details.addEventListener('toggle', fill, {once: true});
   return details;
 }
 
@@ -116,5 +156,5 @@ export function jsonTree(value, depth = 2) {
 export function navigate(url, {replace = false, quiet = false} = {}) {
   if (replace) history.replaceState(null, '', url);
   else history.pushState(null, '', url);
-  if (!quiet) window.dispatchEvent(new CustomEvent('banyan:navigate'));
+  window.dispatchEvent(new CustomEvent(quiet ? 'banyan:address' : 'banyan:navigate'));
 }

@@ -4,7 +4,8 @@ import {api, query, ApiError} from './api.js';
 import {h, clear, eventLink, fmtTime, typeChip, errorBox, jsonTree, navigate, fmtNumber} from './dom.js';
 import {drawGraph} from './graph.js';
 
-const CHILDREN_SHOWN = 50;
+const LINKS_SHOWN = 50;
+const LINKS_MAX = 1000;
 // Deep enough for wide histories; the node cap bounds what is drawn.
 const DEPTH_MAX = 1000;
 
@@ -35,7 +36,7 @@ export async function render(main, params, url) {
   if (event.key !== undefined) fact('key', h('code', {}, event.key));
   fact('compacted', event.compacted ? `yes (dropped: ${(event.dropped || []).join(', ') || '–'})` : 'no');
   fact('parents', event.parents.length ? links(event.parents) : h('span', {class: 'muted'}, 'none (a root)'));
-  fact('children', children === null ? h('span', {class: 'muted'}, 'unknown') : children.length ? links(children) : h('span', {class: 'muted'}, 'none yet (a head)'));
+  fact('children', children === null ? h('span', {class: 'muted'}, 'unknown') : children.length ? links(children, ' ', LINKS_SHOWN, `descendants(${id}, depth <= 1)`) : h('span', {class: 'muted'}, 'none yet (a head)'));
   main.append(facts);
   if (event.message !== undefined) main.append(h('h2', {}, 'Message'), h('pre', {class: 'message'}, event.message));
   if (event.payload !== undefined) main.append(h('h2', {}, 'Payload'), h('div', {class: 'payload'}, jsonTree(event.payload, 3)));
@@ -64,16 +65,19 @@ export async function render(main, params, url) {
   const told = (a, name, asked) => `${fmtNumber(a.results.length)} ${name} (depth ≤ ${a.depth}${a.depth < asked ? `, lowered from ${asked} to stay within ${fmtNumber(nodesMax)} nodes` : ''})`;
   note.textContent = `${told(ancestors, 'ancestors', upDepth)} and ${told(descendants, 'descendants', downDepth)}. Drag to pan, wheel to zoom, click a node to open it.`;
   const nodes = [{id, type: event.type, key: event.key, parents: event.parents}, ...ancestors.results, ...descendants.results];
+  let pathAsked = 0;
   const graph = drawGraph(area, {
     nodes, focus: id,
     up: new Set(ancestors.results.map(n => n.id)),
     down: new Set(descendants.results.map(n => n.id)),
     onOpen: target => navigate(`/ui/events/${target}`),
     onSelect: async selected => {
+      const mine = ++pathAsked;  // a later selection's answer wins
       if (selected.length < 2) { pathInfo.textContent = selected.length ? `Selected #${selected[0]}; select one more.` : ''; return; }
       const [a, b] = [...selected].sort((x, y) => x - y);
       try {
         const answer = await query(`path(${a}, ${b})`);
+        if (mine !== pathAsked) return;
         const path = (answer.paths && answer.paths[0]) || [];
         if (!path.length) { graph.highlight([]); clear(pathInfo).append(`No path from #${a} to #${b}: neither descends from the other.`); return; }
         const shown = graph.highlight(path);
@@ -106,20 +110,17 @@ async function lineage(direction, id, depth, nodesMax) {
 
 function clamp(n) { return Math.max(0, Math.min(DEPTH_MAX, Number.isFinite(n) ? Math.floor(n) : 3)); }
 
-function links(ids, separator = ' ') {
-  const shown = ids.slice(0, CHILDREN_SHOWN);
+// Links to events: the first LINKS_SHOWN, then "+N more" shows up to LINKS_MAX, and past that
+// a link to the query console holds the rest (a fan-out can be any size).
+function links(ids, separator = ' ', shown = LINKS_SHOWN, rest = null) {
   const span = h('span', {class: 'links'});
-  shown.forEach((x, i) => { if (i) span.append(separator); span.append(eventLink(x)); });
-  if (ids.length > shown.length) {
-    const more = h('button', {type: 'button', class: 'link'}, `+${ids.length - shown.length} more`);
-    more.addEventListener('click', () => span.replaceWith(allLinks(ids, separator)));
+  ids.slice(0, shown).forEach((x, i) => { if (i) span.append(separator); span.append(eventLink(x)); });
+  if (ids.length > shown && shown < LINKS_MAX) {
+    const more = h('button', {type: 'button', class: 'link'}, `+${ids.length - shown} more`);
+    more.addEventListener('click', () => span.replaceWith(links(ids, separator, LINKS_MAX, rest)));
     span.append(' ', more);
+  } else if (ids.length > shown) {
+    span.append(` … and ${ids.length - shown} more`, rest ? [' (', h('a', {href: `/ui/query?q=${encodeURIComponent(rest)}`}, rest), ')'] : '');
   }
-  return span;
-}
-
-function allLinks(ids, separator) {
-  const span = h('span', {class: 'links'});
-  ids.forEach((x, i) => { if (i) span.append(separator); span.append(eventLink(x)); });
   return span;
 }

@@ -4,7 +4,7 @@ import {esc, typeColor} from './dom.js';
 
 const NODE_W = 132, NODE_H = 38, GAP_X = 18, GAP_Y = 46;
 // Links of one node shown before the rest fold into a "+N more" node.
-export const FANOUT_SHOWN = 12;
+const FANOUT_SHOWN = 12;
 
 // nodes: [{id, type, key?, parents: [id]}]; focus: the event the graph is about (or null);
 // up / down: the ids reached by walking parents / children from it (only those links are
@@ -20,6 +20,7 @@ export function drawGraph(container, {nodes, focus = null, up = null, down = nul
   const selected = [];
   const view = {k: 1, tx: 0, ty: 0};
   let layout = null;
+  let path = [];
 
   const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
   svg.setAttribute('class', 'graph');
@@ -32,6 +33,8 @@ export function drawGraph(container, {nodes, focus = null, up = null, down = nul
     layout = computeLayout(byId, {focus, up, down, expanded});
     svg.innerHTML = toSVG(layout, selected);
     svg.dataset.nodes = String(layout.nodes.filter(n => !n.more).length);
+    // A "+N more" expanded redraws everything: the path shown stays shown.
+    highlight(path);
     if (!keepView) fit();
     else apply();
   }
@@ -43,6 +46,7 @@ export function drawGraph(container, {nodes, focus = null, up = null, down = nul
 
   // The whole graph when it fits at a readable scale, else the focus (or the top) at scale 1.
   function fit() {
+    if (!layout.nodes.length) return;
     const width = svg.clientWidth || 800, height = svg.clientHeight || 500;
     const {minX, maxX, maxY} = layout.bounds;
     const k = Math.min(1.2, (width - 20) / (maxX - minX + NODE_W), (height - 20) / (maxY + NODE_H));
@@ -54,7 +58,7 @@ export function drawGraph(container, {nodes, focus = null, up = null, down = nul
       const anchor = layout.nodes.find(n => n.id === focus) || layout.nodes[0];
       view.k = 1;
       view.tx = width / 2 - anchor.x;
-      view.ty = anchor ? height / 2 - anchor.y : 10;
+      view.ty = height / 2 - anchor.y;
     }
     apply();
   }
@@ -131,29 +135,28 @@ export function drawGraph(container, {nodes, focus = null, up = null, down = nul
     event.preventDefault();
   });
 
+  // Marks the nodes and edges of a path (ids in order); answers how many of them are drawn.
+  function highlight(ids) {
+    path = ids;
+    const on = new Set(path);
+    const steps = new Set();
+    for (let i = 1; i < path.length; i++) steps.add(`${path[i - 1]}-${path[i]}`);
+    let shown = 0;
+    for (const el of svg.querySelectorAll('g.node')) {
+      const hit = on.has(Number(el.dataset.eventId));
+      el.classList.toggle('on-path', hit);
+      if (hit) shown++;
+    }
+    for (const el of svg.querySelectorAll('path.edge')) el.classList.toggle('on-path', steps.has(`${el.dataset.from}-${el.dataset.to}`));
+    return shown;
+  }
+
   render(false);
-  return {
-    // Marks the nodes and edges of a path (ids in order); answers how many of them are drawn.
-    highlight(path) {
-      const on = new Set(path);
-      const steps = new Set();
-      for (let i = 1; i < path.length; i++) steps.add(`${path[i - 1]}-${path[i]}`);
-      let shown = 0;
-      for (const el of svg.querySelectorAll('g.node')) {
-        const hit = on.has(Number(el.dataset.eventId));
-        el.classList.toggle('on-path', hit);
-        if (hit) shown++;
-      }
-      for (const el of svg.querySelectorAll('path.edge')) el.classList.toggle('on-path', steps.has(`${el.dataset.from}-${el.dataset.to}`));
-      return shown;
-    },
-    clearSelection() { selected.length = 0; render(true); },
-    get layout() { return layout; },
-  };
+  return {highlight};
 }
 
 // Which nodes are drawn, in which layer and order, and where.
-export function computeLayout(byId, {focus, up, down, expanded}) {
+function computeLayout(byId, {focus, up, down, expanded}) {
   const visible = new Map();  // id -> node or more-node
   const mores = [];
   const queue = [];
@@ -185,36 +188,24 @@ export function computeLayout(byId, {focus, up, down, expanded}) {
     for (let i = 0; i < queue.length; i++) follow(byId.get(queue[i]), 'down');
   }
 
-  // Longest-path layers, in id order (a parent's id is always lower than its child's).
-  const ids = [...visible.keys()].sort((a, b) => a - b);
-  const layerOf = new Map();
-  for (const id of ids) {
-    let layer = 0;
-    for (const p of visible.get(id).parents) if (layerOf.has(p)) layer = Math.max(layer, layerOf.get(p) + 1);
-    layerOf.set(id, layer);
+  const items = new Map([...visible].map(([id, node]) => [id, {...node}]));
+  const upMores = new Map();
+  for (const m of mores) {
+    const id = `more-${m.key}`;
+    items.set(id, {...m, id, parents: m.direction === 'down' ? [m.of] : []});
+    if (m.direction === 'up') upMores.set(m.of, id);
   }
-  const items = ids.map(id => ({...visible.get(id), layer: layerOf.get(id)}));
-  for (const m of mores) items.push({...m, id: `more-${m.key}`, layer: layerOf.get(m.of) + (m.direction === 'up' ? -1 : 1), parents: m.direction === 'down' ? [m.of] : [], children: m.direction === 'up' ? [m.of] : []});
-  const minLayer = Math.min(0, ...items.map(n => n.layer));
-  const layers = [];
-  for (const n of items) (layers[n.layer - minLayer] ||= []).push(n);
-
-  // Order inside each layer: by the mean position of the links above, then of those below.
-  const pos = new Map();
-  const place = layer => layer.forEach((n, i) => pos.set(n.id, i - layer.length / 2));
-  layers.forEach(place);
-  const mean = (n, links) => {
-    const xs = links.map(l => pos.get(l)).filter(x => x !== undefined);
-    return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : pos.get(n.id);
+  const ids = [...items.keys()].sort(cmpIds);
+  const parentsOf = id => {
+    const node = items.get(id);
+    const drawn = (node.parents || []).filter(p => items.has(p));
+    return upMores.has(id) ? [...drawn, upMores.get(id)] : drawn;
   };
-  for (let sweep = 0; sweep < 2; sweep++) {
-    for (const layer of layers) { if (!layer) continue; layer.sort((a, b) => mean(a, a.parents) - mean(b, b.parents) || cmp(a, b)); place(layer); }
-    for (let i = layers.length - 1; i >= 0; i--) { const layer = layers[i]; if (!layer) continue; layer.sort((a, b) => mean(a, a.children || []) - mean(b, b.children || []) || cmp(a, b)); place(layer); }
-  }
+  const layers = layered(ids, parentsOf).map(layer => layer.map(id => items.get(id)));
+  for (const n of items.values()) n.parents = parentsOf(n.id);
   const nodes = [];
   let minX = Infinity, maxX = -Infinity, maxY = 0;
   layers.forEach((layer, row) => {
-    if (!layer) return;
     layer.forEach((n, i) => {
       n.x = (i - (layer.length - 1) / 2) * (NODE_W + GAP_X);
       n.y = row * (NODE_H + GAP_Y);
@@ -225,11 +216,55 @@ export function computeLayout(byId, {focus, up, down, expanded}) {
   const at = new Map(nodes.map(n => [n.id, n]));
   const edges = [];
   for (const n of nodes) for (const p of n.parents || []) if (at.has(p)) edges.push([at.get(p), n]);
-  for (const n of nodes) if (n.more && n.direction === 'up') edges.push([n, at.get(n.of)]);
   return {nodes, edges, bounds: {minX, maxX, maxY}, focus};
 }
 
-function cmp(a, b) { return (typeof a.id === 'number' ? a.id : 1e18) - (typeof b.id === 'number' ? b.id : 1e18); }
+// Event ids ascending, "+N more" nodes after them.
+function cmpIds(a, b) { return (typeof a === 'number' ? a : Infinity) - (typeof b === 'number' ? b : Infinity) || String(a).localeCompare(String(b)); }
+
+// Layers of a DAG for drawing, shared by the lineage graph and a run's task graph: each node one
+// layer past its deepest parent (longest path, in Kahn's order, so any DAG works), then ordered
+// inside its layer by the mean position of its parents, then of its children (two sweeps each
+// way; O(sweeps x (nodes + links))). `ids`: the nodes in a stable order, which breaks ties;
+// `parentsOf(id)`: its parents, of which those not in `ids` are ignored. Answers the layers, top
+// first, each a list of ids.
+export function layered(ids, parentsOf) {
+  const parents = new Map(), children = new Map(ids.map(id => [id, []])), waiting = new Map();
+  for (const id of ids) {
+    const ps = [...new Set(parentsOf(id))].filter(p => p !== id && children.has(p));
+    parents.set(id, ps);
+    waiting.set(id, ps.length);
+    for (const p of ps) children.get(p).push(id);
+  }
+  const layerOf = new Map();
+  const queue = ids.filter(id => waiting.get(id) === 0);
+  for (const id of queue) layerOf.set(id, 0);
+  for (let i = 0; i < queue.length; i++) {
+    for (const c of children.get(queue[i])) {
+      layerOf.set(c, Math.max(layerOf.get(c) ?? 0, layerOf.get(queue[i]) + 1));
+      waiting.set(c, waiting.get(c) - 1);
+      if (waiting.get(c) === 0) queue.push(c);
+    }
+  }
+  // A node on a cycle (never in a log; a broken definition) is never freed: it goes on top.
+  const layers = [];
+  for (const id of ids) (layers[layerOf.get(id) ?? 0] ||= []).push(id);
+  const rank = new Map(ids.map((id, i) => [id, i]));
+  const pos = new Map();
+  const place = layer => layer.forEach((id, i) => pos.set(id, i - layer.length / 2));
+  const mean = (id, links) => {
+    const xs = links.map(l => pos.get(l)).filter(x => x !== undefined);
+    return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : pos.get(id);
+  };
+  const sort = (layer, links) => { layer.sort((a, b) => mean(a, links.get(a)) - mean(b, links.get(b)) || rank.get(a) - rank.get(b)); place(layer); };
+  const present = layers.filter(Boolean);
+  present.forEach(place);
+  for (let sweep = 0; sweep < 2; sweep++) {
+    present.forEach(layer => sort(layer, parents));
+    present.slice().reverse().forEach(layer => sort(layer, children));
+  }
+  return present;
+}
 
 function toSVG({nodes, edges, focus}, selected) {
   const parts = ['<g class="viewport"><g class="edges">'];

@@ -2,15 +2,12 @@
 // (read at most PAGES pages of PAGE events at a time), newest first; the archives and the jobs
 // (GET /v1/admin/snapshots, /v1/admin/jobs) need the admin role, and a 403 there leaves the rest.
 import {api} from './api.js';
-import {h, clear, errorBox, eventLink, fmtTime, fmtBytes, fmtNumber, typeChip, jsonTree} from './dom.js';
+import {h, clear, errorBox, eventLink, fmtTime, fmtBytes, fmtNumber, fmtISO, fmtMs, typeChip, jsonTree, table, poll} from './dom.js';
 
 const STREAM = 'banyan.maintenance';
 const PAGE = 1000, PAGES = 20, KEPT_MAX = 20000, POLL_MS = 3000;
 const ADMIN = 'see snapshots and jobs (admin role)';
 
-const ms = n => n == null ? '–' : `${fmtNumber(n)} ms`;
-const iso = t => t ? t.replace('T', ' ').replace('Z', ' UTC') : '–';
-const table = (id, cols, rows) => h('table', {class: 'results', id}, h('thead', {}, h('tr', {}, cols.map(c => h('th', {scope: 'col'}, c)))), h('tbody', {}, rows));
 
 export async function render(main) {
   const jobs = h('section', {id: 'jobs'}), snapshots = h('section', {id: 'snapshots'}), history = h('section', {id: 'maint-history'});
@@ -18,7 +15,7 @@ export async function render(main) {
   main.append(h('div', {class: 'row'}, h('h1', {}, 'Maintenance'), refresh), jobs, snapshots, history);
 
   const events = [];  // oldest first
-  let after = null, cut = false, stopped = false, timer = null, seen = null, note = '', reading = null, serial = 0;
+  let after = null, cut = false, seen = null, note = '', reading = null;
 
   // Reads on from where the last read stopped: until `next` reaches `last_id`, or PAGES pages.
   // One read at a time (a second caller shares it), so no page is read twice.
@@ -57,28 +54,26 @@ export async function render(main) {
   }
 
   // Jobs are polled while the page is open; when one starts or ends, the rest is read again.
-  async function tick() {
-    clearTimeout(timer);
-    const mine = ++serial;  // the latest call wins: Refresh while a poll is under way
+  // Without the admin role there is nothing to poll; any other failure (a restart) is retried.
+  const poller = poll(async stale => {
     let list;
     try {
       list = await api('/v1/admin/jobs');
     } catch (e) {
-      if (stopped || mine !== serial) return;
+      if (stale()) return false;
       clear(jobs).append(h('h2', {}, 'Jobs'), errorBox(e, ADMIN));
       if (seen === null) { seen = ''; await Promise.all([readHistory(), readSnapshots()]); }
-      return;  // without the admin role there is nothing to poll
+      return e.status !== 403;
     }
-    if (stopped || mine !== serial) return;
+    if (stale()) return;
     drawJobs(jobs, list);
     const now = `${list.running?.id}/${list.recent[0]?.id}`;
     if (now !== seen) { seen = now; await Promise.all([readHistory(), readSnapshots()]); }
     main.dataset.polled = String(Number(main.dataset.polled || 0) + 1);
-    if (!stopped && mine === serial) timer = setTimeout(tick, POLL_MS);
-  }
-  refresh.addEventListener('click', () => { seen = null; tick(); });
-  await tick();
-  return () => { stopped = true; clearTimeout(timer); };
+  }, POLL_MS);
+  refresh.addEventListener('click', () => { seen = null; poller.run(); });
+  await poller.run();
+  return poller.stop;
 }
 
 // What a maintenance event says, in words: the payloads of banyan.{snapshot,compaction}.*.
@@ -94,13 +89,13 @@ function summary(e) {
   }
   if (e.type === 'banyan.snapshot.finished') {
     const pr = p.pruned;
-    return `${p.name}: archive ${fmtBytes(p.archive_bytes)}, image ${fmtBytes(p.image_bytes)}, ${fmtNumber(p.files)} files; checkpoint ${ms(p.checkpoint_ms)}, took ${ms(p.duration_ms)}`
+    return `${p.name}: archive ${fmtBytes(p.archive_bytes)}, image ${fmtBytes(p.image_bytes)}, ${fmtNumber(p.files)} files; checkpoint ${fmtMs(p.checkpoint_ms)}, took ${fmtMs(p.duration_ms)}`
       + (p.removed?.length ? `; removed ${p.removed.join(', ')}` : '')
       + (pr ? `; pruned below #${pr.first_id}: ${fmtNumber(pr.events_removed)} events, ${fmtBytes(pr.bytes_before)} → ${fmtBytes(pr.bytes_after)}${pr.note ? ` (${pr.note})` : ''}` : '');
   }
   if (e.type === 'banyan.compaction.finished') {
     return `${fmtNumber(p.compacted)} of ${fmtNumber(p.examined)} events compacted; records ${fmtBytes(p.record_bytes_before)} → ${fmtBytes(p.record_bytes_after)}, `
-      + `log ${fmtBytes(p.log_bytes_before)} → ${fmtBytes(p.log_bytes_after)}, ${fmtBytes(p.bytes_reclaimed)} reclaimed; took ${ms(p.duration_ms)}`;
+      + `log ${fmtBytes(p.log_bytes_before)} → ${fmtBytes(p.log_bytes_after)}, ${fmtBytes(p.bytes_reclaimed)} reclaimed; took ${fmtMs(p.duration_ms)}`;
   }
   return '';
 }
@@ -119,19 +114,20 @@ function drawSnapshots(el, r) {
   if (!r.snapshots.length) return el.append(h('p', {class: 'muted'}, 'No snapshots.'));
   el.append(table('snapshot-list', ['name', 'snapshot id', 'first id', 'epoch', 'created', 'archive', 'image', 'files'], r.snapshots.map(s => h('tr', {dataset: {name: s.name}},
     h('td', {}, s.name), ...(s.error ? [h('td', {colspan: 7, class: 'warn'}, `unreadable: ${s.error} (${fmtBytes(s.archive_bytes)})`)]
-      : [fmtNumber(s.snapshot_id), fmtNumber(s.first_id), s.epoch, iso(s.created_at), fmtBytes(s.archive_bytes), fmtBytes(s.image_bytes), fmtNumber(s.files)].map(v => h('td', {}, v)))))));
+      : [fmtNumber(s.snapshot_id), fmtNumber(s.first_id), s.epoch, fmtISO(s.created_at), fmtBytes(s.archive_bytes), fmtBytes(s.image_bytes), fmtNumber(s.files)].map(v => h('td', {}, v)))))));
 }
 
-function drawJobs(el, r) {
+// The running job and the recent ones (GET /v1/admin/jobs); the overview shows the same table.
+export function drawJobs(el, r) {
   clear(el).append(h('h2', {}, 'Jobs'));
   const j = r.running;
   if (j) {
     const bar = h('progress', {max: j.total || 1, value: j.total ? j.done : 0});
     el.append(h('p', {id: 'job-running', dataset: {job: j.id}}, h('strong', {}, `Running: ${j.kind}`), ` ${j.id}, ${j.phase}, `, bar,
-      j.total ? (j.unit === 'bytes' ? ` ${fmtBytes(j.done)} of ${fmtBytes(j.total)}` : ` ${fmtNumber(j.done)} of ${fmtNumber(j.total)} ${j.unit}`) : '', `; started ${iso(j.started_at)} by ${j.requested_by}`));
+      j.total ? (j.unit === 'bytes' ? ` ${fmtBytes(j.done)} of ${fmtBytes(j.total)}` : ` ${fmtNumber(j.done)} of ${fmtNumber(j.total)} ${j.unit}`) : '', `; started ${fmtISO(j.started_at)} by ${j.requested_by}`));
   }
   if (!r.recent.length) return el.append(h('p', {class: 'muted'}, j ? '' : 'No job has run since the server started.'));
   el.append(table('job-list', ['job', 'kind', 'state', 'by', 'started', 'took', 'outcome'], r.recent.map(o => h('tr', {dataset: {job: o.id, state: o.state}},
-    [o.id, o.kind, h('span', {class: 'st', dataset: {state: o.state}}, o.state), o.requested_by, iso(o.started_at), ms(o.duration_ms)].map(v => h('td', {}, v)),
+    [o.id, o.kind, h('span', {class: 'st', dataset: {state: o.state}}, o.state), o.requested_by, fmtISO(o.started_at), fmtMs(o.duration_ms)].map(v => h('td', {}, v)),
     h('td', {class: o.error ? 'message warn' : 'message'}, o.error ? String(o.error) : summary({type: `banyan.${o.kind}.finished`, payload: o.result}))))));
 }

@@ -1,8 +1,9 @@
 // /ui/: the node at a glance, refreshed every POLL_MS from /v1/status and /metrics: role and
 // epoch, the ingest rate since the page opened (a live chart), disk use, followers and their lag,
 // open streams, error answers, maintenance jobs.
-import {api, ApiError} from './api.js';
-import {h, clear, fmtBytes, fmtNumber, fmtSeconds, errorBox} from './dom.js';
+import {api} from './api.js';
+import {h, clear, fmtBytes, fmtNumber, fmtSeconds, errorBox, table, poll} from './dom.js';
+import {drawJobs} from './maintenance.js';
 
 const POLL_MS = 2000;
 // Samples kept for the chart: 5 minutes at one per POLL_MS.
@@ -21,29 +22,29 @@ export async function render(main) {
 
   const samples = [];  // [ms, last_id]
   let firstErrors = null;
-  let stopped = false;
-  let timer = null;
-
-  async function tick() {
+  const poller = poll(async stale => {
     try {
       const status = await api('/v1/status');
+      if (stale()) return;
       samples.push([performance.now(), status.last_id]);
       if (samples.length > SAMPLES_MAX + 1) samples.shift();
       drawCards(cards, status);
       drawChart(chart, rate, samples);
       drawReplication(replication, status);
       const metrics = await api('/metrics', {text: true}).catch(e => e);
+      if (stale()) return;
       drawErrors(errors, metrics, firstErrors ??= metrics instanceof Error ? null : errorCounts(metrics));
       const jobList = await api('/v1/admin/jobs').catch(e => e);
-      drawJobs(jobs, jobList);
+      if (stale()) return;
+      if (jobList instanceof Error) clear(jobs).append(h('h2', {}, 'Maintenance jobs'), errorBox(jobList, 'see maintenance jobs (admin role)'));
+      else drawJobs(jobs, jobList);
       main.dataset.polled = String(Number(main.dataset.polled || 0) + 1);
     } catch (error) {
-      clear(cards).append(errorBox(error, 'read the status'));
+      if (!stale()) clear(cards).append(errorBox(error, 'read the status'));
     }
-    if (!stopped) timer = setTimeout(tick, POLL_MS);
-  }
-  await tick();
-  return () => { stopped = true; clearTimeout(timer); };
+  }, POLL_MS);
+  await poller.run();
+  return poller.stop;
 }
 
 function card(label, value, id) {
@@ -79,7 +80,7 @@ function drawChart(chart, rateLabel, samples) {
   chart.innerHTML = `<svg viewBox="0 0 ${width} ${height + 16}" role="img" aria-label="ingest rate, events per second">`
     + `<line class="axis" x1="0" y1="${height}" x2="${width}" y2="${height}"/>`
     + `<text class="scale" x="4" y="12">${fmtNumber(Math.round(top))}/s</text>`
-    + `<text class="scale" x="4" y="${height + 14}">${fmtSeconds(SAMPLES_MAX * 2)} ago</text><text class="scale" x="${width - 4}" y="${height + 14}" text-anchor="end">now</text>`
+    + `<text class="scale" x="4" y="${height + 14}">${fmtSeconds((SAMPLES_MAX * POLL_MS) / 1000)} ago</text><text class="scale" x="${width - 4}" y="${height + 14}" text-anchor="end">now</text>`
     + (rates.length ? `<polyline class="rate" points="${points}"/>` : '')
     + '</svg>';
   chart.dataset.samples = String(rates.length);
@@ -93,10 +94,9 @@ function drawReplication(section, s) {
   }
   const followers = s.followers || [];
   if (!followers.length) { section.append(h('p', {class: 'muted'}, 'No followers.')); return; }
-  section.append(h('table', {class: 'results'},
-    h('thead', {}, h('tr', {}, ['follower', 'applied', 'durable', 'lag (ids)', 'lag', 'last contact'].map(c => h('th', {scope: 'col'}, c)))),
-    h('tbody', {}, followers.map(f => h('tr', {}, h('td', {}, f.url), h('td', {}, fmtNumber(f.applied_id)), h('td', {}, fmtNumber(f.durable_id)),
-      h('td', {}, fmtNumber(f.lag_ids)), h('td', {}, fmtSeconds(f.lag_seconds)), h('td', {}, `${fmtSeconds(f.last_contact_seconds)} ago`))))));
+  section.append(table('followers', ['follower', 'applied', 'durable', 'lag (ids)', 'lag', 'last contact'],
+    followers.map(f => h('tr', {}, h('td', {}, f.url), h('td', {}, fmtNumber(f.applied_id)), h('td', {}, fmtNumber(f.durable_id)),
+      h('td', {}, fmtNumber(f.lag_ids)), h('td', {}, fmtSeconds(f.lag_seconds)), h('td', {}, `${fmtSeconds(f.last_contact_seconds)} ago`)))));
 }
 
 // Error answers by route, method and status, from the request-duration histogram's counts.
@@ -113,16 +113,5 @@ function drawErrors(section, metrics, first) {
   const now = errorCounts(metrics);
   if (!now.size) { section.append(h('p', {class: 'muted'}, 'None since the server started.')); return; }
   const rows = [...now].sort((a, b) => b[1] - a[1]).map(([what, n]) => h('tr', {}, h('td', {}, what), h('td', {}, fmtNumber(n)), h('td', {}, `+${fmtNumber(n - (first.get(what) ?? 0))}`)));
-  section.append(h('table', {class: 'results'}, h('thead', {}, h('tr', {}, ['request and status', 'since start', 'since this page opened'].map(c => h('th', {scope: 'col'}, c)))), h('tbody', {}, rows)));
-}
-
-function drawJobs(section, jobs) {
-  clear(section).append(h('h2', {}, 'Maintenance jobs'));
-  if (jobs instanceof ApiError) { section.append(errorBox(jobs, 'see maintenance jobs (admin role)')); return; }
-  if (jobs instanceof Error) { section.append(errorBox(jobs)); return; }
-  const list = [...(jobs.running ? [jobs.running] : []), ...jobs.recent];
-  if (!list.length) { section.append(h('p', {class: 'muted'}, 'No snapshot or compaction has run since the server started.')); return; }
-  section.append(h('table', {class: 'results'}, h('thead', {}, h('tr', {}, ['job', 'kind', 'state', 'by', 'started', 'took'].map(c => h('th', {scope: 'col'}, c)))),
-    h('tbody', {}, list.map(j => h('tr', {}, h('td', {}, String(j.id)), h('td', {}, j.kind), h('td', {}, j.state + (j.state === 'running' && j.total ? ` ${Math.round(100 * j.done / j.total)}%` : '')),
-      h('td', {}, j.requested_by ?? ''), h('td', {}, j.started_at ?? ''), h('td', {}, j.duration_ms !== undefined ? `${fmtNumber(j.duration_ms)} ms` : ''))))));
+  section.append(table('error-answers', ['request and status', 'since start', 'since this page opened'], rows));
 }

@@ -1,11 +1,11 @@
 // /ui/query?q=…: the query console (docs/QUERY_LANGUAGE.md): run, explain, page through `next`
 // cursors, errors at their line and column, event answers drawn as a graph.
 import {query, ApiError} from './api.js';
-import {h, clear, eventLink, fmtTime, typeChip, errorBox, navigate, fmtNumber} from './dom.js';
+import {h, clear, eventLink, fmtTime, typeChip, errorBox, navigate, fmtNumber, table} from './dom.js';
 import {drawGraph} from './graph.js';
 
 // Each is in docs/QUERY_LANGUAGE.md, "Examples" (a browser test checks).
-export const EXAMPLES = [
+const EXAMPLES = [
   'ancestors(42)',
   'ancestors(key "8bc9a0c7...") where type = "merge" limit 100',
   'descendants(42, depth <= 3) where payload.status = "error" and time >= "2026-01-01T00:00:00Z"',
@@ -48,7 +48,7 @@ export async function render(main, params, url) {
       out.dataset.state = 'error';
     }
   };
-  const first = () => { cursors = [null]; submit(t => t, 'Running'); };
+  const first = () => { cursors = [null]; return submit(t => t, 'Running'); };
   form.addEventListener('submit', e => { e.preventDefault(); first(); });
   text.addEventListener('keydown', e => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); first(); } });
   explain.addEventListener('click', () => { cursors = [null]; submit(t => t.startsWith('explain ') ? t : `explain ${t}`, 'Explaining'); });
@@ -66,7 +66,7 @@ export async function render(main, params, url) {
       out.append(h('ol', {class: 'paths'}, answer.paths.map(p => h('li', {}, `${p.length - 1} hops: `, p.flatMap((id, i) => i ? [' → ', eventLink(id)] : [eventLink(id)])))));
     } else {
       const rows = answer.results.map(e => h('tr', {}, h('td', {}, eventLink(e.id)), h('td', {}, fmtTime(e.time_unix_nano)), h('td', {}, typeChip(e.type)), h('td', {}, e.key ?? ''), h('td', {}, e.stream ?? '')));
-      out.append(h('table', {class: 'results'}, h('thead', {}, h('tr', {}, ['id', 'time', 'type', 'key', 'stream'].map(c => h('th', {scope: 'col'}, c)))), h('tbody', {}, rows)));
+      out.append(table('results', ['id', 'time', 'type', 'key', 'stream'], rows));
       if (answer.results.length) {
         const asGraph = h('button', {type: 'button', id: 'as-graph'}, 'Open as graph');
         asGraph.addEventListener('click', () => graph(textValue));
@@ -93,7 +93,8 @@ export async function render(main, params, url) {
     }
   }
 
-  if (text.value) first();
+  // A linked query (?q=) is part of the page: it is drawn once its answer is.
+  if (text.value) await first();
 }
 
 // The server's error, with the caret at its line and column in the text.

@@ -1,7 +1,8 @@
 // /ui/runs: the run history (GET /v1/runs), filtered, paged by cursor. /ui/runs/{id}: one run,
 // polled every POLL_MS until it ends: facts, the task DAG, a timeline of attempts, and actions.
 import {api} from './api.js';
-import {h, clear, errorBox, fmtNumber, fmtSeconds, jsonTree} from './dom.js';
+import {h, clear, navigate, errorBox, fmtNumber, fmtSeconds, fmtISO, fmtMs, jsonTree, table, poll} from './dom.js';
+import {layered} from './graph.js';
 
 const POLL_MS = 2000;
 const STATES = ['pending', 'running', 'paused', 'cancelling', 'completed', 'failed', 'cancelled'];
@@ -15,12 +16,9 @@ export async function render(main, params, url) {
 // A 404 that is not a JSON error is a missing route: the server has no workflow API.
 const noWorkflows = e => e.status === 404 && !(e.body && typeof e.body === 'object');
 const disabled = () => h('p', {id: 'runs-disabled', class: 'notice'}, 'Workflows are not enabled on this server (banyan serve --workflows).');
-const when = iso => iso ? iso.replace('T', ' ').replace('Z', ' UTC') : '–';
-const took = ms => ms == null ? '–' : fmtSeconds(ms / 1000);
 const word = s => String(s).split(' ')[0];
 const chip = (s, id) => h('span', {class: 'st', id, dataset: {state: word(s)}}, s);
 const runLink = r => h('a', {href: `/ui/runs/${encodeURIComponent(r)}`}, r);
-const table = (id, cols, rows) => h('table', {class: 'results', id}, h('thead', {}, h('tr', {}, cols.map(c => h('th', {scope: 'col'}, c)))), rows);
 
 async function list(main, url) {
   const q = url.searchParams;
@@ -43,7 +41,7 @@ async function list(main, url) {
     const states = boxes.filter(b => b.checked).map(b => b.value);
     if (states.length) p.set('status', states.join(','));
     if (limit !== 50) p.set('limit', limit);
-    history.replaceState(null, '', `/ui/runs${p.size ? '?' + p : ''}`);
+    navigate(`/ui/runs${p.size ? '?' + p : ''}`, {replace: true, quiet: true});
     p.set('limit', limit);
     if (cursors.at(-1) !== null) p.set('cursor', cursors.at(-1));
     let page;
@@ -61,7 +59,7 @@ async function list(main, url) {
     next.dataset.cursor = page.next_cursor ?? '';
     clear(rows).append(...page.runs.map(r => h('tr', {dataset: {run: r.run, state: r.state}},
       h('td', {}, runLink(r.run), r.parent ? ' (child)' : ''), h('td', {}, r.workflow), h('td', {}, chip(r.state)),
-      h('td', {}, r.version ?? '–'), h('td', {}, when(r.requested_at)), h('td', {}, took(r.duration_ms)), h('td', {class: 'message'}, r.error ?? ''))));
+      h('td', {}, r.version ?? '–'), h('td', {}, fmtISO(r.requested_at)), h('td', {}, fmtMs(r.duration_ms)), h('td', {class: 'message'}, r.error ?? ''))));
   }
   const restart = () => { cursors = [null]; load(); };
   form.addEventListener('submit', e => { e.preventDefault(); restart(); });
@@ -84,18 +82,17 @@ async function run(main, id) {
   const tasks = h('div', {id: 'run-tasks'}), timeline = h('div', {id: 'run-timeline', class: 'timeline'});
   const status = h('div', {id: 'run-poll', class: 'muted small', role: 'status'});
   const inputs = h('dl', {class: 'facts', id: 'run-inputs'}, h('dt', {}, 'inputs'), h('dd', {}, jsonTree(first.inputs ?? {}, 1)));
-  main.append(facts, inputs, actions(path, () => tick()), status, h('h2', {}, 'Tasks'),
+  main.append(facts, inputs, actions(path, () => poller.run()), status, h('h2', {}, 'Tasks'),
     h('p', {class: 'legend small'}, ['pending', 'scheduled', 'started', 'retrying', 'completed', 'failed', 'cancelled', 'skipped', 'compensated'].map(s => chip(s))),
     dag, tasks, h('h2', {}, 'Attempts'), timeline);
 
-  let stopped = false, timer = null, drawn = '', serial = 0;
-  // The latest call wins: an action refreshes at once while a poll may be under way.
-  async function tick(initial) {
-    clearTimeout(timer);
-    const mine = ++serial;
+  let drawn = '', initial = true;
+  // An action refreshes at once while a poll may be under way: the latest call is drawn.
+  const poller = poll(async stale => {
     try {
       const [r, t] = await Promise.all([initial ? first : api(path), api(`${path}/tasks`)]);
-      if (stopped || mine !== serial) return;
+      initial = false;
+      if (stale()) return;
       drawFacts(facts, r);
       main.dataset.runState = r.state;
       const key = JSON.stringify(t.tasks);
@@ -105,15 +102,13 @@ async function run(main, id) {
       for (const b of main.querySelectorAll('[data-live]')) b.disabled = ended;
       status.textContent = ended ? `The run ended: ${r.state}.` : `Live: refreshed every ${POLL_MS / 1000} s (last ${new Date().toLocaleTimeString()}).`;
       main.dataset.polled = String(Number(main.dataset.polled || 0) + 1);
-      if (ended) return;
+      return !ended;
     } catch (e) {
-      if (stopped || mine !== serial) return;
-      status.replaceChildren(errorBox(e, 'read this run'));
+      if (!stale()) status.replaceChildren(errorBox(e, 'read this run'));
     }
-    if (!stopped) timer = setTimeout(tick, POLL_MS);
-  }
-  await tick(true);
-  return () => { stopped = true; clearTimeout(timer); };
+  }, POLL_MS);
+  await poller.run();
+  return poller.stop;
 }
 
 function drawFacts(el, r) {
@@ -127,8 +122,8 @@ function drawFacts(el, r) {
     row('workflow', h('a', {href: `/ui/runs?workflow=${encodeURIComponent(r.workflow)}`}, r.workflow), ` version ${r.version ?? '– (from a file)'}, hash ${r.hash}`),
     r.error ? row('error', h('span', {class: 'warn', id: 'run-error'}, r.error)) : null,
     row('progress', h('div', {id: 'run-progress'}, bar, ['completed', 'running', 'failed', 'pending', 'skipped'].map(k => `${p[k] ?? 0} ${k}`).join(' · ') + ` of ${p.total ?? 0}`)),
-    row('requested', when(r.requested_at)), row('started', when(r.started_at)), row('ended', when(r.ended_at)),
-    row('took', took(r.duration_ms) + (r.ended_at ? '' : ' so far')),
+    row('requested', fmtISO(r.requested_at)), row('started', fmtISO(r.started_at)), row('ended', fmtISO(r.ended_at)),
+    row('took', fmtMs(r.duration_ms) + (r.ended_at ? '' : ' so far')),
     parent ? row('parent', runLink(parent[1])) : null));
 }
 
@@ -185,29 +180,16 @@ function svg(tag, attrs, ...kids) {
   return el;
 }
 
-// Layers by dependency depth, left to right; in a layer, ordered by where their dependencies are.
 function drawDag(el, all) {
   if (!all.length) return void clear(el).append(h('p', {class: 'muted'}, 'No tasks yet.'));
   const tasks = all.slice(0, TASKS_MAX);
   const at = new Map(tasks.map((t, i) => [t.id, i]));
   const needs = tasks.map(t => [...new Set((t.needs || []).filter(n => at.has(n) && n !== t.id))]);
-  const depth = tasks.map(() => 0);
-  // The longest path from a root; one pass per task at most (a definition has no cycle).
-  for (let pass = 0, changed = true; changed && pass < tasks.length; pass++) {
-    changed = false;
-    needs.forEach((ns, i) => {
-      const d = Math.max(0, ...ns.map(n => depth[at.get(n)] + 1));
-      if (d !== depth[i]) { depth[i] = d; changed = true; }
-    });
-  }
-  const layers = [];
-  depth.forEach((d, i) => (layers[d] ??= []).push(i));
-  const W = 156, H = 44, GX = 56, GY = 14, y = [];
-  const mean = ns => ns.length ? ns.reduce((sum, n) => sum + y[at.get(n)], 0) / ns.length : 0;
-  layers.forEach((layer, x) => {
-    if (x) layer.sort((a, b) => mean(needs[a]) - mean(needs[b]));
-    layer.forEach((i, row) => { y[i] = row * (H + GY) + 4; });
-  });
+  // Columns by dependency depth, left to right; in a column, ordered by where their needs are.
+  const layers = layered(tasks.map((t, i) => i), i => needs[i].map(n => at.get(n)));
+  const depth = [], y = [];
+  const W = 156, H = 44, GX = 56, GY = 14;
+  layers.forEach((layer, column) => layer.forEach((i, row) => { depth[i] = column; y[i] = row * (H + GY) + 4; }));
   const x = i => depth[i] * (W + GX) + 4;
   const width = layers.length * (W + GX) - GX + 8, height = Math.max(0, ...layers.map(l => l.length)) * (H + GY) - GY + 8;
   const pic = svg('svg', {id: 'run-dag-svg', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `graph of ${tasks.length} tasks, listed below`});
@@ -233,20 +215,20 @@ function drawTable(el, tasks) {
     h('tbody', {}, tasks.slice(0, TASKS_MAX).map(t => {
       const last = t.attempts.at(-1), out = t.attempts.findLast(a => a.output !== undefined);
       return h('tr', {dataset: {task: t.id, state: word(t.state)}}, h('td', {}, t.id), h('td', {}, chip(t.state)), h('td', {}, t.attempts.length),
-        h('td', {}, took(last?.duration_ms)), h('td', {class: 'message'}, t.error ?? last?.error ?? ''), h('td', {class: 'message'}, out ? jsonTree(out.output, 0) : ''));
+        h('td', {}, fmtMs(last?.duration_ms)), h('td', {class: 'message'}, t.error ?? last?.error ?? ''), h('td', {class: 'message'}, out ? jsonTree(out.output, 0) : ''));
     }))));
 }
 
 // A bar per attempt that started, from its start to its end (or now), over the run's span.
 function drawTimeline(el, r, tasks) {
-  const all = tasks.flatMap(t => t.attempts.filter(a => a.started_at).map(a => ({t, a, from: Date.parse(a.started_at), to: a.ended_at ? Date.parse(a.ended_at) : null})));
+  const all = tasks.slice(0, TASKS_MAX).flatMap(t => t.attempts.filter(a => a.started_at).map(a => ({t, a, from: Date.parse(a.started_at), to: a.ended_at ? Date.parse(a.ended_at) : null})));
   const bars = all.sort((p, q) => p.from - q.from).slice(-BARS_MAX);
   clear(el);
   if (!bars.length) return el.append(h('p', {class: 'muted'}, 'No attempt has started yet.'));
   const end = r.ended_at ? Date.parse(r.ended_at) : Date.now();
   const t0 = Math.min(Date.parse(r.started_at || r.requested_at), bars[0].from);
   const span = Math.max(end, ...bars.map(b => b.to ?? end)) - t0 || 1;
-  el.append(h('p', {class: 'muted small'}, `From ${when(new Date(t0).toISOString())}, over ${fmtSeconds(span / 1000)}`,
+  el.append(h('p', {class: 'muted small'}, `From ${fmtISO(new Date(t0).toISOString())}, over ${fmtSeconds(span / 1000)}`,
     all.length > bars.length ? `; the latest ${BARS_MAX} of ${all.length} attempts` : '', '.'));
   for (const {t, a, from, to} of bars) {
     const bar = h('span', {class: 'tl-bar', dataset: {state: a.state}, title: `${a.state}${a.error ? ': ' + a.error : ''}`});
@@ -254,6 +236,6 @@ function drawTimeline(el, r, tasks) {
     bar.style.width = `${Math.max(0.4, (100 * ((to ?? end) - from)) / span)}%`;
     el.append(h('div', {class: 'tl-row', dataset: {task: t.id, attempt: a.attempt, state: a.state}},
       h('span', {class: 'tl-label'}, `${t.id} #${a.attempt}`), h('span', {class: 'tl-track'}, bar),
-      h('span', {class: 'tl-dur'}, `${a.state} ${to === null ? took(end - from) + '…' : took(a.duration_ms ?? to - from)}`)));
+      h('span', {class: 'tl-dur'}, `${a.state} ${to === null ? fmtMs(end - from) + '…' : fmtMs(a.duration_ms ?? to - from)}`)));
   }
 }

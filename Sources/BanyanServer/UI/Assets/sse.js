@@ -7,6 +7,8 @@ export function openStream(path, {onEvent, onFrame, onState}) {
   const controller = new AbortController();
   let lastId = null;
   let delay = 500;
+  // Events the server sent again at or below lastId: none when it honoured Last-Event-ID.
+  let replayed = 0;
   const state = s => onState && onState(s);
 
   (async () => {
@@ -38,7 +40,7 @@ export function openStream(path, {onEvent, onFrame, onState}) {
           }
           if (frame.id === undefined || frame.data === undefined) return;
           const id = Number(frame.id);
-          if (lastId !== null && id <= lastId) return;
+          if (lastId !== null && id <= lastId) { replayed++; return; }
           lastId = id;
           onEvent(JSON.parse(frame.data), id);
         });
@@ -51,7 +53,7 @@ export function openStream(path, {onEvent, onFrame, onState}) {
       }
     }
   })();
-  return {close: () => controller.abort(), get lastId() { return lastId; }};
+  return {close: () => controller.abort(), get replayed() { return replayed; }};
 }
 
 async function readFrames(body, deliver) {
