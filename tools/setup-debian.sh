@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Banyan needs on a fresh Debian 12 machine: RocksDB and zstd from Debian, and with
 # --tests also what the tests need: etcd (the cluster tests), chromium and chromedriver (the
-# dashboard's browser tests) and the Python packages of tools/requirements.txt.
+# dashboard's browser tests), the Python packages of tools/requirements.txt and the Python client.
 # Swift itself (6.1 or newer) must already be on PATH.
 set -euo pipefail
 SUDO=""
@@ -22,4 +22,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if [ "${1:-}" = "--tests" ]; then
   python3 -m pip install -q --disable-pip-version-check -r "$(dirname "$0")/requirements.txt" 2>&1 | grep -v "Running pip as the 'root' user" || true
+  # The Python client (clients/python), which Tests/integration/test_python_client.py drives.
+  python3 -m pip install -q --disable-pip-version-check "$(dirname "$0")/../clients/python" 2>&1 | grep -v "Running pip as the 'root' user" || true
 fi
