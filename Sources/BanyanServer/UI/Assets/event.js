@@ -23,6 +23,7 @@ export async function render(main, params, url) {
     throw error;
   }
   const id = event.id;
+  if (!main.isConnected) return;  // the visitor moved on while the event loaded
   document.title = `#${id} ${event.type} · Banyan`;
   const children = await api(`/children/${id}`).catch(() => null);
 
