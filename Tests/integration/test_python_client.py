@@ -4,12 +4,20 @@ store twice, a follower with read-your-writes, tokens; the asyncio client the sa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import sys
 import threading
 import time
 
 import pytest
 
-banyan = pytest.importorskip("banyan", reason="tools/setup-debian.sh --tests installs clients/python")
+from conftest import REPO_ROOT
+
+# The working tree's client, not an installed copy (its one dependency, httpx, is in
+# tools/requirements.txt).
+sys.path.insert(0, str(REPO_ROOT / "clients" / "python" / "src"))
+import banyan  # noqa: E402
 
 
 def test_append_emit_and_read_back(server):
@@ -27,6 +35,9 @@ def test_append_emit_and_read_back(server):
         assert client.get(child).payload == {"x": [1, 2]}
         assert client.get(10_000) is None and client.get_by_key("no/such key") is None
         assert client.status()["last_id"] == child
+        # Keys are any text: slashes, spaces and dot segments reach the route as they are.
+        odd = client.append([banyan.event("odd", key=k) for k in ("a/b c", "..", ".", "ü?#%")]).ids
+        assert [client.get_by_key(k).id for k in ("a/b c", "..", ".", "ü?#%")] == odd
 
 
 def test_errors_carry_the_servers_fields(server):
@@ -85,19 +96,39 @@ def test_a_stream_resumes_after_the_server_is_killed_without_gaps_or_repeats(ser
     client.close()
 
 
-def test_an_append_with_keys_is_retried_until_the_server_is_back_and_stored_once(server):
-    with banyan.Client(server.url, retries=10) as client:
+def test_an_append_is_retried_until_the_server_is_back(server):
+    with banyan.Client(server.url, retries=12) as client:
         client.append([banyan.event("a", key="a")])
+        port = server.port
         server.kill9()
-        restarter = threading.Timer(0.5, server.start)
-        restarter.start()
-        result = client.append([banyan.event("b", key="b"), banyan.event("c", key="c", parent_keys=["b"])])
-        restarter.join()
-        assert [r.duplicate for r in result.results] == [False, False]
-        # The same batch again (as a retry after a lost answer would send it): nothing new.
-        assert client.append([banyan.event("b", key="b"), banyan.event("c", key="c", parent_keys=["b"])]).results == \
-            [banyan.Appended(i, True) for i in result.ids]
+        answers: list = []
+        appender = threading.Thread(target=lambda: answers.append(client.append([banyan.event("b"), banyan.event("c")])))
+        appender.start()
+        time.sleep(0.3)  # the first attempts are refused: nothing was sent, so even keyless events are resent
+        server.start()
+        assert server.port == port, "the port was taken meanwhile; the test needs the same address"
+        appender.join(60)
+        assert answers and [r.duplicate for r in answers[0].results] == [False, False]
         assert [e.type for e in client.events()][-3:] == ["a", "b", "c"]
+
+
+def test_a_lost_answer_is_resent_only_for_keyed_events_and_nothing_is_stored_twice(server):
+    """SIGSTOP: the request is sent and waits in the socket; the client's read times out, as when
+    an answer is lost. After SIGCONT the server stores what it was sent."""
+    with banyan.Client(server.url, timeout=1, retries=6) as client:
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(banyan.Unavailable, match="without keys"):
+                client.append([banyan.event("keyless")])
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        # Keyed: resent until the server answers; the copies that waited in the socket are duplicates.
+        server.proc.send_signal(signal.SIGSTOP)
+        threading.Timer(2.5, lambda: server.proc.send_signal(signal.SIGCONT)).start()
+        result = client.append([banyan.event("keyed", key="once")])
+        types = [e.type for e in client.events()]
+        assert types.count("keyless") == 1, "the unanswered keyless append was stored by the server, once"
+        assert types.count("keyed") == 1 and client.get_by_key("once").id == result.ids[0]
 
 
 def test_a_server_out_of_reach_is_unavailable_after_the_retries(server):
@@ -123,6 +154,26 @@ def test_writes_through_a_follower_reach_the_leader_and_reads_see_them(server_fa
         assert direct.get_by_key("k0").id == ids[0]
 
 
+def test_a_token_survives_the_followers_redirect(server_factory):
+    env = {"BANYAN_TOKENS": "w-token:write"}
+    leader = server_factory(name="leader", env=env)
+    follower = server_factory(name="follower", extra_args=["--follow", leader.url], env={**env, "BANYAN_LEADER_TOKEN": "w-token"})
+    with banyan.Client(follower.url, token="w-token") as client:
+        event_id = client.emit("redirected.with.token")
+    with banyan.Client(leader.url, token="w-token") as direct:
+        assert direct.get(event_id).type == "redirected.with.token"
+
+
+def test_a_query_cut_short_by_its_budget_says_so(server):
+    with banyan.Client(server.url) as client:
+        root = client.emit("root")
+        client.append([banyan.event("c", parents=[root]) for _ in range(50)])
+        with pytest.raises(banyan.Truncated) as cut:
+            list(client.query(f"descendants({root})", budget={"nodes_max": 10}))
+        assert "budget" in cut.value.reason
+        assert 0 < len(list(client.query(f"descendants({root})", budget={"nodes_max": 10}, allow_truncated=True))) < 50
+
+
 def test_tokens_are_sent(server_factory):
     srv = server_factory(env={"BANYAN_TOKENS": "w-token:write"})
     with banyan.Client(srv.url) as anonymous:
@@ -142,10 +193,11 @@ def test_the_asyncio_client_does_the_same(server):
             assert [e.id async for e in client.query(f"descendants({root})", page_size=7)] == ids
             assert [e.id async for e in client.events(after=root, limit=9)] == ids
             seen = []
-            async for event in client.stream(after=ids[-5]):
-                seen.append(event.id)
-                if len(seen) == 4:
-                    break
+            async with contextlib.aclosing(client.stream(after=ids[-5])) as events:
+                async for event in events:
+                    seen.append(event.id)
+                    if len(seen) == 4:
+                        break
             assert seen == ids[-4:]
             with pytest.raises(banyan.BanyanError):
                 await client.append([{"type": ""}])

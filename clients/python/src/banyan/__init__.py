@@ -9,8 +9,8 @@
 """
 from ._async import AsyncClient
 from ._client import Client
-from ._core import AppendResult, Appended, BanyanError, Event, NotLeader, Unavailable
+from ._core import AppendResult, Appended, BanyanError, Event, NotLeader, Truncated, Unavailable
 from ._core import event_body as event
 
-__all__ = ["Client", "AsyncClient", "event", "Event", "AppendResult", "Appended", "BanyanError", "NotLeader", "Unavailable"]
+__all__ = ["Client", "AsyncClient", "event", "Event", "AppendResult", "Appended", "BanyanError", "NotLeader", "Truncated", "Unavailable"]
 __version__ = "0.1.0"

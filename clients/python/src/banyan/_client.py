@@ -1,8 +1,9 @@
-"""The synchronous client. `_async.py` is the same API for asyncio; both build on `_core`."""
+"""The synchronous client. `_async.py` is the same API for asyncio; both build on `_core`, which
+holds every decision (retries, redirects, errors, stream positions), so the two differ only in
+`await`."""
 from __future__ import annotations
 
 import time
-from urllib.parse import quote
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import httpx
@@ -17,7 +18,7 @@ class Client(_core.ClientBase):
     def __init__(self, url: str, token: Optional[str] = None, *, read_urls: Sequence[str] = (), timeout: float = 10.0,
                  retries: int = _core.RETRIES_MAX) -> None:
         super().__init__(url, token, read_urls=read_urls, timeout=timeout, retries=retries)
-        self._http = httpx.Client(headers=self.headers, timeout=timeout, follow_redirects=True)
+        self._http = httpx.Client(headers=self.headers, timeout=timeout, follow_redirects=False)
 
     def __enter__(self) -> "Client":
         return self
@@ -30,33 +31,39 @@ class Client(_core.ClientBase):
 
     # ---- transport ------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, *, base: Optional[str] = None, json: Any = None,
-              params: Optional[Mapping[str, str]] = None, resend_ok: bool = True) -> httpx.Response:
-        url = (base or self.url) + path
-        for attempt in range(self.retries + 1):
+    def _send(self, method: str, path: str, *, base: Optional[str] = None, json: Any = None, params: Optional[Mapping[str, str]] = None,
+              resend_ok: bool = True, timeout: Optional[float] = None) -> httpx.Response:
+        url, attempt, redirects = (base or self.url) + path, 0, 0
+        while True:
             try:
-                response = self._http.request(method, url, json=json, params=params)
-            except httpx.ConnectError as error:  # never sent: always safe to try again
-                failure: Exception = error
+                response = self._http.request(method, url, json=json, params=params, timeout=timeout or self.timeout)
             except httpx.TransportError as error:
-                if not resend_ok:
-                    raise Unavailable(f"{method} {path}: the answer was lost ({error}); not sent again, "
-                                      "since events without keys could be stored twice") from error
-                failure = error
-            else:
-                if response.status_code == 503 and "Retry-After" in response.headers and attempt < self.retries:
-                    time.sleep(_core.retry_pause(attempt, response.headers["Retry-After"]))
-                    continue
-                if response.status_code >= 400:
-                    raise _core.error_for(response.status_code, response.text, method, path)
-                return response
-            if attempt < self.retries:
+                stop = _core.lost(error, resend_ok, method, path)
+                if stop is not None:
+                    raise stop from error
+                if attempt >= self.retries:
+                    raise Unavailable(f"{method} {path}: {error!r}") from error
                 time.sleep(_core.retry_pause(attempt, None))
-        raise Unavailable(f"{method} {path}: {failure}")
+                attempt += 1
+                continue
+            step, value = _core.answered(response, attempt, self.retries, resend_ok, method, path)
+            if step == "ok":
+                return response
+            if step == "raise":
+                raise value
+            if step == "redirect":
+                redirects += 1
+                if redirects > _core.REDIRECTS_MAX:
+                    raise _core.error_for(response.status_code, response.text, method, path)
+                url, params = value, None  # the Location holds the query
+                continue
+            time.sleep(value)
+            attempt += 1
 
-    def _read(self, path: str, params: Optional[Mapping[str, str]] = None, *, json: Any = None) -> httpx.Response:
-        base, params = self._read_target(params)
-        return self._send("POST" if json is not None else "GET", path, base=base, params=params, json=json)
+    def _read(self, path: str, params: Optional[Mapping[str, str]] = None, *, json: Any = None, node: Optional[str] = None,
+              at_least: int = 0, timeout: Optional[float] = None) -> httpx.Response:
+        return self._send("POST" if json is not None else "GET", path, base=node or self._read_node(),
+                          params=self._read_params(params, at_least), json=json, timeout=timeout)
 
     # ---- writes ---------------------------------------------------------------------------
 
@@ -64,7 +71,8 @@ class Client(_core.ClientBase):
         """Appends a batch atomically (`POST /v1/events`). Build events with `banyan.event(...)`
         or as dicts with the API's fields (`type`, `parents`, `parent_keys`, `key`, `stream`,
         `message`, `payload`)."""
-        answer = self._send("POST", "/v1/events", json=list(events), params=_core.append_params(durability, replicas),
+        events = list(events)
+        answer = self._send("POST", "/v1/events", json=events, params=_core.append_params(durability, replicas),
                             resend_ok=_core.retry_safe(events))
         return self._wrote(answer.json())
 
@@ -81,7 +89,7 @@ class Client(_core.ClientBase):
         return self._get_event(f"/v1/events/{int(id)}")
 
     def get_by_key(self, key: str) -> Optional[Event]:
-        return self._get_event("/v1/events/by-key/" + quote(key, safe=""))
+        return self._get_event(_core.key_path(key))
 
     def _get_event(self, path: str) -> Optional[Event]:
         try:
@@ -94,25 +102,30 @@ class Client(_core.ClientBase):
     def events(self, *, after: int = 0, type: Optional[str] = None, stream: Optional[str] = None, since: Any = None,
                until: Any = None, limit: int = 1000) -> Iterator[Event]:
         """The log in id order after `after`, page by page, up to its end when the last page
-        was read (`GET /v1/events`)."""
-        params = self._events_params(type, stream, since, until, limit)
+        was read (`GET /v1/events`), all from one node."""
+        params, node = self._events_params(type, stream, since, until, limit), self._read_node()
         while True:
-            page = self._read("/v1/events", {**params, "after": str(after)}).json()
+            page = self._read("/v1/events", {**params, "after": str(after)}, node=node, at_least=after).json()
             yield from (Event.from_json(e) for e in page["events"])
             if page["next"] >= page["last_id"] or page["next"] <= after:
                 return
             after = page["next"]
 
     def query(self, text: str, *, page_size: Optional[int] = None, include: Sequence[str] = (),
-              budget: Optional[Mapping[str, int]] = None) -> Iterator[QueryItem]:
-        """Every result of a query (docs/QUERY_LANGUAGE.md), following `next` cursors: events,
-        or paths (lists of ids) for `path`/`paths`. The pages are one answer over one snapshot."""
-        cursor = None
+              budget: Optional[Mapping[str, int]] = None, allow_truncated: bool = False) -> Iterator[QueryItem]:
+        """Every result of a query (docs/QUERY_LANGUAGE.md), following `next` cursors, from one
+        node: events, or paths (lists of ids) for `path`/`paths`. The pages are one answer over
+        one snapshot. An answer its budget cut short raises `Truncated` after the results it has,
+        unless `allow_truncated`."""
+        cursor, node, timeout = None, self._read_node(), _core.query_timeout(self.timeout, budget)
         while True:
-            answer = self._read("/v1/query", json=_core.query_body(text, cursor, page_size, include, budget)).json()
+            answer = self._read("/v1/query", json=_core.query_body(text, cursor, page_size, include, budget), node=node,
+                                timeout=timeout).json()
             yield from _core.query_items(answer)
             cursor = answer.get("next")
             if not cursor:
+                if answer.get("truncated") and not allow_truncated:
+                    raise _core.Truncated(answer.get("stats", {}))
                 return
 
     def count(self, text: str) -> int:
@@ -126,19 +139,23 @@ class Client(_core.ClientBase):
         return self._read("/v1/status").json()
 
     def stream(self, *, after: Optional[int] = None, type: Optional[str] = None, stream: Optional[str] = None) -> Iterator[Event]:
-        """Events after `after` (default: from the end of the log), then live ones, for as long as
-        it is iterated. A lost connection is resumed with Last-Event-ID: no event is yielded twice
-        or skipped. Errors other than an unreachable server are raised."""
-        position = _core.StreamPosition(after)
-        pause = _core.RECONNECT_PAUSE_S[0]
+        """Events after `after` (default: the end of the log now), then live ones, for as long as
+        it is iterated, from one node. A lost connection (or one silent for STREAM_SILENCE_MAX_S)
+        is resumed with Last-Event-ID: no event is yielded twice or skipped. Refusals are
+        raised; an unreachable server is tried again without end."""
+        node = self._read_node()
+        if after is None:
+            after = self._read("/v1/status", node=node).json()["last_id"]
+        position, pause = _core.StreamPosition(after), _core.RECONNECT_PAUSE_S[0]
         while True:
-            base, params = self._read_target(_core.stream_params(type, stream, after))
+            params = self._read_params(_core.stream_params(type, stream, after))
             try:
-                with self._http.stream("GET", base + "/v1/stream", params=params, headers=position.headers(),
-                                       timeout=httpx.Timeout(None, connect=self._http.timeout.connect)) as response:
-                    if response.status_code >= 400 and not (response.status_code == 503 and "Retry-After" in response.headers):
+                with self._http.stream("GET", node + "/v1/stream", params=params, headers=position.headers(),
+                                       timeout=httpx.Timeout(self.timeout, read=_core.STREAM_SILENCE_MAX_S)) as response:
+                    wait = _core.stream_refused(response.status_code, response.headers)
+                    if wait is None:
                         raise _core.error_for(response.status_code, response.read().decode(), "GET", "/v1/stream")
-                    if response.status_code < 400:
+                    if wait == 0:
                         parser = _core.SSEParser()
                         for text in response.iter_text():
                             pause = _core.RECONNECT_PAUSE_S[0]
@@ -146,6 +163,8 @@ class Client(_core.ClientBase):
                                 event = position.take(frame)
                                 if event is not None:
                                     yield event
+                    else:
+                        pause = max(pause, wait)
             except httpx.TransportError:
                 pass
             time.sleep(pause)

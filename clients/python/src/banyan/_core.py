@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+from urllib.parse import quote, urljoin
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+import httpx
 
 # Attempts of one request when the server is out of reach or overloaded (503 with Retry-After),
 # and the longest pause between two.
@@ -13,6 +16,13 @@ RETRIES_MAX = 4
 RETRY_PAUSE_MAX_S = 5.0
 # Stream reconnections: the pause doubles from the first to the last.
 RECONNECT_PAUSE_S = (0.25, 10.0)
+# A stream with nothing, not even a heartbeat (every 15 s by default), for this long is taken for
+# a dead connection and reopened.
+STREAM_SILENCE_MAX_S = 60.0
+# Redirects (a follower's 307 to its leader) followed by one request.
+REDIRECTS_MAX = 3
+# Failures that happen before a request leaves: safe to try again whatever it is.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class BanyanError(Exception):
@@ -32,12 +42,26 @@ class BanyanError(Exception):
 
 
 class NotLeader(BanyanError):
-    """A write reached a node that cannot take it (503 from a fenced node or a follower without
-    a leader); `leader` names the leader when known."""
+    """A write reached a node that cannot take it: `503 not the leader` (a fenced node, a
+    follower that knows no leader, a leader that lost its lease). `results`, when present, are
+    the events the leader stored before it found out."""
 
     @property
     def leader(self) -> Optional[str]:
         return self.body.get("leader")
+
+    @property
+    def results(self) -> Optional[list[dict[str, Any]]]:
+        return self.body.get("results")
+
+
+class Truncated(BanyanError):
+    """A query's budget was spent: what was yielded is a part of the answer (`reason` says why)."""
+
+    def __init__(self, stats: Mapping[str, Any]) -> None:
+        super().__init__(200, {"error": "truncated", "detail": str(stats.get("reason"))})
+        self.reason = stats.get("reason")
+        self.stats = dict(stats)
 
 
 class Unavailable(Exception):
@@ -134,9 +158,46 @@ def error_for(status: int, text: str, method: str, path: str) -> BanyanError:
         body: Any = json.loads(text) if text else {}
     except ValueError:
         body = {"error": text.strip() or f"HTTP {status}"}
-    if status == 503 and isinstance(body, dict) and "leader" in body:
+    if status == 503 and isinstance(body, dict) and body.get("error") == "not the leader":
         return NotLeader(status, body, method, path)
     return BanyanError(status, body, method, path)
+
+
+def lost(error: Exception, resend_ok: bool, method: str, path: str) -> Optional[Exception]:
+    """What to raise when a request failed without an answer, or None to send it again."""
+    if isinstance(error, NEVER_SENT) or resend_ok:
+        return None
+    return Unavailable(f"{method} {path}: the answer was lost ({error!r}); not sent again, since events without "
+                       "keys could be stored twice (give every event a key to make appends safe to resend)")
+
+
+def answered(response: httpx.Response, attempt: int, retries: int, resend_ok: bool, method: str, path: str) -> tuple[str, Any]:
+    """The next step after an answer: ("ok", None), ("redirect", url), ("retry", pause) or
+    ("raise", error). A 307/308 (a follower naming its leader) is sent again there, headers and
+    body included (httpx would drop the token on a redirect to another origin). A 503 with
+    Retry-After stored nothing (overloaded, not yet applied) unless it carries `results` (a
+    leader that lost its lease after storing): then it is sent again only when that is safe."""
+    status = response.status_code
+    if status in (307, 308) and "location" in response.headers:
+        return "redirect", urljoin(str(response.request.url), response.headers["location"])
+    if status == 503 and "retry-after" in response.headers and attempt < retries:
+        error = error_for(status, response.text, method, path)
+        if "results" in error.body and not resend_ok:
+            return "raise", error
+        return "retry", retry_pause(attempt, response.headers["retry-after"])
+    if status >= 400:
+        return "raise", error_for(status, response.text, method, path)
+    return "ok", None
+
+
+def key_path(key: str) -> str:
+    # Dots too: httpx resolves "." and ".." segments, which would name another route.
+    return "/v1/events/by-key/" + quote(key, safe="").replace(".", "%2E")
+
+
+def query_timeout(timeout: float, budget: Optional[Mapping[str, int]]) -> float:
+    """A query may run for its time budget: the request waits that long and a little more."""
+    return max(timeout, (budget or {}).get("time_max_ms", 0) / 1000 + 5)
 
 
 def retry_pause(attempt: int, retry_after: Optional[str]) -> float:
@@ -220,6 +281,16 @@ class StreamPosition:
         return Event.from_json(json.loads(frame["data"]))
 
 
+def stream_refused(status: int, headers: Mapping[str, str]) -> Optional[float]:
+    """0 for a stream to read, seconds to wait before trying again (503 with Retry-After: too many
+    streams, not yet applied), or None for a refusal to raise."""
+    if status < 400 and headers.get("content-type", "").startswith("text/event-stream"):
+        return 0
+    if status == 503 and "retry-after" in headers:
+        return retry_pause(0, headers["retry-after"]) or RECONNECT_PAUSE_S[0]
+    return None
+
+
 def stream_params(type: Optional[str], stream: Optional[str], after: Optional[int]) -> dict[str, str]:
     params: dict[str, str] = {}
     if after is not None:
@@ -251,12 +322,17 @@ class ClientBase:
         self.last_write_id = 0
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    def _read_target(self, params: Optional[Mapping[str, str]]) -> tuple[str, dict[str, str]]:
-        """The node a read goes to, and its parameters with read-your-writes' `min_id`."""
+    def _read_node(self) -> str:
+        """The node the next read goes to; every page of one iterator goes to the same one."""
+        return next(self._reads)
+
+    def _read_params(self, params: Optional[Mapping[str, str]], at_least: int = 0) -> dict[str, str]:
+        """Read-your-writes: the node must have applied this client's last write (and `at_least`)."""
         params = dict(params or {})
-        if self.last_write_id:
-            params["min_id"] = str(self.last_write_id)
-        return next(self._reads), params
+        floor = max(self.last_write_id, at_least)
+        if floor:
+            params["min_id"] = str(floor)
+        return params
 
     def _wrote(self, answer: Mapping[str, Any]) -> AppendResult:
         result = parse_append(answer)
