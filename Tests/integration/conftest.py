@@ -289,7 +289,12 @@ def module_server(request, banyan_bin, tmp_path_factory) -> BanyanServer:
     avoid a server start per parametrized case. Tests using it must not depend
     on which events exist beyond what they create themselves."""
     base = tmp_path_factory.mktemp("module-server")
-    srv = BanyanServer(banyan_bin, base / "data", base / "module-data.log")
+    yield from serve_for_module(request, BanyanServer(banyan_bin, base / "data", base / "module-data.log"))
+
+
+def serve_for_module(request, srv: BanyanServer):
+    """Starts `srv` for a module-scoped fixture (`yield from` it): its log goes with a failing
+    test's report, and it is stopped after the module."""
     request.module._banyan_module_server = srv
     try:
         srv.start()

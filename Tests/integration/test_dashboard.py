@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import REPO_ROOT, BanyanServer
+from conftest import REPO_ROOT, BanyanServer, serve_for_module
 
 selenium = pytest.importorskip("selenium", reason="tools/requirements.txt installs selenium")
 from selenium import webdriver  # noqa: E402
@@ -65,13 +65,7 @@ def git_server(request, banyan_bin, tmp_path_factory) -> BanyanServer:
     base = tmp_path_factory.mktemp("dashboard-git")
     subprocess.run([str(banyan_bin), "import", str(DATASET), "--data-dir", str(base / "data")],
                    check=True, capture_output=True, timeout=300)
-    srv = BanyanServer(banyan_bin, base / "data", base / "git.log", ("--workflows",))
-    request.module._banyan_module_server = srv
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.cleanup()
+    yield from serve_for_module(request, BanyanServer(banyan_bin, base / "data", base / "git.log", ("--workflows",)))
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,11 @@ final class QueryAnswers: Sendable {
         var clock: UInt64 = 0
         var hits = 0
         var misses = 0
+
+        /// Drops the answer kept for `key`, if any, and its bytes.
+        mutating func remove(_ key: Key) {
+            if let old = entries.removeValue(forKey: key) { bytes -= old.bytes }
+        }
     }
 
     let bytesMax: Int
@@ -53,7 +58,7 @@ final class QueryAnswers: Sendable {
     func answer(_ key: Key, rewrites: UInt64) -> QueryResult? {
         state.withLock { s in
             guard var entry = s.entries[key], entry.rewrites == rewrites else {
-                if let stale = s.entries.removeValue(forKey: key) { s.bytes -= stale.bytes }
+                s.remove(key)
                 s.misses += 1
                 return nil
             }
@@ -69,13 +74,12 @@ final class QueryAnswers: Sendable {
         let bytes = Self.bytes(of: result) + key.text.utf8.count + Self.overheadBytes
         guard bytes <= bytesMax / 4 else { return }
         state.withLock { s in
-            if let old = s.entries.removeValue(forKey: key) { s.bytes -= old.bytes }
+            s.remove(key)
             // A scan of at most answersMax entries costs microseconds; the query it saves, milliseconds.
             while s.bytes + bytes > bytesMax || s.entries.count >= Self.answersMax,
                 let oldest = s.entries.min(by: { $0.value.used < $1.value.used })
             {
-                s.bytes -= oldest.value.bytes
-                s.entries.removeValue(forKey: oldest.key)
+                s.remove(oldest.key)
             }
             s.clock += 1
             s.entries[key] = Entry(result: result, rewrites: rewrites, bytes: bytes, used: s.clock)
@@ -85,9 +89,7 @@ final class QueryAnswers: Sendable {
 
     /// An answer whose last page was served.
     func forget(_ key: Key) {
-        state.withLock { s in
-            if let old = s.entries.removeValue(forKey: key) { s.bytes -= old.bytes }
-        }
+        state.withLock { $0.remove(key) }
     }
 
     /// Answers kept, their bytes, and lookups that found or missed one (for `/metrics`).

@@ -24,8 +24,14 @@ let prompt = null;
 // few seconds. The header's "Enter token" button clears it.
 let refused = false;
 
-export function tokenRefused() { return refused; }
 export function allowTokenPrompt() { refused = false; }
+
+// The header's button: "Forget token" while there is one, "Enter token" right after a cancelled prompt.
+export function drawTokenButton(cancelled = false) {
+  const button = document.getElementById('token-button');
+  button.hidden = !token() && !refused;
+  button.textContent = token() && !cancelled ? 'Forget token' : 'Enter token';
+}
 
 // Shows the token dialog once for all the requests waiting on it; resolves true when a token
 // was given, false when the visitor cancelled (now or before).
@@ -46,9 +52,7 @@ export function askForToken(reason) {
       if (dialog.open) dialog.close();
       prompt = null;
       refused = !given;
-      const button = document.getElementById('token-button');
-      button.hidden = false;
-      button.textContent = given ? 'Forget token' : 'Enter token';
+      drawTokenButton(!given);
       resolve(given);
     };
     const onSubmit = e => {

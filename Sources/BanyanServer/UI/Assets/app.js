@@ -2,7 +2,7 @@
 // A page's render(view, params, url) draws into a fresh element inside <main> and may answer a
 // cleanup function (close streams, stop timers), run before the next page is drawn.
 import {navigate, h, errorBox} from './dom.js';
-import {forgetToken, token, tokenRefused, allowTokenPrompt} from './api.js';
+import {forgetToken, token, allowTokenPrompt, drawTokenButton} from './api.js';
 
 const pages = [
   [/^\/ui\/?$/, 'overview', 'Overview', () => import('./overview.js')],
@@ -65,9 +65,7 @@ function drawHeader(url) {
     const here = href === url.pathname || (href !== '/ui/' && url.pathname.startsWith(href));
     if (here) link.setAttribute('aria-current', 'page'); else link.removeAttribute('aria-current');
   }
-  const button = document.getElementById('token-button');
-  button.hidden = !token() && !tokenRefused();
-  button.textContent = token() ? 'Forget token' : 'Enter token';
+  drawTokenButton();
 }
 
 document.addEventListener('click', event => {
