@@ -24,6 +24,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
         // The C boundary: modulemap + shim.h only. Imported by EventLog/Storage/RocksDB/ alone.
@@ -67,6 +71,20 @@ let package = Package(
             // The dashboard's files (docs/DASHBOARD.md), compiled into the binary as byte arrays.
             resources: [.embedInCode("UI/Assets")]
         ),
+        // gRPC beside the HTTP API (docs/CLIENTS.md): CelestialTree's Emit and the native
+        // banyan.v1 service, over BanyanServer's operations. Generated/ is protoc's output for
+        // proto/ (tools/gen_grpc.sh), committed so builds need no protoc plugin.
+        .target(
+            name: "BanyanGRPC",
+            dependencies: [
+                "BanyanServer", "EventLog",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         // The workflow engine: a client of the log, through BanyanClient only (never EventLog).
         .target(
             name: "Workflow",
@@ -90,6 +108,7 @@ let package = Package(
                 "LineageQuery",
                 "BanyanClient",
                 "BanyanServer",
+                "BanyanGRPC",
                 "Workflow",
                 "WorkflowServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -103,6 +122,9 @@ let package = Package(
         .testTarget(name: "EventLogTests", dependencies: ["EventLog", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LineageQueryTests", dependencies: ["LineageQuery", "EventLog"]),
         .testTarget(name: "WorkflowTests", dependencies: ["Workflow", "BanyanClient", "TestSupport"]),
+        .testTarget(
+            name: "BanyanGRPCTests",
+            dependencies: ["BanyanGRPC", "EventLog", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(
             name: "BanyanServerTests",
             dependencies: [

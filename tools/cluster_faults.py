@@ -71,7 +71,7 @@ class Cluster:
         wait_until(lambda: requests.get(self.etcd_url + "/health", timeout=1).json().get("health") == "true", 30, "etcd", self.etcd)
 
     def start_node(self, port: int) -> None:
-        argv = [self.banyan, "serve", "--data-dir", os.path.join(self.root, f"n{port}"), "--port", str(port), "--cluster", "f",
+        argv = [self.banyan, "serve", "--data-dir", os.path.join(self.root, f"n{port}"), "--port", str(port), "--grpc-port", "0", "--cluster", "f",
                 "--etcd", self.etcd_url, "--lease-ttl-seconds", str(self.ttl)]
         self.nodes[self.url(port)] = self.procs.start(f"n{port}", argv, os.path.join(self.root, f"n{port}.log"))
         wait_until(lambda: requests.get(self.url(port) + "/healthz", timeout=1).ok, 30, f"node {port}")

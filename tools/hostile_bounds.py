@@ -55,7 +55,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
-        self.proc = subprocess.Popen([binary, "serve", "--data-dir", data, "--port", str(self.port)],
+        self.proc = subprocess.Popen([binary, "serve", "--data-dir", data, "--port", str(self.port), "--grpc-port", "0"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=limit)
         deadline = time.time() + 60
         while time.time() < deadline:

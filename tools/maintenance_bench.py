@@ -68,7 +68,7 @@ def med(values: list[float], fmt) -> str:
 class Server:
     def __init__(self, procs: Processes, binary: str, data: str, log_path: str, extra=()):
         self.port = free_port()
-        self.proc = procs.start("banyan", [binary, "serve", "--data-dir", data, "--port", str(self.port), "--log-level", "warning",
+        self.proc = procs.start("banyan", [binary, "serve", "--data-dir", data, "--port", str(self.port), "--grpc-port", "0", "--log-level", "warning",
                                            "--snapshot-keep", "2", *extra], log_path)
         self.procs = procs
         wait_until(lambda: self.request("GET", "/healthz")[0] == 200, 60, "banyan serve", self.proc)

@@ -72,7 +72,7 @@ class Sampler(threading.Thread):
 
 
 def start_server(banyan, data_dir, port):
-    proc = subprocess.Popen([banyan, "serve", "--data-dir", data_dir, "--port", str(port)],
+    proc = subprocess.Popen([banyan, "serve", "--data-dir", data_dir, "--port", str(port), "--grpc-port", "0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600  # opening a 10M-event store rebuilds the index: allow time
     while time.monotonic() < deadline:

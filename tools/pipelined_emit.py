@@ -47,7 +47,7 @@ def main() -> None:
                 label = f"r{r}-d{depth}"
                 data = os.path.join(root, label)
                 server = celestialtree.Server(procs, "Banyan", lambda port: [
-                    args.banyan, "serve", "--data-dir", data, "--port", str(port), "--log-level", "warning",
+                    args.banyan, "serve", "--data-dir", data, "--port", str(port), "--grpc-port", "0", "--log-level", "warning",
                     "--pipeline-depth-max", str(depth)], root, label)
                 try:
                     rate, client_cpu, cores = celestialtree.pipelined_emit(server, events, args.depth, 600)

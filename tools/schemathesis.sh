@@ -138,7 +138,7 @@ start_server() {
   if [ "${1:-}" = "--seed" ]; then seed="--seed"; shift; fi
   local port
   port="$(free_port)"
-  "$BANYAN_BIN" serve --data-dir "$WORK/$name" --host 127.0.0.1 --port "$port" "$@" >"$WORK/$name.log" 2>&1 &
+  "$BANYAN_BIN" serve --data-dir "$WORK/$name" --host 127.0.0.1 --port "$port" --grpc-port 0 "$@" >"$WORK/$name.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   SERVER_BASE="http://127.0.0.1:$port"

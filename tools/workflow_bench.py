@@ -147,7 +147,7 @@ def main() -> None:
         print(json.dumps({"machine": info, "banyan": file_identity(args.banyan)}))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = procs.start("server", [args.banyan, "serve", "--data-dir", os.path.join(root, "data"), "--port", str(port)], os.path.join(root, "server.log"))
+        server = procs.start("server", [args.banyan, "serve", "--data-dir", os.path.join(root, "data"), "--port", str(port), "--grpc-port", "0"], os.path.join(root, "server.log"))
         wait_until(lambda: requests.get(url + "/healthz", timeout=1).ok, 30, "the server", server)
 
         def engine(name: str, *extra: str):

@@ -14,11 +14,11 @@ public struct BanyanServer: Sendable {
     public let config: ServerConfiguration
     public let metrics: ServerMetrics
     public let logger: Logger
-    let streams = StreamRegistry()
+    package let streams = StreamRegistry()
     public let connections: ConnectionRegistry
     public let replication: ReplicationState
     let jobs = MaintenanceJobs()
-    let queryAnswers: QueryAnswers
+    package let queryAnswers: QueryAnswers
     /// Routes served beside the server's own (the workflow API of `serve --workflows`), with the
     /// same authorisation, error bodies and metrics.
     public var routes: [Route] = []
@@ -28,6 +28,8 @@ public struct BanyanServer: Sendable {
     /// This node's membership of a cluster (`serve --cluster`), joined before the server is
     /// built; its renewals run as one of the server's services.
     public var cluster: ClusterMember?
+    /// More services that start and stop with the server (the gRPC listener, `BanyanGRPC`).
+    public var services: [any Service] = []
 
     /// - Parameter metrics: pass the same instance as the store's `StoreOptions.observer` to get commit metrics.
     public init(store: EventStore, config: ServerConfiguration, metrics: ServerMetrics = ServerMetrics(), logger: Logger) throws {
@@ -55,8 +57,12 @@ public struct BanyanServer: Sendable {
     /// The responder, usable without a socket in tests.
     public var responder: some HTTPResponder<BanyanRequestContext> { banyanResponder }
 
+    /// The native API's operations, for the gRPC services (`BanyanGRPC`) as much as for its routes.
+    package var native: NativeAPI {
+        NativeAPI(store: store, config: config, streams: streams, replication: replication, cluster: cluster, queryAnswers: queryAnswers)
+    }
+
     private var banyanResponder: BanyanResponder {
-        let native = NativeAPI(store: store, config: config, streams: streams, replication: replication, cluster: cluster, queryAnswers: queryAnswers)
         let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams, replication: replication)
         let replicationAPI = ReplicationAPI(store: store, replication: replication, config: config, logger: logger)
         let maintenanceAPI = MaintenanceAPI(snapshots: snapshots, compactions: compactions, jobs: jobs, access: config.access, limits: store.limits)
@@ -112,6 +118,7 @@ public struct BanyanServer: Sendable {
             })
         }
         if let cluster { services.append(cluster) }
+        services += self.services
         if let every = config.snapshotEvery {
             services.append(MaintenanceSchedule(every: every, kind: "snapshot", logger: logger) { [snapshots, prune = config.snapshotPrune] in
                 _ = try await snapshots.create(requestedBy: "schedule", prune: prune)

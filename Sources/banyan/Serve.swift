@@ -1,5 +1,6 @@
 import ArgumentParser
 import BanyanClient
+import BanyanGRPC
 import BanyanServer
 import EventLog
 import Foundation
@@ -20,6 +21,8 @@ extension Banyan {
         @OptionGroup var data: DataDirOptions
         @Option(help: "Address to bind.") var host = "127.0.0.1"
         @Option(help: "Port to listen on (0: any free port).") var port = 7777
+        @Option(help: "gRPC port: CelestialTree's Emit and the banyan.v1 service (docs/CLIENTS.md); 0: any free port; off: no gRPC.")
+        var grpcPort = "7778"
         @Option(help: "When to fsync: group (every commit group), interval, never.") var fsync: Durability = .group
         @Option(help: "Milliseconds between background syncs under --fsync interval.") var syncIntervalMs = 100
         @Option(help: "Nodes in one descendants/provenance tree response.") var treeNodesMax = Limits().treeNodesMax
@@ -92,6 +95,12 @@ extension Banyan {
                 }
             }
             try check("port", port, Bounds.port)
+            if grpcPort != "off" {
+                guard let n = Int(grpcPort), Bounds.port.contains(n) else {
+                    throw ValidationError("--grpc-port must be \(Bounds.port.lowerBound)...\(Bounds.port.upperBound) or off, not \"\(grpcPort)\"")
+                }
+                if n != 0, n == port { throw ValidationError("--grpc-port must differ from --port (\(port))") }
+            }
             try check("sync-interval-ms", syncIntervalMs, Bounds.syncIntervalMs)
             try check("tree-nodes-max", treeNodesMax, Bounds.treeNodesMax)
             try check("batch-events-max", batchEventsMax, Bounds.batchEventsMax)
@@ -186,6 +195,7 @@ extension Banyan {
                 }
                 config.host = host
                 config.port = port
+                config.grpcPort = grpcPort == "off" ? nil : Int(grpcPort)
                 config.allowedHosts = Self.list(allowedHosts)
                 config.corsOrigins = Self.list(corsOrigins)
                 config.streamHeartbeat = .seconds(streamHeartbeatSeconds)
@@ -247,6 +257,11 @@ extension Banyan {
                     // Before serving: etcd out of reach, or the URL held by a live node, stops the start.
                     try await member.join()
                     server.cluster = member
+                }
+                if let grpcPort = config.grpcPort {
+                    server.services.append(GRPCEndpoint(server: server, port: grpcPort) { port in
+                        Console.error("banyan: gRPC on \(host):\(port) (celestialtree.v1.CelestialTreeService/Emit, banyan.v1.Banyan)")
+                    })
                 }
                 let upstream = WorkflowAPI.Upstream()
                 let engineMetrics = EngineMetrics()

@@ -114,6 +114,8 @@ class BanyanServer:
         self.env = dict(env) if env else None
         self.host = host
         self.port = free_port()
+        # Every server gets its own gRPC port (the default, 7778, would collide).
+        self.grpc_port = free_port()
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
 
@@ -137,7 +139,9 @@ class BanyanServer:
     def command(self) -> list[str]:
         return [str(self.bin), "serve", "--data-dir", str(self.data_dir),
                 "--host", self.host, "--port", str(self.port),
-                "--fsync", self.fsync, *self.extra_args]
+                "--fsync", self.fsync,
+                *([] if "--grpc-port" in self.extra_args else ["--grpc-port", str(self.grpc_port)]),
+                *self.extra_args]
 
     # ---- lifecycle ------------------------------------------------------
 
@@ -156,7 +160,7 @@ class BanyanServer:
             if self.alive():
                 # Running but never healthy within the deadline: no point retrying.
                 break
-            self.port = free_port()
+            self.port, self.grpc_port = free_port(), free_port()
         self.kill9()
         raise AssertionError(
             f"banyan serve did not become healthy ({last_error}); "

@@ -423,7 +423,7 @@ def test_a_partitioned_leader_acknowledges_nothing_and_rejoins_when_healed(etcd,
 
 def test_cluster_mode_refuses_what_it_cannot_do(etcd, server_factory, run_banyan, tmp_path):
     node = server_factory(["--cluster", "c1", "--etcd", etcd.url, "--lease-ttl-seconds", "2"])
-    serve = ["serve", "--data-dir", str(tmp_path / "other"), "--port", str(free_port())]
+    serve = ["serve", "--data-dir", str(tmp_path / "other"), "--port", str(free_port()), "--grpc-port", "0"]
     for args, words in [(["--cluster", "c1"], "go together"), (["--etcd", etcd.url], "go together"),
                         (["--cluster", "c1", "--etcd", etcd.url, "--follow", node.url], "do not go together"),
                         (["--cluster", "a/b", "--etcd", etcd.url], "--cluster takes"), (["--cluster", "c1", "--etcd", "localhost:2379"], "--etcd takes"),

@@ -101,7 +101,7 @@ def test_a_damaged_wal_is_refused_and_accepting_it_never_reuses_an_id(flip, cras
     assert any(f"up to id {last_acked}" in p for p in report["problems"]), report
 
     # serve: refuses to start, exit non-zero, says why and the way out.
-    s = run_banyan("serve", "--data-dir", str(data), "--port", "0", timeout=60)
+    s = run_banyan("serve", "--data-dir", str(data), "--port", "0", "--grpc-port", "0", timeout=60)
     assert s.returncode != 0, s.describe()
     assert "write-ahead log is damaged" in s.stderr and "--accept-wal-loss" in s.stderr, s.describe()
     assert not (data / "WAL_LOSS").exists()
@@ -497,7 +497,7 @@ def test_banyan_query_exits_3_on_a_truncated_answer(tmp_path, run_banyan):
 def test_a_token_listed_twice_is_refused(tmp_path, run_banyan):
     tokens = tmp_path / "tokens"
     tokens.write_text("t1 read\nt2 write\nt1 admin\n")
-    r = run_banyan("serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--tokens-file", str(tokens), timeout=30)
+    r = run_banyan("serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--grpc-port", "0", "--tokens-file", str(tokens), timeout=30)
     assert r.returncode != 0 and "listed twice" in r.stderr, r.describe()
 
 
@@ -519,7 +519,7 @@ def test_forged_cursors_are_refused(module_server):
     ("--query-nodes-default", "20000000"), ("--header-read-timeout-seconds", "0"), ("--idle-timeout-seconds", "-1"),
     ("--connections-max", "0"), ("--connections-max", "100000000"), ("--log-level", "loud"), ("--sync-interval-ms", "0"),
     ("--cors-origins", "evil.example"), ("--query-page-bytes-max", "10"), ("--query-answer-cache-bytes-max", "99999999999999"),
-    ("--pipeline-depth-max", "0"),
+    ("--pipeline-depth-max", "0"), ("--grpc-port", "70000"), ("--grpc-port", "nope"),
 ])
 def test_every_flag_is_checked_at_start(flag, value, tmp_path, run_banyan):
     r = run_banyan("serve", "--data-dir", str(tmp_path / "d"), "--port", "0", flag, value, timeout=30)

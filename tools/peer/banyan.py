@@ -28,7 +28,7 @@ class Server:
         self.dir = os.path.join(root, f"banyan-{label}")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = procs.start(NAME, [binary, "serve", "--data-dir", self.dir, "--port", str(self.port),
+        self.proc = procs.start(NAME, [binary, "serve", "--data-dir", self.dir, "--port", str(self.port), "--grpc-port", "0",
                                        "--fsync", "group", "--log-level", "warning", *extra],
                                 self.dir + ".log")
         wait_until(lambda: self.get("/healthz")[0] == 200, 60, "banyan serve", self.proc)

@@ -54,7 +54,7 @@ def celestialtree(procs: Processes, binary: str, root: str, label: str) -> Serve
 
 def banyan(procs: Processes, binary: str, root: str, label: str) -> Server:
     data = os.path.join(root, f"banyan-{label}")
-    return Server(procs, "Banyan", lambda port: [binary, "serve", "--data-dir", data, "--port", str(port),
+    return Server(procs, "Banyan", lambda port: [binary, "serve", "--data-dir", data, "--port", str(port), "--grpc-port", "0",
                                                  "--fsync", "group", "--log-level", "warning"], root, label)
 
 

@@ -90,8 +90,13 @@ public struct AccessControl: Sendable {
 
     /// Checks a request against the role its route needs; throws 401/403 as JSON.
     func authorize(_ request: Request, needs role: Role?) throws {
+        try authorize(authorization: request.headers[.authorization], needs: role)
+    }
+
+    /// The same check on an `Authorization` value from elsewhere (gRPC metadata).
+    package func authorize(authorization: String?, needs role: Role?) throws {
         guard isEnabled, let role else { return }
-        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+        guard let header = authorization, header.lowercased().hasPrefix("bearer ") else {
             var error = APIError(.unauthorized, "unauthorized", detail: "this server requires Authorization: Bearer <token>").naming("Authorization")
             error.headers[.wwwAuthenticate] = "Bearer"
             throw error

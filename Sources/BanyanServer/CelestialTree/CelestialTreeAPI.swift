@@ -72,26 +72,15 @@ struct CelestialTreeAPI: Sendable {
         let body = try await RequestBody.bytes(request, bytesMax: store.limits.eventBodyBytesMax)
         let object = try RequestBody.object(body, allowed: Self.emitFields, depthMax: limits.jsonDepthMax)
         let type = try RequestBody.string(object, "type")
-        guard let type, !type.isEmpty else { throw APIError(.badRequest, "emit failed", detail: "type is required") }
+        guard let type else { throw APIError(.badRequest, "emit failed", detail: "type is required") }
         let parents = try RequestBody.ids(object, "parents", countMax: limits.parentsPerEventMax) ?? []
         let message = try RequestBody.string(object, "message")
         let payload = object["payload"].flatMap { $0.isNull ? nil : $0 }
-        let append = AppendRequest(type: type, parents: parents, message: message, payload: payload)
-        let term = store.epoch
-        let receipt: AppendReceipt
-        do {
-            try append.refuseReservedType()
-            receipt = try await store.append([append])
-        } catch let error as LogError {
-            throw APIError.from(error, summary: "emit failed", withIndex: false)
-        }
-        // `--min-replicas` covers /emit too; CelestialTree's answer has no room for a count.
-        let id = receipt.results[0].id
-        try replication.confirmLease(term: term, stored: [("id", .int(id))])
-        _ = try await replication.awaitReplicas(config.minReplicas, through: id, term: term, timeout: config.replicaTimeout, stored: [("id", .int(id))])
+        let id = try await Writes(store: store, replication: replication, config: config).emit(
+            type: type, parents: parents, message: message, payload: payload, redirecting: request.uri.description)
         var w = JSONWriter()
         w.writeRaw("{\"id\":")
-        w.writeUInt(receipt.results[0].id)
+        w.writeUInt(id)
         w.writeRaw("}")
         return JSONResponse.make(w)
     }

@@ -29,6 +29,13 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     }
 
     public func makeResponse() -> Response {
+        var response = JSONResponse.make(json: body, status: status)
+        for field in headers { response.headers.append(field) }
+        return response
+    }
+
+    /// The JSON body: `{"error", "detail"?, "field"?, "index"?, "line"?, "column"?, ...members}`.
+    package var body: [UInt8] {
         var w = JSONWriter(capacity: 64 + (detail?.utf8.count ?? 0))
         w.writeRaw("{\"error\":")
         w.writeString(error)
@@ -46,9 +53,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
             w.write(value)
         }
         w.writeRaw("}")
-        var response = JSONResponse.make(w, status: status)
-        for field in headers { response.headers.append(field) }
-        return response
+        return w.bytes
     }
 
     static func invalidJSON(_ detail: String) -> APIError { APIError(.badRequest, "invalid json", detail: detail) }
@@ -86,7 +91,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
 
     /// Maps a store error to a response, with `error` as the CelestialTree summary (e.g. "emit failed").
     /// Single-event routes leave out the batch index, as CelestialTree's details have none.
-    static func from(_ e: LogError, summary: String, withIndex: Bool = true) -> APIError {
+    package static func from(_ e: LogError, summary: String, withIndex: Bool = true) -> APIError {
         let detail = withIndex ? e.description : e.message
         switch e.code {
         case .invalidArgument, .notFound, .limitExceeded:

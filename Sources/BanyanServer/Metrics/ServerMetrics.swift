@@ -164,7 +164,7 @@ public final class ServerMetrics: StoreObserver, Sendable {
     }
 
     /// Records one HTTP request under its route pattern (never the raw path: ids would explode the label space).
-    func request(route: String, method: String, status: Int, duration: Duration) {
+    package func request(route: String, method: String, status: Int, duration: Duration) {
         let key = "\(route) \(method) \(status)"
         let timer = requestTimers.withLock { timers in
             if let timer = timers[key] { return timer }

@@ -13,6 +13,8 @@ public struct NativeAPI: Sendable {
     var cluster: ClusterMember? = nil
     let queryAnswers: QueryAnswers
 
+    package var writes: Writes { Writes(store: store, replication: replication, config: config) }
+
     /// The routes under `/v1` (`RouteTable`).
     var routes: [Route] {
         [
@@ -26,15 +28,19 @@ public struct NativeAPI: Sendable {
                     : try EventStream.native(request, store: store, streams: streams, config: config, client: route.client)
             },
             Route(.post, "/v1/query", role: .read) { request, _ in try await QueryAPI(store: store, config: config, answers: queryAnswers).run(request) },
-            Route(.get, "/v1/status", role: .read) { _, _ in try await status() },
+            Route(.get, "/v1/status", role: .read) { _, _ in JSONResponse.make(try await status()) },
         ]
     }
 
     private func event(key raw: Substring) throws -> Response {
         guard let key = String(raw).removingPercentEncoding else { throw APIError.invalid("the key is not valid percent-encoded UTF-8", field: "key") }
+        return JSONResponse.make(EventJSON.encode(try event(key: key)))
+    }
+
+    package func event(key: String) throws -> Event {
         guard !key.isEmpty else { throw APIError.invalid("the key must not be empty", field: "key") }
         guard let event = try store.event(key: key) else { throw APIError(.notFound, "not found", detail: "no event has key \"\(key)\"").naming("key") }
-        return JSONResponse.make(EventJSON.encode(event))
+        return event
     }
 
     private func append(_ request: Request) async throws -> Response {
@@ -50,27 +56,8 @@ public struct NativeAPI: Sendable {
             throw error.naming("body")
         }
         let requests = try BatchDecoder.decode(body, ndjson: ndjson, limits: store.limits)
-        let receipt: AppendReceipt
-        // The term the batch is stored in (or it fails): it is acknowledged only within it.
-        let term = store.epoch
-        do {
-            for (index, request) in requests.enumerated() { try request.refuseReservedType(index: index) }
-            receipt = try await store.append(requests, durability: durability)
-        } catch let error as LogError {
-            throw APIError.fromBatch(error)
-        }
-        let resultsJSON = {
-            JSONValue.array(receipt.results.map { result in
-                .object([JSONMember(key: "id", value: .int(result.id))] + (result.duplicate ? [JSONMember(key: "duplicate", value: .bool(true))] : []))
-            })
-        }
-        try replication.confirmLease(term: term, stored: [("results", resultsJSON()), ("durable", .bool(receipt.durable))])
-        var confirmed: Int?
-        if replicas > 0, let through = receipt.results.map(\.id).max() {
-            let results = resultsJSON()
-            confirmed = try await replication.awaitReplicas(
-                replicas, through: through, term: term, timeout: config.replicaTimeout, stored: [("results", results), ("durable", .bool(receipt.durable))])
-        }
+        let outcome = try await writes.append(requests, durability: durability, replicas: replicas, redirecting: request.uri.description)
+        let (receipt, confirmed) = (outcome.receipt, outcome.replicas)
         var w = JSONWriter(capacity: 48 + receipt.results.count * 16)
         w.writeRaw("{\"results\":[")
         for (i, result) in receipt.results.enumerated() {
@@ -99,8 +86,12 @@ public struct NativeAPI: Sendable {
     }
 
     private func event(_ id: EventID) throws -> Response {
+        JSONResponse.make(EventJSON.encode(try event(id: id)))
+    }
+
+    package func event(id: EventID) throws -> Event {
         guard let event = try store.event(id) else { throw APIError(.notFound, "not found", detail: "event \(id) does not exist").naming("id") }
-        return JSONResponse.make(EventJSON.encode(event))
+        return event
     }
 
     private func readLog(_ request: Request) async throws -> Response {
@@ -127,7 +118,7 @@ public struct NativeAPI: Sendable {
         return JSONResponse.make(w)
     }
 
-    private func status() async throws -> Response {
+    package func status() async throws -> JSONValue {
         let store = self.store
         let stats = try await Blocking.run { try store.stats() }
         let uptime = ContinuousClock.now - store.startedAt
@@ -147,7 +138,7 @@ public struct NativeAPI: Sendable {
             "cluster": cluster?.status ?? .null,
         ]
         let all = members.map { JSONMember(key: $0.key, value: $0.value) } + replication.statusMembers(lastID: stats.events)
-        return JSONResponse.make(JSONValue.object(all))
+        return JSONValue.object(all)
     }
 
     /// Seconds with millisecond precision, as JSON.
@@ -170,7 +161,7 @@ public struct NativeAPI: Sendable {
             since: try time(query.get("since"), field: "since"), until: try time(query.get("until"), field: "until"))
     }
 
-    static func nonEmpty(_ raw: String?, field: String) throws -> String? {
+    package static func nonEmpty(_ raw: String?, field: String) throws -> String? {
         guard let raw else { return nil }
         guard !raw.isEmpty else { throw APIError.invalid("\(field) must not be empty", field: field) }
         return raw

@@ -16,16 +16,61 @@ import LineageQuery
 /// path trees are each at most a few bytes per budget unit, and a path in the answer costs its
 /// length), the response's by `queryPageBytesMax`: a page ends early, with a cursor, once it
 /// holds that many bytes or the time budget is spent, after at least one result.
-struct QueryAPI: Sendable {
+package struct QueryAPI: Sendable {
     let store: EventStore
     let config: ServerConfiguration
     let answers: QueryAnswers
+
+    package init(store: EventStore, config: ServerConfiguration, answers: QueryAnswers) {
+        self.store = store
+        self.config = config
+        self.answers = answers
+    }
 
     static let fields: Set<String> = ["query", "cursor", "page_size", "include", "budget"]
     static let budgetFields: Set<String> = ["nodes_max", "time_max_ms"]
     /// What `include` may add to the fields every query result has (id, key, type, time).
     static let includable: [String: EventJSON.Fields] = ["message": [.message, .compaction], "payload": [.payload, .compaction], "parents": .parents, "stream": .stream]
     static let resultFields: EventJSON.Fields = [.key, .type, .time]
+
+    /// What one page request asks, whichever transport brought it (HTTP body, gRPC message).
+    package struct Ask: Sendable {
+        var text: String
+        var pageSize: Int
+        var budget: QueryBudget
+        var include: EventJSON.Fields
+        /// The `next` of the page before (nil: the first page).
+        package var cursor: String?
+
+        /// Checks each value against its range, naming the field as the HTTP body names it.
+        /// Nil values take the defaults: 100 results a page, the server's budget.
+        package init(text: String, pageSize: Int?, nodesMax: Int?, timeMaxMs: Int?, include: [String], cursor: String?, limits: Limits) throws {
+            guard !text.isEmpty else { throw APIError.invalid("query is required", field: "query") }
+            self.text = text
+            self.pageSize = try Self.check(pageSize, field: "page_size", in: Self.pageSizes(limits)) ?? 100
+            budget = QueryBudget(defaultOf: limits)
+            if let n = try Self.check(nodesMax, field: "budget.nodes_max", in: Self.nodes(limits)) { budget.nodesMax = n }
+            if let ms = try Self.check(timeMaxMs, field: "budget.time_max_ms", in: Self.milliseconds(limits)) { budget.timeMax = .milliseconds(ms) }
+            self.include = QueryAPI.resultFields
+            for name in include {
+                guard let field = QueryAPI.includable[name] else {
+                    throw APIError.invalid("include lists fields among \(QueryAPI.includable.keys.sorted())", field: "include")
+                }
+                self.include.insert(field)
+            }
+            self.cursor = cursor
+        }
+
+        static func pageSizes(_ limits: Limits) -> ClosedRange<Int> { 1...limits.readEventsMax }
+        static func nodes(_ limits: Limits) -> ClosedRange<Int> { 1...limits.queryNodesMax }
+        static func milliseconds(_ limits: Limits) -> ClosedRange<Int> { 1...max(1, Int(limits.queryTimeMax.inMilliseconds)) }
+
+        private static func check(_ value: Int?, field: String, in range: ClosedRange<Int>) throws -> Int? {
+            guard let value else { return nil }
+            guard range.contains(value) else { throw APIError.invalid("\(field) must be an integer in \(range.lowerBound)...\(range.upperBound)", field: field) }
+            return value
+        }
+    }
 
     func run(_ request: Request) async throws -> Response {
         try RequestBody.requireJSON(request)
@@ -34,17 +79,37 @@ struct QueryAPI: Sendable {
         guard let text = try RequestBody.string(object, "query"), !text.isEmpty else {
             throw APIError.invalid("query is required", field: "query")
         }
-        let pageSize = try RequestBody.integer(object, "page_size", field: "page_size", in: 1...store.limits.readEventsMax) ?? 100
-        let budget = try budget(object["budget"])
-        var include = Self.resultFields
-        for item in object["include"]?.arrayValue ?? [] {
-            guard let name = item.stringValue, let field = Self.includable[name] else {
+        let limits = store.limits
+        let pageSize = try RequestBody.integer(object, "page_size", field: "page_size", in: Ask.pageSizes(limits))
+        var (nodesMax, timeMaxMs): (Int?, Int?) = (nil, nil)
+        if let budget = object["budget"], !budget.isNull {
+            guard let members = budget.objectValue else {
+                throw APIError.invalid("budget must be an object with nodes_max and/or time_max_ms", field: "budget")
+            }
+            for member in members where !Self.budgetFields.contains(member.key) {
+                throw APIError.invalid("unknown budget field \"\(member.key)\"; known: nodes_max, time_max_ms", field: "budget.\(member.key)")
+            }
+            nodesMax = try RequestBody.integer(budget, "nodes_max", field: "budget.nodes_max", in: Ask.nodes(limits))
+            timeMaxMs = try RequestBody.integer(budget, "time_max_ms", field: "budget.time_max_ms", in: Ask.milliseconds(limits))
+        }
+        let include = try (object["include"]?.arrayValue ?? []).map { item in
+            guard let name = item.stringValue else {
                 throw APIError.invalid("include lists fields among \(Self.includable.keys.sorted())", field: "include")
             }
-            include.insert(field)
+            return name
         }
+        let ask = try Ask(
+            text: text, pageSize: pageSize, nodesMax: nodesMax, timeMaxMs: timeMaxMs, include: include,
+            cursor: try RequestBody.string(object, "cursor"), limits: limits)
+        return JSONResponse.make(try await page(ask).body)
+    }
+
+    /// One page of the answer to `ask`: its body (`{"results"|"paths"|"count", "next",
+    /// "truncated", "stats"}`, or `{"plan"}` for `explain`) and the cursor of the next page.
+    package func page(_ ask: Ask) async throws -> (body: JSONWriter, next: String?) {
+        let (text, budget) = (ask.text, ask.budget)
         let store = self.store
-        let cursor = try RequestBody.string(object, "cursor").map { raw throws(APIError) in
+        let cursor = try ask.cursor.map { raw throws(APIError) in
             try QueryCursor.decode(raw, query: text, lastID: store.lastID)
         }
         let snapshot = cursor?.snapshot ?? store.lastID
@@ -59,7 +124,9 @@ struct QueryAPI: Sendable {
             throw Self.render(error, text)
         }
         if explain {
-            return JSONResponse.make(JSONValue.members(["plan": .string(plan.explained)]))
+            var w = JSONWriter()
+            w.write(JSONValue.members(["plan": .string(plan.explained)]))
+            return (w, nil)
         }
         let key = QueryAnswers.Key(text: text, snapshot: snapshot, budget: budget)
         // Read before the query runs: a rewrite while it runs makes the answer stale at once.
@@ -82,36 +149,14 @@ struct QueryAPI: Sendable {
             case .failure(let error): throw Self.render(error, text)
             }
         }
-        let page = Page(query: text, snapshot: snapshot, offset: cursor?.offset ?? 0, size: pageSize, bytesMax: store.limits.queryPageBytesMax, deadline: deadline)
-        let (response, more) = try await respond(result, page: page, include: include)
-        if kept == nil, more {
+        let page = Page(query: text, snapshot: snapshot, offset: cursor?.offset ?? 0, size: ask.pageSize, bytesMax: store.limits.queryPageBytesMax, deadline: deadline)
+        let (body, next) = try await respond(result, page: page, include: ask.include)
+        if kept == nil, next != nil {
             answers.keep(result, for: key, rewrites: rewrites)
-        } else if kept != nil, !more {
+        } else if kept != nil, next == nil {
             answers.forget(key)
         }
-        return response
-    }
-
-    /// The server's default budget, lowered or raised per request up to `Limits.queryNodesMax`
-    /// and `queryTimeMax`.
-    private func budget(_ value: JSONValue?) throws -> QueryBudget {
-        let limits = store.limits
-        var budget = QueryBudget(defaultOf: limits)
-        guard let value, !value.isNull else { return budget }
-        guard let members = value.objectValue else {
-            throw APIError.invalid("budget must be an object with nodes_max and/or time_max_ms", field: "budget")
-        }
-        for member in members where !Self.budgetFields.contains(member.key) {
-            throw APIError.invalid("unknown budget field \"\(member.key)\"; known: nodes_max, time_max_ms", field: "budget.\(member.key)")
-        }
-        if let n = try RequestBody.integer(value, "nodes_max", field: "budget.nodes_max", in: 1...limits.queryNodesMax) {
-            budget.nodesMax = n
-        }
-        let msMax = Int(limits.queryTimeMax.inMilliseconds)
-        if let ms = try RequestBody.integer(value, "time_max_ms", field: "budget.time_max_ms", in: 1...max(1, msMax)) {
-            budget.timeMax = .milliseconds(ms)
-        }
-        return budget
+        return (body, next)
     }
 
     /// Which part of an answer one response carries.
@@ -124,10 +169,10 @@ struct QueryAPI: Sendable {
         var deadline: ContinuousClock.Instant
     }
 
-    /// The page's response, and whether more pages follow.
-    private func respond(_ result: QueryResult, page: Page, include: EventJSON.Fields) async throws -> (Response, Bool) {
+    /// The page's body, and the next page's cursor (nil: this is the last).
+    private func respond(_ result: QueryResult, page: Page, include: EventJSON.Fields) async throws -> (JSONWriter, String?) {
         let store = self.store
-        let (body, more) = try await Blocking.run { () throws -> (JSONWriter, Bool) in
+        return try await Blocking.run { () throws -> (JSONWriter, String?) in
             var w = JSONWriter(capacity: 4096)
             var next: String?
             switch result.answer {
@@ -169,9 +214,8 @@ struct QueryAPI: Sendable {
                 "horizon": Self.horizon(result),
             ]))
             w.writeRaw("}")
-            return (w, next != nil)
+            return (w, next)
         }
-        return (JSONResponse.make(body), more)
     }
 
     /// What limits the answer's reach, in words: compacted content a condition met, and a pruned prefix.

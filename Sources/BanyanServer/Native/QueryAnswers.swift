@@ -16,7 +16,7 @@ import Synchronization
 /// and a fixed overhead per answer) and by `answersMax` answers; the least recently used leave
 /// first, an answer larger than a quarter of the bytes is never kept, an answer leaves once its
 /// last page is served, and 0 bytes turns the cache off.
-final class QueryAnswers: Sendable {
+package final class QueryAnswers: Sendable {
     struct Key: Hashable, Sendable {
         var text: String
         var snapshot: EventID

@@ -12,6 +12,12 @@ extension ReplicationState {
     /// Python client among them) follow it with the same body. Without a known leader, or on a
     /// fenced node: `503` with `Retry-After`.
     func requireLeader(for request: Request) throws {
+        try requireLeader(redirecting: request.uri.description)
+    }
+
+    /// The same check for a write that cannot be redirected (gRPC): `redirecting` nil still
+    /// answers `307` naming the leader, without a `Location`.
+    package func requireLeader(redirecting target: String?) throws {
         switch role {
         case .leader:
             if let target = handingOver.withLock({ $0 }) {
@@ -24,7 +30,7 @@ extension ReplicationState {
         case .follower:
             if let leader {
                 var error = APIError(.temporaryRedirect, "not the leader", detail: "this node follows \(leader); send writes to the leader")
-                error.headers[.location] = leader + request.uri.description
+                if let target { error.headers[.location] = leader + target }
                 error.members = [("leader", .string(leader))]
                 throw error
             }
@@ -42,7 +48,10 @@ extension ReplicationState {
 
     /// The replicas a write needs: `replicas=N` from the request, never below `--min-replicas`.
     static func replicasWanted(_ raw: String?, config: ServerConfiguration) throws -> Int {
-        let requested = try NativeAPI.integer(raw, field: "replicas") ?? 0
+        try replicasWanted(requested: try NativeAPI.integer(raw, field: "replicas") ?? 0, config: config)
+    }
+
+    package static func replicasWanted(requested: Int, config: ServerConfiguration) throws -> Int {
         let bounds = ServerConfiguration.Bounds.minReplicas
         guard bounds.contains(requested) else {
             throw APIError.invalid("replicas must be \(bounds.lowerBound)...\(bounds.upperBound), not \(requested)", field: "replicas")
@@ -82,12 +91,16 @@ extension ReplicationState {
 /// Read-your-writes: a read naming `min_id` (query parameter, or the `Banyan-Min-Id` header)
 /// waits until this node has applied that id, at most `--read-wait-ms`; past it, `503` with
 /// `Retry-After` and the id applied so far.
-enum ReadGate {
+package enum ReadGate {
     static let header = HTTPField.Name.known("Banyan-Min-Id")
 
     static func wait(_ request: Request, store: EventStore, bound: Duration) async throws {
         let raw = try QueryString(request).get("min_id") ?? request.headers[header]
-        guard let minID = try NativeAPI.id(raw, field: "min_id"), minID > store.lastID else { return }
+        try await wait(minID: try NativeAPI.id(raw, field: "min_id"), store: store, bound: bound)
+    }
+
+    package static func wait(minID: EventID?, store: EventStore, bound: Duration) async throws {
+        guard let minID, minID > store.lastID else { return }
         let deadline = ContinuousClock.now + bound
         while store.lastID < minID {
             let remaining = deadline - ContinuousClock.now

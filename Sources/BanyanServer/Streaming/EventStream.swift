@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// Every event frame carries `id: <event id>`, so an EventSource that reconnects with
 /// `Last-Event-ID` resumes exactly after the last event it saw.
-enum EventStream {
+package enum EventStream {
     struct Format: Sendable {
         /// Sent once when the stream opens (CelestialTree's hello frame).
         var greeting: String?
@@ -48,13 +48,7 @@ enum EventStream {
         from start: EventID, filter: LogFilter, format: Format, store: EventStore, streams: StreamRegistry, config: ServerConfiguration,
         client: ClientConnection
     ) throws -> Response {
-        // A resume point below a pruned prefix would skip events: 410 before the stream starts.
-        try store.checkNotPruned(after: start)
-        guard let token = streams.open(at: start, max: store.limits.streamsMax) else {
-            var error = APIError(.serviceUnavailable, "too many streams", detail: "\(store.limits.streamsMax) streams are open (--streams-max)")
-            error.headers[.retryAfter] = "5"
-            throw error
-        }
+        let token = try reserve(from: start, store: store, streams: streams)
         let body = ResponseBody { writer in
             defer { streams.close(token) }
             if let greeting = format.greeting { try await writer.write(ByteBuffer(string: greeting)) }
@@ -72,19 +66,92 @@ enum EventStream {
         return Response(status: .ok, headers: headers, body: body)
     }
 
+    /// A stream's slot under `--streams-max`, checked before the stream starts: a resume point
+    /// below a pruned prefix would skip events (410), and a full registry answers 503.
+    static func reserve(from start: EventID, store: EventStore, streams: StreamRegistry) throws -> UInt64 {
+        try store.checkNotPruned(after: start)
+        guard let token = streams.open(at: start, max: store.limits.streamsMax) else {
+            var error = APIError(.serviceUnavailable, "too many streams", detail: "\(store.limits.streamsMax) streams are open (--streams-max)")
+            error.headers[.retryAfter] = "5"
+            throw error
+        }
+        return token
+    }
+
+    /// A stream for another transport (gRPC `Stream`): its slot, then `follow` until the reader
+    /// goes (`isGone`), the task is cancelled or `stopping` is set.
+    package static func serve(
+        from start: EventID, filter: LogFilter, store: EventStore, streams: StreamRegistry, config: ServerConfiguration,
+        stopping: borrowing Atomic<Bool>, isGone: @Sendable () -> Bool, emit: (EventID, Delivery) async throws -> Void
+    ) async throws {
+        let token = try reserve(from: start, store: store, streams: streams)
+        defer { streams.close(token) }
+        try await follow(from: start, filter: filter, store: store, config: config, stopping: stopping, isGone: isGone) { cursor, delivery in
+            try await emit(cursor, delivery)
+            streams.advance(token, to: cursor)
+        }
+    }
+
     static let headers: HTTPFields = [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache", .connection: "keep-alive"]
 
     /// The answer to HEAD on a stream route: its headers, no stream opened.
     static var headOnlyResponse: Response { Response(status: .ok, headers: headers) }
 
-    /// Emits frames for every matching committed event after `cursor`, in order, until the client
-    /// goes away (`isGone`: its connection closed or half-closed, as `HTTPGuardHandler` notes) or
-    /// the server shuts down, both checked at least once a second, so
-    /// neither a gone client's slot nor shutdown waits for a heartbeat. `emit` gets the new
-    /// cursor and the bytes to write (nil: nothing to send).
+    /// Emits frames for every matching committed event after `cursor` (`follow`, in SSE
+    /// frames). `emit` gets the new cursor and the bytes to write (nil: nothing to send).
     static func pump(
         from cursor: EventID, filter: LogFilter, format: Format, store: EventStore, config: ServerConfiguration,
         stopping: borrowing Atomic<Bool>, isGone: @Sendable () -> Bool = { false }, emit: (EventID, [UInt8]?) async throws -> Void
+    ) async throws {
+        try await follow(from: cursor, filter: filter, store: store, config: config, stopping: stopping, isGone: isGone) { cursor, delivery in
+            try await emit(cursor, frames(delivery, format: format))
+        }
+    }
+
+    /// What a stream hands its reader, whatever the transport (SSE frames, gRPC messages).
+    package enum Delivery {
+        /// The next matching events (perhaps none: the cursor moved past events the filter skipped).
+        case events([Event])
+        /// This node dropped events the reader already has (a tail its new leader never had,
+        /// docs/REPLICATION.md): every event after `after` sent so far is void, and the ids that
+        /// follow hold the new leader's events.
+        case truncated(after: EventID)
+        /// A prune passed this slow reader: the events it has not read are gone here. The stream ends.
+        case pruned(after: EventID, firstID: EventID, detail: String)
+        /// Nothing for `--stream-heartbeat-seconds`.
+        case heartbeat
+    }
+
+    /// The SSE bytes of one delivery.
+    static func frames(_ delivery: Delivery, format: Format) -> [UInt8]? {
+        switch delivery {
+        case .events(let events):
+            guard !events.isEmpty else { return nil }
+            var w = JSONWriter(capacity: events.count * 200)
+            for event in events {
+                w.writeRaw("id: ")
+                w.writeUInt(event.id)
+                w.writeRaw("\nevent: ")
+                w.writeRaw(format.eventName)
+                w.writeRaw("\ndata: ")
+                EventJSON.write(event, fields: format.fields, into: &w)
+                w.writeRaw("\n\n")
+            }
+            return w.bytes
+        case .truncated(let cut): return truncatedFrame(after: cut)
+        case .pruned(let after, let firstID, let detail): return prunedFrame(after: after, firstID: firstID, detail: detail)
+        case .heartbeat: return Array(": heartbeat\n\n".utf8)
+        }
+    }
+
+    /// Hands over every matching committed event after `cursor`, in order, until the client
+    /// goes away (`isGone`: its connection closed or half-closed, as `HTTPGuardHandler` notes),
+    /// the task is cancelled or the server shuts down, all checked at least once a second, so
+    /// neither a gone client's slot nor shutdown waits for a heartbeat. `emit` gets the new
+    /// cursor and what to deliver; the stream ends after `.pruned`.
+    package static func follow(
+        from cursor: EventID, filter: LogFilter, store: EventStore, config: ServerConfiguration,
+        stopping: borrowing Atomic<Bool>, isGone: @Sendable () -> Bool = { false }, emit: (EventID, Delivery) async throws -> Void
     ) async throws {
         var cursor = cursor
         var lastWrite = ContinuousClock.now
@@ -93,11 +160,8 @@ enum EventStream {
             let truncation = store.truncation(since: truncationsSeen)
             truncationsSeen = truncation.count
             if let cut = truncation.cut, cut < cursor {
-                // This node dropped events the reader already has (a tail its new leader never
-                // had, docs/REPLICATION.md). Say so, and continue after the cut: the ids that
-                // follow will hold the new leader's events. `id:` moves the reader's
-                // Last-Event-ID back, so a reconnect resumes there too.
-                try await emit(cut, truncatedFrame(after: cut))
+                // Continue after the cut: the ids that follow hold the new leader's events.
+                try await emit(cut, .truncated(after: cut))
                 cursor = cut
                 lastWrite = .now
             }
@@ -106,30 +170,19 @@ enum EventStream {
             do {
                 page = try await Blocking.run { try store.page(after: after, limit: store.limits.streamReadEventsMax, filter: filter) }
             } catch let error as LogError where error.code == .pruned {
-                // A prune passed this slow reader: the events it has not read are gone here. Say
-                // so and end; a reconnect from the same id gets 410 with the same words.
-                try await emit(cursor, prunedFrame(after: cursor, firstID: store.firstID, detail: error.message))
+                // A reconnect from the same id gets 410 with the same words.
+                try await emit(cursor, .pruned(after: cursor, firstID: store.firstID, detail: error.message))
                 return
             }
             if page.next > cursor {
-                var w = JSONWriter(capacity: page.events.count * 200)
-                for event in page.events {
-                    w.writeRaw("id: ")
-                    w.writeUInt(event.id)
-                    w.writeRaw("\nevent: ")
-                    w.writeRaw(format.eventName)
-                    w.writeRaw("\ndata: ")
-                    EventJSON.write(event, fields: format.fields, into: &w)
-                    w.writeRaw("\n\n")
-                }
-                try await emit(page.next, page.events.isEmpty ? nil : w.bytes)
+                try await emit(page.next, .events(page.events))
                 if !page.events.isEmpty { lastWrite = .now }
                 cursor = page.next
                 continue
             }
             _ = await store.notifier.wait(after: cursor, timeout: min(config.streamHeartbeat, .seconds(1)))
             if ContinuousClock.now - lastWrite >= config.streamHeartbeat {
-                try await emit(cursor, Array(": heartbeat\n\n".utf8))
+                try await emit(cursor, .heartbeat)
                 lastWrite = .now
             }
         }

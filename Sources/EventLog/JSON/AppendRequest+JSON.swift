@@ -40,6 +40,49 @@ extension AppendRequest {
         self.init(type: type, parents: parents, parentKeys: parentKeys, key: key, stream: stream, message: message)
         payload = payloadJSON
     }
+
+    /// A batch whose events arrive already split into fields (gRPC's `Append`), held to the rules
+    /// `decodeBatch` applies while it reads, with the same reasons: events and parents within
+    /// `limits`, a type, and each payload (JSON text; `null` is no payload) valid JSON within
+    /// `limits.jsonDepthMax`, re-serialised compactly.
+    public static func checkedBatch(
+        _ count: Int, limits: Limits,
+        _ event: (Int) -> (type: String?, parents: [EventID], parentKeys: [String], key: String?, stream: String?, message: String?, payloadText: [UInt8]?)
+    ) throws(AppendBatchError) -> [AppendRequest] {
+        guard count > 0 else { throw AppendBatchError(kind: .empty, reason: "the batch holds no events", field: "body") }
+        guard count <= limits.batchEventsMax else { throw BatchReader(limits: limits).tooLarge }
+        var requests: [AppendRequest] = []
+        requests.reserveCapacity(count)
+        for index in 0..<count {
+            let e = event(index)
+            for (name, entries) in [("parents", e.parents.count), ("parent_keys", e.parentKeys.count)] where entries > limits.parentsPerEventMax {
+                throw AppendBatchError(kind: .invalidEvent, reason: "\(entries) entries, more than parentsPerEventMax \(limits.parentsPerEventMax)", index: index, field: name)
+            }
+            guard let type = e.type else { throw AppendBatchError(kind: .invalidEvent, reason: "type is required", index: index, field: "type") }
+            var payload: [UInt8]?
+            if let text = e.payloadText {
+                let compact = text.withUnsafeBufferPointer { buffer -> Result<[UInt8], JSONError> in
+                    var r = JSONReader(input: buffer, depthMax: limits.jsonDepthMax)
+                    var w = JSONWriter(capacity: buffer.count)
+                    do throws(JSONError) {
+                        r.skipWhitespace()
+                        try r.transcodeValue(into: &w, depth: 0)
+                        try BatchReader.expectEnd(&r)
+                    } catch {
+                        return .failure(error)
+                    }
+                    return .success(w.bytes)
+                }
+                switch compact {
+                case .success(let bytes): payload = bytes == Array("null".utf8) ? nil : bytes
+                case .failure(let error): throw AppendBatchError(kind: .syntax, reason: error.description, index: index, field: "payload")
+                }
+            }
+            requests.append(AppendRequest(
+                type: type, parents: e.parents, parentKeys: e.parentKeys, key: e.key, stream: e.stream, message: e.message, payloadJSON: payload))
+        }
+        return requests
+    }
 }
 
 /// One batch being decoded: the requests so far and the first field error, if any.
@@ -109,7 +152,7 @@ private struct BatchReader {
         return finish()
     }
 
-    private var tooLarge: AppendBatchError {
+    var tooLarge: AppendBatchError {
         AppendBatchError(kind: .tooLarge, reason: "more than \(limits.batchEventsMax) events (--batch-events-max)", field: "body")
     }
 
@@ -119,7 +162,7 @@ private struct BatchReader {
         return .success(requests)
     }
 
-    private static func expectEnd(_ r: inout JSONReader) throws(JSONError) {
+    static func expectEnd(_ r: inout JSONReader) throws(JSONError) {
         r.skipWhitespace()
         guard r.i == r.input.count else {
             throw JSONError(offset: r.i, reason: "unexpected \(JSONError.describe(r.input[r.i])) after top-level value")

@@ -1,0 +1,76 @@
+import BanyanServer
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// `banyan serve`'s gRPC listener (`--grpc-port`, default 7778 as CelestialTree's): CelestialTree's
+/// `Emit` and the native `banyan.v1.Banyan` service over the HTTP server's store and settings,
+/// run as one of its services so it starts and stops with it. Plaintext HTTP/2, like the HTTP
+/// API; the same host, tokens and limits. A port it cannot bind stops the server.
+public struct GRPCEndpoint: Service {
+    let server: BanyanServer
+    let port: Int
+    let onListening: @Sendable (Int) async -> Void
+
+    public init(server: BanyanServer, port: Int, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) {
+        self.server = server
+        self.port = port
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let config = server.config
+        let limits = server.store.limits
+        let connections = GRPCConnections(max: config.connectionsMax)
+        let transport = HTTP2ServerTransport.Posix(
+            address: try Self.address(host: config.host, port: port), transportSecurity: .plaintext,
+            config: .defaults { c in
+                // The largest message is an Append batch: the HTTP body limit applies to it.
+                c.rpc.maxRequestPayloadSize = limits.appendBodyBytesMax
+                c.connection.maxIdleTime = config.connectionTimeouts.idle
+                c.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in connections.accept(channel) }
+            })
+        let stopping = StopFlag()
+        let grpc = GRPCServer(
+            transport: transport,
+            services: [CelestialTreeService(server: server), NativeService(server: server, stopping: stopping)])
+        let logger = server.logger
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await grpc.serve() }
+                let bound = try await transport.listeningAddress
+                let port = bound.ipv4?.port ?? bound.ipv6?.port ?? port
+                logger.info("gRPC listening", metadata: ["port": "\(port)"])
+                await onListening(port)
+            }
+        } onGracefulShutdown: {
+            stopping.flag.store(true, ordering: .relaxed)
+            grpc.beginGracefulShutdown()
+        }
+    }
+
+    /// gRPC binds addresses, not names: `localhost` is 127.0.0.1, anything with a colon IPv6.
+    static func address(host: String, port: Int) throws -> GRPCNIOTransportCore.SocketAddress {
+        if host == "localhost" { return .ipv4(host: "127.0.0.1", port: port) }
+        return host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
+    }
+}
+
+/// The connection limit of the HTTP server (`--connections-max`), counted apart for gRPC: a
+/// connection past it is closed as it is accepted.
+final class GRPCConnections: Sendable {
+    let max: Int
+    private let open = Atomic(0)
+
+    init(max: Int) { self.max = max }
+
+    func accept(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let count = open.wrappingAdd(1, ordering: .relaxed).newValue
+        channel.closeFuture.whenComplete { _ in self.open.wrappingSubtract(1, ordering: .relaxed) }
+        guard count <= max else { return channel.close() }
+        return channel.eventLoop.makeSucceededVoidFuture()
+    }
+}
