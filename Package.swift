@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(name: "WorkflowTests", dependencies: ["Workflow", "BanyanClient", "TestSupport"]),
         .testTarget(
             name: "BanyanGRPCTests",
-            dependencies: ["BanyanGRPC", "EventLog", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+            dependencies: ["BanyanGRPC", "BanyanServer", "EventLog", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(
             name: "BanyanServerTests",
             dependencies: [

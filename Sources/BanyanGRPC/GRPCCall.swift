@@ -1,6 +1,7 @@
 import BanyanServer
 import EventLog
 import GRPCCore
+import Logging
 
 /// What every RPC goes through, once: the bearer token against the method's role (the HTTP
 /// roles), the answer's status in `/metrics` under the RPC's path, and errors mapped from the
@@ -10,6 +11,12 @@ import GRPCCore
 /// HTTP. docs/CLIENTS.md, "gRPC", has the table.
 struct GRPCCall: Sendable {
     let server: BanyanServer
+
+    /// HTTP's names for request parts that the protos name otherwise.
+    static let protoFields = [
+        "body": "events", "payload": "payload_json", "Authorization": "authorization", "budget.nodes_max": "nodes_max",
+        "budget.time_max_ms": "time_max_ms",
+    ]
 
     func run<Output: Sendable>(
         _ method: MethodDescriptor, role: Role, metadata: Metadata, summary: String? = nil, _ body: () async throws -> Output
@@ -23,34 +30,44 @@ struct GRPCCall: Sendable {
             try server.config.access.authorize(authorization: metadata[stringValues: "authorization"].first(where: { _ in true }), needs: role)
             return try await body()
         } catch {
-            let (rpc, http) = Self.rpcError(error, summary: summary)
+            let (rpc, http, unexpected) = Self.rpcError(error, summary: summary)
+            if unexpected { server.logger.error("unhandled error", metadata: ["error": "\(error)", "rpc": "\(method)"]) }
             status = http
             throw rpc
         }
     }
 
-    /// The gRPC status for an error and the HTTP status it stands for. `summary`: CelestialTree's
-    /// messages say "emit failed: <detail>" without the error word of the JSON body.
-    static func rpcError(_ error: any Error, summary: String? = nil) -> (RPCError, Int) {
-        let api: APIError
+    /// The gRPC status for an error, the HTTP status it stands for (499: the client went away)
+    /// and whether it was unexpected. `summary`: CelestialTree's messages say "emit failed:
+    /// <detail>" without the error word of the JSON body.
+    static func rpcError(_ error: any Error, summary: String? = nil) -> (RPCError, Int, Bool) {
         switch error {
-        case let e as APIError: api = e
-        case let e as LogError: api = APIError.from(e, summary: "request failed")
-        case let e as RPCError: return (e, 500)
-        case is CancellationError: return (RPCError(code: .cancelled, message: "the call was cancelled"), 499)
-        default: api = APIError(.internalServerError, "internal error", detail: "\(error)")
+        case let e as RPCError:
+            // The transport's own (the client cancelled, the stream broke).
+            return (e, e.code == .cancelled || e.code == .unavailable ? 499 : 500, false)
+        case is CancellationError:
+            return (RPCError(code: .cancelled, message: "the call was cancelled"), 499, false)
+        default:
+            break
         }
+        var (api, unexpected) = APIError.answering(error)
+        if let field = api.field, let renamed = protoFields[field] { api.field = renamed }
         let status = api.status.code
         var metadata = Metadata()
         metadata.addString(String(decoding: api.body, as: UTF8.self), forKey: "banyan-error-json")
         if let retry = api.headers[.retryAfter] { metadata.addString(retry, forKey: "retry-after") }
         let words = summary ?? api.error
         let message = api.detail.map { "\(words): \($0)" } ?? words
-        return (RPCError(code: code(forHTTPStatus: status), message: message, metadata: metadata), status)
+        // A write stored but not acknowledged must not look retryable as UNAVAILABLE does: an
+        // unkeyed retry would store it twice. ABORTED says "decide at a higher level".
+        let code = status == 503 && api.reportsStoredWrite ? .aborted : code(forHTTPStatus: status)
+        return (RPCError(code: code, message: message, metadata: metadata), status, unexpected)
     }
 
     /// HTTP status → gRPC code. A follower's 307 is FAILED_PRECONDITION (gRPC cannot redirect:
-    /// send the write to the leader named in the error); 503s are UNAVAILABLE (retry later).
+    /// send the write to the leader named in the error); 503s are UNAVAILABLE (retry later); a
+    /// 504 (replicas did not confirm in time) is DEADLINE_EXCEEDED, which gRPC defines as "may
+    /// have completed", as it did on the leader.
     static func code(forHTTPStatus status: Int) -> RPCError.Code {
         switch status {
         case 400: .invalidArgument

@@ -21,6 +21,9 @@ public struct GRPCEndpoint: Service {
         self.onListening = onListening
     }
 
+    /// Calls open at once on one connection (HTTP/2 streams).
+    static let streamsPerConnectionMax = 128
+
     public func run() async throws {
         let config = server.config
         let limits = server.store.limits
@@ -31,6 +34,13 @@ public struct GRPCEndpoint: Service {
                 // The largest message is an Append batch: the HTTP body limit applies to it.
                 c.rpc.maxRequestPayloadSize = limits.appendBodyBytesMax
                 c.connection.maxIdleTime = config.connectionTimeouts.idle
+                // A client that vanished is found by pings as an SSE stream's by its heartbeat,
+                // so its stream slot is not held for the library's default of two hours.
+                c.connection.keepalive.time = config.streamHeartbeat
+                c.connection.keepalive.timeout = .seconds(10)
+                // Shutdown waits this long for calls (a stream whose client stopped reading).
+                c.connection.maxGraceTime = .seconds(10)
+                c.http2.maxConcurrentStreams = GRPCEndpoint.streamsPerConnectionMax
                 c.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in connections.accept(channel) }
             })
         let stopping = StopFlag()
@@ -38,10 +48,17 @@ public struct GRPCEndpoint: Service {
             transport: transport,
             services: [CelestialTreeService(server: server), NativeService(server: server, stopping: stopping)])
         let logger = server.logger
+        let (host, port) = (config.host, self.port)
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await grpc.serve() }
-                let bound = try await transport.listeningAddress
+                let bound: GRPCNIOTransportCore.SocketAddress
+                do {
+                    bound = try await transport.listeningAddress
+                } catch {
+                    // The transport's own words do not say which address (a port in use, say).
+                    throw GRPCListenError(description: "cannot listen for gRPC on \(host):\(port) (--grpc-port): \(error)")
+                }
                 let port = bound.ipv4?.port ?? bound.ipv6?.port ?? port
                 logger.info("gRPC listening", metadata: ["port": "\(port)"])
                 await onListening(port)
@@ -57,6 +74,10 @@ public struct GRPCEndpoint: Service {
         if host == "localhost" { return .ipv4(host: "127.0.0.1", port: port) }
         return host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
     }
+}
+
+struct GRPCListenError: Error, CustomStringConvertible {
+    var description: String
 }
 
 /// The connection limit of the HTTP server (`--connections-max`), counted apart for gRPC: a

@@ -75,6 +75,9 @@ struct NativeService: Banyan_V1_Banyan.ServiceProtocol {
         return StreamingServerResponse { writer in
             try await call.run(Methods.Query.descriptor, role: .read, metadata: request.metadata) {
                 let limits = store.limits
+                guard m.query.utf8.count <= limits.queryBodyBytesMax else {
+                    throw APIError(.contentTooLarge, "query too large", detail: "the query is \(m.query.utf8.count) bytes, more than \(limits.queryBodyBytesMax)").naming("query")
+                }
                 var ask = try QueryAPI.Ask(
                     text: m.query, pageSize: m.pageSize == 0 ? nil : Int(m.pageSize), nodesMax: m.nodesMax == 0 ? nil : Int(clamping: m.nodesMax),
                     timeMaxMs: m.timeMaxMs == 0 ? nil : Int(clamping: m.timeMaxMs), include: m.include, cursor: nil, limits: limits)
@@ -118,13 +121,21 @@ struct NativeService: Banyan_V1_Banyan.ServiceProtocol {
                         var item = Banyan_V1_StreamItem()
                         item.truncatedAfter = cut
                         try await writer.write(item)
-                    case .pruned(let after, _, let detail):
+                    case .pruned(let after, let firstID, let detail):
                         // The HTTP stream's pruned frame; here the call ends with OUT_OF_RANGE.
-                        throw APIError(.gone, "pruned", detail: "after \(after): \(detail)").naming("after")
+                        var error = APIError(.gone, "pruned", detail: detail).naming("after")
+                        error.members = [("after", .int(after)), ("first_id", .int(firstID))]
+                        throw error
                     case .heartbeat:
                         // HTTP/2 keepalive does this job for gRPC.
                         break
                     }
+                }
+                if stopping.flag.load(ordering: .relaxed) {
+                    // Not OK, which would read as "the stream is complete": reconnect with `after`.
+                    var error = APIError(.serviceUnavailable, "shutting down", detail: "the server is stopping; resume elsewhere or later with after")
+                    error.headers[.retryAfter] = "1"
+                    throw error
                 }
             }
             return [:]

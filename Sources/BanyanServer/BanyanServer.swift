@@ -251,13 +251,10 @@ struct BanyanResponder: HTTPResponder {
                 try access.authorize(request, needs: RouteTable.defaultRole(request.method))
                 return (JSONResponse.pageNotFound(), pattern)
             }
-        } catch let error as APIError {
-            return (error.makeResponse(), pattern)
-        } catch let error as LogError {
-            return (APIError.from(error, summary: "request failed").makeResponse(), pattern)
         } catch {
-            context.logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
-            return (APIError(.internalServerError, "internal error", detail: "\(error)").makeResponse(), pattern)
+            let (answer, unexpected) = APIError.answering(error)
+            if unexpected { context.logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"]) }
+            return (answer.makeResponse(), pattern)
         }
     }
 }

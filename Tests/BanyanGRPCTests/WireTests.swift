@@ -1,3 +1,4 @@
+import BanyanServer
 import EventLog
 import Foundation
 import SwiftProtobuf
@@ -51,16 +52,29 @@ import Testing
         #expect(Self.hex(try item.serializedBytes() as [UInt8]) == "1005")
     }
 
+    /// Go's strconv.AppendFloat(n, 'f' or 'e', -1, 64) as protojson uses it, value by value.
+    @Test(arguments: [
+        (1.0, "1"), (-3.0, "-3"), (0.0, "0"), (-0.0, "-0"), (1.5, "1.5"), (0.1, "0.1"), (1e-6, "0.000001"), (0.00001, "0.00001"),
+        (9.99e-7, "9.99e-7"), (1e-7, "1e-7"), (1.5e-10, "1.5e-10"), (5e-324, "5e-324"), (1e20, "100000000000000000000"),
+        (1e21, "1e+21"), (1.2345e22, "1.2345e+22"), (9007199254740993.0, "9007199254740992"), (123456.789, "123456.789"),
+        (1.7976931348623157e308, "1.7976931348623157e+308"), (-2.5e-8, "-2.5e-8"),
+    ])
+    func numbersAreWrittenAsGoWritesThem(_ value: Double, _ text: String) {
+        #expect(CelestialTreeService.goNumber(value) == text)
+    }
+
     @Test func structPayloadsBecomeJSONAsCelestialTreeStoresThem() throws {
         let value = Google_Protobuf_Struct(fields: [
             "b": Google_Protobuf_Value(numberValue: 2), "a": Google_Protobuf_Value(listValue: [1.5, 1e21, 1e-7, -3, .init(nilLiteral: ()), true, "x"]),
         ])
         let json = try CelestialTreeService.json(.structValue(value), depthMax: 8)
-        #expect(String(decoding: json.serialized(), as: UTF8.self) == #"{"a":[1.5,1e+21,1e-07,-3,null,true,"x"],"b":2}"#)
-        #expect(throws: (any Error).self) { try CelestialTreeService.json(.numberValue(.nan), depthMax: 8) }
+        #expect(String(decoding: json.serialized(), as: UTF8.self) == #"{"a":[1.5,1e+21,1e-7,-3,null,true,"x"],"b":2}"#)
+        let nan = #expect(throws: APIError.self) { try CelestialTreeService.json(.numberValue(.nan), depthMax: 8) }
+        #expect(nan?.status == .badRequest && nan?.detail == "invalid payload: nan is not a JSON number")
         var deep = Google_Protobuf_Value(numberValue: 1)
         for _ in 0..<10 { deep = Google_Protobuf_Value(listValue: [deep]) }
-        #expect(throws: (any Error).self) { try CelestialTreeService.json(deep.kind, depthMax: 8) }
+        let tooDeep = #expect(throws: APIError.self) { try CelestialTreeService.json(deep.kind, depthMax: 8) }
+        #expect(tooDeep?.detail == "invalid payload: nested deeper than 8 levels")
         #expect(try CelestialTreeService.json(deep.kind, depthMax: 11).serialized() == Array("[[[[[[[[[[1]]]]]]]]]]".utf8))
     }
 }

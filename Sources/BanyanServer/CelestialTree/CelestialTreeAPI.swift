@@ -72,7 +72,7 @@ struct CelestialTreeAPI: Sendable {
         let body = try await RequestBody.bytes(request, bytesMax: store.limits.eventBodyBytesMax)
         let object = try RequestBody.object(body, allowed: Self.emitFields, depthMax: limits.jsonDepthMax)
         let type = try RequestBody.string(object, "type")
-        guard let type else { throw APIError(.badRequest, "emit failed", detail: "type is required") }
+        guard let type, !type.isEmpty else { throw APIError(.badRequest, "emit failed", detail: "type is required") }
         let parents = try RequestBody.ids(object, "parents", countMax: limits.parentsPerEventMax) ?? []
         let message = try RequestBody.string(object, "message")
         let payload = object["payload"].flatMap { $0.isNull ? nil : $0 }

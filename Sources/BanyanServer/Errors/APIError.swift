@@ -16,7 +16,11 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     public var headers: HTTPFields = [:]
     /// Members after the standard ones (the leader's URL on a redirect, the ids of a write that
     /// was stored but not confirmed on its replicas).
-    var members: [(name: String, value: JSONValue)] = []
+    package var members: [(name: String, value: JSONValue)] = []
+
+    /// Whether the request's events were stored although the answer is an error (a write not
+    /// confirmed on its replicas or under its lease): retrying an unkeyed write would store it twice.
+    package var reportsStoredWrite: Bool { members.contains { $0.name == "results" || $0.name == "id" } }
 
     public init(_ status: HTTPResponse.Status, _ error: String, detail: String? = nil) {
         self.status = status
@@ -54,6 +58,16 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         }
         w.writeRaw("}")
         return w.bytes
+    }
+
+    /// Any error as the API answers it: `APIError`s as they are, store errors mapped, anything
+    /// else a 500 (logged by the caller, since it is a bug).
+    package static func answering(_ error: any Error) -> (error: APIError, unexpected: Bool) {
+        switch error {
+        case let e as APIError: (e, false)
+        case let e as LogError: (from(e, summary: "request failed"), false)
+        default: (APIError(.internalServerError, "internal error", detail: "\(error)"), true)
+        }
     }
 
     static func invalidJSON(_ detail: String) -> APIError { APIError(.badRequest, "invalid json", detail: detail) }

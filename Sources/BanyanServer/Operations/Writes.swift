@@ -19,6 +19,8 @@ package struct Writes: Sendable {
     /// `Location`, for transports that cannot follow one). `replicas`: already checked with
     /// `ReplicationState.replicasWanted`.
     package func append(_ requests: [AppendRequest], durability: Durability?, replicas: Int, redirecting: String?) async throws -> Outcome {
+        // HTTP routes check before reading the body (a follower redirects at once); this second
+        // check sees a role that changed while the body was read.
         try replication.requireLeader(redirecting: redirecting)
         let receipt: AppendReceipt
         // The term the batch is stored in (or it fails): it is acknowledged only within it.
@@ -46,7 +48,6 @@ package struct Writes: Sendable {
     /// CelestialTree's details, and `--min-replicas` covers it (its answer has no room for a count).
     package func emit(type: String, parents: [EventID], message: String?, payload: JSONValue?, redirecting: String?) async throws -> EventID {
         try replication.requireLeader(redirecting: redirecting)
-        guard !type.isEmpty else { throw APIError(.badRequest, "emit failed", detail: "type is required") }
         let append = AppendRequest(type: type, parents: parents, message: message, payload: payload)
         let term = store.epoch
         let receipt: AppendReceipt

@@ -160,7 +160,9 @@ package enum EventStream {
             let truncation = store.truncation(since: truncationsSeen)
             truncationsSeen = truncation.count
             if let cut = truncation.cut, cut < cursor {
-                // Continue after the cut: the ids that follow hold the new leader's events.
+                // Say so, and continue after the cut: the ids that follow will hold the new
+                // leader's events. SSE's `id:` moves the reader's Last-Event-ID back, so a
+                // reconnect resumes there too.
                 try await emit(cut, .truncated(after: cut))
                 cursor = cut
                 lastWrite = .now

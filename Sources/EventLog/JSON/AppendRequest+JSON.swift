@@ -66,7 +66,9 @@ extension AppendRequest {
                     var w = JSONWriter(capacity: buffer.count)
                     do throws(JSONError) {
                         r.skipWhitespace()
-                        try r.transcodeValue(into: &w, depth: 0)
+                        // The depth it has in an HTTP batch (array, event, payload), so that what
+                        // is stored one way can be exported and imported the other.
+                        try r.transcodeValue(into: &w, depth: 2)
                         try BatchReader.expectEnd(&r)
                     } catch {
                         return .failure(error)
