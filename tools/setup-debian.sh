@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Banyan needs on a fresh Debian 12 machine: RocksDB and zstd from Debian, and with
 # --tests also what the tests need: etcd (the cluster tests), chromium and chromedriver (the
-# dashboard's browser tests), the Python packages of tools/requirements.txt and the Python client.
+# dashboard's browser tests), iproute2 (ss, for the listening-port checks), the Python packages of
+# tools/requirements.txt (grpcio-tools among them, for the gRPC tests) and the Python client.
 # Swift itself (6.1 or newer) must already be on PATH.
 set -euo pipefail
 SUDO=""
@@ -11,7 +12,7 @@ if ! command -v swift >/dev/null 2>&1; then
   exit 1
 fi
 packages=(librocksdb-dev libzstd-dev zstd)
-if [ "${1:-}" = "--tests" ]; then packages+=(python3-pip etcd-server chromium chromium-driver); fi
+if [ "${1:-}" = "--tests" ]; then packages+=(python3-pip etcd-server chromium chromium-driver iproute2); fi
 need=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -1,6 +1,6 @@
 import BanyanServer
 import GRPCCore
-import GRPCNIOTransportHTTP2
+import GRPCNIOTransportHTTP2Posix
 import Logging
 import NIOCore
 import ServiceLifecycle

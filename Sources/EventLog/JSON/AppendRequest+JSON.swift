@@ -41,13 +41,17 @@ extension AppendRequest {
         payload = payloadJSON
     }
 
+    static func tooManyParents(_ entries: Int, _ limits: Limits) -> String {
+        "\(entries) entries, more than parentsPerEventMax \(limits.parentsPerEventMax)"
+    }
+
     /// A batch whose events arrive already split into fields (gRPC's `Append`), held to the rules
     /// `decodeBatch` applies while it reads, with the same reasons: events and parents within
-    /// `limits`, a type, and each payload (JSON text; `null` is no payload) valid JSON within
+    /// `limits`, and each payload (JSON text; `null` is no payload) valid JSON within
     /// `limits.jsonDepthMax`, re-serialised compactly.
     public static func checkedBatch(
         _ count: Int, limits: Limits,
-        _ event: (Int) -> (type: String?, parents: [EventID], parentKeys: [String], key: String?, stream: String?, message: String?, payloadText: [UInt8]?)
+        _ event: (Int) -> (type: String, parents: [EventID], parentKeys: [String], key: String?, stream: String?, message: String?, payloadText: [UInt8]?)
     ) throws(AppendBatchError) -> [AppendRequest] {
         guard count > 0 else { throw AppendBatchError(kind: .empty, reason: "the batch holds no events", field: "body") }
         guard count <= limits.batchEventsMax else { throw BatchReader(limits: limits).tooLarge }
@@ -56,9 +60,8 @@ extension AppendRequest {
         for index in 0..<count {
             let e = event(index)
             for (name, entries) in [("parents", e.parents.count), ("parent_keys", e.parentKeys.count)] where entries > limits.parentsPerEventMax {
-                throw AppendBatchError(kind: .invalidEvent, reason: "\(entries) entries, more than parentsPerEventMax \(limits.parentsPerEventMax)", index: index, field: name)
+                throw AppendBatchError(kind: .invalidEvent, reason: tooManyParents(entries, limits), index: index, field: name)
             }
-            guard let type = e.type else { throw AppendBatchError(kind: .invalidEvent, reason: "type is required", index: index, field: "type") }
             var payload: [UInt8]?
             if let text = e.payloadText {
                 let compact = text.withUnsafeBufferPointer { buffer -> Result<[UInt8], JSONError> in
@@ -81,7 +84,7 @@ extension AppendRequest {
                 }
             }
             requests.append(AppendRequest(
-                type: type, parents: e.parents, parentKeys: e.parentKeys, key: e.key, stream: e.stream, message: e.message, payloadJSON: payload))
+                type: e.type, parents: e.parents, parentKeys: e.parentKeys, key: e.key, stream: e.stream, message: e.message, payloadJSON: payload))
         }
         return requests
     }
@@ -261,7 +264,7 @@ private struct BatchReader {
                         }
                     } while try r.separatorOrClose(JSONByte.closeBracket)
                     if entries > limits.parentsPerEventMax {
-                        fail(name, "\(entries) entries, more than parentsPerEventMax \(limits.parentsPerEventMax)", &self)
+                        fail(name, AppendRequest.tooManyParents(entries, limits), &self)
                     }
                 case "payload":
                     if try r.consumeNull() { break }
