@@ -11,9 +11,9 @@ body encoded once up front. Two workloads:
 Each round runs HTTP then gRPC (then gRPC multiplexed: few connections, many streams each, as
 gRPC clients run) on the same server, so ratios are side by side; rounds alternate the order.
 h2load cannot read gRPC trailers, so every run is checked by the server's last id instead: the
-events stored must equal the requests sent times the events per request.
+events stored must be the requests sent times the events per request, so a run of failed calls cannot count.
 
-    tools/grpc_vs_http.py --banyan .build/release/banyan [--rounds 3] [--seconds 10]
+    tools/grpc_vs_http.py --banyan .build/release/banyan [--rounds 3] [--emits 100000] [--batches 2000]
 """
 from __future__ import annotations
 
@@ -72,13 +72,13 @@ def last_id(port: int) -> int:
         return json.load(r)["last_id"]
 
 
-def h2load(url: str, body_path: str, headers: list[str], h1: bool, clients: int, streams: int, seconds: int) -> tuple[float, int]:
-    cmd = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "1", "-D", str(seconds), "-d", body_path]
+def h2load(url: str, body_path: str, headers: list[str], h1: bool, clients: int, streams: int, requests: int) -> tuple[float, int]:
+    cmd = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "1", "-n", str(requests), "-d", body_path]
     for h in headers:
         cmd += ["-H", h]
     if h1:
         cmd.append("--h1")
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 120).stdout
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=600).stdout
     rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
     if not rate or not done:
@@ -92,7 +92,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--banyan", required=True, help="banyan binary (a release build)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=10, help="each run's duration")
+    ap.add_argument("--emits", type=int, default=100_000, help="requests of each emit run")
+    ap.add_argument("--batches", type=int, default=2_000, help="requests of each batch run")
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--connections", type=int, default=64, help="HTTP/1.1 connections, one request in flight each")
     ap.add_argument("--workloads", default="emit,batch")
@@ -138,9 +139,10 @@ def main() -> None:
                 for label, key, url, h1, clients, streams in order:
                     path, headers, per = paths[key]
                     before = last_id(port)
-                    rate, succeeded = h2load(url, path, headers, h1, clients, streams, args.seconds)
+                    count = args.emits if per == 1 else args.batches
+                    rate, succeeded = h2load(url, path, headers, h1, clients, streams, count)
                     stored = last_id(port) - before
-                    if stored != succeeded * per:
+                    if stored != succeeded * per or succeeded != count:
                         raise SystemExit(f"{label}: {succeeded} requests answered but {stored} events stored (expected {succeeded * per})")
                     value = rate * per
                     results.setdefault(label, []).append(value)
