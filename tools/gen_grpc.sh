@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates Sources/BanyanGRPC/Generated/ from proto/ (docs/CLIENTS.md, "gRPC"). The output is
 # committed, so neither CI nor a normal build runs this: only a change to a .proto file needs it.
-# Needs protoc (Debian: protobuf-compiler) and builds the two protoc plugins once, from the same
-# package versions Package.swift uses, in a scratch directory outside the repository:
-#   protoc-gen-swift (apple/swift-protobuf) and protoc-gen-grpc-swift-2 (grpc/grpc-swift-protobuf).
+# Needs protoc (Debian: protobuf-compiler) and builds the two protoc plugins once, in a scratch
+# directory outside the repository, from grpc-swift-protobuf at the version Package.swift names:
+#   protoc-gen-grpc-swift-2, and protoc-gen-swift from the swift-protobuf that version resolves.
 # Usage: tools/gen_grpc.sh [SCRATCH_DIR]   (default: /tmp/banyan-grpc-plugins)
 set -euo pipefail
 cd "$(dirname "$0")/.."

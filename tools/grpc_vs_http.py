@@ -106,13 +106,17 @@ def main() -> None:
         [args.banyan, "serve", "--data-dir", os.path.join(root, "data"), "--port", str(port), "--grpc-port", str(grpc_port),
          "--log-level", "warning"], stdout=open(os.path.join(root, "server.log"), "w"), stderr=subprocess.STDOUT)
     try:
-        for _ in range(200):
-            try:
-                last_id(port)
+        log = os.path.join(root, "server.log")
+        for _ in range(400):
+            # Both listeners: the gRPC one says so once bound.
+            if server.poll() is not None:
+                raise SystemExit(f"banyan serve exited:\n{open(log).read()}")
+            if "banyan: gRPC on" in open(log).read():
                 break
-            except OSError:
-                time.sleep(0.05)
-        time.sleep(0.5)  # the gRPC listener starts beside HTTP
+            time.sleep(0.05)
+        else:
+            raise SystemExit(f"banyan serve did not start gRPC in 20 s:\n{open(log).read()}")
+        last_id(port)
         paths = {}
         for name, (body, headers, per) in bodies(args.batch).items():
             path = os.path.join(root, name.replace("/", "-") + ".bin")

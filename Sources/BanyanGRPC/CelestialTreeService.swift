@@ -23,11 +23,11 @@ struct CelestialTreeService: Celestialtree_V1_CelestialTreeService.ServiceProtoc
                 throw APIError(.contentTooLarge, "emit failed", detail: "the request is \(size) bytes, more than \(limits.eventBodyBytesMax)")
             }
             guard m.parents.count <= limits.parentsPerEventMax else {
-                throw APIError(.badRequest, "emit failed", detail: "parents has \(m.parents.count) entries, more than parentsPerEventMax \(limits.parentsPerEventMax)")
+                throw APIError(.badRequest, "emit failed", detail: "parents has " + AppendRequest.tooManyParents(m.parents.count, limits))
             }
             let payload = m.hasPayload ? try Self.json(.structValue(m.payload), depthMax: limits.jsonDepthMax) : nil
             return try await server.native.writes.emit(
-                type: m.type, parents: m.parents, message: m.message.isEmpty ? nil : m.message, payload: payload, redirecting: nil)
+                type: m.type, parents: m.parents, message: m.message, payload: payload, redirecting: nil)
         }
         var response = Celestialtree_V1_EmitResponse()
         response.id = id
@@ -64,10 +64,14 @@ struct CelestialTreeService: Celestialtree_V1_CelestialTreeService.ServiceProtoc
     }
 
     /// A `google.protobuf.Value` as JSON, as CelestialTree's server stores it (Go's protojson):
-    /// object members in key order, whole numbers without a fraction, NaN and infinities refused.
-    static func json(_ kind: Google_Protobuf_Value.OneOf_Kind?, depthMax: Int, depth: Int = 1) throws -> JSONValue {
-        guard depth <= depthMax else {
-            throw APIError(.badRequest, "emit failed", detail: "invalid payload: nested deeper than \(depthMax) levels")
+    /// object members in key order, numbers as `goNumber` writes them, NaN and infinities refused.
+    /// Nesting counts containers from 2, where `/emit`'s parser puts its payload (inside the body
+    /// object), so both refuse the same payloads and an export of either imports again.
+    static func json(_ kind: Google_Protobuf_Value.OneOf_Kind?, depthMax: Int, depth: Int = 2) throws -> JSONValue {
+        func nested() throws {
+            guard depth <= depthMax else {
+                throw APIError(.badRequest, "emit failed", detail: "invalid payload: nested deeper than \(depthMax) levels")
+            }
         }
         switch kind {
         case nil, .nullValue?: return .null
@@ -77,8 +81,10 @@ struct CelestialTreeService: Celestialtree_V1_CelestialTreeService.ServiceProtoc
             guard n.isFinite else { throw APIError(.badRequest, "emit failed", detail: "invalid payload: \(n) is not a JSON number") }
             return .number(goNumber(n))
         case .listValue(let list)?:
+            try nested()
             return .array(try list.values.map { try json($0.kind, depthMax: depthMax, depth: depth + 1) })
         case .structValue(let object)?:
+            try nested()
             return .object(try object.fields.keys.sorted().map { key in
                 JSONMember(key: key, value: try json(object.fields[key]?.kind, depthMax: depthMax, depth: depth + 1))
             })

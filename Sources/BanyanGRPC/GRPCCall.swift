@@ -6,8 +6,8 @@ import Logging
 /// What every RPC goes through, once: the bearer token against the method's role (the HTTP
 /// roles), the answer's status in `/metrics` under the RPC's path, and errors mapped from the
 /// HTTP contract to gRPC status codes with the JSON error body kept as trailing metadata
-/// (`banyan-error-json`), so a client sees the same `error`, `detail`, `field`, `index`, `line`,
-/// `column` and extra members (`leader`, `applied_id`, the ids of an unconfirmed write) as over
+/// (`banyan-error-json`), so a client sees the same `error`, `detail`, `field` (renamed as the
+/// proto names it), `index`, `line`, `column` and extra members (`leader`, `applied_id`, the ids of an unconfirmed write) as over
 /// HTTP. docs/CLIENTS.md, "gRPC", has the table.
 struct GRPCCall: Sendable {
     let server: BanyanServer
@@ -74,7 +74,7 @@ struct GRPCCall: Sendable {
         case 401: .unauthenticated
         case 403: .permissionDenied
         case 404: .notFound
-        case 307, 412: .failedPrecondition
+        case 307: .failedPrecondition
         case 409: .alreadyExists
         case 410: .outOfRange
         case 413: .resourceExhausted

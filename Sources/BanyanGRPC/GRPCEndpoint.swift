@@ -21,7 +21,9 @@ public struct GRPCEndpoint: Service {
         self.onListening = onListening
     }
 
-    /// Calls open at once on one connection (HTTP/2 streams).
+    /// Calls open at once on one connection (HTTP/2 streams): each holds a task and its buffers,
+    /// so one connection must not hold unboundedly many; 128 covers a client multiplexing its
+    /// calls (gRPC clients keep one connection per server) with room, as grpc-go's default 100 does.
     static let streamsPerConnectionMax = 128
 
     public func run() async throws {

@@ -6,7 +6,8 @@ import Synchronization
 
 /// The native `banyan.v1.Banyan` service: the native HTTP API's operations (`NativeAPI`,
 /// `QueryAPI`, `EventStream`, `Writes`) with their checks, limits and errors, in protobuf
-/// messages. Payloads travel as JSON text (`payload_json`): exact numbers, stored as sent.
+/// messages. Payloads travel as JSON text (`payload_json`): exact numbers, stored
+/// as compact JSON (`null`: none).
 struct NativeService: Banyan_V1_Banyan.ServiceProtocol {
     typealias Methods = Banyan_V1_Banyan.Method
     let server: BanyanServer
@@ -82,7 +83,7 @@ struct NativeService: Banyan_V1_Banyan.ServiceProtocol {
                     text: m.query, pageSize: m.pageSize == 0 ? nil : Int(m.pageSize), nodesMax: m.nodesMax == 0 ? nil : Int(clamping: m.nodesMax),
                     timeMaxMs: m.timeMaxMs == 0 ? nil : Int(clamping: m.timeMaxMs), include: m.include, cursor: nil, limits: limits)
                 try await readYourWrites(m.minID)
-                let api = QueryAPI(store: store, config: server.config, answers: server.queryAnswers)
+                let api = server.native.query
                 // Page after page until the answer ends: each page is bounded as over HTTP, and
                 // the answer is kept between pages (QueryAnswers), so the query runs once.
                 repeat {

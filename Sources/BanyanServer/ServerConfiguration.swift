@@ -8,7 +8,8 @@ import Foundation
 public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 7777
-    /// The gRPC port (`--grpc-port`; CelestialTree's 7778), on `host`; nil: no gRPC listener.
+    /// The gRPC port (`--grpc-port`; CelestialTree's 7778), on `host`; nil: no gRPC listener. The
+    /// server itself does not listen on it: `banyan serve` adds a `GRPCEndpoint` (BanyanGRPC).
     public var grpcPort: Int? = 7778
     /// Bearer tokens; empty means no authentication, which only a loopback address allows.
     public var access = AccessControl()

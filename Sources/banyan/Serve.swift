@@ -22,7 +22,7 @@ extension Banyan {
         @Option(help: "Address to bind.") var host = "127.0.0.1"
         @Option(help: "Port to listen on (0: any free port).") var port = 7777
         @Option(help: "gRPC port: CelestialTree's Emit and the banyan.v1 service (docs/CLIENTS.md); 0: any free port; off: no gRPC.")
-        var grpcPort = "7778"
+        var grpcPort = String(ServerConfiguration().grpcPort ?? 7778)
         @Option(help: "When to fsync: group (every commit group), interval, never.") var fsync: Durability = .group
         @Option(help: "Milliseconds between background syncs under --fsync interval.") var syncIntervalMs = 100
         @Option(help: "Nodes in one descendants/provenance tree response.") var treeNodesMax = Limits().treeNodesMax

@@ -390,7 +390,7 @@ def test_status_metrics_and_shutdown_with_an_open_stream(server, pb):
     # Not OK, which would read as "complete": the reader is told to resume elsewhere.
     with pytest.raises(grpc.RpcError) as e:
         next(stream)
-    assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE and error_json(e.value)["error"] == "shutting down", e.value
 
 
 def listening(pid: int) -> set[int]:
@@ -423,4 +423,4 @@ def test_a_taken_grpc_port_stops_the_start(server_factory, banyan_bin, tmp_path)
     finally:
         holder.close()
     assert p.returncode != 0, p.stderr[-2000:]
-    assert str(taken) in p.stderr, p.stderr[-2000:]
+    assert f"cannot listen for gRPC on 127.0.0.1:{taken} (--grpc-port)" in p.stderr, p.stderr[-2000:]

@@ -1,8 +1,9 @@
 /// Banyan's native gRPC service (docs/CLIENTS.md, "gRPC"): the native HTTP API's operations with
 /// its validation, limits, auth and errors. An error maps the HTTP status to a gRPC code, its
 /// message is "<error>: <detail>", and the trailing metadata `banyan-error-json` holds the HTTP
-/// error body itself (error, detail, field, index, line, column, leader, applied_id, ...);
-/// `retry-after` comes with it when HTTP would send Retry-After. docs/CLIENTS.md has the table.
+/// error body itself (error, detail, field as this file names it, index, line, column, leader,
+/// applied_id, ...); `retry-after` comes with it when HTTP would send Retry-After.
+/// docs/CLIENTS.md has the table.
 /// Auth: `authorization: Bearer <token>` metadata, the same tokens and roles as HTTP.
 
 // DO NOT EDIT.

@@ -11,8 +11,9 @@
 /// Banyan's native gRPC service (docs/CLIENTS.md, "gRPC"): the native HTTP API's operations with
 /// its validation, limits, auth and errors. An error maps the HTTP status to a gRPC code, its
 /// message is "<error>: <detail>", and the trailing metadata `banyan-error-json` holds the HTTP
-/// error body itself (error, detail, field, index, line, column, leader, applied_id, ...);
-/// `retry-after` comes with it when HTTP would send Retry-After. docs/CLIENTS.md has the table.
+/// error body itself (error, detail, field as this file names it, index, line, column, leader,
+/// applied_id, ...); `retry-after` comes with it when HTTP would send Retry-After.
+/// docs/CLIENTS.md has the table.
 /// Auth: `authorization: Bearer <token>` metadata, the same tokens and roles as HTTP.
 
 #if canImport(FoundationEssentials)
@@ -177,7 +178,8 @@ public nonisolated struct Banyan_V1_AppendResponse: Sendable {
 
   public var durable: Bool = false
 
-  /// Set when replicas were asked for: how many followers confirmed.
+  /// Set when the write waited for replicas (replicas, or --min-replicas above 0): how many
+  /// followers confirmed.
   public var replicas: UInt32 {
     get {_replicas ?? 0}
     set {_replicas = newValue}
@@ -324,7 +326,8 @@ public nonisolated struct Banyan_V1_QueryPage: Sendable {
   // methods supported on all messages.
 
   /// The page exactly as POST /v1/query answers it: {"results"|"paths"|"count", "next",
-  /// "truncated", "stats"} (docs/HTTP_API.md). The last page has "next": null.
+  /// "truncated", "stats"} (docs/HTTP_API.md). The last page has "next": null. An `explain`
+  /// query answers one page, {"plan"}.
   public var pageJson: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -71,7 +71,8 @@ extension Celestialtree_V1_CelestialTreeService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>".
+        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>";
+        /// > too large: RESOURCE_EXHAUSTED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Celestialtree_V1_EmitRequest` messages.
@@ -98,7 +99,8 @@ extension Celestialtree_V1_CelestialTreeService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>".
+        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>";
+        /// > too large: RESOURCE_EXHAUSTED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Celestialtree_V1_EmitRequest` message.
@@ -123,7 +125,8 @@ extension Celestialtree_V1_CelestialTreeService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>".
+        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>";
+        /// > too large: RESOURCE_EXHAUSTED.
         ///
         /// - Parameters:
         ///   - request: A `Celestialtree_V1_EmitRequest` message.
@@ -202,7 +205,8 @@ extension Celestialtree_V1_CelestialTreeService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>".
+        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>";
+        /// > too large: RESOURCE_EXHAUSTED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Celestialtree_V1_EmitRequest` message.
@@ -242,7 +246,8 @@ extension Celestialtree_V1_CelestialTreeService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>".
+        /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>";
+        /// > too large: RESOURCE_EXHAUSTED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Celestialtree_V1_EmitRequest` message.
@@ -281,7 +286,8 @@ extension Celestialtree_V1_CelestialTreeService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>".
+    /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>";
+    /// > too large: RESOURCE_EXHAUSTED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Celestialtree_V1_EmitRequest` message.
@@ -314,7 +320,8 @@ extension Celestialtree_V1_CelestialTreeService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>".
+    /// > One event; the answer carries its id. Bad input: INVALID_ARGUMENT "emit failed: <reason>";
+    /// > too large: RESOURCE_EXHAUSTED.
     ///
     /// - Parameters:
     ///   - message: request message to send.

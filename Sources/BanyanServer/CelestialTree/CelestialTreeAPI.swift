@@ -12,6 +12,8 @@ struct CelestialTreeAPI: Sendable {
     let streams: StreamRegistry
     let replication: ReplicationState
 
+    var writes: Writes { Writes(store: store, replication: replication, config: config) }
+
     /// CelestialTree's routes (`RouteTable`). `/healthz` and `/version` answer any method, as
     /// CelestialTree's do; `/healthz` needs no token.
     var routes: [Route] {
@@ -76,7 +78,7 @@ struct CelestialTreeAPI: Sendable {
         let parents = try RequestBody.ids(object, "parents", countMax: limits.parentsPerEventMax) ?? []
         let message = try RequestBody.string(object, "message")
         let payload = object["payload"].flatMap { $0.isNull ? nil : $0 }
-        let id = try await Writes(store: store, replication: replication, config: config).emit(
+        let id = try await writes.emit(
             type: type, parents: parents, message: message, payload: payload, redirecting: request.uri.description)
         var w = JSONWriter()
         w.writeRaw("{\"id\":")

@@ -163,7 +163,8 @@ public final class ServerMetrics: StoreObserver, Sendable {
         CoreMetrics.Counter(label: "banyan_compaction_bytes_reclaimed_total", factory: factory).increment(by: max(0, result.bytesReclaimed))
     }
 
-    /// Records one HTTP request under its route pattern (never the raw path: ids would explode the label space).
+    /// Records one HTTP request under its route pattern (never the raw path: ids would explode the
+    /// label space), or one gRPC call under its RPC's path.
     package func request(route: String, method: String, status: Int, duration: Duration) {
         let key = "\(route) \(method) \(status)"
         let timer = requestTimers.withLock { timers in

@@ -14,6 +14,7 @@ public struct NativeAPI: Sendable {
     let queryAnswers: QueryAnswers
 
     package var writes: Writes { Writes(store: store, replication: replication, config: config) }
+    package var query: QueryAPI { QueryAPI(store: store, config: config, answers: queryAnswers) }
 
     /// The routes under `/v1` (`RouteTable`).
     var routes: [Route] {
@@ -27,7 +28,7 @@ public struct NativeAPI: Sendable {
                     ? EventStream.headOnlyResponse
                     : try EventStream.native(request, store: store, streams: streams, config: config, client: route.client)
             },
-            Route(.post, "/v1/query", role: .read) { request, _ in try await QueryAPI(store: store, config: config, answers: queryAnswers).run(request) },
+            Route(.post, "/v1/query", role: .read) { request, _ in try await query.run(request) },
             Route(.get, "/v1/status", role: .read) { _, _ in JSONResponse.make(try await status()) },
         ]
     }

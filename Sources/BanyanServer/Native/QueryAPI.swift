@@ -21,12 +21,6 @@ package struct QueryAPI: Sendable {
     let config: ServerConfiguration
     let answers: QueryAnswers
 
-    package init(store: EventStore, config: ServerConfiguration, answers: QueryAnswers) {
-        self.store = store
-        self.config = config
-        self.answers = answers
-    }
-
     static let fields: Set<String> = ["query", "cursor", "page_size", "include", "budget"]
     static let budgetFields: Set<String> = ["nodes_max", "time_max_ms"]
     /// What `include` may add to the fields every query result has (id, key, type, time).

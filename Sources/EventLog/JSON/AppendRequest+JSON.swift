@@ -41,7 +41,7 @@ extension AppendRequest {
         payload = payloadJSON
     }
 
-    static func tooManyParents(_ entries: Int, _ limits: Limits) -> String {
+    public static func tooManyParents(_ entries: Int, _ limits: Limits) -> String {
         "\(entries) entries, more than parentsPerEventMax \(limits.parentsPerEventMax)"
     }
 
