@@ -8,15 +8,22 @@ import SwiftProtobuf
 /// `INVALID_ARGUMENT "emit failed: <reason>"`. It is `POST /emit` over gRPC: the same checks,
 /// durability, replicas and role (write).
 struct CelestialTreeService: Celestialtree_V1_CelestialTreeService.ServiceProtocol {
-    let server: BanyanServer
-    var call: GRPCCall { GRPCCall(server: server) }
+    let limits: Limits
+    let call: GRPCCall
+    let writes: Writes
+
+    /// Built once: a call should not rebuild the server's operations on the hot path.
+    init(server: BanyanServer) {
+        limits = server.store.limits
+        call = GRPCCall(server: server)
+        writes = server.native.writes
+    }
 
     func emit(
         request: ServerRequest<Celestialtree_V1_EmitRequest>, context: ServerContext
     ) async throws -> ServerResponse<Celestialtree_V1_EmitResponse> {
         let m = request.message
         let id = try await call.run(Celestialtree_V1_CelestialTreeService.Method.Emit.descriptor, role: .write, metadata: request.metadata, summary: "emit failed") {
-            let limits = server.store.limits
             // /emit's body limit: the transport's own is the larger one of Append batches.
             let size = try (m.serializedBytes() as [UInt8]).count
             guard size <= limits.eventBodyBytesMax else {
@@ -26,7 +33,7 @@ struct CelestialTreeService: Celestialtree_V1_CelestialTreeService.ServiceProtoc
                 throw APIError(.badRequest, "emit failed", detail: "parents has " + AppendRequest.tooManyParents(m.parents.count, limits))
             }
             let payload = m.hasPayload ? try Self.json(.structValue(m.payload), depthMax: limits.jsonDepthMax) : nil
-            return try await server.native.writes.emit(
+            return try await writes.emit(
                 type: m.type, parents: m.parents, message: m.message, payload: payload, redirecting: nil)
         }
         var response = Celestialtree_V1_EmitResponse()

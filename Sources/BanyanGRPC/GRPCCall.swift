@@ -27,7 +27,8 @@ struct GRPCCall: Sendable {
             server.metrics.request(route: "/" + method.fullyQualifiedMethod, method: "GRPC", status: status, duration: ContinuousClock.now - started)
         }
         do {
-            try server.config.access.authorize(authorization: metadata[stringValues: "authorization"].first(where: { _ in true }), needs: role)
+            var tokens = metadata[stringValues: "authorization"].makeIterator()
+            try server.config.access.authorize(authorization: tokens.next(), needs: role)
             return try await body()
         } catch {
             let (rpc, http, unexpected) = Self.rpcError(error, summary: summary)

@@ -13,8 +13,17 @@ struct NativeService: Banyan_V1_Banyan.ServiceProtocol {
     let server: BanyanServer
     /// Set when the server shuts down: open streams end within a second.
     let stopping: StopFlag
-    var call: GRPCCall { GRPCCall(server: server) }
+    let call: GRPCCall
+    let native: NativeAPI
     var store: EventStore { server.store }
+
+    /// Built once: a call should not rebuild the server's operations on the hot path.
+    init(server: BanyanServer, stopping: StopFlag) {
+        self.server = server
+        self.stopping = stopping
+        call = GRPCCall(server: server)
+        native = server.native
+    }
 
     func append(request: ServerRequest<Banyan_V1_AppendRequest>, context: ServerContext) async throws -> ServerResponse<Banyan_V1_AppendResponse> {
         let m = request.message
@@ -39,7 +48,7 @@ struct NativeService: Banyan_V1_Banyan.ServiceProtocol {
             } catch let error as AppendBatchError {
                 throw BatchDecoder.apiError(error)
             }
-            return try await server.native.writes.append(requests, durability: durability, replicas: replicas, redirecting: nil)
+            return try await native.writes.append(requests, durability: durability, replicas: replicas, redirecting: nil)
         }
         var response = Banyan_V1_AppendResponse()
         response.results = outcome.receipt.results.map { result in
@@ -60,9 +69,9 @@ struct NativeService: Banyan_V1_Banyan.ServiceProtocol {
             switch m.by {
             case .id(let id)?:
                 guard id > 0 else { throw APIError.invalid("id must be an event id, 1 or more", field: "id") }
-                return try server.native.event(id: id)
+                return try native.event(id: id)
             case .key(let key)?:
-                return try server.native.event(key: key)
+                return try native.event(key: key)
             case nil:
                 throw APIError.invalid("name the event by id or by key", field: "by")
             }
@@ -83,7 +92,7 @@ struct NativeService: Banyan_V1_Banyan.ServiceProtocol {
                     text: m.query, pageSize: m.pageSize == 0 ? nil : Int(m.pageSize), nodesMax: m.nodesMax == 0 ? nil : Int(clamping: m.nodesMax),
                     timeMaxMs: m.timeMaxMs == 0 ? nil : Int(clamping: m.timeMaxMs), include: m.include, cursor: nil, limits: limits)
                 try await readYourWrites(m.minID)
-                let api = server.native.query
+                let api = native.query
                 // Page after page until the answer ends: each page is bounded as over HTTP, and
                 // the answer is kept between pages (QueryAnswers), so the query runs once.
                 repeat {
@@ -144,7 +153,7 @@ struct NativeService: Banyan_V1_Banyan.ServiceProtocol {
     }
 
     func status(request: ServerRequest<Banyan_V1_StatusRequest>, context: ServerContext) async throws -> ServerResponse<Banyan_V1_StatusResponse> {
-        let json = try await call.run(Methods.Status.descriptor, role: .read, metadata: request.metadata) { try await server.native.status() }
+        let json = try await call.run(Methods.Status.descriptor, role: .read, metadata: request.metadata) { try await native.status() }
         var response = Banyan_V1_StatusResponse()
         response.role = json["role"]?.stringValue ?? ""
         response.epoch = json["epoch"]?.uint64Value ?? 0

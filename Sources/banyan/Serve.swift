@@ -22,7 +22,7 @@ extension Banyan {
         @Option(help: "Address to bind.") var host = "127.0.0.1"
         @Option(help: "Port to listen on (0: any free port).") var port = 7777
         @Option(help: "gRPC port: CelestialTree's Emit and the banyan.v1 service (docs/CLIENTS.md); 0: any free port; off: no gRPC.")
-        var grpcPort = String(ServerConfiguration().grpcPort ?? 7778)
+        var grpcPort = ServerConfiguration().grpcPort.map(String.init) ?? "off"
         @Option(help: "When to fsync: group (every commit group), interval, never.") var fsync: Durability = .group
         @Option(help: "Milliseconds between background syncs under --fsync interval.") var syncIntervalMs = 100
         @Option(help: "Nodes in one descendants/provenance tree response.") var treeNodesMax = Limits().treeNodesMax
@@ -96,7 +96,7 @@ extension Banyan {
             }
             try check("port", port, Bounds.port)
             if grpcPort != "off" {
-                guard let n = Int(grpcPort), Bounds.port.contains(n) else {
+                guard let n = grpcPortNumber, Bounds.port.contains(n) else {
                     throw ValidationError("--grpc-port must be \(Bounds.port.lowerBound)...\(Bounds.port.upperBound) or off, not \"\(grpcPort)\"")
                 }
                 if n != 0, n == port { throw ValidationError("--grpc-port must differ from --port (\(port))") }
@@ -166,6 +166,9 @@ extension Banyan {
             }
         }
 
+        /// `--grpc-port` as a number; nil for `off` (anything else `validate` refused).
+        var grpcPortNumber: Int? { Int(grpcPort) }
+
         /// Values of a repeatable, comma-separated option.
         static func list(_ values: [String]) -> [String] {
             values.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -195,7 +198,7 @@ extension Banyan {
                 }
                 config.host = host
                 config.port = port
-                config.grpcPort = grpcPort == "off" ? nil : Int(grpcPort)
+                config.grpcPort = grpcPortNumber
                 config.allowedHosts = Self.list(allowedHosts)
                 config.corsOrigins = Self.list(corsOrigins)
                 config.streamHeartbeat = .seconds(streamHeartbeatSeconds)

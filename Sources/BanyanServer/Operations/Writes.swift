@@ -19,47 +19,46 @@ package struct Writes: Sendable {
     /// `Location`, for transports that cannot follow one). `replicas`: already checked with
     /// `ReplicationState.replicasWanted`.
     package func append(_ requests: [AppendRequest], durability: Durability?, replicas: Int, redirecting: String?) async throws -> Outcome {
-        // HTTP routes check before reading the body (a follower redirects at once); this second
-        // check sees a role that changed while the body was read.
-        try replication.requireLeader(redirecting: redirecting)
-        let receipt: AppendReceipt
-        // The term the batch is stored in (or it fails): it is acknowledged only within it.
-        let term = store.epoch
-        do {
-            for (index, request) in requests.enumerated() { try request.refuseReservedType(index: index) }
-            receipt = try await store.append(requests, durability: durability)
-        } catch let error as LogError {
-            throw APIError.fromBatch(error)
-        }
-        let stored = {
+        try await commit(requests, durability: durability, replicas: replicas, redirecting: redirecting, failure: APIError.fromBatch) { receipt in
             [("results", JSONValue.array(receipt.results.map { result in
                 .object([JSONMember(key: "id", value: .int(result.id))] + (result.duplicate ? [JSONMember(key: "duplicate", value: .bool(true))] : []))
             })), ("durable", .bool(receipt.durable))]
         }
-        try replication.confirmLease(term: term, stored: stored())
-        var confirmed: Int?
-        if replicas > 0, let through = receipt.results.map(\.id).max() {
-            confirmed = try await replication.awaitReplicas(replicas, through: through, term: term, timeout: config.replicaTimeout, stored: stored())
-        }
-        return Outcome(receipt: receipt, replicas: confirmed)
     }
 
     /// One event as CelestialTree's `/emit` and `Emit` take it: errors say "emit failed" with
     /// CelestialTree's details, and `--min-replicas` covers it (its answer has no room for a count).
     package func emit(type: String, parents: [EventID], message: String?, payload: JSONValue?, redirecting: String?) async throws -> EventID {
+        let outcome = try await commit(
+            [AppendRequest(type: type, parents: parents, message: message, payload: payload)], durability: nil, replicas: config.minReplicas,
+            redirecting: redirecting, failure: { APIError.from($0, summary: "emit failed", withIndex: false) }
+        ) { receipt in [("id", .int(receipt.results[0].id))] }
+        return outcome.receipt.results[0].id
+    }
+
+    /// Stores `requests` and acknowledges them only within the term they were stored in, after
+    /// the replicas asked for. `failure` words a store error for the transport's contract;
+    /// `stored` names what was stored, for an answer that cannot acknowledge it.
+    private func commit(
+        _ requests: [AppendRequest], durability: Durability?, replicas: Int, redirecting: String?, failure: (LogError) -> APIError,
+        stored: (AppendReceipt) -> [(name: String, value: JSONValue)]
+    ) async throws -> Outcome {
+        // HTTP routes check before reading the body (a follower redirects at once); this second
+        // check sees a role that changed while the body was read.
         try replication.requireLeader(redirecting: redirecting)
-        let append = AppendRequest(type: type, parents: parents, message: message, payload: payload)
-        let term = store.epoch
         let receipt: AppendReceipt
+        let term = store.epoch
         do {
-            try append.refuseReservedType()
-            receipt = try await store.append([append])
+            for (index, request) in requests.enumerated() { try request.refuseReservedType(index: index) }
+            receipt = try await store.append(requests, durability: durability)
         } catch let error as LogError {
-            throw APIError.from(error, summary: "emit failed", withIndex: false)
+            throw failure(error)
         }
-        let id = receipt.results[0].id
-        try replication.confirmLease(term: term, stored: [("id", .int(id))])
-        _ = try await replication.awaitReplicas(config.minReplicas, through: id, term: term, timeout: config.replicaTimeout, stored: [("id", .int(id))])
-        return id
+        try replication.confirmLease(term: term, stored: stored(receipt))
+        var confirmed: Int?
+        if replicas > 0, let through = receipt.results.map(\.id).max() {
+            confirmed = try await replication.awaitReplicas(replicas, through: through, term: term, timeout: config.replicaTimeout, stored: stored(receipt))
+        }
+        return Outcome(receipt: receipt, replicas: confirmed)
     }
 }

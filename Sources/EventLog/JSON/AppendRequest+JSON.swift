@@ -17,6 +17,12 @@ public struct AppendBatchError: Error, Sendable {
     public var reason: String
     public var index: Int?
     public var field: String?
+
+    static let empty = AppendBatchError(kind: .empty, reason: "the batch holds no events", field: "body")
+
+    static func tooLarge(_ limits: Limits) -> AppendBatchError {
+        AppendBatchError(kind: .tooLarge, reason: "more than \(limits.batchEventsMax) events (--batch-events-max)", field: "body")
+    }
 }
 
 extension AppendRequest {
@@ -53,8 +59,8 @@ extension AppendRequest {
         _ count: Int, limits: Limits,
         _ event: (Int) -> (type: String, parents: [EventID], parentKeys: [String], key: String?, stream: String?, message: String?, payloadText: [UInt8]?)
     ) throws(AppendBatchError) -> [AppendRequest] {
-        guard count > 0 else { throw AppendBatchError(kind: .empty, reason: "the batch holds no events", field: "body") }
-        guard count <= limits.batchEventsMax else { throw BatchReader(limits: limits).tooLarge }
+        guard count > 0 else { throw .empty }
+        guard count <= limits.batchEventsMax else { throw .tooLarge(limits) }
         var requests: [AppendRequest] = []
         requests.reserveCapacity(count)
         for index in 0..<count {
@@ -79,7 +85,7 @@ extension AppendRequest {
                     return .success(w.bytes)
                 }
                 switch compact {
-                case .success(let bytes): payload = bytes == Array("null".utf8) ? nil : bytes
+                case .success(let bytes): payload = bytes.elementsEqual("null".utf8) ? nil : bytes
                 case .failure(let error): throw AppendBatchError(kind: .syntax, reason: error.description, index: index, field: "payload")
                 }
             }
@@ -116,7 +122,7 @@ private struct BatchReader {
                     r.i += 1
                 } else {
                     repeat {
-                        guard count < limits.batchEventsMax else { return .failure(tooLarge) }
+                        guard count < limits.batchEventsMax else { return .failure(.tooLarge(limits)) }
                         try event(&r, depth: 1)
                     } while try r.separatorOrClose(JSONByte.closeBracket)
                 }
@@ -144,7 +150,7 @@ private struct BatchReader {
             let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
             start = end + 1
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            guard count < limits.batchEventsMax else { return .failure(tooLarge) }
+            guard count < limits.batchEventsMax else { return .failure(.tooLarge(limits)) }
             var r = JSONReader(input: line, depthMax: limits.jsonDepthMax)
             do throws(JSONError) {
                 r.skipWhitespace()
@@ -157,13 +163,9 @@ private struct BatchReader {
         return finish()
     }
 
-    var tooLarge: AppendBatchError {
-        AppendBatchError(kind: .tooLarge, reason: "more than \(limits.batchEventsMax) events (--batch-events-max)", field: "body")
-    }
-
     private mutating func finish() -> Result<[AppendRequest], AppendBatchError> {
         if let firstError { return .failure(firstError) }
-        guard !requests.isEmpty else { return .failure(AppendBatchError(kind: .empty, reason: "the batch holds no events", field: "body")) }
+        guard !requests.isEmpty else { return .failure(.empty) }
         return .success(requests)
     }
 
