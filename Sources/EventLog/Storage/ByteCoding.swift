@@ -107,20 +107,23 @@ public struct ByteReader {
 
     public mutating func string() throws(StorageError) -> String {
         let raw = try lengthPrefixed()
-        // String(validating:) is generic and looked up type metadata on every call (16% of
-        // reading a query page); decoding from a buffer takes the specialised path, and a
-        // decode that repaired anything differs from the stored bytes.
-        var s = raw.withUnsafeBufferPointer { String(decoding: $0, as: UTF8.self) }
-        let same = raw.withUnsafeBufferPointer { stored in
-            s.withUTF8 { decoded in
-                guard decoded.count == stored.count, let a = decoded.baseAddress, let b = stored.baseAddress else { return decoded.count == stored.count }
-                return memcmp(a, b, stored.count) == 0
-            }
-        }
-        guard same else {
+        guard let s = raw.withUnsafeBytes(Self.validString) else {
             throw StorageError(.corruption, "invalid UTF-8 in stored string at offset \(offset)")
         }
         return s
+    }
+
+    /// `stored` as a String, nil unless it is valid UTF-8. String(validating:) is generic and
+    /// looked up type metadata on every call (16% of reading a query page); decoding from a
+    /// buffer takes the specialised path, and a decode that repaired anything differs from the
+    /// stored bytes.
+    static func validString(_ stored: UnsafeRawBufferPointer) -> String? {
+        var s = String(decoding: stored, as: UTF8.self)
+        let same = s.withUTF8 { decoded in
+            guard decoded.count == stored.count, let a = decoded.baseAddress, let b = stored.baseAddress else { return decoded.count == stored.count }
+            return memcmp(a, b, stored.count) == 0
+        }
+        return same ? s : nil
     }
 
     private static func short(_ offset: Int) -> StorageError {
@@ -133,7 +136,7 @@ public struct ByteReader {
 enum Varint {
     /// The varint at `at` in `bytes`, moving `at` past it; nil when it runs past the end or past
     /// 10 bytes (then `at` is where it stopped).
-    static func read(_ bytes: ArraySlice<UInt8>, at: inout Int) -> UInt64? {
+    static func read<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, at: inout Int) -> UInt64? where Bytes.Index == Int {
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while at < bytes.endIndex, shift < 64 {

@@ -35,11 +35,11 @@ struct IndexBlock: Equatable {
     static func decode(first: EventID, _ bytes: [UInt8]) throws(StorageError) -> IndexBlock {
         guard bytes.count >= 6 else { throw StorageError(.corruption, "index block \(first): \(bytes.count) bytes") }
         let body = bytes[..<(bytes.count - 4)]
-        var tail = ByteReader(Array(bytes[(bytes.count - 4)...]))
+        var tail = ByteReader(bytes, offset: bytes.count - 4)
         guard try tail.be32() == RecordCodec.checksum(id: first, body) else {
             throw StorageError(.corruption, "index block \(first): checksum mismatch")
         }
-        var r = ByteReader(Array(body))
+        var r = ByteReader(bytes, end: body.count)
         let version = try r.byte()
         guard version == Self.version else { throw StorageError(.corruption, "index block \(first): unknown version \(version)") }
         let count = try r.varint()

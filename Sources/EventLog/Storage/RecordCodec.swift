@@ -207,23 +207,29 @@ enum RecordCodec {
         return record.endIndex - tail
     }
 
-    /// The epoch and key of an encoded record, read without decoding the rest (nil if it is
-    /// malformed).
-    static func epochAndKey(of record: ArraySlice<UInt8>) -> (epoch: UInt64, key: String?)? {
+    /// The epoch and key of an encoded record, read in place without decoding the rest (nil if
+    /// it is malformed): a leader reads them for every record it ships.
+    static func epochAndKey(of record: UnsafeRawBufferPointer) -> (epoch: UInt64, key: String?)? {
         guard record.count > 6 else { return nil }
-        var r = ByteReader(Array(record.dropLast(4)))
-        do {
-            _ = try r.byte()
-            let flags = try r.byte()
-            let epoch = try r.varint()
-            _ = try r.varint()
-            _ = try r.lengthPrefixed()
-            let parents = try r.varint()
-            for _ in 0..<parents { _ = try r.varint() }
-            return (epoch, flags & Flag.key != 0 ? try r.string() : nil)
-        } catch {
-            return nil
+        let body = UnsafeRawBufferPointer(rebasing: record[..<(record.count - 4)])
+        var i = 2  // version, flags
+        func varint() -> UInt64? { Varint.read(body, at: &i) }
+        func skip(_ count: UInt64) -> Bool {
+            guard count <= UInt64(body.count - i) else { return false }
+            i += Int(count)
+            return true
         }
+        guard let epoch = varint(), varint() != nil, let typeLength = varint(), skip(typeLength), let parents = varint(),
+            parents <= UInt64(body.count)
+        else { return nil }
+        for _ in 0..<parents {
+            guard varint() != nil else { return nil }
+        }
+        guard body[1] & Flag.key != 0 else { return (epoch, nil) }
+        guard let keyLength = varint(), keyLength <= UInt64(body.count - i),
+            let key = ByteReader.validString(UnsafeRawBufferPointer(rebasing: body[i..<(i + Int(keyLength))]))
+        else { return nil }
+        return (epoch, key)
     }
 
     /// The time of an encoded record, read without decoding the rest (nil if it is too short).

@@ -37,7 +37,8 @@ extension EventStore {
         }
         var groups: [[UInt8]] = []
         var bytes = 0
-        while bytes < bytesMax, let group = try storageCall({ () throws(StorageError) in try reader.next(upTo: last) }) {
+        var scan: GroupReader.Scan?
+        while bytes < bytesMax, let group = try storageCall({ () throws(StorageError) in try reader.next(upTo: last, scan: &scan) }) {
             let encoded = group.encoded()
             bytes += encoded.count
             groups.append(encoded)

@@ -27,9 +27,20 @@ struct GroupReader {
         (maxTypeID, maxStreamID) = index.dictionaryIDs(through: after)
     }
 
+    /// An iterator over the records of consecutive groups, up to `end`: one per stretch read
+    /// instead of one per group, which cost a seek into every level each time. The caller keeps
+    /// it for the calls of one stretch and then lets it go, with the RocksDB snapshot it pins.
+    struct Scan {
+        fileprivate let iterator: RocksIterator
+        fileprivate let end: EventID
+        /// The id the iterator is at.
+        fileprivate var at: EventID
+    }
+
     /// The group that starts at `after + 1`, if the log has it (up to `upTo`); nil at the end.
-    /// Throws when `after + 1` is not where a group starts.
-    mutating func next(upTo last: EventID) throws(StorageError) -> CommitGroup? {
+    /// Throws when `after + 1` is not where a group starts. `scan`: where the previous call left
+    /// off reading records (nil to start afresh).
+    mutating func next(upTo last: EventID, scan: inout Scan?) throws(StorageError) -> CommitGroup? {
         let first = after + 1
         guard first <= min(last, index.lastID) else { return nil }
         guard let block = try storage.db.get(storage.cf(.index), KeySpace.id(first)) else {
@@ -38,20 +49,35 @@ struct GroupReader {
         let entries = try IndexBlock.decode(first: first, block).entries
         let groupLast = first + EventID(entries.count) - 1
         var group = CommitGroup(epoch: 0, after: after, meta: .fresh)
-        let it = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(first), upper: KeySpace.id(groupLast + 1))
-        it.seekToFirst()
+        let it: RocksIterator
+        if let scan, scan.at == first, scan.end >= groupLast {
+            it = scan.iterator
+        } else {
+            let end = max(groupLast, min(last, index.lastID))
+            // Outside the block cache: a follower catching up reads each block once, and would
+            // evict what reads need; one that keeps up reads the memtable.
+            it = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(first), upper: KeySpace.id(end + 1), fillCache: false)
+            it.seekToFirst()
+            scan = Scan(iterator: it, end: end, at: first)
+        }
+        scan?.at = 0  // unknown until the whole group is read
         var id = first
         var epoch: UInt64?
         for entry in entries {
             guard it.isValid, it.withKey({ LogStorage.be64($0, at: 0) }) == id else {
                 throw StorageError(.corruption, "log: record \(id) of the group at \(first) is missing")
             }
-            let record = it.value
-            guard let (recordEpoch, key) = RecordCodec.epochAndKey(of: record[...]), epoch == nil || epoch == recordEpoch else {
+            // Read in place: the record is copied once, into the group.
+            let parsed = it.withValue { record in
+                RecordCodec.epochAndKey(of: record).map { parsed in
+                    group.append(record: record, entry: entry)
+                    return parsed
+                }
+            }
+            guard let (recordEpoch, key) = parsed, epoch == nil || epoch == recordEpoch else {
                 throw StorageError(.corruption, "log: record \(id) is malformed or of another epoch than its group")
             }
             epoch = recordEpoch
-            record.withUnsafeBytes { group.append(record: $0, entry: entry) }
             if let key { group.keys.append((key, id)) }
             if entry.type > maxTypeID {
                 maxTypeID = entry.type
@@ -65,6 +91,7 @@ struct GroupReader {
             it.next()
         }
         try it.checkStatus()
+        scan?.at = id
         group.epoch = epoch ?? 0
         if seals.isEmpty || seals.last.map({ $0.last < groupLast }) == true { seals = try storage.segments() }
         group.seals = seals.filter { $0.last >= first && $0.last <= groupLast }
