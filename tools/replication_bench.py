@@ -153,6 +153,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--seconds-max", type=float, default=180.0, help="time bound of each ingest run (default 180)")
     ap.add_argument("--catchup-timeout", type=float, default=900.0, help="time bound of one catch-up (default 900)")
     ap.add_argument("--seed", type=int, default=7, help="gen_dag seed (default 7)")
+    ap.add_argument("--pin", action="store_true",
+                    help="catch-up figure only: give each node a core of its own, as on two one-core machines: "
+                         "the leader on CPU 0; the follower, the client and this script on CPU 1 (default: "
+                         "everything shares every core, so the leader's shipping takes CPU from its follower)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (stores, server logs)")
     a = ap.parse_args(argv)
     quick = a.quick
@@ -712,11 +716,27 @@ class Bench:
     # ---- figure 1
 
     def catchup(self, keep_last: bool) -> Optional[tuple[banyan.Server, banyan.Server]]:
+        if not self.args.pin:
+            return self._catchup(keep_last)
+        cpus = os.sched_getaffinity(0)
+        if not {0, 1} <= cpus:
+            raise SystemExit("--pin needs CPUs 0 and 1")
+        # Processes started from here (the follower, the client's) inherit CPU 1; the leader is
+        # moved to CPU 0, every thread of it, once it runs.
+        os.sched_setaffinity(0, {1})
+        try:
+            return self._catchup(keep_last)
+        finally:
+            os.sched_setaffinity(0, cpus)
+
+    def _catchup(self, keep_last: bool) -> Optional[tuple[banyan.Server, banyan.Server]]:
         a = self.args
         kept = None
         for rnd in range(1, a.rounds + 1):
             log(f"catch-up round {rnd}/{a.rounds}: filling a fresh leader with {a.events:,} events")
             leader = self.leader(f"catchup-leader-r{rnd}")
+            if a.pin:
+                subprocess.run(["taskset", "-a", "-p", "-c", "0", str(leader.proc.pid)], check=True, stdout=subprocess.DEVNULL)
             fill = self.fill(leader, self.events, f"catch-up r{rnd}: leader ingest (no follower)", "catchup")
             last = leader.status()["last_id"]
             poll = a.poll_ms / 1000
@@ -988,7 +1008,9 @@ def report(args, bench: Bench, info: dict, versions: dict, elapsed: float, argv:
         p("\n### 1. Follower catch-up from empty\n")
         p("Leader: a fresh store filled by the client (no follower attached). Follower: spawned on an empty data "
           "directory once the fill is done; the clock runs from its spawn until its applied_id equals the leader's "
-          f"last_id (GET /v1/status every {args.poll_ms:g} ms).\n")
+          f"last_id (GET /v1/status every {args.poll_ms:g} ms)."
+          + (" Pinned (--pin): the leader on CPU 0; the follower, the client and this script on CPU 1." if args.pin
+             else " Every process shares every core.") + "\n")
         p("| round | events | leader ingest events/s | catch-up s | applied events/s (from spawn) | after start-up | "
           "start-up s | shipped MB (MB/s) | groups shipped | ratio to leader |")
         p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
