@@ -16,6 +16,9 @@ Figures (docs/REPLICATION.md; the targets come from the replication issue):
               spawn until its applied_id (GET /v1/status, polled every --poll-ms) equals the
               leader's last_id. Events/s applied, and its ratio to the leader's ingest rate
               (target >= 2x). The rate after start-up (from the first status answer) is shown too.
+              Every process shares both cores, so the leader's shipping takes CPU from its
+              follower; --pin gives each node a core of its own instead (the leader on CPU 0, the
+              follower, client and script on CPU 1), as two one-core machines would.
   2 lag       Follower lag under a steady offered load: the client sends replicas=0 durable
               batches on a fixed schedule (--offered-rate events/s over all connections, each
               batch at its slot; late slots are sent at once, so the achieved rate is what the
