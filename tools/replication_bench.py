@@ -16,7 +16,7 @@ Figures (docs/REPLICATION.md; the targets come from the replication issue):
               spawn until its applied_id (GET /v1/status, polled every --poll-ms) equals the
               leader's last_id. Events/s applied, and its ratio to the leader's ingest rate
               (target >= 2x). The rate after start-up (from the first status answer) is shown too.
-              Every process shares both cores, so the leader's shipping takes CPU from its
+              Every process shares every core, so the leader's shipping takes CPU from its
               follower; --pin gives each node a core of its own instead (the leader on CPU 0, the
               follower, client and script on CPU 1), as two one-core machines would.
   2 lag       Follower lag under a steady offered load: the client sends replicas=0 durable
@@ -157,7 +157,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--catchup-timeout", type=float, default=900.0, help="time bound of one catch-up (default 900)")
     ap.add_argument("--seed", type=int, default=7, help="gen_dag seed (default 7)")
     ap.add_argument("--pin", action="store_true",
-                    help="catch-up figure only: give each node a core of its own, as on two one-core machines: "
+                    help="with --only catchup: give each node a core of its own, as on two one-core machines: "
                          "the leader on CPU 0; the follower, the client and this script on CPU 1 (default: "
                          "everything shares every core, so the leader's shipping takes CPU from its follower)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (stores, server logs)")
@@ -188,6 +188,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     a.offered_rate = a.offered_rates[0] if a.offered_rates else 0
     if min(a.offered_rates, default=0) <= 0 or a.lag_seconds <= 0 or a.poll_ms <= 0 or a.watchers < 1 or a.ab_events < a.batch:
         ap.error("--offered-rate, --lag-seconds, --poll-ms must be > 0, --watchers >= 1, --ab-events >= --batch")
+    if a.pin and (a.only != ["catchup"] or not {0, 1} <= os.sched_getaffinity(0)):
+        ap.error("--pin takes --only catchup and needs CPUs 0 and 1")
     if "catchup" in a.only and a.workload_events > a.events:
         a.workload_events = a.events
     return a
@@ -721,11 +723,11 @@ class Bench:
     def catchup(self, keep_last: bool) -> Optional[tuple[banyan.Server, banyan.Server]]:
         if not self.args.pin:
             return self._catchup(keep_last)
+        # A process inherits the CPUs of the thread that starts it (sched_setaffinity with pid 0
+        # sets this, the main, thread's, and no other thread of this script is running yet):
+        # the leader is started on CPU 0, everything after it (the follower, the client's
+        # processes) on CPU 1. Each server then also sizes its thread pools for one core.
         cpus = os.sched_getaffinity(0)
-        if not {0, 1} <= cpus:
-            raise SystemExit("--pin needs CPUs 0 and 1")
-        # Processes started from here (the follower, the client's) inherit CPU 1; the leader is
-        # moved to CPU 0, every thread of it, once it runs.
         os.sched_setaffinity(0, {1})
         try:
             return self._catchup(keep_last)
@@ -737,9 +739,11 @@ class Bench:
         kept = None
         for rnd in range(1, a.rounds + 1):
             log(f"catch-up round {rnd}/{a.rounds}: filling a fresh leader with {a.events:,} events")
+            if a.pin:
+                os.sched_setaffinity(0, {0})
             leader = self.leader(f"catchup-leader-r{rnd}")
             if a.pin:
-                subprocess.run(["taskset", "-a", "-p", "-c", "0", str(leader.proc.pid)], check=True, stdout=subprocess.DEVNULL)
+                os.sched_setaffinity(0, {1})
             fill = self.fill(leader, self.events, f"catch-up r{rnd}: leader ingest (no follower)", "catchup")
             last = leader.status()["last_id"]
             poll = a.poll_ms / 1000

@@ -37,13 +37,9 @@ struct GroupReaderTests {
         let applied = recorded.groups.withLock { $0 }
         #expect(applied.contains { $0.entries.count > 1 } && applied.contains { !$0.seals.isEmpty } && applied.contains { !$0.names.isEmpty })
 
+        var reader = try GroupReader(storage: store.storage, index: store.index, after: 0)
         var read: [CommitGroup] = []
-        do {
-            // The scan's iterator must be gone before the store closes.
-            var reader = try GroupReader(storage: store.storage, index: store.index, after: 0)
-            var scan: GroupReader.Scan?
-            while let group = try reader.next(upTo: store.lastID, scan: &scan) { read.append(group) }
-        }
+        try reader.read(upTo: store.lastID) { read.append($0); return true }
         #expect(read.count == applied.count, "seed \(seed)")
         for (a, b) in zip(read, applied) {
             #expect(a == b, "seed \(seed): group \(b.first)...\(b.last) reads back differently")
@@ -54,18 +50,16 @@ struct GroupReaderTests {
         let reopened = try await EventStore.open(at: path, options: StoreOptions())
         defer { reopened.close() }
         let middle = applied[applied.count / 2]
-        do {
-            var fromMiddle = try GroupReader(storage: reopened.storage, index: reopened.index, after: middle.last)
-            var scan: GroupReader.Scan?
-            #expect(try fromMiddle.next(upTo: reopened.lastID, scan: &scan) == applied[applied.count / 2 + 1])
-            // Another reader's scan is somewhere else: not reused, and the group still reads right.
-            var fromStart = try GroupReader(storage: reopened.storage, index: reopened.index, after: 0)
-            #expect(try fromStart.next(upTo: reopened.lastID, scan: &scan) == applied[0])
-            if middle.count > 1 {
-                var inside = try GroupReader(storage: reopened.storage, index: reopened.index, after: middle.first)
-                var insideScan: GroupReader.Scan?
-                #expect(throws: StorageError.self) { _ = try inside.next(upTo: reopened.lastID, scan: &insideScan) }
-            }
+        var fromMiddle = try GroupReader(storage: reopened.storage, index: reopened.index, after: middle.last)
+        // Read one group per call: each call starts its own iterator where the last one stopped.
+        for expected in applied[(applied.count / 2 + 1)...].prefix(3) {
+            var group: CommitGroup?
+            try fromMiddle.read(upTo: reopened.lastID) { group = $0; return false }
+            #expect(group == expected, "seed \(seed)")
+        }
+        if middle.count > 1 {
+            var inside = try GroupReader(storage: reopened.storage, index: reopened.index, after: middle.first)
+            #expect(throws: StorageError.self) { try inside.read(upTo: reopened.lastID) { _ in true } }
         }
     }
 }

@@ -27,6 +27,28 @@ struct RecordCodecTests {
         }
     }
 
+    /// A leader reads each shipped record's epoch and key in place (`epochAndKey`), without
+    /// decoding the rest: it must read what `decode` reads, and nothing past the bytes it is given.
+    @Test func epochAndKeyReadsWhatDecodeReads() throws {
+        var rng = SeededRandom(seed: SeededRandom.seed("RecordCodecTests.epochAndKeyReadsWhatDecodeReads"))
+        for id in EventID(1)...300 {
+            let event = Self.randomEvent(&rng, id: id)
+            let encoded = RecordCodec.encode(event)
+            let read = encoded.withUnsafeBytes { RecordCodec.epochAndKey(of: $0) }
+            #expect(read?.epoch == event.epoch && read?.key == event.key, "id \(id)")
+            for cut in 0..<encoded.count {
+                let short = Array(encoded.prefix(cut)).withUnsafeBytes { RecordCodec.epochAndKey(of: $0) }
+                if cut <= 6 { #expect(short == nil) }
+            }
+        }
+        var keyed = Self.randomEvent(&rng, id: 9)
+        keyed.key = "KEYBYTES"
+        var encoded = RecordCodec.encode(keyed)
+        let at = try #require((0..<encoded.count - 8).first { Array(encoded[$0..<($0 + 8)]) == Array("KEYBYTES".utf8) })
+        encoded[at + 3] = 0xFF
+        #expect(encoded.withUnsafeBytes { RecordCodec.epochAndKey(of: $0) } == nil, "a key that is not UTF-8")
+    }
+
     @Test func everyFlippedByteIsDetected() throws {
         var rng = SeededRandom(seed: 42)
         let event = Self.randomEvent(&rng, id: 77)

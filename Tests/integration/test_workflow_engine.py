@@ -527,8 +527,9 @@ tasks:
     # Every engine drives runs (the killed one must hold some). How evenly is the preferred
     # engine's hash (RunLifecycleTests); here an engine starved of CPU on two shared cores for
     # longer than the claim grace (1 s) leaves its share to the others, as it should, so the
-    # spread itself is printed below, not asserted.
+    # spread itself is printed, not asserted.
     assert all(held[f"e{i}"] >= 1 for i in range(3)), f"runs spread over the engines: {dict(held)}"
+    print(f"claims per engine before the kill: {dict(held)}")
     es[1].kill9()
     killed = time.time()
     held_by_e1 = {run for run, engine in holders().items() if engine == "e1"}

@@ -35,8 +35,7 @@ struct IndexBlock: Equatable {
     static func decode(first: EventID, _ bytes: [UInt8]) throws(StorageError) -> IndexBlock {
         guard bytes.count >= 6 else { throw StorageError(.corruption, "index block \(first): \(bytes.count) bytes") }
         let body = bytes[..<(bytes.count - 4)]
-        var tail = ByteReader(bytes, offset: bytes.count - 4)
-        guard try tail.be32() == RecordCodec.checksum(id: first, body) else {
+        guard UInt32(bigEndianBytes: bytes.suffix(4)) == RecordCodec.checksum(id: first, body) else {
             throw StorageError(.corruption, "index block \(first): checksum mismatch")
         }
         var r = ByteReader(bytes, end: body.count)

@@ -161,7 +161,7 @@ enum RecordCodec {
     /// Original size of a compacted record: skeleton + each dropped part as it was encoded
     /// (varint length + bytes) + the checksum.
     private static func decodeSkeletonSizes(_ bytes: [UInt8]) throws(StorageError) -> UInt64 {
-        var r = ByteReader(Array(bytes.dropLast(8)))
+        var r = ByteReader(bytes, end: bytes.count - 8)
         _ = try r.byte()
         let flags = try r.byte()
         _ = try r.varint()
@@ -254,7 +254,7 @@ enum RecordCodec {
 
     static func readParents(_ r: inout ByteReader, id: EventID) throws(StorageError) -> [EventID] {
         let count = try r.varint()
-        guard count <= UInt64(r.bytes.count) else { throw StorageError(.corruption, "record \(id): parent count \(count) exceeds record") }
+        guard count <= UInt64(r.end) else { throw StorageError(.corruption, "record \(id): parent count \(count) exceeds record") }
         var parents: [EventID] = []
         parents.reserveCapacity(Int(count))
         for _ in 0..<count {
@@ -263,12 +263,5 @@ enum RecordCodec {
             parents.append(id - delta)
         }
         return parents
-    }
-}
-
-private enum ByteReaderTail {
-    static func be32(_ bytes: [UInt8]) -> UInt32 {
-        let n = bytes.count
-        return UInt32(bytes[n - 4]) << 24 | UInt32(bytes[n - 3]) << 16 | UInt32(bytes[n - 2]) << 8 | UInt32(bytes[n - 1])
     }
 }

@@ -192,8 +192,7 @@ extension CommitGroup {
     public static func decode(_ bytes: [UInt8]) throws(StorageError) -> CommitGroup {
         guard bytes.count >= 4 + 1 + 8 + 8 + 4 + 16 else { throw StorageError(.corruption, "commit group: \(bytes.count) bytes is too short") }
         // Read in place, up to the checksum: a shipped group is megabytes, copied once, into the group.
-        var tail = ByteReader(bytes, offset: bytes.count - 4)
-        guard try tail.be32() == CRC32C.checksum(bytes.dropLast(4)) else { throw StorageError(.corruption, "commit group: checksum mismatch") }
+        guard UInt32(bigEndianBytes: bytes.suffix(4)) == CRC32C.checksum(bytes.dropLast(4)) else { throw StorageError(.corruption, "commit group: checksum mismatch") }
         var r = ByteReader(bytes, end: bytes.count - 4)
         let version = try r.byte()
         guard version == formatVersion else { throw StorageError(.corruption, "commit group: unknown format version \(version)") }

@@ -37,11 +37,13 @@ extension EventStore {
         }
         var groups: [[UInt8]] = []
         var bytes = 0
-        var scan: GroupReader.Scan?
-        while bytes < bytesMax, let group = try storageCall({ () throws(StorageError) in try reader.next(upTo: last, scan: &scan) }) {
-            let encoded = group.encoded()
-            bytes += encoded.count
-            groups.append(encoded)
+        try storageCall { () throws(StorageError) in
+            try reader.read(upTo: last) { group in
+                let encoded = group.encoded()
+                bytes += encoded.count
+                groups.append(encoded)
+                return bytes < bytesMax
+            }
         }
         shippingReaders.withLock { readers in
             if readers.count >= Self.shippingReadersMax { readers.removeAll() }

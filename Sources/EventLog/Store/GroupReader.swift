@@ -27,52 +27,45 @@ struct GroupReader {
         (maxTypeID, maxStreamID) = index.dictionaryIDs(through: after)
     }
 
-    /// An iterator over the records of consecutive groups, up to `end`: one per stretch read
-    /// instead of one per group, which cost a seek into every level each time. The caller keeps
-    /// it for the calls of one stretch and then lets it go, with the RocksDB snapshot it pins.
-    struct Scan {
-        fileprivate let iterator: RocksIterator
-        fileprivate let end: EventID
-        /// The id the iterator is at.
-        fileprivate var at: EventID
+    /// Reads the groups after `after`, in order, up to `upTo` (a group's last id), handing each
+    /// to `body` until it returns false or the log ends. Throws when `after + 1` is not where a
+    /// group starts.
+    ///
+    /// One iterator reads the records of the whole stretch: one per group cost a seek into every
+    /// level each time. It reads outside the block cache: a follower catching up reads each
+    /// block once and would evict what queries need, and one that keeps up reads the memtable.
+    /// It lives for this call only, so no RocksDB snapshot is pinned between pulls and none can
+    /// outlive the store.
+    mutating func read(upTo last: EventID, while body: (CommitGroup) -> Bool) throws(StorageError) {
+        let end = min(last, index.lastID)
+        guard after < end else { return }
+        let records = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(after + 1), upper: KeySpace.id(end + 1), fillCache: false)
+        records.seekToFirst()
+        while after < end, let group = try next(records, end: end), body(group) {}
     }
 
-    /// The group that starts at `after + 1`, if the log has it (up to `upTo`); nil at the end.
-    /// Throws when `after + 1` is not where a group starts. `scan`: where the previous call left
-    /// off reading records (nil to start afresh).
-    mutating func next(upTo last: EventID, scan: inout Scan?) throws(StorageError) -> CommitGroup? {
+    /// The group that starts at `after + 1`, its records read from `records` (positioned there);
+    /// nil when it would reach past `end`.
+    private mutating func next(_ records: RocksIterator, end: EventID) throws(StorageError) -> CommitGroup? {
         let first = after + 1
-        guard first <= min(last, index.lastID) else { return nil }
         guard let block = try storage.db.get(storage.cf(.index), KeySpace.id(first)) else {
             throw StorageError(.invalidArgument, "no commit group starts at id \(first)")
         }
         let entries = try IndexBlock.decode(first: first, block).entries
         let groupLast = first + EventID(entries.count) - 1
+        guard groupLast <= end else { return nil }
         var group = CommitGroup(epoch: 0, after: after, meta: .fresh)
-        let it: RocksIterator
-        if let scan, scan.at == first, scan.end >= groupLast {
-            it = scan.iterator
-        } else {
-            let end = max(groupLast, min(last, index.lastID))
-            // Outside the block cache: a follower catching up reads each block once, and would
-            // evict what reads need; one that keeps up reads the memtable.
-            it = try storage.db.iterator(storage.cf(.log), lower: KeySpace.id(first), upper: KeySpace.id(end + 1), fillCache: false)
-            it.seekToFirst()
-            scan = Scan(iterator: it, end: end, at: first)
-        }
-        scan?.at = 0  // unknown until the whole group is read
         var id = first
         var epoch: UInt64?
         for entry in entries {
-            guard it.isValid, it.withKey({ LogStorage.be64($0, at: 0) }) == id else {
+            guard records.isValid, records.withKey({ LogStorage.be64($0, at: 0) }) == id else {
                 throw StorageError(.corruption, "log: record \(id) of the group at \(first) is missing")
             }
-            // Read in place: the record is copied once, into the group.
-            let parsed = it.withValue { record in
-                RecordCodec.epochAndKey(of: record).map { parsed in
-                    group.append(record: record, entry: entry)
-                    return parsed
-                }
+            // Read in place: the record is copied once here, into the group.
+            let parsed = records.withValue { record -> (epoch: UInt64, key: String?)? in
+                guard let parsed = RecordCodec.epochAndKey(of: record) else { return nil }
+                group.append(record: record, entry: entry)
+                return parsed
             }
             guard let (recordEpoch, key) = parsed, epoch == nil || epoch == recordEpoch else {
                 throw StorageError(.corruption, "log: record \(id) is malformed or of another epoch than its group")
@@ -88,10 +81,9 @@ struct GroupReader {
                 group.names.append(.init(kind: .stream, name: try name(.stream, entry.stream), id: entry.stream))
             }
             id += 1
-            it.next()
+            records.next()
         }
-        try it.checkStatus()
-        scan?.at = id
+        try records.checkStatus()
         group.epoch = epoch ?? 0
         if seals.isEmpty || seals.last.map({ $0.last < groupLast }) == true { seals = try storage.segments() }
         group.seals = seals.filter { $0.last >= first && $0.last <= groupLast }
