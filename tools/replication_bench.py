@@ -723,12 +723,8 @@ class Bench:
     def catchup(self, keep_last: bool) -> Optional[tuple[banyan.Server, banyan.Server]]:
         if not self.args.pin:
             return self._catchup(keep_last)
-        # A process inherits the CPUs of the thread that starts it (sched_setaffinity with pid 0
-        # sets this, the main, thread's, and no other thread of this script is running yet):
-        # the leader is started on CPU 0, everything after it (the follower, the client's
-        # processes) on CPU 1. Each server then also sizes its thread pools for one core.
+        # _catchup moves this script between CPU 0 and 1; afterwards it gets every CPU back.
         cpus = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {1})
         try:
             return self._catchup(keep_last)
         finally:
@@ -739,6 +735,10 @@ class Bench:
         kept = None
         for rnd in range(1, a.rounds + 1):
             log(f"catch-up round {rnd}/{a.rounds}: filling a fresh leader with {a.events:,} events")
+            # --pin: a process inherits the CPUs of the thread that starts it (sched_setaffinity
+            # with pid 0 sets this, the main, thread's; no other thread of this script runs yet).
+            # The leader starts on CPU 0, everything after it (the follower, the client's
+            # processes) on CPU 1. Each server then also sizes its thread pools for one core.
             if a.pin:
                 os.sched_setaffinity(0, {0})
             leader = self.leader(f"catchup-leader-r{rnd}")

@@ -219,9 +219,8 @@ enum RecordCodec {
             i += Int(count)
             return true
         }
-        guard let epoch = varint(), varint() != nil, let typeLength = varint(), skip(typeLength), let parents = varint(),
-            parents <= UInt64(body.count)
-        else { return nil }
+        guard let epoch = varint(), varint() != nil, let typeLength = varint(), skip(typeLength), let parents = varint() else { return nil }
+        // A count larger than the record ends at its end: each parent takes a byte at least.
         for _ in 0..<parents {
             guard varint() != nil else { return nil }
         }

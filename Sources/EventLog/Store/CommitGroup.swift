@@ -191,7 +191,8 @@ extension CommitGroup {
     /// (under its id), the index block. Whether it follows the store is the applier's to check.
     public static func decode(_ bytes: [UInt8]) throws(StorageError) -> CommitGroup {
         guard bytes.count >= 4 + 1 + 8 + 8 + 4 + 16 else { throw StorageError(.corruption, "commit group: \(bytes.count) bytes is too short") }
-        // Read in place, up to the checksum: a shipped group is megabytes, copied once, into the group.
+        // Read in place, up to the checksum: a group is up to hundreds of kilobytes, and its
+        // records are copied once, into the group.
         guard UInt32(bigEndianBytes: bytes.suffix(4)) == CRC32C.checksum(bytes.dropLast(4)) else { throw StorageError(.corruption, "commit group: checksum mismatch") }
         var r = ByteReader(bytes, end: bytes.count - 4)
         let version = try r.byte()
