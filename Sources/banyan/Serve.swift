@@ -39,6 +39,7 @@ extension Banyan {
         @Option(help: "Bytes of one /v1/query page; a page ends early, with a cursor, past it.") var queryPageBytesMax = Limits().queryPageBytesMax
         @Option(help: "Append requests (POST /emit, /v1/events) of one connection started before the earliest is answered, so pipelined appends share fsyncs; 1 answers one at a time.") var pipelineDepthMax = ServerConfiguration().pipelineDepthMax
         @Option(help: "Bytes of /v1/query answers kept between pages so later pages do not run the query again (0: none).") var queryAnswerCacheBytesMax = Limits().queryAnswerCacheBytesMax
+        @Option(help: "Bytes of the writer's in-memory filter of idempotency keys, which spares a storage lookup per new key (0: none).") var keyFilterBytesMax = Limits().keyFilterBytesMax
         @Option(help: "Seconds from the first byte of a request to the end of its headers.") var headerReadTimeoutSeconds = 10
         @Option(help: "Seconds from the end of a request's headers to the end of its body.") var bodyReadTimeoutSeconds = 60
         @Option(help: "Seconds a kept-alive connection may stay silent between requests.") var idleTimeoutSeconds = 60
@@ -115,6 +116,7 @@ extension Banyan {
             try check("query-time-default-ms", queryTimeDefaultMs, Bounds.queryTimeMs.lowerBound...queryTimeMaxMs)
             try check("query-page-bytes-max", queryPageBytesMax, Bounds.queryPageBytesMax, " bytes")
             try check("query-answer-cache-bytes-max", queryAnswerCacheBytesMax, Bounds.queryAnswerCacheBytesMax, " bytes")
+            try check("key-filter-bytes-max", keyFilterBytesMax, Bounds.keyFilterBytesMax, " bytes")
             try check("pipeline-depth-max", pipelineDepthMax, Bounds.pipelineDepthMax)
             try check("header-read-timeout-seconds", headerReadTimeoutSeconds, Bounds.headerReadTimeoutSeconds)
             try check("body-read-timeout-seconds", bodyReadTimeoutSeconds, Bounds.bodyReadTimeoutSeconds)
@@ -210,6 +212,7 @@ extension Banyan {
                 options.limits.queryTimeMax = .milliseconds(queryTimeMaxMs)
                 options.limits.queryPageBytesMax = queryPageBytesMax
                 options.limits.queryAnswerCacheBytesMax = queryAnswerCacheBytesMax
+                options.limits.keyFilterBytesMax = keyFilterBytesMax
                 config.pipelineDepthMax = pipelineDepthMax
                 config.connectionTimeouts = ConnectionTimeouts(
                     headerRead: .seconds(headerReadTimeoutSeconds), bodyRead: .seconds(bodyReadTimeoutSeconds), idle: .seconds(idleTimeoutSeconds))

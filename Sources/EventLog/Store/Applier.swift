@@ -14,6 +14,11 @@ protocol CommitStorage: AnyObject, Sendable {
     func id(forKey key: String) throws(StorageError) -> EventID?
     func event(_ id: EventID) throws(StorageError) -> Event?
     func dictionaryID(_ kind: DictionaryKind, _ name: String) throws(StorageError) -> UInt32?
+    /// Calls `body` with every key of the `keys` family while `proceed` says so (checked every
+    /// few thousand keys), for the sequencer's key filter.
+    func forEachKey(while proceed: () -> Bool, _ body: (UnsafeRawBufferPointer) -> Void) throws(StorageError)
+    /// About how many keys the `keys` family holds (to size that filter).
+    func keyCountEstimate() -> Int
 }
 
 /// Applies commit groups, in order, to storage: one atomic write per group (fsynced per the
@@ -31,7 +36,7 @@ final class Applier: @unchecked Sendable {
     let notifier: CommitNotifier
     let policy: Durability
     private let syncInterval: Duration
-    private let logger: Logger?
+    let logger: Logger?
     /// Fault injection (`StoreOptions.failWrite`, `failSync`).
     private let failWrite: (@Sendable (_ groupLastID: EventID) -> StorageError?)?
     private let failSync: (@Sendable () -> StorageError?)?

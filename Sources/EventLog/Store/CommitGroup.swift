@@ -84,6 +84,24 @@ public struct CommitGroup: Sendable, Equatable {
 }
 
 extension LogStorage: CommitStorage {
+    func forEachKey(while proceed: () -> Bool, _ body: (UnsafeRawBufferPointer) -> Void) throws(StorageError) {
+        // Outside the block cache: a one-off read of the whole family would evict what reads need.
+        let it = try db.iterator(cf(.keys), fillCache: false)
+        it.seekToFirst()
+        var n = 0
+        while it.isValid {
+            if n & 4_095 == 0, !proceed() { return }
+            it.withKey(body)
+            it.next()
+            n += 1
+        }
+        try it.checkStatus()
+    }
+
+    func keyCountEstimate() -> Int {
+        db.property("rocksdb.estimate-num-keys", family: cf(.keys)).flatMap { Int($0) } ?? 0
+    }
+
     /// Writes `group` in one atomic RocksDB write, through the WAL (`sync`: fsynced before it
     /// returns). One write batch is reused for every group, so its buffer (hundreds of kilobytes
     /// for a large group) is allocated once; only the applier writes, one group at a time.

@@ -51,6 +51,16 @@ final class MemoryCommitStorage: CommitStorage {
         state.withLock { $0.written = $0.synced }
     }
 
+    func forEachKey(while proceed: () -> Bool, _ body: (UnsafeRawBufferPointer) -> Void) throws(StorageError) {
+        for key in state.withLock({ Array($0.written.keys.keys) }) {
+            guard proceed() else { return }
+            var key = key
+            key.withUTF8 { body(UnsafeRawBufferPointer($0)) }
+        }
+    }
+
+    func keyCountEstimate() -> Int { state.withLock { $0.written.keys.count } }
+
     func id(forKey key: String) throws(StorageError) -> EventID? {
         state.withLock { $0.written.keys[key] }
     }

@@ -110,7 +110,13 @@ extension Sequencer {
         return parents
     }
 
+    /// False when the key names no event, staged or stored (most new keys: no lookup at all).
+    private func mayExist(_ key: String) -> Bool {
+        !keysScanned || keyFilter.mayContain(key)
+    }
+
     private func existingID(forKey key: String, _ stage: GroupStage) throws(LogError) -> EventID? {
+        guard mayExist(key) else { return nil }
         if let staged = stage.keyed[key] ?? inFlightEvent(forKey: key) { return staged.id }
         return try storageCall { () throws(StorageError) in try storage.id(forKey: key) }
     }
@@ -129,6 +135,7 @@ extension Sequencer {
     }
 
     private func existingEvent(forKey key: String, _ stage: GroupStage) throws(LogError) -> KeyOwner? {
+        guard mayExist(key) else { return nil }
         if let staged = stage.keyed[key] ?? inFlightEvent(forKey: key) { return .event(staged) }
         let index = applier.index
         return try storageCall { () throws(StorageError) -> KeyOwner? in
@@ -167,6 +174,7 @@ extension Sequencer {
         }
         if let key = event.key {
             stage.group.keys.append((key, id))
+            keyFilter.insert(key)
             stage.keyed[key] = event
             stage.mark.keys.append(key)
         }

@@ -89,6 +89,15 @@ final class Sequencer: @unchecked Sendable {
     private var inFlightNames: [(last: EventID, names: [DictionaryKind: [String: UInt32]])] = []
     /// Each staged record is encoded here, then copied into the batch.
     var recordBuffer = ByteWriter(capacity: 4_096)
+    /// Every key this sequencer staged, and once `keysScanned` every key storage held when it
+    /// started: a key it does not hold is new, with no lookup (stager thread).
+    var keyFilter: KeyFilter
+    private(set) var keysScanned = false
+    /// The filter of the keys in storage, built by the key scan thread, taken by the stager.
+    private let keyScan = NSCondition()
+    private var scanned: KeyFilter?
+    private var scanRunning = false
+    private let scanStop = Atomic<Bool>(false)
 
     init(
         applier: Applier, limits: Limits, now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?,
@@ -104,9 +113,16 @@ final class Sequencer: @unchecked Sendable {
         self.lastID = lastID
         self.meta = meta
         self.segment = segment
+        keyFilter = KeyFilter(expected: KeyFilter.layerKeysMin, bytesMax: limits.keyFilterBytesMax)
     }
 
     func start() {
+        if keyFilter.isEnabled {
+            scanRunning = true
+            let scanner = Thread { [self] in scanKeys() }
+            scanner.name = "banyan-keyscan"
+            scanner.start()
+        }
         let stager = Thread { [self] in runStager() }
         stager.name = "banyan-stager"
         stager.start()
@@ -152,6 +168,51 @@ final class Sequencer: @unchecked Sendable {
         handoff.lock()
         while !exited { handoff.wait() }
         handoff.unlock()
+        // The scan reads storage: it must be over before the store closes.
+        scanStop.store(true, ordering: .releasing)
+        waitForKeyScan()
+    }
+
+    /// Reads every key of the `keys` family into a filter, in the background: until it is done,
+    /// keys are looked up in storage as they always were. Keys written after the scan began were
+    /// staged by this sequencer, so they are in `keyFilter` already.
+    private func scanKeys() {
+        var filter = KeyFilter(expected: 2 * storage.keyCountEstimate(), bytesMax: limits.keyFilterBytesMax)
+        let started = ContinuousClock.now
+        do {
+            try storage.forEachKey(while: { filter.isEnabled && !scanStop.load(ordering: .acquiring) }) { filter.insert($0) }
+        } catch {
+            applier.logger?.warning("key filter: scanning the keys failed; keys are looked up in storage", metadata: ["error": "\(error)"])
+            filter = KeyFilter(expected: 0, bytesMax: 0)
+        }
+        let stopped = scanStop.load(ordering: .acquiring)
+        if !stopped {
+            applier.logger?.info(filter.isEnabled ? "key filter ready" : "key filter off: the keys need more than keyFilterBytesMax; keys are looked up in storage", metadata: [
+                "keys": "\(filter.count)", "bytes": "\(filter.bytes)", "seconds": "\(ContinuousClock.now - started)"])
+        }
+        keyScan.lock()
+        if !stopped { scanned = filter }
+        scanRunning = false
+        keyScan.broadcast()
+        keyScan.unlock()
+    }
+
+    /// Returns once the key scan is over (tests: the next group staged uses its filter).
+    func waitForKeyScan() {
+        keyScan.lock()
+        while scanRunning { keyScan.wait() }
+        keyScan.unlock()
+    }
+
+    /// Takes the scan's filter once it is there (stager thread).
+    private func takeScannedKeys() {
+        keyScan.lock()
+        let taken = scanned
+        scanned = nil
+        keyScan.unlock()
+        guard let taken else { return }
+        keyFilter.absorb(taken)
+        keysScanned = keyFilter.isEnabled
     }
 
     /// Stops this term: from now on no group is written and no batch acknowledged (queued and
@@ -231,6 +292,7 @@ final class Sequencer: @unchecked Sendable {
 
     private func stage(_ group: [Pending]) -> Staged {
         settle()
+        if !keysScanned && keyFilter.isEnabled { takeScannedKeys() }
         var stage = GroupStage(lastID: lastID, meta: meta, segment: segment, epoch: epoch, timeUnixNano: now())
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)

@@ -1,0 +1,139 @@
+/// A bloom filter over idempotency keys, so the sequencer can tell a key never seen before from
+/// one that may exist without a RocksDB lookup (docs/STORAGE.md, "Keys"). It may answer "maybe"
+/// for a key it never saw (about 1% of new keys at full load); it never answers "no" for a key
+/// it was given, which is all the dedupe needs: "maybe" falls back to the `keys` family.
+///
+/// Blocked (each key's bits in one 64-byte block: one cache miss per probe) and scalable: when
+/// a layer holds its capacity a layer four times larger is added, so it needs no rebuild as the
+/// store grows. Past `bytesMax` it gives up (`isEnabled` false, its memory freed) and every
+/// answer is "maybe": the filter can only speed lookups up, never make one wrong.
+struct KeyFilter {
+    private struct Layer {
+        /// `blocks` × 8 words.
+        var words: [UInt64]
+        var blockMask: UInt64
+        var count = 0
+        var capacity: Int
+    }
+
+    /// Bits per key at capacity: about 1% false positives with `probes` bits per key in a block.
+    static let bitsPerKey = 10
+    static let probes = 6
+    static let layerKeysMin = 1 << 16
+    private var layers: [Layer] = []
+    let bytesMax: Int
+    private(set) var isEnabled: Bool
+
+    /// Room for `expected` keys in its first layer; disabled from the start when `bytesMax` is 0
+    /// or that layer alone would exceed it.
+    init(expected: Int, bytesMax: Int) {
+        self.bytesMax = bytesMax
+        isEnabled = bytesMax > 0
+        if isEnabled { addLayer(keys: max(expected, Self.layerKeysMin)) }
+    }
+
+    var bytes: Int { layers.reduce(0) { $0 + $1.words.count * 8 } }
+    var count: Int { layers.reduce(0) { $0 + $1.count } }
+
+    private mutating func addLayer(keys: Int) {
+        // A power of two of 64-byte blocks, at least `keys` × bitsPerKey bits.
+        var blocks = 1
+        while blocks * 512 < keys * Self.bitsPerKey { blocks <<= 1 }
+        guard bytes + blocks * 64 <= bytesMax else {
+            isEnabled = false
+            layers = []
+            return
+        }
+        layers.append(Layer(words: Array(repeating: 0, count: blocks * 8), blockMask: UInt64(blocks - 1), capacity: blocks * 512 / Self.bitsPerKey))
+    }
+
+    mutating func insert(_ key: String) {
+        var key = key
+        insert(hash: key.withUTF8 { Self.hash(UnsafeRawBufferPointer($0)) })
+    }
+
+    mutating func insert(_ key: UnsafeRawBufferPointer) { insert(hash: Self.hash(key)) }
+
+    private mutating func insert(hash h: UInt64) {
+        guard isEnabled else { return }
+        if layers[layers.count - 1].count >= layers[layers.count - 1].capacity {
+            addLayer(keys: layers[layers.count - 1].capacity * 4)
+            guard isEnabled else { return }
+        }
+        let last = layers.count - 1
+        let base = Int(truncatingIfNeeded: h & layers[last].blockMask) << 3
+        var bits = Self.mix(h)
+        layers[last].words.withUnsafeMutableBufferPointer { words in
+            for _ in 0..<Self.probes {
+                let bit = Int(truncatingIfNeeded: bits & 511)
+                words[base + bit >> 6] |= 1 << UInt64(bit & 63)
+                bits >>= 9
+            }
+        }
+        layers[last].count += 1
+    }
+
+    /// False only for a key never inserted.
+    func mayContain(_ key: String) -> Bool {
+        guard isEnabled else { return true }
+        var key = key
+        let h = key.withUTF8 { Self.hash(UnsafeRawBufferPointer($0)) }
+        let mixed = Self.mix(h)
+        for layer in layers where layer.count > 0 {
+            let base = Int(truncatingIfNeeded: h & layer.blockMask) << 3
+            var bits = mixed
+            var all = true
+            layer.words.withUnsafeBufferPointer { words in
+                for _ in 0..<Self.probes {
+                    let bit = Int(truncatingIfNeeded: bits & 511)
+                    if words[base + bit >> 6] & (1 << UInt64(bit & 63)) == 0 {
+                        all = false
+                        return
+                    }
+                    bits >>= 9
+                }
+            }
+            if all { return true }
+        }
+        return false
+    }
+
+    /// Every key `other` holds is held here afterwards (or this filter gives up, if the two do
+    /// not fit in `bytesMax` together).
+    mutating func absorb(_ other: KeyFilter) {
+        guard isEnabled else { return }
+        guard other.isEnabled, bytes + other.bytes <= bytesMax else {
+            isEnabled = false
+            layers = []
+            return
+        }
+        // Its layers go first: this filter's last layer is the one still filling.
+        layers.insert(contentsOf: other.layers.filter { $0.count > 0 }, at: 0)
+    }
+
+    /// 64 bits of the key's bytes (splitmix64's finaliser over 8-byte words): in memory only, so
+    /// it may change from one build to the next.
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
+        var i = 0
+        while i + 8 <= bytes.count {
+            h = mix(h ^ bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            i += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < bytes.count {
+            tail |= UInt64(bytes[i]) << shift
+            shift += 8
+            i += 1
+        }
+        return mix(h ^ tail)
+    }
+
+    static func mix(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

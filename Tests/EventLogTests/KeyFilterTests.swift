@@ -1,0 +1,102 @@
+import Foundation
+import Synchronization
+import Testing
+import TestSupport
+@testable import EventLog
+
+/// The sequencer's key filter may say "maybe" for a new key, never "no" for a known one: every
+/// dedupe decision it shortcuts must be the one the `keys` family would give.
+struct KeyFilterTests {
+    static func randomKey(_ rng: inout SeededRandom) -> String {
+        let length = Int.random(in: 1...40, using: &rng)
+        return String((0..<length).map { _ in Character(UnicodeScalar(UInt8.random(in: 0x21...0x7E, using: &rng))) })
+    }
+
+    @Test func aKeyItWasGivenIsNeverNewAndFewNewKeysLookKnown() {
+        let seed = SeededRandom.seed("KeyFilterTests.noFalseNegatives")
+        var rng = SeededRandom(seed: seed)
+        var filter = KeyFilter(expected: 1_000, bytesMax: 64 << 20)
+        var inserted = Set<String>()
+        // Past the first layer's capacity, so later keys land in larger layers.
+        while inserted.count < 300_000 {
+            let key = Self.randomKey(&rng) + "\(inserted.count)"
+            inserted.insert(key)
+            filter.insert(key)
+        }
+        #expect(filter.isEnabled && filter.count == inserted.count)
+        #expect(filter.bytes > 128 << 10, "grew past its first layer: \(filter.bytes) bytes")
+        #expect(inserted.allSatisfy(filter.mayContain), "seed \(seed)")
+        var falsePositives = 0
+        for i in 0..<100_000 where filter.mayContain("new-\(i)-" + Self.randomKey(&rng)) { falsePositives += 1 }
+        // About 1% per full layer; a filter that said "maybe" to everything would fail here.
+        #expect(falsePositives < 3_000, "seed \(seed): \(falsePositives) of 100,000 new keys looked known")
+        #expect(KeyFilter.hash(UnsafeRawBufferPointer(start: nil, count: 0)) != KeyFilter.hash([UInt8](repeating: 0, count: 8).withUnsafeBytes { $0 }))
+    }
+
+    @Test func pastItsBytesItGivesUpAndSaysMaybe() {
+        var filter = KeyFilter(expected: 1_000, bytesMax: 200 << 10)
+        #expect(filter.isEnabled)
+        for i in 0..<60_000 { filter.insert("k\(i)") }
+        #expect(filter.isEnabled && (0..<60_000).allSatisfy { filter.mayContain("k\($0)") })
+        // The next layer (four times the first) does not fit: every answer is now "maybe".
+        for i in 60_000..<200_000 { filter.insert("k\(i)") }
+        #expect(!filter.isEnabled && filter.bytes == 0)
+        #expect(filter.mayContain("absent") && filter.mayContain("k1"))
+        #expect(!KeyFilter(expected: 1, bytesMax: 0).isEnabled)
+        #expect(KeyFilter(expected: 1, bytesMax: 0).mayContain("anything"))
+    }
+
+    @Test func absorbingAnotherFilterHoldsBothKeySetsOrGivesUp() {
+        var scanned = KeyFilter(expected: 10_000, bytesMax: 1 << 20)
+        var live = KeyFilter(expected: 10_000, bytesMax: 1 << 20)
+        for i in 0..<10_000 { scanned.insert("old\(i)") }
+        for i in 0..<5_000 { live.insert("new\(i)") }
+        live.absorb(scanned)
+        #expect(live.isEnabled && live.count == 15_000)
+        #expect((0..<10_000).allSatisfy { live.mayContain("old\($0)") } && (0..<5_000).allSatisfy { live.mayContain("new\($0)") })
+        for i in 5_000..<6_000 { live.insert("new\(i)") }
+        #expect((5_000..<6_000).allSatisfy { live.mayContain("new\($0)") })
+        var small = KeyFilter(expected: 10, bytesMax: 150 << 10)
+        small.absorb(scanned)
+        #expect(!small.isEnabled && small.mayContain("anything"), "two filters that do not fit together give up")
+    }
+
+    /// A new term's sequencer over a store that already holds keys (a restart or a promotion):
+    /// before and after its scan, retries are duplicates, parent keys resolve and new keys are new.
+    @Test(arguments: [64 << 20, 200 << 10, 0])
+    func aSequencerOverStoredKeysDedupesTheSameWithTheFilter(bytesMax: Int) async throws {
+        var limits = Limits()
+        limits.keyFilterBytesMax = bytesMax
+        let node = CommitGroupTests.Node(limits: limits, record: false)
+        let first = node.sequencer(limits: limits)
+        first.start()
+        for batch in 0..<20 {
+            _ = try await first.submit((0..<1_000).map { AppendRequest(type: "t", key: "k\(batch)-\($0)", payload: .int(Int64($0))) }, durability: nil)
+        }
+        first.close()
+        let time = Atomic<Int64>(1_000_000)
+        let second = Sequencer(
+            applier: node.applier, limits: limits, now: { time.add(1, ordering: .relaxed).newValue }, observer: nil,
+            lastID: node.applier.lastApplied, meta: node.applier.appliedMeta, segment: node.applier.segment, epoch: 2)
+        second.start()
+        var results: [AppendResult] = []
+        for round in 0..<2 {
+            if round == 1 { second.waitForKeyScan() }
+            // Retries of stored keys, one batch naming stored events as parents by key, then new keys.
+            let retry = try await second.submit((0..<1_000).map { AppendRequest(type: "t", key: "k\(round * 7)-\($0)", payload: .int(Int64($0))) }, durability: nil)
+            #expect(retry.results.enumerated().allSatisfy { $1.duplicate && $1.id == EventID(round * 7 * 1_000 + $0 + 1) })
+            let conflict = try? await second.submit([AppendRequest(type: "t", key: "k3-5", payload: .int(6))], durability: nil)
+            #expect(conflict == nil, "a stored key with other content is a conflict")
+            results += try await second.submit(
+                (0..<100).map { AppendRequest(type: "u", parentKeys: ["k19-\($0)"], key: "r\(round)-\($0)") }, durability: nil).results
+            let missing = try? await second.submit([AppendRequest(type: "u", parentKeys: ["never-\(round)"])], durability: nil)
+            #expect(missing == nil, "a parent key nobody wrote is not found")
+        }
+        #expect(results.allSatisfy { !$0.duplicate } && Set(results.map(\.id)).count == 200)
+        let again = try await second.submit((0..<100).map { AppendRequest(type: "u", parentKeys: ["k19-\($0)"], key: "r0-\($0)") }, durability: nil)
+        #expect(again.results.map(\.id) == Array(results.prefix(100)).map(\.id) && again.results.allSatisfy(\.duplicate))
+        second.close()
+        #expect(second.keysScanned == (bytesMax == 64 << 20), "the filter is used only when the stored keys and this term's fit in it")
+        #expect(node.applier.lastApplied == 20_000 + 200)
+    }
+}
