@@ -520,7 +520,7 @@ def test_forged_cursors_are_refused(module_server):
     ("--connections-max", "0"), ("--connections-max", "100000000"), ("--log-level", "loud"), ("--sync-interval-ms", "0"),
     ("--cors-origins", "evil.example"), ("--query-page-bytes-max", "10"), ("--query-answer-cache-bytes-max", "99999999999999"),
     ("--pipeline-depth-max", "0"), ("--grpc-port", "70000"), ("--grpc-port", "nope"), ("--key-filter-bytes-max", "-1"),
-    ("--key-filter-bytes-max", "99999999999999"),
+    ("--key-filter-bytes-max", "99999999999999"), ("--key-filter-bytes-max", "1000"),
 ])
 def test_every_flag_is_checked_at_start(flag, value, tmp_path, run_banyan):
     r = run_banyan("serve", "--data-dir", str(tmp_path / "d"), "--port", "0", flag, value, timeout=30)

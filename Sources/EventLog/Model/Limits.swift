@@ -22,9 +22,9 @@ public struct Limits: Sendable, Hashable {
     public var commitGroupEventsMax = 20_000
     /// Events waiting for the writer; past it appends fail with `.overloaded` instead of growing memory.
     public var writerQueueEventsMax = 200_000
-    /// Memory of the sequencer's filter of idempotency keys (about 1.25 bytes a key; it grows by
-    /// layers as keys are added). Past it the filter is dropped and every key is looked up in
-    /// storage, as with 0.
+    /// Memory of the sequencer's filter of idempotency keys (1.25 bytes a key in a full layer, a
+    /// layer being added as the last fills). Past it the filter is dropped and every key is looked
+    /// up in storage, as with 0. At least 1 MiB when not 0.
     public var keyFilterBytesMax = 64 << 20
     /// Nodes (including repeated references) in one CelestialTree descendants/provenance tree.
     public var treeNodesMax = 100_000
@@ -113,7 +113,9 @@ public struct Limits: Sendable, Hashable {
         try check(treeBytesMax >= 1 && treeBatchIDsMax >= 1 && treeTime > .zero, "tree limits must be positive")
         try check(queryNodesDefault >= 1 && queryNodesDefault <= queryNodesMax, "queryNodesDefault must be 1...queryNodesMax")
         try check(queryTimeDefault > .zero && queryTimeDefault <= queryTimeMax, "queryTimeDefault must be positive and at most queryTimeMax")
-        try check(queryAnswerCacheBytesMax >= 0 && keyFilterBytesMax >= 0, "queryAnswerCacheBytesMax and keyFilterBytesMax must be >= 0")
+        try check(queryAnswerCacheBytesMax >= 0, "queryAnswerCacheBytesMax must be >= 0")
+        // Its smallest layer is 128 KiB and a quarter of the bound must hold one.
+        try check(keyFilterBytesMax == 0 || keyFilterBytesMax >= 1 << 20, "keyFilterBytesMax must be 0 (no key filter) or at least 1 MiB")
         try check(queryPageBytesMax >= 1 && queryTokensMax >= 1 && queryInListMax >= 1 && queryNestingMax >= 1 && queryHopsMax >= 1, "query limits must be >= 1")
         try check(streamsMax >= 1 && streamReadEventsMax >= 1, "stream limits must be >= 1")
     }

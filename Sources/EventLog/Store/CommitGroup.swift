@@ -86,11 +86,19 @@ public struct CommitGroup: Sendable, Equatable {
 extension LogStorage: CommitStorage {
     func forEachKey(while proceed: () -> Bool, _ body: (UnsafeRawBufferPointer) -> Void) throws(StorageError) {
         // Outside the block cache: a one-off read of the whole family would evict what reads need.
-        let it = try db.iterator(cf(.keys), fillCache: false)
+        var it = try db.iterator(cf(.keys), fillCache: false)
         it.seekToFirst()
         var n = 0
         while it.isValid {
             if n & 4_095 == 0, !proceed() { return }
+            // An iterator pins the memtables and files it started on: a fresh one every million
+            // keys lets RocksDB free those that flushes and compactions replaced meanwhile.
+            if n > 0, n % 1_000_000 == 0 {
+                let next = it.withKey { Array($0) }  // not read yet
+                it = try db.iterator(cf(.keys), fillCache: false)
+                it.seek(next)
+                guard it.isValid else { break }
+            }
             it.withKey(body)
             it.next()
             n += 1

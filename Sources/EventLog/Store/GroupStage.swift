@@ -9,7 +9,7 @@ struct GroupStage {
     var meta: StoreMeta
     var segment: OpenSegment
     /// Events staged in this group under a key, for duplicates and `parent_keys` inside a group.
-    var keyed: [String: Event] = [:]
+    var keyed: [KeyBytes: Event] = [:]
     /// Type and stream names first used in this group, with the ids allocated for them.
     var newNames: [DictionaryKind: [String: UInt32]] = [:]
     let timeUnixNano: Int64
@@ -45,7 +45,7 @@ struct GroupStage {
         group.rollback(to: mark.group)
         meta = mark.meta
         segment = mark.segment
-        for key in mark.keys { keyed.removeValue(forKey: key) }
+        for key in mark.keys { keyed.removeValue(forKey: KeyBytes(key)) }
         for (kind, name) in mark.names { newNames[kind]?.removeValue(forKey: name) }
     }
 }

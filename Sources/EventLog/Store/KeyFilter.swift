@@ -1,12 +1,13 @@
-/// A bloom filter over idempotency keys, so the sequencer can tell a key never seen before from
-/// one that may exist without a RocksDB lookup (docs/STORAGE.md, "Keys"). It may answer "maybe"
-/// for a key it never saw (about 1% of new keys at full load); it never answers "no" for a key
-/// it was given, which is all the dedupe needs: "maybe" falls back to the `keys` family.
+/// A bloom filter over idempotency keys, so the sequencer can tell a key never written from one
+/// that may exist without looking it up (docs/ARCHITECTURE.md, the write path). It may answer
+/// "maybe" for a key it never saw (about 1% of new keys per full layer); it never answers "no"
+/// for a key it was given, which is all the dedupe needs: "maybe" falls back to the lookups.
 ///
-/// Blocked (each key's bits in one 64-byte block: one cache miss per probe) and scalable: when
-/// a layer holds its capacity a layer four times larger is added, so it needs no rebuild as the
-/// store grows. Past `bytesMax` it gives up (`isEnabled` false, its memory freed) and every
-/// answer is "maybe": the filter can only speed lookups up, never make one wrong.
+/// Blocked (each key's bits in one 64-byte block, so a probe touches one block) and scalable:
+/// when a layer holds its capacity a larger one is added (four times the last, or as large as
+/// everything held so far), so it needs no rebuild as the store grows. Past `bytesMax` it gives
+/// up (`isEnabled` false, its memory freed) and every answer is "maybe": the filter can make a
+/// lookup unnecessary, never a decision wrong. Keys are their UTF-8 bytes, as in RocksDB.
 struct KeyFilter {
     private struct Layer {
         /// `blocks` × 8 words.
@@ -21,7 +22,8 @@ struct KeyFilter {
     static let probes = 6
     static let layerKeysMin = 1 << 16
     private var layers: [Layer] = []
-    let bytesMax: Int
+    /// May be raised (never lowered) while the filter runs.
+    var bytesMax: Int
     private(set) var isEnabled: Bool
 
     /// Room for `expected` keys in its first layer; disabled from the start when `bytesMax` is 0
@@ -35,29 +37,35 @@ struct KeyFilter {
     var bytes: Int { layers.reduce(0) { $0 + $1.words.count * 8 } }
     var count: Int { layers.reduce(0) { $0 + $1.count } }
 
+    /// A layer of a power of two of 64-byte blocks with room for `keys`, or the largest that
+    /// still fits in `bytesMax` if that is at least `layerKeysMin`'s; else the filter gives up.
     private mutating func addLayer(keys: Int) {
-        // A power of two of 64-byte blocks, at least `keys` × bitsPerKey bits.
+        let blocksLeft = max(0, bytesMax - bytes) / 64
+        let wanted = min(max(keys, 1), Int.max / 1_024) * Self.bitsPerKey
         var blocks = 1
-        while blocks * 512 < keys * Self.bitsPerKey { blocks <<= 1 }
-        guard bytes + blocks * 64 <= bytesMax else {
-            isEnabled = false
-            layers = []
+        while blocks * 512 < wanted && blocks * 2 <= blocksLeft { blocks <<= 1 }
+        guard blocks <= blocksLeft, blocks * 512 >= Self.layerKeysMin * Self.bitsPerKey else {
+            disable()
             return
         }
         layers.append(Layer(words: Array(repeating: 0, count: blocks * 8), blockMask: UInt64(blocks - 1), capacity: blocks * 512 / Self.bitsPerKey))
     }
 
-    mutating func insert(_ key: String) {
-        var key = key
-        insert(hash: key.withUTF8 { Self.hash(UnsafeRawBufferPointer($0)) })
+    private mutating func disable() {
+        isEnabled = false
+        layers = []
     }
+
+    mutating func insert(_ key: String) { insert(hash: Self.hash(of: key)) }
 
     mutating func insert(_ key: UnsafeRawBufferPointer) { insert(hash: Self.hash(key)) }
 
     private mutating func insert(hash h: UInt64) {
         guard isEnabled else { return }
         if layers[layers.count - 1].count >= layers[layers.count - 1].capacity {
-            addLayer(keys: layers[layers.count - 1].capacity * 4)
+            // As large as everything held so far: after a scan of millions of keys, the next
+            // layer is not a small one (each layer adds its own false positives).
+            addLayer(keys: max(layers[layers.count - 1].capacity * 4, count))
             guard isEnabled else { return }
         }
         let last = layers.count - 1
@@ -76,8 +84,7 @@ struct KeyFilter {
     /// False only for a key never inserted.
     func mayContain(_ key: String) -> Bool {
         guard isEnabled else { return true }
-        var key = key
-        let h = key.withUTF8 { Self.hash(UnsafeRawBufferPointer($0)) }
+        let h = Self.hash(of: key)
         let mixed = Self.mix(h)
         for layer in layers where layer.count > 0 {
             let base = Int(truncatingIfNeeded: h & layer.blockMask) << 3
@@ -103,8 +110,7 @@ struct KeyFilter {
     mutating func absorb(_ other: KeyFilter) {
         guard isEnabled else { return }
         guard other.isEnabled, bytes + other.bytes <= bytesMax else {
-            isEnabled = false
-            layers = []
+            disable()
             return
         }
         // Its layers go first: this filter's last layer is the one still filling.
@@ -130,10 +136,30 @@ struct KeyFilter {
         return mix(h ^ tail)
     }
 
+    static func hash(of key: String) -> UInt64 {
+        var key = key
+        return key.withUTF8 { hash(UnsafeRawBufferPointer($0)) }
+    }
+
     static func mix(_ x: UInt64) -> UInt64 {
         var z = x &+ 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+}
+
+/// An idempotency key compared as the `keys` family compares it: by its UTF-8 bytes. Swift's
+/// `String` equality is canonical equivalence (NFC "é" equals NFD "e" + U+0301), under which the
+/// staged and in-flight key maps would call two keys the same that RocksDB stores apart.
+struct KeyBytes: Hashable {
+    let key: String
+
+    init(_ key: String) { self.key = key }
+
+    static func == (a: KeyBytes, b: KeyBytes) -> Bool {
+        a.key.utf8.count == b.key.utf8.count && a.key.utf8.elementsEqual(b.key.utf8)
+    }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(KeyFilter.hash(of: key)) }
 }

@@ -117,7 +117,7 @@ extension Sequencer {
 
     private func existingID(forKey key: String, _ stage: GroupStage) throws(LogError) -> EventID? {
         guard mayExist(key) else { return nil }
-        if let staged = stage.keyed[key] ?? inFlightEvent(forKey: key) { return staged.id }
+        if let staged = stage.keyed[KeyBytes(key)] ?? inFlightEvent(forKey: key) { return staged.id }
         return try storageCall { () throws(StorageError) in try storage.id(forKey: key) }
     }
 
@@ -136,7 +136,7 @@ extension Sequencer {
 
     private func existingEvent(forKey key: String, _ stage: GroupStage) throws(LogError) -> KeyOwner? {
         guard mayExist(key) else { return nil }
-        if let staged = stage.keyed[key] ?? inFlightEvent(forKey: key) { return .event(staged) }
+        if let staged = stage.keyed[KeyBytes(key)] ?? inFlightEvent(forKey: key) { return .event(staged) }
         let index = applier.index
         return try storageCall { () throws(StorageError) -> KeyOwner? in
             guard let id = try storage.id(forKey: key) else { return nil }
@@ -175,7 +175,7 @@ extension Sequencer {
         if let key = event.key {
             stage.group.keys.append((key, id))
             keyFilter.insert(key)
-            stage.keyed[key] = event
+            stage.keyed[KeyBytes(key)] = event
             stage.mark.keys.append(key)
         }
         stage.meta.edges += UInt64(event.parents.count)

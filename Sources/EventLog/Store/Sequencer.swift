@@ -21,10 +21,13 @@ import Synchronization
 /// and every group staged on top of it fail (they carry the committed id they expected to
 /// follow), and the stager starts again from the committed state.
 ///
+/// A third thread, at start, reads the stored keys into the key filter (`scanKeys`) and hands it
+/// to the stager through `keyScan`; `close` waits for it, so it never reads a closed store.
+///
 /// Thread-safety: `submit` may be called from any task; the queue is guarded by `condition`,
-/// the slot and the committed state by `handoff`. Every other stored property belongs to one of
-/// the two threads (or to `init`, before they start), as marked, which is why
-/// `@unchecked Sendable` is sound.
+/// the slot and the committed state by `handoff`, the scan's result by `keyScan`. Every other
+/// stored property belongs to one of the threads (or to `init`, before they start), as marked,
+/// which is why `@unchecked Sendable` is sound.
 final class Sequencer: @unchecked Sendable {
     struct Pending {
         var requests: [AppendRequest]
@@ -85,7 +88,7 @@ final class Sequencer: @unchecked Sendable {
     private var recentStreams = NameCache()
     /// Keyed events and new dictionary names of groups handed on but maybe not yet written, with
     /// each group's last id: storage does not know them yet.
-    private var inFlightKeyed: [(last: EventID, keyed: [String: Event])] = []
+    private var inFlightKeyed: [(last: EventID, keyed: [KeyBytes: Event])] = []
     private var inFlightNames: [(last: EventID, names: [DictionaryKind: [String: UInt32]])] = []
     /// Each staged record is encoded here, then copied into the batch.
     var recordBuffer = ByteWriter(capacity: 4_096)
@@ -93,11 +96,15 @@ final class Sequencer: @unchecked Sendable {
     /// started: a key it does not hold is new, with no lookup (stager thread).
     var keyFilter: KeyFilter
     private(set) var keysScanned = false
+    /// The scan's filter was taken, or the scan ended or was given up without one (stager thread).
+    private var scanOver = false
     /// The filter of the keys in storage, built by the key scan thread, taken by the stager.
     private let keyScan = NSCondition()
     private var scanned: KeyFilter?
     private var scanRunning = false
     private let scanStop = Atomic<Bool>(false)
+    /// Tests: called by the scan thread before it reads anything.
+    var beforeKeyScan: (@Sendable () -> Void)?
 
     init(
         applier: Applier, limits: Limits, now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?,
@@ -113,7 +120,9 @@ final class Sequencer: @unchecked Sendable {
         self.lastID = lastID
         self.meta = meta
         self.segment = segment
-        keyFilter = KeyFilter(expected: KeyFilter.layerKeysMin, bytesMax: limits.keyFilterBytesMax)
+        // A quarter of the bound for the keys staged while the scan runs, the rest for the scan's,
+        // so the two never hold more than the bound together.
+        keyFilter = KeyFilter(expected: KeyFilter.layerKeysMin, bytesMax: limits.keyFilterBytesMax / 4)
     }
 
     func start() {
@@ -175,23 +184,30 @@ final class Sequencer: @unchecked Sendable {
 
     /// Reads every key of the `keys` family into a filter, in the background: until it is done,
     /// keys are looked up in storage as they always were. Keys written after the scan began were
-    /// staged by this sequencer, so they are in `keyFilter` already.
+    /// staged by this sequencer (nothing else writes `keys` while it runs), so they are in
+    /// `keyFilter` already.
     private func scanKeys() {
-        var filter = KeyFilter(expected: 2 * storage.keyCountEstimate(), bytesMax: limits.keyFilterBytesMax)
+        beforeKeyScan?()
+        let bytesMax = limits.keyFilterBytesMax - limits.keyFilterBytesMax / 4
+        var filter = KeyFilter(expected: storage.keyCountEstimate(), bytesMax: bytesMax)
         let started = ContinuousClock.now
         do {
             try storage.forEachKey(while: { filter.isEnabled && !scanStop.load(ordering: .acquiring) }) { filter.insert($0) }
+            if !scanStop.load(ordering: .acquiring) {
+                if filter.isEnabled {
+                    applier.logger?.info("key filter ready", metadata: [
+                        "keys": "\(filter.count)", "bytes": "\(filter.bytes)", "seconds": "\(ContinuousClock.now - started)"])
+                } else {
+                    applier.logger?.warning("key filter off: the stored keys need more than three quarters of keyFilterBytesMax; keys are looked up in storage", metadata: [
+                        "key_filter_bytes_max": "\(limits.keyFilterBytesMax)"])
+                }
+            }
         } catch {
-            applier.logger?.warning("key filter: scanning the keys failed; keys are looked up in storage", metadata: ["error": "\(error)"])
+            applier.logger?.warning("key filter off: scanning the keys failed; keys are looked up in storage", metadata: ["error": "\(error)"])
             filter = KeyFilter(expected: 0, bytesMax: 0)
         }
-        let stopped = scanStop.load(ordering: .acquiring)
-        if !stopped {
-            applier.logger?.info(filter.isEnabled ? "key filter ready" : "key filter off: the keys need more than keyFilterBytesMax; keys are looked up in storage", metadata: [
-                "keys": "\(filter.count)", "bytes": "\(filter.bytes)", "seconds": "\(ContinuousClock.now - started)"])
-        }
         keyScan.lock()
-        if !stopped { scanned = filter }
+        if filter.isEnabled && !scanStop.load(ordering: .acquiring) { scanned = filter }
         scanRunning = false
         keyScan.broadcast()
         keyScan.unlock()
@@ -204,13 +220,33 @@ final class Sequencer: @unchecked Sendable {
         keyScan.unlock()
     }
 
-    /// Takes the scan's filter once it is there (stager thread).
-    private func takeScannedKeys() {
+    /// Takes the scan's filter once it is there, or stops the scan once this sequencer's own
+    /// filter has given up (stager thread, before each group).
+    private func followKeyScan() {
+        if keysScanned, !keyFilter.isEnabled {
+            keysScanned = false
+            applier.logger?.warning("key filter off: the keys need more than keyFilterBytesMax; keys are looked up in storage", metadata: [
+                "key_filter_bytes_max": "\(limits.keyFilterBytesMax)"])
+        }
+        guard !scanOver else { return }
+        if !keyFilter.isEnabled {
+            scanStop.store(true, ordering: .releasing)
+            keyScan.lock()
+            scanned = nil
+            keyScan.unlock()
+            scanOver = true
+            return
+        }
         keyScan.lock()
-        let taken = scanned
+        let taken = scanned, running = scanRunning
         scanned = nil
         keyScan.unlock()
-        guard let taken else { return }
+        guard let taken else {
+            if !running { scanOver = true }
+            return
+        }
+        scanOver = true
+        keyFilter.bytesMax = limits.keyFilterBytesMax
         keyFilter.absorb(taken)
         keysScanned = keyFilter.isEnabled
     }
@@ -292,7 +328,7 @@ final class Sequencer: @unchecked Sendable {
 
     private func stage(_ group: [Pending]) -> Staged {
         settle()
-        if !keysScanned && keyFilter.isEnabled { takeScannedKeys() }
+        followKeyScan()
         var stage = GroupStage(lastID: lastID, meta: meta, segment: segment, epoch: epoch, timeUnixNano: now())
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)
@@ -370,7 +406,7 @@ final class Sequencer: @unchecked Sendable {
     /// An event of a group handed on but perhaps not yet written, by key.
     func inFlightEvent(forKey key: String) -> Event? {
         for entry in inFlightKeyed.reversed() {
-            if let event = entry.keyed[key] { return event }
+            if let event = entry.keyed[KeyBytes(key)] { return event }
         }
         return nil
     }
