@@ -52,10 +52,11 @@ def celestialtree(procs: Processes, binary: str, root: str, label: str) -> Serve
     return Server(procs, "CelestialTree", lambda port: [binary, "-host", "127.0.0.1", "-http_port", str(port)], root, label)
 
 
-def banyan(procs: Processes, binary: str, root: str, label: str) -> Server:
+def banyan(procs: Processes, binary: str, root: str, label: str, extra: tuple[str, ...] = ()) -> Server:
+    """`extra`: more `banyan serve` flags (tools/pipelined_emit.py: --pipeline-depth-max)."""
     data = os.path.join(root, f"banyan-{label}")
     return Server(procs, "Banyan", lambda port: [binary, "serve", "--data-dir", data, "--port", str(port), "--grpc-port", "0",
-                                                 "--fsync", "group", "--log-level", "warning"], root, label)
+                                                 "--fsync", "group", "--log-level", "warning", *extra], root, label)
 
 
 def wrk_emit(server: Server, seconds: int, parent_max: int) -> tuple[float, float]:

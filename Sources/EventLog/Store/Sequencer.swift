@@ -196,7 +196,7 @@ final class Sequencer: @unchecked Sendable {
             if !scanStop.load(ordering: .acquiring) {
                 if filter.isEnabled {
                     applier.logger?.info("key filter ready", metadata: [
-                        "keys": "\(filter.count)", "bytes": "\(filter.bytes)", "seconds": "\(ContinuousClock.now - started)"])
+                        "keys": "\(filter.count)", "bytes": "\(filter.bytes)", "took": "\(ContinuousClock.now - started)"])
                 } else {
                     applier.logger?.warning("key filter off: the stored keys need more than three quarters of keyFilterBytesMax; keys are looked up in storage", metadata: [
                         "key_filter_bytes_max": "\(limits.keyFilterBytesMax)"])
