@@ -39,7 +39,7 @@ extension Banyan {
         @Option(help: "Bytes of one /v1/query page; a page ends early, with a cursor, past it.") var queryPageBytesMax = Limits().queryPageBytesMax
         @Option(help: "Append requests (POST /emit, /v1/events) of one connection started before the earliest is answered, so pipelined appends share fsyncs; 1 answers one at a time.") var pipelineDepthMax = ServerConfiguration().pipelineDepthMax
         @Option(help: "Bytes of /v1/query answers kept between pages so later pages do not run the query again (0: none).") var queryAnswerCacheBytesMax = Limits().queryAnswerCacheBytesMax
-        @Option(help: "Bytes of the writer's in-memory filter of idempotency keys, which spares a storage lookup per new key (0: none).") var keyFilterBytesMax = Limits().keyFilterBytesMax
+        @Option(help: "Bytes of the writer's in-memory filter of idempotency keys, which spares a storage lookup per new key (0: none; else at least 1 MiB).") var keyFilterBytesMax = Limits().keyFilterBytesMax
         @Option(help: "Seconds from the first byte of a request to the end of its headers.") var headerReadTimeoutSeconds = 10
         @Option(help: "Seconds from the end of a request's headers to the end of its body.") var bodyReadTimeoutSeconds = 60
         @Option(help: "Seconds a kept-alive connection may stay silent between requests.") var idleTimeoutSeconds = 60

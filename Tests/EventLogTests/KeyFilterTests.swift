@@ -64,9 +64,10 @@ struct KeyFilterTests {
     }
 
     /// A new term's sequencer over a store that already holds keys (a restart or a promotion):
-    /// while its scan is held, after it, and without a filter, retries are duplicates, parent keys
-    /// resolve and new keys are new. Keys staged during the scan are not in the scan's snapshot
-    /// of storage: they must be found through the sequencer's own filter afterwards.
+    /// while its scan is held (its view of storage taken, no key read), after it, and without a
+    /// filter, retries are duplicates, parent keys resolve and new keys are new. Keys staged
+    /// while the scan is held are not in its view of storage: after it they are found only
+    /// through the layers the sequencer's own filter keeps when it absorbs the scan's.
     @Test(arguments: [64 << 20, 1 << 20, 0])
     func aSequencerOverStoredKeysDedupesTheSameWithTheFilter(bytesMax: Int) async throws {
         var limits = Limits()
@@ -85,6 +86,7 @@ struct KeyFilterTests {
         let gate = DispatchSemaphore(value: 0)
         second.beforeKeyScan = { gate.wait() }
         second.start()
+        defer { gate.signal() }  // a failed round must not leave the scan parked
         var results: [AppendResult] = []
         for round in 0..<2 {
             if round == 1 {

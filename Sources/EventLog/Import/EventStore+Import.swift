@@ -23,7 +23,7 @@ extension EventStore {
         var batch: [AppendRequest] = []
         var batchLines: [Int] = []
         var batchPins: [EventID?] = []
-        var batchKeys = Set<String>()
+        var batchKeys = Set<KeyBytes>()
         if lastID == 0, let firstPin = try Self.firstPinnedID(path: path), firstPin == 1 {
             // An export carries its own genesis; anything else gets CelestialTree's.
         } else {
@@ -75,14 +75,14 @@ extension EventStore {
                     throw LogError(.invalidArgument, "\(path): line \(reader.lineNumber): id \(pinned) would leave a gap (next id is \(nextID))", field: "id")
                 }
                 // A known key would make the writer answer "duplicate" without taking the id, shifting every later pin.
-                if let key = record.request.key, try batchKeys.contains(key) || id(forKey: key) != nil {
+                if let key = record.request.key, try batchKeys.contains(KeyBytes(key)) || id(forKey: key) != nil {
                     throw LogError(.conflict, "\(path): line \(reader.lineNumber): key \"\(key)\" already names another event, so id \(pinned) cannot be honoured", field: "key")
                 }
             }
             batch.append(record.request)
             batchLines.append(reader.lineNumber)
             batchPins.append(record.id)
-            if let key = record.request.key { batchKeys.insert(key) }
+            if let key = record.request.key { batchKeys.insert(KeyBytes(key)) }
             nextID += 1
             if batch.count >= batchSize { try await flush() }
         }
@@ -122,7 +122,7 @@ extension EventStore {
         // The compacted event the line was exported from.
         case (let compaction?, let line?): sameContent = compaction == line
         }
-        guard stored.type == request.type, stored.parents == parents, stored.key == request.key, stored.stream == request.stream,
+        guard stored.type == request.type, stored.parents == parents, KeyBytes.same(stored.key, request.key), stored.stream == request.stream,
             sameContent, sameTime
         else {
             throw LogError(.conflict, "\(path): line \(line): id \(id) exists with different content", field: "id")

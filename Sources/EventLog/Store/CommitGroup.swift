@@ -78,7 +78,7 @@ public struct CommitGroup: Sendable, Equatable {
 
     public static func == (a: CommitGroup, b: CommitGroup) -> Bool {
         a.epoch == b.epoch && a.first == b.first && a.last == b.last && a.records == b.records && a.recordEnds == b.recordEnds
-            && a.keys.elementsEqual(b.keys, by: { $0 == $1 }) && a.entries == b.entries && a.names == b.names && a.seals == b.seals
+            && a.keys.elementsEqual(b.keys, by: { KeyBytes($0.0) == KeyBytes($1.0) && $0.1 == $1.1 }) && a.entries == b.entries && a.names == b.names && a.seals == b.seals
             && a.stats.encodedStats() == b.stats.encodedStats()
     }
 }

@@ -51,7 +51,7 @@ struct KeyFilter {
         layers.append(Layer(words: Array(repeating: 0, count: blocks * 8), blockMask: UInt64(blocks - 1), capacity: blocks * 512 / Self.bitsPerKey))
     }
 
-    private mutating func disable() {
+    mutating func disable() {
         isEnabled = false
         layers = []
     }
@@ -118,7 +118,8 @@ struct KeyFilter {
     }
 
     /// 64 bits of the key's bytes (splitmix64's finaliser over 8-byte words): in memory only, so
-    /// it may change from one build to the next.
+    /// it may change from one build to the next. Unseeded: keys made to collide here only make
+    /// the filter answer "maybe", which costs the lookups there were before it.
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
         var i = 0
@@ -161,5 +162,19 @@ struct KeyBytes: Hashable {
         a.key.utf8.count == b.key.utf8.count && a.key.utf8.elementsEqual(b.key.utf8)
     }
 
-    func hash(into hasher: inout Hasher) { hasher.combine(KeyFilter.hash(of: key)) }
+    /// Swift's seeded hash of the bytes, not the filter's fixed one: keys are chosen by clients,
+    /// and keys made to collide must not turn the staged-key maps into lists.
+    func hash(into hasher: inout Hasher) {
+        var key = key
+        key.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Whether two optional keys are the same key.
+    static func same(_ a: String?, _ b: String?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): true
+        case let (a?, b?): KeyBytes(a) == KeyBytes(b)
+        default: false
+        }
+    }
 }

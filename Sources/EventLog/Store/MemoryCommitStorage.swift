@@ -7,7 +7,7 @@ final class MemoryCommitStorage: CommitStorage {
     struct Families: Equatable {
         var log: [EventID: [UInt8]] = [:]
         var index: [EventID: [UInt8]] = [:]
-        var keys: [String: EventID] = [:]
+        var keys: [KeyBytes: EventID] = [:]
         var meta: [[UInt8]: [UInt8]] = [:]
     }
 
@@ -30,7 +30,7 @@ final class MemoryCommitStorage: CommitStorage {
                 s.written.log[id] = Array(group.record(id))
                 id += 1
             }
-            for (key, keyID) in group.keys { s.written.keys[key] = keyID }
+            for (key, keyID) in group.keys { s.written.keys[KeyBytes(key)] = keyID }
             for name in group.names {
                 s.written.meta[name.kind == .type ? MetaKey.type(name.name) : MetaKey.stream(name.name)] = ByteWriter.be32(name.id)
             }
@@ -54,7 +54,7 @@ final class MemoryCommitStorage: CommitStorage {
     func forEachKey(while proceed: () -> Bool, _ body: (UnsafeRawBufferPointer) -> Void) throws(StorageError) {
         for key in state.withLock({ Array($0.written.keys.keys) }) {
             guard proceed() else { return }
-            var key = key
+            var key = key.key
             key.withUTF8 { body(UnsafeRawBufferPointer($0)) }
         }
     }
@@ -62,7 +62,7 @@ final class MemoryCommitStorage: CommitStorage {
     func keyCountEstimate() -> Int { state.withLock { $0.written.keys.count } }
 
     func id(forKey key: String) throws(StorageError) -> EventID? {
-        state.withLock { $0.written.keys[key] }
+        state.withLock { $0.written.keys[KeyBytes(key)] }
     }
 
     func event(_ id: EventID) throws(StorageError) -> Event? {

@@ -98,12 +98,14 @@ final class Sequencer: @unchecked Sendable {
     private(set) var keysScanned = false
     /// The scan's filter was taken, or the scan ended or was given up without one (stager thread).
     private var scanOver = false
+    /// Set by `start`, before the threads run.
+    private var scanStarted = false
     /// The filter of the keys in storage, built by the key scan thread, taken by the stager.
     private let keyScan = NSCondition()
     private var scanned: KeyFilter?
     private var scanRunning = false
     private let scanStop = Atomic<Bool>(false)
-    /// Tests: called by the scan thread before it reads anything.
+    /// Tests: called by the scan thread once its view of storage is taken, before it reads a key.
     var beforeKeyScan: (@Sendable () -> Void)?
 
     init(
@@ -127,6 +129,7 @@ final class Sequencer: @unchecked Sendable {
 
     func start() {
         if keyFilter.isEnabled {
+            scanStarted = true
             scanRunning = true
             let scanner = Thread { [self] in scanKeys() }
             scanner.name = "banyan-keyscan"
@@ -187,12 +190,18 @@ final class Sequencer: @unchecked Sendable {
     /// staged by this sequencer (nothing else writes `keys` while it runs), so they are in
     /// `keyFilter` already.
     private func scanKeys() {
-        beforeKeyScan?()
         let bytesMax = limits.keyFilterBytesMax - limits.keyFilterBytesMax / 4
         var filter = KeyFilter(expected: storage.keyCountEstimate(), bytesMax: bytesMax)
         let started = ContinuousClock.now
         do {
-            try storage.forEachKey(while: { filter.isEnabled && !scanStop.load(ordering: .acquiring) }) { filter.insert($0) }
+            var first = true
+            try storage.forEachKey(while: {
+                if first {
+                    first = false
+                    beforeKeyScan?()  // the scan's view of storage is taken: keys staged now are not in it
+                }
+                return filter.isEnabled && !scanStop.load(ordering: .acquiring)
+            }) { filter.insert($0) }
             if !scanStop.load(ordering: .acquiring) {
                 if filter.isEnabled {
                     applier.logger?.info("key filter ready", metadata: [
@@ -230,10 +239,15 @@ final class Sequencer: @unchecked Sendable {
         }
         guard !scanOver else { return }
         if !keyFilter.isEnabled {
-            scanStop.store(true, ordering: .releasing)
-            keyScan.lock()
-            scanned = nil
-            keyScan.unlock()
+            // No filter at all (a bound of 0), or it gave up while the stored keys were read.
+            if scanStarted {
+                applier.logger?.warning("key filter off: the keys staged while the stored ones were read need more than a quarter of keyFilterBytesMax; keys are looked up in storage", metadata: [
+                    "key_filter_bytes_max": "\(limits.keyFilterBytesMax)"])
+                scanStop.store(true, ordering: .releasing)
+                keyScan.lock()
+                scanned = nil
+                keyScan.unlock()
+            }
             scanOver = true
             return
         }
@@ -242,7 +256,11 @@ final class Sequencer: @unchecked Sendable {
         scanned = nil
         keyScan.unlock()
         guard let taken else {
-            if !running { scanOver = true }
+            if !running {
+                // The scan gave up (it logged why): this filter alone can never say "new".
+                scanOver = true
+                keyFilter.disable()
+            }
             return
         }
         scanOver = true
@@ -405,8 +423,9 @@ final class Sequencer: @unchecked Sendable {
 
     /// An event of a group handed on but perhaps not yet written, by key.
     func inFlightEvent(forKey key: String) -> Event? {
+        let key = KeyBytes(key)
         for entry in inFlightKeyed.reversed() {
-            if let event = entry.keyed[KeyBytes(key)] { return event }
+            if let event = entry.keyed[key] { return event }
         }
         return nil
     }
