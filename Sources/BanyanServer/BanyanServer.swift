@@ -172,12 +172,17 @@ public struct BanyanServer: Sendable {
         // for in-flight requests, such as a compaction asked over HTTP) before the maintenance
         // worker: so running jobs are told to stop on the signal itself.
         let jobs = self.jobs
+        let logger = self.logger
         let sources = [SIGTERM, SIGINT].map { number in
             // A signal source needs the default action off; the service group, which also
             // handles these two, turns it off as well.
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number)
-            source.setEventHandler { jobs.requestStop() }
+            source.setEventHandler {
+                // Says when a shutdown began, so a slow one shows where the time went.
+                logger.notice("shutting down on a signal", metadata: ["signal": "\(number)"])
+                jobs.requestStop()
+            }
             source.resume()
             return source
         }

@@ -215,6 +215,24 @@ class BanyanServer:
         except subprocess.TimeoutExpired:  # pragma: no cover - kernel would have to be stuck
             raise AssertionError(f"pid {self.proc.pid} survived SIGKILL for 10 s")
 
+    def thread_states(self) -> str:
+        """Each thread's name, state and kernel wait channel, for a process that does not stop
+        (no debugger needed): which threads are blocked, and on what."""
+        lines = []
+        try:
+            for tid in sorted(os.listdir(f"/proc/{self.proc.pid}/task"), key=int):
+                base = f"/proc/{self.proc.pid}/task/{tid}"
+                try:
+                    name = open(f"{base}/comm").read().strip()
+                    state = open(f"{base}/stat").read().rsplit(")", 1)[1].split()[0]
+                    wchan = open(f"{base}/wchan").read().strip()
+                except OSError:
+                    continue
+                lines.append(f"{tid} {name} {state} {wchan}")
+        except OSError as error:
+            return f"(unreadable: {error})"
+        return "\n".join(lines)
+
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = SHUTDOWN_TIMEOUT_S) -> int:
         """Graceful shutdown; returns the exit status. If the process does not exit
         within `timeout`, it is SIGKILLed and an AssertionError is raised (the
@@ -225,10 +243,11 @@ class BanyanServer:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                threads = self.thread_states()
                 self.kill9()
                 raise AssertionError(
                     f"banyan serve ignored {signal.Signals(sig).name} for {timeout:.0f}s "
-                    f"(killed it)\n--- log ---\n{self.log()}")
+                    f"(killed it)\n--- threads (name, state, kernel wait) ---\n{threads}\n--- log ---\n{self.log()}")
         return self.proc.returncode
 
     def restart(self, timeout: float = HEALTH_TIMEOUT_S) -> "BanyanServer":
