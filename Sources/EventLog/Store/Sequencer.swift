@@ -213,7 +213,7 @@ final class Sequencer: @unchecked Sendable {
             }
         } catch {
             applier.logger?.warning("key filter off: scanning the keys failed; keys are looked up in storage", metadata: ["error": "\(error)"])
-            filter = KeyFilter(expected: 0, bytesMax: 0)
+            filter.disable()
         }
         keyScan.lock()
         if filter.isEnabled && !scanStop.load(ordering: .acquiring) { scanned = filter }
