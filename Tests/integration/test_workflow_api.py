@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -766,3 +767,35 @@ def test_bad_schedules_are_refused_with_the_field(wf):
         assert r.status_code == 400 and r.json()["field"] == field, (body, r.text)
     assert requests.post(wf.url + "/v1/workflows/nope/schedules", json={"cron": "* * * * *"}, timeout=10).status_code == 404
     assert requests.get(wf.url + "/v1/workflows/good/schedules", timeout=10).json()["schedule"] is None
+
+
+def test_sigterm_closes_a_connection_that_sent_its_first_request_after_it(server_factory):
+    """With --workflows some route speaks WebSocket, so a connection only becomes plain HTTP with
+    its first request. One accepted before the shutdown but silent until after it must still be
+    closed after a response, even while its client keeps it busy; the server then exits."""
+    server = server_factory(["--workflows"])
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    try:
+        time.sleep(0.3)  # accepted, no request yet
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        answered, closed = 0, False
+        deadline = time.time() + 8
+        while time.time() < deadline and not closed:
+            try:
+                sock.sendall(request)
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                closed = True
+                break
+            answered += data.count(b"HTTP/1.1 200")
+            time.sleep(0.05)
+        assert closed, f"the server kept the connection open through {answered} requests after SIGTERM"
+        rc = server.proc.wait(timeout=10)
+        assert rc == 0, f"exit status {rc}"
+    finally:
+        sock.close()

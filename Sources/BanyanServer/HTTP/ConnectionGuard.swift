@@ -118,14 +118,43 @@ extension TimeAmount {
 }
 
 /// First in a connection's pipeline: notes that bytes arrived (the start of a request head that
-/// the decoder cannot report until it is complete) and owns the connection's `ConnectionGuard`.
+/// the decoder cannot report until it is complete), owns the connection's `ConnectionGuard`, and
+/// repeats a graceful shutdown's quiesce event until the connection closes.
 final class RawBytesObserver: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     let connection: ConnectionGuard
+    private var quiescing = false
+    private var removed = false
+
+    /// How often a connection that is still open after a graceful shutdown began is told again.
+    static let requiesceInterval: TimeAmount = .milliseconds(100)
 
     init(_ connection: ConnectionGuard) {
         self.connection = connection
+    }
+
+    /// A graceful shutdown sends each connection NIO's quiesce event, on which Hummingbird's HTTP
+    /// state handler closes it after the response in progress, and the server waits for every
+    /// connection to close. A connection that may still upgrade to a WebSocket gets that handler
+    /// only once its first request is read, so an event that comes before it is dropped, and the
+    /// connection then serves its client for as long as the client keeps it busy: `serve
+    /// --workflows` waited on its own engine's keep-alive connection, about once in ten
+    /// shutdowns under load. So the event is passed on again until the connection closes.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, !quiescing {
+            quiescing = true
+            requiesce(context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func requiesce(_ context: ChannelHandlerContext) {
+        context.eventLoop.assumeIsolated().scheduleTask(in: Self.requiesceInterval) { [self] in
+            guard !removed, context.channel.isActive else { return }
+            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            requiesce(context)
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -143,6 +172,7 @@ final class RawBytesObserver: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        removed = true
         connection.deactivate()
     }
 
