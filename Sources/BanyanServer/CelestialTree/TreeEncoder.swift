@@ -30,6 +30,9 @@ struct TreeEncoder {
 
     /// What a node of the `meta` view holds besides its id (CelestialTree's `ProvenanceNodeMeta`).
     static let metaFields: EventJSON.Fields = [.time, .type, .message, .payload]
+    /// The bytes of a node besides its id or meta members: `{`, `,"is_ref":false`,
+    /// `,"children":` and at least `[]}`.
+    static let nodeFrameBytes = 1 + 15 + 12 + 3
 
     let store: EventStore
     let direction: Direction
@@ -54,7 +57,13 @@ struct TreeEncoder {
 
     /// Writes the tree rooted at `start` (which must exist and be `<= last`).
     mutating func write(_ start: EventID, into w: inout JSONWriter) throws {
-        if view == .meta { try prepareMeta(start, spent: w.bytes.count) }
+        if view == .meta {
+            try prepareMeta(start, spent: w.bytes.count)
+            // The tree opens every event at least once: its meta bytes and each node's frame
+            // (`{`, `,"is_ref":false`, the link member, `[]}`) are a floor on what is written,
+            // reserved at once rather than grown by doubling through megabytes of copies.
+            w.bytes.reserveCapacity(w.bytes.count + metaBytes.count + metaIDs.count * Self.nodeFrameBytes)
+        }
         // The walk's links and visited set; the depth-first order is this encoder's, since the
         // tree nests children inside their parent.
         var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)

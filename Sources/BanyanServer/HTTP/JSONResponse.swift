@@ -12,12 +12,15 @@ public enum JSONResponse {
 
     /// `bytes`: one JSON value.
     public static func make(json bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
-        var bytes = bytes
-        bytes.append(UInt8(ascii: "\n"))
+        // One copy, into the buffer that is sent: appending the newline to `bytes` would copy
+        // them first (the caller still holds them), and a lineage tree runs to megabytes.
+        var buffer = ByteBufferAllocator().buffer(capacity: bytes.count + 1)
+        buffer.writeBytes(bytes)
+        buffer.writeInteger(UInt8(ascii: "\n"))
         return Response(
             status: status,
-            headers: [.contentType: contentType, .contentLength: String(bytes.count)],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+            headers: [.contentType: contentType, .contentLength: String(buffer.readableBytes)],
+            body: ResponseBody(byteBuffer: buffer))
     }
 
     static func make(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
