@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 @testable import EventLog
@@ -90,6 +91,58 @@ struct ReplicationStoreTests {
         #expect(try Self.contents(follower) == Self.contents(leader))
         // A leader applies nothing shipped.
         #expect(throws: LogError.self) { try leader.applyShipped(first[0]) }
+    }
+
+    /// A commit that blocks on the writer thread until `release()`: it holds a fenced
+    /// sequencer's close open for as long as a test wants.
+    final class HeldCommit: StoreObserver {
+        let entered = DispatchSemaphore(value: 0)
+        let gate = DispatchSemaphore(value: 0)
+        /// Off while the store opens: opening a new store commits its first event.
+        let armed = Atomic(false)
+        func didCommit(events: Int, batches: Int, synced: Bool, writeDuration: Duration) {
+            guard armed.load(ordering: .acquiring) else { return }
+            entered.signal()
+            gate.wait()
+        }
+        func release() { for _ in 0..<8 { gate.signal() } }
+    }
+
+    /// `close()` racing a fence: the fenced sequencer is out of the slot while its writer thread
+    /// is still in a commit, and the store must not close RocksDB until that thread is done.
+    @Test func closeWaitsForASequencerBeingFenced() async throws {
+        for stepDown in [false, true] {
+            let path = try TempDir.make("fence-close")
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let held = HeldCommit()
+            var options = StoreOptions()
+            options.durability = .never
+            options.role = .leader
+            options.observer = held
+            let store = try await EventStore.open(at: path, options: options)
+            held.armed.store(true, ordering: .releasing)
+            let append = Task { try? await store.append([AppendRequest(type: "t")]) }
+            held.entered.wait()  // the writer thread is inside its commit
+            let fenced = Mutex(false)
+            let closed = Mutex(false)
+            let fencing = Thread {
+                _ = stepDown ? store.stepDown() : store.fence(by: store.epoch + 1)
+                fenced.withLock { $0 = true }
+            }
+            fencing.start()
+            while store.role == .leader { usleep(1_000) }  // the slot is empty: the fence waits in close
+            let closing = Thread {
+                store.close()
+                closed.withLock { $0 = true }
+            }
+            closing.start()
+            usleep(300_000)
+            #expect(!closed.withLock { $0 }, "close() returned while the fenced sequencer's commit was running (stepDown: \(stepDown))")
+            #expect(!fenced.withLock { $0 })
+            held.release()
+            _ = await append.value
+            while !(closed.withLock { $0 } && fenced.withLock { $0 }) { usleep(1_000) }
+        }
     }
 
     /// The whole failover story on stores: A leads; B follows part of the way; A writes a tail B

@@ -342,12 +342,20 @@ extension EventStore {
         let writer = sequencer.withLock { slot -> Sequencer? in
             guard let current = slot, newEpoch > current.epoch else { return nil }
             slot = nil
+            retiring.withLock { $0[ObjectIdentifier(current)] = current }
             return current
         }
         guard let writer else { return false }
         fencedBy.store(newEpoch, ordering: .releasing)
-        writer.fence(by: newEpoch)
+        retire(writer, fencedBy: newEpoch)
         return true
+    }
+
+    /// Fences and closes a sequencer taken out of the slot (and put in `retiring`), outside the
+    /// lock: closing waits for its threads.
+    func retire(_ writer: Sequencer, fencedBy newEpoch: UInt64) {
+        writer.fence(by: newEpoch)
+        sequencer.withLock { _ in _ = retiring.withLock { $0.removeValue(forKey: ObjectIdentifier(writer)) } }
     }
 }
 
@@ -359,10 +367,11 @@ extension EventStore {
     public func stepDown() -> Bool {
         let writer = sequencer.withLock { slot -> Sequencer? in
             defer { slot = nil }
+            if let current = slot { retiring.withLock { $0[ObjectIdentifier(current)] = current } }
             return slot
         }
         guard let writer else { return false }
-        writer.fence(by: writer.epoch + 1)
+        retire(writer, fencedBy: writer.epoch + 1)
         return true
     }
 

@@ -13,6 +13,10 @@ public final class EventStore: Sendable {
     let storage: LogStorage
     /// The leader's sequencer, for its term; nil on a follower, a fenced leader or a read-only store.
     let sequencer: Mutex<Sequencer?>
+    /// Sequencers that `fence` or `stepDown` took out of `sequencer` and that are still closing
+    /// (their threads may be committing or scanning keys): `close()` waits for them too, so
+    /// RocksDB never closes under them. Changed only with `sequencer`'s lock held.
+    let retiring = Mutex<[ObjectIdentifier: Sequencer]>([:])
     /// The epoch that fenced this node's term (0: never fenced since it opened).
     let fencedBy = Atomic<UInt64>(0)
     /// Changes to events already committed: compaction batches, prunes and truncations.
@@ -240,8 +244,10 @@ public final class EventStore: Sendable {
     /// stopped reading first (the server closes the store only after it has stopped serving).
     public func close() {
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        let writer = sequencer.withLock { $0 }
+        let (writer, retired) = sequencer.withLock { slot in (slot, retiring.withLock { Array($0.values) }) }
         writer?.close()
+        // Closing twice only waits for the first close to end.
+        for old in retired { old.close() }
         if let applier {
             if writer == nil, !applier.isDurable { shipping.withLock { _ in applier.syncNow() } }
             // Best effort: on failure the WAL still holds everything and the next open replays it.
