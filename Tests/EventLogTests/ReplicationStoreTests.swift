@@ -110,11 +110,25 @@ struct ReplicationStoreTests {
 
     /// `close()` racing a fence: the fenced sequencer is out of the slot while its writer thread
     /// is still in a commit, and the store must not close RocksDB until that thread is done.
+    /// Every wait polls with a bound (no cooperative thread is blocked, a regression fails
+    /// instead of hanging).
     @Test func closeWaitsForASequencerBeingFenced() async throws {
+        func waitUntil(_ what: String, _ done: () -> Bool) async throws -> Bool {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !done() {
+                guard ContinuousClock.now < deadline else {
+                    Issue.record("timed out waiting until \(what)")
+                    return false
+                }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            return true
+        }
         for stepDown in [false, true] {
             let path = try TempDir.make("fence-close")
             defer { try? FileManager.default.removeItem(atPath: path) }
             let held = HeldCommit()
+            defer { held.release() }
             var options = StoreOptions()
             options.durability = .never
             options.role = .leader
@@ -122,26 +136,25 @@ struct ReplicationStoreTests {
             let store = try await EventStore.open(at: path, options: options)
             held.armed.store(true, ordering: .releasing)
             let append = Task { try? await store.append([AppendRequest(type: "t")]) }
-            held.entered.wait()  // the writer thread is inside its commit
+            guard try await waitUntil("the writer thread is inside its commit", { held.entered.wait(timeout: .now()) == .success }) else { return }
             let fenced = Mutex(false)
             let closed = Mutex(false)
-            let fencing = Thread {
+            Thread {
                 _ = stepDown ? store.stepDown() : store.fence(by: store.epoch + 1)
                 fenced.withLock { $0 = true }
-            }
-            fencing.start()
-            while store.role == .leader { usleep(1_000) }  // the slot is empty: the fence waits in close
-            let closing = Thread {
+            }.start()
+            // The slot is empty: the fence waits in the sequencer's close.
+            guard try await waitUntil("the fence has emptied the slot", { store.role != .leader }) else { return }
+            Thread {
                 store.close()
                 closed.withLock { $0 = true }
-            }
-            closing.start()
-            usleep(300_000)
+            }.start()
+            try await Task.sleep(for: .milliseconds(300))
             #expect(!closed.withLock { $0 }, "close() returned while the fenced sequencer's commit was running (stepDown: \(stepDown))")
             #expect(!fenced.withLock { $0 })
             held.release()
             _ = await append.value
-            while !(closed.withLock { $0 } && fenced.withLock { $0 }) { usleep(1_000) }
+            _ = try await waitUntil("the fence and the close have returned", { closed.withLock { $0 } && fenced.withLock { $0 } })
         }
     }
 

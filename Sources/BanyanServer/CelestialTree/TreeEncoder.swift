@@ -30,9 +30,6 @@ struct TreeEncoder {
 
     /// What a node of the `meta` view holds besides its id (CelestialTree's `ProvenanceNodeMeta`).
     static let metaFields: EventJSON.Fields = [.time, .type, .message, .payload]
-    /// The bytes of a node besides its id or meta members: `{`, `,"is_ref":false`,
-    /// `,"children":` and at least `[]}`.
-    static let nodeFrameBytes = 1 + 15 + 12 + 3
 
     let store: EventStore
     let direction: Direction
@@ -59,10 +56,15 @@ struct TreeEncoder {
     mutating func write(_ start: EventID, into w: inout JSONWriter) throws {
         if view == .meta {
             try prepareMeta(start, spent: w.bytes.count)
-            // The tree opens every event at least once: its meta bytes and each node's frame
-            // (`{`, `,"is_ref":false`, the link member, `[]}`) are a floor on what is written,
-            // reserved at once rather than grown by doubling through megabytes of copies.
-            w.bytes.reserveCapacity(w.bytes.count + metaBytes.count + metaIDs.count * Self.nodeFrameBytes)
+            // The tree opens every event at least once: its meta bytes and each node's frame are
+            // a floor on what is written, reserved at once rather than grown by doubling through
+            // megabytes of copies. At least doubled (a batch reserves once per tree: exact
+            // reservations would copy the whole answer for each), and never past the byte
+            // budget, at which the answer is refused anyway.
+            let floor = w.bytes.count + metaBytes.count + metaIDs.count * frameBytes
+            if floor > w.bytes.capacity {
+                w.bytes.reserveCapacity(min(max(floor, 2 * w.bytes.capacity), budget.bytesMax + 1))
+            }
         }
         // The walk's links and visited set; the depth-first order is this encoder's, since the
         // tree nests children inside their parent.
@@ -90,6 +92,10 @@ struct TreeEncoder {
             }
         }
     }
+
+    /// The fewest bytes of a node besides its id or meta members: `{`, `,"is_ref":false`, the
+    /// link member and `[]}` (a reference's frame is a byte longer).
+    private var frameBytes: Int { 1 + 15 + direction.linkField.utf8CodeUnitCount + 3 }
 
     /// Writes `{"id":…,…,"is_ref":…,"children":` (the caller writes the list or `null}`).
     private mutating func open(_ id: EventID, isRef: Bool, into w: inout JSONWriter) throws {

@@ -73,6 +73,17 @@ final class ConnectionGuard: Sendable {
     func endReceived() { update { $0.machine.endReceived() } }
     func responseEnded() { update { $0.machine.responseEnded(now: .now) } }
 
+    /// Nothing of a request has arrived that is not answered: no byte of a head, no body, no
+    /// request in flight. A shutdown may close the connection then.
+    var isBetweenRequests: Bool { state.withLock { $0.machine.isIdle && $0.machine.bytesStartAHead } }
+
+    /// Whether a graceful shutdown has begun on any connection of the server: one set up after
+    /// the quiesce event went out must still take part.
+    var serverQuiescing: Bool {
+        get { registry.quiescing.load(ordering: .relaxed) }
+        set { registry.quiescing.store(newValue, ordering: .relaxed) }
+    }
+
     /// Applies an event, then tells the registry whether the connection may be evicted and makes
     /// sure a timer fires no later than the deadline. An earlier timer is kept; it finds the new
     /// deadline when it fires (so a busy connection does not reschedule on every request).
@@ -140,29 +151,44 @@ final class RawBytesObserver: ChannelInboundHandler, RemovableChannelHandler {
     /// only once its first request is read, so an event that comes before it is dropped, and the
     /// connection then serves its client for as long as the client keeps it busy: `serve
     /// --workflows` waited on its own engine's keep-alive connection, about once in ten
-    /// shutdowns under load. So the event is passed on again until the connection closes.
+    /// shutdowns under load. So the event is passed on again until the connection closes, and a
+    /// connection between requests is closed here (before its first request nothing else would).
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent, !quiescing {
-            quiescing = true
-            requiesce(context)
+        if event is ChannelShouldQuiesceEvent {
+            connection.serverQuiescing = true
+            startQuiescing(context)
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    private func startQuiescing(_ context: ChannelHandlerContext) {
+        guard !quiescing else { return }
+        quiescing = true
+        requiesce(context)
     }
 
     private func requiesce(_ context: ChannelHandlerContext) {
         context.eventLoop.assumeIsolated().scheduleTask(in: Self.requiesceInterval) { [self] in
             guard !removed, context.channel.isActive else { return }
+            if connection.isBetweenRequests {
+                context.close(promise: nil)
+                return
+            }
             context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
             requiesce(context)
         }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { connection.activate(context.channel) }
+        guard context.channel.isActive else { return }
+        connection.activate(context.channel)
+        // Accepted before the shutdown began, set up after its quiesce event went out.
+        if connection.serverQuiescing { startQuiescing(context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
         connection.activate(context.channel)
+        if connection.serverQuiescing { startQuiescing(context) }
         context.fireChannelActive()
     }
 

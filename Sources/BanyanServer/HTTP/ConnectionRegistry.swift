@@ -26,6 +26,8 @@ public final class ConnectionRegistry: Sendable {
     private let state = Mutex(State())
     /// Connections open at once; the listener stops accepting at this count.
     public let connectionsMax: Int
+    /// Set by the first connection told to quiesce (a graceful shutdown began).
+    let quiescing = Atomic(false)
 
     public init(connectionsMax: Int) {
         precondition(connectionsMax >= 1)

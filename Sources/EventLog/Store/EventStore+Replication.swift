@@ -310,6 +310,8 @@ extension EventStore {
         let epoch = try shipping.withLock { _ throws(LogError) -> UInt64 in
             try sequencer.withLock { slot throws(LogError) -> UInt64 in
                 if let current = slot { throw LogError(.conflict, "this node is already the leader (epoch \(current.epoch))") }
+                // `close()` sets the flag before it takes this lock to find the sequencer to close.
+                guard !closed.load(ordering: .acquiring) else { throw LogError(.closed, "the store is closing") }
                 let fenced = fencedBy.load(ordering: .acquiring)
                 guard fenced == 0 else {
                     throw LogError(.conflict, "this node was fenced by epoch \(fenced); restart it as a follower of the new leader (--follow) instead")
@@ -342,6 +344,7 @@ extension EventStore {
         let writer = sequencer.withLock { slot -> Sequencer? in
             guard let current = slot, newEpoch > current.epoch else { return nil }
             slot = nil
+            current.markFenced(by: newEpoch)
             retiring.withLock { $0[ObjectIdentifier(current)] = current }
             return current
         }
@@ -367,7 +370,10 @@ extension EventStore {
     public func stepDown() -> Bool {
         let writer = sequencer.withLock { slot -> Sequencer? in
             defer { slot = nil }
-            if let current = slot { retiring.withLock { $0[ObjectIdentifier(current)] = current } }
+            if let current = slot {
+                current.markFenced(by: current.epoch + 1)
+                retiring.withLock { $0[ObjectIdentifier(current)] = current }
+            }
             return slot
         }
         guard let writer else { return false }

@@ -43,7 +43,7 @@ public final class EventStore: Sendable {
     public let walDamage: WALDamage?
     /// What the WAL check noticed without refusing (an incomplete last record, dropped by recovery).
     public let walNote: String?
-    private let closed = Atomic(false)
+    let closed = Atomic(false)
 
     public var limits: Limits { options.limits }
 

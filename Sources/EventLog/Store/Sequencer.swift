@@ -273,8 +273,14 @@ final class Sequencer: @unchecked Sendable {
     /// in-flight batches fail with `notLeader`), then closes. A group already being written may
     /// still reach storage, unacknowledged; a follower of the new leader truncates it away.
     func fence(by newEpoch: UInt64) {
-        _ = fencedBy.compareExchange(expected: 0, desired: newEpoch, ordering: .acquiringAndReleasing)
+        markFenced(by: newEpoch)
         close()
+    }
+
+    /// From now on no group is acknowledged. Done by the store under its slot's lock, before the
+    /// close: a store closing meanwhile closes this sequencer too, and must not commit its queue.
+    func markFenced(by newEpoch: UInt64) {
+        _ = fencedBy.compareExchange(expected: 0, desired: newEpoch, ordering: .acquiringAndReleasing)
     }
 
     private var fencedError: LogError? {
