@@ -117,8 +117,8 @@ extension Banyan {
             try check("query-page-bytes-max", queryPageBytesMax, Bounds.queryPageBytesMax, " bytes")
             try check("query-answer-cache-bytes-max", queryAnswerCacheBytesMax, Bounds.queryAnswerCacheBytesMax, " bytes")
             try check("key-filter-bytes-max", keyFilterBytesMax, Bounds.keyFilterBytesMax, " bytes")
-            if keyFilterBytesMax != 0 && keyFilterBytesMax < 1 << 20 {
-                throw ValidationError("--key-filter-bytes-max must be 0 (no key filter) or at least 1 MiB (1048576), not \(keyFilterBytesMax)")
+            if keyFilterBytesMax != 0 && keyFilterBytesMax < Limits.keyFilterBytesMin {
+                throw ValidationError("--key-filter-bytes-max must be 0 (no key filter) or at least 1 MiB (\(Limits.keyFilterBytesMin)), not \(keyFilterBytesMax)")
             }
             try check("pipeline-depth-max", pipelineDepthMax, Bounds.pipelineDepthMax)
             try check("header-read-timeout-seconds", headerReadTimeoutSeconds, Bounds.headerReadTimeoutSeconds)

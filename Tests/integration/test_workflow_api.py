@@ -769,16 +769,22 @@ def test_bad_schedules_are_refused_with_the_field(wf):
     assert requests.get(wf.url + "/v1/workflows/good/schedules", timeout=10).json()["schedule"] is None
 
 
+def _silent_connection_then_sigterm(server_factory, timeout: float):
+    """A `serve --workflows`, a connection to it accepted but silent, then SIGTERM."""
+    server = server_factory(["--workflows"])
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    time.sleep(0.3)  # accepted, no request yet
+    server.proc.send_signal(signal.SIGTERM)
+    return server, sock, host
+
+
 def test_sigterm_closes_a_connection_that_sent_its_first_request_after_it(server_factory):
     """With --workflows some route speaks WebSocket, so a connection only becomes plain HTTP with
     its first request. One accepted before the shutdown but silent until after it must still be
     closed after a response, even while its client keeps it busy; the server then exits."""
-    server = server_factory(["--workflows"])
-    host, port = server.url.removeprefix("http://").rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), timeout=5)
+    server, sock, host = _silent_connection_then_sigterm(server_factory, timeout=5)
     try:
-        time.sleep(0.3)  # accepted, no request yet
-        server.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
         answered, closed = 0, False
@@ -804,12 +810,8 @@ def test_sigterm_closes_a_connection_that_sent_its_first_request_after_it(server
 def test_sigterm_closes_a_connection_that_never_sent_a_request(server_factory):
     """Before its first request a --workflows connection has no HTTP state handler to act on the
     shutdown: the server must close it itself rather than wait for its idle timeout (60 s)."""
-    server = server_factory(["--workflows"])
-    host, port = server.url.removeprefix("http://").rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), timeout=10)
+    server, sock, _ = _silent_connection_then_sigterm(server_factory, timeout=10)
     try:
-        time.sleep(0.3)
-        server.proc.send_signal(signal.SIGTERM)
         assert sock.recv(1) == b"", "the server closes the silent connection"
         rc = server.proc.wait(timeout=5)
         assert rc == 0, f"exit status {rc}"

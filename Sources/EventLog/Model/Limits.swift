@@ -26,6 +26,9 @@ public struct Limits: Sendable, Hashable {
     /// layer being added as the last fills). Past it the filter is dropped and every key is looked
     /// up in storage, as with 0. At least 1 MiB when not 0.
     public var keyFilterBytesMax = 64 << 20
+    /// The smallest non-zero `keyFilterBytesMax`: its smallest layer is 128 KiB and a quarter of
+    /// the bound must hold one.
+    public static let keyFilterBytesMin = 1 << 20
     /// Nodes (including repeated references) in one CelestialTree descendants/provenance tree.
     public var treeNodesMax = 100_000
     /// Events one traversal (ancestors, descendants) may visit.
@@ -114,8 +117,7 @@ public struct Limits: Sendable, Hashable {
         try check(queryNodesDefault >= 1 && queryNodesDefault <= queryNodesMax, "queryNodesDefault must be 1...queryNodesMax")
         try check(queryTimeDefault > .zero && queryTimeDefault <= queryTimeMax, "queryTimeDefault must be positive and at most queryTimeMax")
         try check(queryAnswerCacheBytesMax >= 0, "queryAnswerCacheBytesMax must be >= 0")
-        // Its smallest layer is 128 KiB and a quarter of the bound must hold one.
-        try check(keyFilterBytesMax == 0 || keyFilterBytesMax >= 1 << 20, "keyFilterBytesMax must be 0 (no key filter) or at least 1 MiB")
+        try check(keyFilterBytesMax == 0 || keyFilterBytesMax >= Self.keyFilterBytesMin, "keyFilterBytesMax must be 0 (no key filter) or at least 1 MiB")
         try check(queryPageBytesMax >= 1 && queryTokensMax >= 1 && queryInListMax >= 1 && queryNestingMax >= 1 && queryHopsMax >= 1, "query limits must be >= 1")
         try check(streamsMax >= 1 && streamReadEventsMax >= 1, "stream limits must be >= 1")
     }
