@@ -5,9 +5,12 @@ Starts `banyan serve` on a fresh store with `--pipeline-depth-max 1` and with th
 turn, --rounds times, and sends --events emits over one connection keeping --depth unanswered,
 each naming one random earlier event as parent (ids predicted: answers must come in order), then
 the same binary's `/emit` under wrk -t2 -c64 for 8 s (peer/celestialtree.wrk_emit, each event
-naming parent 1; no pipelining, which must not lose). Prints requests/s per round.
+naming parent 1; no pipelining, which must not lose). Prints requests/s per round. With
+`--compare emit-path` the two settings are `--emit-on-event-loop false` and `true` instead (the
+responder's path for /emit against the event loop's).
 
     python3 tools/pipelined_emit.py --banyan .build/release/banyan --rounds 2
+    python3 tools/pipelined_emit.py --compare emit-path --rounds 4
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from peer import celestialtree, common  # noqa: E402
 from peer.dataset import Event  # noqa: E402
 
 
+# The settings each comparison alternates: (label, serve flags).
+VARIANTS = {
+    "pipelining": [("--pipeline-depth-max 1", ("--pipeline-depth-max", "1")), ("--pipeline-depth-max 64", ("--pipeline-depth-max", "64"))],
+    "emit-path": [("--emit-on-event-loop false", ("--emit-on-event-loop", "false")), ("--emit-on-event-loop true", ("--emit-on-event-loop", "true"))],
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--banyan", default=".build/release/banyan")
@@ -30,7 +40,11 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--compare", choices=sorted(VARIANTS), default="pipelining",
+                    help="the two server settings alternated: pipelining (--pipeline-depth-max 1 and 64) or "
+                         "emit-path (--emit-on-event-loop false and true)")
     args = ap.parse_args()
+    variants = VARIANTS[args.compare]
     common.LOG_PREFIX = "pipelined_emit"
     rng = random.Random(args.seed)
     common.log(f"seed {args.seed}")
@@ -39,13 +53,13 @@ def main() -> None:
     procs = common.Processes()
     try:
         for r in range(args.rounds):
-            for depth in ((1, 64) if r % 2 == 0 else (64, 1)):
-                label = f"r{r}-d{depth}"
-                server = celestialtree.banyan(procs, args.banyan, root, label, ("--pipeline-depth-max", str(depth)))
+            for name, flags in (variants if r % 2 == 0 else variants[::-1]):
+                label = f"r{r}-{name}"
+                server = celestialtree.banyan(procs, args.banyan, root, label, flags)
                 try:
                     rate, client_cpu, cores = celestialtree.pipelined_emit(server, events, args.depth, 600)
                     wrk, _ = celestialtree.wrk_emit(server, 8, 1)
-                    print(f"round {r + 1} --pipeline-depth-max {depth}: pipelined {rate:,.0f} requests/s "
+                    print(f"round {r + 1} {name}: pipelined {rate:,.0f} requests/s "
                           f"(server {cores:.2f} cores, client CPU {client_cpu:.1f} s); "
                           f"wrk {wrk:,.0f} requests/s", flush=True)
                 finally:

@@ -33,8 +33,7 @@ struct CelestialTreeService: Celestialtree_V1_CelestialTreeService.ServiceProtoc
                 throw APIError(.badRequest, "emit failed", detail: "parents has " + AppendRequest.tooManyParents(m.parents.count, limits))
             }
             let payload = m.hasPayload ? try Self.json(.structValue(m.payload), depthMax: limits.jsonDepthMax) : nil
-            return try await writes.emit(
-                type: m.type, parents: m.parents, message: m.message, payload: payload, redirecting: nil)
+            return try await writes.emit(AppendRequest(type: m.type, parents: m.parents, message: m.message, payload: payload), redirecting: nil)
         }
         var response = Celestialtree_V1_EmitResponse()
         response.id = id

@@ -10,6 +10,8 @@ import ServiceLifecycle
 /// routes and `/metrics`. Runs until SIGINT/SIGTERM, then drains in-flight requests and ends
 /// streams; the caller closes the store afterwards.
 public struct BanyanServer: Sendable {
+    /// The `Server` header of every answer.
+    static let serverName = "Banyan"
     public let store: EventStore
     public let config: ServerConfiguration
     public let metrics: ServerMetrics
@@ -125,10 +127,18 @@ public struct BanyanServer: Sendable {
             })
         }
         let responder = banyanResponder
+        // `--min-replicas` waits in a task: such a server answers /emit through the responder.
+        let fastEmit = config.emitOnEventLoop && config.minReplicas == 0
+            ? FastEmit(
+                store: store, writes: Writes(store: store, replication: replication, config: config), access: config.access,
+                site: SiteGuard(config: config), metrics: metrics, logger: logger, depthMax: config.pipelineDepthMax)
+            : nil
         return Application(
             responder: responder,
-            server: .guarded(timeouts: config.connectionTimeouts, registry: connections, pipelining: Pipelining(depthMax: config.pipelineDepthMax), responder: responder),
-            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
+            server: .guarded(
+                timeouts: config.connectionTimeouts, registry: connections, pipelining: Pipelining(depthMax: config.pipelineDepthMax), responder: responder,
+                fastEmit: fastEmit),
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: Self.serverName),
             services: services,
             onServerRunning: { channel in
                 if config.advertise == nil, config.port == 0, let port = channel.localAddress?.port {
@@ -161,7 +171,7 @@ public struct BanyanServer: Sendable {
         return Application(
             responder: responder,
             server: .guarded(timeouts: config.connectionTimeouts, registry: connections, pipelining: Pipelining(depthMax: config.pipelineDepthMax), responder: responder),
-            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Banyan"),
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: Self.serverName),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }

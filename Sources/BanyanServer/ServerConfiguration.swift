@@ -24,6 +24,9 @@ public struct ServerConfiguration: Sendable {
     /// Append requests of one connection started before the earliest of them is answered
     /// (HTTP/1.1 pipelining that shares commit groups, `Pipelining`); 1 answers one at a time.
     public var pipelineDepthMax = 64
+    /// `POST /emit` served on the connection's event loop instead of through a task
+    /// (`FastEmit`); off, every request goes through the responder (`--emit-on-event-loop false`).
+    public var emitOnEventLoop = true
     /// Host names requests may name besides the listen address (and the loopback names on a
     /// loopback server); `*` allows any (`SiteGuard`).
     public var allowedHosts: [String] = []

@@ -65,3 +65,13 @@ struct ConnectionStateMachineTests {
         #expect(m.deadline == at(34) && m.isIdle)
     }
 }
+
+/// The `Date` header of answers written on the event loop (`FastEmit`): RFC 9110's IMF-fixdate,
+/// as Hummingbird writes it for every other answer.
+struct HTTPDateTests {
+    @Test func formatsIMFFixdate() {
+        #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(1_796_140_405) == "Tue, 01 Dec 2026 15:53:25 GMT")
+        #expect(HTTPDate.format(951_782_400) == "Tue, 29 Feb 2000 00:00:00 GMT")
+    }
+}

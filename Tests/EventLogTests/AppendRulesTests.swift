@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 import TestSupport
 @testable import EventLog
@@ -15,6 +16,45 @@ struct AppendRulesTests {
         let c = try await s.append([AppendRequest(type: "c", parents: [2, 1])]).results[0]
         #expect(c.id == 3)
         #expect(try s.event(3)?.parents == [2, 1])
+    }
+
+    /// The callback-taking append (the event loop's `/emit`): batches commit in the order of
+    /// the calls, so an event may name the id the call before it will get; a refusal completes
+    /// before the call returns.
+    @Test func appendsWithACallbackCommitInTheOrderOfTheirCalls() async throws {
+        let t = try await TempStore.make()
+        defer { t.remove() }
+        let s = t.store
+        let results = Mutex<[Int: Result<AppendReceipt, any Error>]>([:])
+        let count = 300
+        for i in 0..<count {
+            // Every tenth names a parent that will never exist: refused, it takes no id.
+            let parents: [EventID] = i % 10 == 9 ? [1_000_000] : (i == 0 ? [] : [EventID(i - i / 10)])
+            s.append([AppendRequest(type: "cb", parents: parents)]) { result in results.withLock { $0[i] = result } }
+        }
+        for _ in 0..<1_000 where results.withLock({ $0.count }) < count { try await Task.sleep(for: .milliseconds(10)) }
+        let all = results.withLock { $0 }
+        #expect(all.count == count)
+        var next: EventID = 1
+        for i in 0..<count {
+            switch all[i] {
+            case .success(let receipt)?:
+                #expect(i % 10 != 9 && receipt.results[0].id == next, "call \(i)")
+                if i > 0 { #expect(try s.event(next)?.parents == [next - 1]) }
+                next += 1
+            case .failure(let error)?:
+                #expect(i % 10 == 9, "call \(i): \(error)")
+            case nil:
+                Issue.record("call \(i) never completed")
+            }
+        }
+        #expect(s.lastID == next - 1)
+        s.close()
+        let refused = Mutex<(any Error)?>(nil)
+        s.append([AppendRequest(type: "late")]) { result in
+            if case .failure(let error) = result { refused.withLock { $0 = error } }
+        }
+        #expect((refused.withLock { $0 } as? LogError)?.code == .closed)
     }
 
     @Test func parentsDropZeroAndRepeatsKeepingOrder() async throws {

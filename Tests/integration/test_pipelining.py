@@ -1,7 +1,7 @@
 """HTTP/1.1 pipelining (docs/HTTP_API.md, Pipelining): appends sent back to back on one
 connection keep the order they were sent in (ids, and parents naming ids not yet answered),
 share commit groups instead of paying an fsync each, and every request gets its own answer in
-order, reads included, with `Connection: close` honoured."""
+order, reads included, with `Connection: close` honoured; on both paths of /emit."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import json
 import re
 import socket
 
+import pytest
 import requests
+
+
+@pytest.fixture(params=["event-loop", "responder"])
+def server(request, server_factory):
+    """Each test on both paths of /emit (test_emit_paths.py)."""
+    return server_factory([] if request.param == "event-loop" else ["--emit-on-event-loop", "false"])
 
 
 def emit_request(body: dict, extra: str = "") -> bytes:

@@ -69,6 +69,8 @@ final class ConnectionGuard: Sendable {
     /// Request heads decoded so far: more than a request loop has taken means the client has
     /// pipelined the next request already (`PipelinedHTTP1Channel`).
     var headsReceived: Int { heads.load(ordering: .relaxed) }
+    /// A request served on the event loop (`FastEmitHandler`), which the request loop never sees.
+    func headServedAside() { heads.subtract(1, ordering: .relaxed) }
     private let heads = Atomic<Int>(0)
     func endReceived() { update { $0.machine.endReceived() } }
     func responseEnded() { update { $0.machine.responseEnded(now: .now) } }
@@ -283,13 +285,18 @@ extension HTTPServerBuilder {
     /// HTTP/1.1 with Banyan's connection timeouts and connection limit; when some route of
     /// `responder` speaks WebSocket, connections can be upgraded to it (`WebSocketUpgrade`), and
     /// a server without such routes keeps the plain pipeline.
-    static func guarded(timeouts: ConnectionTimeouts, registry: ConnectionRegistry, pipelining: Pipelining, responder routes: BanyanResponder) -> HTTPServerBuilder {
+    /// `fastEmit`: `POST /emit` on the event loop (`FastEmitHandler`), on the plain pipeline only.
+    static func guarded(
+        timeouts: ConnectionTimeouts, registry: ConnectionRegistry, pipelining: Pipelining, responder routes: BanyanResponder, fastEmit: FastEmit? = nil
+    ) -> HTTPServerBuilder {
         let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPGuardHandler()])
         guard routes.table.routes.contains(where: \.webSocket) else {
+            let plain = HTTP1Channel.Configuration(
+                additionalChannelHandlers: [HTTPGuardHandler()] + (fastEmit.map { [FastEmitHandler($0)] } ?? []))
             return .init { responder in
                 GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, unreported, connection in
                     PipelinedHTTP1Channel(
-                        responder: responder, unreported: unreported, connection: connection, configuration: http1, pipelining: pipelining)
+                        responder: responder, unreported: unreported, connection: connection, configuration: plain, pipelining: pipelining)
                 }
             }
         }

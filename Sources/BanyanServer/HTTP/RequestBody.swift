@@ -10,7 +10,12 @@ public enum RequestBody {
     /// script may.
     @discardableResult
     public static func requireJSON(_ request: Request, also: [String] = []) throws -> String {
-        let raw = request.headers[.contentType] ?? ""
+        try requireJSON(contentType: request.headers[.contentType], also: also)
+    }
+
+    @discardableResult
+    static func requireJSON(contentType: String?, also: [String] = []) throws(APIError) -> String {
+        let raw = contentType ?? ""
         if mediaType(raw, is: "application/json") { return "application/json" }
         if let other = also.first(where: { mediaType(raw, is: $0) }) { return other }
         let accepted = (["application/json"] + also).joined(separator: " or ")

@@ -79,13 +79,17 @@ struct SiteGuard: Sendable {
     /// Refuses a request for another host, or a cross-origin request that could change something.
     /// `webSocket`: the request is a WebSocket handshake.
     func check(_ request: Request, webSocket: Bool = false) throws(APIError) {
-        if allowedHosts != nil, let authority = request.head.authority, !allows(authority: authority) {
+        try check(request.head, webSocket: webSocket)
+    }
+
+    func check(_ request: HTTPRequest, webSocket: Bool = false) throws(APIError) {
+        if allowedHosts != nil, let authority = request.authority, !allows(authority: authority) {
             throw APIError(
                 .forbidden, "host not allowed",
                 detail: "this server does not answer for \"\(Self.hostName(authority))\"; name it in --allowed-hosts if it is one of its names"
             ).naming("Host")
         }
-        guard let origin = request.headers[.origin], !isSameOrigin(origin, request) else { return }
+        guard let origin = request.headerFields[.origin], !isSameOrigin(origin, request) else { return }
         // A WebSocket is not under CORS: a page from anywhere could read what it carries.
         switch request.method {
         case .get where !webSocket, .head, .options: return
@@ -105,11 +109,11 @@ struct SiteGuard: Sendable {
         guard request.method == .options, let origin = request.headers[.origin],
               request.headers[.accessControlRequestMethod] != nil
         else { return nil }
-        guard isAllowed(origin) || isSameOrigin(origin, request) else {
+        guard isAllowed(origin) || isSameOrigin(origin, request.head) else {
             return APIError(.forbidden, "cross-origin request refused", detail: "\(origin) is not in --cors-origins").naming("Origin").makeResponse()
         }
         var response = Response(status: .noContent)
-        addCORSHeaders(origin, to: &response)
+        addCORSHeaders(origin, to: &response.headers)
         response.headers[.accessControlAllowMethods] = Self.allowedMethods
         response.headers[.accessControlAllowHeaders] = Self.allowedHeaders
         response.headers[.accessControlMaxAge] = "600"
@@ -118,13 +122,17 @@ struct SiteGuard: Sendable {
 
     /// CORS headers on the answer to an allowed cross-origin request.
     func decorate(_ response: inout Response, for request: Request) {
-        guard !corsOrigins.isEmpty, let origin = request.headers[.origin], isAllowed(origin), !isSameOrigin(origin, request) else { return }
-        addCORSHeaders(origin, to: &response)
+        decorate(&response.headers, for: request.head)
     }
 
-    private func addCORSHeaders(_ origin: String, to response: inout Response) {
-        response.headers[.accessControlAllowOrigin] = origin
-        response.headers[.vary] = "Origin"
+    func decorate(_ headers: inout HTTPFields, for request: HTTPRequest) {
+        guard !corsOrigins.isEmpty, let origin = request.headerFields[.origin], isAllowed(origin), !isSameOrigin(origin, request) else { return }
+        addCORSHeaders(origin, to: &headers)
+    }
+
+    private func addCORSHeaders(_ origin: String, to headers: inout HTTPFields) {
+        headers[.accessControlAllowOrigin] = origin
+        headers[.vary] = "Origin"
     }
 
     private func isAllowed(_ origin: String) -> Bool {
@@ -133,8 +141,8 @@ struct SiteGuard: Sendable {
 
     /// Same origin: the `Origin` names the host the request was sent to (any scheme, since a
     /// proxy may terminate TLS in front of the server).
-    private func isSameOrigin(_ origin: String, _ request: Request) -> Bool {
-        guard let authority = request.head.authority?.lowercased() else { return false }
+    private func isSameOrigin(_ origin: String, _ request: HTTPRequest) -> Bool {
+        guard let authority = request.authority?.lowercased() else { return false }
         let text = origin.lowercased()
         guard let schemeEnd = text.range(of: "://") else { return false }
         return text[schemeEnd.upperBound...] == authority

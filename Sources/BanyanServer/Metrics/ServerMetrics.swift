@@ -37,6 +37,9 @@ public final class ServerMetrics: StoreObserver, Sendable {
     private let lagIDs: CoreMetrics.Gauge
     private let lagSeconds: CoreMetrics.Gauge
     private let requestTimers: Mutex<[String: CoreMetrics.Timer]> = Mutex([:])
+    /// `banyan_http_event_loop_requests_total{route}`: requests answered on the event loop
+    /// (`FastEmit`), also counted in `banyan_http_request_duration_seconds`.
+    private let eventLoopEmits: CoreMetrics.Counter
 
     public init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -66,7 +69,11 @@ public final class ServerMetrics: StoreObserver, Sendable {
         epoch = CoreMetrics.Gauge(label: "banyan_epoch", factory: factory)
         lagIDs = CoreMetrics.Gauge(label: "banyan_replication_lag_ids", factory: factory)
         lagSeconds = CoreMetrics.Gauge(label: "banyan_replication_lag_seconds", factory: factory)
+        eventLoopEmits = CoreMetrics.Counter(label: "banyan_http_event_loop_requests_total", dimensions: [("route", "/emit")], factory: factory)
     }
+
+    /// One `/emit` answered on the event loop.
+    func emitOnEventLoop() { eventLoopEmits.increment() }
 
     /// Advances a counter to a running total kept elsewhere.
     private func advance(_ label: String, _ dimensions: [(String, String)], to total: Int) {

@@ -28,12 +28,48 @@ package struct Writes: Sendable {
 
     /// One event as CelestialTree's `/emit` and `Emit` take it: errors say "emit failed" with
     /// CelestialTree's details, and `--min-replicas` covers it (its answer has no room for a count).
-    package func emit(type: String, parents: [EventID], message: String?, payload: JSONValue?, redirecting: String?) async throws -> EventID {
-        let outcome = try await commit(
-            [AppendRequest(type: type, parents: parents, message: message, payload: payload)], durability: nil, replicas: config.minReplicas,
-            redirecting: redirecting, failure: { APIError.from($0, summary: "emit failed", withIndex: false) }
-        ) { receipt in [("id", .int(receipt.results[0].id))] }
+    package func emit(_ request: AppendRequest, redirecting: String?) async throws -> EventID {
+        let outcome = try await commit([request], durability: nil, replicas: config.minReplicas, redirecting: redirecting, failure: Self.emitFailure) {
+            receipt in Self.emitStored(receipt)
+        }
         return outcome.receipt.results[0].id
+    }
+
+    /// `emit` without a task, for the event loop (`FastEmit`): the same checks, errors and
+    /// acknowledgement as `commit`, in the same order; `done` runs on the writer's thread (or at
+    /// once, for a refusal). Not with `--min-replicas`, whose wait needs a task.
+    func emitNow(_ request: AppendRequest, redirecting: String?, done: @escaping @Sendable (Result<EventID, any Error>) -> Void) {
+        precondition(config.minReplicas == 0, "emitNow cannot wait for replicas")
+        let term: UInt64
+        do {
+            try replication.requireLeader(redirecting: redirecting)
+            term = store.epoch
+            try request.refuseReservedType(index: 0)
+        } catch let error as LogError {
+            return done(.failure(Self.emitFailure(error)))
+        } catch {
+            return done(.failure(error))
+        }
+        store.append([request], durability: nil) { [replication] result in
+            done(Result {
+                let receipt: AppendReceipt
+                do {
+                    receipt = try result.get()
+                } catch let error as LogError {
+                    throw Self.emitFailure(error)
+                }
+                try replication.confirmLease(term: term, stored: Self.emitStored(receipt))
+                return receipt.results[0].id
+            })
+        }
+    }
+
+    private static func emitFailure(_ error: LogError) -> APIError {
+        APIError.from(error, summary: "emit failed", withIndex: false)
+    }
+
+    private static func emitStored(_ receipt: AppendReceipt) -> [(name: String, value: JSONValue)] {
+        [("id", .int(receipt.results[0].id))]
     }
 
     /// Stores `requests` and acknowledges them only within the term they were stored in, after

@@ -231,13 +231,30 @@ public final class EventStore: Sendable {
     /// - Parameter durability: overrides the store's policy for this batch (`.group` waits for fsync).
     @discardableResult
     public func append(_ requests: [AppendRequest], durability: Durability? = nil) async throws -> AppendReceipt {
+        try await currentWriter().submit(requests, durability: durability)
+    }
+
+    /// `append` without a task: `complete` gets the receipt or the error on the writer's thread
+    /// (or on the caller's, for a batch refused at once). Batches are committed in the order of
+    /// their calls, so a caller that submits from one thread (an event loop) keeps its order.
+    public func append(
+        _ requests: [AppendRequest], durability: Durability? = nil, complete: @escaping @Sendable (Result<AppendReceipt, any Error>) -> Void
+    ) {
+        do {
+            try currentWriter().submit(requests, durability: durability, complete: complete)
+        } catch {
+            complete(.failure(error))
+        }
+    }
+
+    private func currentWriter() throws(LogError) -> Sequencer {
         guard let writer = sequencer.withLock({ $0 }) else {
             if applier == nil { throw LogError(.invalidArgument, "the store is open read-only") }
             let by = fencedBy.load(ordering: .acquiring)
             if by > 0 { throw LogError(.notLeader, "this node's term was superseded by epoch \(by); it takes no more writes") }
             throw LogError(.notLeader, "this node follows a leader; append on the leader")
         }
-        return try await writer.submit(requests, durability: durability)
+        return writer
     }
 
     /// Drains queued appends, syncs the WAL, flushes memtables and closes RocksDB. Idempotent; callers must have

@@ -32,7 +32,9 @@ final class Sequencer: @unchecked Sendable {
     struct Pending {
         var requests: [AppendRequest]
         var durability: Durability
-        var continuation: CheckedContinuation<AppendReceipt, any Error>
+        /// Called once, on the committer's thread (or the submitter's, for a batch refused at
+        /// once).
+        var complete: @Sendable (Result<AppendReceipt, any Error>) -> Void
     }
 
     /// A staged group on its way to the committer.
@@ -145,29 +147,34 @@ final class Sequencer: @unchecked Sendable {
 
     /// Enqueues one client batch and waits for its commit group to be written.
     func submit(_ requests: [AppendRequest], durability: Durability?) async throws -> AppendReceipt {
-        guard !requests.isEmpty else { return AppendReceipt(results: [], durable: true) }
-        guard requests.count <= limits.batchEventsMax else {
-            throw LogError(.invalidArgument, "batch of \(requests.count) events exceeds batchEventsMax \(limits.batchEventsMax)", field: "events")
-        }
-        return try await withCheckedThrowingContinuation { continuation in
-            condition.lock()
-            if closing {
-                condition.unlock()
-                continuation.resume(throwing: fencedError ?? LogError(.closed, "the store is closing"))
-                return
-            }
-            if queuedEvents + requests.count > limits.writerQueueEventsMax {
-                condition.unlock()
-                continuation.resume(throwing: LogError(
-                    .overloaded, "writer queue is full (\(queuedEvents) events waiting, writerQueueEventsMax \(limits.writerQueueEventsMax))"))
-                return
-            }
-            queue.append(Pending(requests: requests, durability: durability ?? policy, continuation: continuation))
-            queuedEvents += requests.count
-            condition.signal()
-            condition.unlock()
+        try await withCheckedThrowingContinuation { continuation in
+            submit(requests, durability: durability) { continuation.resume(with: $0) }
             AppendOrder.current.get()?.placed()
         }
+    }
+
+    /// Enqueues one client batch; `complete` gets its receipt once its commit group is written.
+    /// A batch refused at once (too large, a full queue, a closing store) is completed before
+    /// this returns. Batches are committed in the order of their calls.
+    func submit(_ requests: [AppendRequest], durability: Durability?, complete: @escaping @Sendable (Result<AppendReceipt, any Error>) -> Void) {
+        guard !requests.isEmpty else { return complete(.success(AppendReceipt(results: [], durable: true))) }
+        guard requests.count <= limits.batchEventsMax else {
+            return complete(.failure(LogError(.invalidArgument, "batch of \(requests.count) events exceeds batchEventsMax \(limits.batchEventsMax)", field: "events")))
+        }
+        condition.lock()
+        if closing {
+            condition.unlock()
+            return complete(.failure(fencedError ?? LogError(.closed, "the store is closing")))
+        }
+        if queuedEvents + requests.count > limits.writerQueueEventsMax {
+            condition.unlock()
+            return complete(.failure(LogError(
+                .overloaded, "writer queue is full (\(queuedEvents) events waiting, writerQueueEventsMax \(limits.writerQueueEventsMax))")))
+        }
+        queue.append(Pending(requests: requests, durability: durability ?? policy, complete: complete))
+        queuedEvents += requests.count
+        condition.signal()
+        condition.unlock()
     }
 
     /// Stops accepting appends, commits what is queued, syncs, and returns when both threads have
@@ -520,13 +527,13 @@ final class Sequencer: @unchecked Sendable {
         let stage = staged.stage
         let group = staged.group
         if let fenced = fencedError {
-            for pending in group { pending.continuation.resume(throwing: fenced) }
+            for pending in group { pending.complete(.failure(fenced)) }
             return
         }
         guard staged.after == applier.lastApplied else {
             // Staged on top of a group whose write failed.
             let failure = LogError(.storage, "an earlier commit group failed to write; nothing of this batch was stored")
-            for pending in group { pending.continuation.resume(throwing: failure) }
+            for pending in group { pending.complete(.failure(failure)) }
             return
         }
         do {
@@ -535,7 +542,7 @@ final class Sequencer: @unchecked Sendable {
                 observer?.didCommit(events: stage.group.count, batches: group.count, synced: synced, writeDuration: writeDuration)
             }
         } catch {
-            for pending in group { pending.continuation.resume(throwing: error) }
+            for pending in group { pending.complete(.failure(error)) }
             handoff.lock()
             restart = (applier.lastApplied, applier.appliedMeta, applier.segment)
             handoff.unlock()
@@ -543,13 +550,13 @@ final class Sequencer: @unchecked Sendable {
         }
         let durable = applier.isDurable
         if let fenced = fencedError {
-            for pending in group { pending.continuation.resume(throwing: fenced) }
+            for pending in group { pending.complete(.failure(fenced)) }
             return
         }
         for (pending, outcome) in zip(group, staged.outcomes) {
             switch outcome {
-            case .success(let results): pending.continuation.resume(returning: AppendReceipt(results: results, durable: durable))
-            case .failure(let error): pending.continuation.resume(throwing: error)
+            case .success(let results): pending.complete(.success(AppendReceipt(results: results, durable: durable)))
+            case .failure(let error): pending.complete(.failure(error))
             }
         }
     }

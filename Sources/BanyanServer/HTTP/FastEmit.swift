@@ -1,0 +1,358 @@
+import EventLog
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import Synchronization
+
+/// CelestialTree's `POST /emit` served on the connection's event loop (docs/HTTP_API.md, "The
+/// event-loop path for /emit").
+///
+/// A request through Hummingbird costs a task, a request context, a response body writer and
+/// several hops between the event loop and Swift concurrency's threads; for `/emit`, whose
+/// work is parsing a small body and queueing one event, those were about half of the server's
+/// CPU (docs/PERFORMANCE.md). Here the body is read by a channel handler, checked with the
+/// same functions and in the same order as the route (`SiteGuard`, the token, the media type,
+/// the leader check, `CelestialTreeAPI.emitRequest`), handed to the writer without a task
+/// (`Writes.emitNow`), and answered from the writer's callback on the event loop, with the
+/// headers the route's answer has. Pipelined emits are queued to the writer as they are read,
+/// so they share commit groups, and answered in request order.
+///
+/// Only what needs nothing else is served here: a `POST /emit` with a known body length of at
+/// most `Pipelining.bodyBytesMax`, no `Expect`, no `Connection: close`, no epoch header, on a
+/// server without `--min-replicas` (its wait needs a task). Every other request goes to the
+/// responder as before, in order: a request that comes while answers served here are unwritten
+/// is held (and the connection's reads paused) until they are written, and one served here
+/// waits for earlier requests to be answered by the responder.
+struct FastEmit: Sendable {
+    let store: EventStore
+    let writes: Writes
+    let access: AccessControl
+    let site: SiteGuard
+    let metrics: ServerMetrics
+    let logger: Logger
+    /// Emits of one connection read before the earliest of them is answered
+    /// (`ServerConfiguration.pipelineDepthMax`).
+    let depthMax: Int
+
+    static let path = "/emit"
+    static let pattern = "/emit"
+
+    /// The body's length when `head` is served here, else nil.
+    func bodyLength(_ head: HTTPRequest) -> Int? {
+        guard head.method == .post, head.path == Self.path, let length = Pipelining.contentLength(head),
+            length <= min(Pipelining.bodyBytesMax, store.limits.eventBodyBytesMax), head.headerFields[.expect] == nil,
+            head.headerFields[ReplicationAPI.epochHeader] == nil, !Pipelining.asksToClose(head)
+        else { return nil }
+        return length
+    }
+
+    /// Checks and queues one emit; `done` gets its answer (on the writer's thread, or at once).
+    func start(_ head: HTTPRequest, body: ByteBuffer, done: @escaping @Sendable (Result<EventID, any Error>) -> Void) {
+        do {
+            // The route's order: the site, the token, the media type, the leader, the body.
+            try site.check(head)
+            try access.authorize(authorization: head.headerFields[.authorization], needs: .write)
+            try RequestBody.requireJSON(contentType: head.headerFields[.contentType])
+            try writes.replication.requireLeader(redirecting: Self.path)
+            let request = try CelestialTreeAPI.emitRequest(Array(body.readableBytesView), limits: store.limits)
+            writes.emitNow(request, redirecting: Self.path, done: done)
+        } catch {
+            done(.failure(error))
+        }
+    }
+
+    /// The answer's head and body, as the route would write them (`JSONResponse`, `APIError`,
+    /// `SiteGuard.decorate`, then Hummingbird's `Date` and `Server`).
+    func answer(_ result: Result<EventID, any Error>, for head: HTTPRequest, started: ContinuousClock.Instant, allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {
+        let status: HTTPResponse.Status
+        let json: JSONWriter
+        var extra = HTTPFields()
+        switch result {
+        case .success(let id):
+            status = .ok
+            json = CelestialTreeAPI.emitAnswer(id)
+        case .failure(let error):
+            let (answer, unexpected) = APIError.answering(error)
+            if unexpected { logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(Self.path)"]) }
+            status = answer.status
+            var w = JSONWriter()
+            w.writeRaw(answer.body)
+            json = w
+            extra = answer.headers
+        }
+        var body = allocator.buffer(capacity: json.bytes.count + 1)
+        body.writeBytes(json.bytes)
+        body.writeInteger(UInt8(ascii: "\n"))
+        var headers: HTTPFields = [.contentType: JSONResponse.contentType, .contentLength: String(body.readableBytes)]
+        headers.append(contentsOf: extra)
+        site.decorate(&headers, for: head)
+        headers[.date] = HTTPDate.now
+        headers[.server] = BanyanServer.serverName
+        metrics.request(route: Self.pattern, method: "POST", status: status.code, duration: ContinuousClock.now - started)
+        metrics.emitOnEventLoop()
+        return (HTTPResponse(status: status, headerFields: headers), body)
+    }
+}
+
+/// The channel handler of `FastEmit`, after the HTTP codec and `HTTPGuardHandler`, before
+/// Hummingbird's handlers. Runs on the connection's event loop only.
+final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    /// One emit served here, from its head to its written answer.
+    private final class Entry {
+        let head: HTTPRequest
+        let started = ContinuousClock.now
+        var body: ByteBuffer
+        var answer: (HTTPResponse, ByteBuffer)?
+        init(head: HTTPRequest, body: ByteBuffer) {
+            self.head = head
+            self.body = body
+        }
+    }
+
+    private let emit: FastEmit
+    private var context: ChannelHandlerContext?
+    private var connection: ConnectionGuard?
+    /// The emit whose body is being read here.
+    private var reading: Entry?
+    /// The request being passed to the responder, from its head to its end.
+    private var passing = false
+    /// Requests passed to the responder whose answer has not ended.
+    private var passedOn = 0
+    /// Emits served here, in request order, until their answer is written.
+    private var answers = CircularBuffer<Entry>()
+    /// Request parts that must wait: they follow answers that are not written yet. Reads are
+    /// paused meanwhile, so this holds at most what one read decoded into.
+    private var held = CircularBuffer<Held>()
+    private enum Held {
+        case part(HTTPRequestPart)
+        /// The decoder's error, after the parts decoded before it.
+        case error(any Error)
+        /// The client's end of input, after its last request.
+        case inputClosed
+    }
+    /// A part was passed on since `resume` began.
+    private var forwarded = false
+    /// A read asked for while paused.
+    private var readPending = false
+    /// A graceful shutdown began: no new request is taken; the connection closes once the
+    /// answers are written.
+    private var quiescing = false
+
+    init(_ emit: FastEmit) {
+        self.emit = emit
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        connection = try? context.pipeline.syncOperations.handler(type: RawBytesObserver.self).connection
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if held.isEmpty, take(part, context) { return }
+        held.append(.part(part))
+    }
+
+    /// Serves, passes on or refuses (false: it must wait) one part.
+    private func take(_ part: HTTPRequestPart, _ context: ChannelHandlerContext) -> Bool {
+        switch part {
+        case .head(let head):
+            if quiescing { return false }
+            if passedOn == 0, answers.count < emit.depthMax, let length = emit.bodyLength(head) {
+                reading = Entry(head: head, body: context.channel.allocator.buffer(capacity: length))
+                // The request loop must not count it among the requests the client sent ahead.
+                connection?.headServedAside()
+                return true
+            }
+            guard answers.isEmpty else { return false }
+            passing = true
+            passedOn += 1
+            forward(part, context)
+            return true
+        case .body(var buffer):
+            if let reading {
+                reading.body.writeBuffer(&buffer)
+                return true
+            }
+            guard passing else { return false }
+            forward(part, context)
+            return true
+        case .end:
+            if let entry = reading {
+                reading = nil
+                start(entry, context)
+                return true
+            }
+            guard passing else { return false }
+            passing = false
+            forward(part, context)
+            return true
+        }
+    }
+
+    private func forward(_ part: HTTPRequestPart, _ context: ChannelHandlerContext) {
+        forwarded = true
+        context.fireChannelRead(wrapInboundOut(part))
+    }
+
+    private func start(_ entry: Entry, _ context: ChannelHandlerContext) {
+        answers.append(entry)
+        let body = entry.body
+        entry.body = ByteBuffer()
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundEntry = NIOLoopBound(entry, eventLoop: loop)
+        // Always through `execute`, also for a refusal answered at once: the answer may take
+        // held parts, which must not happen inside `take`.
+        emit.start(entry.head, body: body) { result in
+            loop.execute { bound.value.answered(boundEntry.value, result) }
+        }
+    }
+
+    private func answered(_ entry: Entry, _ result: Result<EventID, any Error>) {
+        guard let context else { return }
+        entry.answer = emit.answer(result, for: entry.head, started: entry.started, allocator: context.channel.allocator)
+        var wrote = false
+        while let first = answers.first, let answer = first.answer {
+            answers.removeFirst()
+            context.write(wrapOutboundOut(.head(answer.0)), promise: nil)
+            context.write(wrapOutboundOut(.body(answer.1)), promise: nil)
+            context.write(wrapOutboundOut(.end(nil)), promise: nil)
+            connection?.responseEnded()
+            wrote = true
+        }
+        if wrote { context.flush() }
+        resume(context)
+    }
+
+    /// Takes the held parts that may go now, and reads again once nothing waits.
+    private func resume(_ context: ChannelHandlerContext) {
+        forwarded = false
+        var failure: (any Error)?
+        var ended = false
+        taking: while let next = held.popFirst() {
+            switch next {
+            case .part(let part):
+                guard take(part, context) else {
+                    held.prepend(next)
+                    break taking
+                }
+            case .error, .inputClosed:
+                // Only once the answers before them are written: the responder answers a bad
+                // request with 400 and closes the connection, and ends its request loop with
+                // its input, closing the connection's output.
+                guard answers.isEmpty else {
+                    held.prepend(next)
+                    break taking
+                }
+                if case .error(let error) = next { failure = error } else { ended = true }
+                held.removeAll()
+            }
+        }
+        // Outside a read, the parts passed on reach the request loop only with a read's end
+        // (`NIOAsyncChannel` hands them over then).
+        if forwarded { context.fireChannelReadComplete() }
+        if let failure { return context.fireErrorCaught(failure) }
+        if ended { return context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
+        guard answers.isEmpty, reading == nil else { return resumeReading(context) }
+        if quiescing, passedOn == 0, !passing {
+            context.close(promise: nil)
+            return
+        }
+        resumeReading(context)
+    }
+
+    private func resumeReading(_ context: ChannelHandlerContext) {
+        if readPending, !mustPause {
+            readPending = false
+            context.read()
+        }
+    }
+
+    private var mustPause: Bool { !held.isEmpty || answers.count >= emit.depthMax }
+
+    func read(context: ChannelHandlerContext) {
+        if mustPause {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// A request the decoder could not read comes after the requests before it: the answers of
+    /// those served here go out first, then the responder answers it (400, and the connection
+    /// closes).
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard error is HTTPParserError else { return context.fireErrorCaught(error) }
+        // An emit whose body was cut short is no request.
+        reading = nil
+        guard answers.isEmpty, held.isEmpty else { return held.append(.error(error)) }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            // The responder's 400 for a bad request answers no request passed on.
+            passedOn = max(0, passedOn - 1)
+            context.write(data, promise: promise)
+            if passedOn == 0, !held.isEmpty || readPending { resume(context) }
+            return
+        }
+        context.write(data, promise: promise)
+    }
+
+    /// Hummingbird's handler closes the connection on this event once its own requests are
+    /// answered, which would drop the answers of emits served here: while any is under way the
+    /// event stops here (`RawBytesObserver` repeats it), and the connection closes once they
+    /// are written.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, reading != nil || !answers.isEmpty {
+            quiescing = true
+            return
+        }
+        if case .inputClosed = event as? ChannelEvent {
+            // An emit whose body was cut short is no request.
+            reading = nil
+            if !answers.isEmpty || !held.isEmpty { return held.append(.inputClosed) }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// The `Date` header's value (RFC 9110 IMF-fixdate), formatted once a second.
+enum HTTPDate {
+    private static let cache = Mutex<(second: Int, text: String)>((-1, ""))
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    static var now: String {
+        let second = time(nil)
+        if let text = cache.withLock({ $0.second == second ? $0.text : nil }) { return text }
+        let text = format(second)
+        cache.withLock { $0 = (second, text) }
+        return text
+    }
+
+    static func format(_ seconds: Int) -> String {
+        var t = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+    }
+}
