@@ -7,10 +7,12 @@ each naming one random earlier event as parent (ids predicted: answers must come
 the same binary's `/emit` under wrk -t2 -c64 for 8 s (peer/celestialtree.wrk_emit, each event
 naming parent 1; no pipelining, which must not lose). Prints requests/s per round. With
 `--compare emit-path` the two settings are `--emit-on-event-loop false` and `true` instead (the
-responder's path for /emit against the event loop's).
+responder's path for /emit against the event loop's); with `--compare builds --other PATH` the
+binaries `--banyan` and `--other`, both with their default settings.
 
     python3 tools/pipelined_emit.py --banyan .build/release/banyan --rounds 2
     python3 tools/pipelined_emit.py --compare emit-path --rounds 4
+    python3 tools/pipelined_emit.py --compare builds --banyan OLD --other NEW --rounds 4
 """
 
 from __future__ import annotations
@@ -40,11 +42,17 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--compare", choices=sorted(VARIANTS), default="pipelining",
-                    help="the two server settings alternated: pipelining (--pipeline-depth-max 1 and 64) or "
-                         "emit-path (--emit-on-event-loop false and true)")
+    ap.add_argument("--compare", choices=sorted(VARIANTS) + ["builds"], default="pipelining",
+                    help="what is alternated: pipelining (--pipeline-depth-max 1 and 64), emit-path "
+                         "(--emit-on-event-loop false and true), or builds (--banyan against --other, default flags)")
+    ap.add_argument("--other", help="with --compare builds: the second binary")
     args = ap.parse_args()
-    variants = VARIANTS[args.compare]
+    if args.compare == "builds":
+        if not args.other:
+            ap.error("--compare builds needs --other")
+        variants = [(args.banyan, args.banyan, ()), (args.other, args.other, ())]
+    else:
+        variants = [(label, args.banyan, flags) for label, flags in VARIANTS[args.compare]]
     common.LOG_PREFIX = "pipelined_emit"
     rng = random.Random(args.seed)
     common.log(f"seed {args.seed}")
@@ -53,9 +61,9 @@ def main() -> None:
     procs = common.Processes()
     try:
         for r in range(args.rounds):
-            for name, flags in (variants if r % 2 == 0 else variants[::-1]):
-                label = f"r{r}-{name}"
-                server = celestialtree.banyan(procs, args.banyan, root, label, flags)
+            for i, (name, binary, flags) in enumerate(variants if r % 2 == 0 else variants[::-1]):
+                label = f"r{r}-{i}"
+                server = celestialtree.banyan(procs, binary, root, label, flags)
                 try:
                     rate, client_cpu, cores = celestialtree.pipelined_emit(server, events, args.depth, 600)
                     wrk, _ = celestialtree.wrk_emit(server, 8, 1)

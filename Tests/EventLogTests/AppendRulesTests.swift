@@ -19,25 +19,28 @@ struct AppendRulesTests {
     }
 
     /// The callback-taking append (the event loop's `/emit`): batches commit in the order of
-    /// the calls, so an event may name the id the call before it will get; a refusal completes
-    /// before the call returns.
+    /// the calls and, within a call, of the list, so an event may name the id the batch before it
+    /// will get; each callback runs once; a refusal completes before the call returns.
     @Test func appendsWithACallbackCommitInTheOrderOfTheirCalls() async throws {
         let t = try await TempStore.make()
         defer { t.remove() }
         let s = t.store
-        let results = Mutex<[Int: Result<AppendReceipt, any Error>]>([:])
+        let results = Mutex<[Int: [Result<AppendReceipt, any Error>]]>([:])
         let count = 300
-        for i in 0..<count {
-            // Every tenth names a parent that will never exist: refused, it takes no id.
-            let parents: [EventID] = i % 10 == 9 ? [1_000_000] : (i == 0 ? [] : [EventID(i - i / 10)])
-            s.append([AppendRequest(type: "cb", parents: parents)]) { result in results.withLock { $0[i] = result } }
+        for call in stride(from: 0, to: count, by: 7) {
+            // Seven batches per call; every tenth names a parent that will never exist: refused,
+            // it takes no id.
+            s.append((call..<min(call + 7, count)).map { i in
+                let parents: [EventID] = i % 10 == 9 ? [1_000_000] : (i == 0 ? [] : [EventID(i - i / 10)])
+                return AppendBatch([AppendRequest(type: "cb", parents: parents)]) { result in results.withLock { $0[i, default: []].append(result) } }
+            })
         }
         for _ in 0..<1_000 where results.withLock({ $0.count }) < count { try await Task.sleep(for: .milliseconds(10)) }
         let all = results.withLock { $0 }
-        #expect(all.count == count)
+        #expect(all.count == count && all.values.allSatisfy { $0.count == 1 }, "every callback once")
         var next: EventID = 1
         for i in 0..<count {
-            switch all[i] {
+            switch all[i]?.first {
             case .success(let receipt)?:
                 #expect(i % 10 != 9 && receipt.results[0].id == next, "call \(i)")
                 if i > 0 { #expect(try s.event(next)?.parents == [next - 1]) }
@@ -51,9 +54,9 @@ struct AppendRulesTests {
         #expect(s.lastID == next - 1)
         s.close()
         let refused = Mutex<(any Error)?>(nil)
-        s.append([AppendRequest(type: "late")]) { result in
+        s.append([AppendBatch([AppendRequest(type: "late")]) { result in
             if case .failure(let error) = result { refused.withLock { $0 = error } }
-        }
+        }])
         #expect((refused.withLock { $0 } as? LogError)?.code == .closed)
     }
 

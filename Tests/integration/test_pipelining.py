@@ -88,7 +88,10 @@ def test_pipelined_emits_keep_their_order_and_share_commit_groups(server_factory
     one_at_a_time = server_factory(["--pipeline-depth-max", "1"])
     _, alone = pipelined_chain(one_at_a_time, 200)
     assert alone == 200, "without pipelining each request is its own commit group"
-    assert groups < 160, f"pipelined appends shared commit groups: {groups} groups for 200 requests"
+    # How many share a group depends on how fast requests are read against how fast a group is
+    # written (a debug build reads slowly: 90-165 groups here, a release build 7-19); what must
+    # hold is that they share at all.
+    assert groups < 190, f"pipelined appends shared commit groups: {groups} groups for 200 requests"
 
 
 def test_each_pipelined_request_gets_its_own_answer_in_order(server):

@@ -51,19 +51,32 @@ struct FastEmit: Sendable {
         return length
     }
 
-    /// Checks and queues one emit; `done` gets its answer (on the writer's thread, or at once).
-    func start(_ head: HTTPRequest, body: ByteBuffer, done: @escaping @Sendable (Result<EventID, any Error>) -> Void) {
-        do {
-            // The route's order: the site, the token, the media type, the leader, the body.
-            try site.check(head)
-            try access.authorize(authorization: head.headerFields[.authorization], needs: .write)
-            try RequestBody.requireJSON(contentType: head.headerFields[.contentType])
-            try writes.replication.requireLeader(redirecting: Self.path)
-            let request = try CelestialTreeAPI.emitRequest(Array(body.readableBytesView), limits: store.limits)
-            writes.emitNow(request, redirecting: Self.path, done: done)
-        } catch {
-            done(.failure(error))
+    /// One emit read whole, and what to call with its answer.
+    struct Read {
+        var head: HTTPRequest
+        var body: ByteBuffer
+        var done: @Sendable (Result<EventID, any Error>) -> Void
+    }
+
+    /// Checks the emits read together and queues those that pass, together; each `done` gets
+    /// its answer (on the writer's thread, or at once).
+    func start(_ emits: [Read]) {
+        var ready: [Writes.EmitNow] = []
+        ready.reserveCapacity(emits.count)
+        for emit in emits {
+            do {
+                // The route's order: the site, the token, the media type, the leader, the body.
+                let head = emit.head
+                try site.check(head)
+                try access.authorize(authorization: head.headerFields[.authorization], needs: .write)
+                try RequestBody.requireJSON(contentType: head.headerFields[.contentType])
+                try writes.replication.requireLeader(redirecting: Self.path)
+                ready.append(Writes.EmitNow(request: try CelestialTreeAPI.emitRequest(Array(emit.body.readableBytesView), limits: store.limits), done: emit.done))
+            } catch {
+                emit.done(.failure(error))
+            }
         }
+        writes.emitNow(ready, redirecting: Self.path)
     }
 
     /// The answer's head and body, as the route would write them (`JSONResponse`, `APIError`,
@@ -142,11 +155,18 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
     /// A part was passed on since `resume` began.
     private var forwarded = false
+    /// Emits read whole but not yet handed to the writer (`submit`, once the read is over).
+    private var unsubmitted: [Entry] = []
     /// A read asked for while paused.
     private var readPending = false
-    /// A graceful shutdown began: no new request is taken; the connection closes once the
-    /// answers are written.
+    /// A graceful shutdown began: nothing more is read; what was read is answered, then the
+    /// connection closes.
     private var quiescing = false
+    /// A request passed on asked to close the connection (or the responder closed its output):
+    /// nothing after it is served.
+    private var closing = false
+    /// The write of the last answer written here, which a close waits for.
+    private var lastWrite: EventLoopFuture<Void>?
 
     init(_ emit: FastEmit) {
         self.emit = emit
@@ -171,7 +191,7 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func take(_ part: HTTPRequestPart, _ context: ChannelHandlerContext) -> Bool {
         switch part {
         case .head(let head):
-            if quiescing { return false }
+            if closing { return false }
             if passedOn == 0, answers.count < emit.depthMax, let length = emit.bodyLength(head) {
                 reading = Entry(head: head, body: context.channel.allocator.buffer(capacity: length))
                 // The request loop must not count it among the requests the client sent ahead.
@@ -181,6 +201,8 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard answers.isEmpty else { return false }
             passing = true
             passedOn += 1
+            // The responder ends the connection after answering it.
+            if Pipelining.asksToClose(head) { closing = true }
             forward(part, context)
             return true
         case .body(var buffer):
@@ -211,27 +233,53 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func start(_ entry: Entry, _ context: ChannelHandlerContext) {
         answers.append(entry)
-        let body = entry.body
-        entry.body = ByteBuffer()
+        unsubmitted.append(entry)
+    }
+
+    /// Hands the emits read since the last call to the writer, together: one wake-up of its
+    /// thread, and emits read together share a commit group.
+    private func submit(_ context: ChannelHandlerContext) {
+        guard !unsubmitted.isEmpty else { return }
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
-        let boundEntry = NIOLoopBound(entry, eventLoop: loop)
-        // Always through `execute`, also for a refusal answered at once: the answer may take
-        // held parts, which must not happen inside `take`.
-        emit.start(entry.head, body: body) { result in
-            loop.execute { bound.value.answered(boundEntry.value, result) }
+        var reads: [FastEmit.Read] = []
+        reads.reserveCapacity(unsubmitted.count)
+        for entry in unsubmitted {
+            let boundEntry = NIOLoopBound(entry, eventLoop: loop)
+            // Always through `execute`, also for a refusal answered at once: the answer may
+            // take held parts, which must not happen inside `take`.
+            reads.append(FastEmit.Read(head: entry.head, body: entry.body) { result in
+                loop.execute { bound.value.answered(boundEntry.value, result) }
+            })
+            entry.body = ByteBuffer()
         }
+        unsubmitted.removeAll(keepingCapacity: true)
+        emit.start(reads)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        submit(context)
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // Whole requests read before the end are served like any other; their answers go nowhere.
+        submit(context)
+        context.fireChannelInactive()
     }
 
     private func answered(_ entry: Entry, _ result: Result<EventID, any Error>) {
+        // Counted in the metrics also when the client has gone: the event is stored all the same.
+        entry.answer = emit.answer(result, for: entry.head, started: entry.started, allocator: context?.channel.allocator ?? ByteBufferAllocator())
         guard let context else { return }
-        entry.answer = emit.answer(result, for: entry.head, started: entry.started, allocator: context.channel.allocator)
         var wrote = false
         while let first = answers.first, let answer = first.answer {
             answers.removeFirst()
             context.write(wrapOutboundOut(.head(answer.0)), promise: nil)
             context.write(wrapOutboundOut(.body(answer.1)), promise: nil)
-            context.write(wrapOutboundOut(.end(nil)), promise: nil)
+            let end = context.eventLoop.makePromise(of: Void.self)
+            context.write(wrapOutboundOut(.end(nil)), promise: end)
+            lastWrite = end.futureResult
             connection?.responseEnded()
             wrote = true
         }
@@ -263,14 +311,20 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 held.removeAll()
             }
         }
+        submit(context)
         // Outside a read, the parts passed on reach the request loop only with a read's end
         // (`NIOAsyncChannel` hands them over then).
         if forwarded { context.fireChannelReadComplete() }
         if let failure { return context.fireErrorCaught(failure) }
         if ended { return context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
         guard answers.isEmpty, reading == nil else { return resumeReading(context) }
-        if quiescing, passedOn == 0, !passing {
-            context.close(promise: nil)
+        if quiescing, held.isEmpty, passedOn == 0, !passing {
+            // After the last answer has gone out: a close drops writes still queued.
+            if let lastWrite {
+                lastWrite.whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
             return
         }
         resumeReading(context)
@@ -283,7 +337,24 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private var mustPause: Bool { !held.isEmpty || answers.count >= emit.depthMax }
+    /// Reads wait while requests wait, while the connection's output is full (a client that
+    /// does not read its answers stops being read: its answers stay within what one read
+    /// decoded) and once a shutdown began (after the request being read, if any).
+    private var mustPause: Bool {
+        !held.isEmpty || answers.count >= emit.depthMax || (quiescing && reading == nil && !passing)
+            || !(context?.channel.isWritable ?? true)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeReading(context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        // The request loop ended (its output is closed): what comes after is served by no one.
+        if mode != .input { closing = true }
+        context.close(mode: mode, promise: promise)
+    }
 
     func read(context: ChannelHandlerContext) {
         if mustPause {
@@ -297,6 +368,7 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// those served here go out first, then the responder answers it (400, and the connection
     /// closes).
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        submit(context)
         guard error is HTTPParserError else { return context.fireErrorCaught(error) }
         // An emit whose body was cut short is no request.
         reading = nil
@@ -309,7 +381,7 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The responder's 400 for a bad request answers no request passed on.
             passedOn = max(0, passedOn - 1)
             context.write(data, promise: promise)
-            if passedOn == 0, !held.isEmpty || readPending { resume(context) }
+            if passedOn == 0, !held.isEmpty || readPending || quiescing { resume(context) }
             return
         }
         context.write(data, promise: promise)
@@ -317,11 +389,15 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Hummingbird's handler closes the connection on this event once its own requests are
     /// answered, which would drop the answers of emits served here: while any is under way the
-    /// event stops here (`RawBytesObserver` repeats it), and the connection closes once they
-    /// are written.
+    /// event stops here (`RawBytesObserver` repeats it); nothing more is read after the request
+    /// being read, the requests already read are answered, and the connection closes once their
+    /// answers are written.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent, reading != nil || !answers.isEmpty {
+        submit(context)
+        if event is ChannelShouldQuiesceEvent, quiescing || reading != nil || !answers.isEmpty {
             quiescing = true
+            // Closes the connection if nothing is left (the event is repeated until it closes).
+            resume(context)
             return
         }
         if case .inputClosed = event as? ChannelEvent {

@@ -35,33 +35,48 @@ package struct Writes: Sendable {
         return outcome.receipt.results[0].id
     }
 
+    /// One emit for `emitNow`, and what to call with its id.
+    struct EmitNow {
+        var request: AppendRequest
+        var done: @Sendable (Result<EventID, any Error>) -> Void
+    }
+
     /// `emit` without a task, for the event loop (`FastEmit`): the same checks, errors and
-    /// acknowledgement as `commit`, in the same order; `done` runs on the writer's thread (or at
-    /// once, for a refusal). Not with `--min-replicas`, whose wait needs a task.
-    func emitNow(_ request: AppendRequest, redirecting: String?, done: @escaping @Sendable (Result<EventID, any Error>) -> Void) {
+    /// acknowledgement as `commit`, in the same order, for each emit; each `done` runs on the
+    /// writer's thread (or at once, for a refusal). Emits handed over in one call are queued
+    /// together, so they can share a commit group. Not with `--min-replicas`, whose wait needs
+    /// a task.
+    func emitNow(_ emits: [EmitNow], redirecting: String?) {
         precondition(config.minReplicas == 0, "emitNow cannot wait for replicas")
-        let term: UInt64
-        do {
-            try replication.requireLeader(redirecting: redirecting)
-            term = store.epoch
-            try request.refuseReservedType(index: 0)
-        } catch let error as LogError {
-            return done(.failure(Self.emitFailure(error)))
-        } catch {
-            return done(.failure(error))
-        }
-        store.append([request], durability: nil) { [replication] result in
-            done(Result {
-                let receipt: AppendReceipt
-                do {
-                    receipt = try result.get()
-                } catch let error as LogError {
-                    throw Self.emitFailure(error)
-                }
-                try replication.confirmLease(term: term, stored: Self.emitStored(receipt))
-                return receipt.results[0].id
+        var batches: [AppendBatch] = []
+        batches.reserveCapacity(emits.count)
+        for emit in emits {
+            let term: UInt64
+            do {
+                try replication.requireLeader(redirecting: redirecting)
+                term = store.epoch
+                try emit.request.refuseReservedType(index: 0)
+            } catch let error as LogError {
+                emit.done(.failure(Self.emitFailure(error)))
+                continue
+            } catch {
+                emit.done(.failure(error))
+                continue
+            }
+            batches.append(AppendBatch([emit.request]) { [replication, done = emit.done] result in
+                done(Result {
+                    let receipt: AppendReceipt
+                    do {
+                        receipt = try result.get()
+                    } catch let error as LogError {
+                        throw Self.emitFailure(error)
+                    }
+                    try replication.confirmLease(term: term, stored: Self.emitStored(receipt))
+                    return receipt.results[0].id
+                })
             })
         }
+        store.append(batches)
     }
 
     private static func emitFailure(_ error: LogError) -> APIError {

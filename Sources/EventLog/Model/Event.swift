@@ -125,6 +125,18 @@ public struct AppendResult: Sendable, Hashable {
     }
 }
 
+/// A batch handed to `EventStore.append(_:durability:)` without a task, and what to call with
+/// its receipt.
+public struct AppendBatch: Sendable {
+    public var requests: [AppendRequest]
+    public var complete: @Sendable (Result<AppendReceipt, any Error>) -> Void
+
+    public init(_ requests: [AppendRequest], complete: @escaping @Sendable (Result<AppendReceipt, any Error>) -> Void) {
+        self.requests = requests
+        self.complete = complete
+    }
+}
+
 /// The answer for one appended batch.
 public struct AppendReceipt: Sendable, Hashable {
     public var results: [AppendResult]

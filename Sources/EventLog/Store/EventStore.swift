@@ -234,16 +234,16 @@ public final class EventStore: Sendable {
         try await currentWriter().submit(requests, durability: durability)
     }
 
-    /// `append` without a task: `complete` gets the receipt or the error on the writer's thread
-    /// (or on the caller's, for a batch refused at once). Batches are committed in the order of
-    /// their calls, so a caller that submits from one thread (an event loop) keeps its order.
-    public func append(
-        _ requests: [AppendRequest], durability: Durability? = nil, complete: @escaping @Sendable (Result<AppendReceipt, any Error>) -> Void
-    ) {
+    /// `append` without a task, for several batches at once (each atomic on its own, committed in
+    /// their order and after those of earlier calls; batches handed over together can share a
+    /// commit group): each batch's `complete` gets its receipt or error on the writer's thread,
+    /// or on the caller's for a batch refused at once. A caller that submits from one thread (an
+    /// event loop) keeps its order.
+    public func append(_ batches: [AppendBatch], durability: Durability? = nil) {
         do {
-            try currentWriter().submit(requests, durability: durability, complete: complete)
+            try currentWriter().submit(batches, durability: durability)
         } catch {
-            complete(.failure(error))
+            for batch in batches { batch.complete(.failure(error)) }
         }
     }
 

@@ -148,33 +148,39 @@ final class Sequencer: @unchecked Sendable {
     /// Enqueues one client batch and waits for its commit group to be written.
     func submit(_ requests: [AppendRequest], durability: Durability?) async throws -> AppendReceipt {
         try await withCheckedThrowingContinuation { continuation in
-            submit(requests, durability: durability) { continuation.resume(with: $0) }
+            submit([AppendBatch(requests) { continuation.resume(with: $0) }], durability: durability)
             AppendOrder.current.get()?.placed()
         }
     }
 
-    /// Enqueues one client batch; `complete` gets its receipt once its commit group is written.
-    /// A batch refused at once (too large, a full queue, a closing store) is completed before
-    /// this returns. Batches are committed in the order of their calls.
-    func submit(_ requests: [AppendRequest], durability: Durability?, complete: @escaping @Sendable (Result<AppendReceipt, any Error>) -> Void) {
-        guard !requests.isEmpty else { return complete(.success(AppendReceipt(results: [], durable: true))) }
-        guard requests.count <= limits.batchEventsMax else {
-            return complete(.failure(LogError(.invalidArgument, "batch of \(requests.count) events exceeds batchEventsMax \(limits.batchEventsMax)", field: "events")))
-        }
+    /// Enqueues client batches in their order, under one lock and with one wake-up of the
+    /// stager, so batches submitted together can share a commit group; each `complete` gets its
+    /// receipt once its commit group is written. A batch refused at once (too large, a full
+    /// queue, a closing store) is completed before this returns.
+    func submit(_ batches: [AppendBatch], durability: Durability?) {
+        var done: [(AppendBatch, Result<AppendReceipt, any Error>)] = []
+        var queued = false
         condition.lock()
-        if closing {
-            condition.unlock()
-            return complete(.failure(fencedError ?? LogError(.closed, "the store is closing")))
+        for batch in batches {
+            let count = batch.requests.count
+            if count == 0 {
+                done.append((batch, .success(AppendReceipt(results: [], durable: true))))
+            } else if count > limits.batchEventsMax {
+                done.append((batch, .failure(LogError(.invalidArgument, "batch of \(count) events exceeds batchEventsMax \(limits.batchEventsMax)", field: "events"))))
+            } else if closing {
+                done.append((batch, .failure(fencedError ?? LogError(.closed, "the store is closing"))))
+            } else if queuedEvents + count > limits.writerQueueEventsMax {
+                done.append((batch, .failure(LogError(
+                    .overloaded, "writer queue is full (\(queuedEvents) events waiting, writerQueueEventsMax \(limits.writerQueueEventsMax))"))))
+            } else {
+                queue.append(Pending(requests: batch.requests, durability: durability ?? policy, complete: batch.complete))
+                queuedEvents += count
+                queued = true
+            }
         }
-        if queuedEvents + requests.count > limits.writerQueueEventsMax {
-            condition.unlock()
-            return complete(.failure(LogError(
-                .overloaded, "writer queue is full (\(queuedEvents) events waiting, writerQueueEventsMax \(limits.writerQueueEventsMax))")))
-        }
-        queue.append(Pending(requests: requests, durability: durability ?? policy, complete: complete))
-        queuedEvents += requests.count
-        condition.signal()
+        if queued { condition.signal() }
         condition.unlock()
+        for (batch, result) in done { batch.complete(result) }
     }
 
     /// Stops accepting appends, commits what is queued, syncs, and returns when both threads have
