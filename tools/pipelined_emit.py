@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import sys
 import tempfile
 
@@ -33,6 +34,14 @@ VARIANTS = {
     "pipelining": [("--pipeline-depth-max 1", ("--pipeline-depth-max", "1")), ("--pipeline-depth-max 64", ("--pipeline-depth-max", "64"))],
     "emit-path": [("--emit-on-event-loop false", ("--emit-on-event-loop", "false")), ("--emit-on-event-loop true", ("--emit-on-event-loop", "true"))],
 }
+
+
+def commit_groups(server) -> int:
+    """The server's `banyan_commit_groups_total`."""
+    status, body = server.get("/metrics")
+    assert status == 200, status
+    match = re.search(rb"^banyan_commit_groups_total (\S+)$", body, re.M)
+    return int(float(match.group(1)))
 
 
 def main() -> None:
@@ -65,10 +74,13 @@ def main() -> None:
                 label = f"r{r}-{i}"
                 server = celestialtree.banyan(procs, binary, root, label, flags)
                 try:
+                    groups = commit_groups(server)
                     rate, client_cpu, cores = celestialtree.pipelined_emit(server, events, args.depth, 600)
+                    groups = commit_groups(server) - groups
                     wrk, _ = celestialtree.wrk_emit(server, 8, 1)
                     print(f"round {r + 1} {name}: pipelined {rate:,.0f} requests/s "
-                          f"(server {cores:.2f} cores, client CPU {client_cpu:.1f} s); "
+                          f"(server {cores:.2f} cores, client CPU {client_cpu:.1f} s, "
+                          f"{len(events) / max(groups, 1):.1f} events per commit group); "
                           f"wrk {wrk:,.0f} requests/s", flush=True)
                 finally:
                     server.stop()
