@@ -19,8 +19,9 @@ import Synchronization
 /// same functions and in the same order as the route (`SiteGuard`, the token, the media type,
 /// the leader check, `CelestialTreeAPI.emitRequest`), handed to the writer without a task
 /// (`Writes.emitNow`), and answered from the writer's callback on the event loop, with the
-/// headers the route's answer has. Pipelined emits are queued to the writer as they are read,
-/// so they share commit groups, and answered in request order.
+/// headers the route's answer has. Pipelined emits are queued to the writer in the order they
+/// are read, those of one socket read together, so they share commit groups; they are answered
+/// in request order.
 ///
 /// Only what needs nothing else is served here: a `POST /emit` with a known body length of at
 /// most `Pipelining.bodyBytesMax`, no `Expect`, no `Connection: close`, no epoch header, on a
@@ -39,8 +40,8 @@ struct FastEmit: Sendable {
     /// (`ServerConfiguration.pipelineDepthMax`).
     let depthMax: Int
 
+    /// The path served, which is also the route's pattern in the metrics.
     static let path = "/emit"
-    static let pattern = "/emit"
 
     /// The body's length when `head` is served here, else nil.
     func bodyLength(_ head: HTTPRequest) -> Int? {
@@ -83,30 +84,28 @@ struct FastEmit: Sendable {
     /// `SiteGuard.decorate`, then Hummingbird's `Date` and `Server`).
     func answer(_ result: Result<EventID, any Error>, for head: HTTPRequest, started: ContinuousClock.Instant, allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {
         let status: HTTPResponse.Status
-        let json: JSONWriter
+        let json: [UInt8]
         var extra = HTTPFields()
         switch result {
         case .success(let id):
             status = .ok
-            json = CelestialTreeAPI.emitAnswer(id)
+            json = CelestialTreeAPI.emitAnswer(id).bytes
         case .failure(let error):
             let (answer, unexpected) = APIError.answering(error)
             if unexpected { logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(Self.path)"]) }
             status = answer.status
-            var w = JSONWriter()
-            w.writeRaw(answer.body)
-            json = w
+            json = answer.body
             extra = answer.headers
         }
-        var body = allocator.buffer(capacity: json.bytes.count + 1)
-        body.writeBytes(json.bytes)
+        var body = allocator.buffer(capacity: json.count + 1)
+        body.writeBytes(json)
         body.writeInteger(UInt8(ascii: "\n"))
         var headers: HTTPFields = [.contentType: JSONResponse.contentType, .contentLength: String(body.readableBytes)]
         headers.append(contentsOf: extra)
         site.decorate(&headers, for: head)
         headers[.date] = HTTPDate.now
         headers[.server] = BanyanServer.serverName
-        metrics.request(route: Self.pattern, method: "POST", status: status.code, duration: ContinuousClock.now - started)
+        metrics.request(route: Self.path, method: "POST", status: status.code, duration: ContinuousClock.now - started)
         metrics.emitOnEventLoop()
         return (HTTPResponse(status: status, headerFields: headers), body)
     }
@@ -159,8 +158,8 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var unsubmitted: [Entry] = []
     /// A read asked for while paused.
     private var readPending = false
-    /// A graceful shutdown began: nothing more is read; what was read is answered, then the
-    /// connection closes.
+    /// A graceful shutdown began while emits were under way here: nothing more is read or
+    /// taken, and the connection closes once their answers are written.
     private var quiescing = false
     /// A request passed on asked to close the connection (or the responder closed its output):
     /// nothing after it is served.
@@ -289,6 +288,18 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Takes the held parts that may go now, and reads again once nothing waits.
     private func resume(_ context: ChannelHandlerContext) {
+        if quiescing {
+            // Emits read whole before the shutdown are served; then the connection closes, after
+            // the last answer has gone out (a close drops writes still queued).
+            submit(context)
+            guard answers.isEmpty else { return }
+            if let lastWrite {
+                lastWrite.whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.close(promise: nil)
+            }
+            return
+        }
         forwarded = false
         var failure: (any Error)?
         var ended = false
@@ -317,16 +328,6 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if forwarded { context.fireChannelReadComplete() }
         if let failure { return context.fireErrorCaught(failure) }
         if ended { return context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
-        guard answers.isEmpty, reading == nil else { return resumeReading(context) }
-        if quiescing, held.isEmpty, passedOn == 0, !passing {
-            // After the last answer has gone out: a close drops writes still queued.
-            if let lastWrite {
-                lastWrite.whenComplete { _ in context.close(promise: nil) }
-            } else {
-                context.close(promise: nil)
-            }
-            return
-        }
         resumeReading(context)
     }
 
@@ -339,10 +340,9 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Reads wait while requests wait, while the connection's output is full (a client that
     /// does not read its answers stops being read: its answers stay within what one read
-    /// decoded) and once a shutdown began (after the request being read, if any).
+    /// decoded) and once a shutdown began with emits under way.
     private var mustPause: Bool {
-        !held.isEmpty || answers.count >= emit.depthMax || (quiescing && reading == nil && !passing)
-            || !(context?.channel.isWritable ?? true)
+        !held.isEmpty || answers.count >= emit.depthMax || quiescing || !(context?.channel.isWritable ?? true)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -381,24 +381,32 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The responder's 400 for a bad request answers no request passed on.
             passedOn = max(0, passedOn - 1)
             context.write(data, promise: promise)
-            if passedOn == 0, !held.isEmpty || readPending || quiescing { resume(context) }
+            if passedOn == 0, !held.isEmpty || readPending { resume(context) }
             return
         }
         context.write(data, promise: promise)
     }
 
-    /// Hummingbird's handler closes the connection on this event once its own requests are
-    /// answered, which would drop the answers of emits served here: while any is under way the
-    /// event stops here (`RawBytesObserver` repeats it); nothing more is read after the request
-    /// being read, the requests already read are answered, and the connection closes once their
-    /// answers are written.
+    /// A graceful shutdown: Hummingbird's handler closes the connection on this event once the
+    /// request it is answering is answered, and serves none of the requests read after it. The
+    /// same here: no request is taken after the event; while emits are under way the event stops
+    /// here (`RawBytesObserver` repeats it), requests read but not begun (and an emit read in
+    /// part) are dropped unanswered and unstored, and the connection closes once the answers of
+    /// the emits under way are written. With none under way the event goes on to Hummingbird.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         submit(context)
-        if event is ChannelShouldQuiesceEvent, quiescing || reading != nil || !answers.isEmpty {
-            quiescing = true
-            // Closes the connection if nothing is left (the event is repeated until it closes).
-            resume(context)
-            return
+        if event is ChannelShouldQuiesceEvent {
+            closing = true
+            if quiescing { return }
+            // While the responder answers a request passed on, no emit is under way here: its
+            // handler closes the connection after that answer.
+            if passedOn == 0, reading != nil || !answers.isEmpty || !held.isEmpty {
+                quiescing = true
+                reading = nil
+                held.removeAll()
+                resume(context)
+                return
+            }
         }
         if case .inputClosed = event as? ChannelEvent {
             // An emit whose body was cut short is no request.

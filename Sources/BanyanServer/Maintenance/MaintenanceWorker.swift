@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// a follower once it has applied a `banyan.compaction.started` event, a leader that restarted
 /// with one unfinished (it then resumes from the run's progress mark). Wakes on a commit, at most
 /// once per `scanPause` (waking on every commit group cost a timer task, its cancellation and
-/// several futex calls each: about 8% of a busy server's CPU under single-event `/emit`s), and
+/// several futex calls each: about a tenth of a busy server's CPU under single-event `/emit`s), and
 /// at least once per `interval` + `scanPause`; while another job runs it pauses for `interval`. A run that
 /// fails is retried after a pause that doubles each time up to `backoffMax`, and only its first
 /// failure is recorded as an event, so a compaction that cannot succeed does not flood the log.
