@@ -161,8 +161,8 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A graceful shutdown began while emits were under way here: nothing more is read or
     /// taken, and the connection closes once their answers are written.
     private var quiescing = false
-    /// A request passed on asked to close the connection (or the responder closed its output):
-    /// nothing after it is served.
+    /// A request passed on asked to close the connection, the responder closed its output, or a
+    /// graceful shutdown began: no request after that is taken.
     private var closing = false
     /// The write of the last answer written here, which a close waits for.
     private var lastWrite: EventLoopFuture<Void>?
