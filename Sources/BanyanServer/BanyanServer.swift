@@ -130,7 +130,7 @@ public struct BanyanServer: Sendable {
         // `--min-replicas` waits in a task: such a server answers /emit through the responder.
         let fastEmit = config.emitOnEventLoop && config.minReplicas == 0
             ? FastEmit(
-                store: store, writes: Writes(store: store, replication: replication, config: config), access: config.access,
+                writes: Writes(store: store, replication: replication, config: config), access: config.access,
                 site: SiteGuard(config: config), metrics: metrics, logger: logger, depthMax: config.pipelineDepthMax)
             : nil
         return Application(

@@ -30,7 +30,6 @@ import Synchronization
 /// is held (and the connection's reads paused) until they are written, and one served here
 /// waits for earlier requests to be answered by the responder.
 struct FastEmit: Sendable {
-    let store: EventStore
     let writes: Writes
     let access: AccessControl
     let site: SiteGuard
@@ -46,7 +45,7 @@ struct FastEmit: Sendable {
     /// The body's length when `head` is served here, else nil.
     func bodyLength(_ head: HTTPRequest) -> Int? {
         guard head.method == .post, head.path == Self.path, let length = Pipelining.contentLength(head),
-            length <= min(Pipelining.bodyBytesMax, store.limits.eventBodyBytesMax), head.headerFields[.expect] == nil,
+            length <= min(Pipelining.bodyBytesMax, writes.store.limits.eventBodyBytesMax), head.headerFields[.expect] == nil,
             head.headerFields[ReplicationAPI.epochHeader] == nil, !Pipelining.asksToClose(head)
         else { return nil }
         return length
@@ -72,7 +71,7 @@ struct FastEmit: Sendable {
                 try access.authorize(authorization: head.headerFields[.authorization], needs: .write)
                 try RequestBody.requireJSON(contentType: head.headerFields[.contentType])
                 try writes.replication.requireLeader(redirecting: Self.path)
-                ready.append(Writes.EmitNow(request: try CelestialTreeAPI.emitRequest(Array(emit.body.readableBytesView), limits: store.limits), done: emit.done))
+                ready.append(Writes.EmitNow(request: try CelestialTreeAPI.emitRequest(Array(emit.body.readableBytesView), limits: writes.store.limits), done: emit.done))
             } catch {
                 emit.done(.failure(error))
             }
@@ -97,10 +96,7 @@ struct FastEmit: Sendable {
             json = answer.body
             extra = answer.headers
         }
-        var body = allocator.buffer(capacity: json.count + 1)
-        body.writeBytes(json)
-        body.writeInteger(UInt8(ascii: "\n"))
-        var headers: HTTPFields = [.contentType: JSONResponse.contentType, .contentLength: String(body.readableBytes)]
+        var (headers, body) = JSONResponse.framed(json: json, allocator: allocator)
         headers.append(contentsOf: extra)
         site.decorate(&headers, for: head)
         headers[.date] = HTTPDate.now
@@ -294,7 +290,8 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             submit(context)
             guard answers.isEmpty else { return }
             if let lastWrite {
-                lastWrite.whenComplete { _ in context.close(promise: nil) }
+                let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                lastWrite.whenComplete { _ in bound.value.close(promise: nil) }
             } else {
                 context.close(promise: nil)
             }

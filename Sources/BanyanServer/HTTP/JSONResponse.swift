@@ -12,15 +12,19 @@ public enum JSONResponse {
 
     /// `bytes`: one JSON value.
     public static func make(json bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        let (headers, body) = framed(json: bytes)
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
+    }
+
+    /// The body of a JSON answer (`bytes` and the newline) and the headers it has (also written
+    /// on the event loop: `FastEmit`).
+    static func framed(json bytes: [UInt8], allocator: ByteBufferAllocator = ByteBufferAllocator()) -> (headers: HTTPFields, body: ByteBuffer) {
         // One copy, into the buffer that is sent: appending the newline to `bytes` would copy
         // them first (the caller still holds them), and a lineage tree runs to megabytes.
-        var buffer = ByteBufferAllocator().buffer(capacity: bytes.count + 1)
+        var buffer = allocator.buffer(capacity: bytes.count + 1)
         buffer.writeBytes(bytes)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        return Response(
-            status: status,
-            headers: [.contentType: contentType, .contentLength: String(buffer.readableBytes)],
-            body: ResponseBody(byteBuffer: buffer))
+        return ([.contentType: contentType, .contentLength: String(buffer.readableBytes)], buffer)
     }
 
     static func make(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {

@@ -341,24 +341,28 @@ extension EventStore {
     /// Returns false when the store is not a leader or `newEpoch` does not supersede its epoch.
     @discardableResult
     public func fence(by newEpoch: UInt64) -> Bool {
+        let ended = endTerm { current in newEpoch > current.epoch ? newEpoch : nil }
+        guard ended else { return false }
+        fencedBy.store(newEpoch, ordering: .releasing)
+        return true
+    }
+
+    /// Ends the term of the sequencer in the slot when `supersededBy` names the epoch that ends
+    /// it (nil: keep it): it is marked fenced and moved to `retiring` under the slot's lock (so a
+    /// racing `close()` finds it and cannot commit its queue), then closed outside the lock, since
+    /// closing waits for its threads. False when there was none to end.
+    func endTerm(supersededBy: (Sequencer) -> UInt64?) -> Bool {
         let writer = sequencer.withLock { slot -> Sequencer? in
-            guard let current = slot, newEpoch > current.epoch else { return nil }
+            guard let current = slot, let newEpoch = supersededBy(current) else { return nil }
             slot = nil
             current.markFenced(by: newEpoch)
             retiring.withLock { $0[ObjectIdentifier(current)] = current }
             return current
         }
         guard let writer else { return false }
-        fencedBy.store(newEpoch, ordering: .releasing)
-        retire(writer, fencedBy: newEpoch)
-        return true
-    }
-
-    /// Fences and closes a sequencer taken out of the slot (and put in `retiring`), outside the
-    /// lock: closing waits for its threads.
-    func retire(_ writer: Sequencer, fencedBy newEpoch: UInt64) {
-        writer.fence(by: newEpoch)
+        writer.close()
         sequencer.withLock { _ in _ = retiring.withLock { $0.removeValue(forKey: ObjectIdentifier(writer)) } }
+        return true
     }
 }
 
@@ -368,17 +372,7 @@ extension EventStore {
     /// is a follower at once, to follow whoever leads next. False when it was not leading.
     @discardableResult
     public func stepDown() -> Bool {
-        let writer = sequencer.withLock { slot -> Sequencer? in
-            defer { slot = nil }
-            if let current = slot {
-                current.markFenced(by: current.epoch + 1)
-                retiring.withLock { $0[ObjectIdentifier(current)] = current }
-            }
-            return slot
-        }
-        guard let writer else { return false }
-        retire(writer, fencedBy: writer.epoch + 1)
-        return true
+        endTerm { current in current.epoch + 1 }
     }
 
     /// A fenced node becomes a follower again (cluster mode: the new leader is known); its

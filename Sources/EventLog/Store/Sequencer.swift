@@ -283,15 +283,10 @@ final class Sequencer: @unchecked Sendable {
     }
 
     /// Stops this term: from now on no group is written and no batch acknowledged (queued and
-    /// in-flight batches fail with `notLeader`), then closes. A group already being written may
-    /// still reach storage, unacknowledged; a follower of the new leader truncates it away.
-    func fence(by newEpoch: UInt64) {
-        markFenced(by: newEpoch)
-        close()
-    }
-
-    /// From now on no group is acknowledged. Done by the store under its slot's lock, before the
-    /// close: a store closing meanwhile closes this sequencer too, and must not commit its queue.
+    /// in-flight batches fail with `notLeader`; `close()` then ends the threads). A group already
+    /// being written may still reach storage, unacknowledged; a follower of the new leader
+    /// truncates it away. Done by the store under its slot's lock, before the close: a store
+    /// closing meanwhile closes this sequencer too, and must not commit its queue.
     func markFenced(by newEpoch: UInt64) {
         _ = fencedBy.compareExchange(expected: 0, desired: newEpoch, ordering: .acquiringAndReleasing)
     }
