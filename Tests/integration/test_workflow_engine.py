@@ -514,13 +514,13 @@ tasks:
     def completed_runs() -> int:
         return len(events_of_type(server.url, "workflow.run.completed"))
 
-    def holders() -> dict[str, str]:
+    def holders() -> dict[str, tuple[int, str]]:
         latest: dict[str, tuple[int, str]] = {}
         for c in events_of_type(server.url, "workflow.run.claimed"):
             run, n = c["payload"]["run"], int(c["payload"]["claim"])
             if latest.get(run, (0, ""))[0] < n:
                 latest[run] = (n, c["payload"]["engine"])
-        return {run: engine for run, (_, engine) in latest.items()}
+        return latest
 
     wait_until(lambda: len(events_of_type(server.url, "workflow.task.completed")) >= 60, 120, "a fifth of the runs' first tasks to complete")
     held = Counter(e["payload"]["engine"] for e in events_of_type(server.url, "workflow.run.claimed"))
@@ -532,15 +532,21 @@ tasks:
     print(f"claims per engine before the kill: {dict(held)}")
     es[1].kill9()
     killed = time.time()
-    held_by_e1 = {run for run, engine in holders().items() if engine == "e1"}
+    # Each run e1 held, with the number of its claim: the claim after it must take it over.
+    held_by_e1 = {run: n for run, (n, engine) in holders().items() if engine == "e1"}
     gate.touch()
     wait_until(lambda: completed_runs() == 300, 180, "every run to complete")
     claims = events_of_type(server.url, "workflow.run.claimed")
-    # Takeovers after the kill (a live engine starved of CPU may have been taken over before).
-    takeovers = [c for c in claims if c["payload"].get("takeover_of") == "e1" and c["time_unix_nano"] / 1e9 >= killed]
-    assert held_by_e1 and {c["payload"]["run"] for c in takeovers} == held_by_e1, \
-        f"each run the killed engine held ({len(held_by_e1)}) was taken over: {len(takeovers)} takeovers; claims per engine {dict(held)}"
+    # The takeovers are told by claim number, not by time: a claim's time is given when it is
+    # sequenced, before it can be read, so a takeover of a starved e1 stamped just before the kill
+    # can still be unseen by holders() above (CI once: 30 of e1's 115 runs, all taken over).
+    takeovers = [c for c in claims if c["payload"].get("takeover_of") == "e1" and held_by_e1.get(c["payload"]["run"]) == int(c["payload"]["claim"]) - 1]
+    missed = sorted(set(held_by_e1) - {c["payload"]["run"] for c in takeovers})
+    assert held_by_e1 and not missed, \
+        f"each run the killed engine held ({len(held_by_e1)}) was taken over: {len(takeovers)} takeovers; claims per engine {dict(held)}; " \
+        f"claims of the first runs not taken over: {[c['payload'] for c in claims if c['payload']['run'] in missed[:3]]}"
     first = min(c["time_unix_nano"] for c in takeovers) / 1e9
+    print(f"{sum(c['time_unix_nano'] / 1e9 < killed for c in takeovers)} of e1's runs were taken over before the kill")
     # A live engine starved of CPU for a ttl (this machine runs the server, three engines and
     # their shell tasks on two cores) can be taken for stopped: its runs then have two drivers,
     # which the attempt claims keep correct. Printed, not asserted.
