@@ -21,6 +21,7 @@ public struct BanyanServer: Sendable {
     public let replication: ReplicationState
     let jobs = MaintenanceJobs()
     package let queryAnswers: QueryAnswers
+    package let treeMeta: TreeMetaCache
     /// Routes served beside the server's own (the workflow API of `serve --workflows`), with the
     /// same authorisation, error bodies and metrics.
     public var routes: [Route] = []
@@ -44,6 +45,7 @@ public struct BanyanServer: Sendable {
         self.metrics = metrics
         self.logger = logger
         queryAnswers = QueryAnswers(bytesMax: store.limits.queryAnswerCacheBytesMax)
+        treeMeta = TreeMetaCache(bytesMax: store.limits.treeMetaCacheBytesMax)
         connections = ConnectionRegistry(connectionsMax: config.connectionsMax)
         replication = ReplicationState(store: store, leader: config.follow, advertise: config.advertisedURL(port: config.port))
         if let directory = Dashboard.developmentDirectory {
@@ -65,13 +67,15 @@ public struct BanyanServer: Sendable {
     }
 
     private var banyanResponder: BanyanResponder {
-        let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams, replication: replication)
+        let celestialTree = CelestialTreeAPI(store: store, config: config, streams: streams, replication: replication, treeMeta: treeMeta)
         let replicationAPI = ReplicationAPI(store: store, replication: replication, config: config, logger: logger)
         let maintenanceAPI = MaintenanceAPI(snapshots: snapshots, compactions: compactions, jobs: jobs, access: config.access, limits: store.limits)
-        let (metrics, store, streams, connections, replication, queryAnswers) = (self.metrics, self.store, self.streams, self.connections, self.replication, self.queryAnswers)
+        let (metrics, store, streams, connections, replication, queryAnswers, treeMeta) = (
+            self.metrics, self.store, self.streams, self.connections, self.replication, self.queryAnswers, self.treeMeta
+        )
         let more = moreMetrics
         let metricsRoute = Route(.get, "/metrics", role: .read) { request, _ in
-            var bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication, queryAnswers: queryAnswers)
+            var bytes = metrics.render(store: store, streams: streams, connections: connections, replication: replication, queryAnswers: queryAnswers, treeMeta: treeMeta)
             if let more {
                 // The server's own metrics are answered even when the others cannot be read.
                 do { bytes += try await more(request) } catch { bytes += Array("# more metrics could not be read: \("\(error)".replacingOccurrences(of: "\n", with: " "))\n".utf8) }

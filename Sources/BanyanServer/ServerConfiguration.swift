@@ -95,6 +95,7 @@ public struct ServerConfiguration: Sendable {
         public static let queryTimeMs = 1...600_000
         public static let queryPageBytesMax = (64 << 10)...(256 << 20)
         public static let queryAnswerCacheBytesMax = 0...(16 << 30)
+        public static let treeMetaCacheBytesMax = 0...(16 << 30)
         public static let keyFilterBytesMax = 0...(16 << 30)
         public static let pipelineDepthMax = 1...1_024
         public static let headerReadTimeoutSeconds = 1...3_600

@@ -40,6 +40,7 @@ extension Banyan {
         @Option(help: "Append requests (POST /emit, /v1/events) of one connection started before the earliest is answered, so pipelined appends share fsyncs; 1 answers one at a time.") var pipelineDepthMax = ServerConfiguration().pipelineDepthMax
         @Option(help: "Serve POST /emit on the connection's event loop, without a task per request (false: through the same path as every other route).") var emitOnEventLoop = ServerConfiguration().emitOnEventLoop
         @Option(help: "Bytes of /v1/query answers kept between pages so later pages do not run the query again (0: none).") var queryAnswerCacheBytesMax = Limits().queryAnswerCacheBytesMax
+        @Option(help: "Bytes of ?view=meta tree members kept so trees that meet the same events again copy them instead of reading them (0: none).") var treeMetaCacheBytesMax = Limits().treeMetaCacheBytesMax
         @Option(help: "Bytes of the writer's in-memory filter of idempotency keys, which spares a storage lookup per new key (0: none; else at least 1 MiB).") var keyFilterBytesMax = Limits().keyFilterBytesMax
         @Option(help: "Seconds from the first byte of a request to the end of its headers.") var headerReadTimeoutSeconds = 10
         @Option(help: "Seconds from the end of a request's headers to the end of its body.") var bodyReadTimeoutSeconds = 60
@@ -117,6 +118,7 @@ extension Banyan {
             try check("query-time-default-ms", queryTimeDefaultMs, Bounds.queryTimeMs.lowerBound...queryTimeMaxMs)
             try check("query-page-bytes-max", queryPageBytesMax, Bounds.queryPageBytesMax, " bytes")
             try check("query-answer-cache-bytes-max", queryAnswerCacheBytesMax, Bounds.queryAnswerCacheBytesMax, " bytes")
+            try check("tree-meta-cache-bytes-max", treeMetaCacheBytesMax, Bounds.treeMetaCacheBytesMax, " bytes")
             try check("key-filter-bytes-max", keyFilterBytesMax, Bounds.keyFilterBytesMax, " bytes")
             if keyFilterBytesMax != 0 && keyFilterBytesMax < Limits.keyFilterBytesMin {
                 throw ValidationError("--key-filter-bytes-max must be 0 (no key filter) or at least 1 MiB (\(Limits.keyFilterBytesMin)), not \(keyFilterBytesMax)")
@@ -217,6 +219,7 @@ extension Banyan {
                 options.limits.queryPageBytesMax = queryPageBytesMax
                 options.limits.queryAnswerCacheBytesMax = queryAnswerCacheBytesMax
                 options.limits.keyFilterBytesMax = keyFilterBytesMax
+                options.limits.treeMetaCacheBytesMax = treeMetaCacheBytesMax
                 config.pipelineDepthMax = pipelineDepthMax
                 config.emitOnEventLoop = emitOnEventLoop
                 config.connectionTimeouts = ConnectionTimeouts(

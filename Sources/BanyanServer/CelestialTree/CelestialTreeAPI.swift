@@ -11,6 +11,7 @@ struct CelestialTreeAPI: Sendable {
     let config: ServerConfiguration
     let streams: StreamRegistry
     let replication: ReplicationState
+    let treeMeta: TreeMetaCache
 
     var writes: Writes { Writes(store: store, replication: replication, config: config) }
 
@@ -156,12 +157,12 @@ struct CelestialTreeAPI: Sendable {
     }
 
     private func trees(_ ids: [EventID], _ direction: TreeEncoder.Direction, _ view: TreeEncoder.View, batch: Bool) async throws -> Response {
-        let store = self.store
+        let (store, treeMeta) = (self.store, self.treeMeta)
         let budget = TreeEncoder.Budget(
             nodesMax: store.limits.treeNodesMax, bytesMax: store.limits.treeBytesMax, deadline: .now + store.limits.treeTime)
         let summary = direction == .descendants ? "descendant process failed" : "provenance process failed"
         let writer = try await Blocking.runHeavy { () throws -> JSONWriter in
-            var encoder = TreeEncoder(store: store, direction: direction, view: view, budget: budget)
+            var encoder = TreeEncoder(store: store, metaCache: treeMeta, direction: direction, view: view, budget: budget)
             var w = JSONWriter(capacity: 4096)
             if batch { w.writeRaw("[") }
             for (i, id) in ids.enumerated() {

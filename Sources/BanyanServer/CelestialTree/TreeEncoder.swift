@@ -32,20 +32,23 @@ struct TreeEncoder {
     static let metaFields: EventJSON.Fields = [.time, .type, .message, .payload]
 
     let store: EventStore
+    let metaCache: TreeMetaCache
     let direction: Direction
     let view: View
     let budget: Budget
     /// Events appended while a tree is built are not part of it: the walk is bounded by the last id at its start.
     let last: EventID
     private(set) var nodes = 0
-    /// The meta view's members of every event of the tree being written, each encoded once
-    /// (`prepareMeta`): ids ascending, and where each one's bytes end in `metaBytes`.
+    /// The meta view's members of every event of the tree being written, each encoded or copied
+    /// from the cache once (`prepareMeta`): ids ascending, and where each one's bytes are in
+    /// `metaBytes` (an empty range at -1 for one that was not found).
     private var metaIDs: [EventID] = []
-    private var metaEnds: [Int] = []
+    private var metaRanges: [Range<Int>] = []
     private var metaBytes: [UInt8] = []
 
-    init(store: EventStore, direction: Direction, view: View, budget: Budget) {
+    init(store: EventStore, metaCache: TreeMetaCache, direction: Direction, view: View, budget: Budget) {
         self.store = store
+        self.metaCache = metaCache
         self.direction = direction
         self.view = view
         self.budget = budget
@@ -108,8 +111,8 @@ struct TreeEncoder {
         w.writeRaw("{")
         if view == .meta {
             let at = metaIDs.partitioningIndex { $0 >= id }
-            guard at < metaIDs.count, metaIDs[at] == id else { throw LogError(.notFound, "event \(id) vanished") }
-            w.bytes.append(contentsOf: metaBytes[(at == 0 ? 0 : metaEnds[at - 1])..<metaEnds[at]])
+            guard at < metaIDs.count, metaIDs[at] == id, metaRanges[at].lowerBound >= 0 else { throw LogError(.notFound, "event \(id) vanished") }
+            w.bytes.append(contentsOf: metaBytes[metaRanges[at]])
         } else {
             w.writeRaw("\"id\":")
             w.writeUInt(id)
@@ -119,11 +122,12 @@ struct TreeEncoder {
         w.writeRaw(direction.linkField)
     }
 
-    /// Reads every event the tree holds once, in id order through one iterator, and encodes its
-    /// meta members: a tree names an event as often as paths reach it (a merge-heavy history
-    /// repeats most of them), and point reads in depth-first order cost several times a step of
-    /// the iterator. The bytes are at most the response's (each event is written at least once),
-    /// so the byte budget, less what the response already holds (`spent`), bounds them too.
+    /// Copies the meta members of every event the tree holds from the cache, reads the others
+    /// once, in id order through one iterator, encodes them and offers them to the cache: a tree
+    /// names an event as often as paths reach it (a merge-heavy history repeats most of them),
+    /// and point reads in depth-first order cost several times a step of the iterator. The bytes
+    /// are at most the response's (each event is written at least once), so the byte budget,
+    /// less what the response already holds (`spent`), bounds them too.
     private mutating func prepareMeta(_ start: EventID, spent: Int) throws {
         var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
         var ids: [EventID] = [start]
@@ -134,18 +138,30 @@ struct TreeEncoder {
             return .follow
         }
         ids.sort()
-        metaIDs.removeAll(keepingCapacity: true)
-        metaEnds.removeAll(keepingCapacity: true)
+        metaIDs = ids
+        metaRanges = Array(repeating: -1 ..< -1, count: ids.count)
         var w = JSONWriter(capacity: ids.count * 128)
-        try store.forEachEvent(ascending: ids) { event in
+        let tooLarge = TooLarge(reason: "more than \(budget.bytesMax) bytes (tree byte limit)")
+        let readAt = store.rewriteCount
+        guard let missing = metaCache.copy(ids, rewrites: readAt, into: &w, bytesMax: budget.bytesMax - spent, found: { metaRanges[$0] = $1 }) else {
+            throw tooLarge
+        }
+        var k = 0
+        try store.forEachEvent(ascending: missing.map { ids[$0] }) { event in
+            // Events that are not there are skipped: they keep their empty range.
+            while ids[missing[k]] != event.id { k += 1 }
+            let start = w.bytes.count
             EventJSON.writeMembers(event, fields: Self.metaFields, into: &w)
-            metaIDs.append(event.id)
-            metaEnds.append(w.bytes.count)
-            guard spent + w.bytes.count <= budget.bytesMax else { throw TooLarge(reason: "more than \(budget.bytesMax) bytes (tree byte limit)") }
-            if metaIDs.count % 1_024 == 0, ContinuousClock.now > budget.deadline {
+            metaRanges[missing[k]] = start..<w.bytes.count
+            k += 1
+            guard spent + w.bytes.count <= budget.bytesMax else { throw tooLarge }
+            if k % 1_024 == 0, ContinuousClock.now > budget.deadline {
                 throw TooLarge(reason: "longer than the tree time limit to build")
             }
         }
+        metaCache.keep(
+            missing.compactMap { at in metaRanges[at].lowerBound < 0 ? nil : (ids[at], w.bytes[metaRanges[at]]) }, readAt: readAt,
+            now: store.rewriteCount)
         metaBytes = w.bytes
     }
 }

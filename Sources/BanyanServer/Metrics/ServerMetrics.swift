@@ -186,13 +186,18 @@ public final class ServerMetrics: StoreObserver, Sendable {
     }
 
     /// Samples the gauges and renders the Prometheus text format.
-    func render(store: EventStore, streams: StreamRegistry, connections: ConnectionRegistry, replication: ReplicationState, queryAnswers: QueryAnswers) -> [UInt8] {
+    func render(store: EventStore, streams: StreamRegistry, connections: ConnectionRegistry, replication: ReplicationState, queryAnswers: QueryAnswers, treeMeta: TreeMetaCache) -> [UInt8] {
         record(replication, lastID: store.lastID)
         let answers = queryAnswers.figures
         CoreMetrics.Gauge(label: "banyan_query_answers_kept", factory: factory).record(Int64(answers.answers))
         CoreMetrics.Gauge(label: "banyan_query_answers_kept_bytes", factory: factory).record(Int64(answers.bytes))
         advance("banyan_query_answer_lookups_total", [("result", "hit")], to: answers.hits)
         advance("banyan_query_answer_lookups_total", [("result", "miss")], to: answers.misses)
+        let meta = treeMeta.figures
+        CoreMetrics.Gauge(label: "banyan_tree_meta_cache_members", factory: factory).record(Int64(meta.members))
+        CoreMetrics.Gauge(label: "banyan_tree_meta_cache_bytes", factory: factory).record(Int64(meta.bytes))
+        advance("banyan_tree_meta_cache_lookups_total", [("result", "hit")], to: meta.hits)
+        advance("banyan_tree_meta_cache_lookups_total", [("result", "miss")], to: meta.misses)
         connectionsOpen.record(Int64(connections.count))
         connectionsMax.record(Int64(connections.connectionsMax))
         let closed = connections.closedCounts

@@ -69,6 +69,9 @@ public struct Limits: Sendable, Hashable {
     public var treeTime: Duration = .seconds(10)
     /// Ids in one `POST /descendants` or `/provenance` request.
     public var treeBatchIDsMax = 1_000
+    /// Bytes of `?view=meta` tree members kept for the trees that meet the same events again, 0
+    /// for none; one event's members are kept only if they take at most a 256th of this.
+    public var treeMetaCacheBytesMax = 64 << 20
 
     // MARK: queries
 
@@ -117,6 +120,7 @@ public struct Limits: Sendable, Hashable {
         try check(queryNodesDefault >= 1 && queryNodesDefault <= queryNodesMax, "queryNodesDefault must be 1...queryNodesMax")
         try check(queryTimeDefault > .zero && queryTimeDefault <= queryTimeMax, "queryTimeDefault must be positive and at most queryTimeMax")
         try check(queryAnswerCacheBytesMax >= 0, "queryAnswerCacheBytesMax must be >= 0")
+        try check(treeMetaCacheBytesMax >= 0, "treeMetaCacheBytesMax must be >= 0")
         try check(keyFilterBytesMax == 0 || keyFilterBytesMax >= Self.keyFilterBytesMin, "keyFilterBytesMax must be 0 (no key filter) or at least 1 MiB")
         try check(queryPageBytesMax >= 1 && queryTokensMax >= 1 && queryInListMax >= 1 && queryNestingMax >= 1 && queryHopsMax >= 1, "query limits must be >= 1")
         try check(streamsMax >= 1 && streamReadEventsMax >= 1, "stream limits must be >= 1")
