@@ -9,12 +9,13 @@ import Synchronization
 /// Records up to the last id change only through a compaction batch, a prune or a follower's
 /// truncation, and each of those moves the store's rewrite count (odd while one is under way).
 /// Members are kept with the count they were read at, only when it was even and had not moved by
-/// the time they were read, and a lookup at another count empties the cache first.
+/// the time they were read. A lookup or a keep at a later even count empties the cache first;
+/// at an odd count or an older one it finds and keeps nothing.
 ///
 /// Memory is bounded by `Limits.treeMetaCacheBytesMax` in two generations: members go into the
 /// newer one; when it holds half the bytes it becomes the older one and the older one is dropped;
 /// a member found in the older one moves to the newer. A member longer than a 256th of the bytes
-/// is never kept; 0 bytes turns the cache off.
+/// is never kept, nor more than half the bytes from one tree; 0 bytes turns the cache off.
 package final class TreeMetaCache: Sendable {
     private struct State {
         var rewrites: UInt64 = 0
@@ -37,8 +38,12 @@ package final class TreeMetaCache: Sendable {
 
     let bytesMax: Int
     private let state = Mutex(State())
-    /// Per member, beside its bytes: its dictionary slot and the array's header.
-    static let overheadBytes = 64
+    /// Per member, beside its bytes: its dictionary slot at the table's lowest load (about 43
+    /// bytes), the array's header (32) and malloc's rounding.
+    static let overheadBytes = 96
+    /// Ids looked up under the lock at a time: a tree of millions of events takes turns with the
+    /// others (and `/metrics`) instead of holding it throughout.
+    static let idsPerLock = 4_096
 
     init(bytesMax: Int) {
         self.bytesMax = bytesMax
@@ -51,40 +56,54 @@ package final class TreeMetaCache: Sendable {
     /// answers nil, once `w` would hold more than `bytesMax` bytes.
     func copy(_ ids: [EventID], rewrites: UInt64, into w: inout JSONWriter, bytesMax: Int, found: (Int, Range<Int>) -> Void) -> [Int]? {
         guard self.bytesMax > 0 else { return Array(ids.indices) }
-        return state.withLock { s -> [Int]? in
-            guard rewrites % 2 == 0, s.at(rewrites) else {
-                s.misses += ids.count
-                return Array(ids.indices)
-            }
-            var missing: [Int] = []
-            for (at, id) in ids.enumerated() {
-                var member = s.newer[id]
-                if member == nil, let old = s.older.removeValue(forKey: id) {
-                    s.olderBytes -= old.count + Self.overheadBytes
-                    Self.put(id, old, into: &s, halfMax: self.bytesMax / 2)
-                    member = old
+        var missing: [Int] = []
+        for chunk in stride(from: 0, to: ids.count, by: Self.idsPerLock) {
+            let end = min(chunk + Self.idsPerLock, ids.count)
+            let fits = state.withLock { s -> Bool in
+                guard rewrites % 2 == 0, s.at(rewrites) else {
+                    s.misses += end - chunk
+                    missing += chunk..<end
+                    return true
                 }
-                guard let member else {
-                    missing.append(at)
-                    continue
+                for at in chunk..<end {
+                    let id = ids[at]
+                    var member = s.newer[id]
+                    if member == nil, let old = s.older.removeValue(forKey: id) {
+                        s.olderBytes -= old.count + Self.overheadBytes
+                        Self.put(id, old, into: &s, halfMax: self.bytesMax / 2)
+                        member = old
+                    }
+                    guard let member else {
+                        s.misses += 1
+                        missing.append(at)
+                        continue
+                    }
+                    guard w.bytes.count + member.count <= bytesMax else { return false }
+                    s.hits += 1
+                    let start = w.bytes.count
+                    w.bytes.append(contentsOf: member)
+                    found(at, start..<w.bytes.count)
                 }
-                guard w.bytes.count + member.count <= bytesMax else { return nil }
-                let start = w.bytes.count
-                w.bytes.append(contentsOf: member)
-                found(at, start..<w.bytes.count)
+                return true
             }
-            s.hits += ids.count - missing.count
-            s.misses += missing.count
-            return missing
+            guard fits else { return nil }
         }
+        return missing
     }
 
     /// Keeps members read while the store's rewrite count was `readAt`; `now` is the count read
     /// after them. Nothing is kept if a rewrite began or ended in between.
     func keep(_ members: [(id: EventID, bytes: ArraySlice<UInt8>)], readAt: UInt64, now: UInt64) {
         guard bytesMax > 0, readAt == now, readAt % 2 == 0, !members.isEmpty else { return }
-        let memberBytesMax = self.memberBytesMax
-        let kept = members.compactMap { m in m.bytes.count <= memberBytesMax ? (m.id, Array(m.bytes)) : nil }
+        let (memberBytesMax, halfMax) = (self.memberBytesMax, bytesMax / 2)
+        // What one generation holds at most: a larger tree would copy members only to drop them.
+        var total = 0
+        var kept: [(EventID, [UInt8])] = []
+        for m in members where m.bytes.count <= memberBytesMax {
+            total += m.bytes.count + Self.overheadBytes
+            guard total <= halfMax else { break }
+            kept.append((m.id, Array(m.bytes)))
+        }
         state.withLock { s in
             guard s.at(readAt) else { return }
             for (id, bytes) in kept { Self.put(id, bytes, into: &s, halfMax: bytesMax / 2) }
