@@ -5,7 +5,9 @@ Banyan builds on one store, alternated, optionally beside the real CelestialTree
 Loads tools/gen_dag.py's DAG once through the first build (and CelestialTree, when given, which
 also picks the events: as tools/peer_compare.py does), then serves the same store with each build
 in turn for --rounds rounds, reversing the order every round, and prints each view's median
-latency over the rounds with the range.
+latency over the rounds with the range (warm: each pick's first request is left out), then the
+first requests alone (each server starts with its caches empty; earlier views of the same round
+may have read some of the same events).
 
     python3 tools/tree_view_ab.py --celestialtree-bin PATH base=/tmp/banyan-a new=.build/release/banyan
 """
@@ -53,13 +55,18 @@ def main() -> None:
             by.stop()
             paths = {(p, w, v): [f"/{p}/{x}{v}" for x in ids] for p, w, ids in kinds for v in ("", "?view=meta")}
             ms: dict = {k: {"CelestialTree": [C.latency_ms(ct, ps, 5)[0]]} for k, ps in paths.items()}
+            # Each pick's first request after a build's server started, per view: what a tree
+            # costs before any cache of the server's (RocksDB's block cache, TreeMetaCache) holds it.
+            cold: dict = {k: {} for k in paths}
             ct.stop()
             for r in range(args.rounds):
                 for name in (names if r % 2 == 0 else names[::-1]):
                     server = C.banyan(procs, builds[name], root, "store")  # the same store each time
                     try:
                         for k, ps in paths.items():
-                            ms[k].setdefault(name, []).append(C.latency_ms(server, ps, 5)[0])
+                            first: list[float] = []
+                            ms[k].setdefault(name, []).append(C.latency_ms(server, ps, 5, first)[0])
+                            cold[k].setdefault(name, []).append(statistics.median(first))
                     finally:
                         server.stop()
             print(f"| view | {' | '.join(['CelestialTree'] + names)} |")
@@ -67,6 +74,12 @@ def main() -> None:
             for (p, w, v), row in ms.items():
                 cells = [f"{statistics.median(x):.2f} ({min(x):.2f}-{max(x):.2f})" for x in row.values()]
                 print(f"| /{p}/{{id}}{v or ' (struct)'}, {len(paths[(p, w, v)])} {w} events, ms | {' | '.join(cells)} |")
+            print(f"\nFirst request of each pick after the server started (median over picks; median and range over rounds), ms:\n")
+            print(f"| view | {' | '.join(names)} |")
+            print("|---|" + "---:|" * len(names))
+            for (p, w, v), row in cold.items():
+                cells = [f"{statistics.median(x):.2f} ({min(x):.2f}-{max(x):.2f})" for x in row.values()]
+                print(f"| /{p}/{{id}}{v or ' (struct)'}, {len(paths[(p, w, v)])} {w} events | {' | '.join(cells)} |")
         finally:
             procs.stop_all()
 

@@ -122,9 +122,11 @@ def pipelined_emit(server: Server, events: list[Event], depth: int, seconds_max:
     return len(events) / elapsed, time.process_time() - ccpu0, (tree_cpu_seconds(server.proc.pid) - cpu0) / elapsed
 
 
-def latency_ms(server: Server, paths: list[str], rounds: int) -> tuple[float, list[bytes]]:
+def latency_ms(server: Server, paths: list[str], rounds: int, first: list[float] | None = None) -> tuple[float, list[bytes]]:
     """Median latency of GETs of `paths` (each fetched `rounds` times after one warm-up, answers
-    read whole over one keep-alive connection), and the last answer of each path."""
+    read whole over one keep-alive connection), and the last answer of each path. `first`, when
+    given, gets each path's warm-up latency in ms (the first request for it since the server
+    started, if none asked for it before)."""
     c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
     times, answers = [], []
     try:
@@ -139,10 +141,12 @@ def latency_ms(server: Server, paths: list[str], rounds: int) -> tuple[float, li
                     raise RuntimeError(f"{server.name} GET {path}: HTTP {resp.status} {body[:200]!r}")
                 if r > 0:
                     times.append(time.perf_counter() - t)
+                elif first is not None:
+                    first.append((time.perf_counter() - t) * 1000)
             answers.append(body)
     finally:
         c.close()
-    return percentile(times, 50) * 1000, answers
+    return percentile(times, 0.5) * 1000, answers
 
 
 def tree_ids(tree) -> list:
