@@ -55,8 +55,9 @@ def main() -> None:
             by.stop()
             paths = {(p, w, v): [f"/{p}/{x}{v}" for x in ids] for p, w, ids in kinds for v in ("", "?view=meta")}
             ms: dict = {k: {"CelestialTree": [C.latency_ms(ct, ps, 5)[0]]} for k, ps in paths.items()}
-            # Each pick's first request after a build's server started, per view: what a tree
-            # costs before any cache of the server's (RocksDB's block cache, TreeMetaCache) holds it.
+            # Each pick's first request after a build's server started, per view: the caches
+            # (RocksDB's block cache, TreeMetaCache) start empty, but the picks and views asked
+            # before it in the round may have filled them with some of its events.
             cold: dict = {k: {} for k in paths}
             ct.stop()
             for r in range(args.rounds):
