@@ -165,11 +165,9 @@ extension EventStore {
             let written = try shipping.withLock { _ throws(LogError) -> Bool in
                 try requireControl(control, since: runStart)
                 guard truncation(since: 0).count == truncations else { return false }
-                // The second count also when the write fails: an odd count means "under way" to the
-                // readers that keep what they read (TreeMetaCache), and would stay so.
-                rewrites.add(1, ordering: .releasing)
-                defer { rewrites.add(1, ordering: .releasing) }
-                try storageCall { () throws(StorageError) in try storage.db.write(batch, sync: false) }
+                try rewriting { () throws(LogError) in
+                    try storageCall { () throws(StorageError) in try storage.db.write(batch, sync: false) }
+                }
                 return true
             }
             guard written else { continue }

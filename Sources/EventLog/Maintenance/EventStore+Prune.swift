@@ -90,9 +90,7 @@ extension EventStore {
                 try storage.db.write(batch, sync: true)
             }
             // The records are all still there: readers switch to the new first id before any goes.
-            rewrites.add(1, ordering: .releasing)
-            index.prune(below: first)
-            rewrites.add(1, ordering: .releasing)
+            rewriting { index.prune(below: first) }
             prunedPrefix.withLock { $0 = prefix }
         }
         shippingReaders.withLock { $0.removeAll() }

@@ -207,10 +207,7 @@ extension EventStore {
             kept.nextStreamID = streams + 1
             let history = meta.epochHistory.enumerated().filter { $0.offset == 0 || $0.element.firstID <= last }.map(\.element)
             kept.epochHistory = history
-            // The second count also when the write or the segment fails (see compactBatch).
-            var rewriting = false
-            defer { if rewriting { rewrites.add(1, ordering: .releasing) } }
-            try storageCall { () throws(StorageError) in
+            let batch = try storageCall { () throws(StorageError) -> RocksWriteBatch in
                 let batch = RocksWriteBatch()
                 let (log, indexFamily, keys, metaFamily) = (storage.cf(.log), storage.cf(.index), storage.cf(.keys), storage.cf(.meta))
                 // Records, and the keys and names they introduced.
@@ -261,16 +258,15 @@ extension EventStore {
                 if let progress = try storage.meta(MetaKey.compactionProgress), progress.count == 16, progress.be64(at: 0) > last {
                     batch.delete(metaFamily, MetaKey.compactionProgress)
                 }
-                rewriting = true
-                rewrites.add(1, ordering: .releasing)
-                try storage.db.write(batch, sync: true)
+                return batch
             }
-            shippingReaders.withLock { $0.removeAll() }
-            index.truncate(after: last)
-            let segment = try Recovery.openSegment(storage, firstID: index.firstID, lastID: last)
-            applier.reset(lastID: last, meta: kept, segment: segment)
-            rewriting = false
-            rewrites.add(1, ordering: .releasing)
+            try rewriting { () throws(LogError) in
+                try storageCall { () throws(StorageError) in try storage.db.write(batch, sync: true) }
+                shippingReaders.withLock { $0.removeAll() }
+                index.truncate(after: last)
+                let segment = try Recovery.openSegment(storage, firstID: index.firstID, lastID: last)
+                applier.reset(lastID: last, meta: kept, segment: segment)
+            }
             truncationCuts.withLock { t in
                 t.count += 1
                 t.cuts.append(last)

@@ -212,6 +212,15 @@ public final class EventStore: Sendable {
     /// read under a snapshot may differ once it moves, so a reader that keeps answers compares it.
     public var rewriteCount: UInt64 { rewrites.load(ordering: .acquiring) }
 
+    /// Runs a change to committed events with the rewrite count odd, and even again after,
+    /// also when it throws: readers that keep what they read (`TreeMetaCache`) take an odd
+    /// count for "under way", and one left odd would turn them off for good.
+    func rewriting<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        rewrites.add(1, ordering: .releasing)
+        defer { rewrites.add(1, ordering: .releasing) }
+        return try body()
+    }
+
     /// Throws the pruned-prefix error for an id below the first id.
     public func checkNotPruned(_ id: EventID) throws(LogError) {
         guard id >= 1, id < index.firstID, let pruned else { return }
