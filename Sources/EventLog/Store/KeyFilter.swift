@@ -60,7 +60,8 @@ struct KeyFilter {
 
     mutating func insert(_ key: UnsafeRawBufferPointer) { insert(hash: Self.hash(key)) }
 
-    private mutating func insert(hash h: UInt64) {
+    /// Inserts the key whose `hash(of:)` is `h`.
+    mutating func insert(hash h: UInt64) {
         guard isEnabled else { return }
         if layers[layers.count - 1].count >= layers[layers.count - 1].capacity {
             // As large as everything held so far: after a scan of millions of keys, the next
@@ -82,9 +83,11 @@ struct KeyFilter {
     }
 
     /// False only for a key never inserted.
-    func mayContain(_ key: String) -> Bool {
+    func mayContain(_ key: String) -> Bool { mayContain(hash: Self.hash(of: key)) }
+
+    /// `mayContain` of the key whose `hash(of:)` is `h`.
+    func mayContain(hash h: UInt64) -> Bool {
         guard isEnabled else { return true }
-        let h = Self.hash(of: key)
         let mixed = Self.mix(h)
         for layer in layers where layer.count > 0 {
             let base = Int(truncatingIfNeeded: h & layer.blockMask) << 3
@@ -117,11 +120,12 @@ struct KeyFilter {
         layers.insert(contentsOf: other.layers.filter { $0.count > 0 }, at: 0)
     }
 
-    /// 64 bits of the key's bytes (splitmix64's finaliser over 8-byte words): in memory only, so
-    /// it may change from one build to the next. Unseeded: keys made to collide here only make
-    /// the filter answer "maybe", which costs the lookups there were before it.
+    /// 64 bits of the key's bytes (splitmix64's finaliser over 8-byte words, from a seed drawn
+    /// once per process): in memory only, so it may change from one run to the next. Seeded
+    /// because `StagedKeys` probes by it too: keys made to collide would turn its probes into
+    /// scans (in the filter they would only cost the lookups there were before it).
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(bytes.count)
+        var h: UInt64 = seed ^ UInt64(bytes.count)
         var i = 0
         while i + 8 <= bytes.count {
             h = mix(h ^ bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
@@ -136,6 +140,8 @@ struct KeyFilter {
         }
         return mix(h ^ tail)
     }
+
+    private static let seed = UInt64.random(in: .min ... .max)
 
     static func hash(of key: String) -> UInt64 {
         var key = key

@@ -23,7 +23,12 @@ final class MemoryCommitStorage: CommitStorage {
     /// What the store holds now (written, synced or not).
     var families: Families { state.withLock { $0.written } }
 
+    /// Tests: called with each group before it is written, on the writing thread (to hold a
+    /// group in flight). Set before the first write.
+    nonisolated(unsafe) var beforeWrite: (@Sendable (CommitGroup) -> Void)?
+
     func write(_ group: CommitGroup, epochHistory: [(epoch: UInt64, firstID: EventID)]?, sync: Bool) throws(StorageError) {
+        beforeWrite?(group)
         state.withLock { s in
             var id = group.first
             while id <= group.last {

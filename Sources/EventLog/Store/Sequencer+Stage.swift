@@ -3,7 +3,9 @@ extension Sequencer {
     func stageEvent(_ request: AppendRequest, into stage: inout GroupStage) throws(LogError) -> AppendResult {
         try validateShape(request)
         let parents = try resolveParents(request, stage)
-        if let key = request.key, let owner = try existingEvent(forKey: key, stage) {
+        // Once per key: the filter and the staged-key tables both probe by it.
+        let keyHash = request.key.map(KeyFilter.hash(of:)) ?? 0
+        if let key = request.key, let owner = try existingEvent(forKey: key, hash: keyHash, stage) {
             // A pruned event's content is gone from this store: its key alone must decide, or a
             // retry would append it a second time (docs/OPERATIONS.md, Pruning).
             guard case .event(let existing) = owner else { return AppendResult(id: owner.id, duplicate: true) }
@@ -17,7 +19,7 @@ extension Sequencer {
             id: id, epoch: stage.group.epoch, timeUnixNano: request.timeUnixNano ?? stage.timeUnixNano,
             type: request.type, parents: parents, key: request.key, stream: request.stream,
             message: request.message, payload: request.payload)
-        try put(event, into: &stage)
+        try put(event, keyHash: keyHash, into: &stage)
         return AppendResult(id: id, duplicate: false)
     }
 
@@ -110,14 +112,16 @@ extension Sequencer {
         return parents
     }
 
-    /// False when the key names no event, staged or stored (most new keys: no lookup at all).
-    private func mayExist(_ key: String) -> Bool {
-        !keysScanned || keyFilter.mayContain(key)
+    /// False when the key whose hash is `hash` names no event, staged or stored (most new keys:
+    /// no lookup at all).
+    private func mayExist(hash: UInt64) -> Bool {
+        !keysScanned || keyFilter.mayContain(hash: hash)
     }
 
     private func existingID(forKey key: String, _ stage: GroupStage) throws(LogError) -> EventID? {
-        guard mayExist(key) else { return nil }
-        if let staged = stage.keyed[KeyBytes(key)] ?? inFlightEvent(forKey: key) { return staged.id }
+        let hash = KeyFilter.hash(of: key)
+        guard mayExist(hash: hash) else { return nil }
+        if let staged = stagedEvent(forKey: key, hash: hash, stage) { return staged.id }
         return try storageCall { () throws(StorageError) in try storage.id(forKey: key) }
     }
 
@@ -134,9 +138,12 @@ extension Sequencer {
         }
     }
 
-    private func existingEvent(forKey key: String, _ stage: GroupStage) throws(LogError) -> KeyOwner? {
-        guard mayExist(key) else { return nil }
-        if let staged = stage.keyed[KeyBytes(key)] ?? inFlightEvent(forKey: key) { return .event(staged) }
+    private func existingEvent(forKey key: String, hash: UInt64, _ stage: GroupStage) throws(LogError) -> KeyOwner? {
+        guard mayExist(hash: hash) else { return nil }
+        if let staged = stagedEvent(forKey: key, hash: hash, stage) {
+            let record = Array(staged.group.record(staged.id))
+            return .event(try storageCall { () throws(StorageError) in try RecordCodec.decode(id: staged.id, record) })
+        }
         let index = applier.index
         return try storageCall { () throws(StorageError) -> KeyOwner? in
             guard let id = try storage.id(forKey: key) else { return nil }
@@ -160,7 +167,8 @@ extension Sequencer {
             && (r.timeUnixNano == nil || r.timeUnixNano == e.timeUnixNano)
     }
 
-    private func put(_ event: Event, into stage: inout GroupStage) throws(LogError) {
+    /// `keyHash`: the `KeyFilter.hash` of the event's key, if it has one.
+    private func put(_ event: Event, keyHash: UInt64, into stage: inout GroupStage) throws(LogError) {
         let id = event.id
         guard id <= EventID(LogIndex.capacity), stage.meta.edges + UInt64(event.parents.count) <= UInt64(LogIndex.capacity) else {
             throw LogError(.limitExceeded, "the store holds the most events and links one store can (\(LogIndex.capacity) each)")
@@ -173,10 +181,9 @@ extension Sequencer {
             stage.group.append(record: $0, entry: IndexBlock.Entry(type: type, stream: stream, parents: event.parents))
         }
         if let key = event.key {
+            stage.keyed.insert(position: stage.group.keys.count, hash: keyHash, expected: stage.eventsMax)
             stage.group.keys.append((key, id))
-            keyFilter.insert(key)
-            stage.keyed[KeyBytes(key)] = event
-            stage.mark.keys.append(key)
+            keyFilter.insert(hash: keyHash)
         }
         stage.meta.edges += UInt64(event.parents.count)
         stage.segment.add(id: id, timeUnixNano: event.timeUnixNano, record: recordBuffer.bytes)

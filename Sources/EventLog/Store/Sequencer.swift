@@ -88,9 +88,10 @@ final class Sequencer: @unchecked Sendable {
     private var streamIDs: [String: UInt32] = [:]
     private var recentTypes = NameCache()
     private var recentStreams = NameCache()
-    /// Keyed events and new dictionary names of groups handed on but maybe not yet written, with
-    /// each group's last id: storage does not know them yet.
-    private var inFlightKeyed: [(last: EventID, keyed: [KeyBytes: Event])] = []
+    /// Keys and new dictionary names of groups handed on but maybe not yet written, with each
+    /// group's last id: storage does not know them yet. A keyed entry keeps its group (shared,
+    /// not copied) for the records of the events its keys name.
+    private var inFlightKeyed: [(last: EventID, keyed: StagedKeys, group: CommitGroup)] = []
     private var inFlightNames: [(last: EventID, names: [DictionaryKind: [String: UInt32]])] = []
     /// Each staged record is encoded here, then copied into the batch.
     var recordBuffer = ByteWriter(capacity: 4_096)
@@ -109,6 +110,16 @@ final class Sequencer: @unchecked Sendable {
     private let scanStop = Atomic<Bool>(false)
     /// Tests: called by the scan thread once its view of storage is taken, before it reads a key.
     var beforeKeyScan: (@Sendable () -> Void)?
+    /// Tests: called by the stager with the number of client batches of a group once it is
+    /// staged, before it is handed on.
+    var afterStaging: (@Sendable (Int) -> Void)?
+
+    /// Events submitted and not yet taken by the stager.
+    var queuedEventCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queuedEvents
+    }
 
     init(
         applier: Applier, limits: Limits, now: @escaping @Sendable () -> Int64, observer: (any StoreObserver)?,
@@ -302,6 +313,7 @@ final class Sequencer: @unchecked Sendable {
     private func runStager() {
         while let group = nextGroup() {
             let staged = stage(group)
+            afterStaging?(group.count)
             handoff.lock()
             if slot == nil && !committing && queueIsEmpty() {
                 // Nothing to overlap with: committing here saves waking the committer, which
@@ -361,7 +373,9 @@ final class Sequencer: @unchecked Sendable {
     private func stage(_ group: [Pending]) -> Staged {
         settle()
         followKeyScan()
-        var stage = GroupStage(lastID: lastID, meta: meta, segment: segment, epoch: epoch, timeUnixNano: now())
+        var stage = GroupStage(
+            lastID: lastID, meta: meta, segment: segment, epoch: epoch, timeUnixNano: now(),
+            eventsMax: group.reduce(0) { $0 + $1.requests.count })
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)
         for pending in group {
@@ -376,7 +390,7 @@ final class Sequencer: @unchecked Sendable {
         lastID = stage.lastID
         meta = stage.meta
         segment = stage.segment
-        if !stage.keyed.isEmpty { inFlightKeyed.append((stage.lastID, stage.keyed)) }
+        if !stage.keyed.isEmpty { inFlightKeyed.append((stage.lastID, stage.keyed, stage.group)) }
         if !stage.newNames.isEmpty { inFlightNames.append((stage.lastID, stage.newNames)) }
         trimCaches()
         return Staged(group: group, outcomes: outcomes, stage: stage, after: groupAfter, wantsSync: wantsSync)
@@ -435,11 +449,12 @@ final class Sequencer: @unchecked Sendable {
     /// need a bound; a miss costs one `meta` read).
     static let dictionaryCacheEntriesMax = 100_000
 
-    /// An event of a group handed on but perhaps not yet written, by key.
-    func inFlightEvent(forKey key: String) -> Event? {
-        let key = KeyBytes(key)
+    /// The id of an event staged in `stage`, or in a group handed on but perhaps not yet
+    /// written, by key, with the group that holds its record.
+    func stagedEvent(forKey key: String, hash: UInt64, _ stage: GroupStage) -> (id: EventID, group: CommitGroup)? {
+        if let id = stage.keyed.find(key, hash: hash, in: stage.group.keys) { return (id, stage.group) }
         for entry in inFlightKeyed.reversed() {
-            if let event = entry.keyed[key] { return event }
+            if let id = entry.keyed.find(key, hash: hash, in: entry.group.keys) { return (id, entry.group) }
         }
         return nil
     }
