@@ -29,7 +29,7 @@ struct KeyFilterTests {
         var falsePositives = 0
         for i in 0..<100_000 where filter.mayContain("new-\(i)-" + Self.randomKey(&rng)) { falsePositives += 1 }
         // About 1% per full layer; a filter that said "maybe" to everything would fail here.
-        #expect(falsePositives < 3_000, "seed \(seed): \(falsePositives) of 100,000 new keys looked known")
+        #expect(falsePositives < 3_000, "seed \(seed), key hash seed \(KeyFilter.seed) (BANYAN_KEY_HASH_SEED): \(falsePositives) of 100,000 new keys looked known")
     }
 
     @Test func pastItsBytesItGivesUpAndSaysMaybe() {
@@ -57,7 +57,7 @@ struct KeyFilterTests {
         #expect((5_000..<6_000).allSatisfy { live.mayContain("new\($0)") })
         // Still a filter: an absorb that made every answer "maybe" would fail here.
         let falsePositives = (0..<20_000).filter { live.mayContain("absent\($0)") }.count
-        #expect(falsePositives < 600, "\(falsePositives) of 20,000 absent keys looked known")
+        #expect(falsePositives < 600, "key hash seed \(KeyFilter.seed) (BANYAN_KEY_HASH_SEED): \(falsePositives) of 20,000 absent keys looked known")
         var small = KeyFilter(expected: 10, bytesMax: 150 << 10)
         small.absorb(scanned)
         #expect(!small.isEnabled && small.mayContain("anything"), "two filters that do not fit together give up")

@@ -8,11 +8,14 @@ import TestSupport
 /// sequencer finds keys of its own group and of groups handed on but not yet written through them.
 struct StagedKeysTests {
     /// Random inserts, lookups and newest-first removals against a dictionary. The hashes are
-    /// drawn from a handful of values, so most keys collide and probe chains are long; `expected`
-    /// is too small, so the table also grows.
+    /// drawn from a handful of values, so most keys collide and probe chains are long; their
+    /// probe starts are spread over the range, near its end too, so runs wrap around and land
+    /// elsewhere when the table grows, which it does (`expected` is too small).
     @Test func itAnswersAsAMapWouldWithCollidingHashesAndGrowth() {
         let seed = SeededRandom.seed("StagedKeysTests.model")
         var rng = SeededRandom(seed: seed)
+        let starts: [UInt64] = [0, 1, 0x1234_5678, 0x7FFF_FFFF, 0xFFFF_FF80, 0xFFFF_FFC1, 0xFFFF_FFFE, 0xFFFF_FFFF]
+        func drawHash(_ key: String) -> UInt64 { starts.randomElement(using: &rng)! << 32 | UInt64(key.utf8.count) }
         var table = StagedKeys()
         var keys: [(key: String, id: EventID)] = []
         var hashes: [UInt64] = []
@@ -24,7 +27,7 @@ struct StagedKeysTests {
             case 0..<6:
                 let key = "k\(Int.random(in: 0..<5_000, using: &rng))"
                 guard model[KeyBytes(key)] == nil else { continue }
-                let hash = UInt64.random(in: 0..<8, using: &rng) << 32 | UInt64(key.utf8.count)
+                let hash = drawHash(key)
                 table.insert(position: keys.count, hash: hash, expected: 16)
                 keys.append((key, nextID))
                 hashes.append(hash)
@@ -41,7 +44,7 @@ struct StagedKeysTests {
                 }
             default:
                 let key = "k\(Int.random(in: 0..<5_000, using: &rng))"
-                let hash = hashOf[KeyBytes(key)] ?? UInt64.random(in: 0..<8, using: &rng) << 32 | UInt64(key.utf8.count)
+                let hash = hashOf[KeyBytes(key)] ?? drawHash(key)
                 let found = table.find(key, hash: hash, in: keys)
                 #expect(found == model[KeyBytes(key)], "seed \(seed), step \(step), key \(key)")
             }
@@ -65,63 +68,80 @@ struct StagedKeysTests {
 
     /// A group held in its write: the groups staged on top of it find its keys (retries are
     /// duplicates with its ids, other content is a conflict, parent keys resolve), as they find
-    /// keys staged earlier in their own group; a batch rolled back leaves its keys free.
+    /// keys staged earlier in their own group; a batch rolled back leaves its keys free in the
+    /// same group. Every wait is bounded, so a regression fails instead of hanging.
     @Test func groupsStagedOnAnUnwrittenGroupFindItsKeys() async throws {
+        print("StagedKeysTests: key hash seed \(KeyFilter.seed) (set BANYAN_KEY_HASH_SEED=\(KeyFilter.seed) to replay)")
+        let bound = DispatchTime.now() + 30
         let node = CommitGroupTests.Node(record: false)
-        let held = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let held = Atomic(false), release = DispatchSemaphore(value: 0)
         node.storage.beforeWrite = { group in
             if group.first == 1 {
-                held.signal()
-                release.wait()
+                held.store(true, ordering: .releasing)
+                _ = release.wait(timeout: bound)
             }
         }
         let sequencer = node.sequencer(limits: Limits())
         // The stager waits after the first group until the other batches are queued, so it hands
         // that group to the committer instead of writing it itself (which it does when idle).
         let staged = Mutex(0)
-        let stagerHeld = DispatchSemaphore(value: 0), proceed = DispatchSemaphore(value: 0)
+        let stagerHeld = Atomic(false), proceed = DispatchSemaphore(value: 0)
         sequencer.afterStaging = { batches in
             if staged.withLock({ $0 += batches; return $0 }) == 1 {
-                stagerHeld.signal()
-                proceed.wait()
+                stagerHeld.store(true, ordering: .releasing)
+                _ = proceed.wait(timeout: bound)
             }
         }
         sequencer.start()
-        defer { sequencer.close() }
+        defer {
+            proceed.signal()
+            release.signal()
+            sequencer.close()
+        }
+        func waitUntil(_ what: String, _ done: () -> Bool) async throws {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !done() {
+                guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
         let first = Task { try await sequencer.submit((0..<100).map { AppendRequest(type: "t", key: "a\($0)", payload: .int(Int64($0))) }, durability: nil) }
-        await Task.detached { stagerHeld.wait() }.value
-        let retry = Task { try await sequencer.submit((0..<100).map { AppendRequest(type: "t", key: "a\($0)", payload: .int(Int64($0))) }, durability: nil) }
-        let children = Task {
-            try await sequencer.submit([
-                AppendRequest(type: "c", parentKeys: ["a7", "a3"], key: "c1"),
-                AppendRequest(type: "c", parentKeys: ["c1"], key: "c2"),
-                AppendRequest(type: "c", parentKeys: ["c1"], key: "c2"),
-            ], durability: nil)
-        }
-        let conflict = Task { try await sequencer.submit([AppendRequest(type: "t", key: "a5", payload: .int(6))], durability: nil) }
-        let rolledBack = Task {
-            try await sequencer.submit([AppendRequest(type: "r", key: "r1"), AppendRequest(type: "r", parentKeys: ["nobody"])], durability: nil)
-        }
-        for _ in 0..<2_000 where sequencer.queuedEventCount < 106 {
-            try await Task.sleep(for: .milliseconds(5))
-        }
+        try await waitUntil("the first group is staged") { stagerHeld.load(ordering: .acquiring) }
+        // One submit: the batches are queued in this order, and staged in one group.
+        let receipts = Mutex<[Int: Result<AppendReceipt, any Error>]>([:])
+        let batches: [[AppendRequest]] = [
+            (0..<100).map { AppendRequest(type: "t", key: "a\($0)", payload: .int(Int64($0))) },
+            [AppendRequest(type: "c", parentKeys: ["a7", "a3"], key: "c1"), AppendRequest(type: "c", parentKeys: ["c1"], key: "c2"),
+             AppendRequest(type: "c", parentKeys: ["c1"], key: "c2")],
+            [AppendRequest(type: "t", key: "a5", payload: .int(6))],
+            [AppendRequest(type: "r", key: "r1"), AppendRequest(type: "r", parentKeys: ["nobody"])],
+            [AppendRequest(type: "r", parentKeys: ["r1"])],
+            [AppendRequest(type: "r", key: "r1")],
+        ]
+        sequencer.submit(batches.enumerated().map { i, requests in
+            AppendBatch(requests) { result in receipts.withLock { $0[i] = result } }
+        }, durability: nil)
+        try await waitUntil("the batches are queued") { sequencer.queuedEventCount == batches.reduce(0) { $0 + $1.count } }
         proceed.signal()
-        await Task.detached { held.wait() }.value
-        // Every batch staged while the first is still held.
-        for _ in 0..<2_000 where staged.withLock({ $0 }) < 5 {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        #expect(staged.withLock { $0 } == 5 && node.applier.lastApplied == 0, "all five batches were staged on the held group")
+        try await waitUntil("the first group's write is held") { held.load(ordering: .acquiring) }
+        try await waitUntil("the other batches are staged") { staged.withLock { $0 } == 1 + batches.count }
+        #expect(node.applier.lastApplied == 0, "all were staged on the held group")
         release.signal()
         #expect(try await first.value.results.map(\.id) == Array(1...100))
-        let again = try await retry.value.results
-        #expect(again.map(\.id) == Array(1...100) && again.allSatisfy(\.duplicate))
-        let c = try await children.value.results
+        try await waitUntil("every batch is answered") { receipts.withLock { $0.count } == batches.count }
+        let results = receipts.withLock { $0 }
+        let retry = try results[0]!.get().results
+        #expect(retry.map(\.id) == Array(1...100) && retry.allSatisfy(\.duplicate))
+        let c = try results[1]!.get().results
         #expect(c.map(\.id) == [101, 102, 102] && c.map(\.duplicate) == [false, false, true])
-        await #expect(throws: LogError.self) { try await conflict.value }
-        await #expect(throws: LogError.self) { try await rolledBack.value }
-        let after = try await sequencer.submit([AppendRequest(type: "r", key: "r1")], durability: nil).results
-        #expect(after == [AppendResult(id: 103, duplicate: false)], "the rolled-back key was free again")
-        #expect(node.storage.families.keys[KeyBytes("c2")] == 102)
+        #expect((try? results[2]!.get()) == nil, "other content under a5 is a conflict")
+        #expect((try? results[3]!.get()) == nil, "a parent key nobody wrote fails its batch")
+        #expect((try? results[4]!.get()) == nil, "r1 was rolled back: no parent by that key")
+        #expect(try results[5]!.get().results == [AppendResult(id: 103, duplicate: false)], "r1 is free again")
+        #expect(node.storage.families.keys[KeyBytes("c2")] == 102 && node.storage.families.keys[KeyBytes("r1")] == 103)
+    }
+
+    struct TimedOut: Error {
+        var what: String
     }
 }

@@ -13,8 +13,8 @@ struct GroupStage {
     /// keyed event is put here (and copying events was a tenth of the stager's time on keyed
     /// ingest).
     var keyed = StagedKeys()
-    /// The events of the client batches this group was formed from: the most keys it can get.
-    let eventsMax: Int
+    /// The keyed events of the client batches this group was formed from: the most keys it can get.
+    let keysMax: Int
     /// Type and stream names first used in this group, with the ids allocated for them.
     var newNames: [DictionaryKind: [String: UInt32]] = [:]
     let timeUnixNano: Int64
@@ -29,8 +29,8 @@ struct GroupStage {
 
     var mark: Mark
 
-    init(lastID: EventID, meta: StoreMeta, segment: OpenSegment, epoch: UInt64, timeUnixNano: Int64, eventsMax: Int) {
-        self.eventsMax = eventsMax
+    init(lastID: EventID, meta: StoreMeta, segment: OpenSegment, epoch: UInt64, timeUnixNano: Int64, keysMax: Int) {
+        self.keysMax = keysMax
         group = CommitGroup(epoch: epoch, after: lastID, meta: meta)
         self.meta = meta
         self.segment = segment

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A bloom filter over idempotency keys, so the sequencer can tell a key never written from one
 /// that may exist without looking it up (docs/ARCHITECTURE.md, the write path). It may answer
 /// "maybe" for a key it never saw (about 1% of new keys per full layer); it never answers "no"
@@ -141,7 +143,9 @@ struct KeyFilter {
         return mix(h ^ tail)
     }
 
-    private static let seed = UInt64.random(in: .min ... .max)
+    /// Random per process; `BANYAN_KEY_HASH_SEED` sets it, so a test's run can be replayed.
+    static let seed: UInt64 = ProcessInfo.processInfo.environment["BANYAN_KEY_HASH_SEED"].flatMap { UInt64($0) }
+        ?? UInt64.random(in: .min ... .max)
 
     static func hash(of key: String) -> UInt64 {
         var key = key
@@ -158,7 +162,8 @@ struct KeyFilter {
 
 /// An idempotency key compared as the `keys` family compares it: by its UTF-8 bytes. Swift's
 /// `String` equality is canonical equivalence (NFC "é" equals NFD "e" + U+0301), under which the
-/// staged and in-flight key maps would call two keys the same that RocksDB stores apart.
+/// staged-key tables, an import's batch or the in-memory storage would call two keys the same
+/// that RocksDB stores apart.
 struct KeyBytes: Hashable {
     let key: String
 
@@ -168,8 +173,8 @@ struct KeyBytes: Hashable {
         a.key.utf8.count == b.key.utf8.count && a.key.utf8.elementsEqual(b.key.utf8)
     }
 
-    /// Swift's seeded hash of the bytes, not the filter's fixed one: keys are chosen by clients,
-    /// and keys made to collide must not turn the staged-key maps into lists.
+    /// Swift's seeded hash of the bytes: keys are chosen by clients, and keys made to collide
+    /// must not turn the sets and maps keyed by them into lists.
     func hash(into hasher: inout Hasher) {
         var key = key
         key.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }

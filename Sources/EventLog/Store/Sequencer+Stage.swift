@@ -3,7 +3,7 @@ extension Sequencer {
     func stageEvent(_ request: AppendRequest, into stage: inout GroupStage) throws(LogError) -> AppendResult {
         try validateShape(request)
         let parents = try resolveParents(request, stage)
-        // Once per key: the filter and the staged-key tables both probe by it.
+        // Once for the event's key: the filter and the staged-key tables both probe by it.
         let keyHash = request.key.map(KeyFilter.hash(of:)) ?? 0
         if let key = request.key, let owner = try existingEvent(forKey: key, hash: keyHash, stage) {
             // A pruned event's content is gone from this store: its key alone must decide, or a
@@ -181,7 +181,7 @@ extension Sequencer {
             stage.group.append(record: $0, entry: IndexBlock.Entry(type: type, stream: stream, parents: event.parents))
         }
         if let key = event.key {
-            stage.keyed.insert(position: stage.group.keys.count, hash: keyHash, expected: stage.eventsMax)
+            stage.keyed.insert(position: stage.group.keys.count, hash: keyHash, expected: stage.keysMax)
             stage.group.keys.append((key, id))
             keyFilter.insert(hash: keyHash)
         }

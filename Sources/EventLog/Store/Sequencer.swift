@@ -375,7 +375,7 @@ final class Sequencer: @unchecked Sendable {
         followKeyScan()
         var stage = GroupStage(
             lastID: lastID, meta: meta, segment: segment, epoch: epoch, timeUnixNano: now(),
-            eventsMax: group.reduce(0) { $0 + $1.requests.count })
+            keysMax: group.reduce(0) { sum, pending in pending.requests.reduce(sum) { $1.key == nil ? $0 : $0 + 1 } })
         var outcomes: [Result<[AppendResult], LogError>] = []
         outcomes.reserveCapacity(group.count)
         for pending in group {

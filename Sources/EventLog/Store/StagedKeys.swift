@@ -2,14 +2,16 @@
 /// staged in the group, or in a group handed on but not yet written, that storage does not know.
 ///
 /// An open-addressing table (linear probing) of positions in the group's `keys`, with each key's
-/// `KeyFilter.hash`, which the stager computes once per key for the filter too. It is sized once
-/// for the events the group was given, so an insert is a probe or two and no rehash; a Swift
-/// `Dictionary` keyed by the key's bytes spent as long per insert as encoding the whole record.
-/// The hash is seeded per process (`KeyFilter.seed`), so keys cannot be chosen to collide, and
-/// the table holds at most one commit group (`commitGroupEventsMax`).
+/// `KeyFilter.hash`, which the stager computes once per staged key for the filter too. It is
+/// sized once for the keys the group's batches carry, so an insert is a probe or two and no
+/// rehash; a Swift `Dictionary` keyed by the key's bytes spent as long per insert as encoding the
+/// whole record. The hash is seeded per process (`KeyFilter.hash`), which makes choosing keys
+/// that collide impractical, and a table holds at most one commit group (`commitGroupEventsMax`),
+/// which bounds what collisions could cost.
 ///
 /// Entries are removed only newest first (a rolled-back batch), which linear probing allows by
-/// clearing the slot: no later entry probed past it.
+/// clearing the slot, as long as every entry sits where inserting in position order put it: no
+/// later entry probed past it. A resize therefore inserts again in position order.
 struct StagedKeys {
     /// 0 when empty, else the key's position in the group's `keys` plus 1.
     private var slots: [UInt32] = []
@@ -19,8 +21,8 @@ struct StagedKeys {
 
     var isEmpty: Bool { count == 0 }
 
-    /// `keys[position]` (the group's keys) is new to the table; `expected`: how many keys the
-    /// group may get, to size the table on its first insert.
+    /// `keys[position]` (the group's keys, `position == count`) is new to the table; `expected`:
+    /// how many keys the group may get, to size the table on its first insert.
     mutating func insert(position: Int, hash: UInt64, expected: Int) {
         if slots.isEmpty {
             resize(capacity: Self.capacity(for: max(expected, count + 1)))
@@ -67,11 +69,13 @@ struct StagedKeys {
     }
 
     private mutating func resize(capacity: Int) {
-        let (oldSlots, oldHashes) = (slots, hashes)
+        // The live positions are 0..<count: keys are added and removed newest first.
+        var byPosition = [UInt64](repeating: 0, count: count)
+        for (slot, hash) in zip(slots, hashes) where slot != 0 { byPosition[Int(slot - 1)] = hash }
         slots = Array(repeating: 0, count: capacity)
         hashes = Array(repeating: 0, count: capacity)
         mask = capacity - 1
-        for (slot, hash) in zip(oldSlots, oldHashes) where slot != 0 { place(slot, hash) }
+        for (position, hash) in byPosition.enumerated() { place(UInt32(position + 1), hash) }
     }
 
     /// A power of two at least twice `keys`: probes stay short at half full.
