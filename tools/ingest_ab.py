@@ -12,6 +12,8 @@ generated once into --workdir.
 
 `--keys both` also runs every binary with an idempotency key on each event (the keyed path real
 producers take), alternated with the unkeyed run, and prints the keyed/unkeyed ratio per round.
+`--key-order random` gives those keys no order (40 hex digits, like commit SHAs) instead of
+ascending ones ("e0000000001", ...).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ def main() -> int:
     ap.add_argument("--seconds-max", type=float, default=120, help="time bound of one run (default 120)")
     ap.add_argument("--workdir", default="/tmp/banyan-ingest-ab", help="dataset and stores (default /tmp/banyan-ingest-ab)")
     ap.add_argument("--keys", choices=("off", "on", "both"), default="off", help="idempotency keys on every event (default off)")
+    ap.add_argument("--key-order", choices=("ascending", "random"), default="ascending",
+                    help="keys in id order or in none (default ascending)")
     args = ap.parse_args()
     if not 1_000 <= args.events <= 10_000_000 or not 1 <= args.rounds <= 20 or not 1 <= args.connections <= 64:
         ap.error("--events 1000..10000000, --rounds 1..20, --connections 1..64")
@@ -49,7 +53,8 @@ def main() -> int:
     else:
         ds = dataset.generate(REPO, args.workdir, args.events, 7)
     settings = {"off": [False], "on": [True], "both": [False, True]}[args.keys]
-    prepared = {keyed: banyan.encode_jobs(ds.events, args.batch, args.connections, keyed=keyed, exact=False) for keyed in settings}
+    prepared = {keyed: banyan.encode_jobs(ds.events, args.batch, args.connections, keyed=keyed, exact=False,
+                                           key_order=args.key_order) for keyed in settings}
     procs = Processes()
     try:
         for r in range(args.rounds):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import math
@@ -75,10 +76,19 @@ def _js(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def _event_head(e: Event, keyed: bool) -> str:
+def event_key(e: Event, order: str = "ascending") -> str:
+    """The idempotency key of event `e`: "e0000000001" and so on (`ascending`: ids, sequence
+    numbers, time-ordered job ids), or 40 hex digits that follow no order (`random`: commit SHAs,
+    UUIDs); the same for the same event in every run."""
+    if order == "random":
+        return hashlib.sha1(b"banyan-key-%d" % e.id).hexdigest()
+    return f"e{e.id - 1:010d}"
+
+
+def _event_head(e: Event, keyed: bool, key_order: str = "ascending") -> str:
     """Everything of the event's JSON before its parent ids. Banyan's API has no `ts` field
     (the server stamps the time), so ts is the one column the peers store and Banyan does not."""
-    key = f'"key":"e{e.id - 1:010d}",' if keyed else ""
+    key = f'"key":"{event_key(e, key_order)}",' if keyed else ""
     return (f'{{{key}"type":{_js(e.type)},"stream":{_js(e.stream)},"message":{_js(e.message)},'
             f'"payload":{e.payload},"parents":[')
 
@@ -125,13 +135,14 @@ def safe_parents(parents: tuple[int, ...], bound: int, shift: int) -> list[int]:
 
 
 def encode_jobs(events: list[Event], size: int, conns: int, keyed: bool, exact: bool,
-                path: str = "/v1/events?durability=sync") -> tuple[list[runner.Job], Optional[list[int]], int]:
+                path: str = "/v1/events?durability=sync",
+                key_order: str = "ascending") -> tuple[list[runner.Job], Optional[list[int]], int]:
     """Pre-encoded POST /v1/events requests, the gates, and the number of edges they carry.
     A batch that is alone on the wire (exact=True: one connection, in order; otherwise the
     first, serial batches) commits right after the previous one, so its ids are the file's
     (line + 1) and its parents are sent as they are; its answer is checked to start at the
     expected id. Overlapping batches get safe_parents(). `path`: the request target (e.g. with
-    &replicas=1)."""
+    &replicas=1). `key_order`: event_key()'s."""
     out, parts = [], batches(events, size)
     gate, serial = (None, len(parts)) if exact else gates(len(parts), size, conns)
     edges = 0
@@ -142,7 +153,7 @@ def encode_jobs(events: list[Event], size: int, conns: int, keyed: bool, exact: 
         for e in part:
             ps = e.parents if alone or not e.parents else safe_parents(e.parents, bound, window(conns) * size)
             edges += len(ps)
-            items.append(_event_head(e, keyed) + ",".join(map(str, ps)) + "]}")
+            items.append(_event_head(e, keyed, key_order) + ",".join(map(str, ps)) + "]}")
         body = ("[" + ",".join(items) + "]").encode()
         out.append(runner.Job(b, http_request("POST", path, body), len(part),
                               part[0].id if alone else 0))

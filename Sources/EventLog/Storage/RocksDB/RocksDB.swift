@@ -23,9 +23,11 @@ final class RocksDB: @unchecked Sendable {
         var name: String
         var compression: Compression
         var bloomFilter: Bool
-        /// Keys arrive in ascending order (the id-keyed families): each memtable insert starts
-        /// from where the previous one ended instead of searching the skiplist from the top.
-        var ascendingKeys = false
+        /// Keys often arrive in ascending order: each memtable insert starts from where the
+        /// previous one with the same first byte ended, instead of searching the skiplist from
+        /// the top. Always so for ids (the log family); often for client keys (sequence numbers,
+        /// time-ordered job ids), and a key that does not follow costs about a search from the top.
+        var insertHint = false
         /// Point lookups that mostly miss (a keyed append looks its key up before storing it):
         /// a bloom filter over the memtable's whole keys as well as the files'.
         var mostlyMissing = false
@@ -127,9 +129,9 @@ final class RocksDB: @unchecked Sendable {
 
     private static func makeFamilyOptions(base: OpaquePointer, cache: OpaquePointer, _ spec: FamilyOptions) throws(StorageError) -> OpaquePointer {
         var cfOptions = try allocated(rocksdb_options_create_copy(base), "column family options")
-        if spec.ascendingKeys {
-            // Not in the C API; the options-string parser reaches it. One prefix (the first key
-            // byte, 0 for every id below 2^56) means one insert hint: the last key inserted.
+        if spec.insertHint {
+            // Not in the C API; the options-string parser reaches it. One hint per first key
+            // byte (0 for every id below 2^56): the last key inserted with that byte.
             cfOptions = try applying("memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1", to: cfOptions)
         }
         let table = try allocated(rocksdb_block_based_options_create(), "table options")
