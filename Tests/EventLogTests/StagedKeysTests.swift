@@ -145,3 +145,27 @@ struct StagedKeysTests {
         var what: String
     }
 }
+
+/// A group's keys go to RocksDB in the `keys` family's byte order, whatever order they were
+/// staged in, and each key with its own id.
+struct KeyOrderTests {
+    @Test func keysAreWrittenInByteOrderWithTheirIds() throws {
+        let seed = SeededRandom.seed("KeyOrderTests.byteOrder")
+        var rng = SeededRandom(seed: seed)
+        // Prefixes, bytes above 0x7F (NFC "é" is C3 A9, NFD "e" + U+0301 is 65 CC 81), hex.
+        var keys = ["b", "ba", "a", "caf\u{E9}", "cafe\u{301}", "", "zz", "\u{10FFFF}"]
+        keys += (0..<500).map { _ in String((0..<40).map { _ in "0123456789abcdef".randomElement(using: &rng)! }) }
+        var group = CommitGroup(epoch: 1, after: 0, meta: .fresh)
+        for (i, key) in keys.enumerated() { group.keys.append((key, EventID(i + 1))) }
+        let order = group.keyOrder()
+        #expect(order.sorted() == Array(keys.indices), "seed \(seed): every key once")
+        let written = order.map { Array(group.keys[$0].key.utf8) }
+        #expect(zip(written, written.dropFirst()).allSatisfy { $0.lexicographicallyPrecedes($1) }, "seed \(seed): bytewise ascending")
+        #expect(order.allSatisfy { group.keys[$0].id == EventID($0 + 1) })
+        #expect(KeyBytes("cafe\u{301}") < KeyBytes("caf\u{E9}") && !(KeyBytes("caf\u{E9}") < KeyBytes("cafe\u{301}")))
+        #expect(KeyBytes("b") < KeyBytes("ba") && !(KeyBytes("ba") < KeyBytes("b")) && !(KeyBytes("b") < KeyBytes("b")))
+        var ascending = CommitGroup(epoch: 1, after: 0, meta: .fresh)
+        for i in 0..<100 { ascending.keys.append(("e\(String(format: "%05d", i))", EventID(i + 1))) }
+        #expect(ascending.keyOrder() == Array(0..<100))
+    }
+}

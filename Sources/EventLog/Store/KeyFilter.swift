@@ -164,7 +164,7 @@ struct KeyFilter {
 /// `String` equality is canonical equivalence (NFC "é" equals NFD "e" + U+0301), under which the
 /// staged-key tables, an import's batch or the in-memory storage would call two keys the same
 /// that RocksDB stores apart.
-struct KeyBytes: Hashable {
+struct KeyBytes: Hashable, Comparable {
     let key: String
 
     init(_ key: String) { self.key = key }
@@ -178,6 +178,18 @@ struct KeyBytes: Hashable {
     func hash(into hasher: inout Hasher) {
         var key = key
         key.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// RocksDB's order of keys: bytewise, a prefix first.
+    static func < (a: KeyBytes, b: KeyBytes) -> Bool {
+        let ordered = a.key.utf8.withContiguousStorageIfAvailable { x in
+            b.key.utf8.withContiguousStorageIfAvailable { y -> Bool in
+                let common = min(x.count, y.count)
+                let c = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
+                return c != 0 ? c < 0 : x.count < y.count
+            }
+        }
+        return (ordered ?? nil) ?? a.key.utf8.lexicographicallyPrecedes(b.key.utf8)
     }
 
     /// Whether two optional keys are the same key.
