@@ -43,6 +43,8 @@ def main() -> int:
     args = ap.parse_args()
     if not 1_000 <= args.events <= 10_000_000 or not 1 <= args.rounds <= 20 or not 1 <= args.connections <= 64:
         ap.error("--events 1000..10000000, --rounds 1..20, --connections 1..64")
+    if args.key_order != "ascending" and args.keys == "off":
+        ap.error("--key-order needs --keys on or both")
     for b in args.binaries:
         if not os.access(b, os.X_OK):
             ap.error(f"not an executable: {b}")

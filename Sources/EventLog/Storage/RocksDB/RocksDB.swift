@@ -27,6 +27,8 @@ final class RocksDB: @unchecked Sendable {
         /// previous one with the same first byte ended, instead of searching the skiplist from
         /// the top. Always so for ids (the log family); often for client keys (sequence numbers,
         /// time-ordered job ids), and a key that does not follow costs about a search from the top.
+        /// Such a family must never take a range delete: RocksDB 7.8 shares the hints with the
+        /// range-deletion memtable (facebook/rocksdb#5118, fixed in 9.2) and corrupts it.
         var insertHint = false
         /// Point lookups that mostly miss (a keyed append looks its key up before storing it):
         /// a bloom filter over the memtable's whole keys as well as the files'.
