@@ -27,6 +27,11 @@ from peer.common import Processes  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def spread(xs: list[float]) -> str:
+    """Median and range, in ms."""
+    return f"{statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("builds", nargs="+", help="LABEL=PATH of a banyan binary, two or more")
@@ -58,7 +63,7 @@ def main() -> None:
             # Each pick's first request after a build's server started, per view: the caches
             # (RocksDB's block cache, TreeMetaCache) start empty, but the picks and views asked
             # before it in the round may have filled them with some of its events.
-            cold: dict = {k: {} for k in paths}
+            firsts: dict = {k: {} for k in paths}
             ct.stop()
             for r in range(args.rounds):
                 for name in (names if r % 2 == 0 else names[::-1]):
@@ -67,19 +72,19 @@ def main() -> None:
                         for k, ps in paths.items():
                             first: list[float] = []
                             ms[k].setdefault(name, []).append(C.latency_ms(server, ps, 5, first)[0])
-                            cold[k].setdefault(name, []).append(statistics.median(first))
+                            firsts[k].setdefault(name, []).append(statistics.median(first))
                     finally:
                         server.stop()
             print(f"| view | {' | '.join(['CelestialTree'] + names)} |")
             print("|---|" + "---:|" * (len(names) + 1))
             for (p, w, v), row in ms.items():
-                cells = [f"{statistics.median(x):.2f} ({min(x):.2f}-{max(x):.2f})" for x in row.values()]
+                cells = [spread(x) for x in row.values()]
                 print(f"| /{p}/{{id}}{v or ' (struct)'}, {len(paths[(p, w, v)])} {w} events, ms | {' | '.join(cells)} |")
             print(f"\nFirst request of each pick after the server started (median over picks; median and range over rounds), ms:\n")
             print(f"| view | {' | '.join(names)} |")
             print("|---|" + "---:|" * len(names))
-            for (p, w, v), row in cold.items():
-                cells = [f"{statistics.median(x):.2f} ({min(x):.2f}-{max(x):.2f})" for x in row.values()]
+            for (p, w, v), row in firsts.items():
+                cells = [spread(x) for x in row.values()]
                 print(f"| /{p}/{{id}}{v or ' (struct)'}, {len(paths[(p, w, v)])} {w} events | {' | '.join(cells)} |")
         finally:
             procs.stop_all()

@@ -182,14 +182,14 @@ struct KeyBytes: Hashable, Comparable {
 
     /// RocksDB's order of keys: bytewise, a prefix first.
     static func < (a: KeyBytes, b: KeyBytes) -> Bool {
-        let ordered = a.key.utf8.withContiguousStorageIfAvailable { x in
-            b.key.utf8.withContiguousStorageIfAvailable { y -> Bool in
+        var (a, b) = (a.key, b.key)
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
                 let common = min(x.count, y.count)
                 let c = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
                 return c != 0 ? c < 0 : x.count < y.count
             }
         }
-        return (ordered ?? nil) ?? a.key.utf8.lexicographicallyPrecedes(b.key.utf8)
     }
 
     /// Whether two optional keys are the same key.
