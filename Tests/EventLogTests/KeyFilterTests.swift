@@ -104,6 +104,9 @@ struct KeyFilterTests {
             #expect(missing == nil, "a parent key nobody wrote is not found")
         }
         #expect(results.allSatisfy { !$0.duplicate } && Set(results.map(\.id)).count == 200)
+        #expect(
+            node.storage.keyLookupsFiltered.load(ordering: .relaxed) == (bytesMax == 0),
+            "the keys family's memtable filter is on only when keys are looked up in storage")
         // r0-* were staged while the scan was held.
         let again = try await second.submit((0..<100).map { AppendRequest(type: "u", parentKeys: ["k19-\($0)"], key: "r0-\($0)") }, durability: nil)
         #expect(again.results.map(\.id) == Array(results.prefix(100)).map(\.id) && again.results.allSatisfy(\.duplicate))
@@ -150,5 +153,33 @@ struct KeyFilterTests {
         let retry = try await temp.store.append([AppendRequest(type: "b", key: nfd, payload: .int(2)), AppendRequest(type: "a", key: nfc, payload: .int(1))])
         #expect(retry.results.map(\.id) == [2, 1] && retry.results.allSatisfy(\.duplicate))
         #expect(try temp.store.id(forKey: nfd) == 2 && temp.store.id(forKey: nfc) == 1)
+    }
+
+    /// The `keys` family's memtable filter through RocksDB: on from the open without a key
+    /// filter, and changed on a live store (RocksDB records its options in the newest OPTIONS
+    /// file).
+    @Test func theKeysMemtableFilterFollowsWhetherKeysAreLookedUp() async throws {
+        func keysRatio(_ path: String) throws -> String? {
+            let names = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }
+            let newest = try #require(names.max { Int($0.dropFirst(8)) ?? 0 < Int($1.dropFirst(8)) ?? 0 })
+            let text = try String(contentsOfFile: path + "/" + newest, encoding: .utf8)
+            let section = try #require(text.components(separatedBy: "[CFOptions \"keys\"]").dropFirst().first)
+            return section.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("memtable_prefix_bloom_size_ratio=") }
+                .map { String($0.split(separator: "=")[1]) }
+        }
+        var limits = Limits()
+        limits.keyFilterBytesMax = 0
+        let t = try await TempStore.make(limits: limits)
+        defer { t.remove() }
+        _ = try await t.store.append([AppendRequest(type: "t", key: "a")])
+        #expect(try keysRatio(t.path).map { Double($0) } == 0.1)
+        try t.store.storage.filterKeyLookups(false)
+        #expect(try keysRatio(t.path).map { Double($0) } == 0)
+        try t.store.storage.filterKeyLookups(true)
+        #expect(try keysRatio(t.path).map { Double($0) } == 0.1)
+        t.store.close()
+        let filtered = try await t.reopen()
+        defer { filtered.close() }
+        #expect(try keysRatio(t.path).map { Double($0) } == 0, "with a key filter, the keys family's memtable has none")
     }
 }

@@ -7,12 +7,18 @@ final class LogStorage: Sendable {
     /// The applier's one write batch (`write(_:epochHistory:sync:)`), reused group after group.
     let groupBatch = Mutex(RocksWriteBatch())
 
+    /// `keyLookups`: appends will look their keys up in the `keys` family (no key filter in
+    /// front of it, `Limits.keyFilterBytesMax` 0), so its memtable gets a filter from the start
+    /// (`filterKeyLookups`).
     init(
-        path: String, readOnly: Bool, blockCacheBytes: Int, filesMax: Int = -1, walRecovery: RocksDB.WALRecovery = .tolerateIncompleteTail
+        path: String, readOnly: Bool, blockCacheBytes: Int, filesMax: Int = -1, walRecovery: RocksDB.WALRecovery = .tolerateIncompleteTail,
+        keyLookups: Bool = false
     ) throws(StorageError) {
+        var specs = KeySpace.Family.allCases.map(\.options)
+        specs[KeySpace.Family.keys.rawValue].memtableFilter = keyLookups
         do {
             db = try RocksDB(
-                path: path, families: KeySpace.Family.allCases.map(\.options),
+                path: path, families: specs,
                 readOnly: readOnly, blockCacheBytes: blockCacheBytes, filesMax: filesMax, walRecovery: walRecovery)
         } catch let error where error.message.contains("Column families not opened") {
             // Format 1 had seven families (parents, children, by_type, by_stream besides these).

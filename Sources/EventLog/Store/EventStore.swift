@@ -115,7 +115,7 @@ public final class EventStore: Sendable {
         let storage = try storageCall { () throws(StorageError) in
             try LogStorage(
                 path: path, readOnly: options.readOnly, blockCacheBytes: options.blockCacheBytes, filesMax: options.storeFilesMax,
-                walRecovery: verdict.recovery)
+                walRecovery: verdict.recovery, keyLookups: options.limits.keyFilterBytesMax == 0)
         }
         try Self.checkReplay(storage, verdict)
         self.storage = storage

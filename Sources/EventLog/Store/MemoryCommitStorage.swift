@@ -56,6 +56,13 @@ final class MemoryCommitStorage: CommitStorage {
         state.withLock { $0.written = $0.synced }
     }
 
+    /// The last `filterKeyLookups` asked (tests).
+    let keyLookupsFiltered = Atomic<Bool>(false)
+
+    func filterKeyLookups(_ on: Bool) throws(StorageError) {
+        keyLookupsFiltered.store(on, ordering: .relaxed)
+    }
+
     func forEachKey(while proceed: () -> Bool, _ body: (UnsafeRawBufferPointer) -> Void) throws(StorageError) {
         for key in state.withLock({ Array($0.written.keys.keys) }) {
             guard proceed() else { return }

@@ -101,6 +101,8 @@ final class Sequencer: @unchecked Sendable {
     private(set) var keysScanned = false
     /// The scan's filter was taken, or the scan ended or was given up without one (stager thread).
     private var scanOver = false
+    /// What this sequencer last told storage through `filterKeyLookups` (stager thread).
+    private var lookupsFiltered: Bool?
     /// Set by `start`, before the threads run.
     private var scanStarted = false
     /// The filter of the keys in storage, built by the key scan thread, taken by the stager.
@@ -256,6 +258,7 @@ final class Sequencer: @unchecked Sendable {
     /// Takes the scan's filter once it is there, or stops the scan once this sequencer's own
     /// filter has given up (stager thread, before each group).
     private func followKeyScan() {
+        defer { matchLookupFilter() }
         if keysScanned, !keyFilter.isEnabled {
             keysScanned = false
             applier.logger?.warning("key filter off: the keys need more than keyFilterBytesMax; keys are looked up in storage", metadata: [
@@ -291,6 +294,20 @@ final class Sequencer: @unchecked Sendable {
         keyFilter.bytesMax = limits.keyFilterBytesMax
         keyFilter.absorb(taken)
         keysScanned = keyFilter.isEnabled
+    }
+
+    /// Tells storage whether keys are looked up there from now on: once no filter of this
+    /// sequencer will say which keys are new. While the scan runs they are too, but only for
+    /// its few seconds, which the memtable already written would not see a filter change in.
+    private func matchLookupFilter() {
+        let lookups = scanOver && !keysScanned
+        guard lookups != lookupsFiltered else { return }
+        lookupsFiltered = lookups
+        do {
+            try storage.filterKeyLookups(lookups)
+        } catch {
+            applier.logger?.warning("the keys family's memtable filter could not be changed", metadata: ["on": "\(lookups)", "error": "\(error)"])
+        }
     }
 
     /// Stops this term: from now on no group is written and no batch acknowledged (queued and

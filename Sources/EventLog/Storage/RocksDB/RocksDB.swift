@@ -30,9 +30,10 @@ final class RocksDB: @unchecked Sendable {
         /// Such a family must never take a range delete: RocksDB 7.8 shares the hints with the
         /// range-deletion memtable (facebook/rocksdb#5118, fixed in 9.2) and corrupts it.
         var insertHint = false
-        /// Point lookups that mostly miss (a keyed append looks its key up before storing it):
-        /// a bloom filter over the memtable's whole keys as well as the files'.
-        var mostlyMissing = false
+        /// A bloom filter over the memtable's whole keys as well as the files', for point lookups
+        /// that mostly miss. Each insert pays for it, so it is on only while such lookups come
+        /// (`setMemtableFilter`, which takes effect from the next memtable).
+        var memtableFilter = false
     }
 
     /// How RocksDB replays its write-ahead log at open (its `WALRecoveryMode`). `WALScanner` has
@@ -146,11 +147,8 @@ final class RocksDB: @unchecked Sendable {
         if spec.bloomFilter {
             rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom(10))
         }
-        if spec.mostlyMissing {
-            // Almost every key an append looks up is new, and a miss that skips the skiplist
-            // search matters: that search was a fifth of the server's CPU during keyed ingest.
-            // The filter takes a tenth of the write buffer.
-            rocksdb_options_set_memtable_prefix_bloom_size_ratio(cfOptions, 0.1)
+        if spec.memtableFilter {
+            rocksdb_options_set_memtable_prefix_bloom_size_ratio(cfOptions, memtableFilterRatio)
             rocksdb_options_set_memtable_whole_key_filtering(cfOptions, 1)
         }
         rocksdb_options_set_block_based_table_factory(cfOptions, table)
@@ -163,6 +161,24 @@ final class RocksDB: @unchecked Sendable {
             rocksdb_options_set_bottommost_compression(cfOptions, Int32(rocksdb_zstd_compression))
         }
         return cfOptions
+    }
+
+    /// The memtable filter's share of the write buffer.
+    private static let memtableFilterRatio = 0.1
+
+    /// Puts a whole-key bloom filter on `family`'s memtables from the next one on, or takes it
+    /// off (`FamilyOptions.memtableFilter`). The memtable being written keeps what it has.
+    func setMemtableFilter(_ family: Family, on: Bool) throws(StorageError) {
+        let db = try handle()
+        let settings = [
+            ("memtable_prefix_bloom_size_ratio", on ? "\(Self.memtableFilterRatio)" : "0"),
+            ("memtable_whole_key_filtering", on ? "true" : "false"),
+        ]
+        try Self.withCStrings(settings.map(\.0)) { keys throws(StorageError) in
+            try Self.withCStrings(settings.map(\.1)) { values throws(StorageError) in
+                try withErrorPointer { rocksdb_set_options_cf(db, family.handle, Int32(settings.count), keys, values, $0) }
+            }
+        }
     }
 
     /// `base` with the settings of an options string (RocksDB's parser reaches options the C API
