@@ -90,6 +90,8 @@ struct KeyFilterTests {
         var results: [AppendResult] = []
         for round in 0..<2 {
             if round == 1 {
+                // The scan is held: keys are looked up in storage, with or without a filter.
+                #expect(node.storage.keyLookupCalls.withLock { $0.last } == true)
                 if bytesMax > 0 { gate.signal() }
                 second.waitForKeyScan()
             }
@@ -105,8 +107,8 @@ struct KeyFilterTests {
         }
         #expect(results.allSatisfy { !$0.duplicate } && Set(results.map(\.id)).count == 200)
         #expect(
-            node.storage.keyLookupsFiltered.load(ordering: .relaxed) == (bytesMax == 0),
-            "the keys family's memtable filter is on only when keys are looked up in storage")
+            node.storage.keyLookupCalls.withLock { $0.last } == (bytesMax == 0),
+            "once the scan's filter is taken, keys are no longer looked up in storage")
         // r0-* were staged while the scan was held.
         let again = try await second.submit((0..<100).map { AppendRequest(type: "u", parentKeys: ["k19-\($0)"], key: "r0-\($0)") }, durability: nil)
         #expect(again.results.map(\.id) == Array(results.prefix(100)).map(\.id) && again.results.allSatisfy(\.duplicate))
@@ -156,30 +158,34 @@ struct KeyFilterTests {
     }
 
     /// The `keys` family's memtable filter through RocksDB: on from the open without a key
-    /// filter, and changed on a live store (RocksDB records its options in the newest OPTIONS
-    /// file).
-    @Test func theKeysMemtableFilterFollowsWhetherKeysAreLookedUp() async throws {
-        func keysRatio(_ path: String) throws -> String? {
+    /// filter, changed on a live store while the sequencer or an import looks keys up (RocksDB
+    /// records its options in the newest OPTIONS file).
+    @Test func theKeysMemtableFilterFollowsWhoLooksKeysUp() async throws {
+        func keysRatio(_ path: String) throws -> Double? {
             let names = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasPrefix("OPTIONS-") }
             let newest = try #require(names.max { Int($0.dropFirst(8)) ?? 0 < Int($1.dropFirst(8)) ?? 0 })
             let text = try String(contentsOfFile: path + "/" + newest, encoding: .utf8)
-            let section = try #require(text.components(separatedBy: "[CFOptions \"keys\"]").dropFirst().first)
+            let after = try #require(text.components(separatedBy: "[CFOptions \"keys\"]").dropFirst().first)
+            let section = after.components(separatedBy: "\n[").first ?? after
             return section.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("memtable_prefix_bloom_size_ratio=") }
-                .map { String($0.split(separator: "=")[1]) }
+                .flatMap { Double($0.split(separator: "=")[1]) }
         }
         var limits = Limits()
         limits.keyFilterBytesMax = 0
         let t = try await TempStore.make(limits: limits)
         defer { t.remove() }
         _ = try await t.store.append([AppendRequest(type: "t", key: "a")])
-        #expect(try keysRatio(t.path).map { Double($0) } == 0.1)
-        try t.store.storage.filterKeyLookups(false)
-        #expect(try keysRatio(t.path).map { Double($0) } == 0)
-        try t.store.storage.filterKeyLookups(true)
-        #expect(try keysRatio(t.path).map { Double($0) } == 0.1)
+        #expect(try keysRatio(t.path) == 0.1)
         t.store.close()
-        let filtered = try await t.reopen()
-        defer { filtered.close() }
-        #expect(try keysRatio(t.path).map { Double($0) } == 0, "with a key filter, the keys family's memtable has none")
+        let store = try await t.reopen()
+        defer { store.close() }
+        #expect(try keysRatio(t.path) == 0, "with a key filter the store opens without the memtable's")
+        try store.storage.importLooksUpKeys(true)
+        #expect(try keysRatio(t.path) == 0.1)
+        try store.storage.sequencerLooksUpKeys(true)
+        try store.storage.importLooksUpKeys(false)
+        #expect(try keysRatio(t.path) == 0.1, "the sequencer still looks keys up")
+        try store.storage.sequencerLooksUpKeys(false)
+        #expect(try keysRatio(t.path) == 0)
     }
 }

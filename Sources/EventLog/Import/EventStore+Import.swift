@@ -30,6 +30,10 @@ extension EventStore {
             try await ensureGenesis()
         }
         var nextID = lastID + 1
+        // Every pinned keyed line's key is looked up below, mostly in vain: a change of the
+        // memtable filter costs a little and only speeds the lookups, so a failed one is ignored.
+        try? storage.importLooksUpKeys(true)
+        defer { try? storage.importLooksUpKeys(false) }
         func flush() async throws {
             guard !batch.isEmpty else { return }
             let receipt: AppendReceipt

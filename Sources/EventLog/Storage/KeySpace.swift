@@ -26,7 +26,7 @@ enum KeySpace {
         var options: RocksDB.FamilyOptions {
             switch self {
             case .log: .init(name: name, compression: .lz4ThenZstd, bloomFilter: true, insertHint: true)
-            // The memtable filter as `LogStorage` opens it.
+            // No `memtableFilter` here: `LogStorage.init(keyLookups:)` decides it at the open.
             case .keys: .init(name: name, compression: .lz4ThenZstd, bloomFilter: true, insertHint: true)
             case .index: .init(name: name, compression: .lz4ThenZstd, bloomFilter: false)
             case .meta: .init(name: name, compression: .lz4, bloomFilter: false)

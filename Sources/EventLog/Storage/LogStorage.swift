@@ -6,6 +6,18 @@ final class LogStorage: Sendable {
     private let families: [RocksDB.Family]
     /// The applier's one write batch (`write(_:epochHistory:sync:)`), reused group after group.
     let groupBatch = Mutex(RocksWriteBatch())
+    /// Who looks keys up in the `keys` family now, so its memtable wants a filter
+    /// (`filterKeyLookups`, `importLookups`), and whether RocksDB was told so.
+    private let keyLookups: Mutex<KeyLookups>
+
+    private struct KeyLookups {
+        /// The sequencer cannot tell new keys by itself.
+        var sequencer: Bool
+        /// Imports under way (each looks up every pinned line's key).
+        var imports = 0
+        var filtered: Bool
+        var wanted: Bool { sequencer || imports > 0 }
+    }
 
     /// `keyLookups`: appends will look their keys up in the `keys` family (no key filter in
     /// front of it, `Limits.keyFilterBytesMax` 0), so its memtable gets a filter from the start
@@ -16,6 +28,7 @@ final class LogStorage: Sendable {
     ) throws(StorageError) {
         var specs = KeySpace.Family.allCases.map(\.options)
         specs[KeySpace.Family.keys.rawValue].memtableFilter = keyLookups
+        self.keyLookups = Mutex(KeyLookups(sequencer: keyLookups, filtered: keyLookups))
         do {
             db = try RocksDB(
                 path: path, families: specs,
@@ -30,6 +43,32 @@ final class LogStorage: Sendable {
     }
 
     func cf(_ family: KeySpace.Family) -> RocksDB.Family { families[family.rawValue] }
+
+    /// The `keys` family's memtable filter: a lookup that misses skips the memtable's skiplist,
+    /// and each insert sets the filter's bits. Keyed appends look keys up in storage only while
+    /// the sequencer's key filter cannot answer (it is being built, is off or gave up), and an
+    /// import looks up every pinned line's key, so the filter is on only then: during keyed
+    /// ingest, setting its bits was a third of the `keys` family's insert on the committer's
+    /// thread (docs/PERFORMANCE.md, "Keyed ingest"). RocksDB is told only of a change, since
+    /// each one writes its MANIFEST and OPTIONS file.
+    private func updateKeyLookups(_ change: (inout KeyLookups) -> Void) throws(StorageError) {
+        try keyLookups.withLock { state throws(StorageError) in
+            change(&state)
+            guard state.wanted != state.filtered else { return }
+            try db.setMemtableFilter(cf(.keys), on: state.wanted)
+            state.filtered = state.wanted
+        }
+    }
+
+    /// The sequencer's part of `updateKeyLookups`.
+    func sequencerLooksUpKeys(_ on: Bool) throws(StorageError) {
+        try updateKeyLookups { $0.sequencer = on }
+    }
+
+    /// An import's part of `updateKeyLookups`: `true` when it starts, `false` when it ends.
+    func importLooksUpKeys(_ starts: Bool) throws(StorageError) {
+        try updateKeyLookups { $0.imports += starts ? 1 : -1 }
+    }
 
     func close() { db.close() }
 

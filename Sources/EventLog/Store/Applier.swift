@@ -19,8 +19,9 @@ protocol CommitStorage: AnyObject, Sendable {
     func forEachKey(while proceed: () -> Bool, _ body: (UnsafeRawBufferPointer) -> Void) throws(StorageError)
     /// About how many keys the `keys` family holds (to size that filter).
     func keyCountEstimate() -> Int
-    /// Whether keyed appends now look their keys up in storage (the sequencer's filter cannot
-    /// answer): storage may then make a lookup that misses cheaper, at some cost per key written.
+    /// Whether the sequencer's key filter cannot tell new keys now (it is being built, is off or
+    /// gave up), so keyed appends look them up here: storage may then make a lookup that misses
+    /// cheaper, at some cost per key written.
     func filterKeyLookups(_ on: Bool) throws(StorageError)
 }
 

@@ -117,13 +117,8 @@ extension LogStorage: CommitStorage {
         try it.checkStatus()
     }
 
-    /// The `keys` family's memtable filter: a lookup that misses skips the memtable's skiplist,
-    /// and each insert sets the filter's bits. Keyed appends look keys up in storage only while
-    /// the sequencer's key filter cannot answer (it is being built, is off or gave up), so the
-    /// filter is on only then: during keyed ingest, setting its bits was a quarter of the `keys`
-    /// family's cost on the committer's thread (docs/PERFORMANCE.md, "Keyed ingest").
     func filterKeyLookups(_ on: Bool) throws(StorageError) {
-        try db.setMemtableFilter(cf(.keys), on: on)
+        try sequencerLooksUpKeys(on)
     }
 
     func keyCountEstimate() -> Int {

@@ -56,11 +56,11 @@ final class MemoryCommitStorage: CommitStorage {
         state.withLock { $0.written = $0.synced }
     }
 
-    /// The last `filterKeyLookups` asked (tests).
-    let keyLookupsFiltered = Atomic<Bool>(false)
+    /// Every `filterKeyLookups` asked, in order (tests).
+    let keyLookupCalls = Mutex<[Bool]>([])
 
     func filterKeyLookups(_ on: Bool) throws(StorageError) {
-        keyLookupsFiltered.store(on, ordering: .relaxed)
+        keyLookupCalls.withLock { $0.append(on) }
     }
 
     func forEachKey(while proceed: () -> Bool, _ body: (UnsafeRawBufferPointer) -> Void) throws(StorageError) {

@@ -296,11 +296,12 @@ final class Sequencer: @unchecked Sendable {
         keysScanned = keyFilter.isEnabled
     }
 
-    /// Tells storage whether keys are looked up there from now on: once no filter of this
-    /// sequencer will say which keys are new. While the scan runs they are too, but only for
-    /// its few seconds, which the memtable already written would not see a filter change in.
+    /// Tells storage whether keys are looked up there: until the scan's filter is taken, and
+    /// for good once the filter is off or gave up. The scan of a store near the filter's bound
+    /// takes tens of seconds, and a change reaches only the next memtable, so storage hears of
+    /// the scan at the first group rather than after it.
     private func matchLookupFilter() {
-        let lookups = scanOver && !keysScanned
+        let lookups = !keysScanned
         guard lookups != lookupsFiltered else { return }
         lookupsFiltered = lookups
         do {

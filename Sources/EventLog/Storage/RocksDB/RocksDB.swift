@@ -169,6 +169,8 @@ final class RocksDB: @unchecked Sendable {
     /// Puts a whole-key bloom filter on `family`'s memtables from the next one on, or takes it
     /// off (`FamilyOptions.memtableFilter`). The memtable being written keeps what it has.
     func setMemtableFilter(_ family: Family, on: Bool) throws(StorageError) {
+        // RocksDB's read-only DB does not override SetOptions: it would write the MANIFEST.
+        guard !readOnly else { throw StorageError(.invalidArgument, "rocksdb: options of a read-only store cannot change") }
         let db = try handle()
         let settings = [
             ("memtable_prefix_bloom_size_ratio", on ? "\(Self.memtableFilterRatio)" : "0"),
@@ -208,7 +210,7 @@ final class RocksDB: @unchecked Sendable {
         defer { duplicated.forEach { free($0) } }
         let pointers: [UnsafePointer<CChar>?] = duplicated.map { $0.map { UnsafePointer($0) } }
         return try pointers.withUnsafeBufferPointer { buffer throws(StorageError) in
-            guard let base = buffer.baseAddress else { throw StorageError(.invalidArgument, "rocksdb: no column family names") }
+            guard let base = buffer.baseAddress else { throw StorageError(.invalidArgument, "rocksdb: no strings") }
             return try body(base)
         }
     }
