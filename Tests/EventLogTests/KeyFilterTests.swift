@@ -90,7 +90,7 @@ struct KeyFilterTests {
         var results: [AppendResult] = []
         for round in 0..<2 {
             if round == 1 {
-                // The scan is held: keys are looked up in storage, with or without a filter.
+                // The scan is held: keys are looked up in storage, whatever the bound.
                 #expect(node.storage.keyLookupCalls.withLock { $0.last } == true)
                 if bytesMax > 0 { gate.signal() }
                 second.waitForKeyScan()

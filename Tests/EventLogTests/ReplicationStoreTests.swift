@@ -113,17 +113,6 @@ struct ReplicationStoreTests {
     /// Every wait polls with a bound (no cooperative thread is blocked, a regression fails
     /// instead of hanging).
     @Test func closeWaitsForASequencerBeingFenced() async throws {
-        func waitUntil(_ what: String, _ done: () -> Bool) async throws -> Bool {
-            let deadline = ContinuousClock.now + .seconds(30)
-            while !done() {
-                guard ContinuousClock.now < deadline else {
-                    Issue.record("timed out waiting until \(what)")
-                    return false
-                }
-                try await Task.sleep(for: .milliseconds(1))
-            }
-            return true
-        }
         for stepDown in [false, true] {
             let path = try TempDir.make("fence-close")
             defer { try? FileManager.default.removeItem(atPath: path) }
@@ -136,7 +125,7 @@ struct ReplicationStoreTests {
             let store = try await EventStore.open(at: path, options: options)
             held.armed.store(true, ordering: .releasing)
             let append = Task { try? await store.append([AppendRequest(type: "t")]) }
-            guard try await waitUntil("the writer thread is inside its commit", { held.entered.wait(timeout: .now()) == .success }) else { return }
+            try await waitUntil("the writer thread is inside its commit") { held.entered.wait(timeout: .now()) == .success }
             let fenced = Mutex(false)
             let closed = Mutex(false)
             Thread {
@@ -144,7 +133,7 @@ struct ReplicationStoreTests {
                 fenced.withLock { $0 = true }
             }.start()
             // The slot is empty: the fence waits in the sequencer's close.
-            guard try await waitUntil("the fence has emptied the slot", { store.role != .leader }) else { return }
+            try await waitUntil("the fence has emptied the slot") { store.role != .leader }
             Thread {
                 store.close()
                 closed.withLock { $0 = true }
@@ -154,7 +143,7 @@ struct ReplicationStoreTests {
             #expect(!fenced.withLock { $0 })
             held.release()
             _ = await append.value
-            _ = try await waitUntil("the fence and the close have returned", { closed.withLock { $0 } && fenced.withLock { $0 } })
+            try await waitUntil("the fence and the close have returned") { closed.withLock { $0 } && fenced.withLock { $0 } }
         }
     }
 

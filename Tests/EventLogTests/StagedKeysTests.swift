@@ -98,13 +98,6 @@ struct StagedKeysTests {
             release.signal()
             sequencer.close()
         }
-        func waitUntil(_ what: String, _ done: () -> Bool) async throws {
-            let deadline = ContinuousClock.now + .seconds(30)
-            while !done() {
-                guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
-                try await Task.sleep(for: .milliseconds(5))
-            }
-        }
         let first = Task { try await sequencer.submit((0..<100).map { AppendRequest(type: "t", key: "a\($0)", payload: .int(Int64($0))) }, durability: nil) }
         try await waitUntil("the first group is staged") { stagerHeld.load(ordering: .acquiring) }
         // One submit: the batches are queued in this order, and staged in one group.
@@ -140,21 +133,22 @@ struct StagedKeysTests {
         #expect(try results[5]!.get().results == [AppendResult(id: 103, duplicate: false)], "r1 is free again")
         #expect(node.storage.families.keys[KeyBytes("c2")] == 102 && node.storage.families.keys[KeyBytes("r1")] == 103)
     }
-
-    struct TimedOut: Error {
-        var what: String
-    }
 }
 
 /// A group's keys go to RocksDB in the `keys` family's byte order, whatever order they were
 /// staged in, and each key with its own id.
 struct KeyOrderTests {
+    /// 40 hex digits in no order, like a commit SHA.
+    static func hexKey(_ rng: inout SeededRandom) -> String {
+        String((0..<40).map { _ in "0123456789abcdef".randomElement(using: &rng)! })
+    }
+
     @Test func keysAreWrittenInByteOrderWithTheirIds() throws {
         let seed = SeededRandom.seed("KeyOrderTests.byteOrder")
         var rng = SeededRandom(seed: seed)
         // Prefixes, bytes above 0x7F (NFC "é" is C3 A9, NFD "e" + U+0301 is 65 CC 81), hex.
         var keys = ["b", "ba", "a", "caf\u{E9}", "cafe\u{301}", "", "zz", "\u{10FFFF}"]
-        keys += (0..<500).map { _ in String((0..<40).map { _ in "0123456789abcdef".randomElement(using: &rng)! }) }
+        keys += (0..<500).map { _ in Self.hexKey(&rng) }
         var group = CommitGroup(epoch: 1, after: 0, meta: .fresh)
         for (i, key) in keys.enumerated() { group.keys.append((key, EventID(i + 1))) }
         let order = group.keyOrder()
@@ -174,7 +168,7 @@ struct KeyOrderTests {
         var rng = SeededRandom(seed: seed)
         let t = try await TempStore.make()
         defer { t.remove() }
-        let keys = (0..<300).map { i in "\(String((0..<40).map { _ in "0123456789abcdef".randomElement(using: &rng)! }))-\(i)" }
+        let keys = (0..<300).map { i in "\(Self.hexKey(&rng))-\(i)" }
         let receipt = try await t.store.append(keys.map { AppendRequest(type: "k", key: $0) })
         #expect(receipt.results.map(\.id) == Array(1...300))
         for (i, key) in keys.enumerated() {

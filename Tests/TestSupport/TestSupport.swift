@@ -36,6 +36,20 @@ public struct TempStore {
     }
 }
 
+/// Polls `done` until it holds, for at most `bound`: a test that waits on another thread's
+/// progress fails instead of hanging when that progress never comes.
+public func waitUntil(_ what: String, within bound: Duration = .seconds(30), _ done: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + bound
+    while !done() {
+        guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
+        try await Task.sleep(for: .milliseconds(1))
+    }
+}
+
+public struct TimedOut: Error {
+    public var what: String
+}
+
 public enum TempDir {
     public static func make(_ name: String) throws -> String {
         let safe = name.filter { $0.isLetter || $0.isNumber }

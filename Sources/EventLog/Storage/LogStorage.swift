@@ -7,7 +7,7 @@ final class LogStorage: Sendable {
     /// The applier's one write batch (`write(_:epochHistory:sync:)`), reused group after group.
     let groupBatch = Mutex(RocksWriteBatch())
     /// Who looks keys up in the `keys` family now, so its memtable wants a filter
-    /// (`filterKeyLookups`, `importLookups`), and whether RocksDB was told so.
+    /// (`sequencerLooksUpKeys`, `importLooksUpKeys`), and whether RocksDB was told so.
     private let keyLookups: Mutex<KeyLookups>
 
     private struct KeyLookups {
@@ -21,7 +21,7 @@ final class LogStorage: Sendable {
 
     /// `keyLookups`: appends will look their keys up in the `keys` family (no key filter in
     /// front of it, `Limits.keyFilterBytesMax` 0), so its memtable gets a filter from the start
-    /// (`filterKeyLookups`).
+    /// (`updateKeyLookups`).
     init(
         path: String, readOnly: Bool, blockCacheBytes: Int, filesMax: Int = -1, walRecovery: RocksDB.WALRecovery = .tolerateIncompleteTail,
         keyLookups: Bool = false
@@ -60,7 +60,7 @@ final class LogStorage: Sendable {
         }
     }
 
-    /// The sequencer's part of `updateKeyLookups`.
+    /// The sequencer's part of `updateKeyLookups` (`CommitStorage`).
     func sequencerLooksUpKeys(_ on: Bool) throws(StorageError) {
         try updateKeyLookups { $0.sequencer = on }
     }

@@ -22,7 +22,7 @@ protocol CommitStorage: AnyObject, Sendable {
     /// Whether the sequencer's key filter cannot tell new keys now (it is being built, is off or
     /// gave up), so keyed appends look them up here: storage may then make a lookup that misses
     /// cheaper, at some cost per key written.
-    func filterKeyLookups(_ on: Bool) throws(StorageError)
+    func sequencerLooksUpKeys(_ on: Bool) throws(StorageError)
 }
 
 /// Applies commit groups, in order, to storage: one atomic write per group (fsynced per the

@@ -117,10 +117,6 @@ extension LogStorage: CommitStorage {
         try it.checkStatus()
     }
 
-    func filterKeyLookups(_ on: Bool) throws(StorageError) {
-        try sequencerLooksUpKeys(on)
-    }
-
     func keyCountEstimate() -> Int {
         db.property("rocksdb.estimate-num-keys", family: cf(.keys)).flatMap { Int($0) } ?? 0
     }

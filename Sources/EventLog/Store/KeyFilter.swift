@@ -170,7 +170,7 @@ struct KeyBytes: Hashable, Comparable {
     init(_ key: String) { self.key = key }
 
     static func == (a: KeyBytes, b: KeyBytes) -> Bool {
-        a.key.utf8.count == b.key.utf8.count && a.key.utf8.elementsEqual(b.key.utf8)
+        a.key.utf8.count == b.key.utf8.count && compare(a, b) == 0
     }
 
     /// Swift's seeded hash of the bytes: keys are chosen by clients, and keys made to collide
@@ -182,12 +182,17 @@ struct KeyBytes: Hashable, Comparable {
 
     /// RocksDB's order of keys: bytewise, a prefix first.
     static func < (a: KeyBytes, b: KeyBytes) -> Bool {
+        compare(a, b) < 0
+    }
+
+    /// Below, at or above zero as `a` comes before, with or after `b` in that order.
+    private static func compare(_ a: KeyBytes, _ b: KeyBytes) -> Int {
         var (a, b) = (a.key, b.key)
         return a.withUTF8 { x in
             b.withUTF8 { y in
                 let common = min(x.count, y.count)
                 let c = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
-                return c != 0 ? c < 0 : x.count < y.count
+                return c != 0 ? Int(c) : x.count - y.count
             }
         }
     }

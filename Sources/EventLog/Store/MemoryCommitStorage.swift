@@ -56,10 +56,10 @@ final class MemoryCommitStorage: CommitStorage {
         state.withLock { $0.written = $0.synced }
     }
 
-    /// Every `filterKeyLookups` asked, in order (tests).
+    /// Every `sequencerLooksUpKeys` asked, in order (tests).
     let keyLookupCalls = Mutex<[Bool]>([])
 
-    func filterKeyLookups(_ on: Bool) throws(StorageError) {
+    func sequencerLooksUpKeys(_ on: Bool) throws(StorageError) {
         keyLookupCalls.withLock { $0.append(on) }
     }
 

@@ -101,7 +101,7 @@ final class Sequencer: @unchecked Sendable {
     private(set) var keysScanned = false
     /// The scan's filter was taken, or the scan ended or was given up without one (stager thread).
     private var scanOver = false
-    /// What this sequencer last told storage through `filterKeyLookups` (stager thread).
+    /// What this sequencer last told storage through `sequencerLooksUpKeys` (stager thread).
     private var lookupsFiltered: Bool?
     /// Set by `start`, before the threads run.
     private var scanStarted = false
@@ -305,7 +305,7 @@ final class Sequencer: @unchecked Sendable {
         guard lookups != lookupsFiltered else { return }
         lookupsFiltered = lookups
         do {
-            try storage.filterKeyLookups(lookups)
+            try storage.sequencerLooksUpKeys(lookups)
         } catch {
             applier.logger?.warning("the keys family's memtable filter could not be changed", metadata: ["on": "\(lookups)", "error": "\(error)"])
         }
