@@ -93,6 +93,83 @@ struct ReplicationStoreTests {
         #expect(throws: LogError.self) { try leader.applyShipped(first[0]) }
     }
 
+    /// A follower's fsync runs outside the shipping lock (the `Follower` service applies its next
+    /// pull meanwhile): groups applied while it runs are not counted durable by it, and a
+    /// truncation while it runs is not undone by it.
+    @Test func aFollowersSyncCoversOnlyWhatWasAppliedBeforeItBegan() async throws {
+        let seed = SeededRandom.seed("ReplicationStoreTests.sync")
+        var rng = SeededRandom(seed: seed)
+        let (lp, fp) = (try TempDir.make("leader"), try TempDir.make("follower"))
+        defer { for p in [lp, fp] { try? FileManager.default.removeItem(atPath: p) } }
+        /// Holds the first fsync after `armed` until `gate` is signalled.
+        final class HeldSync: Sendable {
+            let armed = Atomic(false)
+            let entered = DispatchSemaphore(value: 0)
+            let gate = DispatchSemaphore(value: 0)
+            func hold() -> StorageError? {
+                if armed.exchange(false, ordering: .acquiringAndReleasing) {
+                    entered.signal()
+                    gate.wait()
+                }
+                return nil
+            }
+        }
+        let held = HeldSync()
+        defer { held.gate.signal() }
+        let leader = try await Self.open(lp, role: .leader)
+        var options = StoreOptions()
+        options.durability = .group
+        options.role = .follower
+        options.limits.segmentEventsMax = 40
+        options.failSync = { held.hold() }
+        let follower = try await EventStore.open(at: fp, options: options)
+        defer { leader.close(); follower.close() }
+        try await Self.appendRandom(leader, &rng, batches: 30, tag: "a")
+        let groups = try leader.shippableGroups(after: 0, bytesMax: 1 << 20)
+        try #require(groups.count == 31, "seed \(seed)")
+        let half = groups.count / 2
+
+        /// Starts `syncShipped` on a thread of its own, holds its fsync, runs `meanwhile` on
+        /// another (a `meanwhile` that waits for the sync fails the bounded wait instead of
+        /// hanging the test), then lets the fsync finish.
+        func syncHeld(_ meanwhile: @escaping @Sendable () throws -> Void) async throws {
+            let synced = Atomic(false)
+            let ran = Mutex<Result<Void, any Error>?>(nil)
+            held.armed.store(true, ordering: .releasing)
+            Thread {
+                follower.syncShipped()
+                synced.store(true, ordering: .releasing)
+            }.start()
+            try await waitUntil("the fsync is held") { held.entered.wait(timeout: .now()) == .success }
+            Thread { ran.withLock { $0 = Result { try meanwhile() } } }.start()
+            try await waitUntil("the work beside the held fsync is done", within: .seconds(10)) { ran.withLock { $0 != nil } }
+            held.gate.signal()
+            try await waitUntil("the sync has returned") { synced.load(ordering: .acquiring) }
+            try ran.withLock { $0 }?.get()
+        }
+
+        for group in groups[..<half] { try follower.applyShipped(group) }
+        let through = follower.lastID
+        #expect(follower.durableID < through)
+        try await syncHeld {
+            // Applied while the fsync runs (it would wait for the sync if the sync held the lock).
+            for group in groups[half...] { try follower.applyShipped(group) }
+        }
+        #expect(follower.lastID == leader.lastID)
+        #expect(follower.durableID == through, "seed \(seed): the sync begun at \(through) claimed \(follower.durableID)")
+        follower.syncShipped()
+        #expect(follower.durableID == follower.lastID)
+
+        // A truncation while an fsync of a longer log runs: the store stays at the cut.
+        try await Self.appendRandom(leader, &rng, batches: 5, tag: "b")
+        try Self.ship(from: leader, to: follower)
+        let cut = through
+        try await syncHeld { try follower.truncate(after: cut) }
+        #expect(follower.lastID == cut)
+        #expect(follower.durableID == cut, "seed \(seed): a sync begun before the truncation moved the durable id to \(follower.durableID)")
+        try Self.expectClean(follower, seed, "follower after the truncation")
+    }
+
     /// A commit that blocks on the writer thread until `release()`: it holds a fenced
     /// sequencer's close open for as long as a test wants.
     final class HeldCommit: StoreObserver {

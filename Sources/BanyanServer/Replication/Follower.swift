@@ -46,12 +46,16 @@ struct Follower: Service {
         /// While catching up: the next pull, already on its way while the last one is applied.
         var next: Task<Replication.Pull, any Error>?
         defer { next?.cancel() }
+        /// While catching up: the fsync of the last pull, run while the next one is applied.
+        var syncing: Task<Void, Never>?
         while !Task.isCancelled && replication.role == .follower {
             do {
                 let epoch: UInt64
                 if let reconciledAt {
                     epoch = reconciledAt
                 } else {
+                    await syncing?.value
+                    syncing = nil
                     epoch = try await reconcile()
                     reconciledAt = epoch
                 }
@@ -75,6 +79,18 @@ struct Follower: Service {
                     reconciledAt = nil
                     next?.cancel()
                     next = nil
+                } else if !pull.groups.isEmpty && store.options.durability != .never {
+                    // One fsync at a time. While more is waiting, this pull's runs as the next is
+                    // applied (a later report carries it). Caught up, it is synced before the
+                    // next pull asks: that report is what writes waiting for replicas wait on.
+                    await syncing?.value
+                    let store = self.store
+                    if next != nil {
+                        syncing = Task { _ = try? await Blocking.run { store.syncShipped() } }
+                    } else {
+                        syncing = nil
+                        _ = try await Blocking.run { store.syncShipped() }
+                    }
                 }
                 if failing { logger.notice("replication: reached the leader again", metadata: ["leader": "\(client.baseURL)"]) }
                 failing = false
@@ -143,7 +159,7 @@ struct Follower: Service {
         let confirmed = pull.confirmedID
         guard
             let last = try await Blocking.run({
-                try Self.apply(store, groups: groups, leaderEpoch: pull.leaderEpoch, reconciledAt: reconciledAt, confirmed: confirmed)
+                try Self.apply(store, groups: groups, leaderEpoch: pull.leaderEpoch, reconciledAt: reconciledAt, confirmed: confirmed, sync: false)
             })
         else {
             return false
@@ -178,18 +194,19 @@ extension Follower {
         return (dropped, store.epoch != answer.epoch)
     }
 
-    /// Applies a pull's groups, then makes them durable (unless the store never syncs). Only
+    /// Applies a pull's groups, then, with `sync`, makes them durable (unless the store never
+    /// syncs; the `Follower` service syncs them itself, beside the next pull's apply). Only
     /// when the leader answered in the epoch the log was reconciled against: a leader's log only
     /// grows within an epoch, so the groups extend what was reconciled; in another epoch the
     /// node at that address may have truncated and diverged since, so nothing is applied and
     /// nil is returned (reconcile again). Records the leader's confirmed watermark (`confirmed`:
     /// what a promotion of this node must not lose). Returns the last applied id.
-    static func apply(_ store: EventStore, groups: [[UInt8]], leaderEpoch: UInt64, reconciledAt: UInt64, confirmed: EventID) throws -> EventID? {
+    static func apply(_ store: EventStore, groups: [[UInt8]], leaderEpoch: UInt64, reconciledAt: UInt64, confirmed: EventID, sync: Bool = true) throws -> EventID? {
         guard leaderEpoch == reconciledAt else { return nil }
         var last = store.lastID
         for group in groups { last = try store.applyShipped(group) }
         try store.noteConfirmed(confirmed)
-        if !groups.isEmpty && store.options.durability != .never { store.syncShipped() }
+        if sync && !groups.isEmpty && store.options.durability != .never { store.syncShipped() }
         return last
     }
 }

@@ -31,8 +31,9 @@ protocol CommitStorage: AnyObject, Sendable {
 /// follower feeds it the leader's groups verbatim, and it derives everything else the same way
 /// on both (meta, the open segment), so both stores hold the same bytes.
 ///
-/// Thread-safety: `apply`, `syncNow` and the durability state belong to one caller at a time
-/// (the writer's commit owner); `lastApplied` and `appliedMeta` may be read from any thread.
+/// Thread-safety: `apply`, `syncNow`, `beginSync`, `finishSync` and the durability state belong
+/// to one caller at a time (the writer's commit owner; on a follower, whoever holds the store's
+/// shipping lock); `performSync`, `lastApplied` and `appliedMeta` may be called from any thread.
 /// That is why `@unchecked Sendable` is sound.
 final class Applier: @unchecked Sendable {
     let storage: any CommitStorage
@@ -64,6 +65,8 @@ final class Applier: @unchecked Sendable {
     private var syncFailures = 0
     private var syncError: String?
     static let syncFailuresMax = 3
+    /// Truncations so far (`reset`): a sync begun before one says nothing about the log after.
+    private var resets = 0
 
     init(
         storage: any CommitStorage, index: LogIndex, lastID: EventID, meta: StoreMeta, segment: OpenSegment,
@@ -187,21 +190,42 @@ final class Applier: @unchecked Sendable {
         applied.withLock { $0 = (lastID, meta) }
         durable.store(lastID, ordering: .releasing)
         unsyncedSince = nil
+        resets += 1
         notifier.rewind(to: lastID)
     }
 
     /// Syncs the WAL; a failure is logged, counted and retried at the next interval.
     func syncNow() {
+        let sync = beginSync()
+        finishSync(sync, error: performSync())
+    }
+
+    /// A sync in two halves, so that a follower applies its next groups while the fsync runs
+    /// (`EventStore.syncShipped`): `beginSync` and `finishSync` by the owner, `performSync`
+    /// from any thread. `through`: the last id the sync covers (everything applied before it
+    /// began); `resets`: a truncation in between makes its result meaningless.
+    struct PendingSync {
+        let through: EventID
+        let resets: Int
+    }
+
+    func beginSync() -> PendingSync { PendingSync(through: lastApplied, resets: resets) }
+
+    /// The fsync itself. RocksDB's `SyncWAL` may run beside writes; it covers every write that
+    /// returned before it was called.
+    func performSync() -> StorageError? {
         do throws(StorageError) {
             if let error = failSync?() { throw error }
-            let through = lastApplied
             try storage.syncWAL()
-            durable.store(through, ordering: .releasing)
-            if syncFailures > 0 { logger?.notice("write-ahead log synced again", metadata: ["failures_before": "\(syncFailures)"]) }
-            unsyncedSince = nil
-            syncFailures = 0
-            syncError = nil
+            return nil
         } catch {
+            return error
+        }
+    }
+
+    func finishSync(_ sync: PendingSync, error: StorageError?) {
+        guard sync.resets == resets else { return }
+        if let error {
             // Retried one interval later rather than in a loop; meanwhile every answer says durable: false.
             unsyncedSince = .now
             syncFailures += 1
@@ -211,6 +235,13 @@ final class Applier: @unchecked Sendable {
                 "appends": "\(syncFailures >= Self.syncFailuresMax ? "refused until a sync succeeds" : "still accepted")",
             ])
             observer?.didFailSync(error: error.message)
+            return
         }
+        if sync.through > durableID { durable.store(sync.through, ordering: .releasing) }
+        if syncFailures > 0 { logger?.notice("write-ahead log synced again", metadata: ["failures_before": "\(syncFailures)"]) }
+        // Groups applied while the fsync ran are not covered by it.
+        if lastApplied == sync.through { unsyncedSince = nil }
+        syncFailures = 0
+        syncError = nil
     }
 }

@@ -172,12 +172,20 @@ extension EventStore {
         return group.last
     }
 
-    /// Makes every shipped group applied so far durable; returns the durable id.
+    /// Makes every shipped group applied so far durable; returns the durable id. The fsync runs
+    /// outside the shipping lock, so groups can be applied meanwhile (a follower catching up
+    /// applies its next pull while the last one is synced); those it does not cover.
     @discardableResult
     public func syncShipped() -> EventID {
         guard let applier else { return lastID }
+        let begun = shipping.withLock { _ in
+            sequencer.withLock({ $0 }) == nil && !applier.isDurable ? applier.beginSync() : nil
+        }
+        guard let begun else { return applier.durableID }
+        let error = applier.performSync()
         shipping.withLock { _ in
-            if sequencer.withLock({ $0 }) == nil, !applier.isDurable { applier.syncNow() }
+            // Promoted meanwhile: the applier is the new sequencer's, which syncs its own groups.
+            if sequencer.withLock({ $0 }) == nil { applier.finishSync(begun, error: error) }
         }
         return applier.durableID
     }
