@@ -168,6 +168,29 @@ struct ReplicationStoreTests {
         #expect(follower.lastID == cut)
         #expect(follower.durableID == cut, "seed \(seed): a sync begun before the truncation moved the durable id to \(follower.durableID)")
         try Self.expectClean(follower, seed, "follower after the truncation")
+
+        // close() waits for an fsync under way, and no sync begins after it.
+        try Self.ship(from: leader, to: follower)
+        let synced = Atomic(false)
+        let closed = Atomic(false)
+        held.armed.store(true, ordering: .releasing)
+        Thread {
+            follower.syncShipped()
+            synced.store(true, ordering: .releasing)
+        }.start()
+        try await waitUntil("the fsync is held") { held.entered.wait(timeout: .now()) == .success }
+        Thread {
+            follower.close()
+            closed.store(true, ordering: .releasing)
+        }.start()
+        try await Task.sleep(for: .milliseconds(300))
+        let closedEarly = closed.load(ordering: .acquiring)
+        #expect(!closedEarly, "close() returned while a follower's fsync was under way")
+        held.gate.signal()
+        try await waitUntil("the sync and the close have returned") { synced.load(ordering: .acquiring) && closed.load(ordering: .acquiring) }
+        held.armed.store(true, ordering: .releasing)
+        follower.syncShipped()
+        #expect(held.entered.wait(timeout: .now()) == .timedOut, "a sync began on a closed store")
     }
 
     /// A commit that blocks on the writer thread until `release()`: it holds a fenced

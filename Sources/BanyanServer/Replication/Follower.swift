@@ -64,6 +64,10 @@ struct Follower: Service {
                     next = nil
                     pull = try await prefetched.value
                 } else {
+                    // This pull may wait on the leader for a whole poll: its report must carry
+                    // the last sync (a prefetched pull that came back empty lands here too).
+                    await syncing?.value
+                    syncing = nil
                     pull = try await self.pull(after: store.lastID, reconciledAt: epoch, waitMs: waitMs)
                 }
                 // A full pull means more is waiting: ask for it now, so the leader reads and
@@ -96,11 +100,11 @@ struct Follower: Service {
                 failing = false
                 backoff = Self.backoffMin
             } catch is CancellationError {
-                return
+                break
             } catch {
                 next?.cancel()
                 next = nil
-                if Task.isCancelled { return }
+                if Task.isCancelled { break }
                 if let error = error as? BanyanClientError, error.status == 409 { reconciledAt = nil }
                 if replication.role != .follower { break }
                 if let error = error as? BanyanClientError, error.status == 410 {
@@ -123,6 +127,8 @@ struct Follower: Service {
                 backoff = min(backoff * 2, Self.backoffMax)
             }
         }
+        // Nothing of this loop's outlives it (a caller may promote this node or close its store next).
+        await syncing?.value
     }
 
     /// Drops the tail the leader does not have; returns the leader's epoch. Each round that

@@ -65,8 +65,9 @@ final class Applier: @unchecked Sendable {
     private var syncFailures = 0
     private var syncError: String?
     static let syncFailuresMax = 3
-    /// Truncations so far (`reset`): a sync begun before one says nothing about the log after.
-    private var resets = 0
+    /// Truncations and promotions so far (`reset`, `newOwner`): a sync begun before one says
+    /// nothing about the log after a truncation, and belongs to no one after a promotion.
+    private var generation = 0
 
     init(
         storage: any CommitStorage, index: LogIndex, lastID: EventID, meta: StoreMeta, segment: OpenSegment,
@@ -190,7 +191,7 @@ final class Applier: @unchecked Sendable {
         applied.withLock { $0 = (lastID, meta) }
         durable.store(lastID, ordering: .releasing)
         unsyncedSince = nil
-        resets += 1
+        generation += 1
         notifier.rewind(to: lastID)
     }
 
@@ -203,13 +204,16 @@ final class Applier: @unchecked Sendable {
     /// A sync in two halves, so that a follower applies its next groups while the fsync runs
     /// (`EventStore.syncShipped`): `beginSync` and `finishSync` by the owner, `performSync`
     /// from any thread. `through`: the last id the sync covers (everything applied before it
-    /// began); `resets`: a truncation in between makes its result meaningless.
+    /// began); `generation`: a truncation or promotion in between makes its result meaningless.
     struct PendingSync {
         let through: EventID
-        let resets: Int
+        let generation: Int
     }
 
-    func beginSync() -> PendingSync { PendingSync(through: lastApplied, resets: resets) }
+    func beginSync() -> PendingSync { PendingSync(through: lastApplied, generation: generation) }
+
+    /// A new owner takes the applier (a promotion): syncs begun before are not its to finish.
+    func newOwner() { generation += 1 }
 
     /// The fsync itself. RocksDB's `SyncWAL` may run beside writes; it covers every write that
     /// returned before it was called.
@@ -224,7 +228,7 @@ final class Applier: @unchecked Sendable {
     }
 
     func finishSync(_ sync: PendingSync, error: StorageError?) {
-        guard sync.resets == resets else { return }
+        guard sync.generation == generation else { return }
         if let error {
             // Retried one interval later rather than in a loop; meanwhile every answer says durable: false.
             unsyncedSince = .now

@@ -174,20 +174,22 @@ extension EventStore {
 
     /// Makes every shipped group applied so far durable; returns the durable id. The fsync runs
     /// outside the shipping lock, so groups can be applied meanwhile (a follower catching up
-    /// applies its next pull while the last one is synced); those it does not cover.
+    /// applies its next pull while the last one is synced); those it does not cover. `close()`
+    /// waits for a sync under way (`followerSync`) and none starts after it.
     @discardableResult
     public func syncShipped() -> EventID {
         guard let applier else { return lastID }
-        let begun = shipping.withLock { _ in
-            sequencer.withLock({ $0 }) == nil && !applier.isDurable ? applier.beginSync() : nil
+        return followerSync.withLock { _ in
+            guard !closed.load(ordering: .acquiring) else { return applier.durableID }
+            let begun = shipping.withLock { _ in
+                sequencer.withLock({ $0 }) == nil && !applier.isDurable ? applier.beginSync() : nil
+            }
+            guard let begun else { return applier.durableID }
+            let error = applier.performSync()
+            // Promoted meanwhile (even if that term already ended): `finishSync` ignores it.
+            shipping.withLock { _ in applier.finishSync(begun, error: error) }
+            return applier.durableID
         }
-        guard let begun else { return applier.durableID }
-        let error = applier.performSync()
-        shipping.withLock { _ in
-            // Promoted meanwhile: the applier is the new sequencer's, which syncs its own groups.
-            if sequencer.withLock({ $0 }) == nil { applier.finishSync(begun, error: error) }
-        }
-        return applier.durableID
     }
 
     /// Drops every event after `last` (a tail the leader does not have: see `divergence`), with
@@ -326,6 +328,7 @@ extension EventStore {
                     throw LogError(.conflict, "this node was fenced by epoch \(fenced); restart it as a follower of the new leader (--follow) instead")
                 }
                 if !applier.isDurable { applier.syncNow() }
+                applier.newOwner()
                 let meta = applier.appliedMeta
                 let epoch = max(meta.currentEpoch, epochAtLeast) + 1
                 let writer = Sequencer(

@@ -25,6 +25,9 @@ public final class EventStore: Sendable {
     let applier: Applier?
     /// Held to apply shipped groups, truncate, or change role: one at a time, in order.
     let shipping = Mutex(())
+    /// Held by a follower's sync for its whole length (its fsync runs outside `shipping`), so
+    /// that `close()` can wait for it.
+    let followerSync = Mutex(())
     /// Where recent shipments to followers ended: a reader there continues without searching.
     let shippingReaders = Mutex<[EventID: GroupReader]>([:])
     /// The ids every truncation since open cut after, oldest first (at most `truncationsKept`):
@@ -274,6 +277,8 @@ public final class EventStore: Sendable {
         writer?.close()
         // Closing twice only waits for the first close to end.
         for old in retired { old.close() }
+        // A follower's fsync under way ends before RocksDB closes; none begins after `closed`.
+        followerSync.withLock { _ in }
         if let applier {
             if writer == nil, !applier.isDurable { shipping.withLock { _ in applier.syncNow() } }
             // Best effort: on failure the WAL still holds everything and the next open replays it.
