@@ -129,10 +129,11 @@ struct ReplicationStoreTests {
         try #require(groups.count == 31, "seed \(seed)")
         let half = groups.count / 2
 
-        /// Starts `syncShipped` on a thread of its own, holds its fsync, runs `meanwhile` on
-        /// another (a `meanwhile` that waits for the sync fails the bounded wait instead of
-        /// hanging the test), then lets the fsync finish.
-        func syncHeld(_ meanwhile: @escaping @Sendable () throws -> Void) async throws {
+        /// Starts `syncShipped` on a thread of its own, holds its fsync and runs `meanwhile` on
+        /// another, then lets the fsync finish. `meanwhile` must finish while the fsync is held
+        /// (a bounded wait: one that waits for the sync fails instead of hanging the test), or,
+        /// with `waitsForSync`, must not have finished 300 ms into the hold.
+        func syncHeld(waitsForSync: Bool = false, _ meanwhile: @escaping @Sendable () throws -> Void) async throws {
             let synced = Atomic(false)
             let ran = Mutex<Result<Void, any Error>?>(nil)
             held.armed.store(true, ordering: .releasing)
@@ -141,10 +142,19 @@ struct ReplicationStoreTests {
                 synced.store(true, ordering: .releasing)
             }.start()
             try await waitUntil("the fsync is held") { held.entered.wait(timeout: .now()) == .success }
-            Thread { ran.withLock { $0 = Result { try meanwhile() } } }.start()
-            try await waitUntil("the work beside the held fsync is done", within: .seconds(10)) { ran.withLock { $0 != nil } }
+            Thread {
+                let result = Result { try meanwhile() }
+                ran.withLock { $0 = result }
+            }.start()
+            if waitsForSync {
+                try await Task.sleep(for: .milliseconds(300))
+                let ranEarly = ran.withLock { $0 != nil }
+                #expect(!ranEarly, "seed \(seed): returned while a follower's fsync was under way")
+            } else {
+                try await waitUntil("the work beside the held fsync is done", within: .seconds(10)) { ran.withLock { $0 != nil } }
+            }
             held.gate.signal()
-            try await waitUntil("the sync has returned") { synced.load(ordering: .acquiring) }
+            try await waitUntil("the sync and the work beside it have returned") { synced.load(ordering: .acquiring) && ran.withLock { $0 != nil } }
             try ran.withLock { $0 }?.get()
         }
 
@@ -171,23 +181,7 @@ struct ReplicationStoreTests {
 
         // close() waits for an fsync under way, and no sync begins after it.
         try Self.ship(from: leader, to: follower)
-        let synced = Atomic(false)
-        let closed = Atomic(false)
-        held.armed.store(true, ordering: .releasing)
-        Thread {
-            follower.syncShipped()
-            synced.store(true, ordering: .releasing)
-        }.start()
-        try await waitUntil("the fsync is held") { held.entered.wait(timeout: .now()) == .success }
-        Thread {
-            follower.close()
-            closed.store(true, ordering: .releasing)
-        }.start()
-        try await Task.sleep(for: .milliseconds(300))
-        let closedEarly = closed.load(ordering: .acquiring)
-        #expect(!closedEarly, "close() returned while a follower's fsync was under way")
-        held.gate.signal()
-        try await waitUntil("the sync and the close have returned") { synced.load(ordering: .acquiring) && closed.load(ordering: .acquiring) }
+        try await syncHeld(waitsForSync: true) { follower.close() }
         held.armed.store(true, ordering: .releasing)
         follower.syncShipped()
         #expect(held.entered.wait(timeout: .now()) == .timedOut, "a sync began on a closed store")
