@@ -48,14 +48,20 @@ struct Follower: Service {
         defer { next?.cancel() }
         /// While catching up: the fsync of the last pull, run while the next one is applied.
         var syncing: Task<Void, Never>?
+        /// Waits for that fsync: before the next one, before reconciling (which may truncate),
+        /// and before a pull that may wait on the leader for a whole poll (its report must carry
+        /// the last sync).
+        func synced() async {
+            await syncing?.value
+            syncing = nil
+        }
         while !Task.isCancelled && replication.role == .follower {
             do {
                 let epoch: UInt64
                 if let reconciledAt {
                     epoch = reconciledAt
                 } else {
-                    await syncing?.value
-                    syncing = nil
+                    await synced()
                     epoch = try await reconcile()
                     reconciledAt = epoch
                 }
@@ -64,10 +70,8 @@ struct Follower: Service {
                     next = nil
                     pull = try await prefetched.value
                 } else {
-                    // This pull may wait on the leader for a whole poll: its report must carry
-                    // the last sync (a prefetched pull that came back empty lands here too).
-                    await syncing?.value
-                    syncing = nil
+                    // A prefetched pull that came back empty lands here too.
+                    await synced()
                     pull = try await self.pull(after: store.lastID, reconciledAt: epoch, waitMs: waitMs)
                 }
                 // A full pull means more is waiting: ask for it now, so the leader reads and
@@ -87,12 +91,11 @@ struct Follower: Service {
                     // One fsync at a time. While more is waiting, this pull's runs as the next is
                     // applied (a later report carries it). Caught up, it is synced before the
                     // next pull asks: that report is what writes waiting for replicas wait on.
-                    await syncing?.value
+                    await synced()
                     let store = self.store
                     if next != nil {
                         syncing = Task { _ = try? await Blocking.run { store.syncShipped() } }
                     } else {
-                        syncing = nil
                         _ = try await Blocking.run { store.syncShipped() }
                     }
                 }
@@ -128,7 +131,7 @@ struct Follower: Service {
             }
         }
         // Nothing of this loop's outlives it (a caller may promote this node or close its store next).
-        await syncing?.value
+        await synced()
     }
 
     /// Drops the tail the leader does not have; returns the leader's epoch. Each round that
@@ -201,7 +204,8 @@ extension Follower {
     }
 
     /// Applies a pull's groups, then, with `sync`, makes them durable (unless the store never
-    /// syncs; the `Follower` service syncs them itself, beside the next pull's apply). Only
+    /// syncs; the `Follower` service syncs them itself, while catching up beside the next
+    /// pull's apply). Only
     /// when the leader answered in the epoch the log was reconciled against: a leader's log only
     /// grows within an epoch, so the groups extend what was reconciled; in another epoch the
     /// node at that address may have truncated and diverged since, so nothing is applied and

@@ -215,8 +215,8 @@ final class Applier: @unchecked Sendable {
     /// A new owner takes the applier (a promotion): syncs begun before are not its to finish.
     func newOwner() { generation += 1 }
 
-    /// The fsync itself. RocksDB's `SyncWAL` may run beside writes; it covers every write that
-    /// returned before it was called.
+    /// The fsync itself (`rocksdb_flush_wal` with sync, RocksDB's `SyncWAL`). It may run beside
+    /// writes, and covers every write that returned before it was called.
     func performSync() -> StorageError? {
         do throws(StorageError) {
             if let error = failSync?() { throw error }
