@@ -131,17 +131,18 @@ public struct BanyanServer: Sendable {
             })
         }
         let responder = banyanResponder
-        // `--min-replicas` waits in a task: such a server answers /emit through the responder.
-        let fastEmit = config.emitOnEventLoop && config.minReplicas == 0
-            ? FastEmit(
-                writes: Writes(store: store, replication: replication, config: config), access: config.access,
-                site: SiteGuard(config: config), metrics: metrics, logger: logger, depthMax: config.pipelineDepthMax)
-            : nil
+        let site = SiteGuard(config: config)
+        let eventLoop = EventLoopPaths(
+            // `--min-replicas` waits in a task: such a server answers /emit through the responder.
+            emit: config.emitOnEventLoop && config.minReplicas == 0
+                ? FastEmit(writes: Writes(store: store, replication: replication, config: config), access: config.access, site: site) : nil,
+            tree: config.treesOnEventLoop ? FastTree(store: store, treeMeta: treeMeta, access: config.access, site: site) : nil,
+            depthMax: config.pipelineDepthMax)
         return Application(
             responder: responder,
             server: .guarded(
                 timeouts: config.connectionTimeouts, registry: connections, pipelining: Pipelining(depthMax: config.pipelineDepthMax), responder: responder,
-                fastEmit: fastEmit),
+                eventLoop: eventLoop.emit == nil && eventLoop.tree == nil ? nil : (eventLoop, EventLoopAnswer(site: site, metrics: metrics, logger: logger))),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: Self.serverName),
             services: services,
             onServerRunning: { channel in

@@ -27,6 +27,9 @@ public struct ServerConfiguration: Sendable {
     /// `POST /emit` served on the connection's event loop instead of through a task
     /// (`FastEmit`); off, every request goes through the responder (`--emit-on-event-loop false`).
     public var emitOnEventLoop = true
+    /// CelestialTree's `GET /provenance/{id}` and `GET /descendants/{id}` served from the
+    /// connection's event loop (`FastTree`); off, through the responder (`--trees-on-event-loop false`).
+    public var treesOnEventLoop = true
     /// Host names requests may name besides the listen address (and the loopback names on a
     /// loopback server); `*` allows any (`SiteGuard`).
     public var allowedHosts: [String] = []

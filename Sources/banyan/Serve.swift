@@ -39,6 +39,7 @@ extension Banyan {
         @Option(help: "Bytes of one /v1/query page; a page ends early, with a cursor, past it.") var queryPageBytesMax = Limits().queryPageBytesMax
         @Option(help: "Append requests (POST /emit, /v1/events) of one connection started before the earliest is answered, so pipelined appends share fsyncs; 1 answers one at a time.") var pipelineDepthMax = ServerConfiguration().pipelineDepthMax
         @Option(help: "Serve POST /emit on the connection's event loop, without a task per request (false: through the same path as every other route).") var emitOnEventLoop = ServerConfiguration().emitOnEventLoop
+        @Option(help: "Serve GET /provenance/{id} and /descendants/{id} from the connection's event loop, without a task per request (false: through the same path as every other route).") var treesOnEventLoop = ServerConfiguration().treesOnEventLoop
         @Option(help: "Bytes of /v1/query answers kept between pages so later pages do not run the query again (0: none).") var queryAnswerCacheBytesMax = Limits().queryAnswerCacheBytesMax
         @Option(help: "Bytes of ?view=meta tree members kept so trees that meet the same events again copy them instead of reading them (0: none).") var treeMetaCacheBytesMax = Limits().treeMetaCacheBytesMax
         @Option(help: "Bytes of the writer's in-memory filter of idempotency keys, which spares a storage lookup per new key (0: none; else at least 1 MiB).") var keyFilterBytesMax = Limits().keyFilterBytesMax
@@ -222,6 +223,7 @@ extension Banyan {
                 options.limits.treeMetaCacheBytesMax = treeMetaCacheBytesMax
                 config.pipelineDepthMax = pipelineDepthMax
                 config.emitOnEventLoop = emitOnEventLoop
+                config.treesOnEventLoop = treesOnEventLoop
                 config.connectionTimeouts = ConnectionTimeouts(
                     headerRead: .seconds(headerReadTimeoutSeconds), bodyRead: .seconds(bodyReadTimeoutSeconds), idle: .seconds(idleTimeoutSeconds))
                 config.follow = follow.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }

@@ -66,7 +66,7 @@ struct ConnectionStateMachineTests {
     }
 }
 
-/// The `Date` header of answers written on the event loop (`FastEmit`): RFC 9110's IMF-fixdate,
+/// The `Date` header of answers written on the event loop (`EventLoopAnswer`): RFC 9110's IMF-fixdate,
 /// as Hummingbird writes it for every other answer.
 struct HTTPDateTests {
     @Test func formatsIMFFixdate() {

@@ -157,29 +157,51 @@ struct CelestialTreeAPI: Sendable {
     }
 
     private func trees(_ ids: [EventID], _ direction: TreeEncoder.Direction, _ view: TreeEncoder.View, batch: Bool) async throws -> Response {
-        let (store, treeMeta) = (self.store, self.treeMeta)
-        let budget = TreeEncoder.Budget(
-            nodesMax: store.limits.treeNodesMax, bytesMax: store.limits.treeBytesMax, deadline: .now + store.limits.treeTime)
-        let summary = direction == .descendants ? "descendant process failed" : "provenance process failed"
-        let writer = try await Blocking.runHeavy { () throws -> JSONWriter in
-            var encoder = TreeEncoder(store: store, metaCache: treeMeta, direction: direction, view: view, budget: budget)
-            var w = JSONWriter(capacity: 4096)
-            if batch { w.writeRaw("[") }
-            for (i, id) in ids.enumerated() {
-                guard id >= 1, id <= encoder.last else {
-                    throw APIError(.notFound, summary, detail: "invalid id \(id): event not found")
-                }
-                try store.checkNotPruned(id)
-                if i > 0 { w.writeRaw(",") }
-                do {
-                    try encoder.write(id, into: &w)
-                } catch let tooLarge as TreeEncoder.TooLarge {
-                    throw APIError(.badRequest, "tree too large", detail: "the tree response would take \(tooLarge.reason)")
-                }
-            }
-            if batch { w.writeRaw("]") }
-            return w
+        let (store, treeMeta, budget) = (self.store, self.treeMeta, Self.budget(store))
+        return JSONResponse.make(try await Blocking.runHeavy {
+            try Self.trees(ids, direction, view, batch: batch, store: store, treeMeta: treeMeta, budget: budget)
+        })
+    }
+
+    /// A tree's limits, its time counted from now: from the request, not from when a thread
+    /// of the heavy pool takes it.
+    static func budget(_ store: EventStore) -> TreeEncoder.Budget {
+        TreeEncoder.Budget(nodesMax: store.limits.treeNodesMax, bytesMax: store.limits.treeBytesMax, deadline: .now + store.limits.treeTime)
+    }
+
+    /// The trees of `ids` (a JSON array of them for a batch), as the routes answer them; also
+    /// called on the event loop's path (`FastTree`). Blocks: call it on the heavy pool (or with
+    /// a small budget on the event loop, as `FastTree` does).
+    static func trees(
+        _ ids: [EventID], _ direction: TreeEncoder.Direction, _ view: TreeEncoder.View, batch: Bool, store: EventStore, treeMeta: TreeMetaCache,
+        budget: TreeEncoder.Budget
+    ) throws -> JSONWriter {
+        do {
+            return try writeTrees(ids, direction, view, batch: batch, store: store, treeMeta: treeMeta, budget: budget)
+        } catch let tooLarge as TreeEncoder.TooLarge {
+            throw APIError(.badRequest, "tree too large", detail: "the tree response would take \(tooLarge.reason)")
         }
-        return JSONResponse.make(writer)
+    }
+
+    /// `trees`, with a budget passed thrown as `TreeEncoder.TooLarge` (`FastTree` tries a
+    /// smaller budget first).
+    static func writeTrees(
+        _ ids: [EventID], _ direction: TreeEncoder.Direction, _ view: TreeEncoder.View, batch: Bool, store: EventStore, treeMeta: TreeMetaCache,
+        budget: TreeEncoder.Budget
+    ) throws -> JSONWriter {
+        let summary = direction == .descendants ? "descendant process failed" : "provenance process failed"
+        var encoder = TreeEncoder(store: store, metaCache: treeMeta, direction: direction, view: view, budget: budget)
+        var w = JSONWriter(capacity: 4096)
+        if batch { w.writeRaw("[") }
+        for (i, id) in ids.enumerated() {
+            guard id >= 1, id <= encoder.last else {
+                throw APIError(.notFound, summary, detail: "invalid id \(id): event not found")
+            }
+            try store.checkNotPruned(id)
+            if i > 0 { w.writeRaw(",") }
+            try encoder.write(id, into: &w)
+        }
+        if batch { w.writeRaw("]") }
+        return w
     }
 }

@@ -31,6 +31,15 @@ enum Blocking {
         try await heavyPool.runIfActive(body)
     }
 
+    /// `runHeavy` for a caller that is no task (the event loop's path, `FastTree`): `done` gets
+    /// the result on the pool's thread, or a failure at once once the pool has stopped.
+    static func submitHeavy<T: Sendable>(_ body: @escaping @Sendable () throws -> T, done: @escaping @Sendable (Result<T, any Error>) -> Void) {
+        heavyPool.submit { state in
+            guard case .active = state else { return done(.failure(NIOThreadPoolError.ThreadPoolInactive())) }
+            done(Result { try body() })
+        }
+    }
+
     /// Heavy requests that may run at once; more wait for a thread.
     static let heavyThreads = 2
 

@@ -69,7 +69,7 @@ final class ConnectionGuard: Sendable {
     /// Request heads decoded so far: more than a request loop has taken means the client has
     /// pipelined the next request already (`PipelinedHTTP1Channel`).
     var headsReceived: Int { heads.load(ordering: .relaxed) }
-    /// A request served on the event loop (`FastEmitHandler`), which the request loop never sees.
+    /// A request served on the event loop (`EventLoopHandler`), which the request loop never sees.
     func headServedAside() { heads.subtract(1, ordering: .relaxed) }
     private let heads = Atomic<Int>(0)
     func endReceived() { update { $0.machine.endReceived() } }
@@ -285,14 +285,16 @@ extension HTTPServerBuilder {
     /// HTTP/1.1 with Banyan's connection timeouts and connection limit; when some route of
     /// `responder` speaks WebSocket, connections can be upgraded to it (`WebSocketUpgrade`), and
     /// a server without such routes keeps the plain pipeline.
-    /// `fastEmit`: `POST /emit` on the event loop (`FastEmitHandler`), on the plain pipeline only.
+    /// `eventLoop`: the requests served on the event loop (`EventLoopHandler`), on the plain
+    /// pipeline only.
     static func guarded(
-        timeouts: ConnectionTimeouts, registry: ConnectionRegistry, pipelining: Pipelining, responder routes: BanyanResponder, fastEmit: FastEmit? = nil
+        timeouts: ConnectionTimeouts, registry: ConnectionRegistry, pipelining: Pipelining, responder routes: BanyanResponder,
+        eventLoop: (paths: EventLoopPaths, answering: EventLoopAnswer)? = nil
     ) -> HTTPServerBuilder {
         let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPGuardHandler()])
         guard routes.table.routes.contains(where: \.webSocket) else {
             let plain = HTTP1Channel.Configuration(
-                additionalChannelHandlers: [HTTPGuardHandler()] + (fastEmit.map { [FastEmitHandler($0)] } ?? []))
+                additionalChannelHandlers: [HTTPGuardHandler()] + (eventLoop.map { [EventLoopHandler($0.paths, answering: $0.answering)] } ?? []))
             return .init { responder in
                 GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, unreported, connection in
                     PipelinedHTTP1Channel(

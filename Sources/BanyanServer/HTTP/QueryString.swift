@@ -9,7 +9,12 @@ public struct QueryString: Sendable {
     private var values: [String: String] = [:]
 
     public init(_ request: Request) throws {
-        guard let query = request.uri.query, !query.isEmpty else { return }
+        try self.init(query: request.uri.query?[...])
+    }
+
+    /// `query`: the request target's part after `?` (also read on the event loop: `FastTree`).
+    init(query: Substring?) throws {
+        guard let query, !query.isEmpty else { return }
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = Self.decode(parts[0]) else {

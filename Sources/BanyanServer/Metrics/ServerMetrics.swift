@@ -39,7 +39,8 @@ public final class ServerMetrics: StoreObserver, Sendable {
     private let requestTimers: Mutex<[String: CoreMetrics.Timer]> = Mutex([:])
     /// `banyan_http_event_loop_requests_total{route}`: requests answered on the event loop
     /// (`FastEmit`), also counted in `banyan_http_request_duration_seconds`.
-    private let eventLoopEmits: CoreMetrics.Counter
+    /// By route pattern: the routes `EventLoopPaths` serves.
+    private let eventLoopRequests: [String: CoreMetrics.Counter]
 
     public init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -69,11 +70,13 @@ public final class ServerMetrics: StoreObserver, Sendable {
         epoch = CoreMetrics.Gauge(label: "banyan_epoch", factory: factory)
         lagIDs = CoreMetrics.Gauge(label: "banyan_replication_lag_ids", factory: factory)
         lagSeconds = CoreMetrics.Gauge(label: "banyan_replication_lag_seconds", factory: factory)
-        eventLoopEmits = CoreMetrics.Counter(label: "banyan_http_event_loop_requests_total", dimensions: [("route", "/emit")], factory: factory)
+        eventLoopRequests = Dictionary(uniqueKeysWithValues: [FastEmit.path, TreeEncoder.Direction.provenance.route, TreeEncoder.Direction.descendants.route].map {
+            ($0, CoreMetrics.Counter(label: "banyan_http_event_loop_requests_total", dimensions: [("route", $0)], factory: factory))
+        })
     }
 
-    /// One `/emit` answered on the event loop.
-    func emitOnEventLoop() { eventLoopEmits.increment() }
+    /// One request answered on the event loop (`EventLoopPaths`), under its route's pattern.
+    func servedOnEventLoop(route: String) { eventLoopRequests[route]?.increment() }
 
     /// Advances a counter to a running total kept elsewhere.
     private func advance(_ label: String, _ dimensions: [(String, String)], to total: Int) {

@@ -9,35 +9,78 @@ import NIOHTTP1
 import NIOHTTPTypes
 import Synchronization
 
-/// CelestialTree's `POST /emit` served on the connection's event loop (docs/HTTP_API.md, "The
-/// event-loop path for /emit").
+/// The requests served on the connection's event loop (docs/HTTP_API.md, "The event-loop path
+/// for /emit" and "for tree views"): CelestialTree's `POST /emit` (`FastEmit`) and its tree
+/// views, `GET /provenance/{id}` and `GET /descendants/{id}` (`FastTree`).
 ///
 /// A request through Hummingbird costs a task, a request context, a response body writer and
-/// several hops between the event loop and Swift concurrency's threads; for `/emit`, whose
-/// work is parsing a small body and queueing one event, those were about half of the server's
-/// CPU (docs/PERFORMANCE.md). Here the body is read by a channel handler, checked with the
-/// same functions and in the same order as the route (`SiteGuard`, the token, the media type,
-/// the leader check, `CelestialTreeAPI.emitRequest`), handed to the writer without a task
-/// (`Writes.emitNow`), and answered from the writer's callback on the event loop, with the
-/// headers the route's answer has. Pipelined emits are queued to the writer in the order they
-/// are read, those of one socket read together, so they share commit groups; they are answered
-/// in request order.
+/// several hops between the event loop and Swift concurrency's threads; for these routes, whose
+/// work is small, those were about half of the server's CPU and of a small request's latency
+/// (docs/PERFORMANCE.md). Here a channel handler (`EventLoopHandler`) reads the request, checks
+/// it with the same functions and in the same order as the route, hands the work on without a
+/// task (to the writer, or to the heavy pool), and writes the answer from that work's callback on
+/// the event loop, with the headers the route's answer has. Answers keep request order.
 ///
-/// Only what needs nothing else is served here: a `POST /emit` with a known body length of at
-/// most `Pipelining.bodyBytesMax`, no `Expect`, no `Connection: close`, no epoch header, on a
-/// server without `--min-replicas` (its wait needs a task). Every other request goes to the
-/// responder as before, in order: a request that comes while answers served here are unwritten
-/// is held (and the connection's reads paused) until they are written, and one served here
-/// waits for earlier requests to be answered by the responder.
+/// Only what needs nothing else is served here (each path's own conditions below); every other
+/// request goes to the responder as before, in order: a request that comes while answers served
+/// here are unwritten is held (and the connection's reads paused) until they are written, and
+/// one served here waits for earlier requests to be answered by the responder.
+struct EventLoopPaths: Sendable {
+    let emit: FastEmit?
+    let tree: FastTree?
+    /// Requests of one connection read before the earliest of them is answered
+    /// (`ServerConfiguration.pipelineDepthMax`).
+    let depthMax: Int
+}
+
+/// An answer written on the event loop as the responder would write it (`JSONResponse`,
+/// `APIError`, `SiteGuard.decorate`, then Hummingbird's `Date` and `Server`), counted in the
+/// metrics under its route's pattern like the responder's.
+struct EventLoopAnswer: Sendable {
+    let site: SiteGuard
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    func make(
+        _ result: Result<[UInt8], any Error>, route: String, for head: HTTPRequest, started: ContinuousClock.Instant, allocator: ByteBufferAllocator
+    ) -> (HTTPResponse, ByteBuffer) {
+        let status: HTTPResponse.Status
+        let json: [UInt8]
+        var extra = HTTPFields()
+        switch result {
+        case .success(let bytes):
+            status = .ok
+            json = bytes
+        case .failure(let error):
+            let (answer, unexpected) = APIError.answering(error)
+            if unexpected { logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(head.path ?? route)"]) }
+            status = answer.status
+            json = answer.body
+            extra = answer.headers
+        }
+        var (headers, body) = JSONResponse.framed(json: json, allocator: allocator)
+        headers.append(contentsOf: extra)
+        site.decorate(&headers, for: head)
+        headers[.date] = HTTPDate.now
+        headers[.server] = BanyanServer.serverName
+        metrics.request(route: route, method: head.method.rawValue, status: status.code, duration: ContinuousClock.now - started)
+        metrics.servedOnEventLoop(route: route)
+        return (HTTPResponse(status: status, headerFields: headers), body)
+    }
+}
+
+/// `POST /emit` on the event loop: the body is checked as the route checks it (`SiteGuard`, the
+/// token, the media type, the leader check, `CelestialTreeAPI.emitRequest`) and handed to the
+/// writer without a task (`Writes.emitNow`). Pipelined emits are queued to the writer in the
+/// order they are read, those of one socket read together, so they share commit groups.
+///
+/// Served here: a `POST /emit` with a known body length of at most `Pipelining.bodyBytesMax`, no
+/// `Expect`, no `Connection: close`, no epoch header, on a server without `--min-replicas` (its
+/// wait needs a task).
 struct FastEmit: Sendable {
     let writes: Writes
     let access: AccessControl
     let site: SiteGuard
-    let metrics: ServerMetrics
-    let logger: Logger
-    /// Emits of one connection read before the earliest of them is answered
-    /// (`ServerConfiguration.pipelineDepthMax`).
-    let depthMax: Int
 
     /// The path served, which is also the route's pattern in the metrics.
     static let path = "/emit"
@@ -78,65 +121,46 @@ struct FastEmit: Sendable {
         }
         writes.emitNow(ready, redirecting: Self.path)
     }
-
-    /// The answer's head and body, as the route would write them (`JSONResponse`, `APIError`,
-    /// `SiteGuard.decorate`, then Hummingbird's `Date` and `Server`).
-    func answer(_ result: Result<EventID, any Error>, for head: HTTPRequest, started: ContinuousClock.Instant, allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {
-        let status: HTTPResponse.Status
-        let json: [UInt8]
-        var extra = HTTPFields()
-        switch result {
-        case .success(let id):
-            status = .ok
-            json = CelestialTreeAPI.emitAnswer(id).bytes
-        case .failure(let error):
-            let (answer, unexpected) = APIError.answering(error)
-            if unexpected { logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(Self.path)"]) }
-            status = answer.status
-            json = answer.body
-            extra = answer.headers
-        }
-        var (headers, body) = JSONResponse.framed(json: json, allocator: allocator)
-        headers.append(contentsOf: extra)
-        site.decorate(&headers, for: head)
-        headers[.date] = HTTPDate.now
-        headers[.server] = BanyanServer.serverName
-        metrics.request(route: Self.path, method: "POST", status: status.code, duration: ContinuousClock.now - started)
-        metrics.emitOnEventLoop()
-        return (HTTPResponse(status: status, headerFields: headers), body)
-    }
 }
 
-/// The channel handler of `FastEmit`, after the HTTP codec and `HTTPGuardHandler`, before
+/// The channel handler of `EventLoopPaths`, after the HTTP codec and `HTTPGuardHandler`, before
 /// Hummingbird's handlers. Runs on the connection's event loop only.
-final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class EventLoopHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    /// One emit served here, from its head to its written answer.
+    /// One request served here, from its head to its written answer.
     private final class Entry {
         let head: HTTPRequest
         let started = ContinuousClock.now
+        let work: Work
         var body: ByteBuffer
         var answer: (HTTPResponse, ByteBuffer)?
-        init(head: HTTPRequest, body: ByteBuffer) {
+        init(head: HTTPRequest, work: Work, body: ByteBuffer) {
             self.head = head
+            self.work = work
             self.body = body
         }
     }
 
-    private let emit: FastEmit
+    private enum Work {
+        case emit
+        case tree(FastTree.Ask)
+    }
+
+    private let paths: EventLoopPaths
+    private let answering: EventLoopAnswer
     private var context: ChannelHandlerContext?
     private var connection: ConnectionGuard?
-    /// The emit whose body is being read here.
+    /// The request whose body is being read here.
     private var reading: Entry?
     /// The request being passed to the responder, from its head to its end.
     private var passing = false
     /// Requests passed to the responder whose answer has not ended.
     private var passedOn = 0
-    /// Emits served here, in request order, until their answer is written.
+    /// Requests served here, in request order, until their answer is written.
     private var answers = CircularBuffer<Entry>()
     /// Request parts that must wait: they follow answers that are not written yet. Reads are
     /// paused meanwhile, so this holds at most what one read decoded into.
@@ -150,11 +174,11 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
     /// A part was passed on since `resume` began.
     private var forwarded = false
-    /// Emits read whole but not yet handed to the writer (`submit`, once the read is over).
+    /// Requests read whole but not yet handed on (`submit`, once the read is over).
     private var unsubmitted: [Entry] = []
     /// A read asked for while paused.
     private var readPending = false
-    /// A graceful shutdown began while emits were under way here: nothing more is read or
+    /// A graceful shutdown began while requests were under way here: nothing more is read or
     /// taken, and the connection closes once their answers are written.
     private var quiescing = false
     /// A request passed on asked to close the connection, the responder closed its output, or a
@@ -163,8 +187,9 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The write of the last answer written here, which a close waits for.
     private var lastWrite: EventLoopFuture<Void>?
 
-    init(_ emit: FastEmit) {
-        self.emit = emit
+    init(_ paths: EventLoopPaths, answering: EventLoopAnswer) {
+        self.paths = paths
+        self.answering = answering
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -187,11 +212,23 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             if closing { return false }
-            if passedOn == 0, answers.count < emit.depthMax, let length = emit.bodyLength(head) {
-                reading = Entry(head: head, body: context.channel.allocator.buffer(capacity: length))
-                // The request loop must not count it among the requests the client sent ahead.
-                connection?.headServedAside()
-                return true
+            if passedOn == 0, answers.count < paths.depthMax {
+                // A tree is read alone: after every earlier request is answered (it sees what
+                // they stored) and before any later one is taken (it sees nothing they store),
+                // as if the connection's requests were served one after another.
+                var work: Work?
+                var length = 0
+                if !treeUnderWay, let emit = paths.emit, let bodyLength = emit.bodyLength(head) {
+                    (work, length) = (.emit, bodyLength)
+                } else if answers.isEmpty, let ask = paths.tree?.ask(head) {
+                    work = .tree(ask)
+                }
+                if let work {
+                    reading = Entry(head: head, work: work, body: context.channel.allocator.buffer(capacity: length))
+                    // The request loop must not count it among the requests the client sent ahead.
+                    connection?.headServedAside()
+                    return true
+                }
             }
             guard answers.isEmpty else { return false }
             passing = true
@@ -231,8 +268,15 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         unsubmitted.append(entry)
     }
 
-    /// Hands the emits read since the last call to the writer, together: one wake-up of its
-    /// thread, and emits read together share a commit group.
+    /// A tree is being served here (it is then the only request under way here).
+    private var treeUnderWay: Bool {
+        if case .tree = answers.first?.work { return true }
+        return false
+    }
+
+    /// Hands the requests read since the last call on: the emits to the writer together (one
+    /// wake-up of its thread, and emits read together share a commit group), a tree to the
+    /// heavy pool.
     private func submit(_ context: ChannelHandlerContext) {
         guard !unsubmitted.isEmpty else { return }
         let loop = context.eventLoop
@@ -243,13 +287,19 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let boundEntry = NIOLoopBound(entry, eventLoop: loop)
             // Always through `execute`, also for a refusal answered at once: the answer may
             // take held parts, which must not happen inside `take`.
-            reads.append(FastEmit.Read(head: entry.head, body: entry.body) { result in
+            let done: @Sendable (Result<[UInt8], any Error>) -> Void = { result in
                 loop.execute { bound.value.answered(boundEntry.value, result) }
-            })
-            entry.body = ByteBuffer()
+            }
+            switch entry.work {
+            case .emit:
+                reads.append(FastEmit.Read(head: entry.head, body: entry.body) { done($0.map { CelestialTreeAPI.emitAnswer($0).bytes }) })
+                entry.body = ByteBuffer()
+            case .tree(let ask):
+                paths.tree?.start(ask, for: entry.head, done: done)
+            }
         }
         unsubmitted.removeAll(keepingCapacity: true)
-        emit.start(reads)
+        if !reads.isEmpty { paths.emit?.start(reads) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -263,9 +313,14 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
-    private func answered(_ entry: Entry, _ result: Result<EventID, any Error>) {
-        // Counted in the metrics also when the client has gone: the event is stored all the same.
-        entry.answer = emit.answer(result, for: entry.head, started: entry.started, allocator: context?.channel.allocator ?? ByteBufferAllocator())
+    private func answered(_ entry: Entry, _ result: Result<[UInt8], any Error>) {
+        // Counted in the metrics also when the client has gone: an emit is stored all the same.
+        let route = switch entry.work {
+        case .emit: FastEmit.path
+        case .tree(let ask): ask.direction.route
+        }
+        entry.answer = answering.make(
+            result, route: route, for: entry.head, started: entry.started, allocator: context?.channel.allocator ?? ByteBufferAllocator())
         guard let context else { return }
         var wrote = false
         while let first = answers.first, let answer = first.answer {
@@ -285,7 +340,7 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Takes the held parts that may go now, and reads again once nothing waits.
     private func resume(_ context: ChannelHandlerContext) {
         if quiescing {
-            // Emits read whole before the shutdown are served; then the connection closes, after
+            // Requests read whole before the shutdown are served; then the connection closes, after
             // the last answer has gone out (a close drops writes still queued).
             submit(context)
             guard answers.isEmpty else { return }
@@ -337,9 +392,9 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Reads wait while requests wait, while the connection's output is full (a client that
     /// does not read its answers stops being read: its answers stay within what one read
-    /// decoded) and once a shutdown began with emits under way.
+    /// decoded) and once a shutdown began with requests under way here.
     private var mustPause: Bool {
-        !held.isEmpty || answers.count >= emit.depthMax || quiescing || !(context?.channel.isWritable ?? true)
+        !held.isEmpty || answers.count >= paths.depthMax || quiescing || !(context?.channel.isWritable ?? true)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -386,16 +441,17 @@ final class FastEmitHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// A graceful shutdown: Hummingbird's handler closes the connection on this event once the
     /// request it is answering is answered, and serves none of the requests read after it. The
-    /// same here: no request is taken after the event; while emits are under way the event stops
-    /// here (`RawBytesObserver` repeats it), requests read but not begun (and an emit read in
-    /// part) are dropped unanswered and unstored, and the connection closes once the answers of
-    /// the emits under way are written. With none under way the event goes on to Hummingbird.
+    /// same here: no request is taken after the event; while requests are under way here the
+    /// event stops here (`RawBytesObserver` repeats it), requests read but not begun (and an emit
+    /// read in part) are dropped unanswered and unstored, and the connection closes once the
+    /// answers of those under way are written. With none under way the event goes on to
+    /// Hummingbird.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         submit(context)
         if event is ChannelShouldQuiesceEvent {
             closing = true
             if quiescing { return }
-            // While the responder answers a request passed on, no emit is under way here: its
+            // While the responder answers a request passed on, nothing is under way here: its
             // handler closes the connection after that answer.
             if passedOn == 0, reading != nil || !answers.isEmpty || !held.isEmpty {
                 quiescing = true

@@ -1,0 +1,169 @@
+"""CelestialTree's tree views on the event loop (docs/HTTP_API.md, "The event-loop path"): a
+server answers `GET /provenance/{id}` and `GET /descendants/{id}` without a task per request
+unless `--trees-on-event-loop false`, small trees on the event loop itself and larger ones on the
+heavy pool; both paths give the same answers, byte for byte but the `Date`, for every kind of
+request (views, ids, tokens, site guard, CORS, limits, requests left to the responder); the
+metric says which path served; a tree read between appends on one connection sees exactly the
+appends before it."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import requests
+
+from test_emit_paths import ORIGINS, TOKENS, comparable as comparable_head, exchange, raw_request
+from test_pipelining import emit_request
+
+# 700 nodes: the provenance of the chain's last event (about 600 nodes) passes the event loop's
+# own bound (512) and is built on the heavy pool; the descendants of event 2 (the chain and the
+# fan, over 800) are too large for either path.
+LIMITS = ["--tree-nodes-max", "700"]
+# A chain of CHAIN events nests twice as deep in JSON: past the parser's default bound.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+READ = {"Host": "127.0.0.1", "Authorization": "Bearer r-token"}
+CHAIN, FAN = 600, 200
+
+
+def event_loop_requests(srv, route: str) -> int:
+    text = requests.get(srv.url + "/metrics", headers={"Authorization": "Bearer r-token"}, timeout=10).text
+    found = re.search(r'^banyan_http_event_loop_requests_total\{route="' + re.escape(route) + r'"\} (\S+)$', text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def comparable(answer: tuple[int, dict, bytes]) -> tuple[int, list, bytes]:
+    """The answer but the `Date` and the events' times, which differ between the two servers'
+    stores (as many digits on both, so `Content-Length` is compared as it is)."""
+    status, headers, body = comparable_head(answer)
+    return status, headers, re.sub(rb'"time_unix_nano":\d+', b'"time_unix_nano":0', body)
+
+
+def get(path: str, headers: dict[str, str] = READ, method: str = "GET") -> bytes:
+    return raw_request(path, b"", headers, method=method)
+
+
+def load(srv) -> None:
+    """The same events on every server: a small DAG (ids 2-7), a chain of CHAIN events from 7,
+    then FAN children of 2."""
+    auth = {"Authorization": "Bearer w-token"}
+    dag = [{"type": "root"}, {"type": "a", "parents": [2]}, {"type": "b", "parents": [2], "message": "m"},
+           {"type": "c", "parents": [3, 4], "payload": {"k": [1, "x"]}}, {"type": "d", "parents": [5]}, {"type": "e", "parents": [5, 3]}]
+    for i, event in enumerate(dag):
+        assert requests.post(srv.url + "/emit", json=event, headers=auth, timeout=10).json() == {"id": i + 2}
+    chain = [{"type": "link", "key": f"link-{i}", **({"parents": [7]} if i == 0 else {"parent_keys": [f"link-{i - 1}"]})}
+             for i in range(CHAIN)]
+    fan = [{"type": "leaf", "parents": [2]} for _ in range(FAN)]
+    for batch in (chain, fan):
+        r = requests.post(srv.url + "/v1/events", json=batch, headers=auth, timeout=30)
+        assert r.status_code == 200, r.text
+
+
+def tree_ids(node: dict, link: str) -> list[int]:
+    """Every id of a tree in pre-order, references included."""
+    ids = [node["id"]]
+    for child in node.get(link) or []:
+        ids += tree_ids(child, link)
+    return ids
+
+
+LAST = 7 + CHAIN
+# (request, expected status, served on the event loop)
+CASES = [
+    (get("/provenance/6"), 200, True),
+    (get("/provenance/6?view=meta"), 200, True),
+    (get("/provenance/6?view=%20Meta+"), 200, True),          # trimmed and lower-cased, as CelestialTree does
+    (get("/descendants/3"), 200, True),                        # past the event loop's bound: built on the pool
+    (get(f"/descendants/{LAST - 5}?view=meta&other=1"), 200, True),
+    (get(f"/provenance/{LAST}"), 200, True),                   # past the event loop's bound: built on the pool
+    (get(f"/provenance/{LAST}?view=meta"), 200, True),
+    (get("/descendants/2?view=meta"), 400, True),              # past --tree-nodes-max on both paths
+    (get(f"/provenance/{LAST + FAN + 1}"), 404, True),
+    (get("/provenance/1"), 200, True),
+    (get("/provenance/0"), 400, False),                        # ids the route refuses: left to the responder
+    (get("/provenance/01"), 400, False),
+    (get("/provenance/x"), 400, False),
+    (get("/provenance/6?view=tree"), 400, False),
+    (get("/provenance/6?view=%ff"), 400, False),
+    (get("/provenance/6?min_id=3"), 200, False),               # read-your-writes waits in a task
+    (get("/provenance/6", {**READ, "Banyan-Min-Id": "3"}), 200, False),
+    (get("/provenance/6", {"Host": "127.0.0.1"}), 401, True),
+    (get("/provenance/6", {**READ, "Authorization": "Bearer nope"}), 401, True),
+    (get("/provenance/6", {**READ, "Authorization": "Bearer w-token"}), 200, True),
+    (get("/provenance/6", {**READ, "Host": "evil.example"}), 403, True),
+    (get("/descendants/4", {**READ, "Origin": "https://app.example"}), 200, True),
+    (get("/descendants/4", {**READ, "Origin": "https://evil.example"}), 200, True),   # a GET is not refused for its origin
+    (raw_request("/provenance/6", b"{}", {**READ, "Content-Type": "application/json"}, method="GET"), 200, False),   # a body
+    (get("/provenance/6"), 200, True),
+]
+
+
+def test_both_paths_answer_every_tree_request_alike(server_factory):
+    fast = server_factory(extra_args=ORIGINS + LIMITS, env=TOKENS)
+    slow = server_factory(extra_args=ORIGINS + LIMITS + ["--trees-on-event-loop", "false"], env=TOKENS)
+    routes = ["/provenance/{id}", "/descendants/{id}"]
+    for srv in (fast, slow):
+        load(srv)
+    before = sum(event_loop_requests(fast, r) for r in routes)
+    # One request per connection, then all of them pipelined on one: the same answers.
+    one_by_one = [[exchange(srv, [req])[0] for req, _, _ in CASES] for srv in (fast, slow)]
+    after_one_by_one = sum(event_loop_requests(fast, r) for r in routes)
+    pipelined = [exchange(srv, [req for req, _, _ in CASES]) for srv in (fast, slow)]
+    for answers in one_by_one + pipelined:
+        assert [a[0] for a in answers] == [status for _, status, _ in CASES], [(a[0], a[2][:200]) for a in answers]
+    assert [comparable(a) for a in one_by_one[0]] == [comparable(a) for a in one_by_one[1]]
+    assert [comparable(a) for a in pipelined[0]] == [comparable(a) for a in pipelined[1]]
+    # The answers themselves.
+    answers = pipelined[0]
+    assert tree_ids(json.loads(answers[0][2]), "parents") == [6, 5, 3, 2, 4, 2]   # the second 2 a reference
+    assert answers[1][2] == answers[2][2] and json.loads(answers[1][2])["type"] == "d"
+    assert set(tree_ids(json.loads(answers[3][2]), "children")) == {3, 5, 6} | set(range(7, LAST + 1))
+    assert tree_ids(json.loads(answers[4][2]), "children") == list(range(LAST - 5, LAST + 1))
+    deep = tree_ids(json.loads(answers[5][2]), "parents")
+    assert 512 < len(deep) <= 700 and deep[:CHAIN + 1] == list(range(LAST, 6, -1)) and set(deep) == {2, 3, 4, 5} | set(range(7, LAST + 1))
+    assert json.loads(answers[7][2])["error"] == "tree too large"
+    assert json.loads(answers[8][2])["detail"] == f"invalid id {LAST + FAN + 1}: event not found"
+    cors = answers[21][1]
+    assert cors["access-control-allow-origin"] == "https://app.example" and cors["vary"] == "Origin"
+    assert "access-control-allow-origin" not in answers[22][1]
+    # Which path served: one by one, the requests marked so on the fast server; pipelined, one
+    # that comes while the responder answers an earlier request goes to the responder too.
+    served = sum(1 for _, _, fast_path in CASES if fast_path)
+    assert after_one_by_one - before == served
+    assert 1 <= sum(event_loop_requests(fast, r) for r in routes) - after_one_by_one <= served
+    assert sum(event_loop_requests(slow, r) for r in routes) == 0
+
+
+def test_a_tree_between_appends_sees_exactly_those_before_it(server_factory):
+    """Pipelined on one connection: emits and tree reads alternate; each read answers as if the
+    requests before it had all been served and none after it begun."""
+    srv = server_factory()
+    first = requests.get(srv.url + "/v1/status", timeout=10).json()["last_id"] + 1
+    payloads, checks = [], []
+    for i in range(30):
+        x = first + i
+        payloads.append(emit_request({"type": "n", "parents": [x - 1]} if i else {"type": "n"}))
+        checks.append(("emit", x))
+        payloads.append(raw_request(f"/descendants/{first}", b"", {"Host": "127.0.0.1"}, method="GET"))
+        checks.append(("descendants", x))
+        payloads.append(raw_request(f"/provenance/{x}", b"", {"Host": "127.0.0.1"}, method="GET"))
+        checks.append(("provenance", x))
+    before = event_loop_requests(srv, "/descendants/{id}")
+    answers = exchange(srv, payloads)
+    assert all(a[0] == 200 for a in answers), [(a[0], a[2]) for a in answers if a[0] != 200]
+    for (kind, x), (_, _, body) in zip(checks, answers):
+        answer = json.loads(body)
+        if kind == "emit":
+            assert answer == {"id": x}
+            continue
+        ids, node = [], answer
+        link = "children" if kind == "descendants" else "parents"
+        while True:
+            ids.append(node["id"])
+            if not node[link]:
+                break
+            node = node[link][0]
+        # The chain first..x: descendants of the first event end at the last emit before the read.
+        assert ids == (list(range(first, x + 1)) if kind == "descendants" else list(range(x, first - 1, -1))), (kind, x, ids)
+    assert event_loop_requests(srv, "/descendants/{id}") - before == 30
