@@ -82,6 +82,14 @@ struct TraversalTests {
             #expect(try s.ancestors(of: id) == reference.ancestors(id), "ancestors of \(id), seed \(seed)")
             #expect(try s.descendants(of: id) == reference.descendants(id, ancestorSets), "descendants of \(id), seed \(seed)")
             #expect(try s.children(of: id) == reference.children(id), "children of \(id), seed \(seed)")
+            // Links counted up to a bound: all of them at the bound, none (nil) one below it.
+            for (direction, links) in [(Traversal.Direction.descendants, reference.children(id)), (.ancestors, reference.parents[Int(id)])] {
+                let walk = s.traversal(direction, from: id)
+                #expect(walk.links(of: id, countMax: links.count) == links, "\(direction) links of \(id) within their count, seed \(seed)")
+                if !links.isEmpty {
+                    #expect(walk.links(of: id, countMax: links.count - 1) == nil, "\(direction) links of \(id) past a bound, seed \(seed)")
+                }
+            }
             let roots = ([id] + reference.ancestors(id)).filter { reference.parents[Int($0)].isEmpty }.sorted()
             #expect(try s.reachableRoots(of: id) == roots, "roots of \(id), seed \(seed)")
         }

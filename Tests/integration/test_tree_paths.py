@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
+import time
 
 import requests
 
@@ -18,13 +20,14 @@ from test_emit_paths import ORIGINS, TOKENS, comparable as comparable_head, exch
 from test_pipelining import emit_request
 
 # 700 nodes: the provenance of the chain's last event (about 600 nodes) passes the event loop's
-# own bound (512) and is built on the heavy pool; the descendants of event 2 (the chain and the
-# fan, over 800) are too large for either path.
+# own bound (512) and is built on the heavy pool; event 2 has more than 700 children (the fan),
+# so its descendants are too large for either path, found at its list of children.
 LIMITS = ["--tree-nodes-max", "700"]
 # A chain of CHAIN events nests twice as deep in JSON: past the parser's default bound.
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 READ = {"Host": "127.0.0.1", "Authorization": "Bearer r-token"}
-CHAIN, FAN = 600, 200
+CHAIN, FAN = 600, 750
+HOG = 20_000
 
 
 def event_loop_requests(srv, route: str) -> int:
@@ -79,6 +82,7 @@ CASES = [
     (get(f"/provenance/{LAST}"), 200, True),                   # past the event loop's bound: built on the pool
     (get(f"/provenance/{LAST}?view=meta"), 200, True),
     (get("/descendants/2?view=meta"), 400, True),              # past --tree-nodes-max on both paths
+    (get("/descendants/2"), 400, True),
     (get(f"/provenance/{LAST + FAN + 1}"), 404, True),
     (get("/provenance/1"), 200, True),
     (get("/provenance/0"), 400, False),                        # ids the route refuses: left to the responder
@@ -122,11 +126,12 @@ def test_both_paths_answer_every_tree_request_alike(server_factory):
     assert tree_ids(json.loads(answers[4][2]), "children") == list(range(LAST - 5, LAST + 1))
     deep = tree_ids(json.loads(answers[5][2]), "parents")
     assert 512 < len(deep) <= 700 and deep[:CHAIN + 1] == list(range(LAST, 6, -1)) and set(deep) == {2, 3, 4, 5} | set(range(7, LAST + 1))
-    assert json.loads(answers[7][2])["error"] == "tree too large"
-    assert json.loads(answers[8][2])["detail"] == f"invalid id {LAST + FAN + 1}: event not found"
-    cors = answers[21][1]
+    for too_large in answers[7:9]:
+        assert json.loads(too_large[2]) == {"error": "tree too large", "detail": "the tree response would take more than 700 nodes (tree node limit)"}
+    assert json.loads(answers[9][2])["detail"] == f"invalid id {LAST + FAN + 1}: event not found"
+    cors = answers[22][1]
     assert cors["access-control-allow-origin"] == "https://app.example" and cors["vary"] == "Origin"
-    assert "access-control-allow-origin" not in answers[22][1]
+    assert "access-control-allow-origin" not in answers[23][1]
     # Which path served: one by one, the requests marked so on the fast server; pipelined, one
     # that comes while the responder answers an earlier request goes to the responder too.
     served = sum(1 for _, _, fast_path in CASES if fast_path)
@@ -136,34 +141,62 @@ def test_both_paths_answer_every_tree_request_alike(server_factory):
 
 
 def test_a_tree_between_appends_sees_exactly_those_before_it(server_factory):
-    """Pipelined on one connection: emits and tree reads alternate; each read answers as if the
-    requests before it had all been served and none after it begun."""
+    """Pipelined on one connection: emits that extend a chain, and reads of the chain's
+    descendants and of the new event's provenance (past the event loop's own bound, so built on
+    the heavy pool); each read answers as if the requests before it had all been served and none
+    after it begun. Two other connections keep the heavy pool busy meanwhile, so each read waits
+    there while the emits behind it could be stored, if they were taken."""
     srv = server_factory()
     first = requests.get(srv.url + "/v1/status", timeout=10).json()["last_id"] + 1
+    chain = [{"type": "n", "key": f"n-{i}", **({"parent_keys": [f"n-{i - 1}"]} if i else {})} for i in range(CHAIN)]
+    assert requests.post(srv.url + "/v1/events", json=chain, timeout=30).status_code == 200
+    # A separate long chain whose descendants take the pool's threads for a while each.
+    hog_root = first + CHAIN
+    for b in range(HOG // 1000):
+        batch = [{"type": "h", **({"parents": [hog_root + b * 1000 + i - 1]} if b or i else {})} for i in range(1000)]
+        assert requests.post(srv.url + "/v1/events", json=batch, timeout=30).status_code == 200
+    start = hog_root + HOG
+    stop = threading.Event()
+
+    def hog() -> None:
+        with requests.Session() as s:
+            while not stop.is_set():
+                # The batch route: the responder's path, on the same heavy pool.
+                assert s.post(f"{srv.url}/descendants", json={"ids": [hog_root]}, timeout=60).status_code == 200
+
+    hogs = [threading.Thread(target=hog, daemon=True) for _ in range(2)]
+    for t in hogs:
+        t.start()
     payloads, checks = [], []
-    for i in range(30):
-        x = first + i
-        payloads.append(emit_request({"type": "n", "parents": [x - 1]} if i else {"type": "n"}))
-        checks.append(("emit", x))
+    for i in range(20):
+        # Each read right before an emit: were the emit taken while the read waits on the pool,
+        # it could be stored before the read's walk begins.
+        x = start + i
         payloads.append(raw_request(f"/descendants/{first}", b"", {"Host": "127.0.0.1"}, method="GET"))
-        checks.append(("descendants", x))
+        checks.append(("descendants", x - 1))
+        payloads.append(emit_request({"type": "n", "parents": [x - 1 if i else first + CHAIN - 1]}))
+        checks.append(("emit", x))
         payloads.append(raw_request(f"/provenance/{x}", b"", {"Host": "127.0.0.1"}, method="GET"))
         checks.append(("provenance", x))
     before = event_loop_requests(srv, "/descendants/{id}")
-    answers = exchange(srv, payloads)
-    assert all(a[0] == 200 for a in answers), [(a[0], a[2]) for a in answers if a[0] != 200]
+    try:
+        time.sleep(0.2)
+        answers = exchange(srv, payloads)
+    finally:
+        stop.set()
+        for t in hogs:
+            t.join(timeout=60)
+    assert all(a[0] == 200 for a in answers), [(a[0], a[2][:200]) for a in answers if a[0] != 200]
+    chain_ids = list(range(first, first + CHAIN))
     for (kind, x), (_, _, body) in zip(checks, answers):
         answer = json.loads(body)
         if kind == "emit":
             assert answer == {"id": x}
             continue
-        ids, node = [], answer
-        link = "children" if kind == "descendants" else "parents"
-        while True:
-            ids.append(node["id"])
-            if not node[link]:
-                break
-            node = node[link][0]
-        # The chain first..x: descendants of the first event end at the last emit before the read.
-        assert ids == (list(range(first, x + 1)) if kind == "descendants" else list(range(x, first - 1, -1))), (kind, x, ids)
-    assert event_loop_requests(srv, "/descendants/{id}") - before == 30
+        grown = chain_ids + list(range(start, x + 1))
+        if kind == "descendants":
+            # The chain and the emits before the read, not the one after it.
+            assert tree_ids(answer, "children") == grown, (x, len(tree_ids(answer, "children")))
+        else:
+            assert tree_ids(answer, "parents") == grown[::-1], x
+    assert event_loop_requests(srv, "/descendants/{id}") - before == 20

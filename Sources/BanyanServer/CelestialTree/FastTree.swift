@@ -4,8 +4,8 @@ import NIOCore
 
 /// CelestialTree's `GET /provenance/{id}` and `GET /descendants/{id}` on the event loop
 /// (`EventLoopPaths`): checked as the route checks them (`SiteGuard`, the token), built by the
-/// routes' own `CelestialTreeAPI.trees`, on the event loop when small (`inlineNodesMax`), else on
-/// the heavy pool and answered from its callback.
+/// routes' own `CelestialTreeAPI.trees`, on the event loop when that is cheap and bounded
+/// (`inlineNodesMax`), else on the heavy pool and answered from its callback.
 ///
 /// Served here: a plain `GET` of either route with a decimal id, no body, no `Expect`, no
 /// `Upgrade`, no `Connection: close`, and no read-your-writes wait (`min_id` or
@@ -47,13 +47,18 @@ struct FastTree: Sendable {
 
     /// Trees up to this size are built on the event loop itself, which spares a small tree the
     /// two thread hops of the heavy pool (about a fifth of its latency: docs/PERFORMANCE.md); a
-    /// tree that passes them is built again on the heavy pool, so the event loop spends at most
-    /// what these bound on any request: 512 nodes, about a millisecond for a meta view whose
-    /// events all come from storage (deep meta trees cost about 1.7 µs a node). A larger bound
-    /// spares more trees the hops but wastes more on the trees that pass it; 256, 512 and 1,000
-    /// were measured (docs/PERFORMANCE.md).
+    /// tree that passes them is built again on the heavy pool. A larger bound spares more trees
+    /// the hops but wastes more on the trees that pass it; 256, 512 and 1,000 were measured.
+    /// What the event loop spends on a request is bounded by these and by the two rules below:
+    /// a node's links are counted only up to the node bound (a hub's whole list of children is
+    /// not walked), and the meta view's members must all be in the cache (`readsStorage`
+    /// false: the event loop never waits for storage).
     static let inlineNodesMax = 512
     static let inlineBytesMax = 256 << 10
+    /// The widest id range the walk may span (`[first id, id]` for a provenance, `[id, last id]`
+    /// for descendants) to be built on the event loop: its visited set is one bit per id of the
+    /// range, zeroed per walk (128 KiB here, twice for the meta view).
+    static let inlineRangeMax: UInt64 = 1 << 20
 
     /// Checks the request as the route does and builds its tree, here if it is small, else on
     /// the heavy pool; `done` gets the answer's JSON (on the pool's thread, or at once).
@@ -63,13 +68,17 @@ struct FastTree: Sendable {
             // The route's order: the site, the token.
             try site.check(head)
             try access.authorize(authorization: head.headerFields[.authorization], needs: .read)
-            var inline = budget
-            inline.nodesMax = min(inline.nodesMax, Self.inlineNodesMax)
-            inline.bytesMax = min(inline.bytesMax, Self.inlineBytesMax)
-            let tree = try CelestialTreeAPI.writeTrees([ask.id], ask.direction, ask.view, batch: false, store: store, treeMeta: treeMeta, budget: inline)
-            return done(.success(tree.bytes))
-        } catch is TreeEncoder.TooLarge {
-            // Larger than what is built here: built again on the heavy pool, under the route's own budget.
+            let range = ask.direction == .provenance ? ask.id &- store.firstID : store.lastID &- ask.id
+            if range <= Self.inlineRangeMax {
+                var inline = budget
+                inline.nodesMax = min(inline.nodesMax, Self.inlineNodesMax)
+                inline.bytesMax = min(inline.bytesMax, Self.inlineBytesMax)
+                inline.readsStorage = false
+                let tree = try CelestialTreeAPI.writeTrees([ask.id], ask.direction, ask.view, batch: false, store: store, treeMeta: treeMeta, budget: inline)
+                return done(.success(tree.bytes))
+            }
+        } catch is TreeEncoder.TooLarge, is TreeEncoder.NeedsStorage {
+            // More than what is built here: built again on the heavy pool, under the route's own budget.
         } catch {
             return done(.failure(error))
         }

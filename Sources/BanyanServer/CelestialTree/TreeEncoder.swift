@@ -26,7 +26,13 @@ struct TreeEncoder {
         var nodesMax: Int
         var bytesMax: Int
         var deadline: ContinuousClock.Instant
+        /// False: the meta view's members come from the cache alone (`FastTree` on the event
+        /// loop, which must not wait for storage), else `NeedsStorage` is thrown.
+        var readsStorage = true
     }
+
+    /// The meta view needs events the cache does not hold, and the budget reads no storage.
+    struct NeedsStorage: Error {}
 
     /// What a node of the `meta` view holds besides its id (CelestialTree's `ProvenanceNodeMeta`).
     static let metaFields: EventJSON.Fields = [.time, .type, .message, .payload]
@@ -73,7 +79,7 @@ struct TreeEncoder {
         // tree nests children inside their parent.
         var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
         try open(start, isRef: false, into: &w)
-        var stack: [(links: [EventID], next: Int)] = [(walk.links(of: start), 0)]
+        var stack: [(links: [EventID], next: Int)] = [(try links(walk, of: start), 0)]
         w.writeRaw("[")
         while !stack.isEmpty {
             let top = stack.count - 1
@@ -88,12 +94,21 @@ struct TreeEncoder {
             if walk.markVisited(node) {
                 try open(node, isRef: false, into: &w)
                 w.writeRaw("[")
-                stack.append((walk.links(of: node), 0))
+                stack.append((try links(walk, of: node), 0))
             } else {
                 try open(node, isRef: true, into: &w)
                 w.writeRaw("null}")
             }
         }
+    }
+
+    /// The links of `id`. Each one is a node of the tree (expanded or a reference), so an event
+    /// with more than the node budget makes the tree too large: found without walking them all.
+    private func links(_ walk: Traversal, of id: EventID) throws -> [EventID] {
+        guard let links = walk.links(of: id, countMax: budget.nodesMax) else {
+            throw TooLarge(reason: "more than \(budget.nodesMax) nodes (tree node limit)")
+        }
+        return links
     }
 
     /// The fewest bytes of a node besides its id or meta members: `{`, `,"is_ref":false`, the
@@ -132,10 +147,19 @@ struct TreeEncoder {
         var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
         var ids: [EventID] = [start]
         let nodesLeft = budget.nodesMax - nodes
-        try walk.breadthFirst { id, _ in
-            ids.append(id)
-            guard ids.count <= nodesLeft else { throw TooLarge(reason: "more than \(budget.nodesMax) nodes (tree node limit)") }
-            return .follow
+        // Breadth-first, the order does not matter: the ids are sorted next.
+        var frontier = [start]
+        var next: [EventID] = []
+        while !frontier.isEmpty {
+            for node in frontier {
+                for link in try links(walk, of: node) where walk.markVisited(link) {
+                    ids.append(link)
+                    guard ids.count <= nodesLeft else { throw TooLarge(reason: "more than \(budget.nodesMax) nodes (tree node limit)") }
+                    next.append(link)
+                }
+            }
+            swap(&frontier, &next)
+            next.removeAll(keepingCapacity: true)
         }
         ids.sort()
         metaIDs = ids
@@ -146,6 +170,7 @@ struct TreeEncoder {
         guard let missing = metaCache.copy(ids, rewrites: readAt, into: &w, bytesMax: budget.bytesMax - spent, found: { metaRanges[$0] = $1 }) else {
             throw tooLarge
         }
+        guard missing.isEmpty || budget.readsStorage else { throw NeedsStorage() }
         var k = 0
         try store.forEachEvent(ascending: missing.map { ids[$0] }) { event in
             // Events that are not there are skipped: they keep their empty range.

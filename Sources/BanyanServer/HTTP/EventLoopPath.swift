@@ -24,7 +24,7 @@ import Synchronization
 /// Only what needs nothing else is served here (each path's own conditions below); every other
 /// request goes to the responder as before, in order: a request that comes while answers served
 /// here are unwritten is held (and the connection's reads paused) until they are written, and
-/// one served here waits for earlier requests to be answered by the responder.
+/// one that comes while the responder answers an earlier request goes to the responder too.
 struct EventLoopPaths: Sendable {
     let emit: FastEmit?
     let tree: FastTree?

@@ -38,8 +38,8 @@ public final class ServerMetrics: StoreObserver, Sendable {
     private let lagSeconds: CoreMetrics.Gauge
     private let requestTimers: Mutex<[String: CoreMetrics.Timer]> = Mutex([:])
     /// `banyan_http_event_loop_requests_total{route}`: requests answered on the event loop
-    /// (`FastEmit`), also counted in `banyan_http_request_duration_seconds`.
-    /// By route pattern: the routes `EventLoopPaths` serves.
+    /// (`EventLoopPaths`), also counted in `banyan_http_request_duration_seconds`; by route
+    /// pattern.
     private let eventLoopRequests: [String: CoreMetrics.Counter]
 
     public init() {

@@ -236,6 +236,23 @@ final class LogIndex: @unchecked Sendable {
         return result
     }
 
+    /// Children of `id` up to `upTo`, ascending, or nil once more than `countMax` are found:
+    /// a hub's whole list is not walked for a caller that would refuse it.
+    func children(of id: EventID, upTo: EventID, countMax: Int) -> [EventID]? {
+        var result: [EventID] = []
+        var link = childHead.slot(Int(id)).pointee.load(ordering: .acquiring)
+        while link != 0 {
+            let e = Int(link - 1)
+            let child = EventID(edgeChild[e])
+            if child <= upTo {
+                guard result.count < countMax else { return nil }
+                result.append(child)
+            }
+            link = edgeNext[e]
+        }
+        return result.reversed()
+    }
+
     func typeID(of id: EventID) -> UInt32 { typeOf[Int(id)] }
     func streamID(of id: EventID) -> UInt32 { streamOf[Int(id)] }
 

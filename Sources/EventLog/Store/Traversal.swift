@@ -49,6 +49,17 @@ public struct Traversal {
         return direction == .ancestors && lower > 1 ? links.filter { $0 >= lower } : links
     }
 
+    /// `links(of:)`, or nil when `id` has more than `countMax` of them, found without walking
+    /// the rest of a long list of children (a caller with a node budget refuses such an event).
+    public func links(of id: EventID, countMax: Int) -> [EventID]? {
+        guard direction == .descendants else {
+            // Parents are few (`Limits.parentsPerEventMax`).
+            let links = links(of: id)
+            return links.count > countMax ? nil : links
+        }
+        return index.children(of: id, upTo: upper, countMax: countMax)
+    }
+
     /// Parents, or children up to `upper`; parents below `lower` are the caller's to skip
     /// (filtering here would allocate an array per event of a walk).
     @usableFromInline
