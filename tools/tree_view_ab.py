@@ -7,7 +7,9 @@ also picks the events: as tools/peer_compare.py does), then serves the same stor
 in turn for --rounds rounds, reversing the order every round, and prints each view's median
 latency over the rounds with the range (warm: each pick's first request is left out), then the
 first requests alone (each server starts with its caches empty; earlier views of the same round
-may have read some of the same events).
+may have read some of the same events), then each build's ratio to CelestialTree, which is
+measured in every round too (first or last in the round's order, kept running between its
+turns), so a ratio compares measurements minutes apart, not a whole run.
 
     python3 tools/tree_view_ab.py --celestialtree-bin PATH base=/tmp/banyan-a new=.build/release/banyan
 """
@@ -28,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def spread(xs: list[float]) -> str:
-    """Median and range, in ms."""
+    """Median and range."""
     return f"{statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
 
 
@@ -59,14 +61,19 @@ def main() -> None:
                      ("descendants", "spread", C.picks(ct, by, "descendants", range(2, n, max(1, n // 2_000)), 20, 10, 1_000))]
             by.stop()
             paths = {(p, w, v): [f"/{p}/{x}{v}" for x in ids] for p, w, ids in kinds for v in ("", "?view=meta")}
-            ms: dict = {k: {"CelestialTree": [C.latency_ms(ct, ps, 5)[0]]} for k, ps in paths.items()}
+            ms: dict = {k: {"CelestialTree": []} for k in paths}
             # Each pick's first request after a build's server started, per view: the caches
             # (RocksDB's block cache, TreeMetaCache) start empty, but the picks and views asked
             # before it in the round may have filled them with some of its events.
             firsts: dict = {k: {} for k in paths}
-            ct.stop()
             for r in range(args.rounds):
-                for name in (names if r % 2 == 0 else names[::-1]):
+                # CelestialTree (kept running, idle between its turns) in every round too, so that
+                # each round's ratios compare servers measured minutes apart, not a whole run.
+                for name in (["CelestialTree"] + names if r % 2 == 0 else names[::-1] + ["CelestialTree"]):
+                    if name == "CelestialTree":
+                        for k, ps in paths.items():
+                            ms[k][name].append(C.latency_ms(ct, ps, 5)[0])
+                        continue
                     server = C.banyan(procs, builds[name], root, "store")  # the same store each time
                     try:
                         for k, ps in paths.items():
@@ -85,6 +92,12 @@ def main() -> None:
             print("|---|" + "---:|" * len(names))
             for (p, w, v), row in firsts.items():
                 cells = [spread(x) for x in row.values()]
+                print(f"| /{p}/{{id}}{v or ' (struct)'}, {len(paths[(p, w, v)])} {w} events | {' | '.join(cells)} |")
+            print(f"\nCelestialTree's latency over each build's, per round (above 1: the build is faster); median and range over rounds:\n")
+            print(f"| view | {' | '.join(names)} |")
+            print("|---|" + "---:|" * len(names))
+            for (p, w, v), row in ms.items():
+                cells = [spread([c / b for c, b in zip(row["CelestialTree"], row[name])]).replace(" (", "× (") for name in names]
                 print(f"| /{p}/{{id}}{v or ' (struct)'}, {len(paths[(p, w, v)])} {w} events | {' | '.join(cells)} |")
         finally:
             procs.stop_all()
