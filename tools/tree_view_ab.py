@@ -93,7 +93,7 @@ def main() -> None:
             for (p, w, v), row in firsts.items():
                 cells = [spread(x) for x in row.values()]
                 print(f"| /{p}/{{id}}{v or ' (struct)'}, {len(paths[(p, w, v)])} {w} events | {' | '.join(cells)} |")
-            print(f"\nCelestialTree's latency over each build's, per round (above 1: the build is faster); median and range over rounds:\n")
+            print("\nCelestialTree's latency over each build's, per round (above 1: the build is faster); median and range over rounds:\n")
             print(f"| view | {' | '.join(names)} |")
             print("|---|" + "---:|" * len(names))
             for (p, w, v), row in ms.items():

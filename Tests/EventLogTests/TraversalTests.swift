@@ -90,6 +90,10 @@ struct TraversalTests {
                     #expect(walk.links(of: id, countMax: links.count - 1) == nil, "\(direction) links of \(id) past a bound, seed \(seed)")
                 }
             }
+            // Children past the walk's `upTo` are neither returned nor counted.
+            let upTo = id + EventID(count) / 4
+            let below = reference.children(id).filter { $0 <= upTo }
+            #expect(s.traversal(.descendants, from: id, upTo: upTo).links(of: id, countMax: below.count) == below, "children of \(id) up to \(upTo), seed \(seed)")
             let roots = ([id] + reference.ancestors(id)).filter { reference.parents[Int($0)].isEmpty }.sorted()
             #expect(try s.reachableRoots(of: id) == roots, "roots of \(id), seed \(seed)")
         }

@@ -157,12 +157,13 @@ def test_a_tree_between_appends_sees_exactly_those_before_it(server_factory):
         assert requests.post(srv.url + "/v1/events", json=batch, timeout=30).status_code == 200
     start = hog_root + HOG
     stop = threading.Event()
+    hogged: list[int] = []   # the status of every hog request: a failed one would leave the pool idle
 
     def hog() -> None:
         with requests.Session() as s:
             while not stop.is_set():
                 # The batch route: the responder's path, on the same heavy pool.
-                assert s.post(f"{srv.url}/descendants", json={"ids": [hog_root]}, timeout=60).status_code == 200
+                hogged.append(s.post(f"{srv.url}/descendants", json={"ids": [hog_root]}, timeout=60).status_code)
 
     hogs = [threading.Thread(target=hog, daemon=True) for _ in range(2)]
     for t in hogs:
@@ -186,6 +187,7 @@ def test_a_tree_between_appends_sees_exactly_those_before_it(server_factory):
         stop.set()
         for t in hogs:
             t.join(timeout=60)
+    assert hogged and set(hogged) == {200}, hogged
     assert all(a[0] == 200 for a in answers), [(a[0], a[2][:200]) for a in answers if a[0] != 200]
     chain_ids = list(range(first, first + CHAIN))
     for (kind, x), (_, _, body) in zip(checks, answers):
@@ -200,3 +202,21 @@ def test_a_tree_between_appends_sees_exactly_those_before_it(server_factory):
         else:
             assert tree_ids(answer, "parents") == grown[::-1], x
     assert event_loop_requests(srv, "/descendants/{id}") - before == 20
+
+
+def test_the_node_limit_admits_a_tree_of_exactly_that_many_nodes(server_factory):
+    """Links are fetched only up to the nodes the budget has left (each will be a node): a tree
+    of exactly --tree-nodes-max nodes is answered, one node more is refused, on both views."""
+    srv = server_factory(env=TOKENS)
+    load(srv)
+    trees = {path: len(tree_ids(requests.get(srv.url + path, headers=READ, timeout=30).json(), link))
+             for path, link in ((f"/provenance/{LAST}", "parents"), ("/descendants/3", "children"))}
+    for path, nodes in trees.items():
+        assert 512 < nodes < 1_000, (path, nodes)
+        for limit, status in ((nodes, 200), (nodes - 1, 400)):
+            assert srv.terminate() == 0
+            srv.extra_args = ("--tree-nodes-max", str(limit))
+            srv.start()
+            for view in ("", "?view=meta"):
+                r = requests.get(srv.url + path + view, headers=READ, timeout=30)
+                assert r.status_code == status, (path, view, limit, r.text[:200])

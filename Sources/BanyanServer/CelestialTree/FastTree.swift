@@ -69,7 +69,8 @@ struct FastTree: Sendable {
             try site.check(head)
             try access.authorize(authorization: head.headerFields[.authorization], needs: .read)
             let range = ask.direction == .provenance ? ask.id &- store.firstID : store.lastID &- ask.id
-            if range <= Self.inlineRangeMax {
+            // Without a cache a meta view is never built here: it would always need storage.
+            if range <= Self.inlineRangeMax, ask.view == .struct || treeMeta.bytesMax > 0 {
                 var inline = budget
                 inline.nodesMax = min(inline.nodesMax, Self.inlineNodesMax)
                 inline.bytesMax = min(inline.bytesMax, Self.inlineBytesMax)

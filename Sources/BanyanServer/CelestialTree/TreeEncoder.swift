@@ -79,7 +79,10 @@ struct TreeEncoder {
         // tree nests children inside their parent.
         var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
         try open(start, isRef: false, into: &w)
-        var stack: [(links: [EventID], next: Int)] = [(try links(walk, of: start), 0)]
+        // Links fetched but not yet written: each of them will be a node.
+        var pending = 0
+        var stack: [(links: [EventID], next: Int)] = [(try links(walk, of: start, nodesFree: budget.nodesMax - nodes), 0)]
+        pending += stack[0].links.count
         w.writeRaw("[")
         while !stack.isEmpty {
             let top = stack.count - 1
@@ -90,11 +93,14 @@ struct TreeEncoder {
             }
             let node = stack[top].links[stack[top].next]
             stack[top].next += 1
+            pending -= 1
             if stack[top].next > 1 { w.writeRaw(",") }
             if walk.markVisited(node) {
                 try open(node, isRef: false, into: &w)
                 w.writeRaw("[")
-                stack.append((try links(walk, of: node), 0))
+                let links = try links(walk, of: node, nodesFree: budget.nodesMax - nodes - pending)
+                pending += links.count
+                stack.append((links, 0))
             } else {
                 try open(node, isRef: true, into: &w)
                 w.writeRaw("null}")
@@ -102,10 +108,12 @@ struct TreeEncoder {
         }
     }
 
-    /// The links of `id`. Each one is a node of the tree (expanded or a reference), so an event
-    /// with more than the node budget makes the tree too large: found without walking them all.
-    private func links(_ walk: Traversal, of id: EventID) throws -> [EventID] {
-        guard let links = walk.links(of: id, countMax: budget.nodesMax) else {
+    /// The links of `id`. Each one will be a node of the tree (expanded or a reference), so more
+    /// of them than the nodes the budget has left (`nodesFree`, less those already counted)
+    /// make the tree too large: found without walking them all, so that fetching links costs at
+    /// most the node budget, however wide the events.
+    private func links(_ walk: Traversal, of id: EventID, nodesFree: Int) throws -> [EventID] {
+        guard let links = walk.links(of: id, countMax: max(0, nodesFree)) else {
             throw TooLarge(reason: "more than \(budget.nodesMax) nodes (tree node limit)")
         }
         return links
@@ -146,15 +154,18 @@ struct TreeEncoder {
     private mutating func prepareMeta(_ start: EventID, spent: Int) throws {
         var walk = store.traversal(direction == .descendants ? .descendants : .ancestors, from: start, upTo: last)
         var ids: [EventID] = [start]
-        let nodesLeft = budget.nodesMax - nodes
+        // `write` opens the start and every link of every event it expands (each event once):
+        // `written` counts those, so the walk stops as soon as the tree cannot fit.
+        var written = 1
         // Breadth-first, the order does not matter: the ids are sorted next.
         var frontier = [start]
         var next: [EventID] = []
         while !frontier.isEmpty {
             for node in frontier {
-                for link in try links(walk, of: node) where walk.markVisited(link) {
+                let links = try links(walk, of: node, nodesFree: budget.nodesMax - nodes - written)
+                written += links.count
+                for link in links where walk.markVisited(link) {
                     ids.append(link)
-                    guard ids.count <= nodesLeft else { throw TooLarge(reason: "more than \(budget.nodesMax) nodes (tree node limit)") }
                     next.append(link)
                 }
             }
@@ -167,6 +178,8 @@ struct TreeEncoder {
         var w = JSONWriter(capacity: ids.count * 128)
         let tooLarge = TooLarge(reason: "more than \(budget.bytesMax) bytes (tree byte limit)")
         let readAt = store.rewriteCount
+        // A try that may not read storage gives up before it counts lookups or refreshes members.
+        guard budget.readsStorage || metaCache.holds(ids, rewrites: readAt) else { throw NeedsStorage() }
         guard let missing = metaCache.copy(ids, rewrites: readAt, into: &w, bytesMax: budget.bytesMax - spent, found: { metaRanges[$0] = $1 }) else {
             throw tooLarge
         }

@@ -51,6 +51,20 @@ package final class TreeMetaCache: Sendable {
 
     private var memberBytesMax: Int { bytesMax / 256 }
 
+    /// Whether every one of `ids` is kept, without counting a lookup or refreshing a member: a
+    /// probe before a try that would be given up otherwise (`FastTree` on the event loop).
+    func holds(_ ids: [EventID], rewrites: UInt64) -> Bool {
+        guard bytesMax > 0, rewrites % 2 == 0 else { return false }
+        for chunk in stride(from: 0, to: ids.count, by: Self.idsPerLock) {
+            let all = state.withLock { s -> Bool in
+                guard s.rewrites == rewrites else { return false }
+                return ids[chunk..<min(chunk + Self.idsPerLock, ids.count)].allSatisfy { s.newer[$0] != nil || s.older[$0] != nil }
+            }
+            guard all else { return false }
+        }
+        return true
+    }
+
     /// Appends to `w` the kept members of each of `ids` and calls `found` with the id's index in
     /// `ids` and where its bytes are in `w`; returns the indexes of the ids it lacks. Stops, and
     /// answers nil, once `w` would hold more than `bytesMax` bytes.

@@ -250,7 +250,8 @@ final class LogIndex: @unchecked Sendable {
             }
             link = edgeNext[e]
         }
-        return result.reversed()
+        result.reverse()
+        return result
     }
 
     func typeID(of id: EventID) -> UInt32 { typeOf[Int(id)] }
