@@ -9,7 +9,7 @@ latency over the rounds with the range (warm: each pick's first request is left 
 first requests alone (each server starts with its caches empty; earlier views of the same round
 may have read some of the same events), then each build's ratio to CelestialTree, which is
 measured in every round too (first or last in the round's order, kept running between its
-turns), so a ratio compares measurements minutes apart, not a whole run.
+turns), so a ratio compares measurements taken minutes apart, not a whole run apart.
 
     python3 tools/tree_view_ab.py --celestialtree-bin PATH base=/tmp/banyan-a new=.build/release/banyan
 """
@@ -68,7 +68,7 @@ def main() -> None:
             firsts: dict = {k: {} for k in paths}
             for r in range(args.rounds):
                 # CelestialTree (kept running, idle between its turns) in every round too, so that
-                # each round's ratios compare servers measured minutes apart, not a whole run.
+                # each round's ratios compare servers measured minutes apart, not a whole run apart.
                 for name in (["CelestialTree"] + names if r % 2 == 0 else names[::-1] + ["CelestialTree"]):
                     if name == "CelestialTree":
                         for k, ps in paths.items():

@@ -1,10 +1,10 @@
-"""CelestialTree's tree views on the event loop (docs/HTTP_API.md, "The event-loop path"): a
-server answers `GET /provenance/{id}` and `GET /descendants/{id}` without a task per request
-unless `--trees-on-event-loop false`, small trees on the event loop itself and larger ones on the
-heavy pool; both paths give the same answers, byte for byte but the `Date`, for every kind of
-request (views, ids, tokens, site guard, CORS, limits, requests left to the responder); the
-metric says which path served; a tree read between appends on one connection sees exactly the
-appends before it."""
+"""CelestialTree's tree views on the event loop (docs/HTTP_API.md, "The event-loop path for tree
+views"): a server answers `GET /provenance/{id}` and `GET /descendants/{id}` without a task per
+request unless `--trees-on-event-loop false`, small trees on the event loop itself and larger ones
+on the heavy pool; both paths give the same answers, byte for byte but the `Date` and the events'
+times, for each kind of request in CASES (views, ids, tokens, site guard, CORS, the node limit,
+requests left to the responder); the metric says which path served; a tree read between appends
+on one connection sees exactly the appends before it; the node limit is exact."""
 
 from __future__ import annotations
 

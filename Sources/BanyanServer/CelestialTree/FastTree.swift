@@ -49,10 +49,10 @@ struct FastTree: Sendable {
     /// two thread hops of the heavy pool (about a fifth of its latency: docs/PERFORMANCE.md); a
     /// tree that passes them is built again on the heavy pool. A larger bound spares more trees
     /// the hops but wastes more on the trees that pass it; 256, 512 and 1,000 were measured.
-    /// What the event loop spends on a request is bounded by these and by the two rules below:
-    /// a node's links are counted only up to the node bound (a hub's whole list of children is
-    /// not walked), and the meta view's members must all be in the cache (`readsStorage`
-    /// false: the event loop never waits for storage).
+    /// What the event loop spends on a request is bounded by these, by `inlineRangeMax`, by
+    /// `TreeEncoder` fetching an event's links only up to the nodes its budget has left (a hub's
+    /// whole list of children is not walked), and by the meta view's members having to be in
+    /// the cache (`readsStorage` false: the event loop never waits for storage).
     static let inlineNodesMax = 512
     static let inlineBytesMax = 256 << 10
     /// The widest id range the walk may span (`[first id, id]` for a provenance, `[id, last id]`

@@ -109,9 +109,9 @@ struct TreeEncoder {
     }
 
     /// The links of `id`. Each one will be a node of the tree (expanded or a reference), so more
-    /// of them than the nodes the budget has left (`nodesFree`, less those already counted)
-    /// make the tree too large: found without walking them all, so that fetching links costs at
-    /// most the node budget, however wide the events.
+    /// of them than `nodesFree` (the nodes the budget has left once the nodes written and the
+    /// links already fetched are counted) make the tree too large: found without walking them
+    /// all, so that fetching links costs at most the node budget, however wide the events.
     private func links(_ walk: Traversal, of id: EventID, nodesFree: Int) throws -> [EventID] {
         guard let links = walk.links(of: id, countMax: max(0, nodesFree)) else {
             throw TooLarge(reason: "more than \(budget.nodesMax) nodes (tree node limit)")
@@ -183,6 +183,7 @@ struct TreeEncoder {
         guard let missing = metaCache.copy(ids, rewrites: readAt, into: &w, bytesMax: budget.bytesMax - spent, found: { metaRanges[$0] = $1 }) else {
             throw tooLarge
         }
+        // A member may have left the cache since the probe.
         guard missing.isEmpty || budget.readsStorage else { throw NeedsStorage() }
         var k = 0
         try store.forEachEvent(ascending: missing.map { ids[$0] }) { event in

@@ -18,8 +18,9 @@ import Synchronization
 /// work is small, those were about half of the server's CPU and of a small request's latency
 /// (docs/PERFORMANCE.md). Here a channel handler (`EventLoopHandler`) reads the request, checks
 /// it with the same functions and in the same order as the route, hands the work on without a
-/// task (to the writer, or to the heavy pool), and writes the answer from that work's callback on
-/// the event loop, with the headers the route's answer has. Answers keep request order.
+/// task (an emit to the writer; a tree is built here when small, else on the heavy pool), and
+/// writes the answer from that work's callback on the event loop, with the headers the route's
+/// answer has. Answers keep request order.
 ///
 /// Only what needs nothing else is served here (each path's own conditions below); every other
 /// request goes to the responder as before, in order: a request that comes while answers served
@@ -275,8 +276,8 @@ final class EventLoopHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Hands the requests read since the last call on: the emits to the writer together (one
-    /// wake-up of its thread, and emits read together share a commit group), a tree to the
-    /// heavy pool.
+    /// wake-up of its thread, and emits read together share a commit group), a tree to
+    /// `FastTree`, which builds it here or on the heavy pool.
     private func submit(_ context: ChannelHandlerContext) {
         guard !unsubmitted.isEmpty else { return }
         let loop = context.eventLoop
