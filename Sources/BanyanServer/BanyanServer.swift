@@ -137,12 +137,12 @@ public struct BanyanServer: Sendable {
             emit: config.emitOnEventLoop && config.minReplicas == 0
                 ? FastEmit(writes: Writes(store: store, replication: replication, config: config), access: config.access, site: site) : nil,
             tree: config.treesOnEventLoop ? FastTree(store: store, treeMeta: treeMeta, access: config.access, site: site) : nil,
-            depthMax: config.pipelineDepthMax)
+            depthMax: config.pipelineDepthMax, answering: EventLoopAnswer(site: site, metrics: metrics, logger: logger))
         return Application(
             responder: responder,
             server: .guarded(
                 timeouts: config.connectionTimeouts, registry: connections, pipelining: Pipelining(depthMax: config.pipelineDepthMax), responder: responder,
-                eventLoop: eventLoop.emit == nil && eventLoop.tree == nil ? nil : (eventLoop, EventLoopAnswer(site: site, metrics: metrics, logger: logger))),
+                eventLoop: eventLoop.isEmpty ? nil : eventLoop),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: Self.serverName),
             services: services,
             onServerRunning: { channel in

@@ -289,12 +289,12 @@ extension HTTPServerBuilder {
     /// pipeline only.
     static func guarded(
         timeouts: ConnectionTimeouts, registry: ConnectionRegistry, pipelining: Pipelining, responder routes: BanyanResponder,
-        eventLoop: (paths: EventLoopPaths, answering: EventLoopAnswer)? = nil
+        eventLoop: EventLoopPaths? = nil
     ) -> HTTPServerBuilder {
         let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [HTTPGuardHandler()])
         guard routes.table.routes.contains(where: \.webSocket) else {
             let plain = HTTP1Channel.Configuration(
-                additionalChannelHandlers: [HTTPGuardHandler()] + (eventLoop.map { [EventLoopHandler($0.paths, answering: $0.answering)] } ?? []))
+                additionalChannelHandlers: [HTTPGuardHandler()] + (eventLoop.map { [EventLoopHandler($0)] } ?? []))
             return .init { responder in
                 GuardedHTTP1Channel(responder: responder, timeouts: timeouts, registry: registry) { responder, unreported, connection in
                     PipelinedHTTP1Channel(

@@ -32,6 +32,10 @@ struct EventLoopPaths: Sendable {
     /// Requests of one connection read before the earliest of them is answered
     /// (`ServerConfiguration.pipelineDepthMax`).
     let depthMax: Int
+    let answering: EventLoopAnswer
+
+    /// No path is on: the handler is not installed.
+    var isEmpty: Bool { emit == nil && tree == nil }
 }
 
 /// An answer written on the event loop as the responder would write it (`JSONResponse`,
@@ -152,7 +156,6 @@ final class EventLoopHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let paths: EventLoopPaths
-    private let answering: EventLoopAnswer
     private var context: ChannelHandlerContext?
     private var connection: ConnectionGuard?
     /// The request whose body is being read here.
@@ -188,9 +191,8 @@ final class EventLoopHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The write of the last answer written here, which a close waits for.
     private var lastWrite: EventLoopFuture<Void>?
 
-    init(_ paths: EventLoopPaths, answering: EventLoopAnswer) {
+    init(_ paths: EventLoopPaths) {
         self.paths = paths
-        self.answering = answering
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -320,7 +322,7 @@ final class EventLoopHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .emit: FastEmit.path
         case .tree(let ask): ask.direction.route
         }
-        entry.answer = answering.make(
+        entry.answer = paths.answering.make(
             result, route: route, for: entry.head, started: entry.started, allocator: context?.channel.allocator ?? ByteBufferAllocator())
         guard let context else { return }
         var wrote = false

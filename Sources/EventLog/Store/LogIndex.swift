@@ -222,16 +222,9 @@ final class LogIndex: @unchecked Sendable {
     /// overflow). `id` must be in `1...lastID`.
     @usableFromInline
     func children(of id: EventID, upTo: EventID, limit: Int = Int.max) -> [EventID] {
-        var result: [EventID] = []
-        var link = childHead.slot(Int(id)).pointee.load(ordering: .acquiring)
-        // The list runs newest first; callers want ascending ids, the lowest `limit` of them.
-        while link != 0 {
-            let e = Int(link - 1)
-            let child = EventID(edgeChild[e])
-            if child <= upTo { result.append(child) }
-            link = edgeNext[e]
-        }
-        result.reverse()
+        // The list runs newest first, so the lowest `limit` come only from the whole of it
+        // (without a bound the walk never gives up).
+        var result = children(of: id, upTo: upTo, countMax: .max) ?? []
         if result.count > limit { result.removeLast(result.count - limit) }
         return result
     }
