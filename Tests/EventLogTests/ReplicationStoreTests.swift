@@ -206,6 +206,56 @@ struct ReplicationStoreTests {
     /// is still in a commit, and the store must not close RocksDB until that thread is done.
     /// Every wait polls with a bound (no cooperative thread is blocked, a regression fails
     /// instead of hanging).
+    /// A follower whose fsyncs keep failing refuses shipped groups past
+    /// `Applier.syncFailuresMax` (nothing applied), and takes them again once the disk syncs:
+    /// the retried apply tries the sync itself, since nothing else would.
+    @Test func aFollowerRefusedForFailedSyncsResumesOnceTheDiskSyncs() async throws {
+        let seed = SeededRandom.seed("ReplicationStoreTests.syncRefusal")
+        var rng = SeededRandom(seed: seed)
+        let (lp, fp) = (try TempDir.make("leader"), try TempDir.make("follower"))
+        defer { for p in [lp, fp] { try? FileManager.default.removeItem(atPath: p) } }
+        let failing = Atomic(true)
+        let failures = Atomic(0)
+        let leader = try await Self.open(lp, role: .leader)
+        var options = StoreOptions()
+        options.durability = .group
+        options.role = .follower
+        options.limits.segmentEventsMax = 40
+        options.failSync = {
+            guard failing.load(ordering: .relaxed) else { return nil }
+            failures.add(1, ordering: .relaxed)
+            return StorageError(.io, "injected fsync failure")
+        }
+        let follower = try await EventStore.open(at: fp, options: options)
+        defer { leader.close(); follower.close() }
+        try await Self.appendRandom(leader, &rng, batches: 8, tag: "a")
+        let groups = try leader.shippableGroups(after: 0, bytesMax: 1 << 20)
+        try #require(groups.count == 9, "seed \(seed)")
+        // Each failed sync follows an applied pull, as in the `Follower` service.
+        var next = 0
+        while failures.load(ordering: .relaxed) < Applier.syncFailuresMax {
+            try follower.applyShipped(groups[next])
+            next += 1
+            follower.syncShipped()
+        }
+        #expect(follower.durableID == 0, "seed \(seed)")
+        let before = try Self.contents(follower)
+        for _ in 0..<2 {
+            #expect(throws: LogError.self, "seed \(seed): refused while the WAL cannot be synced") { try follower.applyShipped(groups[next]) }
+        }
+        #expect(try Self.contents(follower) == before)
+        #expect(failures.load(ordering: .relaxed) == Applier.syncFailuresMax + 2, "each refused apply tried a sync")
+        failing.store(false, ordering: .relaxed)
+        try follower.applyShipped(groups[next])
+        // The sync tried first covers what was applied before this group, not the group.
+        #expect(follower.durableID == CommitGroup.lastID(encoded: groups[next - 1]), "seed \(seed)")
+        for group in groups[(next + 1)...] { try follower.applyShipped(group) }
+        follower.syncShipped()
+        #expect(follower.durableID == leader.lastID, "seed \(seed)")
+        #expect(try Self.contents(follower) == Self.contents(leader), "seed \(seed)")
+        try Self.expectClean(follower, seed, "follower after the disk synced again")
+    }
+
     @Test func closeWaitsForASequencerBeingFenced() async throws {
         for stepDown in [false, true] {
             let path = try TempDir.make("fence-close")

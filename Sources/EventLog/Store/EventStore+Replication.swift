@@ -167,6 +167,11 @@ extension EventStore {
         let group = try storageCall { () throws(StorageError) in try CommitGroup.decode(bytes) }
         try shipping.withLock { _ throws(LogError) in
             guard sequencer.withLock({ $0 }) == nil else { throw LogError(.conflict, "this node is the leader; it applies no shipped groups") }
+            // Refused after failed fsyncs: a follower has no idle timer to sync again (a
+            // leader's committer has), and `syncShipped` runs only after an applied pull, so
+            // each retried pull tries the sync first. Without it, a disk that recovers would
+            // leave the follower refusing until restarted.
+            if applier.refusal != nil { applier.syncNow() }
             try applier.apply(group, wantsSync: false)
         }
         return group.last
