@@ -49,6 +49,69 @@ struct RecordCodecTests {
         #expect(encoded.withUnsafeBytes { RecordCodec.epochAndKey(of: $0) } == nil, "a key that is not UTF-8")
     }
 
+    /// A record's members written straight from its bytes (`StoredRecord`, what query pages and
+    /// meta trees write) are the bytes its decoded `Event` writes: each member, the sets of
+    /// fields the server asks for, both layouts, compacted records, strings that need escaping.
+    @Test func aRecordReadInPlaceWritesTheJSONItsEventWrites() throws {
+        let seed = SeededRandom.seed("RecordCodecTests.recordJSON")
+        var rng = SeededRandom(seed: seed)
+        var compactedCount = 0
+        for id in EventID(1)...600 {
+            var event = Self.randomEvent(&rng, id: id)
+            if Bool.random(using: &rng) {
+                event.type = "t\"\\\(id)\u{7F}"
+                event.message = "quote \" back \\ line \n tab \t control \u{1} \u{2028} é"
+                event.key = event.key.map { $0 + "\u{0}" }
+            }
+            var encodings = [RecordCodec.encode(event)]
+            if let compact = RecordCodec.compacted(id: id, encodings[0], event: event) {
+                encodings.append(compact)
+                compactedCount += 1
+            }
+            for bytes in encodings {
+                let record = try RecordCodec.parse(id: id, bytes)
+                let decoded = try RecordCodec.decode(id: id, bytes)
+                #expect(record.event == decoded, "seed \(seed), id \(id)")
+                #expect(record.parentCount == decoded.parents.count)
+                var differing: [String] = []
+                for layout in [EventJSON.Layout.wire, .export] {
+                    // Each member alone and the sets the server writes (members are written independently).
+                    for fields in (0..<8).map({ EventJSON.Fields(rawValue: 1 << $0) }) + [[], .all, .celestialTree, [.time, .type, .message, .payload]] {
+                        var fromRecord = JSONWriter()
+                        var fromEvent = JSONWriter()
+                        EventJSON.write(record, fields: fields, layout: layout, into: &fromRecord)
+                        EventJSON.write(decoded, fields: fields, layout: layout, into: &fromEvent)
+                        if fromRecord.bytes != fromEvent.bytes { differing.append("\(layout) \(fields.rawValue): \(String(decoding: fromRecord.bytes, as: UTF8.self))") }
+                    }
+                }
+                #expect(differing.isEmpty, "seed \(seed), id \(id): \(differing.prefix(3))")
+            }
+        }
+        #expect(compactedCount > 200)
+    }
+
+    /// A string member that is not UTF-8 is refused even when the checksum covers it (a record
+    /// written by something else than this codec): it would otherwise reach a JSON answer as is.
+    @Test func aStoredStringThatIsNotUTF8IsRefused() throws {
+        var rng = SeededRandom(seed: 11)
+        for member in ["TYPEBYTE", "KEYBYTES", "MESSAGEB"] {
+            var event = Self.randomEvent(&rng, id: 5)
+            event.type = member == "TYPEBYTE" ? member : "t"
+            event.key = member == "KEYBYTES" ? member : nil
+            event.message = member == "MESSAGEB" ? member : nil
+            var bytes = RecordCodec.encode(event)
+            let at = try #require((0..<bytes.count - 8).first { Array(bytes[$0..<($0 + 8)]) == Array(member.utf8) })
+            bytes[at + 2] = 0xFF
+            let crc = RecordCodec.checksum(id: 5, bytes[0..<(bytes.count - 4)])
+            bytes.replaceSubrange((bytes.count - 4)..., with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)])
+            #expect(throws: StorageError.self, "\(member)") { try RecordCodec.parse(id: 5, bytes) }
+            bytes[at + 2] = UInt8(ascii: "x")
+            let fixed = RecordCodec.checksum(id: 5, bytes[0..<(bytes.count - 4)])
+            bytes.replaceSubrange((bytes.count - 4)..., with: [UInt8(fixed >> 24), UInt8(fixed >> 16 & 0xFF), UInt8(fixed >> 8 & 0xFF), UInt8(fixed & 0xFF)])
+            #expect(try RecordCodec.parse(id: 5, bytes).event.type.hasPrefix(member == "TYPEBYTE" ? "TYx" : "t"), "\(member) with a valid byte")
+        }
+    }
+
     @Test func everyFlippedByteIsDetected() throws {
         var rng = SeededRandom(seed: 42)
         let event = Self.randomEvent(&rng, id: 77)

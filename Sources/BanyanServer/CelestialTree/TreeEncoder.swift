@@ -186,11 +186,11 @@ struct TreeEncoder {
         // A member may have left the cache since the probe.
         guard missing.isEmpty || budget.readsStorage else { throw NeedsStorage() }
         var k = 0
-        try store.forEachEvent(ascending: missing.map { ids[$0] }) { event in
+        try store.forEachRecord(ascending: missing.map { ids[$0] }) { record in
             // Events that are not there are skipped: they keep their empty range.
-            while ids[missing[k]] != event.id { k += 1 }
+            while ids[missing[k]] != record.id { k += 1 }
             let start = w.bytes.count
-            EventJSON.writeMembers(event, fields: Self.metaFields, into: &w)
+            EventJSON.writeMembers(record, fields: Self.metaFields, into: &w)
             metaRanges[missing[k]] = start..<w.bytes.count
             k += 1
             guard spent + w.bytes.count <= budget.bytesMax else { throw tooLarge }

@@ -189,8 +189,8 @@ package struct QueryAPI: Sendable {
                     // The reader covers this page's ids only: a missing event must not carry
                     // the page past them.
                     try Self.writePage(of: ids.count, upTo: end, page, into: &w) { i, w in
-                        guard let event = try reader.event(ids[i]) else { return false }
-                        EventJSON.write(event, fields: include, into: &w)
+                        guard let record = try reader.record(ids[i]) else { return false }
+                        EventJSON.write(record, fields: include, into: &w)
                         return true
                     }
                 }
@@ -238,7 +238,8 @@ package struct QueryAPI: Sendable {
         var position = page.offset
         let stop = min(count, stop ?? count)
         while position < stop, written < page.size {
-            if written > 0, w.bytes.count - start >= page.bytesMax || ContinuousClock.now > page.deadline { break }
+            // The clock every 64 results: read per result it was 2% of a 10,000-result page.
+            if written > 0, w.bytes.count - start >= page.bytesMax || (written & 63 == 0 && ContinuousClock.now > page.deadline) { break }
             let mark = w.bytes.count
             if written > 0 { w.writeRaw(",") }
             if try item(position, &w) { written += 1 } else { w.bytes.removeSubrange(mark...) }

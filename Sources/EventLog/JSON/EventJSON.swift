@@ -31,14 +31,14 @@ public enum EventJSON {
     }
 
     /// `{…}` with the members of `fields`.
-    public static func write(_ event: Event, fields: Fields = .all, layout: Layout = .wire, into w: inout JSONWriter) {
+    public static func write(_ event: some Source, fields: Fields = .all, layout: Layout = .wire, into w: inout JSONWriter) {
         w.writeRaw("{")
         writeMembers(event, fields: fields, layout: layout, into: &w)
         w.writeRaw("}")
     }
 
     /// The members only, `"id":…` first, for callers that add their own (tree nodes).
-    public static func writeMembers(_ event: Event, fields: Fields = .all, layout: Layout = .wire, into w: inout JSONWriter) {
+    public static func writeMembers(_ event: some Source, fields: Fields = .all, layout: Layout = .wire, into w: inout JSONWriter) {
         w.writeRaw("\"id\":")
         w.writeUInt(event.id)
         switch layout {
@@ -49,30 +49,48 @@ public enum EventJSON {
             }
             if fields.contains(.type) {
                 w.writeRaw(",\"type\":")
-                w.writeString(event.type)
+                event.writeType(into: &w)
             }
             if fields.contains(.parents) {
                 w.writeRaw(",\"parents\":")
-                w.writeIDs(event.parents)
+                event.writeParents(into: &w)
             }
-            if fields.contains(.message) { w.writeOptional(",\"message\":", event.message) }
-            if fields.contains(.payload) { w.writeOptionalRaw(",\"payload\":", event.payload) }
-            if fields.contains(.key) { w.writeOptional(",\"key\":", event.key) }
-            if fields.contains(.stream) { w.writeOptional(",\"stream\":", event.stream) }
+            if fields.contains(.message) { event.write(.message, ",\"message\":", into: &w) }
+            if fields.contains(.payload) { event.write(.payload, ",\"payload\":", into: &w) }
+            if fields.contains(.key) { event.write(.key, ",\"key\":", into: &w) }
+            if fields.contains(.stream) { event.write(.stream, ",\"stream\":", into: &w) }
             if fields.contains(.compaction), let dropped = event.compaction { writeCompaction(dropped, into: &w) }
         case .export:
-            w.writeOptional(",\"key\":", event.key)
+            event.write(.key, ",\"key\":", into: &w)
             w.writeRaw(",\"type\":")
-            w.writeString(event.type)
+            event.writeType(into: &w)
             w.writeRaw(",\"ts\":")
             w.writeInt(event.timeUnixNano)
-            w.writeOptional(",\"stream\":", event.stream)
-            w.writeOptional(",\"message\":", event.message)
-            w.writeOptionalRaw(",\"payload\":", event.payload)
+            event.write(.stream, ",\"stream\":", into: &w)
+            event.write(.message, ",\"message\":", into: &w)
+            event.write(.payload, ",\"payload\":", into: &w)
             if let dropped = event.compaction { writeCompaction(dropped, into: &w) }
             w.writeRaw(",\"parents\":")
-            w.writeIDs(event.parents)
+            event.writeParents(into: &w)
         }
+    }
+
+    /// What the layouts above read of an event: an `Event`, or a `StoredRecord` whose members
+    /// are written straight from its bytes. The layouts are written once, above, for both.
+    public protocol Source {
+        var id: EventID { get }
+        var timeUnixNano: Int64 { get }
+        var compaction: Event.Compaction? { get }
+        /// The type as a JSON string.
+        func writeType(into w: inout JSONWriter)
+        /// The parent ids as a JSON array.
+        func writeParents(into w: inout JSONWriter)
+        /// `prefix` and the member's value, when the event has the member.
+        func write(_ member: OptionalMember, _ prefix: StaticString, into w: inout JSONWriter)
+    }
+
+    public enum OptionalMember: Sendable {
+        case message, payload, key, stream
     }
 
     /// `"compacted":true` and what was dropped: `"dropped":{"message_bytes","message_crc32c",
@@ -97,5 +115,46 @@ public enum EventJSON {
         var w = JSONWriter(capacity: 128 + (event.payload?.count ?? 0))
         write(event, fields: fields, into: &w)
         return w
+    }
+}
+
+extension Event: EventJSON.Source {
+    public func writeType(into w: inout JSONWriter) { w.writeString(type) }
+    public func writeParents(into w: inout JSONWriter) { w.writeIDs(parents) }
+    public func write(_ member: EventJSON.OptionalMember, _ prefix: StaticString, into w: inout JSONWriter) {
+        switch member {
+        case .message: w.writeOptional(prefix, message)
+        case .payload: w.writeOptionalRaw(prefix, payload)
+        case .key: w.writeOptional(prefix, key)
+        case .stream: w.writeOptional(prefix, stream)
+        }
+    }
+}
+
+extension StoredRecord: EventJSON.Source {
+    public func writeType(into w: inout JSONWriter) { w.writeString(utf8: bytes[type]) }
+
+    public func writeParents(into w: inout JSONWriter) {
+        w.writeRaw("[")
+        var first = true
+        forEachParent { parent in
+            if !first { w.writeRaw(",") }
+            first = false
+            w.writeUInt(parent)
+        }
+        w.writeRaw("]")
+    }
+
+    public func write(_ member: EventJSON.OptionalMember, _ prefix: StaticString, into w: inout JSONWriter) {
+        let range: Range<Int>?
+        switch member {
+        case .message: range = message
+        case .payload: range = payload
+        case .key: range = key
+        case .stream: range = stream
+        }
+        guard let range else { return }
+        w.writeRaw(prefix)
+        if member == .payload { w.bytes.append(contentsOf: bytes[range]) } else { w.writeString(utf8: bytes[range]) }
     }
 }

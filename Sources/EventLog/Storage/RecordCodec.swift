@@ -63,6 +63,12 @@ enum RecordCodec {
     }
 
     static func decode(id: EventID, _ bytes: [UInt8]) throws(StorageError) -> Event {
+        try parse(id: id, bytes).event
+    }
+
+    /// Checks a record (version, flags, every length, the checksum, the parent rule, UTF-8 of
+    /// its strings, a compacted record's link) and finds its members in place, copying nothing.
+    static func parse(id: EventID, _ bytes: [UInt8]) throws(StorageError) -> StoredRecord {
         guard let end = ownChecksumStart(bytes[...]) else { throw StorageError(.corruption, "record \(id): \(bytes.count) bytes is too short") }
         let compacted = isCompacted(bytes)
         let body = bytes[0..<end]
@@ -78,13 +84,21 @@ enum RecordCodec {
         }
         let flags = try r.byte()
         guard flags & ~Flag.known == 0 else { throw StorageError(.corruption, "record \(id): unknown flags \(flags)") }
+        func text() throws(StorageError) -> Range<Int> {
+            let raw = try r.lengthPrefixed()
+            guard StoredRecord.isUTF8(raw) else { throw StorageError(.corruption, "invalid UTF-8 in stored string at offset \(r.offset)") }
+            return raw.indices
+        }
         let epoch = try r.varint()
         let time = try r.zigzag()
-        let type = try r.string()
-        let parents = try readParents(&r, id: id)
-        let key = flags & Flag.key != 0 ? try r.string() : nil
-        let stream = flags & Flag.stream != 0 ? try r.string() : nil
-        var event = Event(id: id, epoch: epoch, timeUnixNano: time, type: type, parents: parents, key: key, stream: stream)
+        let type = try text()
+        let parentsStart = r.offset
+        let parentCount = try checkParents(&r, id: id)
+        let parents = parentsStart..<r.offset
+        let key = flags & Flag.key != 0 ? try text() : nil
+        let stream = flags & Flag.stream != 0 ? try text() : nil
+        var record = StoredRecord(
+            id: id, bytes: bytes, epoch: epoch, timeUnixNano: time, type: type, parents: parents, parentCount: parentCount, key: key, stream: stream)
         if compacted {
             let skeletonEnd = r.offset
             var dropped = Event.Compaction()
@@ -96,13 +110,13 @@ enum RecordCodec {
             guard link == original else {
                 throw StorageError(.corruption, "record \(id): the compacted record does not prove its original checksum (link \(link), proven \(original))")
             }
-            event.compaction = dropped
+            record.compaction = dropped
         } else {
-            event.message = flags & Flag.message != 0 ? try r.string() : nil
-            event.payload = flags & Flag.payload != 0 ? Array(try r.lengthPrefixed()) : nil
+            record.message = flags & Flag.message != 0 ? try text() : nil
+            record.payload = flags & Flag.payload != 0 ? try r.lengthPrefixed().indices : nil
             guard r.isAtEnd else { throw StorageError(.corruption, "record \(id): \(r.end - r.offset) trailing bytes") }
         }
-        return event
+        return record
     }
 
     /// The compacted form of a record: its skeleton, the sizes and checksums of its message and
@@ -252,15 +266,26 @@ enum RecordCodec {
     }
 
     static func readParents(_ r: inout ByteReader, id: EventID) throws(StorageError) -> [EventID] {
+        var parents: [EventID] = []
+        try checkParents(&r, id: id, reserve: { parents.reserveCapacity($0) }, each: { parents.append($0) })
+        return parents
+    }
+
+    /// Checks the parent list at `r`, moves past it and returns how many parents it holds:
+    /// `parse` keeps only where the list is; `StoredRecord.forEachParent` reads the checked ids.
+    @inline(__always)
+    @discardableResult
+    static func checkParents(
+        _ r: inout ByteReader, id: EventID, reserve: (Int) -> Void = { _ in }, each: (EventID) -> Void = { _ in }
+    ) throws(StorageError) -> Int {
         let count = try r.varint()
         guard count <= UInt64(r.end) else { throw StorageError(.corruption, "record \(id): parent count \(count) exceeds record") }
-        var parents: [EventID] = []
-        parents.reserveCapacity(Int(count))
+        reserve(Int(count))
         for _ in 0..<count {
             let delta = try r.varint()
             guard delta >= 1, delta < id else { throw StorageError(.corruption, "record \(id): parent delta \(delta) out of range") }
-            parents.append(id - delta)
+            each(id - delta)
         }
-        return parents
+        return Int(count)
     }
 }
