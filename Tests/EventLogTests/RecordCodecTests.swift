@@ -71,7 +71,7 @@ struct RecordCodecTests {
             for bytes in encodings {
                 let record = try RecordCodec.parse(id: id, bytes)
                 let decoded = try RecordCodec.decode(id: id, bytes)
-                #expect(record.event == decoded, "seed \(seed), id \(id)")
+                #expect(try record.event() == decoded, "seed \(seed), id \(id)")
                 #expect(record.parentCount == decoded.parents.count)
                 var differing: [String] = []
                 for layout in [EventJSON.Layout.wire, .export] {
@@ -108,7 +108,7 @@ struct RecordCodecTests {
             bytes[at + 2] = UInt8(ascii: "x")
             let fixed = RecordCodec.checksum(id: 5, bytes[0..<(bytes.count - 4)])
             bytes.replaceSubrange((bytes.count - 4)..., with: [UInt8(fixed >> 24), UInt8(fixed >> 16 & 0xFF), UInt8(fixed >> 8 & 0xFF), UInt8(fixed & 0xFF)])
-            #expect(try RecordCodec.parse(id: 5, bytes).event.type.hasPrefix(member == "TYPEBYTE" ? "TYx" : "t"), "\(member) with a valid byte")
+            #expect(try RecordCodec.parse(id: 5, bytes).event().type.hasPrefix(member == "TYPEBYTE" ? "TYx" : "t"), "\(member) with a valid byte")
         }
     }
 

@@ -33,17 +33,27 @@ public struct StoredRecord: Sendable {
         self.stream = stream
     }
 
-    public var event: Event {
+    /// The event, its strings checked to be UTF-8 as they are decoded (a record parsed without
+    /// `checkText` is checked here, once).
+    public func event() throws(StorageError) -> Event {
         var parentIDs: [EventID] = []
         parentIDs.reserveCapacity(parentCount)
         forEachParent { parentIDs.append($0) }
+        func text(_ range: Range<Int>) throws(StorageError) -> String {
+            guard let s = bytes[range].withUnsafeBytes(ByteReader.validString) else { throw Self.notUTF8(at: range.upperBound) }
+            return s
+        }
         var event = Event(
-            id: id, epoch: epoch, timeUnixNano: timeUnixNano, type: string(type), parents: parentIDs, key: key.map(string),
-            stream: stream.map(string))
-        event.message = message.map(string)
+            id: id, epoch: epoch, timeUnixNano: timeUnixNano, type: try text(type), parents: parentIDs, key: try key.map(text),
+            stream: try stream.map(text))
+        event.message = try message.map(text)
         event.payload = payload.map { Array(bytes[$0]) }
         event.compaction = compaction
         return event
+    }
+
+    static func notUTF8(at offset: Int) -> StorageError {
+        StorageError(.corruption, "invalid UTF-8 in stored string at offset \(offset)")
     }
 
     /// Each parent id, in the event's own order.
@@ -56,11 +66,6 @@ public struct StoredRecord: Sendable {
             guard let delta = Varint.read(list, at: &at) else { return }
             body(id - delta)
         }
-    }
-
-    /// A string member `parse` checked to be UTF-8.
-    func string(_ range: Range<Int>) -> String {
-        bytes[range].withUnsafeBufferPointer { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Whether stored string bytes are UTF-8: at once when they are ASCII (most names, keys and

@@ -7,14 +7,20 @@ extension EventStore {
 
     /// The event with `id`, or nil if there is none (0, or past the last committed id).
     public func event(_ id: EventID) throws(LogError) -> Event? {
-        try record(id)?.event
+        try record(id, checkText: false).map { record throws(LogError) in try read { () throws(StorageError) in try record.event() } }
     }
 
     /// The stored record of `id`, checked and read in place (`StoredRecord`), or nil as `event`.
     public func record(_ id: EventID) throws(LogError) -> StoredRecord? {
+        try record(id, checkText: true)
+    }
+
+    func record(_ id: EventID, checkText: Bool) throws(LogError) -> StoredRecord? {
         try checkNotPruned(id)
         guard id >= 1, id <= lastID else { return nil }
-        let record = try read { () throws(StorageError) in try storage.record(id).map { bytes throws(StorageError) in try RecordCodec.parse(id: id, bytes) } }
+        let record = try read { () throws(StorageError) in
+            try storage.record(id).map { bytes throws(StorageError) in try RecordCodec.parse(id: id, bytes, checkText: checkText) }
+        }
         // A prune that started after the check above may have removed it since.
         if record == nil { try checkNotPruned(id) }
         return record
@@ -35,7 +41,13 @@ extension EventStore {
     /// less than a point lookup (a filtered 80k-event ancestor set: about 5x faster). Ids below
     /// the first id when it starts are skipped; one pruned while it runs throws `.pruned`.
     public func forEachEvent(ascending ids: [EventID], _ body: (Event) throws -> Void) throws {
-        try forEachRecord(ascending: ids) { try body($0.event) }
+        guard let first = ids.first, let last = ids.last else { return }
+        let pruned = index.firstID
+        try withReader(from: first, through: last) { reader in
+            for id in ids where id >= pruned {
+                if let event = try reader.event(id) { try body(event) }
+            }
+        }
     }
 
     /// `forEachEvent` with each record read in place (`StoredRecord`), for callers that only
@@ -240,18 +252,22 @@ public final class EventReader {
     /// The event with `id`, or nil if there is none in the reader's range; throws for a pruned id
     /// as `EventStore.event` does.
     public func event(_ id: EventID) throws(LogError) -> Event? {
-        try record(id)?.event
+        try record(id, checkText: false).map { record throws(LogError) in try store.read { () throws(StorageError) in try record.event() } }
     }
 
     /// `event`, read in place (`StoredRecord`).
     public func record(_ id: EventID) throws(LogError) -> StoredRecord? {
+        try record(id, checkText: true)
+    }
+
+    private func record(_ id: EventID, checkText: Bool) throws(LogError) -> StoredRecord? {
         try store.checkNotPruned(id)
         guard range.contains(id) else { return nil }
         let near = last > 0 && id > last && id - last <= Self.stepsMax
         last = id
         guard near else {
             positioned = false
-            return try store.record(id)
+            return try store.record(id, checkText: checkText)
         }
         if positioned {
             while it.isValid, current() < id { it.next() }
@@ -265,7 +281,7 @@ public final class EventReader {
             return nil
         }
         let record = it.value
-        return try store.read { () throws(StorageError) in try RecordCodec.parse(id: id, record) }
+        return try store.read { () throws(StorageError) in try RecordCodec.parse(id: id, record, checkText: checkText) }
     }
 
     /// Throws if the iteration stopped because of an error rather than the end of its range.

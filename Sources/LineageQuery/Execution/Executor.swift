@@ -93,9 +93,12 @@ public struct Executor {
                     return .ids(kept)
                 }
                 let deadline = self.deadline
+                var checked = 0
                 do {
                     try store.forEachEvent(ascending: ids) { event in
-                        guard ContinuousClock.now <= deadline else { throw Spent() }
+                        // The clock every 64 events: read per event it was 2% of a filter's time.
+                        checked &+= 1
+                        guard checked & 63 != 0 || ContinuousClock.now <= deadline else { throw Spent() }
                         if matches(predicate, event) { kept.append(event.id) }
                     }
                 } catch is Spent {
