@@ -216,7 +216,8 @@ struct QueryRouteTests {
             let page = try await Self.post(
                 client, "{\"query\":\"events where type = \\\"fat\\\"\",\"include\":[\"payload\"],\"page_size\":200,\"budget\":{\"time_max_ms\":1}}")
             let results = try #require(page["results"] as? [[String: Any]])
-            #expect(results.count >= 1 && results.count < 200, "\(page.filter { $0.key != "results" })")
+            // The clock is read at least every 64 KiB of body, not only every 64 results.
+            #expect(results.count >= 1 && results.count < 64, "\(page.filter { $0.key != "results" })")
             #expect(page["next"] as? String != nil)
         }
     }

@@ -91,24 +91,36 @@ struct RecordCodecTests {
     }
 
     /// A string member that is not UTF-8 is refused even when the checksum covers it (a record
-    /// written by something else than this codec): it would otherwise reach a JSON answer as is.
+    /// written by something else than this codec): it would otherwise reach an answer as is.
+    /// Both ways of reading check it: `parse` for writing members from the bytes, and
+    /// `event()` for decoding (`decode`, and a record parsed without `checkText`).
     @Test func aStoredStringThatIsNotUTF8IsRefused() throws {
         var rng = SeededRandom(seed: 11)
-        for member in ["TYPEBYTE", "KEYBYTES", "MESSAGEB"] {
+        func withChecksum(_ bytes: inout [UInt8]) {
+            let crc = RecordCodec.checksum(id: 5, bytes[0..<(bytes.count - 4)])
+            bytes.replaceSubrange((bytes.count - 4)..., with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)])
+        }
+        for member in ["TYPEBYTE", "KEYBYTES", "STREAMBB", "MESSAGEB"] {
             var event = Self.randomEvent(&rng, id: 5)
             event.type = member == "TYPEBYTE" ? member : "t"
             event.key = member == "KEYBYTES" ? member : nil
+            event.stream = member == "STREAMBB" ? member : nil
             event.message = member == "MESSAGEB" ? member : nil
             var bytes = RecordCodec.encode(event)
             let at = try #require((0..<bytes.count - 8).first { Array(bytes[$0..<($0 + 8)]) == Array(member.utf8) })
             bytes[at + 2] = 0xFF
-            let crc = RecordCodec.checksum(id: 5, bytes[0..<(bytes.count - 4)])
-            bytes.replaceSubrange((bytes.count - 4)..., with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)])
+            withChecksum(&bytes)
             #expect(throws: StorageError.self, "\(member)") { try RecordCodec.parse(id: 5, bytes) }
+            #expect(throws: StorageError.self, "\(member)") { try RecordCodec.decode(id: 5, bytes) }
+            let unchecked = try RecordCodec.parse(id: 5, bytes, checkText: false)
+            #expect(throws: StorageError.self, "\(member)") { try unchecked.event() }
             bytes[at + 2] = UInt8(ascii: "x")
-            let fixed = RecordCodec.checksum(id: 5, bytes[0..<(bytes.count - 4)])
-            bytes.replaceSubrange((bytes.count - 4)..., with: [UInt8(fixed >> 24), UInt8(fixed >> 16 & 0xFF), UInt8(fixed >> 8 & 0xFF), UInt8(fixed & 0xFF)])
-            #expect(try RecordCodec.parse(id: 5, bytes).event().type.hasPrefix(member == "TYPEBYTE" ? "TYx" : "t"), "\(member) with a valid byte")
+            withChecksum(&bytes)
+            let fixed = Array(member.utf8.prefix(2)) + [UInt8(ascii: "x")] + Array(member.utf8.dropFirst(3))
+            let decoded = try RecordCodec.parse(id: 5, bytes).event()
+            let read = [decoded.type, decoded.key, decoded.stream, decoded.message].compactMap { $0 }.first { $0.count == 8 }
+            #expect(read.map { Array($0.utf8) } == fixed, "\(member) with a valid byte")
+            #expect(try RecordCodec.decode(id: 5, bytes) == decoded)
         }
     }
 

@@ -202,10 +202,6 @@ struct ReplicationStoreTests {
         func release() { for _ in 0..<8 { gate.signal() } }
     }
 
-    /// `close()` racing a fence: the fenced sequencer is out of the slot while its writer thread
-    /// is still in a commit, and the store must not close RocksDB until that thread is done.
-    /// Every wait polls with a bound (no cooperative thread is blocked, a regression fails
-    /// instead of hanging).
     /// A follower whose fsyncs keep failing refuses shipped groups past
     /// `Applier.syncFailuresMax` (nothing applied), and takes them again once the disk syncs:
     /// the retried apply tries the sync itself, since nothing else would.
@@ -241,7 +237,8 @@ struct ReplicationStoreTests {
         #expect(follower.durableID == 0, "seed \(seed)")
         let before = try Self.contents(follower)
         for _ in 0..<2 {
-            #expect(throws: LogError.self, "seed \(seed): refused while the WAL cannot be synced") { try follower.applyShipped(groups[next]) }
+            let refusal = #expect(throws: LogError.self, "seed \(seed): refused while the WAL cannot be synced") { try follower.applyShipped(groups[next]) }
+            #expect(refusal?.code == .storage && refusal?.message.contains("could not be synced") == true, "\(String(describing: refusal))")
         }
         #expect(try Self.contents(follower) == before)
         #expect(failures.load(ordering: .relaxed) == Applier.syncFailuresMax + 2, "each refused apply tried a sync")
@@ -256,6 +253,10 @@ struct ReplicationStoreTests {
         try Self.expectClean(follower, seed, "follower after the disk synced again")
     }
 
+    /// `close()` racing a fence: the fenced sequencer is out of the slot while its writer thread
+    /// is still in a commit, and the store must not close RocksDB until that thread is done.
+    /// Every wait polls with a bound (no cooperative thread is blocked, a regression fails
+    /// instead of hanging).
     @Test func closeWaitsForASequencerBeingFenced() async throws {
         for stepDown in [false, true] {
             let path = try TempDir.make("fence-close")

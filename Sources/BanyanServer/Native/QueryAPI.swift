@@ -15,7 +15,8 @@ import LineageQuery
 /// One request's memory is bounded: the executor's by its node budget (ids, visited sets and
 /// path trees are each at most a few bytes per budget unit, and a path in the answer costs its
 /// length), the response's by `queryPageBytesMax`: a page ends early, with a cursor, once it
-/// holds that many bytes or the time budget is spent, after at least one result.
+/// holds that many bytes or the time budget is spent (looked at every 64 results or 64 KiB),
+/// after at least one result.
 package struct QueryAPI: Sendable {
     let store: EventStore
     let config: ServerConfiguration
@@ -224,9 +225,13 @@ package struct QueryAPI: Sendable {
         return parts.isEmpty ? .null : .string(parts.joined(separator: "; "))
     }
 
+    /// Bytes a page writes between two reads of the clock, at most (and 64 positions).
+    static let clockBytes = 64 << 10
+
     /// Writes results `page.offset ..< count` separated by commas until the page holds
-    /// `page.size` results or `page.bytesMax` bytes or the deadline passes (at least one result
-    /// is always written, so paging always moves on); returns the next page's cursor, nil at the end.
+    /// `page.size` results or `page.bytesMax` bytes or the deadline has passed at one of the
+    /// clock's reads (every 64 positions or 64 KiB; at least one result is always written, so
+    /// paging always moves on); returns the next page's cursor, nil at the end.
     private static func writePage(
         of count: Int, upTo stop: Int? = nil, _ page: Page, into w: inout JSONWriter, _ item: (Int, inout JSONWriter) throws -> Bool
     ) throws -> String? {
@@ -236,10 +241,18 @@ package struct QueryAPI: Sendable {
         let start = w.bytes.count
         var written = 0
         var position = page.offset
+        var clockReadAt = start
         let stop = min(count, stop ?? count)
         while position < stop, written < page.size {
-            // The clock every 64 results: read per result it was 2% of a 10,000-result page.
-            if written > 0, w.bytes.count - start >= page.bytesMax || (written & 63 == 0 && ContinuousClock.now > page.deadline) { break }
+            if written > 0 {
+                if w.bytes.count - start >= page.bytesMax { break }
+                // The clock every 64 positions or 64 KiB written, whichever comes first: read
+                // per result it was 2% of a 10,000-result page.
+                if (position - page.offset) & 63 == 0 || w.bytes.count - clockReadAt >= Self.clockBytes {
+                    clockReadAt = w.bytes.count
+                    if ContinuousClock.now > page.deadline { break }
+                }
+            }
             let mark = w.bytes.count
             if written > 0 { w.writeRaw(",") }
             if try item(position, &w) { written += 1 } else { w.bytes.removeSubrange(mark...) }

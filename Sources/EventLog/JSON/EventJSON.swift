@@ -132,7 +132,10 @@ extension Event: EventJSON.Source {
 }
 
 extension StoredRecord: EventJSON.Source {
-    public func writeType(into w: inout JSONWriter) { w.writeString(utf8: bytes[type]) }
+    public func writeType(into w: inout JSONWriter) {
+        assert(textChecked, "a record parsed without checkText is decoded, not written from its bytes")
+        w.writeString(utf8: bytes[type])
+    }
 
     public func writeParents(into w: inout JSONWriter) {
         w.writeRaw("[")
@@ -154,6 +157,7 @@ extension StoredRecord: EventJSON.Source {
         case .stream: range = stream
         }
         guard let range else { return }
+        assert(textChecked, "a record parsed without checkText is decoded, not written from its bytes")
         w.writeRaw(prefix)
         if member == .payload { w.bytes.append(contentsOf: bytes[range]) } else { w.writeString(utf8: bytes[range]) }
     }

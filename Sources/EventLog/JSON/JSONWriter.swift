@@ -83,7 +83,7 @@ public struct JSONWriter: Sendable {
     }
 
     /// Writes UTF-8 text (already checked to be UTF-8) as a quoted JSON string, as `writeString`.
-    public mutating func writeString(utf8: ArraySlice<UInt8>) {
+    mutating func writeString(utf8: ArraySlice<UInt8>) {
         utf8.withUnsafeBufferPointer { appendQuoted($0) }
     }
 

@@ -101,7 +101,8 @@ enum RecordCodec {
         let key = flags & Flag.key != 0 ? try text() : nil
         let stream = flags & Flag.stream != 0 ? try text() : nil
         var record = StoredRecord(
-            id: id, bytes: bytes, epoch: epoch, timeUnixNano: time, type: type, parents: parents, parentCount: parentCount, key: key, stream: stream)
+            id: id, bytes: bytes, epoch: epoch, timeUnixNano: time, type: type, parents: parents, parentCount: parentCount, key: key, stream: stream,
+            textChecked: checkText)
         if compacted {
             let skeletonEnd = r.offset
             var dropped = Event.Compaction()

@@ -17,11 +17,14 @@ public struct StoredRecord: Sendable {
     /// Compact JSON text, spliced into answers as-is (as `Event.payload` is).
     var payload: Range<Int>?
     public internal(set) var compaction: Event.Compaction?
+    /// `parse` checked the strings: only then may `EventJSON` write them from the bytes.
+    let textChecked: Bool
 
     init(
         id: EventID, bytes: [UInt8], epoch: UInt64, timeUnixNano: Int64, type: Range<Int>, parents: Range<Int>, parentCount: Int,
-        key: Range<Int>?, stream: Range<Int>?
+        key: Range<Int>?, stream: Range<Int>?, textChecked: Bool
     ) {
+        self.textChecked = textChecked
         self.id = id
         self.bytes = bytes
         self.epoch = epoch

@@ -41,23 +41,21 @@ extension EventStore {
     /// less than a point lookup (a filtered 80k-event ancestor set: about 5x faster). Ids below
     /// the first id when it starts are skipped; one pruned while it runs throws `.pruned`.
     public func forEachEvent(ascending ids: [EventID], _ body: (Event) throws -> Void) throws {
-        guard let first = ids.first, let last = ids.last else { return }
-        let pruned = index.firstID
-        try withReader(from: first, through: last) { reader in
-            for id in ids where id >= pruned {
-                if let event = try reader.event(id) { try body(event) }
-            }
-        }
+        try forEach(ascending: ids, read: { try $0.event($1) }, body)
     }
 
     /// `forEachEvent` with each record read in place (`StoredRecord`), for callers that only
     /// write its members out.
     public func forEachRecord(ascending ids: [EventID], _ body: (StoredRecord) throws -> Void) throws {
+        try forEach(ascending: ids, read: { try $0.record($1) }, body)
+    }
+
+    private func forEach<T>(ascending ids: [EventID], read: (EventReader, EventID) throws -> T?, _ body: (T) throws -> Void) throws {
         guard let first = ids.first, let last = ids.last else { return }
         let pruned = index.firstID
         try withReader(from: first, through: last) { reader in
             for id in ids where id >= pruned {
-                if let record = try reader.record(id) { try body(record) }
+                if let item = try read(reader, id) { try body(item) }
             }
         }
     }

@@ -280,7 +280,9 @@ public final class EventStore: Sendable {
         // A follower's fsync under way ends before RocksDB closes; none begins after `closed`.
         followerSync.withLock { _ in }
         if let applier {
-            if writer == nil, !applier.isDurable { shipping.withLock { _ in applier.syncNow() } }
+            // Under the shipping lock: an `applyShipped` that began before `closed` ends first,
+            // and none applies after it.
+            shipping.withLock { _ in if writer == nil, !applier.isDurable { applier.syncNow() } }
             // Best effort: on failure the WAL still holds everything and the next open replays it.
             try? storage.db.flushAll()
         }
