@@ -1,7 +1,7 @@
 /// One stored record, checked and read in place (`RecordCodec.parse`): where each member is in
-/// its bytes. `event` builds the `Event`; `EventJSON` writes the members straight from the
-/// bytes, so a query page or a tree's meta members cost no `Event` per record (its strings,
-/// parent array and payload copy were half of reading a 10,000-result page).
+/// its bytes. `event()` builds the `Event`; `EventJSON` writes the members straight from the
+/// bytes, so a query page or a tree's meta members cost no `Event` per record (building one,
+/// its strings, parent array and payload copy, was half of reading a record for a page).
 public struct StoredRecord: Sendable {
     public let id: EventID
     let bytes: [UInt8]
@@ -24,7 +24,6 @@ public struct StoredRecord: Sendable {
         id: EventID, bytes: [UInt8], epoch: UInt64, timeUnixNano: Int64, type: Range<Int>, parents: Range<Int>, parentCount: Int,
         key: Range<Int>?, stream: Range<Int>?, textChecked: Bool
     ) {
-        self.textChecked = textChecked
         self.id = id
         self.bytes = bytes
         self.epoch = epoch
@@ -34,6 +33,7 @@ public struct StoredRecord: Sendable {
         self.parentCount = parentCount
         self.key = key
         self.stream = stream
+        self.textChecked = textChecked
     }
 
     /// The event, its strings checked to be UTF-8 as they are decoded (a record parsed without

@@ -95,7 +95,7 @@ public struct Executor {
                 let deadline = self.deadline
                 // Work since the clock was read: an event, and one more per KiB of its message
                 // and payload. The clock once 64 have passed: read per event it was 2% of a
-                // filter's time, and a large event still reads it at once.
+                // filter's time, and an event of 63 KiB or more reads it at once.
                 var work = 0
                 do {
                     try store.forEachEvent(ascending: ids) { event in
