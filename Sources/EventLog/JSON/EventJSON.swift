@@ -137,16 +137,7 @@ extension StoredRecord: EventJSON.Source {
         w.writeString(utf8: bytes[type])
     }
 
-    public func writeParents(into w: inout JSONWriter) {
-        w.writeRaw("[")
-        var first = true
-        forEachParent { parent in
-            if !first { w.writeRaw(",") }
-            first = false
-            w.writeUInt(parent)
-        }
-        w.writeRaw("]")
-    }
+    public func writeParents(into w: inout JSONWriter) { w.writeIDs(parentIDs) }
 
     public func write(_ member: EventJSON.OptionalMember, _ prefix: StaticString, into w: inout JSONWriter) {
         let range: Range<Int>?

@@ -15,7 +15,7 @@ extension JSONWriter {
     }
 
     /// Writes `[1,2,3]`.
-    public mutating func writeIDs(_ ids: [UInt64]) {
+    public mutating func writeIDs(_ ids: some Sequence<UInt64>) {
         writeRaw("[")
         for (i, id) in ids.enumerated() {
             if i > 0 { writeRaw(",") }

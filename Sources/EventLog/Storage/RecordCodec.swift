@@ -276,7 +276,7 @@ enum RecordCodec {
     }
 
     /// Checks the parent list at `r`, moves past it and returns how many parents it holds:
-    /// `parse` keeps only where the list is; `StoredRecord.forEachParent` reads the checked ids.
+    /// `parse` keeps only where the list is; `StoredRecord.parentIDs` reads the checked ids.
     @inline(__always)
     @discardableResult
     static func checkParents(

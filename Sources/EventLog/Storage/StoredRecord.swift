@@ -39,15 +39,12 @@ public struct StoredRecord: Sendable {
     /// The event, its strings checked to be UTF-8 as they are decoded (a record parsed without
     /// `checkText` is checked here, once).
     public func event() throws(StorageError) -> Event {
-        var parentIDs: [EventID] = []
-        parentIDs.reserveCapacity(parentCount)
-        forEachParent { parentIDs.append($0) }
         func text(_ range: Range<Int>) throws(StorageError) -> String {
             guard let s = bytes[range].withUnsafeBytes(ByteReader.validString) else { throw Self.notUTF8(at: range.upperBound) }
             return s
         }
         var event = Event(
-            id: id, epoch: epoch, timeUnixNano: timeUnixNano, type: try text(type), parents: parentIDs, key: try key.map(text),
+            id: id, epoch: epoch, timeUnixNano: timeUnixNano, type: try text(type), parents: Array(parentIDs), key: try key.map(text),
             stream: try stream.map(text))
         event.message = try message.map(text)
         event.payload = payload.map { Array(bytes[$0]) }
@@ -59,15 +56,27 @@ public struct StoredRecord: Sendable {
         StorageError(.corruption, "invalid UTF-8 in stored string at offset \(offset)")
     }
 
-    /// Each parent id, in the event's own order.
-    func forEachParent(_ body: (EventID) -> Void) {
+    /// The parent ids, in the event's own order, read from the list `parse` checked.
+    var parentIDs: ParentIDs {
         var at = parents.lowerBound
         let list = bytes[..<parents.upperBound]
-        // `parse` checked the list: the count and every delta are there and in range.
-        guard let count = Varint.read(list, at: &at) else { return }
-        for _ in 0..<count {
-            guard let delta = Varint.read(list, at: &at) else { return }
-            body(id - delta)
+        let count = Varint.read(list, at: &at) ?? 0
+        return ParentIDs(id: id, list: list, at: at, left: count)
+    }
+
+    struct ParentIDs: Sequence, IteratorProtocol {
+        let id: EventID
+        let list: ArraySlice<UInt8>
+        var at: Int
+        var left: UInt64
+
+        var underestimatedCount: Int { Int(left) }
+
+        mutating func next() -> EventID? {
+            // `parse` checked the list: the count and every delta are there and in range.
+            guard left > 0, let delta = Varint.read(list, at: &at) else { return nil }
+            left -= 1
+            return id - delta
         }
     }
 

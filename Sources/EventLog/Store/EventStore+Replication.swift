@@ -165,16 +165,24 @@ extension EventStore {
     public func applyShipped(_ bytes: [UInt8]) throws(LogError) -> EventID {
         guard let applier else { throw LogError(.invalidArgument, "the store is open read-only") }
         let group = try storageCall { () throws(StorageError) in try CommitGroup.decode(bytes) }
-        // Refused after failed fsyncs: a follower has no idle timer to sync again (a leader's
-        // committer has), and the `Follower` service syncs only after an applied pull, so each
-        // retried pull tries the sync first (through `syncShipped`, so that follower syncs run
-        // one at a time). Without it, a disk that recovers would leave the follower refusing
-        // until restarted.
-        if shipping.withLock({ _ in applier.refusal != nil }) { syncShipped() }
-        try shipping.withLock { _ throws(LogError) in
-            guard !closed.load(ordering: .acquiring) else { throw LogError(.closed, "the store is closed") }
-            guard sequencer.withLock({ $0 }) == nil else { throw LogError(.conflict, "this node is the leader; it applies no shipped groups") }
-            try applier.apply(group, wantsSync: false)
+        func apply() throws(LogError) {
+            try shipping.withLock { _ throws(LogError) in
+                guard !closed.load(ordering: .acquiring) else { throw LogError(.closed, "the store is closed") }
+                guard sequencer.withLock({ $0 }) == nil else { throw LogError(.conflict, "this node is the leader; it applies no shipped groups") }
+                try applier.apply(group, wantsSync: false)
+            }
+        }
+        do {
+            try apply()
+        } catch {
+            // Refused after failed fsyncs: a follower has no idle timer to sync again (a
+            // leader's committer has), and the `Follower` service syncs only after an applied
+            // pull, so a refused apply tries the sync (through `syncShipped`, so that follower
+            // syncs run one at a time) and then itself once more. Without it, a disk that
+            // recovers would leave the follower refusing until restarted.
+            guard shipping.withLock({ _ in applier.refusal != nil }) else { throw error }
+            syncShipped()
+            try apply()
         }
         return group.last
     }
